@@ -1,0 +1,120 @@
+//! `ticket mask`: statistics, IoU (early-bird tickets), apply, and classifier → detector transfer.
+use super::{emit, pct, table};
+use crate::error::Result;
+use crate::model::{Masks, ModelState};
+use crate::prune::ops;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum MaskCommand {
+    /// Kept weights and sparsity per tensor and overall.
+    Stats {
+        masks: PathBuf,
+        /// List every tensor, not only the totals.
+        #[arg(long)]
+        layers: bool,
+    },
+    /// Intersection over union of the kept weights of two mask files.
+    Iou { a: PathBuf, b: PathBuf },
+    /// Apply a mask file to a model and export it.
+    Apply {
+        model: PathBuf,
+        masks: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Also write the compact ticket form.
+        #[arg(long)]
+        compact: Option<PathBuf>,
+        /// Check the export in ONNX Runtime against the model with the masks applied in memory.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Move a torchvision classifier's mask onto a detector's backbone by parameter name.
+    Transfer {
+        /// Masks of a ResNet classifier (`layer1.0.conv1.weight`, ...).
+        masks: PathBuf,
+        /// The detector whose backbone receives them.
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
+pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
+    match cmd {
+        MaskCommand::Stats { masks, layers } => {
+            let s = ops::stats(&Masks::load(&masks)?);
+            emit(json, &s, |s| {
+                let mut out = String::new();
+                if layers {
+                    let rows: Vec<Vec<String>> =
+                        s.tensors.iter().map(|t| vec![t.name.clone(), t.numel.to_string(), t.kept.to_string(), pct(t.sparsity)]).collect();
+                    out += &table(&["Tensor", "Numel", "Kept", "Sparsity"], &rows);
+                }
+                out + &format!("{} tensors, {} weights, {} kept, sparsity {}\n", s.tensors.len(), s.numel, s.kept, pct(s.sparsity))
+            });
+            Ok(())
+        }
+        MaskCommand::Iou { a, b } => {
+            let r = ops::iou(&Masks::load(&a)?, &a, &Masks::load(&b)?, &b)?;
+            emit(json, &r, |r| {
+                let mut out = format!("IoU {:.4} ({} kept in both, {} in either) over {} tensors\n", r.iou, r.intersection, r.union, r.tensors.len());
+                for (label, names) in [("only in the first", &r.only_in_a), ("only in the second", &r.only_in_b)] {
+                    if !names.is_empty() {
+                        out += &format!("{} tensors {label} (ignored)\n", names.len());
+                    }
+                }
+                out
+            });
+            Ok(())
+        }
+        MaskCommand::Apply { model, masks, output, compact, verify } => {
+            let mut state = ModelState::import(&model)?;
+            let ext = state.source.external_files();
+            let mut inputs: Vec<&Path> = vec![&model, &masks];
+            inputs.extend(ext.iter().map(PathBuf::as_path));
+            state.apply_masks(Masks::load(&masks)?, &masks)?;
+            let sizes = super::prune::write_outputs(&state, &output, None, compact.as_deref(), &inputs)?;
+            let diffs = verify.then(|| super::prune::verify(&state, &output)).transpose()?;
+            #[derive(Serialize)]
+            struct Applied {
+                output: PathBuf,
+                masked_tensors: usize,
+                pruned: usize,
+                sizes: super::prune::Sizes,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                verify: Option<Vec<crate::runtime::ort_check::OutputDiff>>,
+            }
+            let r = Applied {
+                output,
+                masked_tensors: state.masks.map.len(),
+                pruned: state.masks.total() - state.masks.kept(),
+                sizes,
+                verify: diffs,
+            };
+            emit(json, &r, |r| {
+                format!("{}: {} tensors masked, {} weights set to zero, {} bytes\n", r.output.display(), r.masked_tensors, r.pruned, r.sizes.output_bytes)
+            });
+            Ok(())
+        }
+        MaskCommand::Transfer { masks, to, output } => {
+            crate::fsio::ensure_distinct(&output, &[&masks, &to])?;
+            let src = Masks::load(&masks)?;
+            let detector = ModelState::import(&to)?;
+            let (out, report) = ops::transfer(&src, &masks, &detector)?;
+            out.save(&output, &[("transferred_from", masks.display().to_string()), ("model", to.display().to_string())])?;
+            emit(json, &report, |r| {
+                format!(
+                    "{}: {} backbone masks transferred, {} source masks unused ({})\n",
+                    output.display(),
+                    r.transferred.len(),
+                    r.unused.len(),
+                    r.unused.join(", ")
+                )
+            });
+            Ok(())
+        }
+    }
+}

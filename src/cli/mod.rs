@@ -1,0 +1,109 @@
+//! One file per command. Each command computes a serialisable report; `emit` prints it as JSON (`--json`) or
+//! as the command's text form.
+mod bench;
+mod check;
+mod demo;
+mod inspect;
+mod mask;
+mod prune;
+mod unpack;
+
+use crate::error::Result;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+#[derive(Parser, Debug)]
+#[command(name = "ticket", version, about = "Turn dense two-stage detectors (ONNX) into sparse lottery tickets for CPU inference")]
+pub struct Cli {
+    /// Print a machine-readable JSON report on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the detected architecture and, per module group, parameters, prunable weights and sparsity.
+    Inspect(inspect::Args),
+    /// Magnitude-prune a model (global or layer-wise, chosen modules, IMP rounds) and export it.
+    Prune(prune::Args),
+    /// Mask files: statistics, IoU, applying one to a model, transferring a classifier's backbone mask.
+    #[command(subcommand)]
+    Mask(mask::MaskCommand),
+    /// Turn a compact ticket file back into a plain ONNX model.
+    Unpack(unpack::Args),
+    /// Run a model in ONNX Runtime, and compare it with a reference model (with masks applied) if given.
+    Check(check::Args),
+    /// The main job on the embedded default model: import, inspect, prune 80%, export, check in ONNX Runtime.
+    Demo(demo::Args),
+    /// Benchmarks that print ratios against baselines measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a, json),
+        Command::Prune(a) => prune::run(a, json),
+        Command::Mask(c) => mask::run(c, json),
+        Command::Unpack(a) => unpack::run(a, json),
+        Command::Check(a) => check::run(a, json),
+        Command::Demo(a) => demo::run(a, json),
+        Command::Bench(c) => bench::run(c, json),
+    }
+}
+
+/// Prints a report: JSON when asked, else the text the command renders.
+pub(crate) fn emit<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("reports serialise"));
+    } else {
+        print!("{}", text(report));
+    }
+}
+
+/// A progress bar on stderr, hidden for `--json` runs and when stderr is not a terminal.
+pub(crate) fn progress(len: u64, msg: &str, json: bool) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "),
+    );
+    bar.set_message(msg.to_string());
+    bar
+}
+
+pub(crate) fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
+    };
+    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    out += &line(widths.iter().map(|w| "-".repeat(*w)).collect());
+    for r in rows {
+        out += &line(r.clone());
+    }
+    out
+}

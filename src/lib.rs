@@ -1,0 +1,12 @@
+//! ticket: dense two-stage detectors in, sparse lottery tickets out. The pipeline runs one way:
+//! import (onnx → model) → prune → export, with runtime checks in ONNX Runtime.
+pub mod error;
+pub mod export;
+pub mod cli;
+pub mod fsio;
+pub mod model;
+pub mod onnx;
+pub mod prune;
+pub mod runtime;
+
+pub use error::{Error, Result};

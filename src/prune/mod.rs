@@ -1,0 +1,162 @@
+//! Magnitude pruning (the seed's IMP): global or layer-wise, over chosen module groups, on a round schedule.
+pub mod ops;
+pub mod select;
+
+use crate::error::{Error, Result};
+use crate::model::{Mask, ModelState, ModuleGroup, Role};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Rank all selected weights together (the seed's choice above ~60% sparsity).
+    Global,
+    /// Prune every tensor to the same fraction.
+    Layer,
+}
+
+/// Options as the user gave them; `check` turns them into `PruneValid` or says what is wrong.
+#[derive(Clone, Debug)]
+pub struct PruneParams {
+    pub sparsity: f64,
+    pub scope: Scope,
+    pub modules: Option<Vec<String>>,
+    pub rounds: usize,
+    pub round: usize,
+    pub include_bias: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct PruneValid(PruneParams);
+
+impl PruneParams {
+    pub fn check(self) -> Result<PruneValid> {
+        if !(0.0..1.0).contains(&self.sparsity) || self.sparsity.is_nan() {
+            return Err(Error::Input(format!("--sparsity {} is outside [0, 1)", self.sparsity)));
+        }
+        if self.rounds == 0 {
+            return Err(Error::Input("--rounds must be at least 1".into()));
+        }
+        if self.round == 0 || self.round > self.rounds {
+            return Err(Error::Input(format!("--round {} is outside 1..={}", self.round, self.rounds)));
+        }
+        if let Some(m) = &self.modules {
+            if m.is_empty() {
+                return Err(Error::Input("--modules is empty".into()));
+            }
+        }
+        Ok(PruneValid(self))
+    }
+}
+
+impl PruneValid {
+    pub fn params(&self) -> &PruneParams {
+        &self.0
+    }
+
+    /// IMP's schedule: after round r of k, (1-S)^(r/k) of the selected weights are kept, so each round keeps
+    /// the same fraction p^(1/k) of what the previous one kept.
+    pub fn kept_fraction(&self) -> f64 {
+        let p = &self.0;
+        (1.0 - p.sparsity).powf(p.round as f64 / p.rounds as f64)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorReport {
+    pub name: String,
+    pub group: ModuleGroup,
+    pub numel: usize,
+    pub kept: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PruneReport {
+    pub scope: Scope,
+    pub round: usize,
+    pub rounds: usize,
+    pub target_sparsity: f64,
+    pub selected_weights: usize,
+    pub selected_kept: usize,
+    pub selected_sparsity: f64,
+    pub network_weights: usize,
+    pub network_pruned: usize,
+    pub network_sparsity: f64,
+    pub tensors: Vec<TensorReport>,
+}
+
+fn check_modules(state: &ModelState, modules: &[String]) -> Result<Vec<ModuleGroup>> {
+    let present: Vec<ModuleGroup> = state.groups().into_keys().collect();
+    modules
+        .iter()
+        .map(|m| {
+            let g = ModuleGroup::parse(m.trim());
+            if present.contains(&g) {
+                Ok(g)
+            } else {
+                let names: Vec<String> = present.iter().map(ModuleGroup::key).collect();
+                Err(Error::input(state.path(), format!("module group '{m}' is not in this model (it has: {})", names.join(", "))))
+            }
+        })
+        .collect()
+}
+
+/// Prunes `state` in place: new masks for the selected tensors, masked weights set to exactly zero.
+pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
+    let p = opts.params();
+    let groups = p.modules.as_deref().map(|m| check_modules(state, m)).transpose()?;
+    let selected: Vec<usize> = state
+        .weights
+        .tensors
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.role == Role::Weight || (p.include_bias && w.role == Role::Bias))
+        .filter(|(_, w)| groups.as_ref().is_none_or(|g| g.contains(&w.group)))
+        .map(|(i, _)| i)
+        .collect();
+    if selected.is_empty() {
+        return Err(Error::input(state.path(), "no prunable weights (no float initializer feeds a Conv, ConvTranspose, Gemm or MatMul) in the selected modules"));
+    }
+    let fraction = opts.kept_fraction();
+    let tensors = &state.weights.tensors;
+    let inputs: Vec<select::Input> = selected
+        .iter()
+        .map(|&i| select::Input { values: &tensors[i].values, prev: state.masks.map.get(&tensors[i].name).map(|m| &m.keep[..]) })
+        .collect();
+    let keep_of = |n: usize| ((n as f64) * fraction).round() as usize;
+    let masks = match p.scope {
+        Scope::Global => select::keep_top_k(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum())),
+        Scope::Layer => inputs.iter().map(|inp| select::keep_top_k(std::slice::from_ref(inp), keep_of(inp.values.len())).remove(0)).collect(),
+    };
+    drop(inputs);
+
+    let mut reports = Vec::with_capacity(selected.len());
+    for (&i, keep) in selected.iter().zip(masks) {
+        let w = &mut state.weights.tensors[i];
+        for (v, &k) in w.values.iter_mut().zip(&keep) {
+            if k == 0 {
+                *v = 0.0;
+            }
+        }
+        let kept = keep.iter().map(|&k| k as usize).sum();
+        reports.push(TensorReport { name: w.name.clone(), group: w.group.clone(), numel: w.numel(), kept });
+        state.masks.map.insert(w.name.clone(), Mask { shape: w.shape.clone(), keep });
+    }
+    let selected_weights: usize = reports.iter().map(|r| r.numel).sum();
+    let selected_kept: usize = reports.iter().map(|r| r.kept).sum();
+    let network_weights = state.weights.total();
+    let network_pruned = state.masks.total() - state.masks.kept();
+    Ok(PruneReport {
+        scope: p.scope,
+        round: p.round,
+        rounds: p.rounds,
+        target_sparsity: 1.0 - fraction,
+        selected_weights,
+        selected_kept,
+        selected_sparsity: 1.0 - selected_kept as f64 / selected_weights as f64,
+        network_weights,
+        network_pruned,
+        network_sparsity: network_pruned as f64 / network_weights as f64,
+        tensors: reports,
+    })
+}

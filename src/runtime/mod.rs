@@ -1,0 +1,2 @@
+//! Engines that run ONNX graphs. ONNX Runtime (through `ort`) checks exports against the original model.
+pub mod ort_check;
