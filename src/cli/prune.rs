@@ -54,6 +54,9 @@ pub struct Sizes {
     pub compact_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compact_ratio: Option<f64>,
+    /// Of the compact file, the bytes of the graph skeleton (small models are mostly graph).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compact_graph_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -91,14 +94,13 @@ pub(crate) fn write_outputs(
         state.masks.save(m, &[("model", state.path().display().to_string())])?;
     }
     let input_bytes = input_size(state);
-    let compact_bytes = compact
-        .map(|c| crate::export::compact::pack(&state.source, &state.changed_initializers()?, c).map(|r| r.compact_bytes))
-        .transpose()?;
+    let packed = compact.map(|c| crate::export::compact::pack(&state.source, &state.changed_initializers()?, c)).transpose()?;
     Ok(Sizes {
         input_bytes,
         output_bytes: saved.total(),
-        compact_bytes,
-        compact_ratio: compact_bytes.map(|c| c as f64 / saved.total() as f64),
+        compact_bytes: packed.as_ref().map(|p| p.compact_bytes),
+        compact_ratio: packed.as_ref().map(|p| p.compact_bytes as f64 / saved.total() as f64),
+        compact_graph_bytes: packed.as_ref().map(|p| p.graph_bytes),
     })
 }
 

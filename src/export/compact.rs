@@ -43,6 +43,8 @@ pub fn load_any(path: &Path) -> Result<OnnxModel> {
 pub struct PackReport {
     pub packed_tensors: usize,
     pub compact_bytes: u64,
+    /// Bytes of the graph skeleton (nodes, attributes, the initializers left dense) inside the compact file.
+    pub graph_bytes: u64,
 }
 
 /// Writes `model` with initializer data replaced by `replace`, in compact form.
@@ -93,6 +95,7 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
         payload.push((values_key(&name), Dtype::F32, vec![nnz], kept));
     }
     let graph_bytes = proto.encode_to_vec();
+    let graph_len = graph_bytes.len() as u64;
     let packed_tensors = payload.len() / 2;
     payload.push((GRAPH_KEY.to_string(), Dtype::U8, vec![graph_bytes.len()], graph_bytes));
     let views = payload
@@ -106,7 +109,7 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
     ]);
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::input(out, e))?;
     crate::fsio::write_atomic(out, &bytes)?;
-    Ok(PackReport { packed_tensors, compact_bytes: bytes.len() as u64 })
+    Ok(PackReport { packed_tensors, compact_bytes: bytes.len() as u64, graph_bytes: graph_len })
 }
 
 /// Rebuilds the plain ONNX model held in a compact file.

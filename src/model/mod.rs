@@ -82,6 +82,9 @@ pub struct ModelState {
     pub weights: Weights,
     pub masks: Masks,
     pub constants: Constants,
+    /// Folded FrozenBatchNorm affine tensors (`backbone.body.bn1.scale` / `.shift`), found by their position
+    /// after a Conv (the consuming Mul/Add node's scope). Not parameters: the emitted graphs need them.
+    pub buffers: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 const BUFFER_SUFFIXES: &[&str] = &[".running_mean", ".running_var", ".num_batches_tracked"];
@@ -95,7 +98,13 @@ impl ModelState {
         let graph = source.graph();
         // Which op consumes each initializer, and as which input: that decides weight vs bias.
         let mut uses: HashMap<&str, (Role, &str, &str)> = HashMap::new();
+        let mut affine: HashMap<&str, (&str, &str)> = HashMap::new();
         for_each_node(graph, &mut |node| {
+            if matches!(node.op_type(), "Mul" | "Add") {
+                for input in &node.input {
+                    affine.entry(input.as_str()).or_insert((node.op_type(), node.name()));
+                }
+            }
             let op = node.op_type();
             let role_of = |i: usize| match (op, i) {
                 ("Conv" | "ConvTranspose" | "Gemm", 1) => Some(Role::Weight),
@@ -113,11 +122,17 @@ impl ModelState {
         let mut weights = Vec::new();
         let mut constants = Constants::default();
         let mut anonymous = Vec::new();
+        let mut buffers = BTreeMap::new();
         for init in graph.initializer.iter().filter(|t| tensor::is_float(t)) {
             let name = init.name();
             let use_ = uses.get(name).copied();
             let named_param = names::is_param_name(name) && !BUFFER_SUFFIXES.iter().any(|s| name.ends_with(s));
             if !named_param && use_.is_none() {
+                if let Some(b) = affine.get(name).and_then(|(op, node)| names::affine_buffer(op, node)) {
+                    let v = source.f32_values(init)?;
+                    let shape = tensor::dims(init).map_err(|e| Error::input(&source.path, format!("initializer '{name}': {e}")))?;
+                    buffers.entry(b).or_insert((shape, v));
+                }
                 constants.tensors += 1;
                 constants.values += tensor::numel(init).unwrap_or(0);
                 continue;
@@ -161,7 +176,7 @@ impl ModelState {
                 _ => ModuleGroup::of_generic(&w.name, node_of.get(&w.initializer).map(String::as_str)),
             };
         }
-        Ok(ModelState { source, arch, weights: Weights { tensors: weights }, masks: Masks::default(), constants })
+        Ok(ModelState { source, arch, weights: Weights { tensors: weights }, masks: Masks::default(), constants, buffers })
     }
 
     pub fn path(&self) -> &Path {

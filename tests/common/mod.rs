@@ -1,0 +1,87 @@
+//! Helpers shared by the integration tests: fixture paths, running the real `ticket` binary, the Python
+//! references from tools/ (run in the venv that tools/test.sh sets up).
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Fixture folder: tests/fixtures, or TICKET_FIXTURES to run the same tests on other exports (the full-size
+/// models written by `tools/export_models.py --full`).
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("TICKET_FIXTURES").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    let p = fixtures().join(name);
+    assert!(p.exists(), "missing fixture {} (regenerate with tools/export_models.py)", p.display());
+    p
+}
+
+pub const DETECTORS: &[&str] = &["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "maskrcnn_r50_fpn", "keypointrcnn_r50_fpn"];
+pub const CLASSIFIERS: &[&str] = &["resnet18", "resnet50"];
+
+pub fn all_models() -> Vec<&'static str> {
+    DETECTORS.iter().chain(CLASSIFIERS).copied().collect()
+}
+
+pub fn ticket(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
+    for a in args {
+        cmd.arg(a.as_ref());
+    }
+    cmd.output().expect("run ticket")
+}
+
+/// Runs ticket, asserting success, and returns its parsed `--json` report.
+pub fn ticket_json(args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = args.to_vec();
+    all.push(&"--json");
+    let out = ticket(&all);
+    assert!(
+        out.status.success(),
+        "ticket {:?} failed ({:?}): {}",
+        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ticket --json prints JSON")
+}
+
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("TICKET_PYTHON").map(PathBuf::from).expect("TICKET_PYTHON is not set: run the tests through tools/test.sh");
+    assert!(p.exists(), "TICKET_PYTHON={} does not exist: run tools/setup.sh", p.display());
+    p
+}
+
+/// Runs a tools/ script in the test venv, asserting success; returns stdout.
+pub fn tool(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let mut cmd = Command::new(python());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(script));
+    for a in args {
+        cmd.arg(a.as_ref());
+    }
+    let out = cmd.output().expect("run python");
+    assert!(out.status.success(), "{script} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Tensors of a safetensors file as f32/i64 values widened to f64, by name.
+pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(path).expect("read safetensors");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let vals: Vec<f64> = match v.dtype() {
+                safetensors::Dtype::F32 => v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                safetensors::Dtype::I64 => v.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                safetensors::Dtype::U8 => v.data().iter().map(|&b| b as f64).collect(),
+                d => panic!("{}: unexpected dtype {d:?} for {name}", path.display()),
+            };
+            (name, (v.shape().to_vec(), vals))
+        })
+        .collect()
+}
