@@ -4,6 +4,7 @@ pub mod error;
 pub mod export;
 pub mod cli;
 pub mod fsio;
+pub mod graph;
 pub mod model;
 pub mod onnx;
 pub mod prune;

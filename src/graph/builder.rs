@@ -1,0 +1,136 @@
+//! A small ONNX graph builder over the prost types: initializers from f32 data, nodes with attributes, inputs
+//! and outputs with concrete shapes. Emitted graphs declare IR 8 / opset 17, which tract and ORT 1.19 both load.
+use crate::onnx::proto::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+
+pub const IR_VERSION: i64 = 8;
+pub const OPSET: i64 = 17;
+
+#[derive(Default)]
+pub struct GraphBuilder {
+    graph: GraphProto,
+    counter: usize,
+}
+
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+    Str(&'static str),
+}
+
+fn value_info(name: &str, elem: DataType, shape: &[i64]) -> ValueInfoProto {
+    let dims = shape.iter().map(|&d| Dimension { value: Some(Dim::DimValue(d)), ..Default::default() }).collect();
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(elem as i32), shape: Some(TensorShapeProto { dim: dims }) })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl GraphBuilder {
+    pub fn new(name: &str) -> Self {
+        GraphBuilder { graph: GraphProto { name: Some(name.to_string()), ..Default::default() }, counter: 0 }
+    }
+
+    pub fn input(&mut self, name: &str, shape: &[i64]) -> String {
+        self.graph.input.push(value_info(name, DataType::Float, shape));
+        name.to_string()
+    }
+
+    pub fn output(&mut self, value: &str, name: &str) {
+        // An output takes the node's value under a stable name through Identity.
+        self.node("Identity", &[value], name, vec![]);
+        self.graph.output.push(ValueInfoProto { name: Some(name.to_string()), ..Default::default() });
+    }
+
+    pub fn f32_init(&mut self, name: &str, shape: &[usize], data: &[f32]) -> String {
+        if !self.graph.initializer.iter().any(|t| t.name() == name) {
+            self.graph.initializer.push(TensorProto {
+                name: Some(name.to_string()),
+                dims: shape.iter().map(|&d| d as i64).collect(),
+                data_type: Some(DataType::Float as i32),
+                raw_data: Some(crate::onnx::tensor::f32_to_le_bytes(data).into()),
+                ..Default::default()
+            });
+        }
+        name.to_string()
+    }
+
+    pub fn i64_const(&mut self, values: &[i64]) -> String {
+        let name = self.fresh("const");
+        self.graph.initializer.push(TensorProto {
+            name: Some(name.clone()),
+            dims: vec![values.len() as i64],
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name
+    }
+
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}_{}", self.counter)
+    }
+
+    /// Adds a node named after `name` (its output gets the same name) and returns the output.
+    pub fn node(&mut self, op: &str, inputs: &[&str], name: &str, attrs: Vec<(&str, Attr)>) -> String {
+        let out = if self.graph.node.iter().any(|n| n.output.iter().any(|o| o == name)) || name.is_empty() {
+            self.fresh(op)
+        } else {
+            name.to_string()
+        };
+        let attribute = attrs
+            .into_iter()
+            .map(|(k, v)| {
+                let mut a = AttributeProto { name: Some(k.to_string()), ..Default::default() };
+                match v {
+                    Attr::Int(i) => {
+                        a.i = Some(i);
+                        a.r#type = Some(AttributeType::Int as i32);
+                    }
+                    Attr::Ints(is) => {
+                        a.ints = is;
+                        a.r#type = Some(AttributeType::Ints as i32);
+                    }
+                    Attr::Float(f) => {
+                        a.f = Some(f);
+                        a.r#type = Some(AttributeType::Float as i32);
+                    }
+                    Attr::Str(s) => {
+                        a.s = Some(s.as_bytes().to_vec().into());
+                        a.r#type = Some(AttributeType::String as i32);
+                    }
+                }
+                a
+            })
+            .collect();
+        self.graph.node.push(NodeProto {
+            op_type: Some(op.to_string()),
+            name: Some(out.clone()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            attribute,
+            ..Default::default()
+        });
+        out
+    }
+
+    pub fn finish(self) -> ModelProto {
+        ModelProto {
+            ir_version: Some(IR_VERSION),
+            producer_name: Some("ticket".into()),
+            producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
+            graph: Some(self.graph),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The network, described once: torchvision's ResNet body with FrozenBatchNorm, FPN, RPN head, box head, mask
+//! head and keypoint head, emitted as ONNX nodes. Training graphs and tract stage graphs both go through here;
+//! they differ only in how a parameter enters the graph (`Params`).
+use super::builder::{Attr, GraphBuilder};
+use crate::error::{Error, Result};
+use crate::model::arch::BlockKind;
+use crate::model::ModelState;
+
+/// How parameters enter a graph: as constants (inference) or as trainable weights times frozen masks.
+pub trait Params {
+    fn has(&self, name: &str) -> bool;
+    fn shape(&self, name: &str) -> Result<Vec<usize>>;
+    /// Adds (once) what the graph needs for parameter `name` and returns the value to use.
+    fn param(&mut self, b: &mut GraphBuilder, name: &str) -> Result<String>;
+}
+
+/// Inference: every parameter is an initializer holding the model's (masked) values.
+pub struct Constants<'a>(pub &'a ModelState);
+
+impl Params for Constants<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.0.weights.get(name).is_some() || self.0.buffers.contains_key(name)
+    }
+
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        match (self.0.weights.get(name), self.0.buffers.get(name)) {
+            (Some(w), _) => Ok(w.shape.clone()),
+            (None, Some((s, _))) => Ok(s.clone()),
+            _ => Err(missing(self.0, name)),
+        }
+    }
+
+    fn param(&mut self, b: &mut GraphBuilder, name: &str) -> Result<String> {
+        match (self.0.weights.get(name), self.0.buffers.get(name)) {
+            (Some(w), _) => Ok(b.f32_init(name, &w.shape, &w.values)),
+            (None, Some((s, v))) => Ok(b.f32_init(name, s, v)),
+            _ => Err(missing(self.0, name)),
+        }
+    }
+}
+
+fn missing(state: &ModelState, name: &str) -> Error {
+    Error::input(state.path(), format!("parameter '{name}' is missing: the model does not have the layout of a torchvision detector"))
+}
+
+pub struct Net<'a, P: Params> {
+    pub b: &'a mut GraphBuilder,
+    pub p: &'a mut P,
+}
+
+/// A value with its static shape [N, C, H, W] (the emitter needs shapes for reshapes).
+#[derive(Clone, Debug)]
+pub struct V {
+    pub name: String,
+    pub shape: [usize; 4],
+}
+
+impl<P: Params> Net<'_, P> {
+    pub fn conv(&mut self, x: &V, prefix: &str, stride: usize, pad: usize) -> Result<V> {
+        let w = format!("{prefix}.weight");
+        let ws = self.p.shape(&w)?;
+        let (cout, k) = (ws[0], ws[2]);
+        let mut inputs = vec![x.name.clone(), self.p.param(self.b, &w)?];
+        let bias = format!("{prefix}.bias");
+        if self.p.has(&bias) {
+            inputs.push(self.p.param(self.b, &bias)?);
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let out = self.b.node(
+            "Conv",
+            &refs,
+            &format!("{prefix}/Conv"),
+            vec![
+                ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
+                ("strides", Attr::Ints(vec![stride as i64; 2])),
+                ("pads", Attr::Ints(vec![pad as i64; 4])),
+            ],
+        );
+        let [n, _, h, wd] = x.shape;
+        Ok(V { name: out, shape: [n, cout, (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
+    }
+
+    /// torchvision's FrozenBatchNorm2d: x · scale + shift, with the folded constants found at import.
+    pub fn frozen_bn(&mut self, x: &V, prefix: &str) -> Result<V> {
+        let scale = self.p.param(self.b, &format!("{prefix}.scale"))?;
+        let shift = self.p.param(self.b, &format!("{prefix}.shift"))?;
+        let m = self.b.node("Mul", &[&x.name, &scale], &format!("{prefix}/Mul"), vec![]);
+        let a = self.b.node("Add", &[&m, &shift], &format!("{prefix}/Add"), vec![]);
+        Ok(V { name: a, shape: x.shape })
+    }
+
+    pub fn relu(&mut self, x: &V) -> V {
+        V { name: self.b.node("Relu", &[&x.name], "", vec![]), shape: x.shape }
+    }
+
+    fn add(&mut self, a: &V, c: &V) -> V {
+        V { name: self.b.node("Add", &[&a.name, &c.name], "", vec![]), shape: a.shape }
+    }
+
+    fn max_pool(&mut self, x: &V, k: usize, stride: usize, pad: usize) -> V {
+        let out = self.b.node(
+            "MaxPool",
+            &[&x.name],
+            "",
+            vec![
+                ("kernel_shape", Attr::Ints(vec![k as i64; 2])),
+                ("strides", Attr::Ints(vec![stride as i64; 2])),
+                ("pads", Attr::Ints(vec![pad as i64; 4])),
+            ],
+        );
+        let [n, c, h, w] = x.shape;
+        V { name: out, shape: [n, c, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1] }
+    }
+
+    fn reshape(&mut self, x: &str, shape: &[i64]) -> String {
+        let s = self.b.i64_const(shape);
+        self.b.node("Reshape", &[x, &s], "", vec![])
+    }
+
+    /// Nearest 2× upsampling as Reshape → Expand → Reshape: exact for FPN on a canvas that is a multiple of 32,
+    /// and unlike Resize it has a gradient kernel in ORT training.
+    pub fn upsample2x(&mut self, x: &V) -> V {
+        let [n, c, h, w] = x.shape;
+        let r = self.reshape(&x.name, &[n as i64, c as i64, h as i64, 1, w as i64, 1]);
+        let s = self.b.i64_const(&[n as i64, c as i64, h as i64, 2, w as i64, 2]);
+        let e = self.b.node("Expand", &[&r, &s], "", vec![]);
+        V { name: self.reshape(&e, &[n as i64, c as i64, 2 * h as i64, 2 * w as i64]), shape: [n, c, 2 * h, 2 * w] }
+    }
+
+    fn block(&mut self, x: &V, prefix: &str, kind: BlockKind, stride: usize) -> Result<V> {
+        let out = match kind {
+            BlockKind::Basic => {
+                let y = self.conv(x, &format!("{prefix}.conv1"), stride, 1)?;
+                let y = self.frozen_bn(&y, &format!("{prefix}.bn1"))?;
+                let y = self.relu(&y);
+                let y = self.conv(&y, &format!("{prefix}.conv2"), 1, 1)?;
+                self.frozen_bn(&y, &format!("{prefix}.bn2"))?
+            }
+            BlockKind::Bottleneck => {
+                // torchvision's ResNet v1.5: the stride sits on the 3×3 conv.
+                let y = self.conv(x, &format!("{prefix}.conv1"), 1, 0)?;
+                let y = self.frozen_bn(&y, &format!("{prefix}.bn1"))?;
+                let y = self.relu(&y);
+                let y = self.conv(&y, &format!("{prefix}.conv2"), stride, 1)?;
+                let y = self.frozen_bn(&y, &format!("{prefix}.bn2"))?;
+                let y = self.relu(&y);
+                let y = self.conv(&y, &format!("{prefix}.conv3"), 1, 0)?;
+                self.frozen_bn(&y, &format!("{prefix}.bn3"))?
+            }
+        };
+        let identity = if self.p.has(&format!("{prefix}.downsample.0.weight")) {
+            let d = self.conv(x, &format!("{prefix}.downsample.0"), stride, 0)?;
+            self.frozen_bn(&d, &format!("{prefix}.downsample.1"))?
+        } else {
+            x.clone()
+        };
+        let sum = self.add(&out, &identity);
+        Ok(self.relu(&sum))
+    }
+
+    /// ResNet body: returns the outputs of layer1..layer4 (C2..C5).
+    pub fn resnet(&mut self, x: &V, prefix: &str, kind: BlockKind, blocks: &[usize]) -> Result<Vec<V>> {
+        let y = self.conv(x, &format!("{prefix}conv1"), 2, 3)?;
+        let y = self.frozen_bn(&y, &format!("{prefix}bn1"))?;
+        let y = self.relu(&y);
+        let mut y = self.max_pool(&y, 3, 2, 1);
+        let mut outs = Vec::new();
+        for (s, &n) in blocks.iter().enumerate() {
+            for j in 0..n {
+                let stride = if s > 0 && j == 0 { 2 } else { 1 };
+                y = self.block(&y, &format!("{prefix}layer{}.{j}", s + 1), kind, stride)?;
+            }
+            outs.push(y.clone());
+        }
+        Ok(outs)
+    }
+
+    /// FeaturePyramidNetwork with LastLevelMaxPool: [P2, P3, P4, P5, pool].
+    pub fn fpn(&mut self, c: &[V]) -> Result<Vec<V>> {
+        let last = c.len() - 1;
+        let mut inner = self.conv(&c[last], &format!("backbone.fpn.inner_blocks.{last}.0"), 1, 0)?;
+        let mut results = vec![self.conv(&inner, &format!("backbone.fpn.layer_blocks.{last}.0"), 1, 1)?];
+        for i in (0..last).rev() {
+            let lateral = self.conv(&c[i], &format!("backbone.fpn.inner_blocks.{i}.0"), 1, 0)?;
+            let top_down = self.upsample2x(&inner);
+            inner = self.add(&lateral, &top_down);
+            results.insert(0, self.conv(&inner, &format!("backbone.fpn.layer_blocks.{i}.0"), 1, 1)?);
+        }
+        let pool = self.max_pool(&results[last], 1, 2, 0);
+        results.push(pool);
+        Ok(results)
+    }
+
+    /// RPN head on one level: (objectness [N, A, H, W], deltas [N, 4A, H, W]); the weights are shared by levels.
+    pub fn rpn_head(&mut self, x: &V) -> Result<(V, V)> {
+        let conv = if self.p.has("rpn.head.conv.0.0.weight") { "rpn.head.conv.0.0" } else { "rpn.head.conv" };
+        let t = self.conv(x, conv, 1, 1)?;
+        let t = self.relu(&t);
+        Ok((self.conv(&t, "rpn.head.cls_logits", 1, 0)?, self.conv(&t, "rpn.head.bbox_pred", 1, 0)?))
+    }
+
+    fn linear(&mut self, x: &str, prefix: &str) -> Result<String> {
+        let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
+        let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        Ok(self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), vec![("transB", Attr::Int(1))]))
+    }
+
+    /// TwoMLPHead + FastRCNNPredictor on pooled [N, C, 7, 7]: (class logits [N, K], box deltas [N, 4K]).
+    pub fn box_head(&mut self, pooled: &V) -> Result<(String, String)> {
+        let x = self.b.node("Flatten", &[&pooled.name], "", vec![("axis", Attr::Int(1))]);
+        let x = self.linear(&x, "roi_heads.box_head.fc6")?;
+        let x = self.b.node("Relu", &[&x], "", vec![]);
+        let x = self.linear(&x, "roi_heads.box_head.fc7")?;
+        let x = self.b.node("Relu", &[&x], "", vec![]);
+        Ok((self.linear(&x, "roi_heads.box_predictor.cls_score")?, self.linear(&x, "roi_heads.box_predictor.bbox_pred")?))
+    }
+
+    /// ConvTranspose2d(k=2, s=2) as a 1×1 conv to 4·Cout channels and a pixel shuffle: exact, and both tract and
+    /// ORT training (which has no ConvTransposeGrad CPU kernel) run it.
+    fn conv_transpose_2x2(&mut self, x: &V, prefix: &str) -> Result<V> {
+        let ws = self.p.shape(&format!("{prefix}.weight"))?;
+        let (cin, cout) = (ws[0], ws[1]);
+        let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
+        let wt = self.b.node("Transpose", &[&w], "", vec![("perm", Attr::Ints(vec![1, 2, 3, 0]))]);
+        let w1 = self.reshape(&wt, &[4 * cout as i64, cin as i64, 1, 1]);
+        let y = self.b.node("Conv", &[&x.name, &w1], &format!("{prefix}/Conv"), vec![("kernel_shape", Attr::Ints(vec![1, 1]))]);
+        let [n, _, h, wd] = x.shape;
+        let (n, co, h, wd) = (n as i64, cout as i64, h as i64, wd as i64);
+        let y = self.reshape(&y, &[n, co, 2, 2, h, wd]);
+        let y = self.b.node("Transpose", &[&y], "", vec![("perm", Attr::Ints(vec![0, 1, 4, 2, 5, 3]))]);
+        let y = self.reshape(&y, &[n, co, 2 * h, 2 * wd]);
+        let b = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        let b = self.reshape(&b, &[1, co, 1, 1]);
+        let y = self.b.node("Add", &[&y, &b], "", vec![]);
+        Ok(V { name: y, shape: [x.shape[0], cout, x.shape[2] * 2, x.shape[3] * 2] })
+    }
+
+    /// MaskRCNNHeads + MaskRCNNPredictor on pooled [M, C, 14, 14]: logits [M, K, 28, 28].
+    pub fn mask_head(&mut self, pooled: &V) -> Result<V> {
+        let mut x = pooled.clone();
+        for i in 0.. {
+            let (new, old) = (format!("roi_heads.mask_head.{i}.0"), format!("roi_heads.mask_head.mask_fcn{}", i + 1));
+            let prefix = if self.p.has(&format!("{new}.weight")) {
+                new
+            } else if self.p.has(&format!("{old}.weight")) {
+                old
+            } else {
+                break;
+            };
+            x = self.conv(&x, &prefix, 1, 1)?;
+            x = self.relu(&x);
+        }
+        let x = self.conv_transpose_2x2(&x, "roi_heads.mask_predictor.conv5_mask")?;
+        let x = self.relu(&x);
+        self.conv(&x, "roi_heads.mask_predictor.mask_fcn_logits", 1, 0)
+    }
+
+    /// KeypointRCNNHeads + KeypointRCNNPredictor on pooled [M, C, 14, 14]: heatmap logits [M, K, 56, 56].
+    pub fn keypoint_head(&mut self, pooled: &V) -> Result<V> {
+        let mut x = pooled.clone();
+        let mut i = 0;
+        while self.p.has(&format!("roi_heads.keypoint_head.{i}.weight")) {
+            x = self.conv(&x, &format!("roi_heads.keypoint_head.{i}"), 1, 1)?;
+            x = self.relu(&x);
+            i += 2; // nn.Sequential(conv, relu, conv, relu, ...): weights sit at even indices
+        }
+        let prefix = "roi_heads.keypoint_predictor.kps_score_lowres";
+        let ws = self.p.shape(&format!("{prefix}.weight"))?;
+        let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
+        let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        let y = self.b.node(
+            "ConvTranspose",
+            &[&x.name, &w, &bias],
+            &format!("{prefix}/ConvTranspose"),
+            vec![
+                ("kernel_shape", Attr::Ints(vec![4, 4])),
+                ("strides", Attr::Ints(vec![2, 2])),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ],
+        );
+        let [n, _, h, w] = x.shape;
+        let lowres = V { name: y, shape: [n, ws[1], 2 * h, 2 * w] };
+        // torchvision: F.interpolate(scale_factor=2, mode="bilinear", align_corners=False).
+        let scales = self.b.f32_init("keypoint_upsample_scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+        let up = self.b.node(
+            "Resize",
+            &[&lowres.name, "", &scales],
+            "keypoint_upsample",
+            vec![("mode", Attr::Str("linear")), ("coordinate_transformation_mode", Attr::Str("pytorch_half_pixel"))],
+        );
+        Ok(V { name: up, shape: [n, ws[1], 4 * h, 4 * w] })
+    }
+}

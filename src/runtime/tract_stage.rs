@@ -1,0 +1,37 @@
+//! Runs an emitted stage graph in tract. Plans are optimised once per stage and shape, then reused.
+use crate::error::{Error, Result};
+use crate::onnx::proto::ModelProto;
+use ndarray::ArrayD;
+use prost::Message;
+use tract_onnx::prelude::*;
+
+pub struct TractStage {
+    name: String,
+    plan: std::sync::Arc<TypedRunnableModel>,
+    outputs: Vec<String>,
+}
+
+impl TractStage {
+    pub fn new(name: &str, model: &ModelProto) -> Result<Self> {
+        let err = |e: TractError| Error::Runtime(format!("tract, stage {name}: {e:#}"));
+        let bytes = model.encode_to_vec();
+        let outputs = model.graph.as_ref().map(|g| g.output.iter().map(|o| o.name().to_string()).collect()).unwrap_or_default();
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(err)?;
+        Ok(TractStage { name: name.to_string(), plan, outputs })
+    }
+
+    /// Runs on f32 inputs (in graph input order) and returns the f32 outputs by name.
+    pub fn run(&self, inputs: Vec<ArrayD<f32>>) -> Result<Vec<(String, ArrayD<f32>)>> {
+        let err = |e: TractError| Error::Runtime(format!("tract, stage {}: {e:#}", self.name));
+        let feed: TVec<TValue> = inputs.into_iter().map(|a| Tensor::from(a).into()).collect();
+        let out = self.plan.run(feed).map_err(err)?;
+        out.into_iter()
+            .zip(&self.outputs)
+            .map(|(v, n)| Ok((n.clone(), v.to_plain_array_view::<f32>().map_err(err)?.to_owned())))
+            .collect()
+    }
+}
