@@ -1,6 +1,7 @@
 //! ticket: dense two-stage detectors in, sparse lottery tickets out. The pipeline runs one way:
 //! import (onnx → model) → prune → export, with runtime checks in ONNX Runtime.
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod cli;
 pub mod fsio;

@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod demo;
+mod eval;
 mod inspect;
 mod mask;
 mod prune;
@@ -40,6 +41,8 @@ pub enum Command {
     /// Benchmarks that print ratios against baselines measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// COCO metrics (bbox, segm, keypoints; per category, per size, TIDE) or Pascal VOC AP for detections.
+    Eval(eval::Args),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -52,6 +55,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Check(a) => check::run(a, json),
         Command::Demo(a) => demo::run(a, json),
         Command::Bench(c) => bench::run(c, json),
+        Command::Eval(a) => eval::run(a, json),
     }
 }
 

@@ -1,0 +1,148 @@
+//! `ticket eval`: COCO metrics (hotcoco) or Pascal VOC AP for a detection results file.
+use super::{emit, progress, table};
+use crate::error::Result;
+use crate::eval::{CocoGt, CocoReport, DetSource, EvalOptions, IouType, VocDataset, VocReport};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("truth").required(true).args(["coco", "voc"])))]
+pub struct Args {
+    /// Detections: a COCO results JSON list of {image_id, category_id, score, bbox | segmentation | keypoints}.
+    /// With --voc, image_id may be the annotation file's stem and the class may be given as "category": NAME.
+    #[arg(long)]
+    pub dets: PathBuf,
+    /// COCO ground truth (an instances or person_keypoints JSON file).
+    #[arg(long)]
+    pub coco: Option<PathBuf>,
+    /// Pascal VOC ground truth: a folder of xml annotations (DIR/Annotations/*.xml or DIR/*.xml).
+    #[arg(long)]
+    pub voc: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = IouType::Bbox, conflicts_with = "voc")]
+    pub iou_type: IouType,
+    /// OKS sigmas, one per keypoint, for a skeleton that is not COCO's 17 person keypoints.
+    #[arg(long, value_delimiter = ',', conflicts_with = "voc")]
+    pub kpt_sigmas: Option<Vec<f64>>,
+    /// Skip the TIDE error breakdown.
+    #[arg(long, conflicts_with = "voc")]
+    pub no_tide: bool,
+}
+
+pub fn run(args: Args, json: bool) -> Result<()> {
+    let dets = DetSource::File(args.dets.clone());
+    if let Some(dir) = &args.voc {
+        let voc = VocDataset::load(dir)?;
+        let bar = progress(0, "evaluating", json);
+        let report = voc.evaluate(dets, &bar)?;
+        emit(json, &report, voc_text);
+        return Ok(());
+    }
+    let gt_path = args.coco.as_ref().expect("clap requires --coco or --voc");
+    let gt = CocoGt::load(gt_path)?;
+    let opts = EvalOptions { kpt_oks_sigmas: args.kpt_sigmas.clone(), tide: !args.no_tide };
+    let bar = progress(0, "evaluating", json);
+    let report = gt.evaluate(dets, args.iou_type, &opts, &bar)?;
+    emit(json, &report, coco_text);
+    Ok(())
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+fn coco_text(r: &CocoReport) -> String {
+    let iou = match r.iou_type {
+        IouType::Bbox => "bbox",
+        IouType::Segm => "segm",
+        IouType::Keypoints => "keypoints",
+    };
+    let mut out = format!(
+        "COCO {iou} evaluation (hotcoco): {} images, {} ground-truth annotations, {} detections\n  gt:   {}\n  dets: {}\n\n",
+        r.images,
+        r.gt_annotations,
+        r.detections,
+        r.gt.display(),
+        r.dets.display()
+    );
+    let rows: Vec<Vec<String>> =
+        r.summary.iter().map(|m| vec![m.name.clone(), num(m.value), m.iou.clone(), m.area.clone(), m.max_dets.to_string()]).collect();
+    out += &table(&["Metric", "Value", "IoU", "Area", "MaxDets"], &rows);
+
+    let kp = r.iou_type == IouType::Keypoints;
+    let mut header = vec!["Category", "Id", "GT", "Dets", "AP", "AP50", "AP75"];
+    if !kp {
+        header.push("APs");
+    }
+    header.extend(["APm", "APl"]);
+    let rows: Vec<Vec<String>> = r
+        .per_category
+        .iter()
+        .map(|c| {
+            let mut row = vec![c.name.clone(), c.id.to_string(), c.gt.to_string(), c.detections.to_string(), num(c.ap), num(c.ap50), num(c.ap75)];
+            if !kp {
+                row.push(num(c.ap_small));
+            }
+            row.extend([num(c.ap_medium), num(c.ap_large)]);
+            row
+        })
+        .collect();
+    out += "\n";
+    out += &table(&header, &rows);
+
+    let rows: Vec<Vec<String>> =
+        r.per_size.iter().map(|s| vec![s.area.clone(), area_range(s.range), num(s.ap), num(s.ar)]).collect();
+    out += "\n";
+    out += &table(&["Size", "Area px²", "AP", "AR"], &rows);
+
+    if let Some(t) = &r.tide {
+        out += &format!("\nTIDE errors at IoU {:.2} (background {:.2}); AP50 {:.3}, dAP = AP50 gained by fixing that type\n", t.pos_thr, t.bg_thr, t.ap_base);
+        let rows: Vec<Vec<String>> = t
+            .delta_ap
+            .iter()
+            .map(|(k, v)| vec![k.clone(), t.counts.get(k).map_or("-".into(), |c| c.to_string()), format!("{v:.3}")])
+            .collect();
+        out += &table(&["Error", "Count", "dAP"], &rows);
+    }
+    for d in &r.deviations {
+        out += &format!("note: {d}\n");
+    }
+    out
+}
+
+fn voc_text(r: &VocReport) -> String {
+    let mut out = format!(
+        "Pascal VOC evaluation (IoU > {}): {} images, {} detections\n  gt:   {}\n  dets: {}\n\n",
+        r.iou_threshold,
+        r.images,
+        r.detections,
+        r.voc.display(),
+        r.dets.display()
+    );
+    let mut rows: Vec<Vec<String>> = r
+        .classes
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.gt.to_string(),
+                c.difficult.to_string(),
+                c.detections.to_string(),
+                c.tp.to_string(),
+                c.fp.to_string(),
+                num(c.ap_voc07),
+                num(c.ap_area),
+            ]
+        })
+        .collect();
+    rows.push(vec!["mAP".into(), String::new(), String::new(), String::new(), String::new(), String::new(), num(r.map_voc07), num(r.map_area)]);
+    out += &table(&["Class", "GT", "Difficult", "Dets", "TP", "FP", "AP VOC07", "AP area"], &rows);
+    out
+}
+
+/// COCO's "no upper bound" is 1e10 (1e5²); show it as such.
+fn area_range([lo, hi]: [f64; 2]) -> String {
+    if hi >= 1e10 {
+        format!("≥ {lo}")
+    } else {
+        format!("[{lo}, {hi})")
+    }
+}
