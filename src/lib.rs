@@ -4,6 +4,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod cli;
+pub mod detect;
 pub mod fsio;
 pub mod graph;
 pub mod model;

@@ -1,0 +1,25 @@
+//! The numerics between the tract stages of a torchvision detector: everything torchvision 0.23 does in Python
+//! (or in its own CPU kernels) on the eval path, redone in Rust so that stage graphs need no RoiAlign, Loop or
+//! NonMaxSuppression (DESIGN §4). Each file is one piece and matches torchvision's float32 CPU arithmetic
+//! operation for operation, so results agree to rounding and index lists (NMS keeps, labels) agree exactly;
+//! tests/detect_numerics.rs checks that against tools/detect_reference.py.
+//!
+//! Boxes are `[x1, y1, x2, y2]` in pixels of the resized image unless a function says otherwise. Tensors are
+//! ndarray views in torch's layout (CHW, one image).
+pub mod anchors;
+pub mod box_coder;
+pub mod interpolate;
+pub mod keypoints;
+pub mod nms;
+pub mod order;
+pub mod paste;
+pub mod postprocess;
+pub mod roi_align;
+pub mod rpn;
+pub mod transform;
+
+/// A box as torchvision stores it: `(x1, y1, x2, y2)`.
+pub type BoxXyxy = [f32; 4];
+
+/// `(height, width)` of an image or feature map, in torch's order.
+pub type Hw = (usize, usize);
