@@ -13,6 +13,7 @@ pub mod keypoints;
 pub mod nms;
 pub mod order;
 pub mod paste;
+pub mod pipeline;
 pub mod postprocess;
 pub mod roi_align;
 pub mod rpn;

@@ -1,0 +1,175 @@
+//! The detector on CPU: tract runs the emitted stage graphs, Rust does everything between them, in
+//! torchvision's eval order. Stage plans are built once per canvas size (stage 1) or once (heads, on a fixed,
+//! zero-padded RoI count), since tract is fastest with concrete shapes.
+use super::anchors::AnchorGenerator;
+use super::postprocess::{postprocess_detections, BoxHeadParams};
+use super::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use super::rpn::{filter_proposals, RpnLevel, RpnParams};
+use super::{transform, BoxXyxy, Hw};
+use crate::error::{Error, Result};
+use crate::graph::stages;
+use crate::model::{ModelKind, ModelState};
+use crate::runtime::tract_stage::TractStage;
+use ndarray::{s, Array2, Array3, Array4, ArrayD, ArrayView3, Axis, Ix4};
+use std::collections::HashMap;
+
+/// Eval settings; defaults are torchvision's.
+#[derive(Clone, Debug)]
+pub struct DetectParams {
+    pub min_size: usize,
+    pub max_size: usize,
+    pub rpn: RpnParams,
+    pub box_head: BoxHeadParams,
+}
+
+impl Default for DetectParams {
+    fn default() -> Self {
+        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default() }
+    }
+}
+
+/// One image's detections in original-image pixels, best first.
+#[derive(Clone, Debug, Default)]
+pub struct ImageDetections {
+    pub boxes: Vec<BoxXyxy>,
+    pub scores: Vec<f32>,
+    pub labels: Vec<i64>,
+    /// Mask probabilities pasted into the image, [N, H, W] (Mask R-CNN).
+    pub masks: Option<Array3<f32>>,
+    /// [N, K, 3] x, y, visibility (Keypoint R-CNN).
+    pub keypoints: Option<Array3<f32>>,
+    pub keypoint_scores: Option<Array2<f32>>,
+}
+
+pub struct Detector {
+    state: ModelState,
+    pub params: DetectParams,
+    backbone: HashMap<Hw, TractStage>,
+    box_stage: TractStage,
+    mask_stage: Option<TractStage>,
+    keypoint_stage: Option<TractStage>,
+}
+
+/// Pads rows of pooled features to the stage's fixed RoI count.
+fn pad_rows(pooled: Array4<f32>, rows: usize) -> ArrayD<f32> {
+    let (n, c, h, w) = pooled.dim();
+    let mut out = Array4::<f32>::zeros((rows, c, h, w));
+    out.slice_mut(s![..n.min(rows), .., .., ..]).assign(&pooled.slice(s![..n.min(rows), .., .., ..]));
+    out.into_dyn()
+}
+
+fn take<'a>(outs: &'a [(String, ArrayD<f32>)], name: &str) -> Result<&'a ArrayD<f32>> {
+    outs.iter().find(|(n, _)| n == name).map(|(_, a)| a).ok_or_else(|| Error::Runtime(format!("stage output '{name}' is missing")))
+}
+
+fn dims<'a, D: ndarray::Dimension>(a: &'a ArrayD<f32>, what: &str) -> Result<ndarray::ArrayView<'a, f32, D>> {
+    a.view().into_dimensionality::<D>().map_err(|e| Error::Runtime(format!("stage output {what}: {e}")))
+}
+
+impl Detector {
+    pub fn new(state: ModelState, params: DetectParams) -> Result<Self> {
+        if !state.arch.kind.is_detector() {
+            return Err(Error::input(state.path(), format!("is a {}, not a two-stage detector", state.arch.kind.label())));
+        }
+        let box_stage = TractStage::new("box head", &stages::box_stage(&state, params.rpn.post_nms_top_n)?)?;
+        let rois = params.box_head.detections_per_img;
+        let mask_stage = match state.arch.kind {
+            ModelKind::MaskRcnn => Some(TractStage::new("mask head", &stages::mask_stage(&state, rois)?)?),
+            _ => None,
+        };
+        let keypoint_stage = match state.arch.kind {
+            ModelKind::KeypointRcnn => Some(TractStage::new("keypoint head", &stages::keypoint_stage(&state, rois)?)?),
+            _ => None,
+        };
+        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage })
+    }
+
+    pub fn state(&self) -> &ModelState {
+        &self.state
+    }
+
+    /// Detects on an RGB image.
+    pub fn detect_rgb(&mut self, img: &image::RgbImage) -> Result<ImageDetections> {
+        self.detect(transform::rgb_to_chw(img).view())
+    }
+
+    /// Detects on a [3, H, W] image with values in [0, 1], as torchvision's detectors take it.
+    pub fn detect(&mut self, image: ArrayView3<f32>) -> Result<ImageDetections> {
+        let t = transform::transform_chw(image, self.params.min_size, self.params.max_size)?;
+        let canvas: Hw = (t.image.dim().1, t.image.dim().2);
+        if !self.backbone.contains_key(&canvas) {
+            let g = stages::backbone_rpn(&self.state, canvas.0, canvas.1)?;
+            self.backbone.insert(canvas, TractStage::new("backbone+RPN", &g)?);
+        }
+        let input = t.image.clone().insert_axis(Axis(0)).into_dyn();
+        let outs = self.backbone[&canvas].run(vec![input])?;
+
+        let mut feats = Vec::new();
+        let mut levels = Vec::new();
+        for l in 0..stages::LEVELS {
+            feats.push(dims::<Ix4>(take(&outs, &format!("feat_{l}"))?, "features")?.index_axis_move(Axis(0), 0));
+            levels.push(RpnLevel {
+                objectness: dims::<Ix4>(take(&outs, &format!("objectness_{l}"))?, "objectness")?.index_axis_move(Axis(0), 0),
+                deltas: dims::<Ix4>(take(&outs, &format!("deltas_{l}"))?, "deltas")?.index_axis_move(Axis(0), 0),
+            });
+        }
+        let feature_hw: Vec<Hw> = feats.iter().map(|f| (f.dim().1, f.dim().2)).collect();
+        let anchors = AnchorGenerator::fpn().anchors(canvas, &feature_hw)?;
+        let proposals = filter_proposals(&levels, &anchors, t.resized_hw, &self.params.rpn)?;
+
+        // MultiScaleRoIAlign pools from P2..P5 (not the pool level).
+        let pooled_levels = &feats[..4];
+        let box_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, BOX_OUTPUT_SIZE, SAMPLING_RATIO)?;
+        let n = proposals.boxes.len();
+        let pooled = box_pool.pool(pooled_levels, &proposals.boxes)?;
+        let head = self.box_stage.run(vec![pad_rows(pooled, self.params.rpn.post_nms_top_n)])?;
+        let logits = dims::<ndarray::Ix2>(take(&head, "class_logits")?, "class logits")?;
+        let deltas = dims::<ndarray::Ix2>(take(&head, "box_deltas")?, "box deltas")?;
+        let dets = postprocess_detections(logits.slice(s![..n, ..]), deltas.slice(s![..n, ..]), &proposals.boxes, t.resized_hw, &self.params.box_head)?;
+
+        let original_boxes = transform::rescale_boxes(&dets.boxes, t.resized_hw, t.original_hw);
+        let mut out = ImageDetections { boxes: original_boxes.clone(), scores: dets.scores.clone(), labels: dets.labels.clone(), ..Default::default() };
+        let m = dets.boxes.len();
+        let rois = self.params.box_head.detections_per_img;
+        let head_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
+
+        if let Some(stage) = &self.mask_stage {
+            let probs = if m == 0 {
+                Array3::<f32>::zeros((0, 28, 28))
+            } else {
+                let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                let logits = dims::<Ix4>(take(&outs, "mask_logits")?, "mask logits")?;
+                let (_, _, mh, mw) = logits.dim();
+                let mut probs = Array3::<f32>::zeros((m, mh, mw));
+                for (i, &label) in dets.labels.iter().enumerate() {
+                    probs.index_axis_mut(Axis(0), i).assign(&logits.slice(s![i, label as usize, .., ..]).mapv(super::rpn::sigmoid));
+                }
+                probs
+            };
+            out.masks = Some(super::paste::paste_masks_in_image(probs.view(), &original_boxes, t.original_hw)?);
+        }
+        if let Some(stage) = &self.keypoint_stage {
+            let k = self.state.arch.num_keypoints.unwrap_or(17);
+            let (points, scores) = if m == 0 {
+                (Array3::<f32>::zeros((0, k, 3)), Array2::<f32>::zeros((0, k)))
+            } else {
+                let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                let maps = dims::<Ix4>(take(&outs, "heatmaps")?, "heatmaps")?;
+                let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), &dets.boxes)?;
+                let mut points = kp.points;
+                for mut row in points.outer_iter_mut() {
+                    let flat: Vec<[f32; 3]> = row.outer_iter().map(|p| [p[0], p[1], p[2]]).collect();
+                    for (j, p) in transform::rescale_keypoints(&flat, t.resized_hw, t.original_hw).into_iter().enumerate() {
+                        row.slice_mut(s![j, ..]).assign(&ndarray::arr1(&p));
+                    }
+                }
+                (points, kp.scores)
+            };
+            out.keypoints = Some(points);
+            out.keypoint_scores = Some(scores);
+        }
+        Ok(out)
+    }
+}
