@@ -10,9 +10,12 @@ pub enum Error {
     /// The environment cannot do the work (ONNX Runtime missing, a worker failed). Exit code 3.
     #[error("{0}")]
     Runtime(String),
-    /// The work ran but a check did not hold (outputs differ, a gate failed). Exit code 1.
+    /// The work ran but a check did not hold (outputs differ). Exit code 1.
     #[error("{0}")]
     Check(String),
+    /// A check failed after its report was printed (with `--json`, the report says so). Exit code 1.
+    #[error("{0}")]
+    Reported(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,7 +31,7 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Check(_) => 1,
+            Error::Check(_) | Error::Reported(_) => 1,
             Error::Input(_) => 2,
             Error::Runtime(_) => 3,
         }

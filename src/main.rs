@@ -7,7 +7,7 @@ fn main() {
     let json = cli.json;
     if let Err(e) = ticket::cli::dispatch(cli) {
         let code = e.exit_code();
-        if json {
+        if json && !matches!(e, ticket::Error::Reported(_)) {
             println!("{}", serde_json::json!({ "error": e.to_string(), "exit_code": code }));
         }
         eprintln!("error: {e}");

@@ -6,11 +6,23 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("truth").required(true).args(["coco", "voc"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dets", "model"])))]
 pub struct Args {
     /// Detections: a COCO results JSON list of {image_id, category_id, score, bbox | segmentation | keypoints}.
     /// With --voc, image_id may be the annotation file's stem and the class may be given as "category": NAME.
     #[arg(long)]
-    pub dets: PathBuf,
+    pub dets: Option<PathBuf>,
+    /// Instead of --dets: run this model (tract, on CPU) over the ground truth's images.
+    #[arg(long, requires = "images")]
+    pub model: Option<PathBuf>,
+    /// A mask file applied to --model first.
+    #[arg(long, requires = "model")]
+    pub masks: Option<PathBuf>,
+    /// The folder holding the ground truth's images (COCO file_name; VOC DIR/JPEGImages is the default).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: super::detect::DetectOpts,
     /// COCO ground truth (an instances or person_keypoints JSON file).
     #[arg(long)]
     pub coco: Option<PathBuf>,
@@ -27,10 +39,29 @@ pub struct Args {
     pub no_tide: bool,
 }
 
+/// Detections of `--model` over `images`, as records with the ground truth's image ids.
+fn model_detections(args: &Args, images: Vec<(u64, PathBuf)>, check: impl FnOnce(&crate::model::ModelState) -> Result<()>, json: bool) -> Result<DetSource> {
+    let model = args.model.as_ref().expect("clap: --model");
+    let state = super::detect::load_model(model, args.masks.as_deref())?;
+    check(&state)?;
+    let params = args.opts.params(&state)?;
+    let mut det = crate::detect::pipeline::Detector::new(state, params)?;
+    let (results, _) = super::detect::detect_images(&mut det, &images, json, None)?;
+    Ok(DetSource::Records(results.iter().map(crate::detect::results::CocoResult::to_detection).collect()))
+}
+
 pub fn run(args: Args, json: bool) -> Result<()> {
-    let dets = DetSource::File(args.dets.clone());
     if let Some(dir) = &args.voc {
         let voc = VocDataset::load(dir)?;
+        let dets = match &args.dets {
+            Some(d) => DetSource::File(d.clone()),
+            None => {
+                let images_dir = args.images.clone().unwrap_or_else(|| dir.join("JPEGImages"));
+                let images = voc.images.iter().map(|im| (im.id, images_dir.join(&im.file_name))).collect();
+                let classes = voc.classes.len();
+                model_detections(&args, images, |s| check_voc_classes(s, classes, dir), json)?
+            }
+        };
         let bar = progress(0, "evaluating", json);
         let report = voc.evaluate(dets, &bar)?;
         emit(json, &report, voc_text);
@@ -38,10 +69,29 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     }
     let gt_path = args.coco.as_ref().expect("clap requires --coco or --voc");
     let gt = CocoGt::load(gt_path)?;
+    let dets = match &args.dets {
+        Some(d) => DetSource::File(d.clone()),
+        None => {
+            let images = super::detect::coco_images(&gt, args.images.as_ref().expect("clap: --images"))?;
+            model_detections(&args, images, |s| super::detect::check_classes(s, &gt), json)?
+        }
+    };
     let opts = EvalOptions { kpt_oks_sigmas: args.kpt_sigmas.clone(), tide: !args.no_tide };
     let bar = progress(0, "evaluating", json);
     let report = gt.evaluate(dets, args.iou_type, &opts, &bar)?;
     emit(json, &report, coco_text);
+    Ok(())
+}
+
+/// VOC class ids are 1..=classes in the dataset's order; the model must have a label for each.
+fn check_voc_classes(state: &crate::model::ModelState, classes: usize, dir: &std::path::Path) -> Result<()> {
+    let k = state.arch.num_classes.unwrap_or(0);
+    if k != classes + 1 {
+        return Err(crate::error::Error::input(
+            dir,
+            format!("the dataset has {classes} classes but {} predicts {} (plus background)", state.path().display(), k.saturating_sub(1)),
+        ));
+    }
     Ok(())
 }
 

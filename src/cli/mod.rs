@@ -3,11 +3,13 @@
 mod bench;
 mod check;
 mod demo;
+mod detect;
 mod eval;
 mod inspect;
 mod mask;
 mod prune;
 mod unpack;
+mod validate;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +36,10 @@ pub enum Command {
     Mask(mask::MaskCommand),
     /// Turn a compact ticket file back into a plain ONNX model.
     Unpack(unpack::Args),
+    /// Detect objects on CPU (tract stages + Rust post-processing); writes COCO results, optionally drawn.
+    Detect(detect::Args),
+    /// CI gate: a ticket against its dense model on sparsity, mAP and latency (exit 1 when a gate fails).
+    Validate(validate::Args),
     /// Run a model in ONNX Runtime, and compare it with a reference model (with masks applied) if given.
     Check(check::Args),
     /// The main job on the embedded default model: import, inspect, prune 80%, export, check in ONNX Runtime.
@@ -53,6 +59,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Mask(c) => mask::run(c, json),
         Command::Unpack(a) => unpack::run(a, json),
         Command::Check(a) => check::run(a, json),
+        Command::Detect(a) => detect::run(a, json),
+        Command::Validate(a) => validate::run(a, json),
         Command::Demo(a) => demo::run(a, json),
         Command::Bench(c) => bench::run(c, json),
         Command::Eval(a) => eval::run(a, json),

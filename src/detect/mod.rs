@@ -14,6 +14,7 @@ pub mod nms;
 pub mod order;
 pub mod paste;
 pub mod pipeline;
+pub mod results;
 pub mod postprocess;
 pub mod roi_align;
 pub mod rpn;

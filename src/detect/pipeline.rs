@@ -173,3 +173,47 @@ impl Detector {
         Ok(out)
     }
 }
+
+impl DetectParams {
+    /// The settings baked into a torchvision export, where its graph shows them: `min_size` and `max_size`
+    /// are the constants multiplied with the reciprocals of the image's short and long side in
+    /// `/transform/Mul`, `/transform/Mul_1`; `box_score_thresh` is the constant of the first `/roi_heads/Greater`.
+    /// Anything not found keeps torchvision's default.
+    pub fn from_model(state: &ModelState) -> Self {
+        use crate::onnx::proto::AttributeProto;
+        let graph = state.source.graph();
+        let scalar = |a: &AttributeProto| a.t.as_ref().and_then(|t| crate::onnx::tensor::f32_values(t, t.raw_data.as_deref()).ok()).filter(|v| v.len() == 1).map(|v| v[0]);
+        let mut consts: HashMap<&str, f32> = HashMap::new();
+        let mut producer: HashMap<&str, &str> = HashMap::new();
+        for n in &graph.node {
+            for o in &n.output {
+                producer.insert(o, n.op_type());
+            }
+            if n.op_type() == "Constant" {
+                if let (Some(o), Some(v)) = (n.output.first(), n.attribute.iter().find_map(|a| scalar(a))) {
+                    consts.insert(o, v);
+                }
+            }
+        }
+        let const_input = |name: &str, from: Option<&str>| {
+            let n = graph.node.iter().find(|n| n.name() == name)?;
+            if let Some(op) = from {
+                if !n.input.iter().any(|i| producer.get(i.as_str()) == Some(&op)) {
+                    return None;
+                }
+            }
+            n.input.iter().find_map(|i| consts.get(i.as_str()).copied())
+        };
+        let mut p = DetectParams::default();
+        if let (Some(min), Some(max)) = (const_input("/transform/Mul", Some("Reciprocal")), const_input("/transform/Mul_1", Some("Reciprocal"))) {
+            if min >= 1.0 && max >= min {
+                p.min_size = min as usize;
+                p.max_size = max as usize;
+            }
+        }
+        if let Some(t) = const_input("/roi_heads/Greater", None) {
+            p.box_head.score_thresh = t;
+        }
+        p
+    }
+}

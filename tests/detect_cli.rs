@@ -1,0 +1,152 @@
+//! `ticket detect`, `ticket eval --model` and `ticket validate` end to end on real images written as PNG.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// Noise images (random-weight fixtures detect plenty on them), one of them not square so it is resized.
+fn write_images(dir: &Path) -> Vec<PathBuf> {
+    let mut s = 11u64;
+    let mut out = Vec::new();
+    for (i, (w, h)) in [(128u32, 128u32), (150, 100), (128, 128)].into_iter().enumerate() {
+        let img = image::RgbImage::from_fn(w, h, |_, _| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            image::Rgb([(s >> 56) as u8, (s >> 48) as u8, (s >> 40) as u8])
+        });
+        let p = dir.join(format!("img{i}.png"));
+        img.save(&p).unwrap();
+        out.push(p);
+    }
+    out
+}
+
+/// A COCO ground truth for the images: the given detections, as annotations.
+fn ground_truth(path: &Path, images: &[PathBuf], dets: &serde_json::Value, min_score: f64, categories: &[u64]) {
+    let imgs: Vec<serde_json::Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (w, h) = image::image_dimensions(p).unwrap_or((128, 128));
+            serde_json::json!({"id": i + 1, "file_name": p.file_name().unwrap().to_str().unwrap(), "width": w, "height": h})
+        })
+        .collect();
+    let anns: Vec<serde_json::Value> = dets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["score"].as_f64().unwrap() >= min_score)
+        .enumerate()
+        .map(|(i, d)| {
+            let b = &d["bbox"];
+            serde_json::json!({"id": i + 1, "image_id": d["image_id"], "category_id": d["category_id"], "bbox": b,
+                "area": b[2].as_f64().unwrap() * b[3].as_f64().unwrap(), "iscrowd": 0, "segmentation": d["segmentation"]})
+        })
+        .collect();
+    let cats: Vec<serde_json::Value> = categories.iter().map(|c| serde_json::json!({"id": c, "name": format!("c{c}")})).collect();
+    std::fs::write(path, serde_json::to_vec(&serde_json::json!({"images": imgs, "annotations": anns, "categories": cats})).unwrap()).unwrap();
+}
+
+#[test]
+fn detect_writes_coco_results_that_eval_scores() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    let model = fixture("maskrcnn_r18_fpn.onnx");
+    let dets_path = dir.path().join("dets.json");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"detect", &model];
+    for i in &images {
+        args.push(i);
+    }
+    args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &dets_path]);
+    let r = ticket_json(&args);
+    // Sizes and the score threshold were read from the export's graph.
+    assert_eq!((r["min_size"].as_u64(), r["max_size"].as_u64(), r["score_thresh"].as_f64()), (Some(128), Some(128), Some(0.0)));
+    let dets: serde_json::Value = serde_json::from_slice(&std::fs::read(&dets_path).unwrap()).unwrap();
+    let list = dets.as_array().unwrap();
+    assert_eq!(list.len() as u64, r["detections"].as_u64().unwrap());
+    assert!(list.len() > 100, "random weights at threshold 0 detect plenty");
+    for d in list {
+        assert!(d["segmentation"]["counts"].is_string() && d["bbox"].as_array().unwrap().len() == 4);
+        let (w, h) = if d["image_id"] == 2 { (150.0, 100.0) } else { (128.0, 128.0) };
+        assert_eq!(d["segmentation"]["size"], serde_json::json!([h as u64, w as u64]), "masks are pasted at the original size");
+        let b: Vec<f64> = d["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= w + 1e-3 && b[1] + b[3] <= h + 1e-3, "{b:?}");
+    }
+    // Scored against a ground truth made of its own confident detections, with both paths of ticket eval.
+    let gt = dir.path().join("gt.json");
+    // Random weights score 0.22-0.32 on noise; the top of that range plays the confident detections.
+    ground_truth(&gt, &images, &dets, 0.28, &[1, 2, 3, 4]);
+    for iou in ["bbox", "segm"] {
+        let from_file = ticket_json(&[&"eval", &"--dets", &dets_path, &"--coco", &gt, &"--iou-type", &iou]);
+        let from_model = ticket_json(&[&"eval", &"--model", &model, &"--images", &dir.path(), &"--coco", &gt, &"--iou-type", &iou]);
+        assert_eq!(from_file["summary"], from_model["summary"], "{iou}");
+        let ap = from_file["summary"][0]["value"].as_f64().unwrap();
+        assert!(ap > 0.5, "{iou}: a model scored on its own detections has AP {ap}");
+    }
+}
+
+#[test]
+fn validate_gates_sparsity_and_map_drop() {
+    let dir = tempdir();
+    let imgs = dir.path().join("images");
+    std::fs::create_dir(&imgs).unwrap();
+    write_images(&imgs);
+    let dense = fixture("maskrcnn_r18_fpn.onnx");
+    let cand = dir.path().join("ticket.onnx");
+    ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
+
+    let r = ticket_json(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--min-sparsity", &"0.45", &"--max-map-drop", &"1.0", &"--agreement-score", &"0.28"]);
+    assert_eq!(r["passed"], true);
+    assert_eq!(r["reference"], "agreement with the dense model");
+    assert!((r["candidate"]["sparsity"].as_f64().unwrap() - 0.5).abs() < 1e-3);
+    assert!(r["dense"]["map"].as_f64().unwrap() > 0.9, "the dense model agrees with itself");
+    assert!(r["candidate"]["median_latency_ms"].as_f64().unwrap() > 0.0);
+
+    let fail = ticket(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--min-sparsity", &"0.6", &"--agreement-score", &"0.28", &"--json"]);
+    assert_eq!(fail.status.code(), Some(1), "{}", String::from_utf8_lossy(&fail.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&fail.stdout).unwrap();
+    assert_eq!(v["passed"], false);
+
+    // A model against itself loses nothing; a strict drop gate on a 50% ticket of random weights fails.
+    let same = ticket_json(&[&"validate", &dense, &"--dense", &dense, &"--images", &imgs, &"--max-map-drop", &"0", &"--agreement-score", &"0.28"]);
+    assert_eq!(same["map_drop"], 0.0);
+    let strict = ticket(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--max-map-drop", &"0", &"--agreement-score", &"0.28"]);
+    assert_eq!(strict.status.code(), Some(1));
+}
+
+#[test]
+fn detection_bad_input_is_exit_2_naming_the_file() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    let model = fixture("maskrcnn_r18_fpn.onnx");
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let gt_bad_class = dir.path().join("gt99.json");
+    ground_truth(&gt_bad_class, &images, &serde_json::json!([]), 0.5, &[99]);
+    let gt_missing_image = dir.path().join("gt_missing.json");
+    ground_truth(&gt_missing_image, &[images[0].clone(), dir.path().join("nope.png")], &serde_json::json!([]), 0.5, &[1]);
+    std::fs::write(dir.path().join("nope.png"), b"").unwrap();
+    std::fs::remove_file(dir.path().join("nope.png")).unwrap();
+    let out = dir.path().join("dets.json");
+    let (d, missing, resnet, keypoint, none) =
+        (dir.path().to_path_buf(), d_join(&dir, "missing.png"), fixture("resnet18.onnx"), fixture("keypointrcnn_r50_fpn.onnx"), d_join(&dir, "none"));
+    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
+        (vec![&"detect", &model, &missing, &"-o", &out], "missing.png"),
+        (vec![&"detect", &model, &broken, &"-o", &out], "broken.png"),
+        (vec![&"detect", &resnet, &images[0], &"-o", &out], "resnet18.onnx"),
+        (vec![&"eval", &"--model", &model, &"--images", &d, &"--coco", &gt_bad_class], "gt99.json"),
+        (vec![&"eval", &"--model", &model, &"--images", &d, &"--coco", &gt_missing_image], "nope.png"),
+        (vec![&"validate", &model, &"--dense", &keypoint, &"--images", &d], "maskrcnn_r18_fpn.onnx"),
+        (vec![&"validate", &model, &"--dense", &model, &"--images", &none], "none"),
+    ];
+    for (args, name) in cases {
+        let r = ticket(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(err.contains(name), "{name}: {err}");
+        assert!(!out.exists(), "{name}: left an output behind");
+    }
+}
+
+fn d_join(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
