@@ -150,3 +150,60 @@ fn detection_bad_input_is_exit_2_naming_the_file() {
 fn d_join(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
+
+#[test]
+fn eval_model_on_a_voc_folder() {
+    let dir = tempdir();
+    let ann = dir.path().join("Annotations");
+    let imgs = dir.path().join("JPEGImages");
+    std::fs::create_dir_all(&ann).unwrap();
+    std::fs::create_dir_all(&imgs).unwrap();
+    let written = write_images(&imgs);
+    for (i, p) in written.iter().enumerate() {
+        let (w, h) = image::image_dimensions(p).unwrap();
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let xml = format!(
+            "<annotation><filename>{name}</filename><size><width>{w}</width><height>{h}</height><depth>3</depth></size>\
+             <object><name>person</name><difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>10</ymin><xmax>{}</xmax><ymax>90</ymax></bndbox></object></annotation>",
+            10 + i * 5,
+            70 + i * 5
+        );
+        std::fs::write(ann.join(format!("{i:06}.xml")), xml).unwrap();
+    }
+    // Keypoint R-CNN has one class (person) plus background: it fits a one-class VOC set.
+    let r = ticket_json(&[&"eval", &"--model", &fixture("keypointrcnn_r50_fpn.onnx"), &"--voc", &dir.path()]);
+    let classes = r["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 1);
+    assert!(classes[0]["detections"].as_u64().unwrap() > 0, "{r}");
+    assert!(classes[0]["ap_voc07"].is_number(), "{r}");
+    assert!(r["map_voc07"].is_number() || r["map_voc07"].is_null());
+    // A 20-class VOC model does not fit a one-class set.
+    let bad = ticket(&[&"eval", &"--model", &fixture("fasterrcnn_r18_fpn_voc.onnx"), &"--voc", &dir.path()]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("classes"));
+}
+
+#[test]
+fn validate_on_annotations() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    let dense = fixture("maskrcnn_r18_fpn.onnx");
+    let dets_path = dir.path().join("dets.json");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"detect", &dense];
+    for i in &images {
+        args.push(i);
+    }
+    args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &dets_path]);
+    ticket_json(&args);
+    let dets: serde_json::Value = serde_json::from_slice(&std::fs::read(&dets_path).unwrap()).unwrap();
+    let gt = dir.path().join("gt.json");
+    ground_truth(&gt, &images, &dets, 0.28, &[1, 2, 3, 4]);
+    let cand = dir.path().join("ticket.onnx");
+    ticket_json(&[&"prune", &dense, &"--sparsity", &"0.3", &"-o", &cand]);
+    let r = ticket_json(&[&"validate", &cand, &"--dense", &dense, &"--coco", &gt, &"--images", &dir.path(), &"--max-map-drop", &"1"]);
+    assert_eq!(r["reference"], "annotations");
+    assert_eq!(r["images"], 3);
+    // The same numbers as ticket eval gives each model on these annotations.
+    let e = ticket_json(&[&"eval", &"--model", &cand, &"--images", &dir.path(), &"--coco", &gt]);
+    assert_eq!(r["candidate"]["map"], e["summary"][0]["value"]);
+}

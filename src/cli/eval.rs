@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     pub dets: Option<PathBuf>,
     /// Instead of --dets: run this model (tract, on CPU) over the ground truth's images.
-    #[arg(long, requires = "images")]
+    #[arg(long)]
     pub model: Option<PathBuf>,
     /// A mask file applied to --model first.
     #[arg(long, requires = "model")]
@@ -72,7 +72,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let dets = match &args.dets {
         Some(d) => DetSource::File(d.clone()),
         None => {
-            let images = super::detect::coco_images(&gt, args.images.as_ref().expect("clap: --images"))?;
+            let dir = args.images.as_ref().ok_or_else(|| crate::error::Error::Input("--model with --coco needs --images DIR (the folder of the ground truth's file names)".into()))?;
+            let images = super::detect::coco_images(&gt, dir)?;
             model_detections(&args, images, |s| super::detect::check_classes(s, &gt), json)?
         }
     };
