@@ -19,6 +19,16 @@ fn write_images(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `ticket detect MODEL IMAGES... -o OUT --json`.
+fn detect(model: &Path, images: &[PathBuf], out: &Path) -> serde_json::Value {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"detect", &model];
+    for i in images {
+        args.push(i);
+    }
+    args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &out]);
+    ticket_json(&args)
+}
+
 /// A COCO ground truth for the images: the given detections, as annotations.
 fn ground_truth(path: &Path, images: &[PathBuf], dets: &serde_json::Value, min_score: f64, categories: &[u64]) {
     let imgs: Vec<serde_json::Value> = images
@@ -51,12 +61,7 @@ fn detect_writes_coco_results_that_eval_scores() {
     let images = write_images(dir.path());
     let model = fixture("maskrcnn_r18_fpn.onnx");
     let dets_path = dir.path().join("dets.json");
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"detect", &model];
-    for i in &images {
-        args.push(i);
-    }
-    args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &dets_path]);
-    let r = ticket_json(&args);
+    let r = detect(&model, &images, &dets_path);
     // Sizes and the score threshold were read from the export's graph.
     assert_eq!((r["min_size"].as_u64(), r["max_size"].as_u64(), r["score_thresh"].as_f64()), (Some(128), Some(128), Some(0.0)));
     let dets: serde_json::Value = serde_json::from_slice(&std::fs::read(&dets_path).unwrap()).unwrap();
@@ -189,12 +194,7 @@ fn validate_on_annotations() {
     let images = write_images(dir.path());
     let dense = fixture("maskrcnn_r18_fpn.onnx");
     let dets_path = dir.path().join("dets.json");
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"detect", &dense];
-    for i in &images {
-        args.push(i);
-    }
-    args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &dets_path]);
-    ticket_json(&args);
+    detect(&dense, &images, &dets_path);
     let dets: serde_json::Value = serde_json::from_slice(&std::fs::read(&dets_path).unwrap()).unwrap();
     let gt = dir.path().join("gt.json");
     ground_truth(&gt, &images, &dets, 0.28, &[1, 2, 3, 4]);

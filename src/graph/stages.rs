@@ -39,36 +39,39 @@ pub fn backbone_rpn(state: &ModelState, height: usize, width: usize) -> Result<M
     Ok(b.finish())
 }
 
+/// A head stage on pooled [rois, C, size, size]; `head` emits the nodes and names the outputs.
+fn head_stage(
+    state: &ModelState,
+    graph_name: &str,
+    rois: usize,
+    size: usize,
+    head: impl FnOnce(&mut Net<Constants>, &V) -> Result<Vec<(String, &'static str)>>,
+) -> Result<ModelProto> {
+    let c = feature_channels(state)?;
+    let mut b = GraphBuilder::new(graph_name);
+    let mut p = Constants(state);
+    let x = b.input("pooled", &[rois as i64, c as i64, size as i64, size as i64]);
+    let outputs = head(&mut Net { b: &mut b, p: &mut p }, &V { name: x, shape: [rois, c, size, size] })?;
+    for (value, name) in outputs {
+        b.output(&value, name);
+    }
+    Ok(b.finish())
+}
+
 /// Stage 2 on pooled [rois, C, 7, 7]: `class_logits` [rois, K] and `box_deltas` [rois, 4K].
 pub fn box_stage(state: &ModelState, rois: usize) -> Result<ModelProto> {
-    let c = feature_channels(state)?;
-    let mut b = GraphBuilder::new("ticket_box_head");
-    let mut p = Constants(state);
-    let x = b.input("pooled", &[rois as i64, c as i64, 7, 7]);
-    let (cls, deltas) = Net { b: &mut b, p: &mut p }.box_head(&V { name: x, shape: [rois, c, 7, 7] })?;
-    b.output(&cls, "class_logits");
-    b.output(&deltas, "box_deltas");
-    Ok(b.finish())
+    head_stage(state, "ticket_box_head", rois, 7, |net, x| {
+        let (cls, deltas) = net.box_head(x)?;
+        Ok(vec![(cls, "class_logits"), (deltas, "box_deltas")])
+    })
 }
 
 /// Stage 3 on pooled [rois, C, 14, 14]: `mask_logits` [rois, K, 28, 28].
 pub fn mask_stage(state: &ModelState, rois: usize) -> Result<ModelProto> {
-    let c = feature_channels(state)?;
-    let mut b = GraphBuilder::new("ticket_mask_head");
-    let mut p = Constants(state);
-    let x = b.input("pooled", &[rois as i64, c as i64, 14, 14]);
-    let m = Net { b: &mut b, p: &mut p }.mask_head(&V { name: x, shape: [rois, c, 14, 14] })?;
-    b.output(&m.name, "mask_logits");
-    Ok(b.finish())
+    head_stage(state, "ticket_mask_head", rois, 14, |net, x| Ok(vec![(net.mask_head(x)?.name, "mask_logits")]))
 }
 
 /// Stage 4 on pooled [rois, C, 14, 14]: `heatmaps` [rois, K, 56, 56].
 pub fn keypoint_stage(state: &ModelState, rois: usize) -> Result<ModelProto> {
-    let c = feature_channels(state)?;
-    let mut b = GraphBuilder::new("ticket_keypoint_head");
-    let mut p = Constants(state);
-    let x = b.input("pooled", &[rois as i64, c as i64, 14, 14]);
-    let k = Net { b: &mut b, p: &mut p }.keypoint_head(&V { name: x, shape: [rois, c, 14, 14] })?;
-    b.output(&k.name, "heatmaps");
-    Ok(b.finish())
+    head_stage(state, "ticket_keypoint_head", rois, 14, |net, x| Ok(vec![(net.keypoint_head(x)?.name, "heatmaps")]))
 }
