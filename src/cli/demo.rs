@@ -27,6 +27,32 @@ struct DemoReport {
     inspect: super::inspect::InspectReport,
     prune: super::prune::PruneOutput,
     compact_round_trip_exact: bool,
+    /// The ticket and the dense model on CPU with tract, on the same synthetic image.
+    tract: Vec<TractRun>,
+}
+
+#[derive(Serialize)]
+struct TractRun {
+    model: PathBuf,
+    detections: usize,
+    latency_ms: f64,
+}
+
+/// A deterministic 128×128 test card (gradients and blocks), so the demo needs no image files.
+fn test_card() -> image::RgbImage {
+    image::RgbImage::from_fn(128, 128, |x, y| {
+        let block = ((x / 32 + y / 32) % 2) as u8 * 120;
+        image::Rgb([(x * 2) as u8 ^ block, (y * 2) as u8, block.wrapping_add((x + y) as u8)])
+    })
+}
+
+fn run_tract(state: ModelState, path: &std::path::Path, img: &image::RgbImage) -> Result<TractRun> {
+    let params = crate::detect::pipeline::DetectParams::from_model(&state);
+    let mut det = crate::detect::pipeline::Detector::new(state, params)?;
+    det.detect_rgb(img)?; // plan warm-up
+    let t = std::time::Instant::now();
+    let d = det.detect_rgb(img)?;
+    Ok(TractRun { model: path.to_path_buf(), detections: d.boxes.len(), latency_ms: t.elapsed().as_secs_f64() * 1e3 })
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
@@ -34,7 +60,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let dense = args.out.join("dense.onnx");
     crate::fsio::write_atomic(&dense, DEFAULT_MODEL)?;
     let (ticket, masks, compact) = (args.out.join("ticket.onnx"), args.out.join("masks.safetensors"), args.out.join("ticket.tkt"));
-    let bar = super::progress(4, "demo", json);
+    let bar = super::progress(5, "demo", json);
     let mut state = ModelState::import(&dense)?;
     let inspect = super::inspect::report(&state, false);
     bar.inc(1);
@@ -50,6 +76,9 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         return Err(Error::Check(format!("{}: the compact file does not restore the pruned weights exactly", compact.display())));
     }
     bar.inc(1);
+    let card = test_card();
+    let tract = vec![run_tract(ModelState::import(&dense)?, &dense, &card)?, run_tract(from_compact, &compact, &card)?];
+    bar.inc(1);
     bar.finish_and_clear();
     let r = DemoReport {
         dense: dense.clone(),
@@ -59,14 +88,19 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         inspect,
         prune: super::prune::PruneOutput { model: dense, output: ticket, prune: report, sizes, verify: Some(verify) },
         compact_round_trip_exact: exact,
+        tract,
     };
     emit(json, &r, |r| {
-        format!(
+        let mut s = format!(
             "{}\n{}compact file {} restores every weight exactly\n",
             super::inspect::text(&r.inspect),
             super::prune::text(&r.prune),
             r.compact.display()
-        )
+        );
+        for t in &r.tract {
+            s += &format!("tract on CPU: {} → {} detections in {:.0} ms\n", t.model.display(), t.detections, t.latency_ms);
+        }
+        s
     });
     Ok(())
 }

@@ -151,8 +151,10 @@ pub fn text(r: &PruneOutput) -> String {
         p.network_weights
     );
     out += &format!("size: input {} bytes, output {} bytes", r.sizes.input_bytes, r.sizes.output_bytes);
-    if let (Some(c), Some(ratio)) = (r.sizes.compact_bytes, r.sizes.compact_ratio) {
-        out += &format!(", compact {c} bytes ({:.3} of the ONNX)", ratio);
+    if let (Some(c), Some(ratio), Some(g)) = (r.sizes.compact_bytes, r.sizes.compact_ratio, r.sizes.compact_graph_bytes) {
+        // Small models are mostly graph; the weights' own ratio is what scales to full-size models.
+        let weights = (c.saturating_sub(g)) as f64 / (r.sizes.output_bytes.saturating_sub(g)).max(1) as f64;
+        out += &format!(", compact {c} bytes ({ratio:.3} of the ONNX; the pruned weights alone {weights:.3})");
     }
     out += "\n";
     if let Some(v) = &r.verify {
