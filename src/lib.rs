@@ -11,5 +11,6 @@ pub mod model;
 pub mod onnx;
 pub mod prune;
 pub mod runtime;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup of the Python side. `tools/setup.sh` makes .venv (checks, references, the ONNX Runtime
-# library); `tools/setup.sh torch` also makes .venv-torch (fixture export and the torch benchmark baseline).
+# library) and .venv-train (the training worker: ORT training 1.19.2, which cannot share a venv with the
+# `onnxruntime` package); `tools/setup.sh torch` also makes .venv-torch (fixture export and the torch benchmark baseline).
 # A venv is rebuilt only when its requirements file changed. Prints nothing on a no-op.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +17,7 @@ make_venv() { # venv-dir requirements-file
 }
 
 make_venv "$root/.venv" "$root/tools/requirements.txt"
+make_venv "$root/.venv-train" "$root/tools/requirements-train.txt"
 if [ "${1:-}" = torch ]; then
   make_venv "$root/.venv-torch" "$root/tools/requirements-torch.txt"
 fi
