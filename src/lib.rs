@@ -10,6 +10,7 @@ pub mod graph;
 pub mod model;
 pub mod onnx;
 pub mod prune;
+pub mod report;
 pub mod runtime;
 pub mod train;
 

@@ -61,7 +61,15 @@ fn detect_writes_coco_results_that_eval_scores() {
     let images = write_images(dir.path());
     let model = fixture("maskrcnn_r18_fpn.onnx");
     let dets_path = dir.path().join("dets.json");
-    let r = detect(&model, &images, &dets_path);
+    let drawn = dir.path().join("drawn");
+    let r = ticket_json(&[&"detect", &model, &images[0], &images[1], &images[2], &"-o", &dets_path, &"--draw", &drawn]);
+    // --draw writes each image with its detections on it, at the original size.
+    for p in &images {
+        let out = image::open(drawn.join(p.file_name().unwrap())).unwrap().to_rgb8();
+        let input = image::open(p).unwrap().to_rgb8();
+        assert_eq!(out.dimensions(), input.dimensions());
+        assert_ne!(out, input, "{}: nothing drawn", p.display());
+    }
     // Sizes and the score threshold were read from the export's graph.
     assert_eq!((r["min_size"].as_u64(), r["max_size"].as_u64(), r["score_thresh"].as_f64()), (Some(128), Some(128), Some(0.0)));
     let dets: serde_json::Value = serde_json::from_slice(&std::fs::read(&dets_path).unwrap()).unwrap();

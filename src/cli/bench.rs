@@ -1,8 +1,13 @@
 //! `ticket bench`: speed goals measured against baselines in the same run, printed as ratios.
-use super::emit;
+use super::{emit, table};
 use crate::error::{Error, Result};
-use crate::model::ModelState;
-use crate::prune::select;
+use crate::graph::stages;
+use crate::model::{ModelKind, ModelState};
+use crate::onnx::proto::ModelProto;
+use crate::prune::{self, select, PruneParams, Scope};
+use crate::runtime::{ort_check, tract_stage::TractStage};
+use ndarray::{ArrayD, IxDyn};
+use prost::Message;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,18 +29,46 @@ pub enum BenchCommand {
         #[arg(long, default_value = "tools")]
         tools: PathBuf,
     },
+    /// Latency of each tract stage graph (backbone+RPN, box head, mask / keypoint head) in tract and in ONNX
+    /// Runtime, for the dense model and a globally pruned copy of it.
+    Stages {
+        model: PathBuf,
+        /// Global magnitude sparsity of the pruned copy.
+        #[arg(long, default_value_t = 0.8)]
+        sparsity: f64,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Side of the square canvas stage 1 runs on (a multiple of 32).
+        #[arg(long, default_value_t = 320)]
+        size: usize,
+        /// RoIs through the box head (torchvision keeps 1000 proposals per image at test time).
+        #[arg(long, default_value_t = 1000)]
+        rois: usize,
+        /// RoIs through the mask or keypoint head (torchvision's 100 detections per image).
+        #[arg(long, default_value_t = 100)]
+        head_rois: usize,
+    },
+}
+
+fn median(mut t: Vec<f64>) -> f64 {
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
 fn median_ms(repeat: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..repeat.max(1))
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median(
+        (0..repeat.max(1))
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+fn elapsed_ms(s: Instant) -> f64 {
+    s.elapsed().as_secs_f64() * 1e3
 }
 
 #[derive(Serialize)]
@@ -54,7 +87,13 @@ struct PruneBench {
 }
 
 pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
-    let BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } = cmd;
+    match cmd {
+        BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => bench_prune(model, sparsity, repeat, torch_python, tools, json),
+        BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois } => bench_stages(model, sparsity, repeat, size, rois, head_rois, json),
+    }
+}
+
+fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: String, tools: PathBuf, json: bool) -> Result<()> {
     let state = ModelState::import(&model)?;
     let weights: Vec<&[f32]> = state.prunable().map(|w| &w.values[..]).collect();
     let n: usize = weights.iter().map(|w| w.len()).sum();
@@ -109,6 +148,215 @@ pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
             s += &format!("torch global_unstructured: {t:.1} ms → ticket is {x:.1}× faster (goal ≥ 5)\n");
         }
         s
+    });
+    Ok(())
+}
+
+/// tract 0.23 runs a plan on one thread unless tract-linalg is built with its `multithread-mm` feature, which
+/// this build does not enable; ONNX Runtime gets every core.
+const TRACT_THREADS: usize = 1;
+
+#[derive(Serialize)]
+struct EngineTiming {
+    dense_ms: f64,
+    pruned_ms: f64,
+    pruned_over_dense: f64,
+    /// Plan optimisation (tract) or session creation (ORT), not in the run times.
+    dense_build_ms: f64,
+    pruned_build_ms: f64,
+}
+
+#[derive(Serialize)]
+struct StageTiming {
+    stage: &'static str,
+    input: Vec<usize>,
+    tract: EngineTiming,
+    ort: EngineTiming,
+    tract_over_ort_dense: f64,
+    tract_over_ort_pruned: f64,
+}
+
+#[derive(Serialize)]
+struct StagesBench {
+    model: PathBuf,
+    kind: &'static str,
+    repeat: usize,
+    target_sparsity: f64,
+    /// Zeros over all weights of the pruned copy (biases and normalisation parameters stay dense).
+    network_sparsity: f64,
+    tract_threads: usize,
+    ort_threads: usize,
+    stages: Vec<StageTiming>,
+}
+
+/// Emits one stage graph from a model state (the dense one or the pruned copy).
+type Emitter = Box<dyn Fn(&ModelState) -> Result<ModelProto>>;
+
+/// One stage graph to time: its name, its input shape and how to emit it.
+struct StageSpec {
+    name: &'static str,
+    input: Vec<usize>,
+    emit: Emitter,
+}
+
+fn stage_specs(state: &ModelState, size: usize, rois: usize, head_rois: usize) -> Result<Vec<StageSpec>> {
+    let c = stages::feature_channels(state)?;
+    let mut specs = vec![
+        StageSpec { name: "backbone+RPN", input: vec![1, 3, size, size], emit: Box::new(move |s| stages::backbone_rpn(s, size, size)) },
+        StageSpec { name: "box head", input: vec![rois, c, 7, 7], emit: Box::new(move |s| stages::box_stage(s, rois)) },
+    ];
+    match state.arch.kind {
+        ModelKind::MaskRcnn => specs.push(StageSpec { name: "mask head", input: vec![head_rois, c, 14, 14], emit: Box::new(move |s| stages::mask_stage(s, head_rois)) }),
+        ModelKind::KeypointRcnn => {
+            specs.push(StageSpec { name: "keypoint head", input: vec![head_rois, c, 14, 14], emit: Box::new(move |s| stages::keypoint_stage(s, head_rois)) })
+        }
+        _ => {}
+    }
+    Ok(specs)
+}
+
+/// Uniform [0, 1) values from a fixed generator: the same input for every engine and variant.
+fn uniform(shape: &[usize]) -> ArrayD<f32> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    })
+}
+
+/// A stage ready to run (plan optimised or session created, input bound): each call is one run, in ms.
+type Runner<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
+
+/// (build ms, runner) in tract. The input copy each run consumes is made before the clock starts.
+fn tract_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>) -> Result<(f64, Runner<'a>)> {
+    let s = Instant::now();
+    let stage = TractStage::new(name, graph)?;
+    let build = elapsed_ms(s);
+    Ok((
+        build,
+        Box::new(move || {
+            let input = x.clone();
+            let s = Instant::now();
+            std::hint::black_box(stage.run(vec![input])?);
+            Ok(elapsed_ms(s))
+        }),
+    ))
+}
+
+/// (build ms, runner) in ONNX Runtime, on one session reused for every run.
+fn ort_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>) -> Result<(f64, Runner<'a>)> {
+    let what = name.to_string();
+    let input = graph.graph.as_ref().and_then(|g| g.input.first()).map(|i| i.name().to_string()).unwrap_or_default();
+    let s = Instant::now();
+    let mut session = ort_check::session(&graph.encode_to_vec(), name)?;
+    let build = elapsed_ms(s);
+    Ok((
+        build,
+        Box::new(move || {
+            let err = |e: ort::Error| Error::Runtime(format!("{what}: ONNX Runtime: {e}"));
+            let feed = ort::inputs![input.as_str() => ort::value::TensorRef::from_array_view(x.view()).map_err(err)?];
+            let s = Instant::now();
+            std::hint::black_box(session.run(feed).map_err(err)?);
+            Ok(elapsed_ms(s))
+        }),
+    ))
+}
+
+fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois: usize, head_rois: usize, json: bool) -> Result<()> {
+    if repeat == 0 || rois == 0 || head_rois == 0 {
+        return Err(Error::Input("--repeat, --rois and --head-rois must be at least 1".into()));
+    }
+    let opts = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false }.check()?;
+    let dense = ModelState::import(&model)?;
+    if !dense.arch.kind.is_detector() {
+        return Err(Error::input(&model, format!("is a {}, not a two-stage detector: it has no stage graphs", dense.arch.kind.label())));
+    }
+    let specs = stage_specs(&dense, size, rois, head_rois)?;
+    let mut pruned = dense.clone();
+    let pruned_report = prune::prune(&mut pruned, &opts)?;
+
+    let bar = super::progress((specs.len() * (repeat + 1)) as u64, "stages", json);
+    let mut rows = Vec::new();
+    for spec in &specs {
+        let x = uniform(&spec.input);
+        // tract dense, tract pruned, ORT dense, ORT pruned.
+        let mut built = Vec::new();
+        for state in [&dense, &pruned] {
+            built.push(tract_runner(spec.name, &(spec.emit)(state)?, &x)?);
+        }
+        for state in [&dense, &pruned] {
+            built.push(ort_runner(spec.name, &(spec.emit)(state)?, &x)?);
+        }
+        let (build_ms, mut runners): (Vec<f64>, Vec<Runner>) = built.into_iter().unzip();
+        // Round robin after one warm-up each, so that a noisy machine's drift hits all four alike.
+        let mut times = vec![Vec::with_capacity(repeat); runners.len()];
+        for round in 0..=repeat {
+            for (t, run) in times.iter_mut().zip(&mut runners) {
+                let ms = run()?;
+                if round > 0 {
+                    t.push(ms);
+                }
+            }
+            bar.inc(1);
+        }
+        drop(runners);
+        let ms: Vec<f64> = times.into_iter().map(median).collect();
+        let engine = |d: usize, p: usize| EngineTiming {
+            dense_ms: ms[d],
+            pruned_ms: ms[p],
+            pruned_over_dense: ms[p] / ms[d],
+            dense_build_ms: build_ms[d],
+            pruned_build_ms: build_ms[p],
+        };
+        rows.push(StageTiming {
+            stage: spec.name,
+            input: spec.input.clone(),
+            tract: engine(0, 1),
+            ort: engine(2, 3),
+            tract_over_ort_dense: ms[0] / ms[2],
+            tract_over_ort_pruned: ms[1] / ms[3],
+        });
+    }
+    bar.finish_and_clear();
+    let report = StagesBench {
+        model,
+        kind: dense.arch.kind.label(),
+        repeat,
+        target_sparsity: sparsity,
+        network_sparsity: pruned_report.network_sparsity,
+        tract_threads: TRACT_THREADS,
+        ort_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        stages: rows,
+    };
+    emit(json, &report, |r| {
+        let mut body = Vec::new();
+        for s in &r.stages {
+            let shape = s.input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
+            for (engine, t, ratio) in [("tract", &s.tract, format!("{:.2}", s.tract_over_ort_dense)), ("ORT", &s.ort, String::new())] {
+                body.push(vec![
+                    if engine == "tract" { format!("{} [{shape}]", s.stage) } else { String::new() },
+                    engine.to_string(),
+                    format!("{:.1}", t.dense_ms),
+                    format!("{:.1}", t.pruned_ms),
+                    format!("{:.2}", t.pruned_over_dense),
+                    ratio,
+                ]);
+            }
+        }
+        format!(
+            "{} ({}), median of {} runs after one warm-up, the four variants in turn; pruned copy: global {}, network sparsity {}\n\
+             tract: {} thread (tract-linalg is built without multithread-mm), ONNX Runtime: {} intra-op threads\n",
+            r.model.display(),
+            r.kind,
+            r.repeat,
+            super::pct(r.target_sparsity),
+            super::pct(r.network_sparsity),
+            r.tract_threads,
+            r.ort_threads
+        ) + &table(&["Stage [input]", "Engine", "Dense ms", "Pruned ms", "Pruned/dense", "tract/ORT"], &body)
+            + "tract/ORT compares the dense times; plan building and session creation are not timed (see --json)\n"
     });
     Ok(())
 }

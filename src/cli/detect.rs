@@ -104,7 +104,7 @@ pub fn detect_images(det: &mut Detector, images: &[(u64, PathBuf)], json: bool, 
 }
 
 fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect::pipeline::ImageDetections) -> Result<()> {
-    let drawn = DRAW_PENDING(img, dets);
+    let drawn = crate::report::draw_detections(img, dets, 0.0, None);
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     let out = dir.join(format!("{stem}.png"));
     let mut bytes = Vec::new();
@@ -237,9 +237,4 @@ pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
         return Err(Error::input(dir, "no PNG or JPEG images in this folder"));
     }
     Ok(out)
-}
-
-#[allow(non_snake_case)]
-fn DRAW_PENDING(img: &image::RgbImage, _: &crate::detect::pipeline::ImageDetections) -> image::RgbImage {
-    img.clone()
 }

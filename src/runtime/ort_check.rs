@@ -80,17 +80,24 @@ pub fn default_inputs(model: &OnnxModel, dynamic_dim: usize) -> Result<Vec<(Stri
     Ok(out)
 }
 
-/// Runs an encoded model (external data already inlined) on the given inputs, returning outputs by name.
-pub fn run(model_bytes: &[u8], inputs: &[(String, ArrayD<f32>)], what: &str) -> Result<Vec<(String, Output)>> {
+/// A session on an encoded model (external data already inlined), intra-op threads on all cores; for callers
+/// that run the same model many times (benchmarks), since building one costs more than a run.
+pub fn session(model_bytes: &[u8], what: &str) -> Result<Session> {
     let env = environment()?;
     let err = |e: ort::Error| Error::Runtime(format!("{what}: ONNX Runtime: {e}"));
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut session = Session::builder(env)
+    Session::builder(env)
         .map_err(err)?
         .with_intra_threads(threads)
         .map_err(|e| err(e.into()))?
         .commit_from_memory(model_bytes)
-        .map_err(err)?;
+        .map_err(err)
+}
+
+/// Runs an encoded model (external data already inlined) on the given inputs, returning outputs by name.
+pub fn run(model_bytes: &[u8], inputs: &[(String, ArrayD<f32>)], what: &str) -> Result<Vec<(String, Output)>> {
+    let err = |e: ort::Error| Error::Runtime(format!("{what}: ONNX Runtime: {e}"));
+    let mut session = session(model_bytes, what)?;
     let mut feed = Vec::new();
     for (name, arr) in inputs {
         let t = Tensor::from_array(arr.clone()).map_err(err)?;
