@@ -40,7 +40,12 @@ impl GraphBuilder {
     }
 
     pub fn input(&mut self, name: &str, shape: &[i64]) -> String {
-        self.graph.input.push(value_info(name, DataType::Float, shape));
+        self.typed_input(name, DataType::Float, shape)
+    }
+
+    /// An input of any element type (training graphs take int64 indices and labels).
+    pub fn typed_input(&mut self, name: &str, elem: DataType, shape: &[i64]) -> String {
+        self.graph.input.push(value_info(name, elem, shape));
         name.to_string()
     }
 
@@ -48,6 +53,12 @@ impl GraphBuilder {
         // An output takes the node's value under a stable name through Identity.
         self.node("Identity", &[value], name, vec![]);
         self.graph.output.push(ValueInfoProto { name: Some(name.to_string()), ..Default::default() });
+    }
+
+    /// An output with a declared type and shape (ORT's training artifact generator reads them).
+    pub fn typed_output(&mut self, value: &str, name: &str, elem: DataType, shape: &[i64]) {
+        self.node("Identity", &[value], name, vec![]);
+        self.graph.output.push(value_info(name, elem, shape));
     }
 
     pub fn f32_init(&mut self, name: &str, shape: &[usize], data: &[f32]) -> String {
@@ -73,6 +84,25 @@ impl GraphBuilder {
             ..Default::default()
         });
         name
+    }
+
+    /// An int64 initializer of any shape under a fresh name.
+    pub fn i64_tensor(&mut self, shape: &[usize], values: &[i64]) -> String {
+        let name = self.fresh("const");
+        self.graph.initializer.push(TensorProto {
+            name: Some(name.clone()),
+            dims: shape.iter().map(|&d| d as i64).collect(),
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// A float initializer under a fresh name (constants that are not parameters).
+    pub fn f32_const(&mut self, prefix: &str, shape: &[usize], data: &[f32]) -> String {
+        let name = self.fresh(prefix);
+        self.f32_init(&name, shape, data)
     }
 
     fn fresh(&mut self, prefix: &str) -> String {

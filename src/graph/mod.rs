@@ -1,5 +1,6 @@
-//! Graph emitters: the network is described once in `net`, and each purpose (tract inference stages here,
-//! training cores later) assembles it with its own inputs and outputs.
+//! Graph emitters: the network is described once in `net`, and each purpose (tract inference stages, ORT
+//! training cores) assembles it with its own inputs, outputs and way of holding parameters.
 pub mod builder;
 pub mod net;
 pub mod stages;
+pub mod train;

@@ -255,7 +255,9 @@ impl<P: Params> Net<'_, P> {
         self.conv(&x, "roi_heads.mask_predictor.mask_fcn_logits", 1, 0)
     }
 
-    /// KeypointRCNNHeads + KeypointRCNNPredictor on pooled [M, C, 14, 14]: heatmap logits [M, K, 56, 56].
+    /// KeypointRCNNHeads + KeypointRCNNPredictor on pooled [M, C, 14, 14]: heatmap logits [M, K, 56, 56]. The
+    /// predictor's ConvTranspose and bilinear upsampling are emitted in exact forms that ORT training can
+    /// differentiate on CPU; tract runs them as well.
     pub fn keypoint_head(&mut self, pooled: &V) -> Result<V> {
         let mut x = pooled.clone();
         let mut i = 0;
@@ -264,30 +266,115 @@ impl<P: Params> Net<'_, P> {
             x = self.relu(&x);
             i += 2; // nn.Sequential(conv, relu, conv, relu, ...): weights sit at even indices
         }
-        let prefix = "roi_heads.keypoint_predictor.kps_score_lowres";
+        let lowres = self.conv_transpose_4x4_s2(&x, "roi_heads.keypoint_predictor.kps_score_lowres")?;
+        Ok(self.bilinear_upsample2x(&lowres))
+    }
+
+    /// ConvTranspose2d(k=4, s=2, p=1) as a 3×3 conv to 4·Cout channels and a pixel shuffle: output pixel
+    /// (2m + ry, 2n + rx) only sees inputs m + dy, n + dx with dy, dx ∈ {-1, 0, 1}, through kernel tap
+    /// ky = ry + 1 − 2·dy (none when that falls outside 0..4). The 3×3 kernels are gathered from the
+    /// ConvTranspose weight inside the graph, so the parameter keeps its torchvision shape and gets its gradient;
+    /// ORT training has no CPU kernel for ConvTransposeGrad (DESIGN §3). Exact up to summation order.
+    fn conv_transpose_4x4_s2(&mut self, x: &V, prefix: &str) -> Result<V> {
         let ws = self.p.shape(&format!("{prefix}.weight"))?;
+        if ws.len() != 4 || ws[2] != 4 || ws[3] != 4 {
+            return Err(Error::Input(format!("{prefix}.weight has shape {ws:?}; expected a 4×4 ConvTranspose2d kernel")));
+        }
+        let (cin, cout) = (ws[0], ws[1]);
         let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
-        let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        let flat = self.reshape(&w, &[cin as i64, cout as i64, 16]);
+        // Index 16 is an appended zero: the taps a parity does not use.
+        let zero = self.b.f32_const("zero_tap", &[cin, cout, 1], &vec![0.0; cin * cout]);
+        let padded = self.b.node("Concat", &[&flat, &zero], "", vec![("axis", Attr::Int(2))]);
+        let tap = |r: i64, d: i64| Some(r + 1 - 2 * d).filter(|k| (0..4).contains(k));
+        let mut index = Vec::with_capacity(36);
+        for ry in 0..2 {
+            for rx in 0..2 {
+                for dy in -1..=1 {
+                    for dx in -1..=1 {
+                        index.push(match (tap(ry, dy), tap(rx, dx)) {
+                            (Some(ky), Some(kx)) => ky * 4 + kx,
+                            _ => 16,
+                        });
+                    }
+                }
+            }
+        }
+        let index = self.b.i64_tensor(&[36], &index);
+        let k = self.b.node("Gather", &[&padded, &index], "", vec![("axis", Attr::Int(2))]);
+        let k = self.reshape(&k, &[cin as i64, cout as i64, 2, 2, 3, 3]);
+        let k = self.b.node("Transpose", &[&k], "", vec![("perm", Attr::Ints(vec![1, 2, 3, 0, 4, 5]))]);
+        let k = self.reshape(&k, &[4 * cout as i64, cin as i64, 3, 3]);
         let y = self.b.node(
-            "ConvTranspose",
-            &[&x.name, &w, &bias],
-            &format!("{prefix}/ConvTranspose"),
-            vec![
-                ("kernel_shape", Attr::Ints(vec![4, 4])),
-                ("strides", Attr::Ints(vec![2, 2])),
-                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-            ],
+            "Conv",
+            &[&x.name, &k],
+            &format!("{prefix}/Conv"),
+            vec![("kernel_shape", Attr::Ints(vec![3, 3])), ("pads", Attr::Ints(vec![1; 4]))],
         );
-        let [n, _, h, w] = x.shape;
-        let lowres = V { name: y, shape: [n, ws[1], 2 * h, 2 * w] };
-        // torchvision: F.interpolate(scale_factor=2, mode="bilinear", align_corners=False).
-        let scales = self.b.f32_init("keypoint_upsample_scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
-        let up = self.b.node(
-            "Resize",
-            &[&lowres.name, "", &scales],
-            "keypoint_upsample",
-            vec![("mode", Attr::Str("linear")), ("coordinate_transformation_mode", Attr::Str("pytorch_half_pixel"))],
+        let [n, _, h, wd] = x.shape;
+        let (n, co, h, wd) = (n as i64, cout as i64, h as i64, wd as i64);
+        let y = self.reshape(&y, &[n, co, 2, 2, h, wd]);
+        let y = self.b.node("Transpose", &[&y], "", vec![("perm", Attr::Ints(vec![0, 1, 4, 2, 5, 3]))]);
+        let y = self.reshape(&y, &[n, co, 2 * h, 2 * wd]);
+        let b = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        let b = self.reshape(&b, &[1, co, 1, 1]);
+        let y = self.b.node("Add", &[&y, &b], "", vec![]);
+        Ok(V { name: y, shape: [x.shape[0], cout, x.shape[2] * 2, x.shape[3] * 2] })
+    }
+
+    /// torchvision's `F.interpolate(scale_factor=2, mode="bilinear", align_corners=False)` as two MatMuls with
+    /// constant interpolation matrices (rows: output pixel, columns: input pixel). Exact up to summation order,
+    /// and it has gradients in ORT training, where ResizeGrad has no CPU kernel (DESIGN §3).
+    fn bilinear_upsample2x(&mut self, x: &V) -> V {
+        let [n, c, h, w] = x.shape;
+        let uh = bilinear_matrix(h, 2);
+        let uw = bilinear_matrix(w, 2);
+        // x · Uwᵀ: [n, c, h, 2w]
+        let mut uwt = vec![0f32; w * 2 * w];
+        for o in 0..2 * w {
+            for i in 0..w {
+                uwt[i * 2 * w + o] = uw[o * w + i];
+            }
+        }
+        let uwt = self.b.f32_const("upsample_cols", &[w, 2 * w], &uwt);
+        let y = self.b.node("MatMul", &[&x.name, &uwt], "", vec![]);
+        // Uh · y: [n, c, 2h, 2w]
+        let uh = self.b.f32_const("upsample_rows", &[2 * h, h], &uh);
+        let y = self.b.node("MatMul", &[&uh, &y], "keypoint_upsample", vec![]);
+        V { name: y, shape: [n, c, 2 * h, 2 * w] }
+    }
+}
+
+/// The `[size·scale, size]` matrix of torch's linear interpolation by an integer `scale` with
+/// `align_corners=False` and the scale factor given (`recompute_scale_factor=False`): output `o` samples
+/// `max((o + 0.5) / scale − 0.5, 0)` between its two neighbours, the upper one clamped to the last pixel.
+fn bilinear_matrix(size: usize, scale: usize) -> Vec<f32> {
+    let out = size * scale;
+    let mut m = vec![0f32; out * size];
+    let inv = 1.0 / scale as f32;
+    for o in 0..out {
+        let src = f32::max(inv * (o as f32 + 0.5) - 0.5, 0.0);
+        let lo = src as usize;
+        let hi = if lo + 1 < size { lo + 1 } else { lo };
+        let l1 = src - lo as f32;
+        m[o * size + lo] += 1.0 - l1;
+        m[o * size + hi] += l1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bilinear_matrix;
+
+    #[test]
+    fn bilinear_2x_weights_are_torchs() {
+        // 3 → 6: sources max(o/2 − 0.25, 0) = 0, 0.25, 0.75, 1.25, 1.75, 2.25 (upper neighbour clamped to 2).
+        let m = bilinear_matrix(3, 2);
+        let rows: Vec<&[f32]> = m.chunks(3).collect();
+        assert_eq!(
+            rows,
+            vec![&[1.0, 0.0, 0.0][..], &[0.75, 0.25, 0.0], &[0.25, 0.75, 0.0], &[0.0, 0.75, 0.25], &[0.0, 0.25, 0.75], &[0.0, 0.0, 1.0]]
         );
-        Ok(V { name: up, shape: [n, ws[1], 4 * h, 4 * w] })
     }
 }

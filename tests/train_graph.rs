@@ -1,0 +1,411 @@
+//! The training core computes torchvision's losses: for the fixture detectors, with the samplers' choices and
+//! targets that tools/train_reference.py recorded from torchvision 0.23's own training forward, every loss term
+//! of the emitted graph (run in ONNX Runtime) equals torchvision's, for the dense weights and for weights times
+//! a 50% mask. The RoIAlign taps are computed here from the recorded RoI boxes (`MultiScaleRoIAlign::taps`).
+//! The graph is also checked to be one that ORT 1.19 can train: opset 17, IR ≤ 10, no op without a CPU
+//! gradient, masks as frozen initializers; and in the training venv (TICKET_TRAIN_PYTHON), ORT 1.19.2
+//! training's gradients on it equal torch autograd's through torchvision's losses.
+mod common;
+use common::*;
+use ndarray::{concatenate, ArrayD, Axis, IxDyn};
+use std::collections::BTreeMap;
+use ticket::detect::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use ticket::graph::train::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
+use ticket::model::{Mask, Masks, ModelState};
+use ticket::runtime::ort_check;
+
+type Fixture = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+const MODELS: &[&str] = &["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"];
+/// Ops with no gradient builder or no CPU gradient kernel in ORT 1.19 training (DESIGN §3).
+const NO_CPU_GRADIENT: &[&str] = &["RoiAlign", "GridSample", "Einsum", "Softplus", "Resize", "ConvTranspose"];
+
+/// The mask tools/train_reference.py applies (`keep_mask`): splitmix64 of FNV-1a(name) ^ index·golden ratio,
+/// top bit.
+fn keep_mask(name: &str, len: usize) -> Vec<u8> {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for byte in name.bytes() {
+        h = (h ^ byte as u64).wrapping_mul(0x100_0000_01B3);
+    }
+    (0..len as u64)
+        .map(|i| {
+            let mut z = h ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 63) as u8
+        })
+        .collect()
+}
+
+fn fixture_data(name: &str) -> Fixture {
+    read_safetensors(&fixture(&format!("train/{name}.safetensors")))
+}
+
+fn f32s(fx: &Fixture, key: &str) -> ArrayD<f32> {
+    let (shape, v) = fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'"));
+    ArrayD::from_shape_vec(IxDyn(shape), v.iter().map(|&x| x as f32).collect()).unwrap()
+}
+
+fn i64s(fx: &Fixture, key: &str) -> ArrayD<i64> {
+    let (shape, v) = fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'"));
+    ArrayD::from_shape_vec(IxDyn(shape), v.iter().map(|&x| x as i64).collect()).unwrap()
+}
+
+fn scalar(fx: &Fixture, key: &str) -> f32 {
+    fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'")).1[0] as f32
+}
+
+/// [batch, height, width, box rows per image, mask/keypoint rows per image]
+fn shape_of(fx: &Fixture) -> TrainShape {
+    let s: Vec<usize> = fx["shape"].1.iter().map(|&v| v as usize).collect();
+    TrainShape { batch: s[0], height: s[1], width: s[2], rois_per_image: s[3], mask_rois_per_image: s[4], keypoint_rois_per_image: s[4] }
+}
+
+fn state_with_masks(name: &str, fifty_percent: bool) -> ModelState {
+    let path = fixture(&format!("{name}.onnx"));
+    let mut state = ModelState::import(&path).unwrap();
+    let map = state
+        .prunable()
+        .map(|w| {
+            let keep = if fifty_percent { keep_mask(&w.name, w.numel()) } else { vec![1; w.numel()] };
+            (w.name.clone(), Mask { shape: w.shape.clone(), keep })
+        })
+        .collect();
+    state.apply_masks(Masks { map }, &path).unwrap();
+    state
+}
+
+enum Feed {
+    F32(ArrayD<f32>),
+    I64(ArrayD<i64>),
+}
+
+/// RoIAlign taps of `boxes [rows·batch, 4]` (image-major, `per_image` rows each) into the graph's feature table.
+fn taps(graph: &TrainGraph, shape: &TrainShape, boxes: &ArrayD<f32>, per_image: usize, output_size: usize) -> (ArrayD<i64>, ArrayD<f32>) {
+    let pooler = MultiScaleRoIAlign::new(&graph.feature_hw[..4], (shape.height, shape.width), output_size, SAMPLING_RATIO).unwrap();
+    let boxes = boxes.view().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let (mut idx, mut w) = (Vec::new(), Vec::new());
+    for b in 0..shape.batch {
+        let rows: Vec<[f32; 4]> = boxes.rows().into_iter().skip(b * per_image).take(per_image).map(|r| [r[0], r[1], r[2], r[3]]).collect();
+        let t = pooler.taps(&rows, b, shape.batch).unwrap();
+        idx.push(t.index);
+        w.push(t.weight);
+    }
+    let idx: Vec<_> = idx.iter().map(|a| a.view()).collect();
+    let w: Vec<_> = w.iter().map(|a| a.view()).collect();
+    (concatenate(Axis(0), &idx).unwrap().into_dyn(), concatenate(Axis(0), &w).unwrap().into_dyn())
+}
+
+/// The graph's inputs from the fixture, in the graph's input order.
+fn inputs(graph: &TrainGraph, fx: &Fixture) -> Vec<(String, Feed)> {
+    let shape = shape_of(fx);
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
+    let mut images = f32s(fx, "images_u8");
+    for ((_, c, _, _), v) in images.view_mut().into_dimensionality::<ndarray::Ix4>().unwrap().indexed_iter_mut() {
+        *v = (*v / 255.0 - mean[c]) / std[c];
+    }
+    let mut feed = vec![
+        ("images".to_string(), Feed::F32(images)),
+        ("rpn_labels".into(), Feed::F32(f32s(fx, "rpn_labels"))),
+        ("rpn_bbox_targets".into(), Feed::F32(f32s(fx, "rpn_bbox_targets"))),
+    ];
+    let (idx, w) = taps(graph, &shape, &f32s(fx, "roi_boxes"), shape.rois_per_image, BOX_OUTPUT_SIZE);
+    feed.push(("box_idx".into(), Feed::I64(idx)));
+    feed.push(("box_w".into(), Feed::F32(w)));
+    feed.push(("roi_labels".into(), Feed::I64(i64s(fx, "roi_labels"))));
+    feed.push(("roi_bbox_targets".into(), Feed::F32(f32s(fx, "roi_bbox_targets"))));
+    feed.push(("roi_weights".into(), Feed::F32(f32s(fx, "roi_weights"))));
+    if fx.contains_key("mask_boxes") {
+        let (idx, w) = taps(graph, &shape, &f32s(fx, "mask_boxes"), shape.mask_rois_per_image, MASK_OUTPUT_SIZE);
+        feed.push(("mask_idx".into(), Feed::I64(idx)));
+        feed.push(("mask_w".into(), Feed::F32(w)));
+        feed.push(("mask_labels".into(), Feed::I64(i64s(fx, "mask_labels"))));
+        feed.push(("mask_targets".into(), Feed::F32(f32s(fx, "mask_targets"))));
+        feed.push(("mask_weights".into(), Feed::F32(f32s(fx, "mask_weights"))));
+    }
+    if fx.contains_key("kp_boxes") {
+        let (idx, w) = taps(graph, &shape, &f32s(fx, "kp_boxes"), shape.keypoint_rois_per_image, MASK_OUTPUT_SIZE);
+        feed.push(("kp_idx".into(), Feed::I64(idx)));
+        feed.push(("kp_w".into(), Feed::F32(w)));
+        feed.push(("kp_targets".into(), Feed::I64(i64s(fx, "kp_targets"))));
+        feed.push(("kp_valid".into(), Feed::F32(f32s(fx, "kp_valid"))));
+    }
+    // The fixture feeds exactly the inputs the graph declares, with their types and shapes.
+    assert_eq!(feed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), graph.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>());
+    for ((name, f), spec) in feed.iter().zip(&graph.inputs) {
+        let (elem, dims) = match f {
+            Feed::F32(a) => (ElemType::F32, a.shape()),
+            Feed::I64(a) => (ElemType::I64, a.shape()),
+        };
+        assert_eq!((elem, dims), (spec.elem, spec.shape.as_slice()), "input {name}");
+    }
+    feed
+}
+
+/// Runs the graph in ONNX Runtime (inference) and returns its scalar outputs by name.
+fn run(graph: &TrainGraph, feed: Vec<(String, Feed)>) -> BTreeMap<String, f32> {
+    use prost::Message;
+    let mut session = ort_check::session(&graph.model.encode_to_vec(), "training core").unwrap();
+    let mut values = Vec::new();
+    for (name, f) in feed {
+        let v: ort::session::SessionInputValue = match f {
+            Feed::F32(a) => ort::value::Tensor::from_array(a).unwrap().into(),
+            Feed::I64(a) => ort::value::Tensor::from_array(a).unwrap().into(),
+        };
+        values.push((std::borrow::Cow::from(name), v));
+    }
+    let outputs = session.run(values).unwrap();
+    graph
+        .outputs
+        .iter()
+        .map(|name| {
+            let v = outputs[name.as_str()].try_extract_array::<f32>().unwrap();
+            assert_eq!(v.len(), 1, "{name} is not a scalar");
+            (name.clone(), v.iter().next().copied().unwrap())
+        })
+        .collect()
+}
+
+fn rel(a: f32, b: f32) -> f32 {
+    (a - b).abs() / b.abs().max(1e-6)
+}
+
+/// Every output equals torchvision's term (`loss` their sum) to 1e-4 relative.
+fn assert_losses(name: &str, which: &str, ours: &BTreeMap<String, f32>, fx: &Fixture) {
+    let mut total = 0.0f32;
+    for (out, v) in ours.iter().filter(|(k, _)| *k != "loss") {
+        let theirs = scalar(fx, &format!("{which}.{out}"));
+        total += theirs;
+        println!("{name} {which} {out}: ours {v}, torchvision {theirs}, rel {:.1e}", rel(*v, theirs));
+        assert!(rel(*v, theirs) <= 1e-4, "{name} {which} {out}: ours {v}, torchvision {theirs} (rel {:.2e})", rel(*v, theirs));
+    }
+    let terms = fx.keys().filter(|k| k.starts_with(&format!("{which}.loss"))).count();
+    assert_eq!(ours.len(), terms + 1, "{name}: outputs {:?}", ours.keys());
+    assert!(rel(ours["loss"], total) <= 1e-4, "{name} {which} loss: {} vs {total}", ours["loss"]);
+}
+
+fn losses_equal_torchvision(name: &str) {
+    let fx = fixture_data(name);
+    for (which, fifty) in [("dense", false), ("masked", true)] {
+        let state = state_with_masks(name, fifty);
+        let graph = training_graph(&state, &shape_of(&fx), &TrainOptions::default()).unwrap();
+        let ours = run(&graph, inputs(&graph, &fx));
+        assert_losses(name, which, &ours, &fx);
+    }
+}
+
+#[test]
+fn faster_rcnn_losses_equal_torchvision() {
+    losses_equal_torchvision("fasterrcnn_r18_fpn_voc");
+}
+
+#[test]
+fn mask_rcnn_losses_equal_torchvision() {
+    losses_equal_torchvision("maskrcnn_r18_fpn");
+}
+
+#[test]
+fn keypoint_rcnn_losses_equal_torchvision() {
+    losses_equal_torchvision("keypointrcnn_r50_fpn");
+}
+
+/// Rows of weight 0 change no term, whatever their boxes, labels and targets hold (NaN targets included).
+#[test]
+fn padding_rows_change_nothing() {
+    for name in ["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"] {
+        let fx = fixture_data(name);
+        let state = state_with_masks(name, false);
+        let graph = training_graph(&state, &shape_of(&fx), &TrainOptions::default()).unwrap();
+        let before = run(&graph, inputs(&graph, &fx));
+        let mut other = fx.clone();
+        let classes = state.arch.num_classes.unwrap() as f64;
+        let shift_box = |j: usize, v: f64| if j < 2 { v * 0.5 + 3.0 } else { v * 1.3 + 9.0 };
+        let nan = |_: usize, _: f64| f64::NAN;
+        let next_class = |_: usize, v: f64| (v + 1.0) % classes;
+        let rows = zero_rows(&fx, "roi_weights");
+        assert!(!rows.is_empty());
+        alter_rows(&mut other, &rows, "roi_boxes", &shift_box);
+        alter_rows(&mut other, &rows, "roi_labels", &next_class);
+        alter_rows(&mut other, &rows, "roi_bbox_targets", &nan);
+        if fx.contains_key("mask_boxes") {
+            let rows = zero_rows(&fx, "mask_weights");
+            assert!(!rows.is_empty());
+            alter_rows(&mut other, &rows, "mask_boxes", &shift_box);
+            alter_rows(&mut other, &rows, "mask_labels", &next_class);
+            alter_rows(&mut other, &rows, "mask_targets", &nan);
+        }
+        if fx.contains_key("kp_boxes") {
+            // Rows whose keypoints are all invalid: the padding (and any RoI with no visible keypoint in it).
+            let rows = zero_rows(&fx, "kp_valid");
+            assert!(!rows.is_empty());
+            alter_rows(&mut other, &rows, "kp_boxes", &shift_box);
+            alter_rows(&mut other, &rows, "kp_targets", &|_, v| (v + 57.0) % 3136.0);
+        }
+        assert_ne!(fx["roi_boxes"].1, other["roi_boxes"].1);
+        let after = run(&graph, inputs(&graph, &other));
+        for (k, v) in &before {
+            assert!(rel(after[k], *v) <= 1e-6, "{name} {k}: {v} with the recorded padding, {} with other padding", after[k]);
+        }
+    }
+}
+
+/// ONNX Runtime training (1.19.2, the venv tools/setup.sh makes) on the graph: artifacts, one forward and
+/// backward; writes each trainable parameter's gradient as `grad.NAME.bin` (f32) into `dir`.
+const ORT_TRAINING_STEP: &str = r#"
+import json, os, sys, types, importlib.util
+import numpy as np
+# onnxruntime.training's __init__ imports torch; api and artifacts do not need it (as tools/train_worker.py).
+spec = importlib.util.find_spec("onnxruntime")
+pkg = types.ModuleType("onnxruntime.training")
+pkg.__path__ = [os.path.join(os.path.dirname(spec.origin), "training")]
+sys.modules["onnxruntime.training"] = pkg
+import onnx
+from onnxruntime.training import api, artifacts
+
+d = sys.argv[1]
+meta = json.load(open(os.path.join(d, "meta.json")))
+art = os.path.join(d, "artifacts")
+os.makedirs(art)
+artifacts.generate_artifacts(onnx.load(os.path.join(d, "core.onnx")), requires_grad=meta["trainable"],
+                             frozen_params=meta["frozen"], loss=None, optimizer=artifacts.OptimType.AdamW,
+                             artifact_directory=art)
+state = api.CheckpointState.load_checkpoint(os.path.join(art, "checkpoint"))
+module = api.Module(os.path.join(art, "training_model.onnx"), state, os.path.join(art, "eval_model.onnx"), device="cpu")
+dtypes = {"f32": np.float32, "i64": np.int64}
+feed = {i["name"]: np.fromfile(os.path.join(d, i["name"] + ".bin"), dtype=dtypes[i["elem"]]).reshape(i["shape"])
+        for i in meta["inputs"]}
+module.train()
+module(*[feed[n] for n in module.input_names()])
+for n in meta["trainable"]:
+    np.ascontiguousarray(state.parameters[n].grad, dtype=np.float32).tofile(os.path.join(d, "grad." + n + ".bin"))
+"#;
+
+/// The loss gradients ONNX Runtime training computes on the graph equal torch autograd's through torchvision's
+/// losses (masked weights, torchvision's trainable_layers=3): per trainable parameter, the gradient's norm and its
+/// dot product with a ±1 probe, to 1e-3 of the norm. Needs the training venv (TICKET_TRAIN_PYTHON).
+#[test]
+fn gradients_equal_torchvision() {
+    let python = std::env::var_os("TICKET_TRAIN_PYTHON")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
+        .expect("TICKET_TRAIN_PYTHON must point at the training venv's python: run the tests through tools/test.sh");
+    for name in MODELS {
+        let fx = fixture_data(name);
+        let state = state_with_masks(name, true);
+        let graph = training_graph(&state, &shape_of(&fx), &TrainOptions::default()).unwrap();
+        let dir = tempdir();
+        use prost::Message;
+        std::fs::write(dir.path().join("core.onnx"), graph.model.encode_to_vec()).unwrap();
+        for (input, f) in inputs(&graph, &fx) {
+            let bytes: Vec<u8> = match f {
+                Feed::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                Feed::I64(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            };
+            std::fs::write(dir.path().join(format!("{input}.bin")), bytes).unwrap();
+        }
+        let meta = serde_json::json!({"trainable": graph.trainable, "frozen": graph.frozen, "inputs": graph.inputs});
+        std::fs::write(dir.path().join("meta.json"), meta.to_string()).unwrap();
+        let out = std::process::Command::new(&python).arg("-c").arg(ORT_TRAINING_STEP).arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{name}: ORT training failed: {}", String::from_utf8_lossy(&out.stderr));
+
+        let reference: Vec<&String> = fx.keys().filter(|k| k.starts_with("masked.grad_norm.")).collect();
+        assert_eq!(reference.len(), graph.trainable.len(), "{name}: torch trains other parameters than the graph");
+        let mut worst = 0f64;
+        for p in &graph.trainable {
+            let bytes = std::fs::read(dir.path().join(format!("grad.{p}.bin"))).unwrap();
+            let g: Vec<f64> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect();
+            let probe = keep_mask(&format!("{p}#probe"), g.len());
+            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let dot: f64 = g.iter().zip(&probe).map(|(v, &k)| if k == 1 { *v } else { -*v }).sum();
+            let (t_norm, t_dot) = (fx[&format!("masked.grad_norm.{p}")].1[0], fx[&format!("masked.grad_probe.{p}")].1[0]);
+            // A floor for gradients that are zero up to rounding (a bias under a softmax over its own channel).
+            let tol = 1e-3 * t_norm + 1e-6;
+            let err = (norm - t_norm).abs().max((dot - t_dot).abs());
+            assert!(err <= tol, "{name} {p}: ORT gradient norm {norm}, probe {dot}; torch {t_norm}, {t_dot}");
+            worst = worst.max(err / tol);
+        }
+        println!("{name}: {} gradients equal torch's, worst at {worst:.1e} of the tolerance", graph.trainable.len());
+    }
+}
+
+/// Rows of `key` that hold only zeros.
+fn zero_rows(fx: &Fixture, key: &str) -> Vec<usize> {
+    let (shape, v) = &fx[key];
+    let per = v.len() / shape[0];
+    (0..shape[0]).filter(|r| v[r * per..(r + 1) * per].iter().all(|&x| x == 0.0)).collect()
+}
+
+fn alter_rows(fx: &mut Fixture, rows: &[usize], key: &str, f: &dyn Fn(usize, f64) -> f64) {
+    let (shape, v) = fx.get_mut(key).unwrap();
+    let per = v.len() / shape[0];
+    for &r in rows {
+        for j in 0..per {
+            v[r * per + j] = f(j, v[r * per + j]);
+        }
+    }
+}
+
+/// What ORT 1.19 training needs of the graph (DESIGN §3).
+#[test]
+fn graph_is_trainable_by_ort_1_19() {
+    for name in MODELS {
+        let state = state_with_masks(name, true);
+        let shape = TrainShape { batch: 2, height: 128, width: 96, rois_per_image: 8, mask_rois_per_image: 4, keypoint_rois_per_image: 4 };
+        let graph = training_graph(&state, &shape, &TrainOptions::default()).unwrap();
+        let m = &graph.model;
+        assert!(m.ir_version() <= 10, "{name}: IR {}", m.ir_version());
+        assert_eq!(m.opset_import.iter().map(|o| (o.domain().to_string(), o.version())).collect::<Vec<_>>(), vec![(String::new(), 17)]);
+        let g = m.graph.as_ref().unwrap();
+        for n in &g.node {
+            assert!(!NO_CPU_GRADIENT.contains(&n.op_type()), "{name}: node {} is a {}", n.name(), n.op_type());
+        }
+        assert_eq!(graph.outputs[0], "loss");
+        assert_eq!(g.output.iter().map(|o| o.name().to_string()).collect::<Vec<_>>(), graph.outputs);
+
+        let inits: BTreeMap<&str, &ticket::onnx::proto::TensorProto> = g.initializer.iter().map(|t| (t.name(), t)).collect();
+        assert_eq!(inits.len(), g.initializer.len(), "{name}: duplicate initializer names");
+        for p in graph.trainable.iter().chain(&graph.frozen) {
+            assert!(inits.contains_key(p.as_str()), "{name}: parameter {p} is not an initializer");
+        }
+        assert!(graph.trainable.iter().all(|t| !graph.frozen.contains(t)), "{name}: a parameter is both trainable and frozen");
+        // Every prunable weight enters as W · M with M frozen, and W is zero where M is.
+        let consumers = |v: &str| g.node.iter().filter(|n| n.input.iter().any(|i| i == v)).map(|n| n.op_type().to_string()).collect::<Vec<_>>();
+        for w in state.prunable() {
+            let mask = format!("{}.mask", w.name);
+            assert!(graph.frozen.contains(&mask), "{name}: {mask} is not frozen");
+            assert_eq!(consumers(&w.name), vec!["Mul"], "{name}: {} is used other than through its mask", w.name);
+            let wv = ticket::onnx::tensor::f32_values(inits[w.name.as_str()], Some(inits[w.name.as_str()].raw_data())).unwrap();
+            let mv = ticket::onnx::tensor::f32_values(inits[mask.as_str()], Some(inits[mask.as_str()].raw_data())).unwrap();
+            assert!(wv.iter().zip(&mv).all(|(w, m)| *m == 1.0 || (*m == 0.0 && *w == 0.0)), "{name}: {} is not zero where masked", w.name);
+        }
+        // torchvision's trainable_layers=3: conv1 and layer1 of the body are frozen, layer2.. and the heads train.
+        assert!(graph.frozen.contains(&"backbone.body.conv1.weight".to_string()));
+        assert!(graph.frozen.contains(&"backbone.body.layer1.0.conv1.weight".to_string()));
+        assert!(graph.trainable.contains(&"backbone.body.layer2.0.conv1.weight".to_string()));
+        assert!(graph.trainable.contains(&"rpn.head.cls_logits.bias".to_string()));
+        let all = training_graph(&state, &shape, &TrainOptions { trainable_layers: 5 }).unwrap();
+        assert!(all.frozen.iter().all(|f| f.ends_with(".mask")), "{name}: {:?}", all.frozen);
+        // RoI inputs follow the shape: N = batch · rois_per_image, T = 16 taps.
+        assert_eq!(graph.input("box_idx").unwrap().shape, vec![16, 49, 16]);
+        assert_eq!(graph.input("rpn_labels").unwrap().shape[0], 2);
+    }
+}
+
+#[test]
+fn bad_shapes_and_models_are_refused() {
+    let state = state_with_masks("fasterrcnn_r18_fpn_voc", false);
+    let ok = TrainShape { batch: 1, height: 128, width: 128, rois_per_image: 4, mask_rois_per_image: 0, keypoint_rois_per_image: 0 };
+    assert!(training_graph(&state, &ok, &TrainOptions::default()).is_ok());
+    for bad in [TrainShape { height: 100, ..ok.clone() }, TrainShape { batch: 0, ..ok.clone() }, TrainShape { rois_per_image: 0, ..ok.clone() }] {
+        assert!(training_graph(&state, &bad, &TrainOptions::default()).is_err(), "{bad:?}");
+    }
+    assert!(training_graph(&state, &ok, &TrainOptions { trainable_layers: 6 }).is_err());
+    let mask = state_with_masks("maskrcnn_r18_fpn", false);
+    let err = training_graph(&mask, &ok, &TrainOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("mask_rois_per_image"), "{err}");
+    let classifier = ModelState::import(&fixture("resnet18.onnx")).unwrap();
+    let err = training_graph(&classifier, &ok, &TrainOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("R-CNN"), "{err}");
+}
