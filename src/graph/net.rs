@@ -215,6 +215,20 @@ impl<P: Params> Net<'_, P> {
         Ok((self.linear(&x, "roi_heads.box_predictor.cls_score")?, self.linear(&x, "roi_heads.box_predictor.bbox_pred")?))
     }
 
+    /// The 4·Cout channels of `y` (computed on `x`'s grid), ordered (cout, dy, dx), interleaved into a 2× grid,
+    /// plus the layer's bias: the second half of both transposed-conv rewrites.
+    fn pixel_shuffle_2x(&mut self, y: &str, x: &V, cout: usize, prefix: &str) -> Result<V> {
+        let [n, _, h, wd] = x.shape;
+        let (n, co, h, wd) = (n as i64, cout as i64, h as i64, wd as i64);
+        let y = self.reshape(y, &[n, co, 2, 2, h, wd]);
+        let y = self.b.node("Transpose", &[&y], "", vec![("perm", Attr::Ints(vec![0, 1, 4, 2, 5, 3]))]);
+        let y = self.reshape(&y, &[n, co, 2 * h, 2 * wd]);
+        let b = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        let b = self.reshape(&b, &[1, co, 1, 1]);
+        let y = self.b.node("Add", &[&y, &b], "", vec![]);
+        Ok(V { name: y, shape: [x.shape[0], cout, x.shape[2] * 2, x.shape[3] * 2] })
+    }
+
     /// ConvTranspose2d(k=2, s=2) as a 1×1 conv to 4·Cout channels and a pixel shuffle: exact, and both tract and
     /// ORT training (which has no ConvTransposeGrad CPU kernel) run it.
     fn conv_transpose_2x2(&mut self, x: &V, prefix: &str) -> Result<V> {
@@ -224,15 +238,7 @@ impl<P: Params> Net<'_, P> {
         let wt = self.b.node("Transpose", &[&w], "", vec![("perm", Attr::Ints(vec![1, 2, 3, 0]))]);
         let w1 = self.reshape(&wt, &[4 * cout as i64, cin as i64, 1, 1]);
         let y = self.b.node("Conv", &[&x.name, &w1], &format!("{prefix}/Conv"), vec![("kernel_shape", Attr::Ints(vec![1, 1]))]);
-        let [n, _, h, wd] = x.shape;
-        let (n, co, h, wd) = (n as i64, cout as i64, h as i64, wd as i64);
-        let y = self.reshape(&y, &[n, co, 2, 2, h, wd]);
-        let y = self.b.node("Transpose", &[&y], "", vec![("perm", Attr::Ints(vec![0, 1, 4, 2, 5, 3]))]);
-        let y = self.reshape(&y, &[n, co, 2 * h, 2 * wd]);
-        let b = self.p.param(self.b, &format!("{prefix}.bias"))?;
-        let b = self.reshape(&b, &[1, co, 1, 1]);
-        let y = self.b.node("Add", &[&y, &b], "", vec![]);
-        Ok(V { name: y, shape: [x.shape[0], cout, x.shape[2] * 2, x.shape[3] * 2] })
+        self.pixel_shuffle_2x(&y, x, cout, prefix)
     }
 
     /// MaskRCNNHeads + MaskRCNNPredictor on pooled [M, C, 14, 14]: logits [M, K, 28, 28].
@@ -311,15 +317,7 @@ impl<P: Params> Net<'_, P> {
             &format!("{prefix}/Conv"),
             vec![("kernel_shape", Attr::Ints(vec![3, 3])), ("pads", Attr::Ints(vec![1; 4]))],
         );
-        let [n, _, h, wd] = x.shape;
-        let (n, co, h, wd) = (n as i64, cout as i64, h as i64, wd as i64);
-        let y = self.reshape(&y, &[n, co, 2, 2, h, wd]);
-        let y = self.b.node("Transpose", &[&y], "", vec![("perm", Attr::Ints(vec![0, 1, 4, 2, 5, 3]))]);
-        let y = self.reshape(&y, &[n, co, 2 * h, 2 * wd]);
-        let b = self.p.param(self.b, &format!("{prefix}.bias"))?;
-        let b = self.reshape(&b, &[1, co, 1, 1]);
-        let y = self.b.node("Add", &[&y, &b], "", vec![]);
-        Ok(V { name: y, shape: [x.shape[0], cout, x.shape[2] * 2, x.shape[3] * 2] })
+        self.pixel_shuffle_2x(&y, x, cout, prefix)
     }
 
     /// torchvision's `F.interpolate(scale_factor=2, mode="bilinear", align_corners=False)` as two MatMuls with
