@@ -6,15 +6,15 @@
 //! gradient, masks as frozen initializers; and in the training venv (TICKET_TRAIN_PYTHON), ORT 1.19.2
 //! training's gradients on it equal torch autograd's through torchvision's losses.
 mod common;
+#[path = "common/train_inputs.rs"]
+mod train_inputs;
 use common::*;
-use ndarray::{concatenate, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
-use ticket::detect::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
-use ticket::graph::train::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
+use ticket::graph::train::{training_graph, TrainGraph, TrainOptions, TrainShape};
+use ticket::train::Tensor;
+use train_inputs::{fixture_data, scalar, shape_of, Fixture};
 use ticket::model::{Mask, Masks, ModelState};
 use ticket::runtime::ort_check;
-
-type Fixture = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 const MODELS: &[&str] = &["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"];
 /// Ops with no gradient builder or no CPU gradient kernel in ORT 1.19 training (DESIGN §3).
@@ -38,30 +38,6 @@ fn keep_mask(name: &str, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn fixture_data(name: &str) -> Fixture {
-    read_safetensors(&fixture(&format!("train/{name}.safetensors")))
-}
-
-fn f32s(fx: &Fixture, key: &str) -> ArrayD<f32> {
-    let (shape, v) = fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'"));
-    ArrayD::from_shape_vec(IxDyn(shape), v.iter().map(|&x| x as f32).collect()).unwrap()
-}
-
-fn i64s(fx: &Fixture, key: &str) -> ArrayD<i64> {
-    let (shape, v) = fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'"));
-    ArrayD::from_shape_vec(IxDyn(shape), v.iter().map(|&x| x as i64).collect()).unwrap()
-}
-
-fn scalar(fx: &Fixture, key: &str) -> f32 {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'")).1[0] as f32
-}
-
-/// [batch, height, width, box rows per image, mask/keypoint rows per image]
-fn shape_of(fx: &Fixture) -> TrainShape {
-    let s: Vec<usize> = fx["shape"].1.iter().map(|&v| v as usize).collect();
-    TrainShape { batch: s[0], height: s[1], width: s[2], rois_per_image: s[3], mask_rois_per_image: s[4], keypoint_rois_per_image: s[4] }
-}
-
 fn state_with_masks(name: &str, fifty_percent: bool) -> ModelState {
     let path = fixture(&format!("{name}.onnx"));
     let mut state = ModelState::import(&path).unwrap();
@@ -76,83 +52,20 @@ fn state_with_masks(name: &str, fifty_percent: bool) -> ModelState {
     state
 }
 
-enum Feed {
-    F32(ArrayD<f32>),
-    I64(ArrayD<i64>),
-}
-
-/// RoIAlign taps of `boxes [rows·batch, 4]` (image-major, `per_image` rows each) into the graph's feature table.
-fn taps(graph: &TrainGraph, shape: &TrainShape, boxes: &ArrayD<f32>, per_image: usize, output_size: usize) -> (ArrayD<i64>, ArrayD<f32>) {
-    let pooler = MultiScaleRoIAlign::new(&graph.feature_hw[..4], (shape.height, shape.width), output_size, SAMPLING_RATIO).unwrap();
-    let boxes = boxes.view().into_dimensionality::<ndarray::Ix2>().unwrap();
-    let (mut idx, mut w) = (Vec::new(), Vec::new());
-    for b in 0..shape.batch {
-        let rows: Vec<[f32; 4]> = boxes.rows().into_iter().skip(b * per_image).take(per_image).map(|r| [r[0], r[1], r[2], r[3]]).collect();
-        let t = pooler.taps(&rows, b, shape.batch).unwrap();
-        idx.push(t.index);
-        w.push(t.weight);
-    }
-    let idx: Vec<_> = idx.iter().map(|a| a.view()).collect();
-    let w: Vec<_> = w.iter().map(|a| a.view()).collect();
-    (concatenate(Axis(0), &idx).unwrap().into_dyn(), concatenate(Axis(0), &w).unwrap().into_dyn())
-}
-
 /// The graph's inputs from the fixture, in the graph's input order.
-fn inputs(graph: &TrainGraph, fx: &Fixture) -> Vec<(String, Feed)> {
-    let shape = shape_of(fx);
-    let mean = [0.485f32, 0.456, 0.406];
-    let std = [0.229f32, 0.224, 0.225];
-    let mut images = f32s(fx, "images_u8");
-    for ((_, c, _, _), v) in images.view_mut().into_dimensionality::<ndarray::Ix4>().unwrap().indexed_iter_mut() {
-        *v = (*v / 255.0 - mean[c]) / std[c];
-    }
-    let mut feed = vec![
-        ("images".to_string(), Feed::F32(images)),
-        ("rpn_labels".into(), Feed::F32(f32s(fx, "rpn_labels"))),
-        ("rpn_bbox_targets".into(), Feed::F32(f32s(fx, "rpn_bbox_targets"))),
-    ];
-    let (idx, w) = taps(graph, &shape, &f32s(fx, "roi_boxes"), shape.rois_per_image, BOX_OUTPUT_SIZE);
-    feed.push(("box_idx".into(), Feed::I64(idx)));
-    feed.push(("box_w".into(), Feed::F32(w)));
-    feed.push(("roi_labels".into(), Feed::I64(i64s(fx, "roi_labels"))));
-    feed.push(("roi_bbox_targets".into(), Feed::F32(f32s(fx, "roi_bbox_targets"))));
-    feed.push(("roi_weights".into(), Feed::F32(f32s(fx, "roi_weights"))));
-    if fx.contains_key("mask_boxes") {
-        let (idx, w) = taps(graph, &shape, &f32s(fx, "mask_boxes"), shape.mask_rois_per_image, MASK_OUTPUT_SIZE);
-        feed.push(("mask_idx".into(), Feed::I64(idx)));
-        feed.push(("mask_w".into(), Feed::F32(w)));
-        feed.push(("mask_labels".into(), Feed::I64(i64s(fx, "mask_labels"))));
-        feed.push(("mask_targets".into(), Feed::F32(f32s(fx, "mask_targets"))));
-        feed.push(("mask_weights".into(), Feed::F32(f32s(fx, "mask_weights"))));
-    }
-    if fx.contains_key("kp_boxes") {
-        let (idx, w) = taps(graph, &shape, &f32s(fx, "kp_boxes"), shape.keypoint_rois_per_image, MASK_OUTPUT_SIZE);
-        feed.push(("kp_idx".into(), Feed::I64(idx)));
-        feed.push(("kp_w".into(), Feed::F32(w)));
-        feed.push(("kp_targets".into(), Feed::I64(i64s(fx, "kp_targets"))));
-        feed.push(("kp_valid".into(), Feed::F32(f32s(fx, "kp_valid"))));
-    }
-    // The fixture feeds exactly the inputs the graph declares, with their types and shapes.
-    assert_eq!(feed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), graph.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>());
-    for ((name, f), spec) in feed.iter().zip(&graph.inputs) {
-        let (elem, dims) = match f {
-            Feed::F32(a) => (ElemType::F32, a.shape()),
-            Feed::I64(a) => (ElemType::I64, a.shape()),
-        };
-        assert_eq!((elem, dims), (spec.elem, spec.shape.as_slice()), "input {name}");
-    }
-    feed
+fn inputs(graph: &TrainGraph, fx: &Fixture) -> Vec<(String, Tensor)> {
+    train_inputs::inputs(&graph.inputs, &graph.feature_hw, fx)
 }
 
 /// Runs the graph in ONNX Runtime (inference) and returns its scalar outputs by name.
-fn run(graph: &TrainGraph, feed: Vec<(String, Feed)>) -> BTreeMap<String, f32> {
+fn run(graph: &TrainGraph, feed: Vec<(String, Tensor)>) -> BTreeMap<String, f32> {
     use prost::Message;
     let mut session = ort_check::session(&graph.model.encode_to_vec(), "training core").unwrap();
     let mut values = Vec::new();
     for (name, f) in feed {
         let v: ort::session::SessionInputValue = match f {
-            Feed::F32(a) => ort::value::Tensor::from_array(a).unwrap().into(),
-            Feed::I64(a) => ort::value::Tensor::from_array(a).unwrap().into(),
+            Tensor::F32(a) => ort::value::Tensor::from_array(a).unwrap().into(),
+            Tensor::I64(a) => ort::value::Tensor::from_array(a).unwrap().into(),
         };
         values.push((std::borrow::Cow::from(name), v));
     }
@@ -300,8 +213,8 @@ fn gradients_equal_torchvision() {
         std::fs::write(dir.path().join("core.onnx"), graph.model.encode_to_vec()).unwrap();
         for (input, f) in inputs(&graph, &fx) {
             let bytes: Vec<u8> = match f {
-                Feed::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                Feed::I64(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                Tensor::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                Tensor::I64(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
             };
             std::fs::write(dir.path().join(format!("{input}.bin")), bytes).unwrap();
         }

@@ -1,8 +1,12 @@
 //! Training: a Python worker running ONNX Runtime training 1.19.2 (the only engine with training that this
 //! environment has, DESIGN.md §3), driven from Rust. `protocol` documents the wire format and the commands;
-//! `worker` starts the process and exposes each command as a typed method with deadlines and clear failures.
+//! `worker` starts the process and exposes each command as a typed method with deadlines and clear failures;
+//! `session` trains one model at one fixed shape (artifacts, steps, masks, rewinds, trained weights back into
+//! the ModelState).
 pub mod protocol;
+pub mod session;
 pub mod worker;
 
 pub use protocol::Tensor;
+pub use session::{Checkpoint, Losses, SessionOptions, TrainSession};
 pub use worker::{Artifacts, Device, InputSpec, Optimizer, ParamSpec, Params, SessionInfo, StepOutput, Versions, Worker, WorkerOptions};

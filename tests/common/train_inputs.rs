@@ -1,0 +1,109 @@
+//! The training core's inputs from the committed torch reference batches (tests/fixtures/train/*.safetensors,
+//! written by tools/train_reference.py), shared by tests/train_graph.rs and tests/train_session.rs. RoIAlign
+//! taps are computed here from the recorded RoI boxes (`MultiScaleRoIAlign::taps`).
+//!
+//! Include it with `mod common;` (for the fixture helpers) and `#[path = "common/train_inputs.rs"] mod train_inputs;`.
+#![allow(dead_code)]
+use crate::common::{fixture, read_safetensors};
+use ndarray::{concatenate, ArrayD, Axis, IxDyn};
+use std::collections::BTreeMap;
+use ticket::detect::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use ticket::detect::Hw;
+use ticket::graph::train::{ElemType, TensorSpec, TrainShape};
+use ticket::train::Tensor;
+
+pub type Fixture = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+pub fn fixture_data(name: &str) -> Fixture {
+    read_safetensors(&fixture(&format!("train/{name}.safetensors")))
+}
+
+pub fn f32s(fx: &Fixture, key: &str) -> ArrayD<f32> {
+    let (shape, v) = fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'"));
+    ArrayD::from_shape_vec(IxDyn(shape), v.iter().map(|&x| x as f32).collect()).unwrap()
+}
+
+pub fn i64s(fx: &Fixture, key: &str) -> ArrayD<i64> {
+    let (shape, v) = fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'"));
+    ArrayD::from_shape_vec(IxDyn(shape), v.iter().map(|&x| x as i64).collect()).unwrap()
+}
+
+pub fn scalar(fx: &Fixture, key: &str) -> f32 {
+    fx.get(key).unwrap_or_else(|| panic!("fixture has no '{key}'")).1[0] as f32
+}
+
+/// [batch, height, width, box rows per image, mask/keypoint rows per image]
+pub fn shape_of(fx: &Fixture) -> TrainShape {
+    let s: Vec<usize> = fx["shape"].1.iter().map(|&v| v as usize).collect();
+    TrainShape { batch: s[0], height: s[1], width: s[2], rois_per_image: s[3], mask_rois_per_image: s[4], keypoint_rois_per_image: s[4] }
+}
+
+/// RoIAlign taps of `boxes [rows·batch, 4]` (image-major, `per_image` rows each) into the feature table of
+/// levels `feature_hw` (P2..P5 first).
+pub fn taps(feature_hw: &[Hw], shape: &TrainShape, boxes: &ArrayD<f32>, per_image: usize, output_size: usize) -> (ArrayD<i64>, ArrayD<f32>) {
+    let pooler = MultiScaleRoIAlign::new(&feature_hw[..4], (shape.height, shape.width), output_size, SAMPLING_RATIO).unwrap();
+    let boxes = boxes.view().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let (mut idx, mut w) = (Vec::new(), Vec::new());
+    for b in 0..shape.batch {
+        let rows: Vec<[f32; 4]> = boxes.rows().into_iter().skip(b * per_image).take(per_image).map(|r| [r[0], r[1], r[2], r[3]]).collect();
+        let t = pooler.taps(&rows, b, shape.batch).unwrap();
+        idx.push(t.index);
+        w.push(t.weight);
+    }
+    let idx: Vec<_> = idx.iter().map(|a| a.view()).collect();
+    let w: Vec<_> = w.iter().map(|a| a.view()).collect();
+    (concatenate(Axis(0), &idx).unwrap().into_dyn(), concatenate(Axis(0), &w).unwrap().into_dyn())
+}
+
+/// The images of the fixture as the graph takes them: normalised with torchvision's mean and std.
+pub fn images(fx: &Fixture) -> ArrayD<f32> {
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
+    let mut images = f32s(fx, "images_u8");
+    for ((_, c, _, _), v) in images.view_mut().into_dimensionality::<ndarray::Ix4>().unwrap().indexed_iter_mut() {
+        *v = (*v / 255.0 - mean[c]) / std[c];
+    }
+    images
+}
+
+/// The graph's inputs from the fixture, in the graph's input order (checked against `specs`: names, element
+/// types, shapes).
+pub fn inputs(specs: &[TensorSpec], feature_hw: &[Hw], fx: &Fixture) -> Vec<(String, Tensor)> {
+    let shape = shape_of(fx);
+    let mut feed = vec![
+        ("images".to_string(), Tensor::F32(images(fx))),
+        ("rpn_labels".into(), Tensor::F32(f32s(fx, "rpn_labels"))),
+        ("rpn_bbox_targets".into(), Tensor::F32(f32s(fx, "rpn_bbox_targets"))),
+    ];
+    let (idx, w) = taps(feature_hw, &shape, &f32s(fx, "roi_boxes"), shape.rois_per_image, BOX_OUTPUT_SIZE);
+    feed.push(("box_idx".into(), Tensor::I64(idx)));
+    feed.push(("box_w".into(), Tensor::F32(w)));
+    feed.push(("roi_labels".into(), Tensor::I64(i64s(fx, "roi_labels"))));
+    feed.push(("roi_bbox_targets".into(), Tensor::F32(f32s(fx, "roi_bbox_targets"))));
+    feed.push(("roi_weights".into(), Tensor::F32(f32s(fx, "roi_weights"))));
+    if fx.contains_key("mask_boxes") {
+        let (idx, w) = taps(feature_hw, &shape, &f32s(fx, "mask_boxes"), shape.mask_rois_per_image, MASK_OUTPUT_SIZE);
+        feed.push(("mask_idx".into(), Tensor::I64(idx)));
+        feed.push(("mask_w".into(), Tensor::F32(w)));
+        feed.push(("mask_labels".into(), Tensor::I64(i64s(fx, "mask_labels"))));
+        feed.push(("mask_targets".into(), Tensor::F32(f32s(fx, "mask_targets"))));
+        feed.push(("mask_weights".into(), Tensor::F32(f32s(fx, "mask_weights"))));
+    }
+    if fx.contains_key("kp_boxes") {
+        let (idx, w) = taps(feature_hw, &shape, &f32s(fx, "kp_boxes"), shape.keypoint_rois_per_image, MASK_OUTPUT_SIZE);
+        feed.push(("kp_idx".into(), Tensor::I64(idx)));
+        feed.push(("kp_w".into(), Tensor::F32(w)));
+        feed.push(("kp_targets".into(), Tensor::I64(i64s(fx, "kp_targets"))));
+        feed.push(("kp_valid".into(), Tensor::F32(f32s(fx, "kp_valid"))));
+    }
+    // The fixture feeds exactly the inputs the graph declares, with their types and shapes.
+    assert_eq!(feed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), specs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>());
+    for ((name, f), spec) in feed.iter().zip(specs) {
+        let elem = match f {
+            Tensor::F32(_) => ElemType::F32,
+            Tensor::I64(_) => ElemType::I64,
+        };
+        assert_eq!((elem, f.shape()), (spec.elem, spec.shape.as_slice()), "input {name}");
+    }
+    feed
+}
