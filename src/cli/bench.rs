@@ -48,6 +48,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         head_rois: usize,
     },
+    /// One ONNX Runtime training step (forward, backward, SGD) on the emitted training core vs one PyTorch
+    /// eager step of the torchvision model with the same weights, canvas and RoI count.
+    Train(super::bench_train::Args),
+}
+
+/// Runs a tools/ baseline script with `--json` and returns its report.
+pub(crate) fn torch_baseline(python: &str, script: &std::path::Path, args: &[std::ffi::OsString]) -> Result<serde_json::Value> {
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .arg("--json")
+        .output()
+        .map_err(|e| Error::Runtime(format!("{python}: cannot run the torch baseline ({e}); run `tools/setup.sh torch` or pass --torch-python none")))?;
+    if !out.status.success() {
+        return Err(Error::Runtime(format!("{}: torch baseline failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| Error::Runtime(format!("{}: unreadable output ({e})", script.display())))
 }
 
 fn median(mut t: Vec<f64>) -> f64 {
@@ -90,6 +107,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
     match cmd {
         BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => bench_prune(model, sparsity, repeat, torch_python, tools, json),
         BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois } => bench_stages(model, sparsity, repeat, size, rois, head_rois, json),
+        BenchCommand::Train(args) => super::bench_train::run(args, json),
     }
 }
 
@@ -113,19 +131,14 @@ fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Strin
     let torch = if torch_python == "none" {
         None
     } else {
-        let script = tools.join("bench_prune_torch.py");
-        let out = std::process::Command::new(&torch_python)
-            .arg(&script)
-            .args(["--model".as_ref(), model.as_os_str()])
-            .args(["--sparsity", &sparsity.to_string(), "--repeat", &repeat.to_string(), "--json"])
-            .output()
-            .map_err(|e| Error::Runtime(format!("{torch_python}: cannot run the torch baseline ({e}); run `tools/setup.sh torch` or pass --torch-python none")))?;
-        if !out.status.success() {
-            return Err(Error::Runtime(format!("{}: torch baseline failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| Error::Runtime(format!("{}: unreadable output ({e})", script.display())))?;
-        Some(v)
+        Some(torch_baseline(&torch_python, &tools.join("bench_prune_torch.py"), &[
+            "--model".into(),
+            model.clone().into_os_string(),
+            "--sparsity".into(),
+            sparsity.to_string().into(),
+            "--repeat".into(),
+            repeat.to_string().into(),
+        ])?)
     };
     let torch_ms = torch.as_ref().and_then(|t| t["torch_global_unstructured_ms"].as_f64());
     let r = PruneBench {
