@@ -27,6 +27,10 @@ pub struct Args {
     pub head_rois: usize,
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
+    /// cpu, or cuda (the training venv must then hold onnxruntime-training 1.19.2 with the CUDA 11.8 libraries:
+    /// tools/requirements-train-cuda.txt).
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
     /// The training venv's python (tools/setup.sh makes it).
     #[arg(long, default_value = ".venv-train/bin/python")]
     pub train_python: PathBuf,
@@ -113,7 +117,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let core = dir.path().join("core.onnx");
     std::fs::write(&core, graph.model.encode_to_vec()).map_err(|e| Error::io(&core, e))?;
     let bar = super::progress(args.repeat as u64 + 2, "bench", json);
-    let mut worker = Worker::start(&args.train_python, Device::Cpu)?;
+    let mut worker = Worker::start(&args.train_python, args.device)?;
     let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();
     let frozen: Vec<&str> = graph.frozen.iter().map(String::as_str).collect();
     let artifacts = dir.path().join("artifacts");
