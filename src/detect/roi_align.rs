@@ -27,8 +27,9 @@ struct Sample {
 }
 
 /// Torchvision's `pre_calc_for_bilinear_interpolate`: the samples of every bin of one RoI on one level, bin-major
-/// (ph, pw), then sample (iy, ix).
-fn samples(hw: Hw, roi: BoxXyxy, spatial_scale: f32, output_size: usize, sampling_ratio: usize) -> Vec<Sample> {
+/// (ph, pw), then sample (iy, ix), and how many samples each bin has. `sampling_ratio` 0 is torchvision's -1:
+/// a per-RoI grid of ceil(roi side / output size) samples per bin side (what mask targets use).
+fn samples(hw: Hw, roi: BoxXyxy, spatial_scale: f32, output_size: usize, sampling_ratio: usize) -> (Vec<Sample>, usize) {
     let (height, width) = (hw.0 as i64, hw.1 as i64);
     let (start_w, start_h) = (roi[0] * spatial_scale, roi[1] * spatial_scale);
     let (end_w, end_h) = (roi[2] * spatial_scale, roi[3] * spatial_scale);
@@ -37,20 +38,23 @@ fn samples(hw: Hw, roi: BoxXyxy, spatial_scale: f32, output_size: usize, samplin
     let roi_h = f32_max(end_h - start_h, 1.0);
     let bin_h = roi_h / output_size as f32;
     let bin_w = roi_w / output_size as f32;
-    let grid = sampling_ratio as f32;
-    let mut out = Vec::with_capacity(output_size * output_size * sampling_ratio * sampling_ratio);
+    let (grid_h, grid_w) = match sampling_ratio {
+        0 => (bin_h.ceil() as usize, bin_w.ceil() as usize),
+        r => (r, r),
+    };
+    let mut out = Vec::with_capacity(output_size * output_size * grid_h * grid_w);
     for ph in 0..output_size {
         for pw in 0..output_size {
-            for iy in 0..sampling_ratio {
-                let yy = start_h + ph as f32 * bin_h + (iy as f32 + 0.5) * bin_h / grid;
-                for ix in 0..sampling_ratio {
-                    let xx = start_w + pw as f32 * bin_w + (ix as f32 + 0.5) * bin_w / grid;
+            for iy in 0..grid_h {
+                let yy = start_h + ph as f32 * bin_h + (iy as f32 + 0.5) * bin_h / grid_h as f32;
+                for ix in 0..grid_w {
+                    let xx = start_w + pw as f32 * bin_w + (ix as f32 + 0.5) * bin_w / grid_w as f32;
                     out.push(bilinear(height, width, yy, xx));
                 }
             }
         }
     }
-    out
+    (out, grid_h * grid_w)
 }
 
 /// `std::max(a, b)` for float32.
@@ -94,7 +98,7 @@ fn bilinear(height: i64, width: i64, y: f32, x: f32) -> Sample {
 }
 
 /// `torchvision.ops.roi_align(aligned=False)` of `rois` (one image's boxes, in input pixels) on `feature
-/// [C, H, W]`: output `[N, C, output_size, output_size]`.
+/// [C, H, W]`: output `[N, C, output_size, output_size]`. `sampling_ratio` 0 stands for torchvision's -1.
 pub fn roi_align(feature: ArrayView3<f32>, rois: &[BoxXyxy], spatial_scale: f32, output_size: usize, sampling_ratio: usize) -> Array4<f32> {
     let feature = feature.as_standard_layout();
     let mut out = Array4::<f32>::zeros((rois.len(), feature.dim().0, output_size, output_size));
@@ -109,8 +113,7 @@ pub fn roi_align(feature: ArrayView3<f32>, rois: &[BoxXyxy], spatial_scale: f32,
 fn roi_align_into(feature: ArrayView3<f32>, roi: BoxXyxy, spatial_scale: f32, sampling_ratio: usize, mut out: ndarray::ArrayViewMut3<f32>) {
     let (_, h, w) = feature.dim();
     let p = out.dim().1;
-    let pre = samples((h, w), roi, spatial_scale, p, sampling_ratio);
-    let per_bin = sampling_ratio * sampling_ratio;
+    let (pre, per_bin) = samples((h, w), roi, spatial_scale, p, sampling_ratio);
     let count = per_bin.max(1) as f32;
     for (c, plane) in feature.outer_iter().enumerate() {
         let plane = plane.as_slice().expect("standard layout");
@@ -248,7 +251,7 @@ impl MultiScaleRoIAlign {
             let Some(l) = level else { continue };
             let hw = self.feature_hw[l];
             let base = offsets[l] + image * hw.0 * hw.1;
-            let pre = samples(hw, b, self.scales[l], p, sr);
+            let (pre, _) = samples(hw, b, self.scales[l], p, sr);
             for (bin, bin_samples) in pre.chunks(per_bin).enumerate() {
                 for (s, sample) in bin_samples.iter().enumerate() {
                     for k in 0..4 {

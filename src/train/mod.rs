@@ -5,6 +5,7 @@
 //! the ModelState).
 pub mod protocol;
 pub mod session;
+pub mod targets;
 pub mod worker;
 
 pub use protocol::Tensor;
