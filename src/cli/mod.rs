@@ -3,6 +3,7 @@
 mod bench;
 mod bench_train;
 mod check;
+mod data;
 mod demo;
 mod detect;
 mod eval;
@@ -50,6 +51,9 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// COCO metrics (bbox, segm, keypoints; per category, per size, TIDE) or Pascal VOC AP for detections.
     Eval(eval::Args),
+    /// Training data: write a synthetic COCO dataset, or check a COCO/VOC dataset as training loads it.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -65,6 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(a, json),
         Command::Bench(c) => bench::run(c, json),
         Command::Eval(a) => eval::run(a, json),
+        Command::Data(c) => data::run(c, json),
     }
 }
 

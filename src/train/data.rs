@@ -1,0 +1,550 @@
+//! Training data: a [`Dataset`] read from COCO json (+ an image folder) or a Pascal VOC folder, checked when it
+//! is opened so that a bad file fails in one line before any training starts; [`Sample`]s decoded from it
+//! (image, boxes, labels, instance masks, keypoints); the torchvision transforms training applies to them
+//! (horizontal flip with the keypoint flip map, `GeneralizedRCNNTransform`'s resize onto a fixed canvas); and a
+//! seeded shuffling [`Batches`] order, so that `--seed` makes a run repeatable.
+//!
+//! Decisions, after torchvision's detection references (`coco_utils.ConvertCocoPolysToMask`):
+//! - crowd annotations (`iscrowd: 1`) are dropped: the references filter them out before training;
+//! - a box partly outside its image is clipped to the image, as the references clamp it;
+//! - a box with no area after clipping (`w` or `h` ≤ 0) is dropped, as the references drop degenerate boxes —
+//!   real COCO has a few, and refusing them would make train2017 unloadable; both counts are reported;
+//! - a box entirely outside its image is an input error: no clipping makes it right, it means the file's
+//!   `image_id` or coordinates are wrong.
+use crate::detect::transform::{resized_size, rgb_to_chw, IMAGE_MEAN, IMAGE_STD};
+use crate::detect::{BoxXyxy, Hw};
+use crate::error::{Error, Result};
+use hotcoco::Segmentation;
+use ndarray::{s, Array3};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// COCO's 17 person keypoints, in the order the keypoint heads predict them.
+pub const COCO_KEYPOINTS: [&str; 17] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+];
+
+/// torchvision's `_flip_coco_person_keypoints` index map: a mirrored person's left wrist is where the right one was.
+pub const COCO_FLIP_MAP: [usize; 17] = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15];
+
+/// COCO's person skeleton (1-based keypoint indices, as the annotation files spell it).
+pub const COCO_SKELETON: [[u32; 2]; 19] = [
+    [16, 14],
+    [14, 12],
+    [17, 15],
+    [15, 13],
+    [12, 13],
+    [6, 12],
+    [7, 13],
+    [6, 7],
+    [6, 8],
+    [7, 9],
+    [8, 10],
+    [9, 11],
+    [2, 3],
+    [1, 2],
+    [1, 3],
+    [2, 4],
+    [3, 5],
+    [4, 6],
+    [5, 7],
+];
+
+/// The flip map for keypoints named like COCO's: `left_x` and `right_x` swap, every other keypoint stays.
+pub fn flip_map_from_names(names: &[String]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let other = if let Some(rest) = n.strip_prefix("left") {
+                format!("right{rest}")
+            } else if let Some(rest) = n.strip_prefix("right") {
+                format!("left{rest}")
+            } else {
+                return i;
+            };
+            index.get(other.as_str()).copied().unwrap_or(i)
+        })
+        .collect()
+}
+
+/// A small deterministic generator (SplitMix64): shuffles, flips and the synthetic data are reproducible from a
+/// seed on every platform, without a dependency whose stream might change between versions.
+#[derive(Clone, Debug)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        SeededRng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Uniform integer in `[lo, hi]`.
+    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Category {
+    pub id: u64,
+    pub name: String,
+    /// Keypoint names; empty for a category without keypoints.
+    pub keypoints: Vec<String>,
+    /// 1-based pairs, as in the file.
+    pub skeleton: Vec<[u32; 2]>,
+}
+
+/// One object as the file describes it, after the checks and clipping above.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub annotation_id: u64,
+    pub category_id: u64,
+    /// `1 + ` the category's index in [`Dataset::categories`]: the model's class (0 is background).
+    pub label: usize,
+    /// In image pixels, clipped to the image.
+    pub box_xyxy: BoxXyxy,
+    pub segmentation: Option<Segmentation>,
+    /// `(x, y, visibility)` per keypoint of the category; empty for a category without keypoints.
+    pub keypoints: Vec<[f32; 3]>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ImageEntry {
+    pub id: u64,
+    pub path: PathBuf,
+    /// Size the annotation file gives; the decoded image must agree.
+    pub hw: Hw,
+    pub objects: Vec<Object>,
+}
+
+/// A checked dataset: every image exists, every annotation refers to a known image and category.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// The annotation file (COCO) or folder (VOC), named in errors.
+    pub source: PathBuf,
+    /// Sorted by id.
+    pub categories: Vec<Category>,
+    pub images: Vec<ImageEntry>,
+    /// True when every kept object has a segmentation: samples then carry masks.
+    pub has_masks: bool,
+    /// Keypoints per object (the most any category has); 0 when no category has keypoints.
+    pub num_keypoints: usize,
+    /// Keypoint names of the category that has them (flip map source).
+    pub keypoint_names: Vec<String>,
+    pub dropped_crowd: usize,
+    pub dropped_degenerate: usize,
+}
+
+/// Refuses files larger than this before reading them (a COCO train2017 file is ~450 MB).
+const MAX_ANNOTATION_BYTES: u64 = 2 << 30;
+
+impl Dataset {
+    /// COCO annotations; `file_name`s are relative to `image_dir`.
+    pub fn from_coco(annotations: &Path, image_dir: &Path) -> Result<Self> {
+        let bytes = crate::fsio::read_limited(annotations, MAX_ANNOTATION_BYTES)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::input(annotations, "empty file: expected COCO annotation json"));
+        }
+        let ds: hotcoco::Dataset =
+            serde_json::from_slice(&bytes).map_err(|e| Error::input(annotations, format!("not a COCO annotation file: {e}")))?;
+        Self::from_hotcoco(annotations, ds, |img| image_dir.join(&img.file_name))
+    }
+
+    /// A Pascal VOC folder: `Annotations/*.xml` (or `*.xml` in the folder); images in `image_dir`, by default
+    /// `DIR/JPEGImages` as `ticket eval --voc` reads them.
+    pub fn from_voc(dir: &Path, image_dir: Option<&Path>) -> Result<Self> {
+        // VocDataset checks the folder and names the classes as evaluation does; it keeps its hotcoco dataset
+        // to itself, so the boxes are read again through the same hotcoco converter.
+        let voc = crate::eval::VocDataset::load(dir)?;
+        let ds = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
+        if ds.categories.len() != voc.classes.len() {
+            return Err(Error::Runtime(format!("{}: read the classes twice and got different lists", dir.display())));
+        }
+        let image_dir = image_dir.map_or_else(|| dir.join("JPEGImages"), Path::to_path_buf);
+        Self::from_hotcoco(dir, ds, |img| image_dir.join(&img.file_name))
+    }
+
+    fn from_hotcoco(source: &Path, ds: hotcoco::Dataset, image_path: impl Fn(&hotcoco::Image) -> PathBuf) -> Result<Self> {
+        let fail = |msg: String| Error::input(source, msg);
+        if ds.images.is_empty() {
+            return Err(fail("no images: a COCO annotation file lists its images under \"images\"".into()));
+        }
+        if ds.categories.is_empty() {
+            return Err(fail("no categories".into()));
+        }
+        let mut cats = ds.categories.clone();
+        cats.sort_by_key(|c| c.id);
+        let categories: Vec<Category> = cats
+            .into_iter()
+            .map(|c| Category { id: c.id, name: c.name, keypoints: c.keypoints.unwrap_or_default(), skeleton: c.skeleton.unwrap_or_default() })
+            .collect();
+        let label_of: HashMap<u64, usize> = categories.iter().enumerate().map(|(i, c)| (c.id, i + 1)).collect();
+        if label_of.len() != categories.len() {
+            return Err(fail("two categories share an id".into()));
+        }
+        let kp_cat = categories.iter().filter(|c| !c.keypoints.is_empty()).max_by_key(|c| c.keypoints.len());
+        let num_keypoints = kp_cat.map_or(0, |c| c.keypoints.len());
+        let keypoint_names = kp_cat.map(|c| c.keypoints.clone()).unwrap_or_default();
+
+        let mut images = Vec::with_capacity(ds.images.len());
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        for img in &ds.images {
+            if img.height == 0 || img.width == 0 {
+                return Err(fail(format!("image {} ({}) has no size (width/height 0)", img.id, img.file_name)));
+            }
+            let path = image_path(img);
+            if !path.is_file() {
+                return Err(Error::input(&path, format!("missing image file (image {} of {})", img.id, source.display())));
+            }
+            if index.insert(img.id, images.len()).is_some() {
+                return Err(fail(format!("image id {} appears twice", img.id)));
+            }
+            images.push(ImageEntry { id: img.id, path, hw: (img.height as usize, img.width as usize), objects: Vec::new() });
+        }
+
+        let (mut dropped_crowd, mut dropped_degenerate) = (0, 0);
+        for (n, a) in ds.annotations.iter().enumerate() {
+            let fail = |msg: String| Error::input(source, format!("annotation {} (#{n}): {msg}", a.id));
+            let &slot = index.get(&a.image_id).ok_or_else(|| fail(format!("image_id {} is not an image of the file", a.image_id)))?;
+            let &label = label_of.get(&a.category_id).ok_or_else(|| fail(format!("category_id {} is not a category of the file", a.category_id)))?;
+            if a.iscrowd {
+                dropped_crowd += 1;
+                continue;
+            }
+            let entry = &mut images[slot];
+            let (h, w) = (entry.hw.0 as f64, entry.hw.1 as f64);
+            let b = a.bbox.ok_or_else(|| fail("no bbox".into()))?;
+            if !b.iter().all(|v| v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+                return Err(fail(format!("bbox {b:?} is not [x, y, w, h] with w, h ≥ 0")));
+            }
+            if b[0] >= w || b[1] >= h || b[0] + b[2] <= 0.0 || b[1] + b[3] <= 0.0 {
+                return Err(fail(format!("bbox {b:?} lies outside its {}x{} image {}", entry.hw.1, entry.hw.0, entry.id)));
+            }
+            let clipped = [b[0].max(0.0), b[1].max(0.0), (b[0] + b[2]).min(w), (b[1] + b[3]).min(h)];
+            if clipped[2] <= clipped[0] || clipped[3] <= clipped[1] {
+                dropped_degenerate += 1;
+                continue;
+            }
+            if let Some(seg) = &a.segmentation {
+                if let Some(r) = seg.rle_ref() {
+                    let rle = r.to_rle().map_err(|e| fail(format!("segmentation: {e}")))?;
+                    if (rle.h as usize, rle.w as usize) != entry.hw {
+                        return Err(fail(format!("RLE size {}x{} differs from its image's {}x{}", rle.h, rle.w, entry.hw.0, entry.hw.1)));
+                    }
+                }
+            }
+            let cat = &categories[label - 1];
+            let keypoints = match &a.keypoints {
+                Some(k) if !cat.keypoints.is_empty() => {
+                    if k.len() != 3 * cat.keypoints.len() {
+                        return Err(fail(format!("{} keypoint values, category \"{}\" needs {}", k.len(), cat.name, 3 * cat.keypoints.len())));
+                    }
+                    k.chunks(3).map(|t| [t[0] as f32, t[1] as f32, t[2] as f32]).collect()
+                }
+                _ => Vec::new(),
+            };
+            entry.objects.push(Object {
+                annotation_id: a.id,
+                category_id: a.category_id,
+                label,
+                box_xyxy: clipped.map(|v| v as f32),
+                segmentation: a.segmentation.clone(),
+                keypoints,
+            });
+        }
+        let has_masks = images.iter().flat_map(|i| &i.objects).all(|o| o.segmentation.is_some())
+            && images.iter().any(|i| !i.objects.is_empty());
+        Ok(Dataset { source: source.to_path_buf(), categories, images, has_masks, num_keypoints, keypoint_names, dropped_crowd, dropped_degenerate })
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    pub fn num_objects(&self) -> usize {
+        self.images.iter().map(|i| i.objects.len()).sum()
+    }
+
+    /// The keypoint flip map: COCO's for the 17 COCO names, else left/right by name.
+    pub fn flip_map(&self) -> Vec<usize> {
+        flip_map_from_names(&self.keypoint_names)
+    }
+
+    /// Decodes image `i` with its objects at the image's own size.
+    pub fn sample(&self, i: usize) -> Result<Sample> {
+        let entry = &self.images[i];
+        let img = image::open(&entry.path).map_err(|e| Error::input(&entry.path, format!("cannot decode the image: {e}")))?.to_rgb8();
+        let hw = (img.height() as usize, img.width() as usize);
+        if hw != entry.hw {
+            return Err(Error::input(
+                &entry.path,
+                format!("image is {}x{} but {} says {}x{}", hw.1, hw.0, self.source.display(), entry.hw.1, entry.hw.0),
+            ));
+        }
+        let masks = if self.has_masks {
+            let mut m = Array3::<u8>::zeros((entry.objects.len(), hw.0, hw.1));
+            for (k, o) in entry.objects.iter().enumerate() {
+                let seg = o.segmentation.as_ref().expect("has_masks: every object has one");
+                let rle = seg
+                    .to_rle(hw.0 as u32, hw.1 as u32)
+                    .map_err(|e| Error::input(&self.source, format!("annotation {}: segmentation: {e}", o.annotation_id)))?;
+                // hotcoco decodes column-major (pycocotools' Fortran order): pixel (x, y) at y + h * x.
+                let col = hotcoco::mask::decode(&rle);
+                for x in 0..hw.1 {
+                    for y in 0..hw.0 {
+                        m[[k, y, x]] = col[y + hw.0 * x];
+                    }
+                }
+            }
+            Some(m)
+        } else {
+            None
+        };
+        let keypoints = (self.num_keypoints > 0).then(|| {
+            entry
+                .objects
+                .iter()
+                .map(|o| if o.keypoints.len() == self.num_keypoints { o.keypoints.clone() } else { vec![[0.0; 3]; self.num_keypoints] })
+                .collect()
+        });
+        Ok(Sample {
+            image_id: entry.id,
+            image: img,
+            boxes: entry.objects.iter().map(|o| o.box_xyxy).collect(),
+            labels: entry.objects.iter().map(|o| o.label).collect(),
+            masks,
+            keypoints,
+        })
+    }
+
+    /// Decodes every image once: the check `ticket data check` runs before a long training run.
+    pub fn verify(&self, bar: &indicatif::ProgressBar) -> Result<()> {
+        for i in 0..self.len() {
+            self.sample(i)?;
+            bar.inc(1);
+        }
+        Ok(())
+    }
+
+    /// The seeded batch order of this dataset.
+    pub fn batches(&self, batch_size: usize, seed: u64, flip_prob: f64) -> Result<Batches> {
+        Batches::new(self.len(), batch_size, seed, flip_prob)
+    }
+}
+
+/// One training image at its own size. Masks are `[N, H, W]` 0/1; keypoints `N × K × (x, y, v)`.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub image_id: u64,
+    pub image: image::RgbImage,
+    pub boxes: Vec<BoxXyxy>,
+    pub labels: Vec<usize>,
+    pub masks: Option<Array3<u8>>,
+    pub keypoints: Option<Vec<Vec<[f32; 3]>>>,
+}
+
+impl Sample {
+    pub fn hw(&self) -> Hw {
+        (self.image.height() as usize, self.image.width() as usize)
+    }
+
+    /// torchvision's `RandomHorizontalFlip` (detection references): `x → W − x` for boxes (x1 and x2 swap) and
+    /// keypoints, masks mirrored, keypoints reordered by `flip_map` and unlabelled ones (v = 0) zeroed.
+    pub fn hflip(&self, flip_map: &[usize]) -> Sample {
+        let w = self.image.width() as f32;
+        let keypoints = self.keypoints.as_ref().map(|all| {
+            all.iter()
+                .map(|kps| {
+                    (0..kps.len())
+                        .map(|j| {
+                            let k = kps[flip_map.get(j).copied().unwrap_or(j)];
+                            if k[2] == 0.0 {
+                                [0.0; 3]
+                            } else {
+                                [w - k[0], k[1], k[2]]
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        Sample {
+            image_id: self.image_id,
+            image: image::imageops::flip_horizontal(&self.image),
+            boxes: self.boxes.iter().map(|b| [w - b[2], b[1], w - b[0], b[3]]).collect(),
+            labels: self.labels.clone(),
+            masks: self.masks.as_ref().map(|m| m.slice(s![.., .., ..;-1]).to_owned()),
+            keypoints,
+        }
+    }
+
+    /// `GeneralizedRCNNTransform` for training at one fixed input shape: normalise, resize by
+    /// [`resized_size`] (boxes and keypoints by the same per-side ratios, masks by nearest neighbour as
+    /// `F.interpolate` does), zero-pad bottom/right to the canvas.
+    pub fn to_canvas(&self, canvas: &Canvas) -> Result<CanvasSample> {
+        let hw = self.hw();
+        let (rh, rw) = resized_size(hw, canvas.min_size, canvas.max_size);
+        if rh == 0 || rw == 0 || rh > canvas.hw.0 || rw > canvas.hw.1 {
+            return Err(Error::Input(format!(
+                "image {} ({}x{}) resizes to {rh}x{rw}, which does not fit the {}x{} canvas (min_size {}, max_size {})",
+                self.image_id, hw.1, hw.0, canvas.hw.1, canvas.hw.0, canvas.min_size, canvas.max_size
+            )));
+        }
+        let mut chw = rgb_to_chw(&self.image);
+        for (c, mut plane) in chw.outer_iter_mut().enumerate() {
+            plane.mapv_inplace(|v| (v - IMAGE_MEAN[c]) / IMAGE_STD[c]);
+        }
+        let resized = crate::detect::interpolate::resize_bilinear(chw.view(), rh, rw);
+        let mut image = Array3::<f32>::zeros((3, canvas.hw.0, canvas.hw.1));
+        image.slice_mut(s![.., ..rh, ..rw]).assign(&resized);
+        // torchvision's resize_boxes / resize_keypoints: new / old per side, in float32.
+        let (ry, rx) = (rh as f32 / hw.0 as f32, rw as f32 / hw.1 as f32);
+        let boxes = self.boxes.iter().map(|b| [b[0] * rx, b[1] * ry, b[2] * rx, b[3] * ry]).collect();
+        let keypoints =
+            self.keypoints.as_ref().map(|all| all.iter().map(|kps| kps.iter().map(|k| [k[0] * rx, k[1] * ry, k[2]]).collect()).collect());
+        let masks = self.masks.as_ref().map(|m| {
+            let mut out = Array3::<u8>::zeros((m.dim().0, canvas.hw.0, canvas.hw.1));
+            // Nearest (`F.interpolate` default mode, recompute_scale_factor): source = floor(dst · in / out).
+            for y in 0..rh {
+                let sy = ((y as f64 * hw.0 as f64 / rh as f64) as usize).min(hw.0 - 1);
+                for x in 0..rw {
+                    let sx = ((x as f64 * hw.1 as f64 / rw as f64) as usize).min(hw.1 - 1);
+                    for k in 0..m.dim().0 {
+                        out[[k, y, x]] = m[[k, sy, sx]];
+                    }
+                }
+            }
+            out
+        });
+        Ok(CanvasSample { image_id: self.image_id, image, resized_hw: (rh, rw), original_hw: hw, boxes, labels: self.labels.clone(), masks, keypoints })
+    }
+}
+
+/// The fixed input shape of a training run and the resize rule that fills it.
+#[derive(Clone, Debug)]
+pub struct Canvas {
+    pub min_size: usize,
+    pub max_size: usize,
+    /// `(H, W)`; every resized image must fit.
+    pub hw: Hw,
+}
+
+impl Canvas {
+    /// A square canvas of side `size` with `min_size = max_size = size`: every image fits, its long side fills it.
+    pub fn square(size: usize) -> Self {
+        Canvas { min_size: size, max_size: size, hw: (size, size) }
+    }
+}
+
+/// A sample on the canvas: what the training graph takes.
+#[derive(Clone, Debug)]
+pub struct CanvasSample {
+    pub image_id: u64,
+    /// Normalised, `[3, H, W]` of the canvas, zero beyond `resized_hw`.
+    pub image: Array3<f32>,
+    pub resized_hw: Hw,
+    pub original_hw: Hw,
+    pub boxes: Vec<BoxXyxy>,
+    pub labels: Vec<usize>,
+    /// `[N, H, W]` of the canvas.
+    pub masks: Option<Array3<u8>>,
+    pub keypoints: Option<Vec<Vec<[f32; 3]>>>,
+}
+
+/// Which image, and whether to flip it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchItem {
+    pub index: usize,
+    pub flip: bool,
+}
+
+/// The order a run visits the data in: a fresh shuffle per epoch and a flip coin per item, all drawn from
+/// `(seed, epoch)`, so a run is repeatable and a resumed run can regenerate any epoch. The last short batch
+/// is kept.
+#[derive(Clone, Debug)]
+pub struct Batches {
+    len: usize,
+    batch_size: usize,
+    seed: u64,
+    flip_prob: f64,
+}
+
+impl Batches {
+    pub fn new(len: usize, batch_size: usize, seed: u64, flip_prob: f64) -> Result<Self> {
+        if len == 0 {
+            return Err(Error::Input("the dataset has no images to batch".into()));
+        }
+        if batch_size == 0 {
+            return Err(Error::Input("--batch-size must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&flip_prob) {
+            return Err(Error::Input(format!("flip probability {flip_prob} is not in [0, 1]")));
+        }
+        Ok(Batches { len, batch_size, seed, flip_prob })
+    }
+
+    pub fn batches_per_epoch(&self) -> usize {
+        self.len.div_ceil(self.batch_size)
+    }
+
+    /// The batches of one epoch.
+    pub fn epoch(&self, epoch: u64) -> Vec<Vec<BatchItem>> {
+        let mut rng = SeededRng::new(self.seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407));
+        let mut order: Vec<usize> = (0..self.len).collect();
+        rng.shuffle(&mut order);
+        let items: Vec<BatchItem> = order.into_iter().map(|index| BatchItem { index, flip: rng.unit() < self.flip_prob }).collect();
+        items.chunks(self.batch_size).map(<[BatchItem]>::to_vec).collect()
+    }
+
+    /// Batches forever, epoch after epoch.
+    pub fn iter(&self) -> impl Iterator<Item = Vec<BatchItem>> + '_ {
+        (0u64..).flat_map(move |e| self.epoch(e))
+    }
+}
