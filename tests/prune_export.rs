@@ -2,10 +2,8 @@
 //! export that changes nothing but initializer data and runs in ONNX Runtime like the zeroed dense model.
 mod common;
 use common::*;
-use prost::Message;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use ticket::onnx::proto::ModelProto;
 
 fn prune(model: &Path, out: &Path, masks: &Path, extra: &[&str]) -> Value {
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"prune", &model, &"-o", &out, &"--masks-out", &masks];
@@ -84,16 +82,6 @@ fn global_ranking_keeps_the_largest_magnitudes() {
     assert!(min_kept >= max_pruned, "kept {min_kept} < pruned {max_pruned}");
 }
 
-/// Everything but initializer data, for comparing a model with its pruned export.
-fn without_initializer_data(path: &Path) -> (ModelProto, Vec<(String, Vec<u8>)>) {
-    let mut m = ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
-    let mut data = Vec::new();
-    for t in m.graph.as_mut().unwrap().initializer.iter_mut() {
-        data.push((t.name().to_string(), t.raw_data.take().map(|b| b.to_vec()).unwrap_or_default()));
-        t.float_data.clear();
-    }
-    (m, data)
-}
 
 #[test]
 fn export_changes_only_the_pruned_initializers() {

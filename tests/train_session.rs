@@ -10,14 +10,12 @@ mod train_inputs;
 
 use common::*;
 use ndarray::{ArrayD, Axis};
-use prost::Message;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 use ticket::detect::pipeline::{DetectParams, Detector};
 use ticket::graph::train::TrainOptions;
 use ticket::model::{Masks, ModelState};
-use ticket::onnx::proto::ModelProto;
 use ticket::prune::{prune, PruneParams, Scope};
 use ticket::runtime::ort_check::{self, Output};
 use ticket::train::{Optimizer, Params, SessionOptions, Tensor, TrainSession};
@@ -73,16 +71,6 @@ fn pruned_count(masks: &Masks) -> usize {
     masks.map.values().map(|m| m.len() - m.kept()).sum()
 }
 
-/// Everything but initializer data.
-fn without_initializer_data(path: &Path) -> (ModelProto, Vec<(String, Vec<u8>)>) {
-    let mut m = ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
-    let mut data = Vec::new();
-    for t in m.graph.as_mut().unwrap().initializer.iter_mut() {
-        data.push((t.name().to_string(), t.raw_data.take().map(|b| b.to_vec()).unwrap_or_default()));
-        t.float_data.clear();
-    }
-    (m, data)
-}
 
 /// The first fixture image as the detectors take it: [3, H, W] in [0, 1].
 fn first_image(fx: &Fixture) -> ArrayD<f32> {

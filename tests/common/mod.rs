@@ -85,3 +85,16 @@ pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<
         })
         .collect()
 }
+
+/// A model decoded with its initializer data taken out (returned by name): what must stay equal between a
+/// user's ONNX and an export that only replaces initializer data.
+pub fn without_initializer_data(path: &Path) -> (ticket::onnx::proto::ModelProto, Vec<(String, Vec<u8>)>) {
+    use prost::Message;
+    let mut m = ticket::onnx::proto::ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
+    let mut data = Vec::new();
+    for t in m.graph.as_mut().unwrap().initializer.iter_mut() {
+        data.push((t.name().to_string(), t.raw_data.take().map(|b| b.to_vec()).unwrap_or_default()));
+        t.float_data.clear();
+    }
+    (m, data)
+}
