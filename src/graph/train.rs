@@ -326,13 +326,10 @@ impl<'a> Core<'a> {
 
     /// `loss_classifier` and `loss_box_reg` on `rows` RoIs.
     fn box_losses(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
-        let bins = BOX_OUTPUT_SIZE * BOX_OUTPUT_SIZE;
-        let idx = self.input("box_idx", ElemType::I64, &[rows, bins, TAPS]);
-        let w = self.input("box_w", ElemType::F32, &[rows, bins, TAPS]);
+        let pooled = self.pooled_rois("box", table, rows, c, BOX_OUTPUT_SIZE);
         let labels = self.input("roi_labels", ElemType::I64, &[rows]);
         let targets = self.input("roi_bbox_targets", ElemType::F32, &[rows, 4]);
         let weights = self.input("roi_weights", ElemType::F32, &[rows]);
-        let pooled = self.ops().pool(table, &idx, &w, rows, c, BOX_OUTPUT_SIZE);
         let (cls, deltas) = self.net().box_head(&pooled)?;
         let classes = self.p.shape("roi_heads.box_predictor.cls_score.weight")?[0] as i64;
 
@@ -356,12 +353,18 @@ impl<'a> Core<'a> {
         Ok(())
     }
 
+    /// RoIAlign of `rows` RoIs as Gather taps into the feature table: inputs `{prefix}_idx` and `{prefix}_w`
+    /// ([rows, size², TAPS], computed in Rust), output [rows, C, size, size].
+    fn pooled_rois(&mut self, prefix: &str, table: &str, rows: usize, c: usize, size: usize) -> V {
+        let bins = size * size;
+        let idx = self.input(&format!("{prefix}_idx"), ElemType::I64, &[rows, bins, TAPS]);
+        let w = self.input(&format!("{prefix}_w"), ElemType::F32, &[rows, bins, TAPS]);
+        self.ops().pool(table, &idx, &w, rows, c, size)
+    }
+
     /// `loss_mask` on `rows` mask RoIs.
     fn mask_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
-        let bins = MASK_OUTPUT_SIZE * MASK_OUTPUT_SIZE;
-        let idx = self.input("mask_idx", ElemType::I64, &[rows, bins, TAPS]);
-        let w = self.input("mask_w", ElemType::F32, &[rows, bins, TAPS]);
-        let pooled = self.ops().pool(table, &idx, &w, rows, c, MASK_OUTPUT_SIZE);
+        let pooled = self.pooled_rois("mask", table, rows, c, MASK_OUTPUT_SIZE);
         let logits = self.net().mask_head(&pooled)?;
         let [_, k, mh, mw] = logits.shape;
         let labels = self.input("mask_labels", ElemType::I64, &[rows]);
@@ -386,10 +389,7 @@ impl<'a> Core<'a> {
 
     /// `loss_keypoint` on `rows` keypoint RoIs.
     fn keypoint_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
-        let bins = MASK_OUTPUT_SIZE * MASK_OUTPUT_SIZE;
-        let idx = self.input("kp_idx", ElemType::I64, &[rows, bins, TAPS]);
-        let w = self.input("kp_w", ElemType::F32, &[rows, bins, TAPS]);
-        let pooled = self.ops().pool(table, &idx, &w, rows, c, MASK_OUTPUT_SIZE);
+        let pooled = self.pooled_rois("kp", table, rows, c, MASK_OUTPUT_SIZE);
         let heatmaps = self.net().keypoint_head(&pooled)?;
         let [_, k, hh, hw] = heatmaps.shape;
         let targets = self.input("kp_targets", ElemType::I64, &[rows, k]);
