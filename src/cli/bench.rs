@@ -67,21 +67,15 @@ pub(crate) fn torch_baseline(python: &str, script: &std::path::Path, args: &[std
     serde_json::from_slice(&out.stdout).map_err(|e| Error::Runtime(format!("{}: unreadable output ({e})", script.display())))
 }
 
-fn median(mut t: Vec<f64>) -> f64 {
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
 fn median_ms(repeat: usize, mut f: impl FnMut()) -> f64 {
-    median(
-        (0..repeat.max(1))
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e3
-            })
-            .collect(),
-    )
+    let times: Vec<f64> = (0..repeat.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    super::median(&times)
 }
 
 fn elapsed_ms(s: Instant) -> f64 {
@@ -315,7 +309,7 @@ fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois:
             bar.inc(1);
         }
         drop(runners);
-        let ms: Vec<f64> = times.into_iter().map(median).collect();
+        let ms: Vec<f64> = times.into_iter().map(|t| super::median(&t)).collect();
         let engine = |d: usize, p: usize| EngineTiming {
             dense_ms: ms[d],
             pruned_ms: ms[p],

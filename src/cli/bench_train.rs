@@ -139,8 +139,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     }
     worker.shutdown()?;
     bar.finish_and_clear();
-    times.sort_by(f64::total_cmp);
-    let ort_ms = times[times.len() / 2];
+    let ort_ms = super::median(&times);
     let torch = if args.torch_python == "none" {
         None
     } else {

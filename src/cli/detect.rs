@@ -1,6 +1,6 @@
 //! `ticket detect`: a dense model or a ticket on CPU (tract stages + Rust post-processing), detections in the
 //! COCO results format, optionally drawn for a person to look at.
-use super::{emit, progress};
+use super::{emit, median, progress};
 use crate::detect::pipeline::{DetectParams, Detector};
 use crate::detect::results::{to_coco, CocoResult};
 use crate::error::{Error, Result};
@@ -114,14 +114,6 @@ fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect
     crate::fsio::write_atomic(&out, &bytes)
 }
 
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

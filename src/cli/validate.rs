@@ -1,8 +1,8 @@
 //! `ticket validate`: the CI gate. A candidate ticket against its dense model: sparsity, mAP (on annotations,
 //! or without them as agreement with the dense model's detections) and latency, with gates on sparsity and on
 //! the mAP drop. Exit 0 when the gates hold, 1 when one fails, 2 on bad input.
-use super::detect::{check_classes, coco_images, detect_images, folder_images, load_model, median, DetectOpts};
-use super::{emit, table};
+use super::detect::{check_classes, coco_images, detect_images, folder_images, load_model, DetectOpts};
+use super::{emit, median, table};
 use crate::detect::pipeline::Detector;
 use crate::detect::results::CocoResult;
 use crate::error::{Error, Result};
