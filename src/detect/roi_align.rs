@@ -67,30 +67,25 @@ fn f32_max(a: f32, b: f32) -> f32 {
     }
 }
 
+/// One coordinate of a bilinear sample on an axis of `size` cells, clamped as torchvision's CPU kernel does:
+/// (low cell, high cell, fraction towards high).
+fn axis(v: f32, size: i64) -> (i64, i64, f32) {
+    let v = if v <= 0.0 { 0.0 } else { v };
+    let low = v as i64;
+    if low >= size - 1 {
+        (size - 1, size - 1, 0.0)
+    } else {
+        (low, low + 1, v - low as f32)
+    }
+}
+
 /// One sample's taps, with torchvision's CPU boundary rules (written so that NaN coordinates give zeros).
 fn bilinear(height: i64, width: i64, y: f32, x: f32) -> Sample {
     if !(y >= -1.0 && y <= height as f32 && x >= -1.0 && x <= width as f32) || height == 0 || width == 0 {
         return Sample::default();
     }
-    let mut y = if y <= 0.0 { 0.0 } else { y };
-    let mut x = if x <= 0.0 { 0.0 } else { x };
-    let (mut y_low, mut x_low) = (y as i64, x as i64);
-    let y_high = if y_low >= height - 1 {
-        y_low = height - 1;
-        y = y_low as f32;
-        y_low
-    } else {
-        y_low + 1
-    };
-    let x_high = if x_low >= width - 1 {
-        x_low = width - 1;
-        x = x_low as f32;
-        x_low
-    } else {
-        x_low + 1
-    };
-    let ly = y - y_low as f32;
-    let lx = x - x_low as f32;
+    let (y_low, y_high, ly) = axis(y, height);
+    let (x_low, x_high, lx) = axis(x, width);
     let (hy, hx) = (1.0 - ly, 1.0 - lx);
     let w = width as usize;
     let (yl, yh, xl, xh) = (y_low as usize, y_high as usize, x_low as usize, x_high as usize);
