@@ -23,7 +23,7 @@ import tempfile
 import time
 import traceback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 # A header is JSON describing one command; anything larger is a framing bug, not a big command.
 MAX_HEADER_BYTES = 64 << 20
 DTYPES = {"f32": ("<f4", 4), "i64": ("<i8", 8)}
@@ -351,9 +351,15 @@ class Worker:
         frozen = str_list(h, "frozen", [])
         optimizer = arg(h, "optimizer", str)
         out = arg(h, "out", str)
+        if optimizer not in ("adamw", "sgd", "momentum"):
+            raise input_error(f"optimizer must be 'adamw', 'sgd' or 'momentum', got {optimizer!r}")
+        # ORT 1.19's SGD has neither momentum nor weight decay: "momentum" is torch's SGD applied by MomentumSgd
+        # to the gradients ORT computed, so no optimizer model is generated for it.
         optim = {"adamw": self.artifacts.OptimType.AdamW, "sgd": self.artifacts.OptimType.SGD}.get(optimizer)
-        if optim is None:
-            raise input_error(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+        momentum = arg(h, "momentum", float, 0.0)
+        weight_decay = arg(h, "weight_decay", float, 0.0)
+        if not (0.0 <= momentum < 1.0 and 0.0 <= weight_decay < 1.0):
+            raise input_error(f"momentum {momentum} and weight decay {weight_decay} must lie in [0, 1)")
         try:
             model = onnx.load(model_path)
         except Exception as e:
@@ -394,6 +400,8 @@ class Worker:
             "protocol": PROTOCOL_VERSION,
             "model": os.path.abspath(model_path),
             "optimizer": optimizer,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
             "params": [{"name": n, "shape": list(inits[n].dims), "requires_grad": n in requires_grad} for n in requires_grad + frozen],
             "inputs": [{"name": n, "dtype": t, "shape": s} for n, (t, s) in value_info_types(
                 [i for i in model.graph.input if i.name not in inits]).items()],
@@ -528,6 +536,46 @@ class Worker:
         replace_atomically(lambda tmp: s.module.export_model_for_inferencing(tmp, outputs), path)
         return {"path": path}, []
 
+    def forward(self, h, tensors):
+        """An inference graph on the current parameters: the RPN forward a training step needs for its proposals.
+
+        Graph inputs named like checkpoint parameters are fed from the state (so the graph always sees the
+        weights as they are now); the frame carries the others. One InferenceSession per model file is kept.
+        """
+        s = self.session_or_fail()
+        path = existing_file(arg(h, "model", str), "forward model")
+        key = (os.path.abspath(path), os.path.getmtime(path))
+        sess = s.forward_sessions.get(key)
+        if sess is None:
+            options = self.ort.SessionOptions()
+            if s.threads:
+                options.intra_op_num_threads = s.threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if s.device == "cuda" else ["CPUExecutionProvider"]
+            try:
+                sess = self.ort.InferenceSession(path, options, providers=providers)
+            except Exception as e:
+                raise input_error(f"{path}: cannot open as an inference model ({one_line(e)})")
+            s.forward_sessions = {key: sess}
+        params = s.state.parameters
+        feeds = {}
+        for i in sess.get_inputs():
+            if i.name in tensors:
+                feeds[i.name] = self.np.ascontiguousarray(tensors[i.name])
+            elif i.name in params:
+                feeds[i.name] = params[i.name].data
+            else:
+                raise input_error(f"{path}: input '{i.name}' is neither sent nor a parameter of the checkpoint")
+        unknown = [n for n in tensors if n not in feeds]
+        if unknown:
+            raise input_error(f"{path} has no inputs named {unknown}")
+        names = [o.name for o in sess.get_outputs()]
+        try:
+            outs = sess.run(names, feeds)
+        except Exception as e:
+            raise runtime_error(f"forward of {path} failed: {one_line(e)}")
+        return {"outputs": names}, list(zip(names, outs))
+
     def _crash(self, h, tensors):
         """Test-only: dies the way a segfaulting kernel would, without a reply."""
         print("train_worker: _crash requested, exiting with status 17", file=sys.stderr, flush=True)
@@ -550,6 +598,7 @@ class Session:
         api = worker.api
         self.folder, self.device, self.threads, self.lr = folder, device, threads, None
         self.grads_poisoned = False
+        self.forward_sessions = {}
         files = {k: os.path.join(folder, v) for k, v in ARTIFACT_FILES.items()}
         existing_file(files["training_model"], "training model (generate the artifacts first)")
         existing_file(files["eval_model"], "eval model (generate the artifacts first)")
@@ -577,7 +626,13 @@ class Session:
         except Exception as e:
             raise runtime_error(f"cannot build the training session from {folder} with {checkpoint}: {one_line(e)}")
         self.optimizer = None
-        if os.path.isfile(files["optimizer_model"]):
+        if manifest.get("optimizer") == "momentum":
+            self.optimizer = MomentumSgd(worker.np, self.state, manifest.get("momentum", 0.9), manifest.get("weight_decay", 0.0))
+            self.optimizer.load(checkpoint + MomentumSgd.SUFFIX)
+            if lr is not None:
+                self.optimizer.set_learning_rate(lr)
+                self.lr = lr
+        elif os.path.isfile(files["optimizer_model"]):
             try:
                 self.optimizer = api.Optimizer(files["optimizer_model"], self.module)
             except Exception as e:
@@ -704,7 +759,71 @@ class Session:
         if with_optimizer and self.optimizer is None:
             raise input_error(f"{self.folder} has no optimizer model, so there is no optimizer state to save")
         api = self.w.api
+        if isinstance(self.optimizer, MomentumSgd):
+            self.optimizer.save(path + MomentumSgd.SUFFIX, with_optimizer)
+            with_optimizer = False
         replace_atomically(lambda tmp: api.CheckpointState.save_checkpoint(self.state, tmp, with_optimizer), path)
+
+
+class MomentumSgd:
+    """torch.optim.SGD (momentum, weight decay, no dampening, no Nesterov) on ORT's gradients.
+
+    d = g + weight_decay·w; buf = momentum·buf + d (buf = d at the first step); w -= lr·buf. Masked weights
+    have g = 0 (the graph uses W·M) and w = 0, so they stay exactly 0. The momentum buffers are the optimizer
+    state: saved next to a checkpoint as `<checkpoint>.momentum.npz` (plain arrays, no pickle) when asked.
+    """
+
+    SUFFIX = ".momentum.npz"
+
+    def __init__(self, np, state, momentum, weight_decay):
+        self.np, self.state = np, state
+        self.momentum, self.weight_decay, self.lr = float(momentum), float(weight_decay), 0.0
+        self.buffers = {}
+
+    def get_learning_rate(self):
+        return self.lr
+
+    def set_learning_rate(self, lr):
+        self.lr = float(lr)
+
+    def step(self):
+        np, params = self.np, self.state.parameters
+        lr = np.float32(self.lr)
+        for name, p in params:
+            if not p.requires_grad:
+                continue
+            g = p.grad
+            if g is None:
+                continue
+            w = p.data
+            d = g + np.float32(self.weight_decay) * w if self.weight_decay else g
+            buf = self.buffers.get(name)
+            if buf is None or not self.momentum:
+                buf = np.array(d, dtype=np.float32, copy=True)
+            else:
+                buf *= np.float32(self.momentum)
+                buf += d
+            self.buffers[name] = buf
+            params[name] = (w - lr * buf).astype(np.float32, copy=False)
+
+    def save(self, path, with_state):
+        if not with_state:
+            if os.path.exists(path):
+                os.remove(path)  # a stale state file must not be picked up with this checkpoint
+            return
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                self.np.savez(f, **self.buffers)
+        replace_atomically(write, path)
+
+    def load(self, path):
+        self.buffers = {}
+        if os.path.isfile(path):
+            try:
+                with self.np.load(path, allow_pickle=False) as z:
+                    self.buffers = {k: self.np.array(z[k], dtype=self.np.float32) for k in z.files}
+            except Exception as e:
+                raise input_error(f"{path}: unreadable momentum state ({one_line(e)})")
 
 
 def np_copy(np, arr):
@@ -720,7 +839,7 @@ def one_line(e):
 # The commands a frame may name (methods of Worker), besides `shutdown`. `_crash` and `_sleep` exist for tests.
 COMMANDS = {
     "hello", "generate_artifacts", "open", "train_step", "eval_step", "optimizer_step", "lazy_reset_grad", "set_lr",
-    "get_params", "set_params", "save_checkpoint", "load_checkpoint", "export", "_crash", "_sleep",
+    "get_params", "set_params", "save_checkpoint", "load_checkpoint", "export", "forward", "_crash", "_sleep",
 }
 
 

@@ -41,6 +41,7 @@
 //! | `open` | `artifacts` (folder), `checkpoint` (path, default `<artifacts>/checkpoint`), `device` (`cpu`\|`cuda`), `threads` (0 = ORT's default) | – | session description (below) | – |
 //! | `train_step` | – | every model input, by name | `loss` (null when non-finite), `finite`, `grads_discarded` | the model outputs, loss first |
 //! | `eval_step` | – | every model input | as `train_step` (eval model; no gradients) | the eval outputs |
+//! | `forward` | `model` (path) | the model's non-parameter inputs | `outputs` (names) | every output of `model`, run by an inference session with the checkpoint's current parameters fed to the inputs named like them |
 //! | `optimizer_step` | – | – | `lr` | – |
 //! | `lazy_reset_grad` | – | – | – | – |
 //! | `set_lr` | `lr` | – | `lr` | – |
@@ -98,7 +99,7 @@ use serde_json::{Map, Value};
 use std::io::{Read, Write};
 
 /// Bumped whenever a command, argument or reply field changes meaning; `hello` must report the same.
-pub const PROTOCOL_VERSION: u64 = 1;
+pub const PROTOCOL_VERSION: u64 = 2;
 /// The only ONNX Runtime release with training (training packages were deprecated after it).
 pub const ORT_TRAINING_VERSION: &str = "1.19.2";
 /// Same limit as the worker's: a header is a command description, never bulk data.

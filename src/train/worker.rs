@@ -46,10 +46,14 @@ impl std::str::FromStr for Device {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How parameters move. `Sgd` and `AdamW` are ORT's optimizer models (ORT's AdamW has weight decay 0.01;
+/// its SGD has neither momentum nor weight decay); `Momentum` is torch's SGD with momentum and weight decay,
+/// applied by the worker to ORT's gradients (torchvision's detection recipe).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
     AdamW,
     Sgd,
+    Momentum { momentum: f32, weight_decay: f32 },
 }
 
 impl Optimizer {
@@ -57,6 +61,7 @@ impl Optimizer {
         match self {
             Optimizer::AdamW => "adamw",
             Optimizer::Sgd => "sgd",
+            Optimizer::Momentum { .. } => "momentum",
         }
     }
 }
@@ -308,6 +313,11 @@ impl Worker {
             "model": path_str(model)?, "requires_grad": requires_grad, "frozen": frozen,
             "optimizer": optimizer.as_str(), "out": path_str(out)?,
         }));
+        let mut args = args;
+        if let Optimizer::Momentum { momentum, weight_decay } = optimizer {
+            args.insert("momentum".into(), json!(momentum));
+            args.insert("weight_decay".into(), json!(weight_decay));
+        }
         let (result, _) = self.call("generate_artifacts", args, &[])?;
         let file = |k: &str| -> Result<PathBuf> {
             result
@@ -376,6 +386,14 @@ impl Worker {
             None => return Err(Error::Runtime(format!("training worker, {cmd}: the model returned no outputs"))),
         };
         Ok(StepOutput { loss, outputs })
+    }
+
+    /// Runs the inference graph at `model` with the current parameters: its inputs named like checkpoint
+    /// parameters are fed from the open session, `inputs` give the rest. Returns every output by name.
+    pub fn forward(&mut self, model: &Path, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
+        let (_, outputs) = self.call("forward", obj(json!({ "model": path_str(model)? })), &refs)?;
+        Ok(outputs)
     }
 
     pub fn optimizer_step(&mut self) -> Result<()> {
