@@ -2,5 +2,6 @@
 //! training cores) assembles it with its own inputs, outputs and way of holding parameters.
 pub mod builder;
 pub mod net;
+pub mod proposals;
 pub mod stages;
 pub mod train;

@@ -306,6 +306,17 @@ impl RoiSample {
 /// `select_training_samples` for one image: GT boxes appended to `proposals`, Matcher 0.5/0.5, sampler 512 at
 /// 0.25, regression targets with weights (10,10,5,5).
 pub fn sample_rois(proposals: &[BoxXyxy], gt_boxes: &[BoxXyxy], gt_labels: &[i64], perms: &mut dyn Permutations) -> Result<RoiSample> {
+    sample_rois_with(&BalancedSampler::ROI_HEADS, proposals, gt_boxes, gt_labels, perms)
+}
+
+/// [`sample_rois`] with another sampler (a training shape with fewer box-head rows than torchvision's 512).
+pub fn sample_rois_with(
+    sampler: &BalancedSampler,
+    proposals: &[BoxXyxy],
+    gt_boxes: &[BoxXyxy],
+    gt_labels: &[i64],
+    perms: &mut dyn Permutations,
+) -> Result<RoiSample> {
     if gt_boxes.len() != gt_labels.len() {
         return Err(bad_input(format!("RoI sampling: {} GT boxes but {} labels", gt_boxes.len(), gt_labels.len())));
     }
@@ -326,7 +337,7 @@ pub fn sample_rois(proposals: &[BoxXyxy], gt_boxes: &[BoxXyxy], gt_labels: &[i64
             })
             .unzip()
     };
-    let s = BalancedSampler::ROI_HEADS.sample(&labels, perms)?;
+    let s = sampler.sample(&labels, perms)?;
     let mut rows: Vec<usize> = s.positive.into_iter().chain(s.negative).collect();
     rows.sort_unstable();
     let boxes: Vec<BoxXyxy> = rows.iter().map(|&r| all[r]).collect();
