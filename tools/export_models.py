@@ -10,6 +10,7 @@ tested against. No pretrained weights are used anywhere.
 
     python tools/export_models.py --out tests/fixtures
     python tools/export_models.py --out /work/full_models --full
+    python tools/export_models.py --out DIR --synth 16   # starting points for `ticket train` on `ticket data synth`
 """
 import argparse
 import json
@@ -226,8 +227,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--full", action="store_true")
+    ap.add_argument("--synth", type=int, metavar="WIDTH",
+                    help="only the Faster and Mask R-CNN R18-FPN starting points for the synthetic dataset "
+                         "(5 classes + background, 128 px) at ResNet base width WIDTH")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.synth:
+        return export_synth(args.out, args.synth)
     widths = FULL if args.full else NARROW
     size = 320 if args.full else 128
     cls_size = 224 if args.full else 64
@@ -288,6 +294,23 @@ def main():
             run_ort(os.path.join(ext_dir, "model.onnx"), kind, x)
             with open(os.path.join(ext_dir, "model.counts.json"), "w") as f:
                 json.dump(counts, f, indent=1)
+
+
+def export_synth(out, width):
+    """Random-init R18-FPN detectors for `ticket data synth` (CATEGORIES in src/train/synth.rs): FPN 4·width,
+    box representation 16·width, mask head 4·width channels, min/max size 128."""
+    widths = {"resnet18": width, "fpn": 4 * width, "box_rep": 16 * width, "mask": 4 * width}
+    for name, kind in (("fasterrcnn_r18_fpn_synth", "faster_rcnn"), ("maskrcnn_r18_fpn_synth", "mask_rcnn")):
+        torch.manual_seed(0)
+        model = make_detector(kind, "resnet18", 6, widths, 128).eval()
+        calib = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(1))
+        make_trained_like(model, lambda: model([calib]))
+        path = os.path.join(out, f"{name}.onnx")
+        export(model, kind, path, calib)
+        lost = missing_names(model, path)
+        assert not lost, f"{name}: names lost in export: {lost[:5]}"
+        run_ort(path, kind, calib)
+        print(f"{name}: {sum(p.numel() for p in model.parameters())} params, {describe(path)}")
 
 
 if __name__ == "__main__":

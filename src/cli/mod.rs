@@ -10,6 +10,7 @@ mod eval;
 mod inspect;
 mod mask;
 mod prune;
+mod train;
 mod unpack;
 mod validate;
 
@@ -54,6 +55,9 @@ pub enum Command {
     /// Training data: write a synthetic COCO dataset, or check a COCO/VOC dataset as training loads it.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Fine-tune a detector on COCO or VOC data in ONNX Runtime training (masks stay zero); RUN_DIR gets the
+    /// log, checkpoints and the trained ONNX.
+    Train(train::Args),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -70,6 +74,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench(c) => bench::run(c, json),
         Command::Eval(a) => eval::run(a, json),
         Command::Data(c) => data::run(c, json),
+        Command::Train(a) => train::run(a, json),
     }
 }
 

@@ -34,7 +34,7 @@ pub const SMOOTH_L1_BETA: f32 = 1.0 / 9.0;
 
 /// The fixed shapes of one training step; one ORT artifact set is generated per value (DESIGN §3: shapes must
 /// be static). RoI counts are per image; unused rows are padding with weight 0.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct TrainShape {
     pub batch: usize,
     /// Padded canvas, multiples of 32 (the FPN's nearest upsampling is exact only there).

@@ -3,8 +3,10 @@
 //! `worker` starts the process and exposes each command as a typed method with deadlines and clear failures;
 //! `session` trains one model at one fixed shape (artifacts, steps, masks, rewinds, trained weights back into
 //! the ModelState).
+pub mod batch;
 pub mod data;
 pub mod protocol;
+pub mod run;
 pub mod session;
 pub mod synth;
 pub mod targets;

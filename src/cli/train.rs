@@ -1,0 +1,187 @@
+//! `ticket train`: fine-tune a detector on a COCO or VOC dataset in ONNX Runtime training, with the targets
+//! computed in Rust; RUN_DIR gets the log, checkpoints and the trained model (see `train::run`).
+use super::emit;
+use crate::detect::pipeline::DetectParams;
+use crate::error::{Error, Result};
+use crate::graph::train::TrainShape;
+use crate::model::ModelState;
+use crate::train::run::{fingerprint, DataSpec, Run, RunConfig, Start, StepRecord};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc"])))]
+pub struct Args {
+    /// The detector to train (a torchvision Faster/Mask/Keypoint R-CNN with a ResNet-FPN backbone, as ONNX).
+    pub model: PathBuf,
+    /// COCO annotation json (required unless resuming).
+    #[arg(long)]
+    pub coco: Option<PathBuf>,
+    /// Image folder of the COCO json (default: `images` next to it) or of a VOC folder (default JPEGImages).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Pascal VOC folder.
+    #[arg(long)]
+    pub voc: Option<PathBuf>,
+    /// Pruning masks (safetensors): masked weights stay exactly zero through training.
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    /// Training steps (on resume: the new total).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.02)]
+    pub lr: f32,
+    /// sgd (momentum + weight decay, torchvision's recipe) or adamw.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+    /// Linear warmup steps (from 0.001 · lr).
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
+    /// Steps after which the learning rate is multiplied by --gamma (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub decay_at: Vec<u64>,
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f32,
+    /// Images per step.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Box-head RoIs sampled per image (torchvision: 512); mask/keypoint heads take the positives (a quarter).
+    #[arg(long, default_value_t = 128)]
+    pub rois: usize,
+    /// Canvas side (multiple of 32; default: the model's max_size rounded up).
+    #[arg(long)]
+    pub canvas: Option<usize>,
+    /// Backbone stages that train, 0..=5 (torchvision's trainable_backbone_layers; 5 = all).
+    #[arg(long, default_value_t = 3)]
+    pub trainable_layers: usize,
+    /// Probability of a horizontal flip per image.
+    #[arg(long, default_value_t = 0.5)]
+    pub flip: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, or cuda (needs onnxruntime-training with CUDA in the training venv).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Checkpoint every N steps (and at the last).
+    #[arg(long, default_value_t = 100)]
+    pub save_every: u64,
+    /// Continue the run in RUN_DIR from its last checkpoint (settings from its run.json).
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// RUN_DIR for a new run.
+    #[arg(short = 'o', long = "output")]
+    pub out: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (0: one per core). 1 makes a run bit-for-bit repeatable: ORT's
+    /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else .venv-train/bin/python).
+    #[arg(long)]
+    pub train_python: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct TrainReport {
+    run_dir: PathBuf,
+    model: PathBuf,
+    steps: u64,
+    resumed_from: u64,
+    first: Option<StepRecord>,
+    last: Option<StepRecord>,
+    wall_s: f64,
+    images_per_s: f64,
+}
+
+fn config(a: &Args, state: &ModelState) -> Result<RunConfig> {
+    let data = match (&a.coco, &a.voc) {
+        (Some(c), None) => DataSpec::Coco {
+            annotations: c.clone(),
+            images: a.images.clone().unwrap_or_else(|| c.parent().unwrap_or(std::path::Path::new(".")).join("images")),
+        },
+        (None, Some(v)) => DataSpec::Voc { dir: v.clone(), images: a.images.clone() },
+        _ => return Err(Error::Input("a new run needs --coco GT.json or --voc DIR".into())),
+    };
+    let detect = DetectParams::from_model(state);
+    let canvas = a.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
+    let head = a.rois.div_ceil(4);
+    Ok(RunConfig {
+        model: std::path::absolute(&a.model).unwrap_or(a.model.clone()),
+        model_fingerprint: fingerprint(&a.model)?,
+        data,
+        masks: a.masks.clone(),
+        steps: a.steps.unwrap_or(1000),
+        lr: a.lr,
+        optimizer: a.optimizer.clone(),
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        warmup: a.warmup,
+        warmup_factor: 1e-3,
+        decay_at: a.decay_at.clone(),
+        gamma: a.gamma,
+        shape: TrainShape { batch: a.batch, height: canvas, width: canvas, rois_per_image: a.rois, mask_rois_per_image: head, keypoint_rois_per_image: head },
+        min_size: detect.min_size.min(canvas),
+        max_size: detect.max_size.min(canvas),
+        trainable_layers: a.trainable_layers,
+        flip: a.flip,
+        seed: a.seed,
+        save_every: a.save_every,
+        device: a.device.clone(),
+    })
+}
+
+pub fn run(a: Args, json: bool) -> Result<()> {
+    let (dir, start) = match (&a.resume, &a.out) {
+        (Some(d), _) => {
+            if a.coco.is_some() || a.voc.is_some() || a.masks.is_some() {
+                return Err(Error::Input("--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--masks".into()));
+            }
+            (d.clone(), Start::Resume { steps: a.steps })
+        }
+        (None, Some(o)) => {
+            let state = ModelState::import(&a.model)?;
+            (o.clone(), Start::Fresh(config(&a, &state)?))
+        }
+        (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
+    };
+    let python = a.train_python.clone().or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into());
+    let mut run = Run::open(&a.model, &dir, start, &python, a.threads)?;
+    let resumed_from = run.step;
+    let total = run.config.steps;
+    let bar = super::progress(total, "train", json);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {elapsed}<{eta} {msg}").expect("valid template").progress_chars("=> "),
+    );
+    bar.set_prefix("train");
+    bar.set_position(run.step);
+    let t0 = Instant::now();
+    let (mut first, mut last) = (None, None);
+    while run.step < total {
+        let r = run.next()?;
+        let secs = r.data_s + r.rpn_s + r.step_s;
+        let terms: Vec<String> = r.terms.iter().map(|(k, v)| format!("{}={v:.3}", k.trim_start_matches("loss_"))).collect();
+        bar.set_message(format!("loss {:.3} ({}) lr {:.2e} {:.1} img/s", r.loss, terms.join(" "), r.lr, run.config.shape.batch as f64 / secs));
+        bar.set_position(r.step);
+        first.get_or_insert(r.clone());
+        last = Some(r);
+    }
+    bar.finish_and_clear();
+    let wall = t0.elapsed().as_secs_f64();
+    let images = (total - resumed_from) as f64 * run.config.shape.batch as f64;
+    let model = run.finish()?;
+    let report = TrainReport { run_dir: dir, model, steps: total, resumed_from, first, last, wall_s: wall, images_per_s: if wall > 0.0 { images / wall } else { 0.0 } };
+    emit(json, &report, |r| {
+        let mut s = format!("trained {} → {}\n", a.model.display(), r.model.display());
+        if let (Some(f), Some(l)) = (&r.first, &r.last) {
+            s += &format!("steps {}..{}: loss {:.4} → {:.4}\n", f.step, l.step, f.loss, l.loss);
+        }
+        s += &format!("{:.1} s, {:.2} images/s; log in {}\n", r.wall_s, r.images_per_s, r.run_dir.join("log.jsonl").display());
+        s
+    });
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! `ticket train` end to end on a synthetic dataset: the real binary, the real ORT training worker, the
+//! narrow Mask R-CNN fixture with the synthetic dataset's classes (tools/export_models.py --synth 4).
+//! The loss falls; an 80% mask stays exactly zero in the trained ONNX (which then detects in tract); a run
+//! killed after a checkpoint resumes with the losses the uninterrupted run had; bad input fails with exit 2 and
+//! leaves what was saved alone.
+mod common;
+use common::*;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MODEL: &str = "train/maskrcnn_r18_fpn_synth.onnx";
+
+fn synth(dir: &Path, images: usize, seed: u64) -> PathBuf {
+    let out = ticket(&[&"data", &"synth", &"--out", &dir, &"--images", &images.to_string(), &"--seed", &seed.to_string()]);
+    assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));
+    dir.join("annotations.json")
+}
+
+/// `log.jsonl` as (step, loss) pairs.
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+/// `ticket train` arguments of the tests' runs: batch 2, a short warmup.
+fn train_args(model: &Path, ann: &Path, run: &Path, steps: &str) -> Vec<OsString> {
+    let mut v: Vec<OsString> = ["train".as_ref(), model.as_os_str(), "--coco".as_ref(), ann.as_os_str(), "--steps".as_ref(), steps.as_ref()]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    v.extend(["--warmup", "5", "--lr", "0.01", "--batch", "2", "-o"].map(OsString::from));
+    v.push(run.into());
+    v
+}
+
+fn refs(v: &[OsString]) -> Vec<&dyn AsRef<OsStr>> {
+    v.iter().map(|s| s as &dyn AsRef<OsStr>).collect()
+}
+
+fn with(mut v: Vec<OsString>, more: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
+    v.extend(more.iter().map(|m| m.as_ref().to_owned()));
+    v
+}
+
+#[test]
+fn loss_falls_and_the_run_folder_is_complete() {
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 2, 5);
+    let run = t.path().join("run");
+    let model = fixture(MODEL);
+    let report = ticket_json(&refs(&with(train_args(&model, &ann, &run, "24"), &[&"--flip", &"0"])));
+    assert_eq!(report["steps"], 24);
+    let l = losses(&run);
+    assert_eq!(l.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=24).collect::<Vec<_>>(), "one log line per step");
+    let mean = |s: &[(u64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&l[..5]), mean(&l[19..]));
+    assert!(last < 0.75 * first, "loss should fall on two images seen 24 times: first five {first:.3}, last five {last:.3}");
+    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    for term in ["loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask", "lr"] {
+        assert!(line[term].as_f64().is_some_and(f64::is_finite), "log line lacks a finite '{term}': {line}");
+    }
+    for f in ["run.json", "state.json", "model.onnx", "checkpoints/step-000024.ckpt", "checkpoints/step-000024.ckpt.momentum.npz"] {
+        assert!(run.join(f).is_file(), "{f} missing in the run folder");
+    }
+    // The trained model is the user's graph with new initializers: it runs in ORT and in the tract detector.
+    ticket_json(&[&"check", &run.join("model.onnx")]);
+    let dets = t.path().join("dets.json");
+    ticket_json(&[&"detect", &run.join("model.onnx"), &t.path().join("data/images/000001.png"), &"-o", &dets]);
+}
+
+#[test]
+fn pruned_weights_stay_zero_through_training() {
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 4, 6);
+    let model = fixture(MODEL);
+    let (pruned, masks) = (t.path().join("pruned.onnx"), t.path().join("masks.safetensors"));
+    ticket_json(&[&"prune", &model, &"--sparsity", &"0.8", &"-o", &pruned, &"--masks-out", &masks]);
+    let run = t.path().join("run");
+    ticket_json(&refs(&with(train_args(&pruned, &ann, &run, "6"), &[&"--masks", &masks, &"--trainable-layers", &"5"])));
+
+    let before = read_initializers(&pruned);
+    let after = read_initializers(&run.join("model.onnx"));
+    let mask = read_safetensors(&masks);
+    let (mut masked, mut moved) = (0usize, 0usize);
+    for (name, (_, keep)) in &mask {
+        let (b, a) = (&before[name], &after[name]);
+        for ((k, x), y) in keep.iter().zip(b).zip(a) {
+            if *k == 0.0 {
+                assert!(*y == 0.0 && y.is_sign_positive(), "{name}: a masked weight is {y} after training");
+                masked += 1;
+            } else if x != y {
+                moved += 1;
+            }
+        }
+    }
+    let total: usize = mask.values().map(|(_, k)| k.len()).sum();
+    assert!(masked as f64 >= 0.79 * total as f64, "80% masked: {masked} of {total}");
+    assert!(moved as f64 > 0.5 * (total - masked) as f64, "training should move most kept weights: {moved} of {}", total - masked);
+    let stats = ticket_json(&[&"inspect", &run.join("model.onnx")]);
+    let sparsity = stats["sparsity"].as_f64().unwrap();
+    assert!(sparsity >= 0.79, "inspect sees the sparsity: {stats}");
+}
+
+/// Initializer name → values (f32 as f64) of an ONNX file, through the crate's own reader.
+fn read_initializers(path: &Path) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let m = ticket::onnx::OnnxModel::load(path).unwrap();
+    m.graph()
+        .initializer
+        .iter()
+        .filter(|t| t.data_type() == 1)
+        .map(|t| (t.name().to_string(), m.f32_values(t).unwrap().into_iter().map(f64::from).collect()))
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_with_the_same_losses() {
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 6, 7);
+    let model = fixture(MODEL);
+    let (whole, killed) = (t.path().join("whole"), t.path().join("killed"));
+    // One ORT thread: bit-for-bit repeatable steps (multi-threaded reductions vary in the last bit).
+    ticket_json(&refs(&with(train_args(&model, &ann, &whole, "9"), &[&"--threads", &"1"])));
+
+    // The same run, planned longer, killed (SIGKILL) once its first checkpoint is on disk.
+    let args = with(train_args(&model, &ann, &killed, "400"), &[&"--save-every", &"3", &"--threads", &"1", &"--json"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !killed.join("state.json").exists() {
+        assert!(Instant::now() < deadline, "no checkpoint within 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(killed.join("state.json")).unwrap()).unwrap();
+    let at = saved["step"].as_u64().unwrap();
+    assert!(at >= 3 && at < 9, "killed after the checkpoint of step {at}");
+
+    let report = ticket_json(&[&"train", &model, &"--resume", &killed, &"--steps", &"9", &"--threads", &"1"]);
+    assert_eq!(report["resumed_from"], at);
+    let (a, b) = (losses(&whole), losses(&killed));
+    assert_eq!(b.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>(), "the log has each step once after the resume");
+    for ((s, x), (_, y)) in a.iter().zip(&b) {
+        assert_eq!(x, y, "step {s}: uninterrupted loss {x}, resumed {y}");
+    }
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    let t = tempdir();
+    let data = t.path().join("data");
+    let ann = synth(&data, 4, 8);
+    let model = fixture(MODEL);
+    let run = t.path().join("run");
+    ticket_json(&refs(&train_args(&model, &ann, &run, "3")));
+    let snapshot = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v = Vec::new();
+        for sub in ["", "checkpoints"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_file() {
+                    v.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let saved = snapshot(&run);
+    let fails = |args: &[OsString], needle: &str| {
+        let out = ticket(&refs(args));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?} should fail with exit 2: {err}");
+        assert!(err.contains(needle), "error should mention '{needle}': {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+
+    // A resume folder from another model: refused, the run untouched.
+    let other = fixture("maskrcnn_r18_fpn.onnx");
+    fails(&with(vec![], &[&"train", &other, &"--resume", &run]), "another model");
+    // A new run into a folder that holds one.
+    fails(&train_args(&model, &ann, &run, "3"), "already holds a training run");
+    assert!(snapshot(&run) == saved, "failed commands changed the run folder");
+
+    // Classes that do not match the model (the fixture Mask R-CNN has 4 classes + background).
+    let fresh = t.path().join("fresh");
+    fails(&train_args(&other, &ann, &fresh, "3"), "classes do not match");
+    // A missing image, an undecodable one, a box outside its image (partly outside is clipped): named, before anything is written.
+    let broken = t.path().join("broken");
+    copy_dir(&data, &broken);
+    let first = broken.join("images/000001.png");
+    std::fs::remove_file(&first).unwrap();
+    fails(&train_args(&model, &broken.join("annotations.json"), &fresh, "3"), "000001.png");
+    std::fs::write(&first, b"not a png").unwrap();
+    fails(&train_args(&model, &broken.join("annotations.json"), &fresh, "3"), "000001.png");
+    copy_dir(&data, &broken);
+    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(broken.join("annotations.json")).unwrap()).unwrap();
+    j["annotations"][0]["bbox"] = serde_json::json!([200.0, 200.0, 20.0, 20.0]);
+    std::fs::write(broken.join("annotations.json"), serde_json::to_vec(&j).unwrap()).unwrap();
+    fails(&train_args(&model, &broken.join("annotations.json"), &fresh, "3"), "annotations.json");
+    assert!(!fresh.join("run.json").exists() && !fresh.join("checkpoints").exists(), "a failed start leaves no run behind");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("images")).unwrap();
+    std::fs::copy(from.join("annotations.json"), to.join("annotations.json")).unwrap();
+    for e in std::fs::read_dir(from.join("images")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join("images").join(p.file_name().unwrap())).unwrap();
+    }
+}
