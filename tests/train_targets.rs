@@ -2,12 +2,17 @@
 //! tools/targets_reference.py in tests/fixtures/targets/: anchors, Matcher outputs, sampled RPN labels, sampled
 //! RoIs with labels and matched GT are identical (the samplers are fed torch's recorded permutations);
 //! regression targets agree to 1e-5 relative, mask targets to 1e-5, heatmap indices and validity exactly.
+//! The training-time RPN proposal filter (`filter_proposals` with `train_rpn_params()`) against torchvision's
+//! `RegionProposalNetwork.filter_proposals` in `.train()` mode, for a batch of two images (proposals.safetensors):
+//! same proposals in the same order, boxes to 1e-5 relative, scores to 1e-6.
 mod common;
 
-use ndarray::{Array3, ArrayView2};
+use ndarray::{Array3, Array4, ArrayView2, Axis};
 use std::collections::BTreeMap;
 use ticket::detect::anchors::AnchorGenerator;
+use ticket::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
 use ticket::detect::BoxXyxy;
+use ticket::train::batch::train_rpn_params;
 use ticket::train::targets::{self, RecordedPermutations};
 
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
@@ -180,4 +185,78 @@ fn seeded_sampling_is_reproducible_and_balanced() {
     let pos = |l: &[f32]| l.iter().enumerate().filter(|(_, &v)| v == 1.0).map(|(i, _)| i).collect::<Vec<_>>();
     assert_eq!(pos(&a.labels), want.iter().enumerate().filter(|(_, &v)| v == 1.0).map(|(i, _)| i).collect::<Vec<_>>());
     assert_eq!(a.labels.iter().filter(|&&l| l == 0.0).count(), 256 - pos(&a.labels).len());
+}
+
+fn array4(t: &Tensors, name: &str) -> Array4<f32> {
+    let (shape, v) = get(t, name);
+    assert_eq!(shape.len(), 4, "{name}: want [N, C, H, W]");
+    Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), v.iter().map(|&x| x as f32).collect()).unwrap()
+}
+
+/// Training-time proposals (tools/targets_reference.py, `proposals_case`): the RPN head's raw outputs for a batch of
+/// two images of different resized sizes on one 160×128 canvas, filtered by torchvision in `.train()` mode
+/// (pre/post_nms_top_n 2000: level 0 has 3840 anchors, so its top-k cuts) and by ours, one image at a time.
+///
+/// As in tests/detect_numerics.rs, the proposal order must be identical, not matched up to near-ties: the
+/// fixture's near-equal scores (planted ±1e-3 / 2e-3 logit copies across and within levels, plus the natural
+/// < 1e-4 gaps) are separated by far more than the float32 rounding of sigmoid/decode, so both sides sort them the
+/// same way. Exactly equal scores (one pair in image 1: logits 7e-7 apart on levels 0 and 1 that round to the
+/// same sigmoid) are ordered by torch's unstable sort in `_batched_nms_vanilla` (more than 1000 boxes), which our
+/// `batched_nms` reproduces. A swapped pair would show up as a box diff far above tolerance at that rank.
+#[test]
+fn training_proposals_match_filter_proposals() {
+    let t = load("proposals");
+    let hw = ints(&t, "canvas_hw");
+    let fs: Vec<(usize, usize)> = ints(&t, "feature_sizes").chunks_exact(2).map(|c| (c[0] as usize, c[1] as usize)).collect();
+    let anchors = AnchorGenerator::fpn().anchors((hw[0] as usize, hw[1] as usize), &fs).unwrap();
+    let image_hw: Vec<(usize, usize)> = ints(&t, "image_hw").chunks_exact(2).map(|c| (c[0] as usize, c[1] as usize)).collect();
+    let objectness: Vec<Array4<f32>> = (0..fs.len()).map(|l| array4(&t, &format!("objectness.{l}"))).collect();
+    let deltas: Vec<Array4<f32>> = (0..fs.len()).map(|l| array4(&t, &format!("deltas.{l}"))).collect();
+    assert_eq!(image_hw.len(), 2);
+    assert!(anchors[0].len() > 2000, "level 0 must be cut by pre_nms_top_n");
+
+    let train = train_rpn_params();
+    assert_eq!((train.pre_nms_top_n, train.post_nms_top_n, train.nms_thresh, train.score_thresh, train.min_size), (2000, 2000, 0.7, 0.0, 1e-3));
+    let small = RpnParams { pre_nms_top_n: 300, post_nms_top_n: 150, ..train_rpn_params() };
+    let (mut worst_box, mut worst_score, mut exact_ties) = (0.0f64, 0.0f64, 0);
+    for (prefix, params) in [("", &train), ("small.", &small)] {
+        for (i, &ihw) in image_hw.iter().enumerate() {
+            let levels: Vec<RpnLevel> = objectness
+                .iter()
+                .zip(&deltas)
+                .map(|(o, d)| RpnLevel { objectness: o.index_axis(Axis(0), i), deltas: d.index_axis(Axis(0), i) })
+                .collect();
+            let got = filter_proposals(&levels, &anchors, ihw, params).unwrap();
+            let what = format!("proposals {}/{} image {i} {ihw:?}", params.pre_nms_top_n, params.post_nms_top_n);
+            let want_boxes = &get(&t, &format!("{prefix}boxes.{i}")).1;
+            let want_scores = &get(&t, &format!("{prefix}scores.{i}")).1;
+            assert_eq!(got.boxes.len(), want_scores.len(), "{what}: proposal count");
+            assert_eq!(got.scores.len(), got.boxes.len());
+            if prefix.is_empty() {
+                assert!(got.boxes.len() < params.post_nms_top_n, "{what}: fewer than post_nms_top_n survive NMS");
+            } else {
+                assert_eq!(got.boxes.len(), params.post_nms_top_n, "{what}: the post-NMS cut applies");
+            }
+            // Clipping to this image's own size: some proposals touch its right / bottom edge, none pass it.
+            let (h, w) = (ihw.0 as f32, ihw.1 as f32);
+            assert!(got.boxes.iter().all(|b| b[2] <= w && b[3] <= h), "{what}: clipped to the image");
+            assert!(got.boxes.iter().any(|b| b[2] == w) && got.boxes.iter().any(|b| b[3] == h), "{what}: clipping happens");
+            assert_close(&what, &got.boxes, want_boxes, 1e-5);
+            for (b, c) in got.boxes.iter().zip(want_boxes.chunks_exact(4)) {
+                worst_box = worst_box.max((0..4).map(|k| (b[k] as f64 - c[k]).abs() / c[k].abs().max(1.0)).fold(0.0, f64::max));
+            }
+            let mut worst = 0.0f64;
+            for (r, (&o, &w)) in got.scores.iter().zip(want_scores).enumerate() {
+                let d = (o as f64 - w).abs();
+                assert!(d <= 1e-6, "{what}: score {r}: ours {o} torchvision {w}");
+                worst = worst.max(d);
+            }
+            worst_score = worst_score.max(worst);
+            let near = want_scores.windows(2).filter(|p| p[0] != p[1] && p[0] - p[1] < 1e-4).count();
+            exact_ties += want_scores.windows(2).filter(|p| p[0] == p[1]).count();
+            eprintln!("{what}: {} proposals, worst score abs error {worst:.2e}, {near} adjacent score gaps < 1e-4", got.boxes.len());
+        }
+    }
+    assert!(exact_ties > 0, "the fixture should hold an exactly tied score pair");
+    eprintln!("training proposals: worst box relative error {worst_box:.2e}, worst score abs error {worst_score:.2e}, {exact_ties} exact ties");
 }

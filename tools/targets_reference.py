@@ -14,6 +14,16 @@ training targets and records their inputs and outputs in tests/fixtures/targets/
 order (RPN positives, RPN negatives, RoI positives, RoI negatives); the Rust test feeds them back to its sampler.
 Tensor names: `perm{i}` for the i-th recorded permutation, `n_perms` their count.
 
+It also writes tests/fixtures/targets/proposals.safetensors: the training-time RPN proposal filter. A
+`RegionProposalNetwork` in `.train()` mode (pre/post_nms_top_n training=2000) runs `concat_box_prediction_layers`,
+`box_coder.decode` and `filter_proposals` on random head outputs for a batch of two images (160×128 canvas, two
+different resized sizes, so clipping differs). Tensors: `canvas_hw`, `feature_sizes`, `image_hw` [2, 2],
+`objectness.{l}` [2, A, H, W] and `deltas.{l}` [2, 4A, H, W] (the head's output per level), and per image `i`
+torchvision's `boxes.{i}` / `scores.{i}` (best first); `small.*` is the same with training pre/post 300/150, so
+the post-NMS cut is exercised too (tests/train_targets.rs, `training_proposals_match_filter_proposals`).
+
+Regenerate every fixture in the folder (the other cases come out byte-identical):
+
     /work/venvs/torch/bin/python tools/targets_reference.py [--out tests/fixtures/targets]
 
 Deterministic: fixed seeds.
@@ -26,7 +36,7 @@ from safetensors.torch import save_file
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads, keypoints_to_heatmap, project_masks_on_boxes
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_KEYPOINTS = 5
@@ -184,6 +194,67 @@ def run_case(name, h, w, gt_boxes, gt_labels, proposals, seed, g):
     return out
 
 
+def proposals_case():
+    """The training-mode RPN proposal filter on random head outputs for a batch of two images."""
+    g = torch.Generator().manual_seed(11)
+    h, w = 160, 128
+    image_shapes = [(153, 118), (137, 101)]
+    fs = feature_sizes(h, w)
+    n, a = len(image_shapes), 3
+    # Logits with a spread (sigmoid far from saturation for most), deltas small.
+    obj = [torch.randn(n, a, fh, fw, generator=g) * 2.0 for fh, fw in fs]
+    deltas = [torch.randn(n, 4 * a, fh, fw, generator=g) * 0.3 for fh, fw in fs]
+    # Near ties, well above float rounding (so the order is determined): some level-1..4 logits copy a level-0
+    # logit ± 1e-3 (the final cross-level sort decides), and in level 0 some neighbouring anchors (which overlap
+    # > 0.7, so NMS decides which survives) get logits 2e-3 apart.
+    for i in range(n):
+        src = obj[0][i].flatten()
+        for lvl in range(1, 5):
+            dst = obj[lvl][i].view(-1)
+            k = min(6, dst.numel())
+            pick = torch.randperm(dst.numel(), generator=g)[:k]
+            take = torch.randperm(src.numel(), generator=g)[:k]
+            sign = torch.where(torch.arange(k) % 2 == 0, 1.0, -1.0)
+            dst[pick] = src[take] + sign * 1e-3
+        o0 = obj[0][i]
+        for _ in range(30):
+            y = int(torch.randint(0, fs[0][0], (1,), generator=g))
+            x = int(torch.randint(0, fs[0][1] - 1, (1,), generator=g))
+            r = int(torch.randint(0, a, (1,), generator=g))
+            o0[r, y, x + 1] = o0[r, y, x] + 2e-3
+    out = {
+        "canvas_hw": torch.tensor([h, w], dtype=torch.int64),
+        "feature_sizes": torch.tensor(fs, dtype=torch.int64),
+        "image_hw": torch.tensor(image_shapes, dtype=torch.int64),
+    }
+    for lvl in range(len(fs)):
+        out[f"objectness.{lvl}"] = obj[lvl].contiguous()
+        out[f"deltas.{lvl}"] = deltas[lvl].contiguous()
+
+    images = ImageList(torch.zeros(n, 3, h, w), image_shapes)
+    feats = [torch.zeros(n, 1, fh, fw) for fh, fw in fs]
+    for prefix, pre, post in [("", 2000, 2000), ("small.", 300, 150)]:
+        gen = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+        rpn = RegionProposalNetwork(
+            gen, RPNHead(1, a), 0.7, 0.3, 256, 0.5, dict(training=pre, testing=1000), dict(training=post, testing=1000), 0.7
+        ).train()
+        assert rpn.training and rpn.pre_nms_top_n() == pre and rpn.post_nms_top_n() == post
+        anchors = gen(images, feats)
+        num_anchors_per_level = [o[0].numel() for o in obj]
+        objectness, pred_bbox_deltas = concat_box_prediction_layers(obj, deltas)
+        proposals = rpn.box_coder.decode(pred_bbox_deltas.detach(), anchors).view(n, -1, 4)
+        boxes, scores = rpn.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
+        for i in range(n):
+            out[f"{prefix}boxes.{i}"] = boxes[i].contiguous()
+            out[f"{prefix}scores.{i}"] = scores[i].contiguous()
+            s = scores[i]
+            gaps = (s[:-1] - s[1:]).abs()
+            print(f"proposals {prefix or 'train.'}{i}: image {image_shapes[i]} pre-NMS {min(pre, num_anchors_per_level[0])}+"
+                  f"{sum(min(pre, m) for m in num_anchors_per_level[1:])} -> {len(s)} kept, exact score ties "
+                  f"{int((gaps == 0).sum())}, adjacent gaps < 1e-4: {int(((gaps > 0) & (gaps < 1e-4)).sum())}")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "targets"))
@@ -207,6 +278,9 @@ def main():
     gt = torch.tensor([[6.0, 6.0, 14.0, 14.0], [6.0, 6.0, 14.0, 14.0], [36.0, 30.0, 46.0, 50.0], [20.0, 40.0, 44.0, 62.0]])
     props = torch.cat([jitter(gt, 30, 0.4, g, h, w), random_boxes(200, g, h, w), gt[:1].clone()])
     cases["low_quality_ties"] = run_case("low_quality_ties", h, w, gt, torch.tensor([1, 2, 1, 4]), props, 3, g)
+
+    # 4. The training-time RPN proposal filter (its own generator: the cases above are unaffected).
+    cases["proposals"] = proposals_case()
 
     for name, t in cases.items():
         save_file(t, os.path.join(args.out, f"{name}.safetensors"))
