@@ -217,3 +217,35 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&p, to.join("images").join(p.file_name().unwrap())).unwrap();
     }
 }
+
+#[test]
+fn keypoint_rcnn_trains_on_the_persons() {
+    // The synthetic set's stick figures alone, as a one-class COCO keypoint dataset for the Keypoint R-CNN
+    // fixture (person + background, 17 keypoints). Images without a person stay in as background-only images.
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 8, 9);
+    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ann).unwrap()).unwrap();
+    let person = j["categories"].as_array().unwrap().iter().find(|c| c["name"] == "person").unwrap().clone();
+    let pid = person["id"].clone();
+    j["annotations"] = serde_json::Value::Array(
+        j["annotations"].as_array().unwrap().iter().filter(|a| a["category_id"] == pid).cloned().map(|mut a| {
+            a["category_id"] = 1.into();
+            a
+        }).collect(),
+    );
+    assert!(!j["annotations"].as_array().unwrap().is_empty(), "the synthetic images hold persons");
+    let mut cat = person;
+    cat["id"] = 1.into();
+    j["categories"] = serde_json::json!([cat]);
+    let persons = t.path().join("data/persons.json");
+    std::fs::write(&persons, serde_json::to_vec(&j).unwrap()).unwrap();
+
+    let run = t.path().join("run");
+    let model = fixture("keypointrcnn_r50_fpn.onnx");
+    let args = with(train_args(&model, &persons, &run, "4"), &[&"--images", &t.path().join("data/images"), &"--rois", &"32"]);
+    ticket_json(&refs(&args));
+    let last: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().last().unwrap()).unwrap();
+    assert!(last["loss_keypoint"].as_f64().is_some_and(f64::is_finite), "keypoint loss logged: {last}");
+    let dets = t.path().join("dets.json");
+    ticket_json(&[&"detect", &run.join("model.onnx"), &t.path().join("data/images/000001.png"), &"-o", &dets]);
+}

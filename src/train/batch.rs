@@ -14,7 +14,7 @@ use crate::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
 use crate::detect::{BoxXyxy, Hw};
 use crate::error::{Error, Result};
 use crate::graph::train::TrainShape;
-use crate::model::ModelKind;
+use crate::model::{ArchSpec, ModelKind};
 use ndarray::{concatenate, Array2, Array3, Array4, ArrayD, Axis};
 
 /// torchvision's training-time RPN filter: 2000 per level before NMS, 2000 kept.
@@ -26,6 +26,8 @@ pub fn train_rpn_params() -> RpnParams {
 pub struct StepBuilder {
     shape: TrainShape,
     kind: ModelKind,
+    /// Keypoints per object of a Keypoint R-CNN (an image without objects still needs this width).
+    keypoints: usize,
     feature_hw: Vec<Hw>,
     anchors: Vec<Vec<BoxXyxy>>,
     all_anchors: Vec<BoxXyxy>,
@@ -56,7 +58,8 @@ struct ImageRows {
 }
 
 impl StepBuilder {
-    pub fn new(kind: ModelKind, shape: &TrainShape, feature_hw: &[Hw], seed: u64) -> Result<Self> {
+    pub fn new(arch: &ArchSpec, shape: &TrainShape, feature_hw: &[Hw], seed: u64) -> Result<Self> {
+        let kind = arch.kind;
         let canvas = (shape.height, shape.width);
         let anchors = AnchorGenerator::fpn().anchors(canvas, feature_hw)?;
         let head_rows = match kind {
@@ -76,6 +79,7 @@ impl StepBuilder {
         Ok(StepBuilder {
             shape: shape.clone(),
             kind,
+            keypoints: arch.num_keypoints.unwrap_or(0),
             feature_hw: feature_hw.to_vec(),
             all_anchors: anchors.concat(),
             anchors,
@@ -171,7 +175,7 @@ impl StepBuilder {
             }
             ModelKind::KeypointRcnn => {
                 let kps = s.keypoints.as_ref().ok_or_else(|| missing("keypoints"))?;
-                let k = kps.first().map_or(0, Vec::len);
+                let k = self.keypoints;
                 let flat: Vec<f32> = kps.iter().flat_map(|o| o.iter().flat_map(|p| p.iter().copied())).collect();
                 let gt = Array3::from_shape_vec((kps.len(), k, 3), flat).map_err(|_| missing("the same keypoint count for every object"))?;
                 let (boxes, targets, valid) = keypoint_targets(rois, gt.view())?.padded(self.shape.keypoint_rois_per_image)?;

@@ -244,7 +244,7 @@ impl Run {
             session.load(&dir.join(&saved.checkpoint))?;
             session.set_lr(config.lr_at(step + 1))?;
         }
-        let builder = StepBuilder::new(state.arch.kind, &config.shape, &session.feature_hw, config.seed)?;
+        let builder = StepBuilder::new(&state.arch, &config.shape, &session.feature_hw, config.seed)?;
         if fresh {
             write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
         }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The real training runs of the README: a random-init ResNet-18-FPN detector (base width 16, torchvision's
+# module classes; tools/export_models.py --synth 16) trained densely by `ticket train` on 1000 synthetic
+# 128-px images and evaluated with tract through `ticket eval` on 200 held-out ones (another seed).
+#
+#   tools/train_synth.sh faster     # Faster R-CNN, bbox AP
+#   tools/train_synth.sh mask       # Mask R-CNN, bbox and segm AP
+#
+# Needs torch only to export the starting point (tools/setup.sh torch makes .venv-torch). Writes under
+# out/train_synth/ (OUT overrides); an existing run folder is resumed, so an interrupted run continues.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+kind=${1:-faster}
+case "$kind" in
+  faster) model=fasterrcnn_r18_fpn_synth; types=bbox ;;
+  mask) model=maskrcnn_r18_fpn_synth; types="bbox segm" ;;
+  *) echo "usage: tools/train_synth.sh faster|mask" >&2; exit 2 ;;
+esac
+out=${OUT:-out/train_synth}
+tools/setup.sh torch
+source tools/env.sh
+cargo build --release --quiet
+ticket=target/release/ticket
+mkdir -p "$out"
+[ -f "$out/models/$model.onnx" ] || .venv-torch/bin/python tools/export_models.py --out "$out/models" --synth 16
+[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1
+[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 200 --seed 2
+run="$out/$kind"
+args=(--steps 3000 --warmup 200 --decay-at 2000,2600 --lr 0.01 --batch 2 --rois 64 --trainable-layers 5 --save-every 500)
+start=$(date +%s)
+if [ -f "$run/run.json" ]; then
+  $ticket train "$out/models/$model.onnx" --resume "$run" --steps 3000
+else
+  $ticket train "$out/models/$model.onnx" --coco "$out/train/annotations.json" "${args[@]}" -o "$run"
+fi
+echo "training wall time: $(( $(date +%s) - start )) s"
+for t in $types; do
+  $ticket eval --model "$run/model.onnx" --images "$out/val/images" --coco "$out/val/annotations.json" --iou-type "$t" | head -8
+done
