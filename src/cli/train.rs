@@ -27,17 +27,19 @@ pub struct Args {
     /// Pruning masks (safetensors): masked weights stay exactly zero through training.
     #[arg(long)]
     pub masks: Option<PathBuf>,
-    /// Training steps (on resume: the new total).
+    /// Training steps (default 1000; on resume: the new total).
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Base learning rate.
-    #[arg(long, default_value_t = 0.02)]
+    /// Base learning rate (torchvision's 0.02 for 16 images per step, scaled linearly to the default batch).
+    #[arg(long, default_value_t = 0.0025)]
     pub lr: f32,
     /// sgd (momentum + weight decay, torchvision's recipe) or adamw.
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
+    /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
+    /// Weight decay of SGD (ORT's AdamW, as its artifact generator makes it, has none).
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f32,
     /// Linear warmup steps (from 0.001 · lr).
@@ -46,6 +48,7 @@ pub struct Args {
     /// Steps after which the learning rate is multiplied by --gamma (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub decay_at: Vec<u64>,
+    /// Learning-rate factor at each --decay-at step.
     #[arg(long, default_value_t = 0.1)]
     pub gamma: f32,
     /// Images per step.
@@ -63,6 +66,7 @@ pub struct Args {
     /// Probability of a horizontal flip per image.
     #[arg(long, default_value_t = 0.5)]
     pub flip: f64,
+    /// Seeds the data order, flips and RoI sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// cpu, or cuda (needs onnxruntime-training with CUDA in the training venv).

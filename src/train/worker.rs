@@ -46,7 +46,7 @@ impl std::str::FromStr for Device {
     }
 }
 
-/// How parameters move. `Sgd` and `AdamW` are ORT's optimizer models (ORT's AdamW has weight decay 0.01;
+/// How parameters move. `Sgd` and `AdamW` are ORT's optimizer models (ORT's AdamW without weight decay;
 /// its SGD has neither momentum nor weight decay); `Momentum` is torch's SGD with momentum and weight decay,
 /// applied by the worker to ORT's gradients (torchvision's detection recipe).
 #[derive(Clone, Copy, Debug, PartialEq)]
