@@ -207,8 +207,11 @@ impl Run {
                     config.steps = s;
                 }
                 config.validate()?;
-                let saved = read_saved(dir)?;
-                (config, saved.map_or(0, |s| s.step))
+                let at = read_saved(dir)?.map_or(0, |s| s.step);
+                if config.steps < at {
+                    return Err(Error::input(dir, format!("--steps {} is below the step of its last checkpoint, {at}", config.steps)));
+                }
+                (config, at)
             }
         };
         let mut state = ModelState::import(model)?;
