@@ -8,6 +8,7 @@
 #
 # Needs torch only to export the starting point (tools/setup.sh torch makes .venv-torch). Writes under
 # out/train_synth/ (OUT overrides); an existing run folder is resumed, so an interrupted run continues.
+# STEPS (default 3000) shortens a run for a smoke test.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -27,10 +28,11 @@ mkdir -p "$out"
 [ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1
 [ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 200 --seed 2
 run="$out/$kind"
-args=(--steps 3000 --warmup 200 --decay-at 2000,2600 --lr 0.01 --batch 2 --rois 64 --trainable-layers 5 --save-every 500)
+steps=${STEPS:-3000}
+args=(--steps "$steps" --warmup 200 --decay-at 2000,2600 --lr 0.01 --batch 2 --rois 64 --trainable-layers 5 --save-every 500)
 start=$(date +%s)
 if [ -f "$run/run.json" ]; then
-  $ticket train "$out/models/$model.onnx" --resume "$run" --steps 3000
+  $ticket train "$out/models/$model.onnx" --resume "$run" --steps "$steps"
 else
   $ticket train "$out/models/$model.onnx" --coco "$out/train/annotations.json" "${args[@]}" -o "$run"
 fi
