@@ -621,6 +621,9 @@ class Session:
         # Between steps the Rust side builds targets (anchors, matching, RoI taps) on the same cores; spinning
         # ORT threads would compete with it for nothing.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if os.environ.get("TICKET_ORT_PROFILE"):
+            options.enable_profiling = True
+            options.profile_file_prefix = os.environ["TICKET_ORT_PROFILE"]
         try:
             self.module = api.Module(files["training_model"], self.state, files["eval_model"], device=device, session_options=options)
         except Exception as e:

@@ -533,7 +533,10 @@ impl Ops<'_> {
     fn pool(&mut self, table: &str, idx: &str, w: &str, rows: usize, c: usize, side: usize) -> V {
         let bins = (side * side) as i64;
         let (r, taps) = (rows as i64, TAPS as i64);
-        let gathered = self.0.node("Gather", &[table, idx], "", vec![("axis", Attr::Int(0))]); // [R, bins, T, C]
+        // GatherND, not Gather: ORT 1.19's CPU GatherGrad takes one global mutex per element (two thirds of a Mask
+        // R-CNN step at 128², measured); GatherNDGrad is a plain accumulation loop.
+        let idx = self.reshape(idx, &[r, bins, taps, 1]);
+        let gathered = self.0.node("GatherND", &[table, &idx], "", vec![]); // [R, bins, T, C]
         let w = self.reshape(w, &[r, bins, 1, taps]);
         let pooled = self.op("MatMul", &[&w, &gathered]); // [R, bins, 1, C]
         let pooled = self.reshape(&pooled, &[r, bins, c as i64]);
