@@ -38,5 +38,6 @@ else
 fi
 echo "training wall time: $(( $(date +%s) - start )) s"
 for t in $types; do
-  $ticket eval --model "$run/model.onnx" --images "$out/val/images" --coco "$out/val/annotations.json" --iou-type "$t" | head -8
+  $ticket eval --model "$run/model.onnx" --images "$out/val/images" --coco "$out/val/annotations.json" --iou-type "$t" > "$run/eval_$t.txt"
+  head -9 "$run/eval_$t.txt"
 done
