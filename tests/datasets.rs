@@ -233,20 +233,8 @@ fn broken_datasets_fail_with_exit_2_naming_the_file() {
 #[test]
 fn voc_folder_loads_with_its_images() {
     let t = tempdir();
-    let (ann, jpg) = (t.path().join("Annotations"), t.path().join("JPEGImages"));
-    std::fs::create_dir_all(&ann).unwrap();
-    std::fs::create_dir_all(&jpg).unwrap();
-    let field = |xml: &str, tag: &str| -> u32 {
-        let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
-        xml[start..start + xml[start..].find('<').unwrap()].parse().unwrap()
-    };
-    for e in std::fs::read_dir(fixture("eval/voc/Annotations")).unwrap() {
-        let p = e.unwrap().path();
-        let xml = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(ann.join(p.file_name().unwrap()), &xml).unwrap();
-        let (w, h) = (field(&xml, "width"), field(&xml, "height"));
-        image::RgbImage::from_pixel(w, h, image::Rgb([90, 120, 150])).save(jpg.join(p.with_extension("jpg").file_name().unwrap())).unwrap();
-    }
+    voc_folder(t.path(), |xml| xml);
+    let jpg = t.path().join("JPEGImages");
     let ds = Dataset::from_voc(t.path(), None).unwrap();
     assert_eq!(ds.len(), 12);
     assert!(!ds.has_masks && ds.num_keypoints == 0);

@@ -260,21 +260,8 @@ fn faster_rcnn_trains_on_a_voc_folder() {
     ];
     let t = tempdir();
     let voc = t.path().join("voc");
-    let (ann, jpg) = (voc.join("Annotations"), voc.join("JPEGImages"));
-    std::fs::create_dir_all(&ann).unwrap();
-    std::fs::create_dir_all(&jpg).unwrap();
+    voc_folder(&voc, |xml| xml.replace("<name>ghost<", "<name>cat<").replace("<name>tree<", "<name>pottedplant<"));
     std::fs::write(voc.join("labels.txt"), VOC.join("\n") + "\n").unwrap();
-    let field = |xml: &str, tag: &str| -> u32 {
-        let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
-        xml[start..start + xml[start..].find('<').unwrap()].parse().unwrap()
-    };
-    for e in std::fs::read_dir(fixture("eval/voc/Annotations")).unwrap() {
-        let p = e.unwrap().path();
-        let xml = std::fs::read_to_string(&p).unwrap().replace("<name>ghost<", "<name>cat<").replace("<name>tree<", "<name>pottedplant<");
-        std::fs::write(ann.join(p.file_name().unwrap()), &xml).unwrap();
-        let (w, h) = (field(&xml, "width"), field(&xml, "height"));
-        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 200) as u8, (y % 200) as u8, 120])).save(jpg.join(p.with_extension("jpg").file_name().unwrap())).unwrap();
-    }
     let run = t.path().join("run");
     let model = fixture("fasterrcnn_r18_fpn_voc.onnx");
     let args: Vec<OsString> = ["train".as_ref(), model.as_os_str(), "--voc".as_ref(), voc.as_os_str(), "--steps".as_ref(), "3".as_ref(), "-o".as_ref(), run.as_os_str()]

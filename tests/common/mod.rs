@@ -98,3 +98,24 @@ pub fn without_initializer_data(path: &Path) -> (ticket::onnx::proto::ModelProto
     }
     (m, data)
 }
+
+/// A Pascal VOC folder in `dir` from the evaluation fixture's annotations (tests/fixtures/eval/voc), each XML passed
+/// through `edit`, with a patterned JPEG of the size the XML states per image.
+pub fn voc_folder(dir: &Path, edit: impl Fn(String) -> String) {
+    let (ann, jpg) = (dir.join("Annotations"), dir.join("JPEGImages"));
+    std::fs::create_dir_all(&ann).unwrap();
+    std::fs::create_dir_all(&jpg).unwrap();
+    let field = |xml: &str, tag: &str| -> u32 {
+        let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+        xml[start..start + xml[start..].find('<').unwrap()].parse().unwrap()
+    };
+    for e in std::fs::read_dir(fixture("eval/voc/Annotations")).unwrap() {
+        let p = e.unwrap().path();
+        let xml = edit(std::fs::read_to_string(&p).unwrap());
+        std::fs::write(ann.join(p.file_name().unwrap()), &xml).unwrap();
+        let (w, h) = (field(&xml, "width"), field(&xml, "height"));
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 200) as u8, (y % 200) as u8, 120]))
+            .save(jpg.join(p.with_extension("jpg").file_name().unwrap()))
+            .unwrap();
+    }
+}
