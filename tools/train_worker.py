@@ -547,10 +547,7 @@ class Worker:
         key = (os.path.abspath(path), os.path.getmtime(path))
         sess = s.forward_sessions.get(key)
         if sess is None:
-            options = self.ort.SessionOptions()
-            if s.threads:
-                options.intra_op_num_threads = s.threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options = session_options(self.ort, s.threads)
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if s.device == "cuda" else ["CPUExecutionProvider"]
             try:
                 sess = self.ort.InferenceSession(path, options, providers=providers)
@@ -615,12 +612,7 @@ class Session:
         except Exception as e:
             raise input_error(f"{checkpoint}: not a readable training checkpoint ({one_line(e)})")
         self.check_checkpoint_matches(checkpoint, manifest)
-        options = worker.ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # Between steps the Rust side builds targets (anchors, matching, RoI taps) on the same cores; spinning
-        # ORT threads would compete with it for nothing.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(worker.ort, threads)
         if os.environ.get("TICKET_ORT_PROFILE"):
             options.enable_profiling = True
             options.profile_file_prefix = os.environ["TICKET_ORT_PROFILE"]
@@ -827,6 +819,17 @@ class MomentumSgd:
                     self.buffers = {k: self.np.array(z[k], dtype=self.np.float32) for k in z.files}
             except Exception as e:
                 raise input_error(f"{path}: unreadable momentum state ({one_line(e)})")
+
+
+def session_options(ort, threads):
+    """ORT session options of the training module and of forward graphs: `threads` intra-op threads (0: ORT's
+    choice) that do not spin. Between steps the Rust side builds targets (anchors, matching, RoI taps) on the same
+    cores; spinning ORT threads would compete with it for nothing."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def np_copy(np, arr):

@@ -5,6 +5,7 @@ use crate::detect::roi_align::{MultiScaleRoIAlign, SAMPLING_RATIO};
 use crate::error::{Error, Result};
 use crate::graph::train::{training_graph, ElemType, TrainOptions, TrainShape};
 use crate::model::ModelState;
+use crate::train::data::SeededRng;
 use crate::train::protocol::Tensor;
 use crate::train::worker::{Device, Optimizer, Worker};
 use ndarray::{ArrayD, IxDyn};
@@ -52,28 +53,23 @@ struct TrainBench {
     ort_over_torch: Option<f64>,
 }
 
-/// A small deterministic generator for inputs whose values do not matter to the timing.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
+/// Uniform in `[0, 1)` as f32: input values that do not matter to the timing.
+fn unit(g: &mut SeededRng) -> f32 {
+    g.unit() as f32
 }
 
 /// Valid inputs of the training core: random images and targets, RoIAlign taps of random boxes.
 fn inputs(state: &ModelState, graph: &crate::graph::train::TrainGraph, size: usize) -> Result<Vec<(String, Tensor)>> {
-    let mut g = Lcg(7);
+    let mut g = SeededRng::new(7);
     let classes = state.arch.num_classes.unwrap_or(2) as f32;
     let mut out = Vec::new();
     for spec in &graph.inputs {
         let n: usize = spec.shape.iter().product();
-        let taps = |rows: usize, out_size: usize, g: &mut Lcg| -> Result<crate::detect::roi_align::RoiTaps> {
+        let taps = |rows: usize, out_size: usize, g: &mut SeededRng| -> Result<crate::detect::roi_align::RoiTaps> {
             let boxes: Vec<[f32; 4]> = (0..rows)
                 .map(|_| {
-                    let (x, y) = (g.next() * size as f32 * 0.6, g.next() * size as f32 * 0.6);
-                    [x, y, x + 8.0 + g.next() * size as f32 * 0.4, y + 8.0 + g.next() * size as f32 * 0.4]
+                    let (x, y) = (unit(g) * size as f32 * 0.6, unit(g) * size as f32 * 0.6);
+                    [x, y, x + 8.0 + unit(g) * size as f32 * 0.4, y + 8.0 + unit(g) * size as f32 * 0.4]
                 })
                 .collect();
             MultiScaleRoIAlign::new(&graph.feature_hw[..4], (size, size), out_size, SAMPLING_RATIO)?.taps(&boxes, 0, 1)
@@ -87,15 +83,15 @@ fn inputs(state: &ModelState, graph: &crate::graph::train::TrainGraph, size: usi
                 let side = if name == "box_w" { 7 } else { 14 };
                 Tensor::F32(taps(spec.shape[0], side, &mut g)?.weight.into_dyn())
             }
-            ("kp_targets", ElemType::I64) => Tensor::I64(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| (g.next() * 3135.0) as i64)),
-            (_, ElemType::I64) => Tensor::I64(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| 1 + (g.next() * (classes - 1.0)) as i64)),
-            ("rpn_labels", _) => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| match g.next() {
+            ("kp_targets", ElemType::I64) => Tensor::I64(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| (unit(&mut g) * 3135.0) as i64)),
+            (_, ElemType::I64) => Tensor::I64(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| 1 + (unit(&mut g) * (classes - 1.0)) as i64)),
+            ("rpn_labels", _) => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| match unit(&mut g) {
                 v if v < 0.02 => 1.0,
                 v if v < 0.1 => 0.0,
                 _ => -1.0,
             })),
-            ("mask_targets", _) => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| (g.next() > 0.5) as u8 as f32)),
-            _ => Tensor::F32(ArrayD::from_shape_vec(IxDyn(&spec.shape), (0..n).map(|_| g.next()).collect()).expect("shape")),
+            ("mask_targets", _) => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| (unit(&mut g) > 0.5) as u8 as f32)),
+            _ => Tensor::F32(ArrayD::from_shape_vec(IxDyn(&spec.shape), (0..n).map(|_| unit(&mut g)).collect()).expect("shape")),
         };
         out.push((spec.name.clone(), t));
     }

@@ -15,7 +15,7 @@ use crate::detect::{BoxXyxy, Hw};
 use crate::error::{Error, Result};
 use crate::graph::train::TrainShape;
 use crate::model::{ArchSpec, ModelKind};
-use ndarray::{concatenate, Array2, Array3, Array4, ArrayD, Axis};
+use ndarray::{concatenate, Array2, Array3, Array4, ArrayD, ArrayView4, Axis};
 
 /// torchvision's training-time RPN filter: 2000 per level before NMS, 2000 kept.
 pub fn train_rpn_params() -> RpnParams {
@@ -92,7 +92,7 @@ impl StepBuilder {
     }
 
     /// The batch's images, `[B, 3, H, W]`: what the RPN forward and the training core take.
-    pub fn images(&self, batch: &[CanvasSample]) -> Result<ArrayD<f32>> {
+    pub fn images(&self, batch: &[CanvasSample]) -> Result<Tensor> {
         let (h, w) = (self.shape.height, self.shape.width);
         if batch.len() != self.shape.batch {
             return Err(Error::Input(format!("a step takes {} images, got {}", self.shape.batch, batch.len())));
@@ -104,12 +104,12 @@ impl StepBuilder {
             }
             out.index_axis_mut(Axis(0), i).assign(&s.image);
         }
-        Ok(out.into_dyn())
+        Ok(Tensor::F32(out.into_dyn()))
     }
 
     /// Every input of the training core for step `step`, in the core's order, from the batch, its images
     /// (`images`) and the RPN forward's outputs (`objectness_{l}`, `deltas_{l}`) on them.
-    pub fn inputs(&self, step: u64, batch: &[CanvasSample], images: ArrayD<f32>, rpn: &[(String, Tensor)]) -> Result<(Vec<(String, Tensor)>, StepStats)> {
+    pub fn inputs(&self, step: u64, batch: &[CanvasSample], images: Tensor, rpn: &[(String, Tensor)]) -> Result<(Vec<(String, Tensor)>, StepStats)> {
         let mut perms = SeededPermutations::new(self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17));
         let levels = self.rpn_levels(rpn)?;
         let mut stats = StepStats::default();
@@ -128,12 +128,12 @@ impl StepBuilder {
         Ok((self.stack(images, rows)?, stats))
     }
 
-    fn rpn_levels(&self, rpn: &[(String, Tensor)]) -> Result<Vec<(ndarray::Array4<f32>, ndarray::Array4<f32>)>> {
-        let get = |name: String| -> Result<ndarray::Array4<f32>> {
+    fn rpn_levels<'a>(&self, rpn: &'a [(String, Tensor)]) -> Result<Vec<(ArrayView4<'a, f32>, ArrayView4<'a, f32>)>> {
+        let get = |name: String| -> Result<ArrayView4<'a, f32>> {
             rpn.iter()
                 .find(|(n, _)| *n == name)
                 .and_then(|(_, t)| t.as_f32())
-                .and_then(|a| a.clone().into_dimensionality().ok())
+                .and_then(|a| a.view().into_dimensionality().ok())
                 .ok_or_else(|| Error::Runtime(format!("RPN forward: output '{name}' is missing or not a 4-d float tensor")))
         };
         (0..self.feature_hw.len()).map(|l| Ok((get(format!("objectness_{l}"))?, get(format!("deltas_{l}"))?))).collect()
@@ -192,14 +192,14 @@ impl StepBuilder {
     }
 
     /// Image-major stacking in the training core's input order.
-    fn stack(&self, images: ArrayD<f32>, rows: Vec<ImageRows>) -> Result<Vec<(String, Tensor)>> {
+    fn stack(&self, images: Tensor, rows: Vec<ImageRows>) -> Result<Vec<(String, Tensor)>> {
         let bsz = rows.len();
         let a = self.all_anchors.len();
         let boxes4 = |v: Vec<[f32; 4]>| -> Array2<f32> { Array2::from_shape_vec((v.len(), 4), v.into_iter().flatten().collect()).expect("n×4") };
         let rpn_labels = Array2::from_shape_vec((bsz, a), rows.iter().flat_map(|r| r.rpn_labels.iter().copied()).collect()).expect("B×A");
         let rpn_targets = boxes4(rows.iter().flat_map(|r| r.rpn_targets.iter().copied()).collect()).into_shape_with_order((bsz, a, 4)).expect("B×A×4");
         let mut out = vec![
-            ("images".to_string(), Tensor::F32(images)),
+            ("images".to_string(), images),
             ("rpn_labels".into(), Tensor::F32(rpn_labels.into_dyn())),
             ("rpn_bbox_targets".into(), Tensor::F32(rpn_targets.into_dyn())),
             ("box_idx".into(), Tensor::I64(cat_dyn(rows.iter().map(|r| r.box_taps.index.view().into_dyn()).collect())?)),

@@ -9,7 +9,7 @@
 //! - `work/`: the training core, ORT's artifacts and the RPN forward graph (regenerated on resume);
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
 use super::batch::{StepBuilder, StepStats};
-use super::data::{Batches, Canvas, CanvasSample, Dataset};
+use super::data::{BatchItem, Batches, Canvas, CanvasSample, Dataset};
 use super::session::{Losses, SessionOptions, TrainSession};
 use super::worker::{Device, Optimizer};
 use super::Tensor;
@@ -159,11 +159,13 @@ pub enum Start {
 
 pub struct Run {
     pub config: RunConfig,
-    pub dir: PathBuf,
+    dir: PathBuf,
     state: ModelState,
     dataset: Dataset,
     canvas: Canvas,
     batches: Batches,
+    /// The shuffled batches of the epoch being trained (regenerated from the seed once per epoch).
+    epoch: (u64, Vec<Vec<BatchItem>>),
     session: TrainSession,
     builder: StepBuilder,
     rpn_model: PathBuf,
@@ -179,13 +181,13 @@ impl Run {
     /// threads (0: one per core); with 1, steps are bit-for-bit repeatable (ORT's parallel reductions are not).
     pub fn open(model: &Path, dir: &Path, start: Start, python: &Path, threads: usize) -> Result<Run> {
         let fresh = matches!(start, Start::Fresh(_));
-        let (config, step) = match start {
+        let (config, saved) = match start {
             Start::Fresh(config) => {
                 if dir.join("run.json").exists() {
                     return Err(Error::input(dir, "already holds a training run (run.json); use --resume to continue it, or another folder"));
                 }
                 config.validate()?;
-                (config, 0)
+                (config, None)
             }
             Start::Resume { steps } => {
                 let path = dir.join("run.json");
@@ -207,13 +209,15 @@ impl Run {
                     config.steps = s;
                 }
                 config.validate()?;
-                let at = read_saved(dir)?.map_or(0, |s| s.step);
+                let saved = read_saved(dir)?;
+                let at = saved.as_ref().map_or(0, |s| s.step);
                 if config.steps < at {
                     return Err(Error::input(dir, format!("--steps {} is below the step of its last checkpoint, {at}", config.steps)));
                 }
-                (config, at)
+                (config, saved)
             }
         };
+        let step = saved.as_ref().map_or(0, |s| s.step);
         let mut state = ModelState::import(model)?;
         if let Some(m) = &config.masks {
             state.apply_masks(Masks::load(m)?, m)?;
@@ -242,8 +246,7 @@ impl Run {
         let rpn_model = work.join("rpn_forward.onnx");
         let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
         write_atomic(&rpn_model, &prost::Message::encode_to_vec(&rpn))?;
-        if step > 0 {
-            let saved = read_saved(dir)?.expect("step > 0 comes from state.json");
+        if let Some(saved) = &saved {
             session.load(&dir.join(&saved.checkpoint))?;
             session.set_lr(config.lr_at(step + 1))?;
         }
@@ -253,23 +256,18 @@ impl Run {
         }
         let log = open_log(dir, step)?;
         let flip_map = dataset.flip_map();
-        Ok(Run { config, dir: dir.to_path_buf(), state, dataset, canvas, batches, session, builder, rpn_model, flip_map, log, step })
-    }
-
-    pub fn dataset(&self) -> &Dataset {
-        &self.dataset
-    }
-
-    pub fn session(&mut self) -> &mut TrainSession {
-        &mut self.session
+        let epoch = (0, batches.epoch(0));
+        Ok(Run { config, dir: dir.to_path_buf(), state, dataset, canvas, batches, epoch, session, builder, rpn_model, flip_map, log, step })
     }
 
     /// The batch of step `step` (1-based): epochs of full batches in the seeded order.
-    fn batch(&self, step: u64) -> Result<Vec<CanvasSample>> {
+    fn batch(&mut self, step: u64) -> Result<Vec<CanvasSample>> {
         let per_epoch = (self.dataset.len() / self.config.shape.batch) as u64;
         let (epoch, k) = ((step - 1) / per_epoch, ((step - 1) % per_epoch) as usize);
-        let items = &self.batches.epoch(epoch)[k];
-        items
+        if self.epoch.0 != epoch {
+            self.epoch = (epoch, self.batches.epoch(epoch));
+        }
+        self.epoch.1[k]
             .iter()
             .map(|it| {
                 let s = self.dataset.sample(it.index)?;
@@ -286,7 +284,7 @@ impl Run {
         let batch = self.batch(step)?;
         let images = self.builder.images(&batch)?;
         let t1 = Instant::now();
-        let rpn = self.session.worker().forward(&self.rpn_model, &[("images", Tensor::F32(images.clone()))])?;
+        let rpn = self.session.worker().forward(&self.rpn_model, &[("images", &images)])?;
         let t2 = Instant::now();
         let (inputs, stats): (Vec<(String, Tensor)>, StepStats) = self.builder.inputs(step, &batch, images, &rpn)?;
         let t3 = Instant::now();

@@ -15,6 +15,7 @@
 //! are bit-identical; tests/train_targets.rs checks this against tools/targets_reference.py. Outputs are in the
 //! training core's layout (src/graph/train.rs): rows in torchvision's order, with `padded` helpers that append
 //! weight-0 rows up to a fixed count.
+use super::data::SeededRng;
 use crate::detect::box_coder::{box_area, BoxCoder};
 use crate::detect::BoxXyxy;
 use crate::error::{bad_input, Result};
@@ -123,23 +124,16 @@ pub trait Permutations {
     fn randperm(&mut self, n: usize) -> Result<Vec<usize>>;
 }
 
-/// Permutations from a seeded SplitMix64 stream by Fisher–Yates: reproducible across runs and platforms.
+/// Permutations from a seeded SplitMix64 stream ([`SeededRng`]) by Fisher–Yates: reproducible across runs and
+/// platforms.
 #[derive(Clone, Debug)]
 pub struct SeededPermutations {
-    state: u64,
+    rng: SeededRng,
 }
 
 impl SeededPermutations {
     pub fn new(seed: u64) -> Self {
-        SeededPermutations { state: seed }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        SeededPermutations { rng: SeededRng::new(seed) }
     }
 }
 
@@ -148,7 +142,7 @@ impl Permutations for SeededPermutations {
         let mut p: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {
             // Multiply-shift: unbiased enough for sampling and free of modulo bias patterns.
-            let j = ((self.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
+            let j = ((self.rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
             p.swap(i, j);
         }
         Ok(p)

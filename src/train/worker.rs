@@ -390,9 +390,8 @@ impl Worker {
 
     /// Runs the inference graph at `model` with the current parameters: its inputs named like checkpoint
     /// parameters are fed from the open session, `inputs` give the rest. Returns every output by name.
-    pub fn forward(&mut self, model: &Path, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
-        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
-        let (_, outputs) = self.call("forward", obj(json!({ "model": path_str(model)? })), &refs)?;
+    pub fn forward(&mut self, model: &Path, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        let (_, outputs) = self.call("forward", obj(json!({ "model": path_str(model)? })), inputs)?;
         Ok(outputs)
     }
 
