@@ -275,7 +275,7 @@ fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois:
     if repeat == 0 || rois == 0 || head_rois == 0 {
         return Err(Error::Input("--repeat, --rois and --head-rois must be at least 1".into()));
     }
-    let opts = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false }.check()?;
+    let opts = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None }.check()?;
     let dense = ModelState::import(&model)?;
     if !dense.arch.kind.is_detector() {
         return Err(Error::input(&model, format!("is a {}, not a two-stage detector: it has no stage graphs", dense.arch.kind.label())));

@@ -64,11 +64,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let mut state = ModelState::import(&dense)?;
     let inspect = super::inspect::report(&state, false);
     bar.inc(1);
-    let params = PruneParams { sparsity: args.sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false }.check()?;
+    let params = PruneParams { sparsity: args.sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None }.check()?;
     let report = crate::prune::prune(&mut state, &params)?;
-    let sizes = super::prune::write_outputs(&state, &ticket, Some(&masks), Some(&compact), &[&dense])?;
+    let sizes = crate::export::write_outputs(&state, &ticket, Some(&masks), Some(&compact), &[&dense])?;
     bar.inc(1);
-    let verify = super::prune::verify(&state, &ticket)?;
+    let verify = crate::runtime::ort_check::verify_export(&state, &ticket)?;
     bar.inc(1);
     let from_compact = ModelState::import(&compact)?;
     let exact = from_compact.weights.tensors.iter().zip(&state.weights.tensors).all(|(a, b)| a.values == b.values);

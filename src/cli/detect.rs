@@ -2,12 +2,11 @@
 //! COCO results format, optionally drawn for a person to look at.
 use super::{emit, median, progress};
 use crate::detect::pipeline::{DetectParams, Detector};
-use crate::detect::results::{to_coco, CocoResult};
+use crate::detect::results::CocoResult;
 use crate::error::{Error, Result};
-use crate::model::{Masks, ModelState};
+use crate::model::ModelState;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// Settings shared by detect, eval --model and validate. Unset ones come from the model's graph where it
 /// shows them (min/max size, box score threshold), else torchvision's defaults.
@@ -64,43 +63,13 @@ impl DetectOpts {
     }
 }
 
-/// Imports a model and applies a mask file if one is given (a ticket is dense weights + masks).
-pub fn load_model(model: &Path, masks: Option<&Path>) -> Result<ModelState> {
-    let mut state = ModelState::import(model)?;
-    if let Some(m) = masks {
-        state.apply_masks(Masks::load(m)?, m)?;
-    }
-    Ok(state)
-}
-
-pub fn read_image(path: &Path) -> Result<image::RgbImage> {
-    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
-    let img = reader.decode().map_err(|e| Error::input(path, format!("cannot decode image: {e}")))?;
-    Ok(img.to_rgb8())
-}
-
-/// Runs the detector over images, returning COCO records (with the given image ids) and per-image latency.
+/// Runs the detector over images with a progress bar, drawing each one into `draw` when asked.
 pub fn detect_images(det: &mut Detector, images: &[(u64, PathBuf)], json: bool, draw: Option<&Path>) -> Result<(Vec<CocoResult>, Vec<f64>)> {
     let bar = progress(images.len() as u64, "detect", json);
-    let mut results = Vec::new();
-    let mut latency_ms = Vec::new();
-    for (id, path) in images {
-        let img = read_image(path)?;
-        let t = Instant::now();
-        let dets = det.detect_rgb(&img).map_err(|e| match e {
-            Error::Input(m) => Error::input(path, m),
-            other => other,
-        })?;
-        latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        results.extend(to_coco(&dets, *id)?);
-        if let Some(dir) = draw {
-            draw_one(dir, path, &img, &dets)?;
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok((results, latency_ms))
+    crate::detect::images::detect_images(det, images, &bar, |path, img, dets| match draw {
+        Some(dir) => draw_one(dir, path, img, dets),
+        None => Ok(()),
+    })
 }
 
 fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect::pipeline::ImageDetections) -> Result<()> {
@@ -163,7 +132,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if let Some(d) = &args.draw {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
-    let state = load_model(&args.model, args.masks.as_deref())?;
+    let state = ModelState::load(&args.model, args.masks.as_deref())?;
     let params = args.opts.params(&state)?;
     let (min_size, max_size, score_thresh) = (params.min_size, params.max_size, params.box_head.score_thresh);
     let mut det = Detector::new(state, params)?;
@@ -194,39 +163,4 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         s + &format!("{} detections → {} (median {:.0} ms per image)\n", r.detections, r.output.display(), r.median_latency_ms)
     });
     Ok(())
-}
-
-/// The ground truth's images under `dir` (by their `file_name`), with their ids.
-pub fn coco_images(gt: &crate::eval::CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    if !dir.is_dir() {
-        return Err(Error::input(dir, "not a folder of images"));
-    }
-    Ok(gt.images().iter().map(|im| (im.id, dir.join(&im.file_name))).collect())
-}
-
-/// A model's labels are category ids 1..K-1 (torchvision's convention); a dataset with other ids cannot be
-/// scored by it.
-pub fn check_classes(state: &ModelState, gt: &crate::eval::CocoGt) -> Result<()> {
-    let k = state.arch.num_classes.unwrap_or(0) as u64;
-    if let Some(c) = gt.categories().iter().find(|c| c.id == 0 || c.id >= k) {
-        return Err(Error::input(
-            gt.path(),
-            format!("category id {} ('{}') is outside the model's labels 1..{} ({})", c.id, c.name, k.saturating_sub(1), state.path().display()),
-        ));
-    }
-    Ok(())
-}
-
-/// Images of a folder, sorted by name (PNG and JPEG).
-pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|x| x.to_str()).is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")))
-        .collect();
-    out.sort();
-    if out.is_empty() {
-        return Err(Error::input(dir, "no PNG or JPEG images in this folder"));
-    }
-    Ok(out)
 }

@@ -42,7 +42,7 @@ pub struct Args {
 /// Detections of `--model` over `images`, as records with the ground truth's image ids.
 fn model_detections(args: &Args, images: Vec<(u64, PathBuf)>, check: impl FnOnce(&crate::model::ModelState) -> Result<()>, json: bool) -> Result<DetSource> {
     let model = args.model.as_ref().expect("clap: --model");
-    let state = super::detect::load_model(model, args.masks.as_deref())?;
+    let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
     check(&state)?;
     let params = args.opts.params(&state)?;
     let mut det = crate::detect::pipeline::Detector::new(state, params)?;
@@ -73,8 +73,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         Some(d) => DetSource::File(d.clone()),
         None => {
             let dir = args.images.as_ref().ok_or_else(|| crate::error::Error::Input("--model with --coco needs --images DIR (the folder of the ground truth's file names)".into()))?;
-            let images = super::detect::coco_images(&gt, dir)?;
-            model_detections(&args, images, |s| super::detect::check_classes(s, &gt), json)?
+            let images = crate::eval::model::coco_images(&gt, dir)?;
+            model_detections(&args, images, |s| crate::eval::model::check_classes(s, &gt), json)?
         }
     };
     let opts = EvalOptions { kpt_oks_sigmas: args.kpt_sigmas.clone(), tide: !args.no_tide };

@@ -76,14 +76,14 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
             let mut inputs: Vec<&Path> = vec![&model, &masks];
             inputs.extend(ext.iter().map(PathBuf::as_path));
             state.apply_masks(Masks::load(&masks)?, &masks)?;
-            let sizes = super::prune::write_outputs(&state, &output, None, compact.as_deref(), &inputs)?;
-            let diffs = verify.then(|| super::prune::verify(&state, &output)).transpose()?;
+            let sizes = crate::export::write_outputs(&state, &output, None, compact.as_deref(), &inputs)?;
+            let diffs = verify.then(|| crate::runtime::ort_check::verify_export(&state, &output)).transpose()?;
             #[derive(Serialize)]
             struct Applied {
                 output: PathBuf,
                 masked_tensors: usize,
                 pruned: usize,
-                sizes: super::prune::Sizes,
+                sizes: crate::export::Sizes,
                 #[serde(skip_serializing_if = "Option::is_none")]
                 verify: Option<Vec<crate::runtime::ort_check::OutputDiff>>,
             }

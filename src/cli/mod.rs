@@ -10,6 +10,7 @@ mod eval;
 mod inspect;
 mod mask;
 mod prune;
+mod steps;
 mod train;
 mod unpack;
 mod validate;
@@ -100,15 +101,7 @@ pub(crate) fn progress(len: u64, msg: &str, json: bool) -> indicatif::ProgressBa
     bar
 }
 
-/// The median of timings (the upper one of an even count); 0 for none.
-pub(crate) fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
-}
+pub(crate) use crate::eval::model::median;
 
 pub(crate) fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)

@@ -1,8 +1,9 @@
 //! `ticket prune`: magnitude masks, exported as the user's graph with pruned initializers set to zero.
 use super::{emit, pct, table};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Masks, ModelState};
 use crate::prune::{PruneParams, PruneReport, Scope};
+use crate::export::Sizes;
 use crate::runtime::ort_check::OutputDiff;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub struct Args {
     /// Prune biases too (conv and linear), ranked with the weights.
     #[arg(long)]
     pub include_bias: bool,
+    /// Keep at least this fraction of every selected tensor (global scope), so no layer collapses.
+    #[arg(long)]
+    pub min_layer_density: Option<f64>,
     /// Masks of an earlier round: weights they prune stay pruned.
     #[arg(long)]
     pub masks: Option<PathBuf>,
@@ -47,19 +51,6 @@ pub struct Args {
 }
 
 #[derive(Serialize)]
-pub struct Sizes {
-    pub input_bytes: u64,
-    pub output_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compact_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compact_ratio: Option<f64>,
-    /// Of the compact file, the bytes of the graph skeleton (small models are mostly graph).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compact_graph_bytes: Option<u64>,
-}
-
-#[derive(Serialize)]
 pub struct PruneOutput {
     pub model: PathBuf,
     pub output: PathBuf,
@@ -67,56 +58,6 @@ pub struct PruneOutput {
     pub sizes: Sizes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<Vec<OutputDiff>>,
-}
-
-pub(crate) fn input_size(state: &ModelState) -> u64 {
-    let ext: u64 = state.source.external.values().map(|b| b.len() as u64).sum();
-    std::fs::metadata(state.path()).map(|m| m.len()).unwrap_or(0) + ext
-}
-
-/// Writes every output the options ask for, checking first that none overwrites an input.
-pub(crate) fn write_outputs(
-    state: &ModelState,
-    output: &Path,
-    masks_out: Option<&Path>,
-    compact: Option<&Path>,
-    inputs: &[&Path],
-) -> Result<Sizes> {
-    let all: Vec<&Path> = [Some(output), masks_out, compact].into_iter().flatten().collect();
-    for (i, a) in all.iter().enumerate() {
-        crate::fsio::ensure_distinct(a, inputs)?;
-        if all[..i].iter().any(|b| crate::fsio::same_file(b, a) || b == a) {
-            return Err(Error::input(a, "the same path is given for two outputs"));
-        }
-    }
-    let saved = crate::export::write_onnx(state, output)?;
-    if let Some(m) = masks_out {
-        state.masks.save(m, &[("model", state.path().display().to_string())])?;
-    }
-    let input_bytes = input_size(state);
-    let packed = compact.map(|c| crate::export::compact::pack(&state.source, &state.changed_initializers()?, c)).transpose()?;
-    Ok(Sizes {
-        input_bytes,
-        output_bytes: saved.total(),
-        compact_bytes: packed.as_ref().map(|p| p.compact_bytes),
-        compact_ratio: packed.as_ref().map(|p| p.compact_bytes as f64 / saved.total() as f64),
-        compact_graph_bytes: packed.as_ref().map(|p| p.graph_bytes),
-    })
-}
-
-/// Runs `output` and the source model with the state's masks applied in memory, in ONNX Runtime.
-pub(crate) fn verify(state: &ModelState, output: &Path) -> Result<Vec<OutputDiff>> {
-    use crate::runtime::ort_check;
-    let exported = crate::export::compact::load_any(output)?;
-    let inputs = ort_check::default_inputs(&exported, 128)?;
-    let a = ort_check::run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
-    let reference = state.source.encode_inline(&state.changed_initializers()?)?;
-    let b = ort_check::run(&reference, &inputs, &state.path().display().to_string())?;
-    let diffs = ort_check::compare(&a, &b);
-    if let Some(d) = diffs.iter().find(|d| !d.same_shape || d.max_abs_diff > 1e-5) {
-        return Err(Error::Check(format!("{}: output '{}' differs from the masked input model (max abs diff {})", output.display(), d.name, d.max_abs_diff)));
-    }
-    Ok(diffs)
 }
 
 pub fn text(r: &PruneOutput) -> String {
@@ -150,6 +91,7 @@ pub fn text(r: &PruneOutput) -> String {
         p.network_pruned,
         p.network_weights
     );
+    out += &collapse_warning(p);
     out += &format!("size: input {} bytes, output {} bytes", r.sizes.input_bytes, r.sizes.output_bytes);
     if let (Some(c), Some(ratio), Some(g)) = (r.sizes.compact_bytes, r.sizes.compact_ratio, r.sizes.compact_graph_bytes) {
         // Small models are mostly graph; the weights' own ratio is what scales to full-size models.
@@ -164,6 +106,14 @@ pub fn text(r: &PruneOutput) -> String {
     out
 }
 
+/// One warning line per tensor that pruning all but removed (none when nothing collapsed).
+pub fn collapse_warning(p: &PruneReport) -> String {
+    p.collapsed
+        .iter()
+        .map(|(name, s)| format!("warning: {name} is {} pruned: the layer has all but collapsed (--min-layer-density F keeps a floor)\n", pct(*s)))
+        .collect()
+}
+
 pub fn run(args: Args, json: bool) -> Result<()> {
     let params = PruneParams {
         sparsity: args.sparsity,
@@ -172,6 +122,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         rounds: args.rounds,
         round: args.round,
         include_bias: args.include_bias,
+        min_layer_density: args.min_layer_density,
     }
     .check()?;
     let mut inputs: Vec<&Path> = vec![&args.model];
@@ -183,8 +134,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         state.apply_masks(Masks::load(m)?, m)?;
     }
     let report = crate::prune::prune(&mut state, &params)?;
-    let sizes = write_outputs(&state, &args.output, args.masks_out.as_deref(), args.compact.as_deref(), &inputs)?;
-    let verify = args.verify.then(|| verify(&state, &args.output)).transpose()?;
+    let sizes = crate::export::write_outputs(&state, &args.output, args.masks_out.as_deref(), args.compact.as_deref(), &inputs)?;
+    let verify = args.verify.then(|| crate::runtime::ort_check::verify_export(&state, &args.output)).transpose()?;
     emit(json, &PruneOutput { model: args.model, output: args.output, prune: report, sizes, verify }, text);
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! `ticket validate`: the CI gate. A candidate ticket against its dense model: sparsity, mAP (on annotations,
 //! or without them as agreement with the dense model's detections) and latency, with gates on sparsity and on
 //! the mAP drop. Exit 0 when the gates hold, 1 when one fails, 2 on bad input.
-use super::detect::{check_classes, coco_images, detect_images, folder_images, load_model, DetectOpts};
+use super::detect::{detect_images, DetectOpts};
+use crate::detect::images::folder_images;
+use crate::eval::model::{check_classes, coco_images};
 use super::{emit, median, table};
 use crate::detect::pipeline::Detector;
 use crate::detect::results::CocoResult;
@@ -131,8 +133,8 @@ fn evaluate(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<(f64, f64)
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
-    let dense = load_model(&args.dense, None)?;
-    let candidate = load_model(&args.candidate, None)?;
+    let dense = ModelState::load(&args.dense, None)?;
+    let candidate = ModelState::load(&args.candidate, None)?;
     if dense.arch != candidate.arch {
         return Err(Error::input(&args.candidate, format!("is a {}, but the dense model is a {}", candidate.arch.summary(), dense.arch.summary())));
     }

@@ -8,6 +8,7 @@
 //! ndarray views in torch's layout (CHW, one image).
 pub mod anchors;
 pub mod box_coder;
+pub mod images;
 pub mod interpolate;
 pub mod keypoints;
 pub mod nms;

@@ -94,6 +94,15 @@ impl ModelState {
         Self::from_onnx(crate::export::compact::load_any(path)?)
     }
 
+    /// Imports a model and applies a mask file when one is given (a ticket is dense weights + masks).
+    pub fn load(path: &Path, masks: Option<&Path>) -> Result<Self> {
+        let mut state = Self::import(path)?;
+        if let Some(m) = masks {
+            state.apply_masks(Masks::load(m)?, m)?;
+        }
+        Ok(state)
+    }
+
     pub fn from_onnx(source: OnnxModel) -> Result<Self> {
         let graph = source.graph();
         // Which op consumes each initializer, and as which input: that decides weight vs bias.

@@ -1,0 +1,55 @@
+//! Detection over image files: decoding, running the detector, COCO records with the caller's image ids and
+//! the per-image latency. What `ticket detect`, `eval --model`, `validate` and the lottery levels share.
+use super::pipeline::{Detector, ImageDetections};
+use super::results::{to_coco, CocoResult};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub fn read_image(path: &Path) -> Result<image::RgbImage> {
+    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let img = reader.decode().map_err(|e| Error::input(path, format!("cannot decode image: {e}")))?;
+    Ok(img.to_rgb8())
+}
+
+/// Images of a folder, sorted by name (PNG and JPEG).
+pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|x| x.to_str()).is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")))
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(Error::input(dir, "no PNG or JPEG images in this folder"));
+    }
+    Ok(out)
+}
+
+/// Runs the detector over `(image id, file)` pairs: COCO records with those ids and the latency of each image
+/// (decoding excluded). `each` sees every image with its detections (drawing them, for one).
+pub fn detect_images(
+    det: &mut Detector,
+    images: &[(u64, PathBuf)],
+    bar: &indicatif::ProgressBar,
+    mut each: impl FnMut(&Path, &image::RgbImage, &ImageDetections) -> Result<()>,
+) -> Result<(Vec<CocoResult>, Vec<f64>)> {
+    bar.set_length(images.len() as u64);
+    let mut results = Vec::new();
+    let mut latency_ms = Vec::with_capacity(images.len());
+    for (id, path) in images {
+        let img = read_image(path)?;
+        let t = Instant::now();
+        let dets = det.detect_rgb(&img).map_err(|e| match e {
+            Error::Input(m) => Error::input(path, m),
+            other => other,
+        })?;
+        latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        results.extend(to_coco(&dets, *id)?);
+        each(path, &img, &dets)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((results, latency_ms))
+}

@@ -1,0 +1,83 @@
+//! A model scored on COCO ground truth: its detections over the ground truth's images (one detection run),
+//! evaluated for every IoU type asked — bbox, segm and keypoints from the same detections.
+use super::{CocoGt, CocoReport, DetSource, EvalOptions, IouType};
+use crate::detect::images::detect_images;
+use crate::detect::pipeline::{DetectParams, Detector};
+use crate::detect::results::CocoResult;
+use crate::error::{Error, Result};
+use crate::model::{ModelKind, ModelState};
+use std::path::{Path, PathBuf};
+
+/// The ground truth's images under `dir` (by their `file_name`), with their ids.
+pub fn coco_images(gt: &CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    if !dir.is_dir() {
+        return Err(Error::input(dir, "not a folder of images"));
+    }
+    Ok(gt.images().iter().map(|im| (im.id, dir.join(&im.file_name))).collect())
+}
+
+/// The image folder of a COCO json when none is given: `images/` next to it, as `ticket train` reads it.
+pub fn default_images(annotations: &Path) -> PathBuf {
+    annotations.parent().unwrap_or(Path::new(".")).join("images")
+}
+
+/// A model's labels are category ids 1..K-1 (torchvision's convention); a dataset with other ids cannot be
+/// scored by it.
+pub fn check_classes(state: &ModelState, gt: &CocoGt) -> Result<()> {
+    let k = state.arch.num_classes.unwrap_or(0) as u64;
+    if let Some(c) = gt.categories().iter().find(|c| c.id == 0 || c.id >= k) {
+        return Err(Error::input(
+            gt.path(),
+            format!("category id {} ('{}') is outside the model's labels 1..{} ({})", c.id, c.name, k.saturating_sub(1), state.path().display()),
+        ));
+    }
+    Ok(())
+}
+
+/// The IoU types a model's outputs can be scored on: boxes always, masks and keypoints where it has the head.
+pub fn iou_types_of(state: &ModelState) -> Vec<IouType> {
+    match state.arch.kind {
+        ModelKind::MaskRcnn => vec![IouType::Bbox, IouType::Segm],
+        ModelKind::KeypointRcnn => vec![IouType::Bbox, IouType::Keypoints],
+        _ => vec![IouType::Bbox],
+    }
+}
+
+/// One detection run of a model over ground truth, and its reports.
+pub struct ModelEval {
+    pub detections: Vec<CocoResult>,
+    pub latency_ms: Vec<f64>,
+    pub reports: Vec<CocoReport>,
+}
+
+/// Runs `state` (tract) over the ground truth's images once and evaluates the detections for each IoU type.
+pub fn evaluate_model(
+    state: ModelState,
+    params: DetectParams,
+    gt: &CocoGt,
+    images_dir: &Path,
+    iou_types: &[IouType],
+    opts: &EvalOptions,
+    bar: &indicatif::ProgressBar,
+) -> Result<ModelEval> {
+    check_classes(&state, gt)?;
+    let images = coco_images(gt, images_dir)?;
+    let mut det = Detector::new(state, params)?;
+    let (detections, latency_ms) = detect_images(&mut det, &images, bar, |_, _, _| Ok(()))?;
+    let records: Vec<_> = detections.iter().map(CocoResult::to_detection).collect();
+    let reports = iou_types
+        .iter()
+        .map(|&iou| gt.evaluate(DetSource::Records(records.clone()), iou, opts, &indicatif::ProgressBar::hidden()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ModelEval { detections, latency_ms, reports })
+}
+
+/// The median of timings (the upper one of an even count); 0 for none.
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
