@@ -27,7 +27,7 @@ const LR: f32 = 1e-2;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn pruned(sparsity: f64, state: &mut ModelState) {
-    let p = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false };
+    let p = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None };
     prune(state, &p.check().unwrap()).unwrap();
 }
 

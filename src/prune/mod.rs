@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::{Mask, ModelState, ModuleGroup, Role};
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Rank all selected weights together (the seed's choice above ~60% sparsity).
@@ -24,7 +24,14 @@ pub struct PruneParams {
     pub rounds: usize,
     pub round: usize,
     pub include_bias: bool,
+    /// Keep at least this fraction of every selected tensor (global scope), so no layer collapses; `None` is
+    /// the seed's plain global magnitude.
+    pub min_layer_density: Option<f64>,
 }
+
+/// A tensor pruned this far is all but cut: the detector loses that layer (global magnitude does it to
+/// small-magnitude layers such as a random-init box head's fc6), so reports name it.
+pub const NEAR_COLLAPSE: f64 = 0.99;
 
 #[derive(Clone, Debug)]
 pub struct PruneValid(PruneParams);
@@ -39,6 +46,14 @@ impl PruneParams {
         }
         if self.round == 0 || self.round > self.rounds {
             return Err(Error::Input(format!("--round {} is outside 1..={}", self.round, self.rounds)));
+        }
+        if let Some(f) = self.min_layer_density {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(Error::Input(format!("--min-layer-density {f} is outside [0, 1]")));
+            }
+            if f > 1.0 - self.sparsity {
+                return Err(Error::Input(format!("--min-layer-density {f} keeps more than the 1 - {} the sparsity allows", self.sparsity)));
+            }
         }
         if let Some(m) = &self.modules {
             if m.is_empty() {
@@ -83,6 +98,8 @@ pub struct PruneReport {
     pub network_pruned: usize,
     pub network_sparsity: f64,
     pub tensors: Vec<TensorReport>,
+    /// Selected tensors pruned beyond [`NEAR_COLLAPSE`] (name, sparsity): the layer is all but gone.
+    pub collapsed: Vec<(String, f64)>,
 }
 
 fn check_modules(state: &ModelState, modules: &[String]) -> Result<Vec<ModuleGroup>> {
@@ -124,9 +141,10 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
         .map(|&i| select::Input { values: &tensors[i].values, prev: state.masks.map.get(&tensors[i].name).map(|m| &m.keep[..]) })
         .collect();
     let keep_of = |n: usize| ((n as f64) * fraction).round() as usize;
-    let masks = match p.scope {
-        Scope::Global => select::keep_top_k(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum())),
-        Scope::Layer => inputs.iter().map(|inp| select::keep_top_k(std::slice::from_ref(inp), keep_of(inp.values.len())).remove(0)).collect(),
+    let masks = match (p.scope, p.min_layer_density) {
+        (Scope::Global, None) => select::keep_top_k(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum())),
+        (Scope::Global, Some(f)) => select::keep_top_k_with_floor(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum()), f),
+        (Scope::Layer, _) => inputs.iter().map(|inp| select::keep_top_k(std::slice::from_ref(inp), keep_of(inp.values.len())).remove(0)).collect(),
     };
     drop(inputs);
 
@@ -146,6 +164,11 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
     let selected_kept: usize = reports.iter().map(|r| r.kept).sum();
     let network_weights = state.weights.total();
     let network_pruned = state.masks.total() - state.masks.kept();
+    let collapsed = reports
+        .iter()
+        .map(|r| (r.name.clone(), 1.0 - r.kept as f64 / r.numel.max(1) as f64))
+        .filter(|(_, s)| *s > NEAR_COLLAPSE)
+        .collect();
     Ok(PruneReport {
         scope: p.scope,
         round: p.round,
@@ -158,5 +181,6 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
         network_pruned,
         network_sparsity: network_pruned as f64 / network_weights as f64,
         tensors: reports,
+        collapsed,
     })
 }

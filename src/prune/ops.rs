@@ -84,6 +84,23 @@ pub fn iou(a: &Masks, a_path: &Path, b: &Masks, b_path: &Path) -> Result<IouRepo
     })
 }
 
+/// Normalised Hamming distance of two masks: the fraction of positions (over the tensors both have) where
+/// one keeps and the other prunes. Early-bird's distance between consecutive masks (You et al., 2020).
+pub fn hamming(a: &Masks, b: &Masks) -> f64 {
+    let (mut differ, mut total) = (0usize, 0usize);
+    for (name, ma) in &a.map {
+        if let Some(mb) = b.map.get(name).filter(|mb| mb.keep.len() == ma.keep.len()) {
+            differ += ma.keep.iter().zip(&mb.keep).filter(|(x, y)| x != y).count();
+            total += ma.keep.len();
+        }
+    }
+    if total == 0 {
+        1.0
+    } else {
+        differ as f64 / total as f64
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct TransferReport {
     pub transferred: Vec<String>,

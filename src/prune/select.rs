@@ -155,6 +155,26 @@ pub fn keep_top_k(inputs: &[Input], k: usize) -> Vec<Vec<u8>> {
     masks
 }
 
+/// Global top-k that first keeps, in every tensor, its largest `floor` fraction (rounded up, capped by what an
+/// earlier mask left), then fills the rest of `k` by global magnitude. The floor is taken out of `k`, so the
+/// total kept is still `k` unless the floors alone exceed it.
+pub fn keep_top_k_with_floor(inputs: &[Input], k: usize, floor: f64) -> Vec<Vec<u8>> {
+    let floors: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|inp| keep_top_k(std::slice::from_ref(inp), (inp.values.len() as f64 * floor).ceil() as usize).remove(0))
+        .collect();
+    let forced: usize = floors.iter().map(|m| m.iter().map(|&x| x as usize).sum::<usize>()).sum();
+    // The floor's weights are taken out of the global ranking by marking them pruned there.
+    let rest_prev: Vec<Vec<u8>> = inputs
+        .iter()
+        .zip(&floors)
+        .map(|(inp, f)| f.iter().enumerate().map(|(j, &fj)| (fj == 0 && inp.prev.is_none_or(|p| p[j] == 1)) as u8).collect())
+        .collect();
+    let rest_inputs: Vec<Input> = inputs.iter().zip(&rest_prev).map(|(inp, p)| Input { values: inp.values, prev: Some(p) }).collect();
+    let rest = keep_top_k(&rest_inputs, k.saturating_sub(forced));
+    floors.into_iter().zip(rest).map(|(f, r)| f.iter().zip(&r).map(|(a, b)| a | b).collect()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +217,21 @@ mod tests {
             let inputs: Vec<Input> = values.iter().zip(&prev).map(|(v, p)| Input { values: v, prev: p.as_deref() }).collect();
             assert_eq!(keep_top_k(&inputs, k), brute(&values, &prev, k), "case {case}");
         }
+    }
+
+    #[test]
+    fn a_floor_keeps_every_tensor_alive_and_the_total_exact() {
+        // One tensor of tiny weights and one of large ones: plain global top-k cuts the tiny one entirely.
+        let small: Vec<f32> = (0..1000).map(|i| 1e-4 * (1 + i % 7) as f32).collect();
+        let large: Vec<f32> = (0..1000).map(|i| 1.0 + (i % 13) as f32).collect();
+        let inputs = [Input { values: &small, prev: None }, Input { values: &large, prev: None }];
+        let plain = keep_top_k(&inputs, 400);
+        assert_eq!(plain[0].iter().filter(|&&x| x == 1).count(), 0);
+        let floored = keep_top_k_with_floor(&inputs, 400, 0.05);
+        let kept: Vec<usize> = floored.iter().map(|m| m.iter().filter(|&&x| x == 1).count()).collect();
+        assert_eq!(kept, vec![50, 350]);
+        // The floor keeps the largest of the small tensor.
+        let floor_only = keep_top_k(&inputs[..1], 50).remove(0);
+        assert_eq!(floored[0], floor_only);
     }
 }
