@@ -7,14 +7,14 @@ use crate::graph::train::TrainShape;
 use crate::model::ModelState;
 use crate::train::run::{fingerprint, DataSpec, Run, RunConfig, Start, StepRecord};
 use serde::Serialize;
-use std::path::PathBuf;
+use crate::eval::model::default_images;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(clap::Args, Debug)]
+/// The training options `ticket train` and `ticket imp` share: data, schedule, optimizer, shapes, engine.
+#[derive(clap::Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("truth").args(["coco", "voc"])))]
-pub struct Args {
-    /// The detector to train (a torchvision Faster/Mask/Keypoint R-CNN with a ResNet-FPN backbone, as ONNX).
-    pub model: PathBuf,
+pub struct TrainArgs {
     /// COCO annotation json (required unless resuming).
     #[arg(long)]
     pub coco: Option<PathBuf>,
@@ -24,14 +24,11 @@ pub struct Args {
     /// Pascal VOC folder.
     #[arg(long)]
     pub voc: Option<PathBuf>,
-    /// Pruning masks (safetensors): masked weights stay exactly zero through training.
-    #[arg(long)]
-    pub masks: Option<PathBuf>,
     /// Training steps (default 1000; on resume: the new total).
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Base learning rate (torchvision's 0.02 for 16 images per step, scaled linearly to the default batch).
-    #[arg(long, default_value_t = 0.0025)]
+    /// Base learning rate for the default batch of 2 (the README's runs on random-init detectors).
+    #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
     /// sgd (momentum + weight decay, torchvision's recipe) or adamw.
     #[arg(long, default_value = "sgd")]
@@ -45,7 +42,7 @@ pub struct Args {
     /// Linear warmup steps (from 0.001 · lr).
     #[arg(long, default_value_t = 100)]
     pub warmup: u64,
-    /// Steps after which the learning rate is multiplied by --gamma (comma separated).
+    /// Steps after which the learning rate is multiplied by --gamma (comma separated; each at most --steps).
     #[arg(long, value_delimiter = ',')]
     pub decay_at: Vec<u64>,
     /// Learning-rate factor at each --decay-at step.
@@ -60,8 +57,9 @@ pub struct Args {
     /// Canvas side (multiple of 32; default: the model's max_size rounded up).
     #[arg(long)]
     pub canvas: Option<usize>,
-    /// Backbone stages that train, 0..=5 (torchvision's trainable_backbone_layers; 5 = all).
-    #[arg(long, default_value_t = 3)]
+    /// Backbone stages that train, 0..=5 (torchvision's trainable_backbone_layers). Default 5, all: no
+    /// pretrained backbone exists here, and a random-init stem must learn; use 3 to fine-tune a pretrained one.
+    #[arg(long, default_value_t = 5)]
     pub trainable_layers: usize,
     /// Probability of a horizontal flip per image.
     #[arg(long, default_value_t = 0.5)]
@@ -75,12 +73,6 @@ pub struct Args {
     /// Checkpoint every N steps (and at the last).
     #[arg(long, default_value_t = 100)]
     pub save_every: u64,
-    /// Continue the run in RUN_DIR from its last checkpoint (settings from its run.json).
-    #[arg(long, conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
-    /// RUN_DIR for a new run.
-    #[arg(short = 'o', long = "output")]
-    pub out: Option<PathBuf>,
     /// ONNX Runtime intra-op threads (0: one per core). 1 makes a run bit-for-bit repeatable: ORT's
     /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
     #[arg(long, default_value_t = 0)]
@@ -88,6 +80,23 @@ pub struct Args {
     /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else .venv-train/bin/python).
     #[arg(long)]
     pub train_python: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The detector to train (a torchvision Faster/Mask/Keypoint R-CNN with a ResNet-FPN backbone, as ONNX).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Pruning masks (safetensors): masked weights stay exactly zero through training.
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its last checkpoint (settings from its run.json).
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// RUN_DIR for a new run.
+    #[arg(short = 'o', long = "output")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -102,79 +111,78 @@ struct TrainReport {
     images_per_s: f64,
 }
 
-fn config(a: &Args, state: &ModelState) -> Result<RunConfig> {
-    let data = match (&a.coco, &a.voc) {
-        (Some(c), None) => DataSpec::Coco {
-            annotations: c.clone(),
-            images: a.images.clone().unwrap_or_else(|| c.parent().unwrap_or(std::path::Path::new(".")).join("images")),
-        },
-        (None, Some(v)) => DataSpec::Voc { dir: v.clone(), images: a.images.clone() },
-        _ => return Err(Error::Input("a new run needs --coco GT.json or --voc DIR".into())),
-    };
-    let detect = DetectParams::from_model(state);
-    let canvas = a.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
-    let head = a.rois.div_ceil(4);
-    Ok(RunConfig {
-        model: std::path::absolute(&a.model).unwrap_or(a.model.clone()),
-        model_fingerprint: fingerprint(&a.model)?,
-        data,
-        masks: a.masks.clone(),
-        steps: a.steps.unwrap_or(1000),
-        lr: a.lr,
-        optimizer: a.optimizer.clone(),
-        momentum: a.momentum,
-        weight_decay: a.weight_decay,
-        warmup: a.warmup,
-        warmup_factor: 1e-3,
-        decay_at: a.decay_at.clone(),
-        gamma: a.gamma,
-        shape: TrainShape { batch: a.batch, height: canvas, width: canvas, rois_per_image: a.rois, mask_rois_per_image: head, keypoint_rois_per_image: head },
-        min_size: detect.min_size.min(canvas),
-        max_size: detect.max_size.min(canvas),
-        trainable_layers: a.trainable_layers,
-        flip: a.flip,
-        seed: a.seed,
-        save_every: a.save_every,
-        device: a.device.clone(),
-    })
+impl TrainArgs {
+    /// The data the options name (a new run needs one of --coco or --voc).
+    pub fn data(&self) -> Result<DataSpec> {
+        match (&self.coco, &self.voc) {
+            (Some(c), None) => Ok(DataSpec::Coco { annotations: c.clone(), images: self.images.clone().unwrap_or_else(|| default_images(c)) }),
+            (None, Some(v)) => Ok(DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
+            _ => Err(Error::Input("a new run needs --coco GT.json or --voc DIR".into())),
+        }
+    }
+
+    /// The run settings for `model` (already imported as `state`), trained with `masks`.
+    pub fn config(&self, model: &Path, state: &ModelState, masks: Option<PathBuf>) -> Result<RunConfig> {
+        let detect = DetectParams::from_model(state);
+        let canvas = self.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
+        let head = self.rois.div_ceil(4);
+        Ok(RunConfig {
+            model: std::path::absolute(model).unwrap_or(model.to_path_buf()),
+            model_fingerprint: fingerprint(model)?,
+            data: self.data()?,
+            masks,
+            steps: self.steps.unwrap_or(1000),
+            lr: self.lr,
+            optimizer: self.optimizer.clone(),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            warmup: self.warmup,
+            warmup_factor: 1e-3,
+            decay_at: self.decay_at.clone(),
+            gamma: self.gamma,
+            shape: TrainShape { batch: self.batch, height: canvas, width: canvas, rois_per_image: self.rois, mask_rois_per_image: head, keypoint_rois_per_image: head },
+            min_size: detect.min_size.min(canvas),
+            max_size: detect.max_size.min(canvas),
+            trainable_layers: self.trainable_layers,
+            flip: self.flip,
+            seed: self.seed,
+            save_every: self.save_every,
+            device: self.device.clone(),
+        })
+    }
+
+    pub fn python(&self) -> PathBuf {
+        self.train_python.clone().or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into())
+    }
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {
     let (dir, start) = match (&a.resume, &a.out) {
         (Some(d), _) => {
-            if a.coco.is_some() || a.voc.is_some() || a.masks.is_some() {
+            if a.train.coco.is_some() || a.train.voc.is_some() || a.masks.is_some() {
                 return Err(Error::Input("--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--masks".into()));
             }
-            (d.clone(), Start::Resume { steps: a.steps })
+            (d.clone(), Start::Resume { steps: a.train.steps })
         }
         (None, Some(o)) => {
             let state = ModelState::import(&a.model)?;
-            (o.clone(), Start::Fresh(config(&a, &state)?))
+            (o.clone(), Start::Fresh(a.train.config(&a.model, &state, a.masks.clone())?))
         }
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };
-    let python = a.train_python.clone().or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into());
-    let mut run = Run::open(&a.model, &dir, start, &python, a.threads)?;
+    let mut run = Run::open(&a.model, &dir, start, &a.train.python(), a.train.threads)?;
     let resumed_from = run.step;
     let total = run.config.steps;
-    let bar = super::progress(total, "train", json);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {elapsed}<{eta} {msg}").expect("valid template").progress_chars("=> "),
-    );
-    bar.set_prefix("train");
-    bar.set_position(run.step);
+    let view = super::steps::StepView::new("train", total, run.step, run.config.shape.batch, json);
     let t0 = Instant::now();
     let (mut first, mut last) = (None, None);
     while run.step < total {
         let r = run.next()?;
-        let secs = r.data_s + r.rpn_s + r.step_s;
-        let terms: Vec<String> = r.terms.iter().map(|(k, v)| format!("{}={v:.3}", k.trim_start_matches("loss_"))).collect();
-        bar.set_message(format!("loss {:.3} ({}) lr {:.2e} {:.1} img/s", r.loss, terms.join(" "), r.lr, run.config.shape.batch as f64 / secs));
-        bar.set_position(r.step);
+        view.show(&r, total);
         first.get_or_insert(r.clone());
         last = Some(r);
     }
-    bar.finish_and_clear();
+    view.finish();
     let wall = t0.elapsed().as_secs_f64();
     let images = (total - resumed_from) as f64 * run.config.shape.batch as f64;
     let model = run.finish()?;
