@@ -5,7 +5,7 @@ use crate::detect::roi_align::{MultiScaleRoIAlign, SAMPLING_RATIO};
 use crate::error::{Error, Result};
 use crate::graph::train::{training_graph, ElemType, TrainOptions, TrainShape};
 use crate::model::ModelState;
-use crate::train::data::SeededRng;
+use crate::data::SeededRng;
 use crate::train::protocol::Tensor;
 use crate::train::worker::{Device, Optimizer, Worker};
 use ndarray::{ArrayD, IxDyn};

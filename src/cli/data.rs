@@ -3,8 +3,8 @@
 //! one line before a long run starts.
 use super::{emit, progress, table};
 use crate::error::{Error, Result};
-use crate::train::data::Dataset;
-use crate::train::synth::{write_synth, SynthOptions};
+use crate::data::synth::{write_synth, SynthOptions};
+use crate::data::Dataset;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! is opened so that a bad file fails in one line before any training starts; [`Sample`]s decoded from it
 //! (image, boxes, labels, instance masks, keypoints); the torchvision transforms training applies to them
 //! (horizontal flip with the keypoint flip map, `GeneralizedRCNNTransform`'s resize onto a fixed canvas); and a
-//! seeded shuffling [`Batches`] order, so that `--seed` makes a run repeatable.
+//! the order training visits it in is `train::batches`.
 //!
 //! Decisions, after torchvision's detection references (`coco_utils.ConvertCocoPolysToMask`):
 //! - crowd annotations (`iscrowd: 1`) are dropped: the references filter them out before training;
@@ -16,116 +16,10 @@ use crate::detect::{BoxXyxy, Hw};
 use crate::error::{Error, Result};
 use hotcoco::Segmentation;
 use ndarray::{s, Array3};
+use super::keypoints::flip_map_from_names;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// COCO's 17 person keypoints, in the order the keypoint heads predict them.
-pub const COCO_KEYPOINTS: [&str; 17] = [
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-];
-
-/// torchvision's `_flip_coco_person_keypoints` index map: a mirrored person's left wrist is where the right one was.
-pub const COCO_FLIP_MAP: [usize; 17] = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15];
-
-/// COCO's person skeleton (1-based keypoint indices, as the annotation files spell it).
-pub const COCO_SKELETON: [[u32; 2]; 19] = [
-    [16, 14],
-    [14, 12],
-    [17, 15],
-    [15, 13],
-    [12, 13],
-    [6, 12],
-    [7, 13],
-    [6, 7],
-    [6, 8],
-    [7, 9],
-    [8, 10],
-    [9, 11],
-    [2, 3],
-    [1, 2],
-    [1, 3],
-    [2, 4],
-    [3, 5],
-    [4, 6],
-    [5, 7],
-];
-
-/// The flip map for keypoints named like COCO's: `left_x` and `right_x` swap, every other keypoint stays.
-pub fn flip_map_from_names(names: &[String]) -> Vec<usize> {
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-    names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let other = if let Some(rest) = n.strip_prefix("left") {
-                format!("right{rest}")
-            } else if let Some(rest) = n.strip_prefix("right") {
-                format!("left{rest}")
-            } else {
-                return i;
-            };
-            index.get(other.as_str()).copied().unwrap_or(i)
-        })
-        .collect()
-}
-
-/// A small deterministic generator (SplitMix64): shuffles, flips and the synthetic data are reproducible from a
-/// seed on every platform, without a dependency whose stream might change between versions.
-#[derive(Clone, Debug)]
-pub struct SeededRng(u64);
-
-impl SeededRng {
-    pub fn new(seed: u64) -> Self {
-        SeededRng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Uniform integer in `[lo, hi]`.
-    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-
-    /// Fisher–Yates.
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Category {
@@ -198,7 +92,7 @@ impl Dataset {
     pub fn from_voc(dir: &Path, image_dir: Option<&Path>) -> Result<Self> {
         // VocDataset checks the folder and names the classes as evaluation does; it keeps its hotcoco dataset
         // to itself, so the boxes are read again through the same hotcoco converter.
-        let voc = crate::eval::VocDataset::load(dir)?;
+        let voc = super::voc::VocDataset::load(dir)?;
         let ds = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
         if ds.categories.len() != voc.classes.len() {
             return Err(Error::Runtime(format!("{}: read the classes twice and got different lists", dir.display())));
@@ -372,11 +266,6 @@ impl Dataset {
         }
         Ok(())
     }
-
-    /// The seeded batch order of this dataset.
-    pub fn batches(&self, batch_size: usize, seed: u64, flip_prob: f64) -> Result<Batches> {
-        Batches::new(self.len(), batch_size, seed, flip_prob)
-    }
 }
 
 /// One training image at its own size. Masks are `[N, H, W]` 0/1; keypoints `N × K × (x, y, v)`.
@@ -496,55 +385,4 @@ pub struct CanvasSample {
     /// `[N, H, W]` of the canvas.
     pub masks: Option<Array3<u8>>,
     pub keypoints: Option<Vec<Vec<[f32; 3]>>>,
-}
-
-/// Which image, and whether to flip it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchItem {
-    pub index: usize,
-    pub flip: bool,
-}
-
-/// The order a run visits the data in: a fresh shuffle per epoch and a flip coin per item, all drawn from
-/// `(seed, epoch)`, so a run is repeatable and a resumed run can regenerate any epoch. The last short batch
-/// is kept.
-#[derive(Clone, Debug)]
-pub struct Batches {
-    len: usize,
-    batch_size: usize,
-    seed: u64,
-    flip_prob: f64,
-}
-
-impl Batches {
-    pub fn new(len: usize, batch_size: usize, seed: u64, flip_prob: f64) -> Result<Self> {
-        if len == 0 {
-            return Err(Error::Input("the dataset has no images to batch".into()));
-        }
-        if batch_size == 0 {
-            return Err(Error::Input("--batch-size must be at least 1".into()));
-        }
-        if !(0.0..=1.0).contains(&flip_prob) {
-            return Err(Error::Input(format!("flip probability {flip_prob} is not in [0, 1]")));
-        }
-        Ok(Batches { len, batch_size, seed, flip_prob })
-    }
-
-    pub fn batches_per_epoch(&self) -> usize {
-        self.len.div_ceil(self.batch_size)
-    }
-
-    /// The batches of one epoch.
-    pub fn epoch(&self, epoch: u64) -> Vec<Vec<BatchItem>> {
-        let mut rng = SeededRng::new(self.seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407));
-        let mut order: Vec<usize> = (0..self.len).collect();
-        rng.shuffle(&mut order);
-        let items: Vec<BatchItem> = order.into_iter().map(|index| BatchItem { index, flip: rng.unit() < self.flip_prob }).collect();
-        items.chunks(self.batch_size).map(<[BatchItem]>::to_vec).collect()
-    }
-
-    /// Batches forever, epoch after epoch.
-    pub fn iter(&self) -> impl Iterator<Item = Vec<BatchItem>> + '_ {
-        (0u64..).flat_map(move |e| self.epoch(e))
-    }
 }

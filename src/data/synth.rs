@@ -5,7 +5,8 @@
 //!
 //! Deterministic: image `i` is drawn from its own generator seeded by `(seed, i)`, so the same seed writes the
 //! same bytes, and a larger `--images` only appends images.
-use super::data::{SeededRng, COCO_KEYPOINTS, COCO_SKELETON};
+use super::keypoints::{COCO_KEYPOINTS, COCO_SKELETON};
+use super::rng::SeededRng;
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -3,7 +3,9 @@
 //! keypoints as [x, y, v] triplets.
 use super::pipeline::ImageDetections;
 use crate::error::{Error, Result};
-use crate::eval::{Detection, Segmentation};
+/// One detection record as COCO results files spell it (hotcoco's annotation type, which evaluation reads).
+pub use hotcoco::Annotation as Detection;
+pub use hotcoco::{Rle, Segmentation};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

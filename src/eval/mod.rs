@@ -12,6 +12,7 @@
 //! # }
 //! ```
 mod coco;
+pub mod model;
 mod voc;
 
 pub use coco::{evaluate_coco, CategoryRow, CocoGt, CocoReport, EvalOptions, IouType, Metric, SizeRow};
@@ -20,8 +21,7 @@ pub use voc::{evaluate_voc, VocClassRow, VocDataset, VocImage, VocReport};
 /// One detection, as COCO results files spell it: `image_id`, `category_id`, `score` and the geometry the IoU
 /// type needs (`bbox` `[x, y, w, h]`, `segmentation` as RLE, or `keypoints` `[x, y, v] × K`). Build one with
 /// `Detection { image_id, category_id, score: Some(s), bbox: Some(b), ..Default::default() }`.
-pub use hotcoco::Annotation as Detection;
-pub use hotcoco::{Rle, Segmentation};
+pub use crate::detect::results::{Detection, Rle, Segmentation};
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 //! VOC → COCO box convention (`convert::voc_to_coco`), the IoU (`primitives::sim::bbox_iou`) and both AP
 //! integrals (`metrics::counts`). tests/eval_metrics.rs checks the result against tools/voc_reference.py.
 use super::{computed, read_file, DetSource, Detection};
+pub use crate::data::voc::{VocDataset, VocImage};
 use crate::error::{Error, Result};
 use hotcoco::metrics::counts::{average_precision_all_points, average_precision_ranked, cumulative_tp_fp};
 use serde::{Deserialize, Serialize};
@@ -24,24 +25,6 @@ fn voc07_recall_grid() -> Vec<f64> {
 
 /// The devkit's positive-overlap rule: strictly more than half.
 const VOC_IOU_THRESHOLD: f64 = 0.5;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VocImage {
-    /// The id detections use in memory (1-based, in annotation-file order).
-    pub id: u64,
-    /// The annotation file's stem, VOC's image id (`000005`).
-    pub stem: String,
-    pub file_name: String,
-}
-
-/// VOC ground truth: every `*.xml` of `DIR/Annotations` (or `DIR`), read by hotcoco into COCO form.
-pub struct VocDataset {
-    pub dir: PathBuf,
-    pub images: Vec<VocImage>,
-    /// Class names; class `i` has category id `i + 1`. Sorted by name, or in `DIR/labels.txt` order.
-    pub classes: Vec<String>,
-    dataset: hotcoco::Dataset,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VocClassRow {
@@ -97,39 +80,6 @@ enum IdOrName {
 }
 
 impl VocDataset {
-    pub fn load(dir: &Path) -> Result<Self> {
-        std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-        let ann_dir = if dir.join("Annotations").is_dir() { dir.join("Annotations") } else { dir.to_path_buf() };
-        let dataset = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
-        // voc_to_coco numbers images in the sorted order of the .xml files; list them the same way for the stems.
-        let mut xml: Vec<PathBuf> = std::fs::read_dir(&ann_dir)
-            .map_err(|e| Error::io(&ann_dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("xml"))
-            .collect();
-        xml.sort();
-        if xml.is_empty() {
-            return Err(Error::input(dir, "no VOC annotations (*.xml) here or under Annotations/"));
-        }
-        if xml.len() != dataset.images.len() {
-            return Err(Error::Runtime(format!("{}: read {} images from {} annotation files", dir.display(), dataset.images.len(), xml.len())));
-        }
-        let images = dataset
-            .images
-            .iter()
-            .zip(&xml)
-            .map(|(img, p)| VocImage {
-                id: img.id,
-                stem: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-                file_name: img.file_name.clone(),
-            })
-            .collect();
-        let mut cats = dataset.categories.clone();
-        cats.sort_by_key(|c| c.id);
-        let classes = cats.into_iter().map(|c| c.name).collect();
-        Ok(VocDataset { dir: dir.to_path_buf(), images, classes, dataset })
-    }
-
     /// Detection records from a file: image by stem, file name or id; class by name or id.
     fn read_dets(&self, path: &Path) -> Result<Vec<Detection>> {
         let records: Vec<VocDetRecord> = super::parse_json_list(path, &read_file(path)?)?;

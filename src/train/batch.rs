@@ -3,7 +3,7 @@
 //! session's parameters, then the detection code's filter with the training settings), RoI sampling with the
 //! GT appended, RoIAlign taps, mask and keypoint targets. The sampler draws from a generator seeded by
 //! `(seed, step)`, so a resumed run draws what the uninterrupted one would have.
-use super::data::CanvasSample;
+use crate::data::CanvasSample;
 use super::protocol::Tensor;
 use super::targets::{
     keypoint_targets, mask_targets, rpn_targets, sample_rois_with, BalancedSampler, Permutations, RoiSample, SeededPermutations,

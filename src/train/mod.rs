@@ -4,11 +4,10 @@
 //! `session` trains one model at one fixed shape (artifacts, steps, masks, rewinds, trained weights back into
 //! the ModelState).
 pub mod batch;
-pub mod data;
+pub mod batches;
 pub mod protocol;
 pub mod run;
 pub mod session;
-pub mod synth;
 pub mod targets;
 pub mod worker;
 

@@ -9,7 +9,8 @@
 //! - `work/`: the training core, ORT's artifacts and the RPN forward graph (regenerated on resume);
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
 use super::batch::{StepBuilder, StepStats};
-use super::data::{BatchItem, Batches, Canvas, CanvasSample, Dataset};
+use super::batches::{BatchItem, Batches};
+use crate::data::{Canvas, CanvasSample, Dataset};
 use super::session::{Losses, SessionOptions, TrainSession};
 use super::worker::{Device, Optimizer};
 use super::Tensor;
@@ -106,6 +107,9 @@ impl RunConfig {
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0) || !(self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
             return bad(format!("--gamma {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));
+        }
+        if let Some(d) = self.decay_at.iter().find(|&&d| d >= self.steps) {
+            return bad(format!("--decay-at {d} is not below --steps {}: the decay would never apply", self.steps));
         }
         if self.save_every == 0 {
             return bad("--save-every must be at least 1".into());
@@ -335,6 +339,19 @@ impl Run {
             let _ = std::fs::remove_file(p.with_extension("ckpt.momentum.npz"));
         }
         Ok(path)
+    }
+
+    /// The model with the weights of the last step done (masked entries +0.0): a snapshot the caller can prune
+    /// or save (late-rewinding points, early-bird masks) without stopping the run.
+    pub fn current_state(&mut self) -> Result<ModelState> {
+        let mut state = self.state.clone();
+        self.session.update_state(&mut state)?;
+        Ok(state)
+    }
+
+    /// The folder the run lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Writes the trained model as RUN_DIR/model.onnx (the user's graph, trained initializers) and stops the

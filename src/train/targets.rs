@@ -15,7 +15,7 @@
 //! are bit-identical; tests/train_targets.rs checks this against tools/targets_reference.py. Outputs are in the
 //! training core's layout (src/graph/train.rs): rows in torchvision's order, with `padded` helpers that append
 //! weight-0 rows up to a fixed count.
-use super::data::SeededRng;
+use crate::data::SeededRng;
 use crate::detect::box_coder::{box_area, BoxCoder};
 use crate::detect::BoxXyxy;
 use crate::error::{bad_input, Result};
