@@ -1,0 +1,11 @@
+//! Lottery-ticket experiments over the stages below (train, prune, eval, export): iterative magnitude pruning
+//! with rewinding, level by level in a resumable run folder (`imp`), and early-bird masks drawn during dense
+//! training (`early_bird`). Nothing below imports this layer: the training loop knows no experiment.
+pub mod early_bird;
+pub mod imp;
+pub mod level;
+pub mod rewind;
+
+pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, ValSpec};
+pub use level::LevelRow;
+pub use rewind::Rewind;
