@@ -7,6 +7,7 @@ mod data;
 mod demo;
 mod detect;
 mod eval;
+mod imp;
 mod inspect;
 mod mask;
 mod prune;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Fine-tune a detector on COCO or VOC data in ONNX Runtime training (masks stay zero); RUN_DIR gets the
     /// log, checkpoints and the trained ONNX.
     Train(train::Args),
+    /// Find a lottery ticket: dense training, then levels of magnitude pruning, rewinding, retraining and
+    /// scoring (resumable); RUN_DIR/ticket.onnx is the sparsest level within the AP gate.
+    Imp(imp::Args),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -76,6 +80,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a, json),
         Command::Data(c) => data::run(c, json),
         Command::Train(a) => train::run(a, json),
+        Command::Imp(a) => imp::run(a, json),
     }
 }
 

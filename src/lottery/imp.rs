@@ -61,6 +61,8 @@ pub struct ImpConfig {
     pub early_stop_every: u64,
     /// The gate for `ticket.onnx`: AP (each IoU type) at most this far below dense.
     pub max_map_drop: f64,
+    /// ORT intra-op threads of every level (0: one per core; 1: bit-for-bit repeatable, resumes included).
+    pub threads: usize,
 }
 
 impl ImpConfig {
@@ -126,15 +128,15 @@ impl ImpConfig {
     }
 }
 
-/// Where the training worker is and how many ORT threads it uses.
+/// Where the training worker is (a property of the machine, not of the run).
 pub struct ImpEnv {
     pub python: PathBuf,
-    pub threads: usize,
 }
 
 pub enum ImpStart {
     Fresh(Box<ImpConfig>),
-    Resume,
+    /// Continue the run; a model given here must be the one the run was started from.
+    Resume { model: Option<PathBuf> },
 }
 
 /// What the run reports while it works; the CLI turns these into bars and lines.
@@ -215,14 +217,20 @@ fn open(dir: &Path, start: ImpStart) -> Result<ImpConfig> {
             write_atomic(&run_json, serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
             *config
         }
-        ImpStart::Resume => {
+        ImpStart::Resume { model } => {
             let bytes = crate::fsio::read_limited(&run_json, 16 << 20).map_err(|e| Error::input(dir, format!("cannot resume: {e}")))?;
             let config: ImpConfig = serde_json::from_slice(&bytes).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
-            let have = fingerprint(&config.model)?;
+            let given = model.unwrap_or_else(|| config.model.clone());
+            let have = fingerprint(&given)?;
             if have != config.model_fingerprint {
                 return Err(Error::input(
                     dir,
-                    format!("was started from another model ({} now has fingerprint {have}, the run recorded {})", config.model.display(), config.model_fingerprint),
+                    format!(
+                        "was started from another model ({} has fingerprint {have}; the run was started from {} with {})",
+                        given.display(),
+                        config.model.display(),
+                        config.model_fingerprint
+                    ),
                 ));
             }
             if let (Some(t), Some(f)) = (&config.trained, &config.trained_fingerprint) {
@@ -312,7 +320,7 @@ fn run_level(dir: &Path, config: &ImpConfig, r: usize, env: &ImpEnv, on: &mut dy
             c.model = std::path::absolute(&start).unwrap_or(start.clone());
             c.model_fingerprint = fingerprint(&start)?;
             c.masks = Some(std::path::absolute(&masks_path).unwrap_or(masks_path.clone()));
-            train(&start, &ldir, c, r, env, on, |_, _| Ok(false))?;
+            train(&start, &ldir, c, r, env, on, config.threads, |_, _| Ok(false))?;
         }
     }
     on(ImpEvent::Phase { level: r, what: "evaluating" });
@@ -372,7 +380,7 @@ fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut dyn FnMut(
             None => Ok(false),
         }
     };
-    if let Some(step) = train(&config.model, &l0, dense, 0, env, on, hook)? {
+    if let Some(step) = train(&config.model, &l0, dense, 0, env, on, config.threads, hook)? {
         on(ImpEvent::EarlyStop { step });
     }
     Ok(())
@@ -403,11 +411,12 @@ fn train(
     level: usize,
     env: &ImpEnv,
     on: &mut dyn FnMut(ImpEvent),
+    threads: usize,
     mut hook: impl FnMut(&mut Run, u64) -> Result<bool>,
 ) -> Result<Option<u64>> {
     on(ImpEvent::Phase { level, what: "training" });
     let start = if ldir.join("run.json").exists() { Start::Resume { steps: None } } else { Start::Fresh(config) };
-    let mut run = Run::open(model, ldir, start, &env.python, env.threads)?;
+    let mut run = Run::open(model, ldir, start, &env.python, threads)?;
     let total = run.config.steps;
     on(ImpEvent::TrainStart { level, total, start: run.step, batch: run.config.shape.batch });
     // A snapshot due at the step the run resumed from was either written before the kill or is taken now

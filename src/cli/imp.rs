@@ -1,0 +1,235 @@
+//! `ticket imp`: find a lottery ticket — dense training, then K levels of magnitude pruning, rewinding,
+//! retraining and evaluation — in a resumable run folder (`lottery::imp`), and print whether it wins.
+use super::steps::StepView;
+use super::train::TrainArgs;
+use super::{emit, pct, table};
+use crate::error::{Error, Result};
+use crate::eval::model::default_images;
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Rewind, ValSpec};
+use crate::model::ModelState;
+use crate::prune::Scope;
+use crate::train::run::fingerprint;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("val").args(["val_coco", "val_voc"])))]
+pub struct Args {
+    /// The detector's initial weights (ONNX): level 0 trains them densely, `--rewind init` restarts from them.
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Validation ground truth (COCO json) every level is scored on, with tract.
+    #[arg(long)]
+    pub val_coco: Option<PathBuf>,
+    /// Image folder of --val-coco (default: `images` next to it).
+    #[arg(long)]
+    pub val_images: Option<PathBuf>,
+    /// Validation set as a Pascal VOC folder (scored by VOC AP at IoU 0.5).
+    #[arg(long)]
+    pub val_voc: Option<PathBuf>,
+    /// Sparsity of the selected weights after the last level, in [0, 1).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// Levels (IMP rounds): level r keeps (1-S)^(r/K) of the selected weights. 1 = one-shot.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    #[arg(long, value_enum, default_value_t = Scope::Global)]
+    pub scope: Scope,
+    /// Comma-separated module groups to prune (base, fpn, rpn, box_head, box_predictor, mask_head, …). Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub modules: Option<Vec<String>>,
+    /// Keep at least this fraction of every selected tensor (global scope), so no layer collapses.
+    #[arg(long)]
+    pub min_layer_density: Option<f64>,
+    /// Where survivors restart: init (the lottery ticket), a step of dense training (late resetting), or none
+    /// (keep the trained weights: prune + fine-tune).
+    #[arg(long, default_value = "init")]
+    pub rewind: Rewind,
+    /// Dense training steps of level 0 (default: --steps).
+    #[arg(long)]
+    pub dense_steps: Option<u64>,
+    /// The trained dense model: level 0 is scored, not trained (MODEL stays the initial weights).
+    #[arg(long)]
+    pub trained: Option<PathBuf>,
+    /// Fractions of dense training (comma separated) at which to save the mask level 1 would draw; level 0's
+    /// metrics record each one's IoU with the final mask.
+    #[arg(long, value_delimiter = ',')]
+    pub early_bird: Vec<f64>,
+    /// End dense training when the early-bird rule fires (mask within Hamming 0.1 of the previous 4 checks).
+    #[arg(long)]
+    pub early_stop_eb: bool,
+    /// Dense steps between early-bird checks (default: a twentieth of dense training).
+    #[arg(long, requires = "early_stop_eb")]
+    pub eb_every: Option<u64>,
+    /// Level 1's mask from a file (an early-bird mask, or any mask) instead of pruning.
+    #[arg(long)]
+    pub masks_from: Option<PathBuf>,
+    /// The gate for RUN_DIR/ticket.onnx: AP at most this far below dense, for every IoU type (0.01 = 1 point).
+    #[arg(long, default_value_t = 0.01)]
+    pub max_map_drop: f64,
+    /// Continue the run in RUN_DIR where it stopped (settings, --threads included, from its run.json).
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// RUN_DIR for a new run.
+    #[arg(short = 'o', long = "output")]
+    pub out: Option<PathBuf>,
+}
+
+fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
+    // Conflicts are checked here rather than by clap, whose usage errors span several lines.
+    if a.trained.is_some() && a.dense_steps.is_some() {
+        return Err(Error::Input("--trained gives level 0's trained model; --dense-steps would train it: give one of them".into()));
+    }
+    if a.masks_from.is_some() && a.sparsity.is_some() {
+        return Err(Error::Input("--masks-from gives level 1's mask; --sparsity would draw one: give one of them".into()));
+    }
+    let state = ModelState::import(model)?;
+    let val = match (&a.val_coco, &a.val_voc) {
+        (Some(c), None) => ValSpec::Coco { annotations: abs(c), images: abs(&a.val_images.clone().unwrap_or_else(|| default_images(c))) },
+        (None, Some(v)) => ValSpec::Voc { dir: abs(v), images: a.val_images.as_ref().map(abs) },
+        _ => return Err(Error::Input("imp scores every level on a validation set: give --val-coco VAL.json or --val-voc DIR".into())),
+    };
+    let sparsity = match (a.sparsity, &a.masks_from) {
+        (Some(s), None) => s,
+        // The given mask decides; the schedule's sparsity only names what level 1 would have drawn.
+        (None, Some(_)) => 0.0,
+        _ => return Err(Error::Input("give --sparsity S (or --masks-from FILE for level 1's mask)".into())),
+    };
+    let mut train = a.train.config(model, &state, None)?;
+    train.data = match train.data {
+        crate::train::run::DataSpec::Coco { annotations, images } => crate::train::run::DataSpec::Coco { annotations: abs(&annotations), images: abs(&images) },
+        crate::train::run::DataSpec::Voc { dir, images } => crate::train::run::DataSpec::Voc { dir: abs(&dir), images: images.as_ref().map(abs) },
+    };
+    let dense_steps = a.dense_steps.unwrap_or(train.steps);
+    Ok(ImpConfig {
+        model: abs(model),
+        model_fingerprint: fingerprint(model)?,
+        trained: a.trained.as_ref().map(abs),
+        trained_fingerprint: a.trained.as_deref().map(fingerprint).transpose()?,
+        masks_from: a.masks_from.as_ref().map(abs),
+        val,
+        sparsity,
+        rounds: a.rounds,
+        scope: a.scope,
+        modules: a.modules.clone(),
+        min_layer_density: a.min_layer_density,
+        rewind: a.rewind,
+        dense_steps,
+        train,
+        early_bird: a.early_bird.clone(),
+        early_stop_every: if a.early_stop_eb { a.eb_every.unwrap_or((dense_steps / 20).max(1)) } else { 0 },
+        max_map_drop: a.max_map_drop,
+        threads: a.train.threads,
+    })
+}
+
+/// Paths in run.json are absolute, so a resume works from any folder.
+fn abs(p: &PathBuf) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.clone())
+}
+
+pub fn run(a: Args, json: bool) -> Result<()> {
+    let (dir, start) = match (&a.resume, &a.out) {
+        (Some(d), _) => {
+            let given = a.train.coco.is_some() || a.train.voc.is_some() || a.val_coco.is_some() || a.val_voc.is_some() || a.sparsity.is_some();
+            if given {
+                return Err(Error::Input("--resume takes the data and settings from RUN_DIR/run.json; give only [MODEL] --resume RUN_DIR".into()));
+            }
+            (d.clone(), ImpStart::Resume { model: a.model.clone() })
+        }
+        (None, Some(o)) => {
+            let model = a.model.as_ref().ok_or_else(|| Error::Input("give MODEL (the initial weights) for a new run".into()))?;
+            (o.clone(), ImpStart::Fresh(Box::new(config(&a, model)?)))
+        }
+        (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
+    };
+    let env = ImpEnv { python: a.train.python() };
+    let mut view: Option<StepView> = None;
+    let mut on = |e: ImpEvent| match e {
+        ImpEvent::Phase { level, what } => {
+            if !json {
+                eprintln!("level {level}: {what}");
+            }
+        }
+        ImpEvent::TrainStart { level, total, start, batch } => view = Some(StepView::new(&format!("level {level}"), total, start, batch, json)),
+        ImpEvent::Step { total, record, .. } => {
+            if let Some(v) = &view {
+                v.show(record, total);
+            }
+        }
+        ImpEvent::TrainEnd { .. } => {
+            if let Some(v) = view.take() {
+                v.finish();
+            }
+        }
+        ImpEvent::EarlyStop { step } => eprintln!("early-bird: the mask stopped moving; dense training ends at step {step}"),
+        ImpEvent::Level(row) => {
+            if !json {
+                let s: Vec<String> = row.scores.iter().map(|(k, s)| format!("{k} AP {}", num(s.primary()))).collect();
+                eprintln!("level {} done: sparsity {} ({})", row.level, pct(row.selected_sparsity), s.join(", "));
+            }
+        }
+    };
+    let summary = run_imp(&dir, start, &env, &mut on)?;
+    emit(json, &summary, text);
+    if summary.ticket_level.is_none() {
+        return Err(Error::Reported(format!("no level is within {} AP of dense (see {})", summary.max_map_drop, dir.join("summary.json").display())));
+    }
+    Ok(())
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+pub fn text(s: &ImpSummary) -> String {
+    let types: Vec<String> = s.levels[0].scores.keys().cloned().collect();
+    let mut header: Vec<String> = vec!["Level".into(), "Selected".into(), "Network".into()];
+    for t in &types {
+        header.extend([format!("{t} AP"), format!("{t} AP50"), format!("{t} ΔAP")]);
+    }
+    header.extend(["Steps".into(), "Train s".into(), "Latency ms".into(), "Compact B".into()]);
+    let rows: Vec<Vec<String>> = s
+        .levels
+        .iter()
+        .zip(&s.delta)
+        .map(|(l, d)| {
+            let mut row = vec![l.level.to_string(), pct(l.selected_sparsity), pct(l.network_sparsity)];
+            for t in &types {
+                let sc = l.scores.get(t);
+                row.extend([
+                    num(sc.and_then(|x| x.primary())),
+                    num(sc.and_then(|x| x.ap50)),
+                    if l.level == 0 { "-".into() } else { d.get(t).map_or("-".into(), |v| format!("{v:+.3}")) },
+                ]);
+            }
+            row.extend([l.steps.to_string(), format!("{:.0}", l.train_s), format!("{:.0}", l.latency_ms), l.compact_bytes.map_or("-".into(), |b| b.to_string())]);
+            row
+        })
+        .collect();
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut out = table(&header_refs, &rows);
+    for l in &s.levels {
+        for name in &l.collapsed {
+            out += &format!("warning: level {}: {name} is more than 99% pruned (the layer has all but collapsed)\n", l.level);
+        }
+    }
+    if let Some(eb) = &s.early_bird {
+        for m in &eb.masks {
+            out += &format!("early-bird mask at {:.0}% of dense training (step {}): IoU {:.3} with the final mask\n", 100.0 * m.fraction, m.step, m.iou_with_final);
+        }
+        if let Some(step) = eb.stopped_at {
+            out += &format!("early-bird stop rule ended dense training at step {step}\n");
+        }
+    }
+    out += &match (&s.ticket_level, &s.ticket) {
+        (Some(r), Some(p)) => format!(
+            "ticket: level {r} ({} of the selected weights pruned) is within {} AP of dense → {}\n",
+            pct(s.levels[*r].selected_sparsity),
+            s.max_map_drop,
+            p.display()
+        ),
+        _ => format!("no level is within {} AP of dense: no ticket written\n", s.max_map_drop),
+    };
+    out
+}

@@ -1,0 +1,286 @@
+//! `ticket imp` end to end on the narrow synthetic Mask R-CNN (tools/export_models.py --synth 4) with the real
+//! ORT training worker and tract scoring: a miniature IMP run (2 levels, a dozen steps each, late rewinding to
+//! step 6, an early-bird mask at mid-training) whose masks are cumulative and exactly zero in every level's
+//! ONNX, whose levels start from the rewind point under their mask, and which, killed during level 2 and
+//! resumed, ends with the masks, models and scores of the uninterrupted run (one ORT thread). Then the
+//! variants (--trained, --rewind none, --masks-from, the early-bird stop rule) and bad input.
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use ticket::model::{Masks, ModelState};
+
+const MODEL: &str = "train/maskrcnn_r18_fpn_synth.onnx";
+
+struct Data {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    train: PathBuf,
+    val: PathBuf,
+}
+
+fn data() -> Data {
+    let dir = tempdir();
+    let root = dir.path().to_path_buf();
+    for (name, n, seed) in [("train", "4", "5"), ("val", "2", "6")] {
+        let out = ticket(&[&"data", &"synth", &"--out", &root.join(name), &"--images", &n, &"--seed", &seed]);
+        assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Data { train: root.join("train/annotations.json"), val: root.join("val/annotations.json"), root, _dir: dir }
+}
+
+fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    v.iter().map(|a| a.as_ref().to_owned()).collect()
+}
+
+/// The miniature run's arguments: 2 levels to 80%, 12 steps each, rewinding to dense step 6.
+fn imp_args(d: &Data, run: &Path) -> Vec<OsString> {
+    os(&[
+        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--sparsity", &"0.8", &"--rounds", &"2",
+        &"--steps", &"12", &"--warmup", &"2", &"--save-every", &"4", &"--rois", &"32", &"--threads", &"1", &"--rewind", &"6",
+        &"--early-bird", &"0.5", &"--max-map-drop", &"1", &"-o", &run,
+    ])
+}
+
+fn run_ok(args: &[OsString]) -> serde_json::Value {
+    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    ticket_json(&refs)
+}
+
+/// Runs a command that must fail on bad input: exit 2 and a single line on stderr (with --json, which
+/// keeps progress lines off stderr).
+fn run_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let mut all = args.to_vec();
+    all.push(&"--json");
+    let out = ticket(&all);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, got {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
+    err
+}
+
+/// Every file of a folder with its bytes, for "nothing changed" checks.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn level(run: &Path, l: usize) -> PathBuf {
+    run.join(format!("level_{l}"))
+}
+
+fn row(run: &Path, l: usize) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(level(run, l).join("metrics.json")).unwrap()).unwrap();
+    v["row"].clone()
+}
+
+fn weights(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    ModelState::import(path).unwrap().weights.tensors.into_iter().map(|w| (w.name, w.values)).collect()
+}
+
+#[test]
+fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
+    let d = data();
+    let run_a = d.root.join("run_a");
+    let summary = run_ok(&imp_args(&d, &run_a));
+
+    // The summary lists every level; the gate (1 AP: everything passes) picks the sparsest.
+    let levels = summary["levels"].as_array().unwrap();
+    assert_eq!(levels.iter().map(|l| l["level"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(summary["ticket_level"], 2);
+    assert!(run_a.join("ticket.onnx").is_file() && run_a.join("ticket.tkt").is_file());
+    let s1 = levels[1]["selected_sparsity"].as_f64().unwrap();
+    let s2 = levels[2]["selected_sparsity"].as_f64().unwrap();
+    assert!((s1 - (1.0 - 0.2f64.sqrt())).abs() < 1e-3, "level 1 keeps sqrt(0.2): {s1}");
+    assert!((s2 - 0.8).abs() < 1e-3, "level 2 reaches 80%: {s2}");
+    for l in levels {
+        for key in ["bbox", "segm"] {
+            assert!(l["scores"][key]["ap"].as_f64().is_some(), "level {} lacks {key} AP: {l}", l["level"]);
+        }
+    }
+
+    // The late-rewinding point is the dense model after 6 steps: `ticket train` for 6 steps reaches the same
+    // weights bit for bit (same seed, same schedule, one thread).
+    let six = d.root.join("six");
+    run_ok(&os(&[
+        &"train", &fixture(MODEL), &"--coco", &d.train, &"--steps", &"6", &"--warmup", &"2", &"--save-every", &"4", &"--rois", &"32",
+        &"--threads", &"1", &"-o", &six,
+    ]));
+    let rewind = weights(&level(&run_a, 0).join("rewind.onnx"));
+    assert_eq!(rewind, weights(&six.join("model.onnx")), "rewind.onnx is the dense model at step 6");
+    assert_ne!(rewind, weights(&fixture(MODEL)), "rewind.onnx has moved from init");
+
+    let mut prev: Option<Masks> = None;
+    for l in 1..=2 {
+        let masks = Masks::load(&level(&run_a, l).join("masks.safetensors")).unwrap();
+        if let Some(p) = &prev {
+            for (name, m) in &masks.map {
+                let pm = &p.map[name];
+                assert!(m.keep.iter().zip(&pm.keep).all(|(a, b)| a <= b), "level {l} revives weights of {name}");
+            }
+        }
+        // The level starts from the rewind point under its mask...
+        let start = weights(&level(&run_a, l).join("start.onnx"));
+        for (name, w) in &rewind {
+            let want: Vec<f32> = match masks.map.get(name) {
+                Some(m) => w.iter().zip(&m.keep).map(|(v, &k)| if k == 0 { 0.0 } else { *v }).collect(),
+                None => w.clone(),
+            };
+            assert_eq!(start[name], want, "level {l} start of {name}");
+        }
+        // ... and its trained model keeps the pruned weights at exactly +0.0.
+        let trained = weights(&level(&run_a, l).join("model.onnx"));
+        for (name, m) in &masks.map {
+            for (v, &k) in trained[name].iter().zip(&m.keep) {
+                if k == 0 {
+                    assert_eq!(v.to_bits(), 0, "level {l}: pruned weight of {name} is {v}");
+                }
+            }
+            if m.kept() > 0 {
+                assert_ne!(trained[name], start[name], "level {l}: {name} did not train");
+            }
+        }
+        prev = Some(masks);
+    }
+
+    // Early bird: the mid-training mask is saved and compared with the final one.
+    let l0: serde_json::Value = serde_json::from_slice(&std::fs::read(level(&run_a, 0).join("metrics.json")).unwrap()).unwrap();
+    let eb = &l0["early_bird"]["masks"][0];
+    assert_eq!(eb["step"], 6);
+    let iou = eb["iou_with_final"].as_f64().unwrap();
+    assert!(iou > 0.5 && iou <= 1.0, "early-bird IoU {iou}");
+    assert!(level(&run_a, 0).join("early_bird/eb-0.500.safetensors").is_file());
+
+    // Killed during level 2 and resumed: the same masks, models and scores as the uninterrupted run.
+    let run_b = d.root.join("run_b");
+    let args = imp_args(&d, &run_b);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !level(&run_b, 2).join("state.json").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "run ended before level 2 checkpointed");
+        assert!(t0.elapsed() < Duration::from_secs(300), "level 2 never checkpointed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!level(&run_b, 2).join("metrics.json").exists(), "killed before level 2 finished");
+    let resumed = run_ok(&os(&[&"imp", &"--resume", &run_b]));
+    assert_eq!(resumed["ticket_level"], 2);
+    for l in 0..=2 {
+        // (Mask files are compared by content: safetensors writes its metadata map in hash order.)
+        let masks = |r: &Path| Masks::load(&level(r, l).join("masks.safetensors")).unwrap();
+        assert!(masks(&run_a) == masks(&run_b), "level {l} masks differ after resume");
+        let model = |r: &Path| std::fs::read(level(r, l).join("model.onnx")).unwrap();
+        assert!(model(&run_a) == model(&run_b), "level {l} model.onnx differs after resume");
+        let (a, b) = (row(&run_a, l), row(&run_b, l));
+        for k in ["scores", "selected_sparsity", "network_sparsity", "steps", "collapsed"] {
+            assert_eq!(a[k], b[k], "level {l} {k} differs after resume");
+        }
+    }
+
+    // Variants from the finished run: the trained dense model as level 0, level 1's mask from the early-bird
+    // file, and no rewind (prune + fine-tune starts from the trained weights under the mask).
+    let run_c = d.root.join("run_c");
+    let eb_file = level(&run_a, 0).join("early_bird/eb-0.500.safetensors");
+    let c = run_ok(&os(&[
+        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--trained", &level(&run_a, 0).join("model.onnx"),
+        &"--masks-from", &eb_file, &"--rewind", &"none", &"--steps", &"4", &"--warmup", &"2", &"--rois", &"32", &"--threads", &"1",
+        &"--max-map-drop", &"1", &"-o", &run_c,
+    ]));
+    assert_eq!(c["levels"][0]["scores"], row(&run_a, 0)["scores"], "--trained scores the given dense model");
+    assert_eq!(std::fs::read(level(&run_c, 1).join("masks.safetensors")).unwrap().len(), std::fs::read(&eb_file).unwrap().len());
+    let eb_masks = Masks::load(&eb_file).unwrap();
+    let start = weights(&level(&run_c, 1).join("start.onnx"));
+    for (name, w) in weights(&level(&run_a, 0).join("model.onnx")) {
+        let want: Vec<f32> = match eb_masks.map.get(&name) {
+            Some(m) => w.iter().zip(&m.keep).map(|(v, &k)| if k == 0 { 0.0 } else { *v }).collect(),
+            None => w,
+        };
+        assert_eq!(start[&name], want, "fine-tuning starts from the trained {name} under the mask");
+    }
+
+    bad_input(&d, &run_a);
+}
+
+/// The early-bird stop rule ends dense training when the mask stops moving, and says at which step.
+#[test]
+fn early_bird_stop_rule_ends_dense_training() {
+    let d = data();
+    let run = d.root.join("eb");
+    let s = run_ok(&os(&[
+        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--sparsity", &"0.5", &"--dense-steps", &"40", &"--steps", &"2",
+        &"--warmup", &"1", &"--lr", &"0.001", &"--rois", &"32", &"--threads", &"1", &"--early-stop-eb", &"--eb-every", &"2", &"--max-map-drop", &"1",
+        &"-o", &run,
+    ]));
+    let stopped = s["early_bird"]["stopped_at"].as_u64().expect("the rule fires at this learning rate");
+    assert!(stopped >= 10 && stopped < 40 && stopped % 2 == 0, "stopped at {stopped}");
+    let checks = s["early_bird"]["checks"].as_array().unwrap();
+    let last = checks.last().unwrap();
+    assert_eq!(last[0].as_u64(), Some(stopped));
+    assert!(last[1].as_f64().unwrap() <= 0.1);
+    assert!(checks[..checks.len() - 1].iter().all(|c| c[1].as_f64().unwrap() > 0.1), "fired at the first check within 0.1");
+    assert_eq!(s["levels"][0]["steps"].as_u64(), Some(stopped), "level 0 trained until the rule fired");
+}
+
+fn bad_input(d: &Data, finished: &Path) {
+    let model = fixture(MODEL);
+    let fresh = d.root.join("fresh");
+    let base = |extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<OsString> {
+        let mut v = os(&[&"imp", &model, &"--coco", &d.train, &"--val-coco", &d.val, &"--steps", &"12", &"-o", &fresh]);
+        v.extend(os(extra));
+        v
+    };
+    let check = |args: Vec<OsString>, needle: &str| {
+        let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+        let err = run_err(&refs);
+        assert!(err.contains(needle), "error should name {needle}: {err}");
+        assert!(!fresh.exists(), "a refused run wrote {}", fresh.display());
+    };
+    check(base(&[&"--sparsity", &"0.8", &"--rounds", &"0"]), "--rounds");
+    check(base(&[&"--sparsity", &"1.0"]), "--sparsity");
+    check(base(&[&"--sparsity=-0.1"]), "--sparsity");
+    check(base(&[&"--sparsity", &"0.8", &"--rewind", &"13"]), "--rewind");
+    check(base(&[&"--sparsity", &"0.8", &"--trained", &model, &"--dense-steps", &"5"]), "--trained");
+
+    // A validation set whose classes differ from the model's.
+    let val2 = d.root.join("val2.json");
+    let mut gt: serde_json::Value = serde_json::from_slice(&std::fs::read(&d.val).unwrap()).unwrap();
+    gt["categories"].as_array_mut().unwrap().push(serde_json::json!({"id": 9, "name": "extra"}));
+    std::fs::write(&val2, serde_json::to_vec(&gt).unwrap()).unwrap();
+    let mut v = os(&[&"imp", &model, &"--coco", &d.train, &"--val-coco", &val2, &"--val-images", &d.root.join("val/images")]);
+    v.extend(os(&[&"--sparsity", &"0.8", &"-o", &fresh]));
+    check(v, "val2.json");
+
+    // Resuming with another model, or with a level's masks corrupted: refused, and the folder is untouched.
+    let copy = d.root.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (rel, bytes) in snapshot(finished) {
+        std::fs::create_dir_all(copy.join(&rel).parent().unwrap()).unwrap();
+        std::fs::write(copy.join(&rel), bytes).unwrap();
+    }
+    let before = snapshot(&copy);
+    let err = run_err(&[&"imp", &fixture("maskrcnn_r18_fpn.onnx"), &"--resume", &copy]);
+    assert!(err.contains("another model"), "{err}");
+    assert!(snapshot(&copy) == before, "a refused resume changed the run folder");
+
+    std::fs::remove_file(level(&copy, 2).join("metrics.json")).unwrap();
+    std::fs::write(level(&copy, 2).join("masks.safetensors"), b"not a mask file").unwrap();
+    let before = snapshot(&copy);
+    let err = run_err(&[&"imp", &"--resume", &copy]);
+    assert!(err.contains("level_2/masks.safetensors"), "{err}");
+    assert!(snapshot(&copy) == before, "a refused resume changed the run folder");
+}
