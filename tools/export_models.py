@@ -230,10 +230,12 @@ def main():
     ap.add_argument("--synth", type=int, metavar="WIDTH",
                     help="only the Faster and Mask R-CNN R18-FPN starting points for the synthetic dataset "
                          "(5 classes + background, 128 px) at ResNet base width WIDTH")
+    ap.add_argument("--init-seed", type=int, default=0,
+                    help="torch seed of the --synth models' random initialisation (replicates of an experiment)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.synth:
-        return export_synth(args.out, args.synth)
+        return export_synth(args.out, args.synth, args.init_seed)
     widths = FULL if args.full else NARROW
     size = 320 if args.full else 128
     cls_size = 224 if args.full else 64
@@ -296,12 +298,12 @@ def main():
                 json.dump(counts, f, indent=1)
 
 
-def export_synth(out, width):
+def export_synth(out, width, init_seed=0):
     """Random-init R18-FPN detectors for `ticket data synth` (CATEGORIES in src/train/synth.rs): FPN 4·width,
     box representation 16·width, mask head 4·width channels, min/max size 128."""
     widths = {"resnet18": width, "fpn": 4 * width, "box_rep": 16 * width, "mask": 4 * width}
     for name, kind in (("fasterrcnn_r18_fpn_synth", "faster_rcnn"), ("maskrcnn_r18_fpn_synth", "mask_rcnn")):
-        torch.manual_seed(0)
+        torch.manual_seed(init_seed)
         model = make_detector(kind, "resnet18", 6, widths, 128).eval()
         calib = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(1))
         make_trained_like(model, lambda: model([calib]))

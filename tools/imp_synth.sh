@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The README's lottery-ticket runs: on the synthetic set, a random-init ResNet-18-FPN detector (base width
+# WIDTH, default 8; tools/export_models.py --synth) trained densely, its 80% one-shot ticket rewound to init and
+# retrained as long as dense, and prune + fine-tune (the same mask on the trained weights, a third as long),
+# for SEEDS replicates (initial weights and data order both seeded). Scored with tract on held-out images.
+#
+#   tools/imp_synth.sh faster      # Faster R-CNN, bbox AP
+#   tools/imp_synth.sh mask        # Mask R-CNN, bbox and segm AP
+#
+# Writes under out/imp_synth/ (OUT overrides); every run is an imp run folder, so an interrupted script
+# resumes where it stopped. Then tools/imp_summary.py prints mean ± std per method.
+# Knobs: TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment), WIDTH (8), STEPS (1200 dense and ticket training), SEEDS ("1 2 3"), TRAIN (1000 images), VAL (100).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+kind=${1:-faster}
+case "$kind" in
+  faster) model=fasterrcnn_r18_fpn_synth ;;
+  mask) model=maskrcnn_r18_fpn_synth ;;
+  *) echo "usage: tools/imp_synth.sh faster|mask" >&2; exit 2 ;;
+esac
+out=${OUT:-out/imp_synth}
+width=${WIDTH:-8}
+steps=${STEPS:-1200}
+seeds=${SEEDS:-1 2 3}
+tools/setup.sh torch
+source tools/env.sh
+cargo build --release --quiet
+ticket=${TICKET_BIN:-target/release/ticket}
+mkdir -p "$out"
+[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "${TRAIN:-1000}" --seed 1 > /dev/null
+[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "${VAL:-100}" --seed 2 > /dev/null
+# The schedule of tools/train_synth.sh scaled to STEPS: warmup 1/15, decay ×0.1 at 2/3 and 13/15.
+sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+common=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.01 --batch 2 --rois 64
+        --save-every 200 --max-map-drop 0.01)
+for seed in $seeds; do
+  dir="$out/$kind/w$width/seed_$seed"
+  init="$out/models/w$width/seed_$seed/$model.onnx"
+  [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$width" --init-seed "$seed" > /dev/null
+  # The 80% one-shot ticket rewound to init (level 0 is the dense model).
+  if [ -f "$dir/ticket/run.json" ]; then $ticket imp --resume "$dir/ticket" || [ $? -eq 1 ]
+  else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rewind init -o "$dir/ticket" || [ $? -eq 1 ]; fi
+  # Prune + fine-tune: the same dense model, pruned 80% and trained on a third as long without rewinding.
+  if [ -f "$dir/finetune/run.json" ]; then $ticket imp --resume "$dir/finetune" || [ $? -eq 1 ]
+  else $ticket imp "$init" "${common[@]}" $(sched $(( steps / 3 ))) --seed "$seed" --sparsity 0.8 --rewind none \
+         --trained "$dir/ticket/level_0/model.onnx" -o "$dir/finetune" || [ $? -eq 1 ]; fi
+done
+.venv/bin/python tools/imp_summary.py "$out/$kind/w$width"
