@@ -7,7 +7,7 @@
 //! Re-running resumes the same run folder.
 use super::emit;
 use crate::error::{Error, Result};
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Rewind, ValSpec};
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart, ImpSummary, Rewind, ValSpec};
 use crate::model::ModelState;
 use crate::prune::Scope;
 use serde::Serialize;
@@ -118,22 +118,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let run_dir = out.join("run");
     let start = if run_dir.join("run.json").exists() { ImpStart::Resume { model: None } } else { ImpStart::Fresh(Box::new(config(&a, &model, &train, &val)?)) };
     let python = a.train_python.clone().or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into());
-    let mut view: Option<super::steps::StepView> = None;
-    let mut on = |e: ImpEvent| match e {
-        ImpEvent::Phase { level, what } if !json => eprintln!("level {level}: {what}"),
-        ImpEvent::TrainStart { level, total, start, batch } => view = Some(super::steps::StepView::new(&format!("level {level}"), total, start, batch, json)),
-        ImpEvent::Step { total, record, .. } => {
-            if let Some(v) = &view {
-                v.show(record, total);
-            }
-        }
-        ImpEvent::TrainEnd { .. } => {
-            if let Some(v) = view.take() {
-                v.finish();
-            }
-        }
-        _ => {}
-    };
+    let mut on = super::imp::progress(json);
     let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
     let mut report = DemoReport { run_dir: run_dir.clone(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };
     if let Some(r) = report.imp.ticket_level {

@@ -144,8 +144,19 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };
     let env = ImpEnv { python: a.train.python() };
+    let mut on = progress(json);
+    let summary = run_imp(&dir, start, &env, &mut on)?;
+    emit(json, &summary, text);
+    if summary.ticket_level.is_none() {
+        return Err(Error::Reported(format!("no level is within {} AP of dense (see {})", summary.max_map_drop, dir.join("summary.json").display())));
+    }
+    Ok(())
+}
+
+/// How an IMP run shows itself: a line per phase and per finished level, a step view while training.
+pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
     let mut view: Option<StepView> = None;
-    let mut on = |e: ImpEvent| match e {
+    move |e: ImpEvent| match e {
         ImpEvent::Phase { level, what } => {
             if !json {
                 eprintln!("level {level}: {what}");
@@ -169,13 +180,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                 eprintln!("level {} done: sparsity {} ({})", row.level, pct(row.selected_sparsity), s.join(", "));
             }
         }
-    };
-    let summary = run_imp(&dir, start, &env, &mut on)?;
-    emit(json, &summary, text);
-    if summary.ticket_level.is_none() {
-        return Err(Error::Reported(format!("no level is within {} AP of dense (see {})", summary.max_map_drop, dir.join("summary.json").display())));
     }
-    Ok(())
 }
 
 fn num(v: Option<f64>) -> String {
