@@ -28,3 +28,29 @@ fn the_demo_finds_checks_and_validates_a_ticket() {
     assert_eq!(r2["imp"]["levels"], r["imp"]["levels"]);
     assert_eq!(std::fs::read_to_string(out.join("run/level_1/log.jsonl")).unwrap(), log);
 }
+
+/// The copyable example runs as written on a user's COCO files (a few steps, one level): it finds a ticket
+/// within the gate and `ticket validate` passes it.
+#[test]
+fn the_find_a_ticket_example_runs() {
+    let t = tempdir();
+    for (name, n, seed) in [("train", "4", "1"), ("val", "2", "2")] {
+        let o = ticket(&[&"data", &"synth", &"--out", &t.path().join(name), &"--images", &n, &"--seed", &seed]);
+        assert!(o.status.success());
+    }
+    let out = std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/find_a_ticket.sh"))
+        .current_dir(t.path())
+        .env("TICKET", env!("CARGO_BIN_EXE_ticket"))
+        .env("STEPS", "15")
+        .env("ROUNDS", "1")
+        .env("SPARSITY", "0.3")
+        .arg(fixture("train/maskrcnn_r18_fpn_synth.onnx"))
+        .args(["train/annotations.json", "val/annotations.json", "ex"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "example failed ({:?}): {stderr}", out.status.code());
+    assert!(t.path().join("ex/run/ticket.onnx").is_file(), "no ticket: {stdout}");
+    assert!(stdout.contains("mAP drop"), "validate did not run: {stdout}");
+}
