@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// Linear warmup steps (from 0.001 · lr).
     #[arg(long, default_value_t = 100)]
     pub warmup: u64,
-    /// Steps after which the learning rate is multiplied by --gamma (comma separated; each at most --steps).
+    /// Steps after which the learning rate is multiplied by --gamma (comma separated; each below --steps).
     #[arg(long, value_delimiter = ',')]
     pub decay_at: Vec<u64>,
     /// Learning-rate factor at each --decay-at step.
