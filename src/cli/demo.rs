@@ -130,17 +130,20 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         report.ort_equal = Some(crate::runtime::ort_check::verify_export(&masked, &run_dir.join("ticket.onnx")).is_ok());
         let packed = ModelState::import(&run_dir.join("ticket.tkt"))?;
         report.compact_round_trip_exact = Some(packed.weights.tensors.iter().zip(&masked.weights.tensors).all(|(x, y)| x.values == y.values));
-        report.validate = Some(validate(&run_dir, &val)?);
+        report.validate = Some(validate(&run_dir, &val, report.imp.levels[r].selected_sparsity - 1e-3, report.imp.max_map_drop)?);
     }
     emit(json, &report, text);
     if report.imp.ticket_level.is_none() {
         return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
     }
+    if report.validate.as_ref().is_some_and(|v| v["passed"] != true) || report.ort_equal == Some(false) || report.compact_round_trip_exact == Some(false) {
+        return Err(Error::Reported("a check on the exported ticket failed (see above)".into()));
+    }
     Ok(())
 }
 
 /// `ticket validate` on the ticket against the dense model, as a user would run it in CI.
-fn validate(run_dir: &Path, val: &Path) -> Result<serde_json::Value> {
+fn validate(run_dir: &Path, val: &Path, min_sparsity: f64, max_map_drop: f64) -> Result<serde_json::Value> {
     let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
     let out = std::process::Command::new(exe)
         .arg("validate")
@@ -151,6 +154,10 @@ fn validate(run_dir: &Path, val: &Path) -> Result<serde_json::Value> {
         .arg(val)
         .arg("--images")
         .arg(val.parent().expect("in a folder").join("images"))
+        .arg("--min-sparsity")
+        .arg(min_sparsity.to_string())
+        .arg("--max-map-drop")
+        .arg(max_map_drop.to_string())
         .arg("--json")
         .output()
         .map_err(|e| Error::Runtime(format!("cannot run ticket validate: {e}")))?;
@@ -160,7 +167,8 @@ fn validate(run_dir: &Path, val: &Path) -> Result<serde_json::Value> {
 fn text(r: &DemoReport) -> String {
     let mut s = super::imp::text(&r.imp);
     if let Some(v) = &r.validate {
-        s += &format!("ticket validate: {}\n", if v["passed"].as_bool().unwrap_or(false) { "gates passed" } else { "see the report (--json)" });
+        let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
+        s += &format!("ticket validate (sparsity and mAP-drop gates on the held-out images): {verdict}, mAP drop {}\n", v["map_drop"]);
     }
     if let Some(eq) = r.ort_equal {
         s += &format!("ONNX Runtime: the exported ticket {} the dense graph with its masks applied\n", if eq { "equals" } else { "DIFFERS from" });
