@@ -1,6 +1,8 @@
-//! `ticket prune`: magnitude masks, exported as the user's graph with pruned initializers set to zero.
+//! `ticket prune`: magnitude masks, exported as the user's graph with pruned initializers set to zero; or, with
+//! `--structure channel`, a channel ticket: the user's graph with whole channels removed from its initializers.
 use super::{emit, pct, table};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::prune::channel::{ChannelParams, ChannelReport, Importance};
 use crate::model::{Masks, ModelState};
 use crate::prune::{PruneParams, PruneReport, Scope};
 use crate::export::Sizes;
@@ -12,9 +14,20 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// The dense (or already pruned) model: ONNX or a compact ticket file.
     pub model: PathBuf,
-    /// Target sparsity of the selected weights after the last round, in [0, 1).
+    /// Target sparsity of the selected weights after the last round, in [0, 1); with `--structure channel`
+    /// the fraction of the selected channels removed.
     #[arg(long)]
     pub sparsity: f64,
+    /// weight: unstructured magnitude masks (same shapes, zeros); channel: remove whole channels in coupled
+    /// groups (a smaller, faster model).
+    #[arg(long, value_enum, default_value_t = Structure::Weight)]
+    pub structure: Structure,
+    /// Channel importance (--structure channel): group L1 or L2 norm, or FrozenBatchNorm's effective scale.
+    #[arg(long, value_enum, default_value_t = Importance::L1)]
+    pub importance: Importance,
+    /// Kept channel counts are rounded up to multiples of N (--structure channel), for SIMD-friendly widths.
+    #[arg(long, default_value_t = 8)]
+    pub round_to: usize,
     #[arg(long, value_enum, default_value_t = Scope::Global)]
     pub scope: Scope,
     /// Comma-separated module groups to prune (base, top, fpn, rpn, box_head, box_predictor, mask_head,
@@ -48,6 +61,12 @@ pub struct Args {
     /// Run the export and the input model (with the masks applied in memory) in ONNX Runtime and compare.
     #[arg(long)]
     pub verify: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Structure {
+    Weight,
+    Channel,
 }
 
 #[derive(Serialize)]
@@ -115,6 +134,9 @@ pub fn collapse_warning(p: &PruneReport) -> String {
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
+    if args.structure == Structure::Channel {
+        return run_channel(args, json);
+    }
     let params = PruneParams {
         sparsity: args.sparsity,
         scope: args.scope,
@@ -138,4 +160,126 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let verify = args.verify.then(|| crate::runtime::ort_check::verify_export(&state, &args.output)).transpose()?;
     emit(json, &PruneOutput { model: args.model, output: args.output, prune: report, sizes, verify }, text);
     Ok(())
+}
+
+#[derive(Serialize)]
+pub struct ChannelOutput {
+    pub model: PathBuf,
+    pub output: PathBuf,
+    pub structure: &'static str,
+    pub prune: ChannelReport,
+    pub sizes: Sizes,
+    /// ONNX Runtime: the output against the input model with the removed channels zeroed (same function).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Vec<OutputDiff>>,
+}
+
+/// Largest difference `--verify` accepts between the narrow model and the zeroed dense one: the same sums
+/// without their zero terms, in a different order (kernels block differently at other widths).
+pub const CHANNEL_VERIFY_TOL: f64 = 1e-3;
+
+fn run_channel(args: Args, json: bool) -> Result<()> {
+    let weight_only = [
+        (args.rounds != 1 || args.round != 1, "--rounds/--round"),
+        (args.include_bias, "--include-bias"),
+        (args.min_layer_density.is_some(), "--min-layer-density"),
+    ];
+    if let Some((_, flag)) = weight_only.iter().find(|(set, _)| *set) {
+        return Err(Error::Input(format!("{flag} applies to --structure weight, not to --structure channel")));
+    }
+    let params = ChannelParams {
+        sparsity: args.sparsity,
+        scope: args.scope,
+        modules: args.modules.clone(),
+        importance: args.importance,
+        round_to: args.round_to,
+        ..Default::default()
+    };
+    let valid = params.clone().check()?;
+    let mut inputs: Vec<&Path> = vec![&args.model];
+    inputs.extend(args.masks.as_deref());
+    let mut state = ModelState::import(&args.model)?;
+    let ext = state.source.external_files();
+    inputs.extend(ext.iter().map(PathBuf::as_path));
+    if let Some(m) = &args.masks {
+        state.apply_masks(Masks::load(m)?, m)?;
+    }
+    let (ticket, report) = crate::prune::channel::prune_channels(&state, valid.params())?;
+    let sizes = crate::export::write_outputs(&ticket, &args.output, args.masks_out.as_deref(), args.compact.as_deref(), &inputs)?;
+    let verify = if args.verify {
+        let zeroed = crate::prune::channel::zero_channels(&state, &report.groups)?;
+        Some(verify_channels(&zeroed, &args.output)?)
+    } else {
+        None
+    };
+    emit(json, &ChannelOutput { model: args.model, output: args.output, structure: "channel", prune: report, sizes, verify }, channel_text);
+    Ok(())
+}
+
+/// Runs the written ticket and the zeroed dense model in ONNX Runtime on the same input and compares.
+pub fn verify_channels(zeroed: &ModelState, output: &Path) -> Result<Vec<OutputDiff>> {
+    use crate::runtime::ort_check::{compare, default_inputs, run};
+    let exported = crate::export::compact::load_any(output)?;
+    let inputs = default_inputs(&exported, 128)?;
+    let a = run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
+    let b = run(&zeroed.source.encode_inline(&Default::default())?, &inputs, &zeroed.path().display().to_string())?;
+    let diffs = compare(&a, &b);
+    if let Some(d) = diffs.iter().find(|d| !d.same_shape || d.max_abs_diff > CHANNEL_VERIFY_TOL) {
+        return Err(Error::Check(format!(
+            "{}: output '{}' differs from the input model with the removed channels zeroed (max abs diff {})",
+            output.display(),
+            d.name,
+            d.max_abs_diff
+        )));
+    }
+    Ok(diffs)
+}
+
+fn channel_text(r: &ChannelOutput) -> String {
+    let p = &r.prune;
+    let mut out = format!(
+        "{} → {}\n{:?} channel pruning ({:?} importance, widths rounded to multiples of {}): {} of {} channels kept in {} groups\n",
+        r.model.display(),
+        r.output.display(),
+        p.scope,
+        p.importance,
+        p.round_to,
+        p.channels_kept,
+        p.channels,
+        p.groups.len()
+    );
+    let rows: Vec<Vec<String>> = p
+        .modules
+        .iter()
+        .map(|m| {
+            vec![
+                m.module.label(),
+                m.params_before.to_string(),
+                m.params_after.to_string(),
+                format!("{:.3}", m.flops_before as f64 / 1e9),
+                format!("{:.3}", m.flops_after as f64 / 1e9),
+                pct(1.0 - m.flops_after as f64 / m.flops_before.max(1) as f64),
+            ]
+        })
+        .collect();
+    out += &table(&["Module", "Params", "Kept", "GFLOPs", "After", "FLOPs removed"], &rows);
+    out += &format!(
+        "parameters {} → {} ({} removed); GFLOPs {:.3} → {:.3} ({} removed) at {}×{}, {} box RoIs, {} mask/keypoint RoIs\n",
+        p.params_before,
+        p.params_after,
+        pct(p.params_removed),
+        p.flops_before as f64 / 1e9,
+        p.flops_after as f64 / 1e9,
+        pct(p.flops_removed),
+        p.flops_at.height,
+        p.flops_at.width,
+        p.flops_at.box_rois,
+        p.flops_at.head_rois
+    );
+    out += &format!("size: input {} bytes, output {} bytes\n", r.sizes.input_bytes, r.sizes.output_bytes);
+    if let Some(v) = &r.verify {
+        let worst = v.iter().map(|d| d.max_abs_diff).fold(0.0, f64::max);
+        out += &format!("ONNX Runtime: {} outputs equal to the input model with the removed channels zeroed (max abs diff {worst:e})\n", v.len());
+    }
+    out
 }

@@ -121,8 +121,11 @@ impl ArchSpec {
             } else {
                 ModelKind::FasterRcnn
             };
-            let fpn_channels = dim(shapes, "backbone.fpn.inner_blocks.0.0.weight", 0)
-                .or_else(|| dim(shapes, "backbone.fpn.inner_blocks.0.weight", 0));
+            // The FPN's output width (what the RPN and RoI heads read); a channel ticket may make the lateral
+            // (inner) width differ from it.
+            let fpn_channels = dim(shapes, "backbone.fpn.layer_blocks.0.0.weight", 0)
+                .or_else(|| dim(shapes, "backbone.fpn.layer_blocks.0.weight", 0))
+                .or_else(|| dim(shapes, "backbone.fpn.inner_blocks.0.0.weight", 0));
             let mut heads = vec!["rpn".to_string(), "box".to_string()];
             let mask = mask_head_channels(shapes);
             if !mask.is_empty() {

@@ -3,7 +3,7 @@
 pub mod arch;
 pub mod groups;
 pub mod masks;
-mod names;
+pub mod names;
 
 use crate::error::{Error, Result};
 use crate::onnx::{for_each_node, tensor, OnnxModel};

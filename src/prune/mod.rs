@@ -1,4 +1,5 @@
 //! Magnitude pruning (the seed's IMP): global or layer-wise, over chosen module groups, on a round schedule.
+pub mod channel;
 pub mod ops;
 pub mod select;
 
@@ -102,7 +103,7 @@ pub struct PruneReport {
     pub collapsed: Vec<(String, f64)>,
 }
 
-fn check_modules(state: &ModelState, modules: &[String]) -> Result<Vec<ModuleGroup>> {
+pub(crate) fn check_modules(state: &ModelState, modules: &[String]) -> Result<Vec<ModuleGroup>> {
     let present: Vec<ModuleGroup> = state.groups().into_keys().collect();
     modules
         .iter()
