@@ -51,6 +51,9 @@ pub enum BenchCommand {
     /// One ONNX Runtime training step (forward, backward, SGD) on the emitted training core vs one PyTorch
     /// eager step of the torchvision model with the same weights, canvas and RoI count.
     Train(super::bench_train::Args),
+    /// End-to-end detection latency at one thread count: dense in ONNX Runtime (full graph) and in tract,
+    /// channel tickets in tract, with FLOPs and parameters.
+    Detect(super::bench_detect::Args),
 }
 
 /// Runs a tools/ baseline script with `--json` and returns its report.
@@ -102,6 +105,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
         BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => bench_prune(model, sparsity, repeat, torch_python, tools, json),
         BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois } => bench_stages(model, sparsity, repeat, size, rois, head_rois, json),
         BenchCommand::Train(args) => super::bench_train::run(args, json),
+        BenchCommand::Detect(args) => super::bench_detect::run(args, json),
     }
 }
 

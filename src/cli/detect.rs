@@ -30,6 +30,9 @@ pub struct DetectOpts {
     /// RPN proposals kept after NMS (default 1000).
     #[arg(long)]
     pub rpn_post_nms_top_n: Option<usize>,
+    /// Threads for tract's matrix products (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 impl DetectOpts {
@@ -52,6 +55,12 @@ impl DetectOpts {
         }
         if let Some(v) = self.rpn_post_nms_top_n {
             p.rpn.post_nms_top_n = v;
+        }
+        if let Some(n) = self.threads {
+            if n == 0 {
+                return Err(Error::Input("--threads 0: give at least 1 (leave it out for one per core)".into()));
+            }
+            p.threads = n;
         }
         if p.min_size == 0 || p.max_size < p.min_size || p.box_head.detections_per_img == 0 || p.rpn.post_nms_top_n == 0 {
             return Err(Error::Input(format!(

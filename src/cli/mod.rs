@@ -1,6 +1,7 @@
 //! One file per command. Each command computes a serialisable report; `emit` prints it as JSON (`--json`) or
 //! as the command's text form.
 mod bench;
+mod bench_detect;
 mod bench_train;
 mod check;
 mod data;

@@ -20,11 +20,13 @@ pub struct DetectParams {
     pub max_size: usize,
     pub rpn: RpnParams,
     pub box_head: BoxHeadParams,
+    /// tract's matmul threads; 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for DetectParams {
     fn default() -> Self {
-        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default() }
+        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default(), threads: 0 }
     }
 }
 
@@ -71,6 +73,7 @@ impl Detector {
         if !state.arch.kind.is_detector() {
             return Err(Error::input(state.path(), format!("is a {}, not a two-stage detector", state.arch.kind.label())));
         }
+        crate::runtime::tract_stage::set_threads(params.threads);
         let box_stage = TractStage::new("box head", &stages::box_stage(&state, params.rpn.post_nms_top_n)?)?;
         let rois = params.box_head.detections_per_img;
         let mask_stage = match state.arch.kind {

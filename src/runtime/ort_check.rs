@@ -85,9 +85,14 @@ pub fn default_inputs(model: &OnnxModel, dynamic_dim: usize) -> Result<Vec<(Stri
 /// A session on an encoded model (external data already inlined), intra-op threads on all cores; for callers
 /// that run the same model many times (benchmarks), since building one costs more than a run.
 pub fn session(model_bytes: &[u8], what: &str) -> Result<Session> {
+    session_with_threads(model_bytes, what, 0)
+}
+
+/// A session with `threads` intra-op threads (0: one per core), for comparisons at equal thread counts.
+pub fn session_with_threads(model_bytes: &[u8], what: &str, threads: usize) -> Result<Session> {
     let env = environment()?;
     let err = |e: ort::Error| Error::Runtime(format!("{what}: ONNX Runtime: {e}"));
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = crate::runtime::tract_stage::resolve_threads(threads);
     Session::builder(env)
         .map_err(err)?
         .with_intra_threads(threads)

@@ -5,6 +5,24 @@ use ndarray::ArrayD;
 use prost::Message;
 use tract_onnx::prelude::*;
 
+/// The number of threads `n` stands for: 0 is one per core.
+pub fn resolve_threads(n: usize) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        n
+    }
+}
+
+/// Sets the threads tract's matrix products use from now on, process-wide (tract-linalg's `multithread-mm`;
+/// without it every stage runs on one core). Nodes still run one after another; small products stay on one
+/// thread.
+pub fn set_threads(n: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    let n = resolve_threads(n);
+    set_default_executor(if n <= 1 { Executor::SingleThread } else { Executor::multithread(n) });
+}
+
 pub struct TractStage {
     name: String,
     plan: std::sync::Arc<TypedRunnableModel>,
