@@ -221,3 +221,32 @@ fn bad_channel_prunes_exit_2_and_write_nothing() {
         assert!(!out.exists(), "{needle}: an output was written");
     }
 }
+
+#[test]
+fn detect_takes_threads_and_bench_detect_compares_tickets() {
+    let t = tempdir();
+    let model = fixture("fasterrcnn_r18_fpn_voc.onnx");
+    let ticket_onnx = t.path().join("ticket.onnx");
+    ticket_json(&[&"prune", &model, &"--structure", &"channel", &"--sparsity", &"0.5", &"--round-to", &"2", &"-o", &ticket_onnx]);
+    let img = t.path().join("img.png");
+    image::RgbImage::from_fn(96, 128, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])).save(&img).unwrap();
+    // The same detections on one thread and on two (threading splits matmuls; sums may reorder slightly).
+    let mut runs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = t.path().join(format!("dets{threads}.json"));
+        ticket_json(&[&"detect", &ticket_onnx, &img, &"-o", &out, &"--threads", &threads]);
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        runs.push(v.as_array().unwrap().len());
+    }
+    assert!(runs[0] > 0 && runs[0] == runs[1], "{runs:?}");
+    let o = ticket(&[&"detect", &ticket_onnx, &img, &"-o", &t.path().join("x.json"), &"--threads", &"0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--threads 0"));
+    // The benchmark's rows: ORT dense, tract dense, the ticket file, one in-memory ticket; FLOPs fall.
+    let r = ticket_json(&[&"bench", &"detect", &model, &"--tickets", &ticket_onnx, &"--sparsities", &"0.3", &"--round-to", &"2", &"--size", &"128", &"--threads", &"1", &"--repeat", &"1"]);
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{r}");
+    assert_eq!(rows[0]["engine"], "ORT full graph");
+    assert!(rows[2]["gflops"].as_f64().unwrap() < rows[1]["gflops"].as_f64().unwrap(), "{r}");
+    assert!(rows.iter().all(|x| x["median_ms"].as_f64().unwrap() > 0.0 && x["detections"].as_u64().unwrap() > 0), "{r}");
+}

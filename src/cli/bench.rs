@@ -47,6 +47,9 @@ pub enum BenchCommand {
         /// RoIs through the mask or keypoint head (torchvision's 100 detections per image).
         #[arg(long, default_value_t = 100)]
         head_rois: usize,
+        /// Threads for both engines (tract matmuls, ORT intra-op); default one per core.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// One ONNX Runtime training step (forward, backward, SGD) on the emitted training core vs one PyTorch
     /// eager step of the torchvision model with the same weights, canvas and RoI count.
@@ -103,7 +106,10 @@ struct PruneBench {
 pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
     match cmd {
         BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => bench_prune(model, sparsity, repeat, torch_python, tools, json),
-        BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois } => bench_stages(model, sparsity, repeat, size, rois, head_rois, json),
+        BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois, threads } => {
+            crate::runtime::tract_stage::set_threads(threads);
+            bench_stages(model, sparsity, repeat, size, rois, head_rois, crate::runtime::tract_stage::resolve_threads(threads), json)
+        }
         BenchCommand::Train(args) => super::bench_train::run(args, json),
         BenchCommand::Detect(args) => super::bench_detect::run(args, json),
     }
@@ -163,9 +169,6 @@ fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Strin
     Ok(())
 }
 
-/// tract 0.23 runs a plan on one thread unless tract-linalg is built with its `multithread-mm` feature, which
-/// this build does not enable; ONNX Runtime gets every core.
-const TRACT_THREADS: usize = 1;
 
 #[derive(Serialize)]
 struct EngineTiming {
@@ -257,11 +260,11 @@ fn tract_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>) -> Resul
 }
 
 /// (build ms, runner) in ONNX Runtime, on one session reused for every run.
-fn ort_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>) -> Result<(f64, Runner<'a>)> {
+fn ort_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>, threads: usize) -> Result<(f64, Runner<'a>)> {
     let what = name.to_string();
     let input = graph.graph.as_ref().and_then(|g| g.input.first()).map(|i| i.name().to_string()).unwrap_or_default();
     let s = Instant::now();
-    let mut session = ort_check::session(&graph.encode_to_vec(), name)?;
+    let mut session = ort_check::session_with_threads(&graph.encode_to_vec(), name, threads)?;
     let build = elapsed_ms(s);
     Ok((
         build,
@@ -275,7 +278,8 @@ fn ort_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>) -> Result<
     ))
 }
 
-fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois: usize, head_rois: usize, json: bool) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois: usize, head_rois: usize, threads: usize, json: bool) -> Result<()> {
     if repeat == 0 || rois == 0 || head_rois == 0 {
         return Err(Error::Input("--repeat, --rois and --head-rois must be at least 1".into()));
     }
@@ -298,7 +302,7 @@ fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois:
             built.push(tract_runner(spec.name, &(spec.emit)(state)?, &x)?);
         }
         for state in [&dense, &pruned] {
-            built.push(ort_runner(spec.name, &(spec.emit)(state)?, &x)?);
+            built.push(ort_runner(spec.name, &(spec.emit)(state)?, &x, threads)?);
         }
         let (build_ms, mut runners): (Vec<f64>, Vec<Runner>) = built.into_iter().unzip();
         // Round robin after one warm-up each, so that a noisy machine's drift hits all four alike.
@@ -337,8 +341,8 @@ fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois:
         repeat,
         target_sparsity: sparsity,
         network_sparsity: pruned_report.network_sparsity,
-        tract_threads: TRACT_THREADS,
-        ort_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        tract_threads: threads,
+        ort_threads: threads,
         stages: rows,
     };
     emit(json, &report, |r| {
@@ -358,7 +362,7 @@ fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois:
         }
         format!(
             "{} ({}), median of {} runs after one warm-up, the four variants in turn; pruned copy: global {}, network sparsity {}\n\
-             tract: {} thread (tract-linalg is built without multithread-mm), ONNX Runtime: {} intra-op threads\n",
+             tract: {} matmul threads (tract-linalg multithread-mm), ONNX Runtime: {} intra-op threads\n",
             r.model.display(),
             r.kind,
             r.repeat,
