@@ -204,7 +204,35 @@ fn bad_channel_prunes_exit_2_and_write_nothing() {
     let out = t.path().join("out.onnx");
     let model = fixture("maskrcnn_r18_fpn.onnx");
     let classifier = fixture("resnet18.onnx");
+    // A detector whose names say nothing (every initializer renamed): a generic ONNX graph.
+    let generic = t.path().join("generic.onnx");
+    {
+        use prost::Message;
+        let mut m = ticket::onnx::proto::ModelProto::decode(&std::fs::read(&model).unwrap()[..]).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let inits: std::collections::HashSet<String> = g.initializer.iter().map(|t| t.name().to_string()).collect();
+        let rename = |s: &str| format!("net.p{}", s.len() * 7919 + s.bytes().map(|b| b as usize).sum::<usize>());
+        for t in g.initializer.iter_mut() {
+            t.name = Some(rename(t.name()));
+        }
+        fn visit(g: &mut ticket::onnx::proto::GraphProto, inits: &std::collections::HashSet<String>, rename: &dyn Fn(&str) -> String) {
+            for n in g.node.iter_mut() {
+                for i in n.input.iter_mut().filter(|i| inits.contains(i.as_str())) {
+                    *i = rename(i);
+                }
+                for a in n.attribute.iter_mut() {
+                    if let Some(sub) = a.g.as_mut() {
+                        visit(sub, inits, rename);
+                    }
+                }
+            }
+        }
+        visit(g, &inits, &rename);
+        std::fs::write(&generic, m.encode_to_vec()).unwrap();
+        assert_eq!(ticket_json(&[&"inspect", &generic])["arch"]["kind"], "generic");
+    }
     let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
+        (vec![&"prune", &generic, &"--structure", &"channel", &"--sparsity", &"0.3", &"-o", &out], "generic ONNX model, whose channel coupling cannot be derived"),
         (vec![&"prune", &classifier, &"--structure", &"channel", &"--sparsity", &"0.3", &"-o", &out], "coupling"),
         (vec![&"prune", &model, &"--structure", &"channel", &"--sparsity", &"0.97", &"--round-to", &"1", &"-o", &out], "every channel of"),
         (vec![&"prune", &model, &"--structure", &"channel", &"--sparsity", &"0.3", &"--round-to", &"0", &"-o", &out], "--round-to 0"),

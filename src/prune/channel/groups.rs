@@ -105,8 +105,8 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
                 state.path(),
                 format!(
                     "--structure channel needs a torchvision ResNet-FPN Faster/Mask/Keypoint R-CNN, where the coupling of channels \
-                     (residual adds, FPN top-down adds, shared heads) is known; this is a {}, whose coupling cannot be derived \
-                     from its graph, so no channel is removed (use --structure weight)",
+                     (residual adds, FPN top-down adds, shared heads) is known; this is a {}, whose channel coupling cannot be \
+                     derived here, so no channel is removed (use --structure weight)",
                     arch.summary()
                 ),
             ))
