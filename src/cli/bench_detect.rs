@@ -73,7 +73,7 @@ fn image(size: usize) -> ArrayD<f32> {
 type Runner<'a> = Box<dyn FnMut() -> Result<usize> + 'a>;
 
 pub fn run(args: Args, json: bool) -> Result<()> {
-    if args.size == 0 || args.size % 32 != 0 {
+    if args.size == 0 || !args.size.is_multiple_of(32) {
         return Err(Error::Input(format!("--size {}: give a positive multiple of 32", args.size)));
     }
     if args.repeat == 0 {
