@@ -278,3 +278,20 @@ fn detect_takes_threads_and_bench_detect_compares_tickets() {
     assert!(rows[2]["gflops"].as_f64().unwrap() < rows[1]["gflops"].as_f64().unwrap(), "{r}");
     assert!(rows.iter().all(|x| x["median_ms"].as_f64().unwrap() > 0.0 && x["detections"].as_u64().unwrap() > 0), "{r}");
 }
+
+#[test]
+fn a_model_with_external_data_gives_a_checked_channel_ticket() {
+    let t = tempdir();
+    let out = t.path().join("ticket.onnx");
+    let r = ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn_ext/model.onnx"), &"--structure", &"channel", &"--sparsity", &"0.5", &"--round-to", &"2", &"-o", &out, &"--verify"]);
+    assert!(r["prune"]["flops_removed"].as_f64().unwrap() > 0.4, "{r}");
+    // Shrunk tensors are written inline; the ones left whole keep going to OUT.data.
+    assert!(t.path().join("ticket.onnx.data").is_file());
+    assert!(tool("check_onnx.py", &[&out]).starts_with("ok "));
+    let dense = ModelState::import(&fixture("maskrcnn_r18_fpn.onnx")).unwrap();
+    let (narrow, _) = prune_channels(&dense, &half(2)).unwrap();
+    let written = ModelState::import(&out).unwrap();
+    for w in &narrow.weights.tensors {
+        assert_eq!(written.weights.get(&w.name).unwrap().values, w.values, "{}: same ticket from inline and external data", w.name);
+    }
+}
