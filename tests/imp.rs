@@ -284,3 +284,31 @@ fn bad_input(d: &Data, finished: &Path) {
     assert!(err.contains("level_2/masks.safetensors"), "{err}");
     assert!(snapshot(&copy) == before, "a refused resume changed the run folder");
 }
+
+/// Channel IMP: each level removes channels planned on the previous level's trained model and starts from the
+/// initial weights cut by every plan so far; the narrower levels train, detect in tract and export.
+#[test]
+fn channel_imp_cuts_the_trained_model_and_the_initial_weights_alike() {
+    let d = data();
+    let run = d.root.join("channel");
+    let s = run_ok(&os(&[
+        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--structure", &"channel", &"--sparsity", &"0.5", &"--rounds", &"2",
+        &"--round-to", &"1", &"--steps", &"4", &"--warmup", &"1", &"--rois", &"32", &"--threads", &"1", &"--max-map-drop", &"1", &"-o", &run,
+    ]));
+    let levels = s["levels"].as_array().unwrap();
+    let cut: Vec<f64> = levels.iter().map(|l| l["flops_removed"].as_f64().unwrap()).collect();
+    assert!(cut[0] == 0.0 && cut[1] > 0.1 && cut[2] > cut[1], "FLOPs removed per level: {cut:?}");
+    let mut expect = ModelState::import(&fixture(MODEL)).unwrap();
+    for l in 1..=2 {
+        let plans: Vec<ticket::prune::channel::SavedPlan> = serde_json::from_slice(&std::fs::read(level(&run, l).join("channels.json")).unwrap()).unwrap();
+        expect = ticket::prune::channel::apply_plans(&expect, &plans).unwrap();
+        let start = weights(&level(&run, l).join("start.onnx"));
+        let want: BTreeMap<String, Vec<f32>> = expect.weights.tensors.iter().map(|w| (w.name.clone(), w.values.clone())).collect();
+        assert!(start == want, "level {l} starts from the initial weights cut by plans 1..={l}");
+        let trained = ModelState::import(&level(&run, l).join("model.onnx")).unwrap();
+        let narrow: usize = trained.weights.total();
+        assert_eq!(narrow, expect.weights.total(), "level {l} trained at its narrow width");
+    }
+    assert!(levels[2]["network_sparsity"].as_f64().unwrap() > 0.3, "{}", levels[2]);
+    ticket_json(&[&"check", &run.join("ticket.onnx")]);
+}

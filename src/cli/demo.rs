@@ -91,6 +91,9 @@ fn config(a: &Args, model: &Path, train: &Path, val: &Path) -> Result<ImpConfig>
         max_map_drop: a.max_map_drop,
         // One thread: the demo's numbers repeat bit for bit on any machine with this build.
         threads: 1,
+        structure: crate::lottery::Structure::Weight,
+        importance: Default::default(),
+        round_to: 8,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::eval::model::{evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, EvalOptions, IouType};
 use crate::fsio::write_atomic;
 use crate::model::{Mask, Masks, ModelState, Role};
+use crate::prune::channel::{self, ChannelParams, ChannelValid, Importance, SavedPlan};
 use crate::prune::{PruneParams, PruneReport, PruneValid, Scope};
 use crate::train::run::{fingerprint, Run, RunConfig, Start, StepRecord};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,29 @@ pub struct ImpConfig {
     pub max_map_drop: f64,
     /// ORT intra-op threads of every level (0: one per core; 1: bit-for-bit repeatable, resumes included).
     pub threads: usize,
+    /// `weight`: magnitude masks (the seed's tickets); `channel`: channels physically removed (channel IMP).
+    #[serde(default)]
+    pub structure: Structure,
+    /// Channel importance and the multiple kept channel counts are rounded to (channel structure only).
+    #[serde(default)]
+    pub importance: Importance,
+    #[serde(default = "default_round_to")]
+    pub round_to: usize,
+}
+
+fn default_round_to() -> usize {
+    8
+}
+
+/// What a level removes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// Single weights by magnitude (masks; the graph keeps its shapes).
+    #[default]
+    Weight,
+    /// Whole channels in coupled groups (a narrower graph that runs faster).
+    Channel,
 }
 
 impl ImpConfig {
@@ -88,6 +112,12 @@ impl ImpConfig {
                 return bad(format!("--rewind {k} is outside the dense training's steps 1..={}", self.dense_steps));
             }
         }
+        if self.structure == Structure::Channel {
+            if self.masks_from.is_some() || self.min_layer_density.is_some() || !self.early_bird.is_empty() || self.early_stop_every > 0 {
+                return bad("--structure channel removes channels by group importance: --masks-from, --min-layer-density and the early-bird options are for weight masks".into());
+            }
+            self.channel_params()?;
+        }
         if self.dense_steps == 0 {
             return bad("--dense-steps must be at least 1".into());
         }
@@ -111,6 +141,19 @@ impl ImpConfig {
             round: r,
             include_bias: false,
             min_layer_density: self.min_layer_density,
+        }
+        .check()
+    }
+
+    /// The channel prune of every level: the fraction of the current channels that leaves (1-S)^(r/K) after r.
+    pub fn channel_params(&self) -> Result<ChannelValid> {
+        ChannelParams {
+            sparsity: 1.0 - (1.0 - self.sparsity).powf(1.0 / self.rounds as f64),
+            scope: self.scope,
+            modules: self.modules.clone(),
+            importance: self.importance,
+            round_to: self.round_to,
+            flops_at: Default::default(),
         }
         .check()
     }
@@ -302,18 +345,22 @@ fn run_level(dir: &Path, config: &ImpConfig, r: usize, env: &ImpEnv, on: &mut dy
         }
     } else {
         on(ImpEvent::Phase { level: r, what: "pruning" });
-        if !masks_path.exists() {
-            let (masks, report) = level_masks(dir, config, r)?;
-            masks.save(&masks_path, &[("level", r.to_string())])?;
-            prune_report = Some(report);
-        }
-        let masks = Masks::load(&masks_path)?;
         let start = ldir.join(level::START);
-        if !start.exists() {
-            let mut s = ModelState::import(&rewind_point(dir, config, r))?;
-            s.masks = Masks::default();
-            s.apply_masks(masks, &masks_path)?;
-            crate::export::write_onnx(&s, &start)?;
+        if config.structure == Structure::Channel {
+            channel_start(dir, config, r)?;
+        } else {
+            if !masks_path.exists() {
+                let (masks, report) = level_masks(dir, config, r)?;
+                masks.save(&masks_path, &[("level", r.to_string())])?;
+                prune_report = Some(report);
+            }
+            let masks = Masks::load(&masks_path)?;
+            if !start.exists() {
+                let mut s = ModelState::import(&rewind_point(dir, config, r))?;
+                s.masks = Masks::default();
+                s.apply_masks(masks, &masks_path)?;
+                crate::export::write_onnx(&s, &start)?;
+            }
         }
         if !model.exists() {
             let mut c = config.train.clone();
@@ -445,6 +492,41 @@ fn train(
     Ok(stopped)
 }
 
+/// Saved beside a channel level: the plan drawn on the previous level's trained model.
+pub const CHANNELS: &str = "channels.json";
+
+/// A channel level's plan (from the previous level's trained model), its start — the rewind point cut to the
+/// same channels: the initial weights cut by every plan so far (`init`), likewise the late-rewinding snapshot,
+/// or the trained model itself (`none`) — and its all-ones masks. Each is reused when present.
+fn channel_start(dir: &Path, config: &ImpConfig, r: usize) -> Result<()> {
+    let ldir = level::dir(dir, r);
+    let plan_path = ldir.join(CHANNELS);
+    let plans: Vec<SavedPlan> = if plan_path.exists() {
+        serde_json::from_slice(&crate::fsio::read_limited(&plan_path, 64 << 20)?).map_err(|e| Error::input(&plan_path, format!("not a channel plan: {e}")))?
+    } else {
+        let prev = ModelState::import(&level::dir(dir, r - 1).join(level::MODEL))?;
+        let (_, plans) = channel::plan(&prev, &config.channel_params()?)?;
+        let saved: Vec<SavedPlan> = plans.iter().map(SavedPlan::from).collect();
+        write_atomic(&plan_path, serde_json::to_string(&saved).expect("serialises").as_bytes())?;
+        saved
+    };
+    let start = ldir.join(level::START);
+    if !start.exists() {
+        let base = match (config.rewind, r) {
+            (Rewind::None, _) => level::dir(dir, r - 1).join(level::MODEL),
+            (_, 1) => rewind_point(dir, config, 1),
+            _ => level::dir(dir, r - 1).join(level::START),
+        };
+        let narrow = channel::apply_plans(&ModelState::import(&base)?, &plans)?;
+        crate::export::write_onnx(&narrow, &start)?;
+    }
+    let masks_path = ldir.join(level::MASKS);
+    if !masks_path.exists() {
+        ones(&ModelState::import(&start)?).save(&masks_path, &[("level", r.to_string())])?;
+    }
+    Ok(())
+}
+
 /// Level r's cumulative mask: the previous level's trained weights pruned (or the given mask at level 1).
 fn level_masks(dir: &Path, config: &ImpConfig, r: usize) -> Result<(Masks, Option<PruneReport>)> {
     if let (1, Some(m)) = (r, &config.masks_from) {
@@ -539,10 +621,22 @@ fn level_row(
     }
     let network_pruned = masks.total() - masks.kept();
     let model_bytes = std::fs::metadata(state.path()).map(|m| m.len()).unwrap_or(0);
+    let (mut selected_sparsity, mut network_sparsity) = (1.0 - sel_kept as f64 / sel_n.max(1) as f64, network_pruned as f64 / state.weights.total().max(1) as f64);
+    let mut flops_removed = None;
+    if config.structure == Structure::Channel {
+        // Channels leave the graph: count against the dense model, weights and FLOPs alike.
+        let dense = ModelState::import(&config.model)?;
+        let prunable = |s: &ModelState| s.prunable().map(|w| w.numel()).sum::<usize>();
+        selected_sparsity = 1.0 - prunable(state) as f64 / prunable(&dense).max(1) as f64;
+        network_sparsity = 1.0 - state.weights.total() as f64 / dense.weights.total().max(1) as f64;
+        let flops = |s: &ModelState| channel::costs(s, &Default::default()).values().map(|c| c.flops).sum::<u64>();
+        flops_removed = Some(1.0 - flops(state) as f64 / flops(&dense).max(1) as f64);
+    }
     Ok(LevelRow {
         level: r,
-        selected_sparsity: 1.0 - sel_kept as f64 / sel_n.max(1) as f64,
-        network_sparsity: network_pruned as f64 / state.weights.total().max(1) as f64,
+        selected_sparsity,
+        network_sparsity,
+        flops_removed,
         scores,
         steps,
         train_s,

@@ -44,6 +44,9 @@ pub struct LevelRow {
     /// Sparsity of the weights selected for pruning, and of every parameter of the network.
     pub selected_sparsity: f64,
     pub network_sparsity: f64,
+    /// Channel levels: the fraction of the dense model's FLOPs (detect's count at 512²) that is gone.
+    #[serde(default)]
+    pub flops_removed: Option<f64>,
     /// IoU type (`bbox`, `segm`, `keypoints`, or `voc`) → scores on the validation set.
     pub scores: BTreeMap<String, Scores>,
     /// Training steps of this level and their summed time (data, RPN forward, step), resumes included.

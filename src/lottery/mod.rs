@@ -6,6 +6,6 @@ pub mod imp;
 pub mod level;
 pub mod rewind;
 
-pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, ValSpec};
+pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Structure, ValSpec};
 pub use level::LevelRow;
 pub use rewind::Rewind;

@@ -14,10 +14,11 @@ pub use groups::{channel_groups, ChannelGroup, Slice};
 use serde::Serialize;
 use std::collections::HashMap;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Importance {
     /// L1 norm of each channel's producing weights, summed over the group's producers.
+    #[default]
     L1,
     /// L2 norm of the same weights.
     L2,
@@ -79,6 +80,20 @@ pub struct GroupPlan {
     pub kept: usize,
     #[serde(skip)]
     pub keep: Vec<usize>,
+}
+
+/// A group's plan as saved beside an IMP level, to be applied again to another checkpoint of the same widths.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct SavedPlan {
+    pub name: String,
+    pub channels: usize,
+    pub keep: Vec<usize>,
+}
+
+impl From<&GroupPlan> for SavedPlan {
+    fn from(p: &GroupPlan) -> Self {
+        SavedPlan { name: p.name.clone(), channels: p.channels, keep: p.keep.clone() }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -229,6 +244,21 @@ fn shrink(state: &ModelState, groups: &[ChannelGroup], plans: &[GroupPlan]) -> R
     }
     let masks = Masks { map: masks.into_iter().map(|(n, (shape, keep))| (n, Mask { shape, keep })).collect() };
     shrink::rewrite(state, &edits, masks)
+}
+
+/// Cuts `state` to the channels `plans` keep (plans drawn on a model of the same widths: another checkpoint of
+/// it, as IMP's rewinding needs the trained model's plan applied to the initial weights).
+pub fn apply_plans(state: &ModelState, plans: &[SavedPlan]) -> Result<ModelState> {
+    let groups = channel_groups(state)?;
+    if groups.len() != plans.len() || groups.iter().zip(plans).any(|(g, p)| g.name != p.name || g.channels != p.channels) {
+        return Err(Error::input(state.path(), "its channel groups differ from the plan's (another architecture or width)"));
+    }
+    let plans: Vec<GroupPlan> = groups
+        .iter()
+        .zip(plans)
+        .map(|(g, p)| GroupPlan { name: p.name.clone(), module: g.module.clone(), channels: p.channels, kept: p.keep.len(), keep: p.keep.clone() })
+        .collect();
+    shrink(state, &groups, &plans)
 }
 
 /// Prunes channels: returns a NEW, narrower ModelState (its `source` is the rewritten ONNX) and the report.
