@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's lottery-ticket runs: on the synthetic set, a random-init ResNet-18-FPN detector (base width
 # WIDTH, default 8; tools/export_models.py --synth) trained densely, its 80% one-shot ticket rewound to init and
-# retrained as long as dense, and prune + fine-tune (the same mask on the trained weights, a third as long),
+# retrained as long as dense, prune + fine-tune (the same mask on the trained weights, a third as long), and
+# with ITERATIVE=1 the iterative ticket (3 levels to 80%, each rewound to init and retrained as long as dense),
 # for SEEDS replicates (initial weights and data order both seeded). Scored with tract on held-out images.
 #
 #   tools/imp_synth.sh faster      # Faster R-CNN, bbox AP
@@ -45,5 +46,11 @@ for seed in $seeds; do
   if [ -f "$dir/finetune/run.json" ]; then $ticket imp --resume "$dir/finetune" || [ $? -eq 1 ]
   else $ticket imp "$init" "${common[@]}" $(sched $(( steps / 3 ))) --seed "$seed" --sparsity 0.8 --rewind none \
          --trained "$dir/ticket/level_0/model.onnx" -o "$dir/finetune" || [ $? -eq 1 ]; fi
+  # The iterative ticket: 41%, 66%, 80%, from the same dense model.
+  if [ "${ITERATIVE:-0}" = 1 ]; then
+    if [ -f "$dir/iterative/run.json" ]; then $ticket imp --resume "$dir/iterative" || [ $? -eq 1 ]
+    else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rounds 3 --rewind init \
+           --trained "$dir/ticket/level_0/model.onnx" -o "$dir/iterative" || [ $? -eq 1 ]; fi
+  fi
 done
 .venv/bin/python tools/imp_summary.py "$out/$kind/w$width"
