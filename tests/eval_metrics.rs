@@ -43,11 +43,17 @@ fn reference(gt: &Path, dets: &Path, t: &str, renumber: bool) -> (Vec<String>, V
 }
 
 /// `ticket eval --json`: summary names and values (null → -1, pycocotools' "not computed"), per-category AP.
+/// The detailed rows (`metrics`) and the summary keyed by name (`summary`, what a script reads) agree.
 fn ours(gt: &Path, dets: &Path, t: &str) -> (Vec<String>, Vec<f64>, Value) {
     let r = ticket_json(&[&"eval", &"--coco", &gt, &"--dets", &dets, &"--iou-type", &t]);
-    let summary = r["summary"].as_array().unwrap();
-    let names = summary.iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();
-    let stats = summary.iter().map(|m| m["value"].as_f64().unwrap_or(-1.0)).collect();
+    let rows = r["metrics"].as_array().unwrap();
+    let names: Vec<String> = rows.iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();
+    let stats = rows.iter().map(|m| m["value"].as_f64().unwrap_or(-1.0)).collect();
+    let keyed = r["summary"].as_object().unwrap();
+    assert_eq!(keyed.len(), names.len(), "{t}: {keyed:?}");
+    for m in rows {
+        assert_eq!(keyed[m["name"].as_str().unwrap()], m["value"], "{t}: summary by name");
+    }
     (names, stats, r)
 }
 

@@ -115,7 +115,7 @@ def main():
             py_s, refs = timed(ref_cmd, a.repeat)
             ref = refs[-1]
             py_in = statistics.median(r["seconds"] for r in refs)
-            got = [m["value"] if m["value"] is not None else -1.0 for m in ours["summary"]]
+            got = [m["value"] if m["value"] is not None else -1.0 for m in ours["metrics"]]
             worst = max(abs(x - y) for x, y in zip(got, ref["stats"]))
             rows.append((iou, ticket_s, notide_s, py_s, py_in, worst))
         print(f"{'type':<6} {'ticket s':>9} {'no TIDE s':>10} {'pycocotools s':>14} {'(in-process)':>13} {'speed-up':>9} {'no TIDE':>8} {'max |diff|':>11}")

@@ -1,6 +1,7 @@
 //! `ticket eval`: COCO metrics (hotcoco) or Pascal VOC AP for a detection results file.
 use super::{emit, progress, table};
 use crate::error::Result;
+use crate::eval::model::{default_images, evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, CocoReport, DetSource, EvalOptions, IouType, VocDataset, VocReport};
 use std::path::PathBuf;
 
@@ -18,7 +19,8 @@ pub struct Args {
     /// A mask file applied to --model first.
     #[arg(long, requires = "model")]
     pub masks: Option<PathBuf>,
-    /// The folder holding the ground truth's images (COCO file_name; VOC DIR/JPEGImages is the default).
+    /// The folder holding the ground truth's images: COCO file_name (default: `images/` next to the json, as
+    /// `ticket train` reads it); VOC DIR/JPEGImages is the default there.
     #[arg(long)]
     pub images: Option<PathBuf>,
     #[command(flatten)]
@@ -29,8 +31,11 @@ pub struct Args {
     /// Pascal VOC ground truth: a folder of xml annotations (DIR/Annotations/*.xml or DIR/*.xml).
     #[arg(long)]
     pub voc: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = IouType::Bbox, conflicts_with = "voc")]
-    pub iou_type: IouType,
+    /// IoU types to score, comma-separated (bbox,segm,keypoints). With --model all come from one detection run
+    /// and the default is every type the model has; with --dets the default is bbox. `--json` prints one report,
+    /// or with several types an object keyed by type (`{"bbox": …, "segm": …}`).
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "voc")]
+    pub iou_type: Option<Vec<IouType>>,
     /// OKS sigmas, one per keypoint, for a skeleton that is not COCO's 17 person keypoints.
     #[arg(long, value_delimiter = ',', conflicts_with = "voc")]
     pub kpt_sigmas: Option<Vec<f64>>,
@@ -69,19 +74,55 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     }
     let gt_path = args.coco.as_ref().expect("clap requires --coco or --voc");
     let gt = CocoGt::load(gt_path)?;
-    let dets = match &args.dets {
-        Some(d) => DetSource::File(d.clone()),
+    let opts = EvalOptions { kpt_oks_sigmas: args.kpt_sigmas.clone(), tide: !args.no_tide };
+    let reports = match &args.dets {
+        Some(d) => {
+            let types = args.iou_type.clone().unwrap_or(vec![IouType::Bbox]);
+            let bar = progress(0, "evaluating", json);
+            types.iter().map(|&t| gt.evaluate(DetSource::File(d.clone()), t, &opts, &bar)).collect::<Result<Vec<_>>>()?
+        }
         None => {
-            let dir = args.images.as_ref().ok_or_else(|| crate::error::Error::Input("--model with --coco needs --images DIR (the folder of the ground truth's file names)".into()))?;
-            let images = crate::eval::model::coco_images(&gt, dir)?;
-            model_detections(&args, images, |s| crate::eval::model::check_classes(s, &gt), json)?
+            let model = args.model.as_ref().expect("clap: --dets or --model");
+            let dir = args.images.clone().unwrap_or_else(|| default_images(gt_path));
+            let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
+            let types = match &args.iou_type {
+                Some(t) => check_types(&state, t)?,
+                None => iou_types_of(&state),
+            };
+            let params = args.opts.params(&state)?;
+            let bar = progress(0, "detect", json);
+            evaluate_model(state, params, &gt, &dir, &types, &opts, &bar)?.reports
         }
     };
-    let opts = EvalOptions { kpt_oks_sigmas: args.kpt_sigmas.clone(), tide: !args.no_tide };
-    let bar = progress(0, "evaluating", json);
-    let report = gt.evaluate(dets, args.iou_type, &opts, &bar)?;
-    emit(json, &report, coco_text);
+    match reports.as_slice() {
+        [one] => emit(json, one, coco_text),
+        many => {
+            let keyed: std::collections::BTreeMap<&str, &CocoReport> = many.iter().map(|r| (r.iou_type.as_str(), r)).collect();
+            emit(json, &keyed, |_| many.iter().map(coco_text).collect::<Vec<_>>().join("\n"))
+        }
+    }
     Ok(())
+}
+
+/// The asked IoU types, each one the model's outputs can be scored on, without repeats.
+pub(crate) fn check_types(state: &crate::model::ModelState, asked: &[IouType]) -> Result<Vec<IouType>> {
+    let has = iou_types_of(state);
+    let mut out = Vec::new();
+    for t in asked {
+        if !has.contains(t) {
+            let names: Vec<&str> = has.iter().map(|t| t.as_str()).collect();
+            return Err(crate::error::Error::Input(format!(
+                "--iou-type {}: {} has no such output (it can be scored on {})",
+                t.as_str(),
+                state.path().display(),
+                names.join(", ")
+            )));
+        }
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    Ok(out)
 }
 
 /// VOC class ids are 1..=classes in the dataset's order; the model must have a label for each.
@@ -101,11 +142,7 @@ fn num(v: Option<f64>) -> String {
 }
 
 fn coco_text(r: &CocoReport) -> String {
-    let iou = match r.iou_type {
-        IouType::Bbox => "bbox",
-        IouType::Segm => "segm",
-        IouType::Keypoints => "keypoints",
-    };
+    let iou = r.iou_type.as_str();
     let mut out = format!(
         "COCO {iou} evaluation (hotcoco): {} images, {} ground-truth annotations, {} detections\n  gt:   {}\n  dets: {}\n\n",
         r.images,

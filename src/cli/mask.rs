@@ -19,8 +19,12 @@ pub enum MaskCommand {
     Iou { a: PathBuf, b: PathBuf },
     /// Apply a mask file to a model and export it.
     Apply {
+        /// The ONNX model whose weights are masked (e.g. the initial weights, to rewind a ticket to them).
         model: PathBuf,
+        /// The mask file (safetensors of 0/1 per weight, as `ticket prune --masks-out` writes); every tensor it
+        /// names must exist in the model with the same shape.
         masks: PathBuf,
+        /// The masked model (ONNX; masked weights are exactly +0.0).
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// Also write the compact ticket form.

@@ -1,16 +1,22 @@
 //! `ticket validate`: the CI gate. A candidate ticket against its dense model: sparsity, mAP (on annotations,
 //! or without them as agreement with the dense model's detections) and latency, with gates on sparsity and on
-//! the mAP drop. Exit 0 when the gates hold, 1 when one fails, 2 on bad input.
+//! the mAP drop of every IoU type the model has. Exit 0 when the gates hold, 1 when one fails, 2 on bad input.
+//!
+//! The dense model's detections do not change between calls, so they need not be recomputed: `--dense-dets`
+//! reads them from a results file (`ticket detect DENSE … -o FILE`), and `--dense-cache FILE` keeps them with
+//! their latencies, keyed by what determines them — the dense model's and every image's fingerprint and the
+//! detection settings. A stale cache (any of those changed) is recomputed and rewritten, never trusted.
 use super::detect::{detect_images, DetectOpts};
 use crate::detect::images::folder_images;
-use crate::eval::model::{check_classes, coco_images};
-use super::{emit, median, table};
+use crate::eval::model::{check_classes, coco_images, iou_types_of, median};
+use super::{emit, table};
 use crate::detect::pipeline::Detector;
 use crate::detect::results::CocoResult;
 use crate::error::{Error, Result};
 use crate::eval::{CocoGt, DetSource, EvalOptions, IouType};
 use crate::model::ModelState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -26,28 +32,76 @@ pub struct Args {
     /// The images (with --coco, the folder holding the ground truth's file names).
     #[arg(long)]
     pub images: PathBuf,
-    #[arg(long, value_enum, default_value_t = IouType::Bbox)]
-    pub iou_type: IouType,
+    /// IoU types to score and gate, comma-separated (bbox,segm,keypoints); default: every type the model has.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub iou_type: Option<Vec<IouType>>,
     /// Gate: the candidate's sparsity of prunable weights must be at least this.
     #[arg(long)]
     pub min_sparsity: Option<f64>,
-    /// Gate: dense mAP minus candidate mAP (AP@[.50:.95], absolute) must be at most this.
+    /// Gate, per IoU type: dense mAP minus candidate mAP (AP@[.50:.95], absolute) must be at most this.
     #[arg(long)]
     pub max_map_drop: Option<f64>,
     /// Without annotations: the dense model's detections scoring at least this become the reference.
     #[arg(long, default_value_t = 0.5)]
     pub agreement_score: f64,
+    /// The dense model's detections from a COCO results file (e.g. `ticket detect DENSE IMAGES… -o FILE`, image
+    /// ids as validate numbers them: the ground truth's, or 1..N in file-name order) instead of running it.
+    #[arg(long, conflicts_with = "dense_cache")]
+    pub dense_dets: Option<PathBuf>,
+    /// Keep the dense model's detections and latencies in FILE and reuse them while the dense model, the images
+    /// and the detection settings are unchanged (recomputed and rewritten otherwise).
+    #[arg(long)]
+    pub dense_cache: Option<PathBuf>,
+    /// Time each image this many times (the detections come from the first run); latency is reported as the
+    /// median with its spread over all runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
     #[command(flatten)]
     pub opts: DetectOpts,
+}
+
+/// Per-image latency over all timed runs.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Latency {
+    pub samples: usize,
+    pub median_ms: f64,
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn of(samples: &[f64]) -> Latency {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        // Nearest rank: the sample below which q of the samples lie.
+        let q = |q: f64| s.get(((q * s.len() as f64).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+        Latency {
+            samples: s.len(),
+            median_ms: median(&s),
+            p10_ms: q(0.1),
+            p90_ms: q(0.9),
+            min_ms: s.first().copied().unwrap_or(0.0),
+            max_ms: s.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Scores {
+    pub ap: f64,
+    pub ap50: f64,
 }
 
 #[derive(Serialize)]
 pub struct ModelRow {
     pub model: PathBuf,
     pub sparsity: f64,
-    pub map: f64,
-    pub ap50: f64,
-    pub median_latency_ms: f64,
+    /// IoU type → AP@[.50:.95] and AP50.
+    pub scores: BTreeMap<String, Scores>,
+    /// `None` when the dense detections were read from --dense-dets (nothing was timed).
+    pub latency: Option<Latency>,
 }
 
 #[derive(Serialize)]
@@ -63,11 +117,32 @@ pub struct ValidateReport {
     /// "annotations" or "agreement with the dense model".
     pub reference: String,
     pub images: usize,
+    /// Where the dense detections came from: "run", "file FILE" (--dense-dets), or "cache FILE (reused)",
+    /// "(written)" or "(stale: recomputed)".
+    pub dense_detections: String,
     pub dense: ModelRow,
     pub candidate: ModelRow,
-    pub map_drop: f64,
+    /// IoU type → dense mAP minus candidate mAP.
+    pub map_drop: BTreeMap<String, f64>,
     pub gates: Vec<Gate>,
     pub passed: bool,
+}
+
+/// What `--dense-cache` holds; `key` says what the detections were computed from.
+#[derive(Serialize, Deserialize)]
+struct DenseCache {
+    key: CacheKey,
+    detections: Vec<CocoResult>,
+    latency_ms: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct CacheKey {
+    dense_fingerprint: String,
+    /// (image id, file, fingerprint of its bytes).
+    images: Vec<(u64, PathBuf, String)>,
+    /// The detection settings in effect (DetectParams, debug form).
+    settings: String,
 }
 
 fn sparsity(state: &ModelState) -> f64 {
@@ -75,15 +150,55 @@ fn sparsity(state: &ModelState) -> f64 {
     z as f64 / n.max(1) as f64
 }
 
-fn run_model(state: ModelState, opts: &DetectOpts, images: &[(u64, PathBuf)], json: bool) -> Result<(Vec<CocoResult>, f64)> {
+/// Detections of the first run and the latencies of all `repeat` runs.
+fn run_model(state: ModelState, opts: &DetectOpts, images: &[(u64, PathBuf)], repeat: u32, json: bool) -> Result<(Vec<CocoResult>, Vec<f64>)> {
     let params = opts.params(&state)?;
     let mut det = Detector::new(state, params)?;
-    let (results, latency) = detect_images(&mut det, images, json, None)?;
-    Ok((results, median(&latency)))
+    let (results, mut latency) = detect_images(&mut det, images, json, None)?;
+    for _ in 1..repeat {
+        latency.extend(detect_images(&mut det, images, json, None)?.1);
+    }
+    Ok((results, latency))
+}
+
+/// The dense model's detections (and latencies, when timed here): read, reused from the cache, or run.
+fn dense_detections(args: &Args, dense: ModelState, images: &[(u64, PathBuf)], json: bool) -> Result<(Vec<CocoResult>, Option<Vec<f64>>, String)> {
+    if let Some(file) = &args.dense_dets {
+        let bytes = crate::fsio::read_limited(file, 4 << 30)?;
+        let dets: Vec<CocoResult> = serde_json::from_slice(&bytes).map_err(|e| Error::input(file, format!("not a COCO results list: {e}")))?;
+        if let Some(d) = dets.iter().find(|d| !images.iter().any(|(id, _)| *id == d.image_id)) {
+            return Err(Error::input(file, format!("image_id {} is none of the {} images validated (ids 1..N in file-name order, or the ground truth's)", d.image_id, images.len())));
+        }
+        return Ok((dets, None, format!("file {}", file.display())));
+    }
+    let Some(cache) = &args.dense_cache else {
+        let (dets, ms) = run_model(dense, &args.opts, images, args.repeat, json)?;
+        return Ok((dets, Some(ms), "run".into()));
+    };
+    crate::fsio::ensure_distinct(cache, &[&args.dense, &args.candidate])?;
+    let key = CacheKey {
+        dense_fingerprint: crate::train::run::fingerprint(&args.dense)?,
+        images: images.iter().map(|(id, p)| Ok((*id, p.clone(), crate::train::run::fingerprint(p)?))).collect::<Result<_>>()?,
+        settings: format!("{:?}", args.opts.params(&dense)?),
+    };
+    let mut source = format!("cache {} (written)", cache.display());
+    if cache.exists() {
+        let bytes = crate::fsio::read_limited(cache, 4 << 30)?;
+        let c: DenseCache = serde_json::from_slice(&bytes).map_err(|e| Error::input(cache, format!("not a validate dense cache: {e}")))?;
+        if c.key == key {
+            return Ok((c.detections, Some(c.latency_ms), format!("cache {} (reused)", cache.display())));
+        }
+        source = format!("cache {} (stale: recomputed)", cache.display());
+    }
+    let (detections, latency_ms) = run_model(dense, &args.opts, images, args.repeat, json)?;
+    let c = DenseCache { key, detections, latency_ms };
+    crate::fsio::write_atomic(cache, &serde_json::to_vec(&c).expect("serialisable"))?;
+    Ok((c.detections, Some(c.latency_ms), source))
 }
 
 /// Writes the dense model's confident detections as a COCO ground truth (into a temp folder).
-fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResult], min_score: f64, iou: IouType) -> Result<PathBuf> {
+/// Every geometry the dense model gave is kept, so one reference serves each IoU type.
+fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResult], min_score: f64) -> Result<PathBuf> {
     let mut imgs = Vec::new();
     for (id, p) in images {
         let (w, h) = image::image_dimensions(p).map_err(|e| Error::input(p, format!("cannot read image size: {e}")))?;
@@ -99,10 +214,10 @@ fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResul
         .map(|(i, d)| {
             let mut a = serde_json::json!({"id": i + 1, "image_id": d.image_id, "category_id": d.category_id, "bbox": d.bbox,
                 "area": d.bbox[2] * d.bbox[3], "iscrowd": 0});
-            if let (IouType::Segm, Some(s)) = (iou, &d.segmentation) {
+            if let Some(s) = &d.segmentation {
                 a["segmentation"] = serde_json::to_value(s).expect("serialisable");
             }
-            if let (IouType::Keypoints, Some(k)) = (iou, &d.keypoints) {
+            if let Some(k) = &d.keypoints {
                 a["keypoints"] = serde_json::to_value(k).expect("serialisable");
                 a["num_keypoints"] = (k.len() / 3).into();
             }
@@ -126,10 +241,10 @@ fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResul
     Ok(path)
 }
 
-fn evaluate(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<(f64, f64)> {
+fn evaluate(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<Scores> {
     let records = dets.iter().map(CocoResult::to_detection).collect();
     let r = gt.evaluate(DetSource::Records(records), iou, &EvalOptions { tide: false, ..Default::default() }, &indicatif::ProgressBar::hidden())?;
-    Ok((r.metric("AP").unwrap_or(0.0), r.metric("AP50").unwrap_or(0.0)))
+    Ok(Scores { ap: r.metric("AP").unwrap_or(0.0), ap50: r.metric("AP50").unwrap_or(0.0) })
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
@@ -138,6 +253,10 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if dense.arch != candidate.arch {
         return Err(Error::input(&args.candidate, format!("is a {}, but the dense model is a {}", candidate.arch.summary(), dense.arch.summary())));
     }
+    let types = match &args.iou_type {
+        Some(t) => super::eval::check_types(&dense, t)?,
+        None => iou_types_of(&dense),
+    };
     let (dense_sparsity, cand_sparsity) = (sparsity(&dense), sparsity(&candidate));
     let tmp = tempfile::tempdir().map_err(|e| Error::Runtime(format!("cannot make a temporary folder: {e}")))?;
     let (reference, gt, images) = match &args.coco {
@@ -152,49 +271,75 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             ("agreement with the dense model".to_string(), None, images)
         }
     };
-    let (dense_dets, dense_ms) = run_model(dense, &args.opts, &images, json)?;
-    let (cand_dets, cand_ms) = run_model(candidate, &args.opts, &images, json)?;
+    let (dense_dets, dense_ms, dense_source) = dense_detections(&args, dense, &images, json)?;
+    let (cand_dets, cand_ms) = run_model(candidate, &args.opts, &images, args.repeat, json)?;
     let gt = match gt {
         Some(gt) => gt,
-        None => CocoGt::load(&pseudo_ground_truth(tmp.path(), &images, &dense_dets, args.agreement_score, args.iou_type)?)?,
+        None => CocoGt::load(&pseudo_ground_truth(tmp.path(), &images, &dense_dets, args.agreement_score)?)?,
     };
-    let (dense_map, dense_ap50) = evaluate(&gt, &dense_dets, args.iou_type)?;
-    let (cand_map, cand_ap50) = evaluate(&gt, &cand_dets, args.iou_type)?;
-    let map_drop = dense_map - cand_map;
+    let score = |dets: &[CocoResult]| -> Result<BTreeMap<String, Scores>> {
+        types.iter().map(|&t| Ok((t.as_str().to_string(), evaluate(&gt, dets, t)?))).collect()
+    };
+    let (dense_scores, cand_scores) = (score(&dense_dets)?, score(&cand_dets)?);
+    let map_drop: BTreeMap<String, f64> = dense_scores.iter().map(|(t, d)| (t.clone(), d.ap - cand_scores[t].ap)).collect();
     let mut gates = Vec::new();
     if let Some(s) = args.min_sparsity {
         gates.push(Gate { name: "min sparsity".into(), limit: s, value: cand_sparsity, passed: cand_sparsity >= s });
     }
     if let Some(d) = args.max_map_drop {
-        gates.push(Gate { name: "max mAP drop".into(), limit: d, value: map_drop, passed: map_drop <= d });
+        for (t, drop) in &map_drop {
+            gates.push(Gate { name: format!("max mAP drop ({t})"), limit: d, value: *drop, passed: *drop <= d });
+        }
     }
     let passed = gates.iter().all(|g| g.passed);
     let report = ValidateReport {
         reference,
         images: images.len(),
-        dense: ModelRow { model: args.dense.clone(), sparsity: dense_sparsity, map: dense_map, ap50: dense_ap50, median_latency_ms: dense_ms },
-        candidate: ModelRow { model: args.candidate.clone(), sparsity: cand_sparsity, map: cand_map, ap50: cand_ap50, median_latency_ms: cand_ms },
+        dense_detections: dense_source,
+        dense: ModelRow { model: args.dense.clone(), sparsity: dense_sparsity, scores: dense_scores, latency: dense_ms.as_deref().map(Latency::of) },
+        candidate: ModelRow { model: args.candidate.clone(), sparsity: cand_sparsity, scores: cand_scores, latency: Some(Latency::of(&cand_ms)) },
         map_drop,
         gates,
         passed,
     };
     emit(json, &report, text);
     if !passed {
+        // The one place the verdict is spelled out: the text above marks each gate, this line (stderr) says FAILED.
         let failed: Vec<String> = report.gates.iter().filter(|g| !g.passed).map(|g| format!("{} {:.4} (limit {})", g.name, g.value, g.limit)).collect();
-        return Err(Error::Reported(format!("{}: gate failed: {}", args.candidate.display(), failed.join(", "))));
+        return Err(Error::Reported(format!("{}: FAILED: {}", args.candidate.display(), failed.join(", "))));
     }
     Ok(())
 }
 
 fn text(r: &ValidateReport) -> String {
-    let row = |m: &ModelRow, label: &str| {
-        vec![label.to_string(), m.model.display().to_string(), super::pct(m.sparsity), format!("{:.4}", m.map), format!("{:.4}", m.ap50), format!("{:.0}", m.median_latency_ms)]
-    };
-    let mut s = format!("reference: {} ({} images)\n", r.reference, r.images);
-    s += &table(&["", "Model", "Sparsity", "mAP", "AP50", "Latency ms"], &[row(&r.dense, "dense"), row(&r.candidate, "candidate")]);
-    s += &format!("mAP drop {:.4}\n", r.map_drop);
-    for g in &r.gates {
-        s += &format!("{}: {:.4} (limit {}) {}\n", g.name, g.value, g.limit, if g.passed { "ok" } else { "FAILED" });
+    let types: Vec<&String> = r.dense.scores.keys().collect();
+    let mut header = vec!["".to_string(), "Model".into(), "Sparsity".into()];
+    for t in &types {
+        header.extend([format!("mAP {t}"), format!("AP50 {t}")]);
     }
-    s + if r.passed { "passed\n" } else { "FAILED\n" }
+    header.extend(["Latency ms median".into(), "p10–p90".into(), "min–max".into()]);
+    let row = |m: &ModelRow, label: &str| {
+        let mut row = vec![label.to_string(), m.model.display().to_string(), super::pct(m.sparsity)];
+        for s in m.scores.values() {
+            row.extend([format!("{:.4}", s.ap), format!("{:.4}", s.ap50)]);
+        }
+        match &m.latency {
+            Some(l) => row.extend([format!("{:.1}", l.median_ms), format!("{:.1}–{:.1}", l.p10_ms, l.p90_ms), format!("{:.1}–{:.1}", l.min_ms, l.max_ms)]),
+            None => row.extend(["-".into(), "-".into(), "-".into()]),
+        }
+        row
+    };
+    let mut s = format!("reference: {} ({} images); dense detections: {}\n", r.reference, r.images, r.dense_detections);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    s += &table(&header, &[row(&r.dense, "dense"), row(&r.candidate, "candidate")]);
+    if let Some(l) = &r.candidate.latency {
+        s += &format!("latency over {} timed images\n", l.samples);
+    }
+    let drops: Vec<String> = r.map_drop.iter().map(|(t, d)| format!("{t} {d:.4}")).collect();
+    s += &format!("mAP drop: {}\n", drops.join(", "));
+    // Failed gates are marked "over the limit" here; the verdict FAILED is the error line, printed once.
+    for g in &r.gates {
+        s += &format!("{}: {:.4} (limit {}) {}\n", g.name, g.value, g.limit, if g.passed { "ok" } else { "over the limit" });
+    }
+    s + if r.passed { "passed\n" } else { "" }
 }

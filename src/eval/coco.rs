@@ -25,7 +25,7 @@ impl IouType {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             IouType::Bbox => "bbox",
             IouType::Segm => "segm",
@@ -59,6 +59,34 @@ pub struct Metric {
     pub iou: String,
     pub area: String,
     pub max_dets: usize,
+}
+
+/// The summary numbers in pycocotools' order; a list in Rust, two keys in JSON (see [`CocoReport::summary`]).
+#[derive(Debug, Clone, Default)]
+pub struct Summary(pub Vec<Metric>);
+
+impl std::ops::Deref for Summary {
+    type Target = Vec<Metric>;
+    fn deref(&self) -> &Vec<Metric> {
+        &self.0
+    }
+}
+
+impl Serialize for Summary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // Entries in pycocotools' order; `serde_json::to_value` re-sorts them by name, which a script ignores.
+        struct ByName<'a>(&'a [Metric]);
+        impl Serialize for ByName<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|m| (m.name.as_str(), m.value)))
+            }
+        }
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("summary", &ByName(&self.0))?;
+        map.serialize_entry("metrics", &self.0)?;
+        map.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +123,10 @@ pub struct CocoReport {
     /// Ground-truth annotations in the evaluated categories, crowd regions included.
     pub gt_annotations: usize,
     pub detections: usize,
-    pub summary: Vec<Metric>,
+    /// In JSON: `"summary": {"AP": 0.41, "AP50": …}` (what a script reads) and `"metrics": [rows]` (each number
+    /// with the slice it was read at).
+    #[serde(flatten)]
+    pub summary: Summary,
     pub per_category: Vec<CategoryRow>,
     pub per_size: Vec<SizeRow>,
     /// TIDE (Bolya et al. 2020): how much AP50 each error type costs, counted at IoU 0.5 / background 0.1.
@@ -250,7 +281,7 @@ impl CocoGt {
             images: self.images().len(),
             gt_annotations,
             detections: n_dets,
-            summary,
+            summary: Summary(summary),
             per_category,
             per_size,
             tide,

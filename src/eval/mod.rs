@@ -15,7 +15,7 @@ mod coco;
 pub mod model;
 mod voc;
 
-pub use coco::{evaluate_coco, CategoryRow, CocoGt, CocoReport, EvalOptions, IouType, Metric, SizeRow};
+pub use coco::{evaluate_coco, CategoryRow, CocoGt, CocoReport, EvalOptions, IouType, Metric, SizeRow, Summary};
 pub use voc::{evaluate_voc, VocClassRow, VocDataset, VocImage, VocReport};
 
 /// One detection, as COCO results files spell it: `image_id`, `category_id`, `score` and the geometry the IoU
