@@ -12,6 +12,7 @@ mod imp;
 mod inspect;
 mod mask;
 mod prune;
+mod report;
 mod steps;
 mod train;
 mod unpack;
@@ -64,6 +65,8 @@ pub enum Command {
     /// Find a lottery ticket: dense training, then levels of magnitude pruning, rewinding, retraining and
     /// scoring (resumable); RUN_DIR/ticket.onnx is the sparsest level within the AP gate.
     Imp(imp::Args),
+    /// A Markdown report with plots (PNG, SVG) from IMP run folders: AP vs sparsity, per layer, size, category, TIDE, loss.
+    Report(report::Args),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -82,6 +85,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Data(c) => data::run(c, json),
         Command::Train(a) => train::run(a, json),
         Command::Imp(a) => imp::run(a, json),
+        Command::Report(a) => report::run(a, json),
     }
 }
 

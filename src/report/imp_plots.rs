@@ -1,0 +1,199 @@
+//! The figures of an IMP report (after the seed's figures): AP and AP50 against network sparsity with the
+//! dense baseline (Fig. 1/2a/3), per-layer sparsity of a ticket (Fig. 2c), ΔAP per object size and per
+//! category (Fig. 4, 5), TIDE errors dense vs ticket (App. C), training loss dense vs ticket (App. D) and
+//! early-bird mask IoU over training (Fig. 2f).
+use super::imp_stats::{GroupStats, Stat, SIZES};
+use super::plot::{Band, BarPlot, LinePlot, Plot, Series};
+use std::collections::BTreeSet;
+
+/// One figure: the file stem (`NAME.png`, `NAME.svg`), what the Markdown says about it, and the plot.
+pub struct Figure {
+    pub name: String,
+    pub caption: String,
+    pub plot: Plot,
+}
+
+fn pm(s: &Stat) -> (f64, f64) {
+    (s.mean, s.std)
+}
+
+/// The IoU types any group scored, in a fixed order.
+pub fn iou_types(groups: &[GroupStats]) -> Vec<String> {
+    let all: BTreeSet<String> = groups.iter().flat_map(|g| g.levels[0].ap50.keys().cloned()).collect();
+    let order = ["bbox", "segm", "keypoints", "voc"];
+    order.iter().filter(|t| all.contains(**t)).map(|t| t.to_string()).collect()
+}
+
+fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> {
+    let metric = if ap50 { "AP50" } else { "AP" };
+    let pick = |l: &super::imp_stats::LevelStat| if ap50 { l.ap50.get(t).copied() } else { l.ap.get(t).copied() };
+    let series: Vec<Series> = groups
+        .iter()
+        .map(|g| Series {
+            label: format!("{} (n={})", g.label, g.runs.len()),
+            points: g.levels.iter().skip(1).filter_map(|l| pick(l).map(|s| (100.0 * l.network_sparsity.mean, s.mean, s.std))).collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let bands = groups
+        .iter()
+        .filter_map(|g| pick(&g.levels[0]).map(|s| Band { label: format!("dense: {}", g.label), mean: pm(&s).0, std: pm(&s).1 }))
+        .collect();
+    let name = format!("{}_{t}", metric.to_lowercase());
+    Some(Figure {
+        caption: format!("{metric} ({t}) against network sparsity: tickets per level (mean ± std over seeds), dense baseline as a band (mean ± std)."),
+        plot: Plot::Line(LinePlot { title: format!("{metric} ({t}) vs network sparsity"), x_label: "network sparsity (%)".into(), y_label: metric.into(), series, bands, markers: true }),
+        name,
+    })
+}
+
+fn delta_bars(groups: &[GroupStats], t: &str, per_size: bool) -> Option<Figure> {
+    let rows = |g: &GroupStats| if per_size { g.size_delta.get(t).cloned() } else { g.category_delta.get(t).cloned() };
+    let mut categories: Vec<String> = if per_size { SIZES.iter().map(|s| s.to_string()).collect() } else { Vec::new() };
+    if !per_size {
+        for g in groups {
+            for (c, _) in rows(g).unwrap_or_default() {
+                if !categories.contains(&c) {
+                    categories.push(c);
+                }
+            }
+        }
+    }
+    let series: Vec<(String, Vec<Option<f64>>)> = groups
+        .iter()
+        .filter_map(|g| {
+            let r = rows(g)?;
+            Some((format!("{} (level {})", g.label, g.shown), categories.iter().map(|c| r.iter().find(|(k, _)| k == c).map(|(_, s)| s.mean)).collect()))
+        })
+        .collect();
+    if series.is_empty() || series.iter().all(|(_, v)| v.iter().all(Option::is_none)) {
+        return None;
+    }
+    let what = if per_size { "object size" } else { "category" };
+    Some(Figure {
+        name: format!("delta_{}_{t}", if per_size { "size" } else { "category" }),
+        caption: format!("Change in AP ({t}) of the ticket against dense per {what} (mean over seeds; below zero the ticket is worse)."),
+        plot: Plot::Bar(BarPlot {
+            title: format!("ΔAP vs dense per {what} ({t})"),
+            y_label: "ΔAP (ticket − dense)".into(),
+            categories,
+            series,
+            category_labels: true,
+            colour_of: None,
+        }),
+    })
+}
+
+fn layers(g: &GroupStats, i: usize) -> Option<Figure> {
+    let layers = g.layers.as_ref()?;
+    let mut groups: Vec<String> = Vec::new();
+    for l in layers {
+        if !groups.contains(&l.group) {
+            groups.push(l.group.clone());
+        }
+    }
+    let colour_of = layers.iter().map(|l| groups.iter().position(|x| *x == l.group).expect("listed")).collect();
+    // One legend entry per module group; the bars themselves are a single row coloured by group.
+    let mut series: Vec<(String, Vec<Option<f64>>)> = groups.iter().map(|n| (n.clone(), vec![None; layers.len()])).collect();
+    series[0].1 = layers.iter().map(|l| Some(100.0 * l.sparsity)).collect();
+    Some(Figure {
+        name: format!("layers_g{i}"),
+        caption: format!("Per-layer sparsity of the level-{} ticket of {} (first seed), tensor by tensor through the network, coloured by module group.", g.shown, g.label),
+        plot: Plot::Bar(BarPlot {
+            title: format!("Per-layer sparsity, level {} ({})", g.shown, g.label),
+            y_label: "sparsity (%)".into(),
+            categories: layers.iter().map(|l| l.name.clone()).collect(),
+            series,
+            category_labels: false,
+            colour_of: Some(colour_of),
+        }),
+    })
+}
+
+fn tide(g: &GroupStats, i: usize) -> Option<Figure> {
+    let (t, rows) = g.tide.as_ref()?;
+    if rows.is_empty() {
+        return None;
+    }
+    Some(Figure {
+        name: format!("tide_g{i}"),
+        caption: format!("TIDE error breakdown ({t}, {}): AP50 each error type costs, dense vs the level-{} ticket (mean over seeds).", g.label, g.shown),
+        plot: Plot::Bar(BarPlot {
+            title: format!("TIDE errors, dense vs ticket ({t})"),
+            y_label: "ΔAP50 if fixed".into(),
+            categories: rows.iter().map(|r| r.0.clone()).collect(),
+            series: vec![
+                ("dense".into(), rows.iter().map(|r| Some(r.1.mean)).collect()),
+                (format!("ticket (level {})", g.shown), rows.iter().map(|r| Some(r.2.mean)).collect()),
+            ],
+            category_labels: true,
+            colour_of: None,
+        }),
+    })
+}
+
+fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
+    let curve = |v: &[(u64, f64)]| v.iter().map(|&(s, l)| (s as f64, l, 0.0)).collect::<Vec<_>>();
+    let series: Vec<Series> = [("dense (level 0)".to_string(), &g.loss_dense), (format!("ticket (level {})", g.shown), &g.loss_ticket)]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(label, v)| Series { label, points: curve(v) })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    Some(Figure {
+        name: format!("loss_g{i}"),
+        caption: format!("Training loss per step, dense vs the level-{} ticket ({}, first seed).", g.shown, g.label),
+        plot: Plot::Line(LinePlot { title: format!("Training loss ({})", g.label), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false }),
+    })
+}
+
+fn early_bird(groups: &[GroupStats]) -> Option<Figure> {
+    let series: Vec<Series> = groups
+        .iter()
+        .filter(|g| !g.early_bird.is_empty())
+        .map(|g| Series { label: format!("{} (n={})", g.label, g.runs.len()), points: g.early_bird.iter().map(|(f, s)| (100.0 * f, s.mean, s.std)).collect() })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    Some(Figure {
+        name: "early_bird".into(),
+        caption: "Early-bird tickets: IoU of the mask drawn at a fraction of dense training with the final mask (mean ± std over seeds).".into(),
+        plot: Plot::Line(LinePlot {
+            title: "Early-bird mask IoU with the final mask".into(),
+            x_label: "dense training (%)".into(),
+            y_label: "mask IoU".into(),
+            series,
+            bands: vec![],
+            markers: true,
+        }),
+    })
+}
+
+/// Every figure the data allows, in the order the Markdown shows them.
+pub fn figures(groups: &[GroupStats]) -> Vec<Figure> {
+    let types = iou_types(groups);
+    let mut out = Vec::new();
+    for t in &types {
+        out.extend(sparsity_curve(groups, t, false));
+        out.extend(sparsity_curve(groups, t, true));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        out.extend(layers(g, i));
+    }
+    for t in &types {
+        out.extend(delta_bars(groups, t, true));
+        out.extend(delta_bars(groups, t, false));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        out.extend(tide(g, i));
+        out.extend(loss(g, i));
+    }
+    out.extend(early_bird(groups));
+    out
+}

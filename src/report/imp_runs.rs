@@ -1,0 +1,250 @@
+//! IMP run folders as `ticket report` reads them: `run.json` (ImpConfig), each `level_L/metrics.json` (the
+//! level's row, its COCO reports, its prune report, level 0's early-bird report) and `level_L/log.jsonl`
+//! (training steps). Runs are grouped into replicates: identical settings except the seed.
+//!
+//! The reports and the prune report are read through small views that name only the fields plotted, so the
+//! files written by `ticket imp` (serialise-only types) stay the one definition of the format.
+use crate::error::{Error, Result};
+use crate::lottery::early_bird::EarlyBirdReport;
+use crate::lottery::level::{self, LevelRow};
+use crate::lottery::ImpConfig;
+use crate::train::run::StepRecord;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bounds on what is read: a metrics file holds per-category rows, a log one line per step.
+const METRICS_MAX: u64 = 64 << 20;
+const LOG_MAX: u64 = 256 << 20;
+
+/// Per object size AP of one report (`small`, `medium`, `large`, and `all`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SizeView {
+    pub area: String,
+    pub ap: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct CategoryView {
+    pub id: u64,
+    pub name: String,
+    pub ap: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct TideView {
+    /// Error type (`Cls`, `Loc`, `Both`, `Dupe`, `Bkg`, `Miss`, `FP`, `FN`) → AP50 gained by fixing it.
+    pub delta_ap: BTreeMap<String, f64>,
+}
+
+/// What the report uses of one COCO evaluation report.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CocoView {
+    pub iou_type: String,
+    pub per_category: Vec<CategoryView>,
+    pub per_size: Vec<SizeView>,
+    pub tide: Option<TideView>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct TensorView {
+    pub name: String,
+    pub group: String,
+    pub numel: usize,
+    pub kept: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct PruneView {
+    pub tensors: Vec<TensorView>,
+}
+
+/// One finished level.
+#[derive(Clone, Debug)]
+pub struct LevelData {
+    pub row: LevelRow,
+    /// COCO reports, one per IoU type (none for a VOC validation set, whose row holds AP50).
+    pub reports: Vec<CocoView>,
+    pub prune: Option<PruneView>,
+    pub early_bird: Option<EarlyBirdReport>,
+    /// (step, loss) of the level's training, the last record of each step (a resumed run may repeat one).
+    pub loss: Vec<(u64, f64)>,
+}
+
+impl LevelData {
+    pub fn report(&self, iou_type: &str) -> Option<&CocoView> {
+        self.reports.iter().find(|r| r.iou_type == iou_type)
+    }
+}
+
+/// One run folder, every level of it finished.
+#[derive(Clone, Debug)]
+pub struct RunData {
+    pub dir: PathBuf,
+    pub config: ImpConfig,
+    pub levels: Vec<LevelData>,
+    /// The level `ticket imp` chose (summary.json), if the run wrote its summary and one level met the gate.
+    pub ticket_level: Option<usize>,
+}
+
+impl RunData {
+    pub fn seed(&self) -> u64 {
+        self.config.train.seed
+    }
+
+    /// The level whose ticket the per-layer, per-size, per-category and TIDE plots show: the one `ticket imp`
+    /// chose, else the sparsest.
+    pub fn shown_level(&self) -> usize {
+        self.ticket_level.unwrap_or(self.levels.len() - 1)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, max: u64, what: &str) -> Result<T> {
+    let bytes = crate::fsio::read_limited(path, max)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not {what}: {e}")))
+}
+
+/// Reads a run folder; a level that is missing or unfinished is an error naming it.
+pub fn read_run(dir: &Path) -> Result<RunData> {
+    if !dir.is_dir() {
+        return Err(Error::input(dir, "not a run folder (ticket imp … -o RUN_DIR)"));
+    }
+    let run_json = dir.join("run.json");
+    if !run_json.is_file() {
+        return Err(Error::input(dir, "has no run.json: not an IMP run folder (ticket imp … -o RUN_DIR)"));
+    }
+    let config: ImpConfig = read_json(&run_json, 16 << 20, "an IMP run file")?;
+    let mut levels = Vec::with_capacity(config.rounds + 1);
+    for r in 0..=config.rounds {
+        let ldir = level::dir(dir, r);
+        let metrics = ldir.join(level::METRICS);
+        if !metrics.is_file() {
+            return Err(Error::input(
+                dir,
+                format!("level_{r} is missing ({} not found; the run has {} rounds): finish it with ticket imp --resume", metrics.display(), config.rounds),
+            ));
+        }
+        #[derive(Deserialize)]
+        struct File {
+            row: LevelRow,
+            reports: serde_json::Value,
+            prune: Option<PruneView>,
+            early_bird: Option<EarlyBirdReport>,
+        }
+        let f: File = read_json(&metrics, METRICS_MAX, "a level metrics file")?;
+        if f.row.level != r {
+            return Err(Error::input(&metrics, format!("holds level {}, expected {r}", f.row.level)));
+        }
+        // COCO validation: a list of reports; VOC: one VOC report, which has no per-size rows or TIDE.
+        let reports = match f.reports {
+            serde_json::Value::Array(_) => serde_json::from_value(f.reports).map_err(|e| Error::input(&metrics, format!("reports: {e}")))?,
+            _ => Vec::new(),
+        };
+        let loss = read_loss(&ldir.join("log.jsonl"))?;
+        levels.push(LevelData { row: f.row, reports, prune: f.prune, early_bird: f.early_bird, loss });
+    }
+    let summary = dir.join(crate::lottery::imp::SUMMARY);
+    let ticket_level = if summary.is_file() {
+        let v: serde_json::Value = read_json(&summary, 16 << 20, "an IMP summary")?;
+        v["ticket_level"].as_u64().map(|l| l as usize).filter(|&l| l < levels.len())
+    } else {
+        None
+    };
+    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level })
+}
+
+/// A level's training losses; no log (a `--trained` dense level) is no curve.
+fn read_loss(path: &Path) -> Result<Vec<(u64, f64)>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let bytes = crate::fsio::read_limited(path, LOG_MAX)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::input(path, "not UTF-8 text"))?;
+    let mut by_step = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let r: StepRecord = serde_json::from_str(line).map_err(|e| Error::input(path, format!("line {}: not a training step record: {e}", i + 1)))?;
+        by_step.insert(r.step, r.loss as f64);
+    }
+    Ok(by_step.into_iter().collect())
+}
+
+/// Replicates: runs whose settings are identical except the seed (and where files were named from).
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The settings that tell this group from the others (`scope=layer, rewind=none`), or the main ones when
+    /// there is one group.
+    pub label: String,
+    pub model_fingerprint: String,
+    pub runs: Vec<RunData>,
+}
+
+/// The settings of a run as flat `key=value` pairs, without what differs between replicates: the seed, the
+/// checkpoint cadence and device, and file paths (a model is known by its fingerprint).
+fn settings(c: &ImpConfig) -> BTreeMap<String, String> {
+    let mut v = serde_json::to_value(c).expect("serialises");
+    for (obj, key) in [(None, "model"), (None, "trained"), (Some("train"), "seed"), (Some("train"), "save_every"), (Some("train"), "device"), (Some("train"), "model"), (Some("train"), "model_fingerprint"), (Some("train"), "masks")] {
+        let target = match obj {
+            Some(o) => v.get_mut(o),
+            None => Some(&mut v),
+        };
+        if let Some(serde_json::Value::Object(m)) = target {
+            m.remove(key);
+        }
+    }
+    let mut out = BTreeMap::new();
+    flatten("", &v, &mut out);
+    out
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, x, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Groups runs into replicates, in the order of their first run. The label names what differs between groups.
+pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
+    let mut keyed: Vec<(BTreeMap<String, String>, Vec<RunData>)> = Vec::new();
+    for run in runs {
+        let key = settings(&run.config);
+        match keyed.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(run),
+            None => keyed.push((key, vec![run])),
+        }
+    }
+    let differing: Vec<String> = match keyed.first() {
+        Some((first, _)) => first.keys().filter(|k| keyed.iter().any(|(o, _)| o.get(*k) != first.get(*k))).cloned().collect(),
+        None => Vec::new(),
+    };
+    keyed
+        .into_iter()
+        .map(|(key, runs)| {
+            let shown: Vec<String> = if differing.is_empty() {
+                ["sparsity", "rounds", "scope", "rewind"].iter().filter_map(|k| key.get(*k).map(|v| format!("{k}={}", v.trim_matches('"')))).collect()
+            } else {
+                differing.iter().map(|k| format!("{}={}", k.trim_start_matches("train."), key.get(k).map_or("-", |v| v.trim_matches('"')))).collect()
+            };
+            let model_fingerprint = runs[0].config.model_fingerprint.clone();
+            Group { label: shown.join(", "), model_fingerprint, runs }
+        })
+        .collect()
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (f64::NAN, 0.0);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}

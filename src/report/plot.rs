@@ -1,0 +1,241 @@
+//! The few chart shapes the reports need, drawn with plotters to PNG (bitmap backend, encoded by `image`) and
+//! SVG from one drawing routine: lines with error bars and baseline bands, and grouped bars.
+//!
+//! Text uses DejaVu Sans, embedded (assets/fonts, Debian's fonts-dejavu-core), so a plot looks the same on
+//! every machine and nothing is looked up or downloaded.
+use crate::error::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+pub const WIDTH: u32 = 900;
+pub const HEIGHT: u32 = 540;
+
+fn register_font() -> Result<()> {
+    static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *ONCE.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    ok.then_some(()).ok_or_else(|| Error::Runtime("the embedded font (assets/fonts/DejaVuSans.ttf) does not load".into()))
+}
+
+/// A distinct colour per series (Paul Tol's bright scheme: readable on white and by most colour-blind eyes).
+pub fn colour(i: usize) -> RGBColor {
+    const C: [RGBColor; 7] = [
+        RGBColor(68, 119, 170),
+        RGBColor(238, 102, 119),
+        RGBColor(34, 136, 51),
+        RGBColor(204, 187, 68),
+        RGBColor(102, 204, 238),
+        RGBColor(170, 51, 119),
+        RGBColor(187, 187, 187),
+    ];
+    C[i % C.len()]
+}
+
+/// One line: points (x, mean, std); std 0 draws no bar.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// A horizontal reference: mean with a ± std band (the dense baseline).
+#[derive(Clone, Debug)]
+pub struct Band {
+    pub label: String,
+    pub mean: f64,
+    pub std: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct LinePlot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    pub bands: Vec<Band>,
+    /// Draw a marker at every point (off for dense curves such as training loss).
+    pub markers: bool,
+}
+
+/// Bars grouped per category: `values[s][c]` is series s at category c (None: no bar).
+#[derive(Clone, Debug)]
+pub struct BarPlot {
+    pub title: String,
+    pub y_label: String,
+    pub categories: Vec<String>,
+    pub series: Vec<(String, Vec<Option<f64>>)>,
+    /// Label every category on the x axis (off for many narrow bars, e.g. one per layer).
+    pub category_labels: bool,
+    /// Colour each bar by `colour_of[c]` (an index into the legend `series` names) instead of by series.
+    pub colour_of: Option<Vec<usize>>,
+}
+
+pub enum Plot {
+    Line(LinePlot),
+    Bar(BarPlot),
+}
+
+type DrawResult<E> = std::result::Result<(), DrawingAreaErrorKind<E>>;
+
+fn span(lo: f64, hi: f64) -> (f64, f64) {
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = if hi > lo { 0.06 * (hi - lo) } else { 0.05 * lo.abs().max(1e-3) };
+    (lo - pad, hi + pad)
+}
+
+impl LinePlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB::ErrorType> {
+        root.fill(&WHITE)?;
+        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let (x_lo, x_hi) = xs.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+        let ys = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])).chain(self.bands.iter().flat_map(|b| [b.mean - b.std, b.mean + b.std]));
+        let (y_lo, y_hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+        let (x_lo, x_hi) = span(x_lo, x_hi);
+        let (y_lo, y_hi) = span(y_lo, y_hi);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(65)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
+        chart.configure_mesh().x_desc(&self.x_label).y_desc(&self.y_label).label_style((FAMILY, 14)).axis_desc_style((FAMILY, 16)).draw()?;
+        let n = self.series.len();
+        for (i, b) in self.bands.iter().enumerate() {
+            let c = colour(n + i);
+            if b.std > 0.0 {
+                chart.draw_series(std::iter::once(Rectangle::new([(x_lo, b.mean - b.std), (x_hi, b.mean + b.std)], c.mix(0.2).filled())))?;
+            }
+            chart
+                .draw_series(LineSeries::new([(x_lo, b.mean), (x_hi, b.mean)], c.stroke_width(2)))?
+                .label(&b.label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+        for (i, s) in self.series.iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))?
+                .label(&s.label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+            if self.markers {
+                chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled())))?;
+            }
+            chart.draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, c.stroke_width(2), 8)))?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(self.legend_corner((x_lo, x_hi), (y_lo, y_hi)))
+            .draw()?;
+        root.present()
+    }
+
+    /// The corner with the fewest data points under it, so the legend hides as little as possible.
+    fn legend_corner(&self, (x_lo, x_hi): (f64, f64), (y_lo, y_hi): (f64, f64)) -> SeriesLabelPosition {
+        let pts: Vec<(f64, f64)> =
+            self.series.iter().flat_map(|s| s.points.iter().map(|p| ((p.0 - x_lo) / (x_hi - x_lo), (p.1 - y_lo) / (y_hi - y_lo)))).collect();
+        let under = |right: bool, upper: bool| pts.iter().filter(|(x, y)| (if right { *x > 0.55 } else { *x < 0.45 }) && (if upper { *y > 0.6 } else { *y < 0.4 })).count();
+        [(true, true, SeriesLabelPosition::UpperRight), (false, true, SeriesLabelPosition::UpperLeft), (true, false, SeriesLabelPosition::LowerRight), (false, false, SeriesLabelPosition::LowerLeft)]
+            .into_iter()
+            .min_by_key(|(r, u, _)| under(*r, *u))
+            .map(|(_, _, p)| p)
+            .expect("four corners")
+    }
+}
+
+impl BarPlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB::ErrorType> {
+        root.fill(&WHITE)?;
+        let vals = self.series.iter().flat_map(|s| s.1.iter().flatten().copied());
+        let (lo, hi) = vals.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if hi > lo { span(lo, hi) } else { (-1.0, 1.0) };
+        let k = self.categories.len().max(1);
+        let cats = self.categories.clone();
+        let show = self.category_labels;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(if show { 60 } else { 40 })
+            .y_label_area_size(65)
+            .build_cartesian_2d(-0.5f64..k as f64 - 0.5, lo..hi)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(if show { k } else { 10 })
+            .x_label_formatter(&move |x| {
+                let i = x.round();
+                if (x - i).abs() > 1e-6 || i < 0.0 {
+                    return String::new();
+                }
+                if show {
+                    cats.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    format!("{}", i as usize)
+                }
+            })
+            .y_desc(&self.y_label)
+            .x_desc(if show { "" } else { "layer (network order)" })
+            .label_style((FAMILY, 13))
+            .axis_desc_style((FAMILY, 16))
+            .draw()?;
+        chart.draw_series(std::iter::once(PathElement::new([(-0.5, 0.0), (k as f64 - 0.5, 0.0)], BLACK)))?;
+        let per_cat = if self.colour_of.is_some() { 1 } else { self.series.len().max(1) };
+        let width = 0.8 / per_cat as f64;
+        for (s, (label, values)) in self.series.iter().enumerate() {
+            let bars = values.iter().enumerate().filter_map(|(c, v)| v.map(|v| (c, v)));
+            let colour_of = self.colour_of.clone();
+            let slot = if colour_of.is_some() { 0 } else { s };
+            chart.draw_series(bars.map(move |(c, v)| {
+                let col = colour(colour_of.as_ref().map_or(s, |m| m[c]));
+                let x0 = c as f64 - 0.4 + slot as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], col.filled())
+            }))?;
+            let legend_colour = colour(s);
+            chart
+                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
+                .label(label)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], legend_colour.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        root.present()
+    }
+}
+
+impl Plot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB::ErrorType> {
+        match self {
+            Plot::Line(p) => p.draw(root),
+            Plot::Bar(p) => p.draw(root),
+        }
+    }
+
+    /// The plot as PNG bytes and as an SVG document.
+    pub fn render(&self, name: &str) -> Result<(Vec<u8>, String)> {
+        register_font()?;
+        let fail = |e: String| Error::Runtime(format!("plot {name}: {e}"));
+        let mut rgb = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+            self.draw(&root).map_err(|e| fail(e.to_string()))?;
+        }
+        let img = image::RgbImage::from_raw(WIDTH, HEIGHT, rgb).expect("buffer of WIDTH × HEIGHT × 3");
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| fail(e.to_string()))?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+            self.draw(&root).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok((png, svg))
+    }
+}
