@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use ticket::eval::{evaluate_coco, DetSource, Detection, IouType};
 use ticket::lottery::early_bird::{EarlyBirdMask, EarlyBirdReport};
 use ticket::lottery::level::Scores;
+use ticket::lottery::imp::Structure;
 use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
 use ticket::model::ModelState;
 use ticket::prune::Scope;
@@ -62,6 +63,10 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         early_bird: vec![0.25, 0.5],
         early_stop_every: 0,
         max_map_drop: 0.5,
+        threads: 1,
+        structure: Structure::Weight,
+        importance: Default::default(),
+        round_to: 8,
     }
 }
 
@@ -165,6 +170,27 @@ fn row_after<'a>(md: &'a str, after: &str, first: &str) -> Vec<&'a str> {
     line.trim_matches('|').split(" | ").map(str::trim).collect()
 }
 
+/// Each figure's PNG decodes, is not blank, is referenced from the Markdown, and has its SVG.
+fn check_figures(out: &Path, figures: &[String], md: &str) {
+    for f in figures {
+        let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).to_rgb8();
+        assert_eq!(img.dimensions(), (900, 540), "{f}");
+        // Not blank: a plot has axes, text and data in several colours over a white page.
+        let non_white = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        let mut colours: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        colours.sort();
+        colours.dedup();
+        assert!(non_white > 900 * 540 / 50 && colours.len() > 8, "{f}: {non_white} non-white pixels, {} colours", colours.len());
+        assert!(md.contains(&format!("]({f})")), "{f} is not referenced from report.md");
+        let svg = std::fs::read_to_string(out.join(f.replace(".png", ".svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<text"), "{f}: SVG");
+    }
+}
+
+fn figure_names(r: &serde_json::Value) -> Vec<String> {
+    r["figures"].as_array().unwrap().iter().map(|f| Path::new(f.as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string()).collect()
+}
+
 fn runs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let fp = ticket::train::run::fingerprint(&fixture("maskrcnn_r18_fpn.onnx")).unwrap();
     let (a, b, c) = (dir.join("global_s1"), dir.join("global_s2"), dir.join("layer_s1"));
@@ -189,7 +215,7 @@ fn report_renders_every_figure_and_the_metrics_numbers() {
     assert_eq!(r["models"], 1);
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    let figures: Vec<String> = r["figures"].as_array().unwrap().iter().map(|f| Path::new(f.as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string()).collect();
+    let figures = figure_names(&r);
     let expected = [
         "ap_bbox.png",
         "ap50_bbox.png",
@@ -206,19 +232,7 @@ fn report_renders_every_figure_and_the_metrics_numbers() {
     for e in expected {
         assert!(figures.iter().any(|f| f == e), "{e} missing from {figures:?}");
     }
-    for f in &figures {
-        let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).to_rgb8();
-        assert_eq!(img.dimensions(), (900, 540), "{f}");
-        // Not blank: a plot has axes, text and data in several colours over a white page.
-        let non_white = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
-        let mut colours: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
-        colours.sort();
-        colours.dedup();
-        assert!(non_white > 900 * 540 / 50 && colours.len() > 8, "{f}: {non_white} non-white pixels, {} colours", colours.len());
-        assert!(md.contains(&format!("]({f})")), "{f} is not referenced from report.md");
-        let svg = std::fs::read_to_string(out.join(f.replace(".png", ".svg"))).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<text"), "{f}: SVG");
-    }
+    check_figures(&out, &figures, &md);
 
     // The levels table equals the metrics files: the single layer-wise run to the printed digit, the global
     // replicates as mean ± std.
@@ -298,4 +312,41 @@ fn report_groups_runs_of_different_models_and_refuses_a_missing_level() {
         }
         assert!(!out.exists(), "{name}: wrote a partial report");
     }
+}
+
+/// A miniature real run (`ticket imp` on the narrow synthetic Mask R-CNN, 2 levels of 6 steps, an early-bird
+/// mask at mid-training): the report reads what imp writes, and its tables hold the run's numbers.
+#[test]
+fn report_of_a_real_miniature_imp_run() {
+    let dir = tempdir();
+    let d = dir.path();
+    for (name, n, seed) in [("train", "4", "5"), ("val", "2", "6")] {
+        let out = ticket(&[&"data", &"synth", &"--out", &d.join(name), &"--images", &n, &"--seed", &seed]);
+        assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let run = d.join("run");
+    ticket_json(&[
+        &"imp", &fixture("train/maskrcnn_r18_fpn_synth.onnx"), &"--coco", &d.join("train/annotations.json"), &"--val-coco", &d.join("val/annotations.json"),
+        &"--sparsity", &"0.8", &"--rounds", &"2", &"--steps", &"6", &"--warmup", &"2", &"--save-every", &"3", &"--rois", &"32", &"--threads", &"1",
+        &"--early-bird", &"0.5", &"--max-map-drop", &"1", &"-o", &run,
+    ]);
+    let out = d.join("report");
+    let r = ticket_json(&[&"report", &run, &"-o", &out]);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let figures = figure_names(&r);
+    for e in ["ap_bbox.png", "ap50_segm.png", "layers_g0.png", "delta_size_bbox.png", "delta_category_segm.png", "tide_g0.png", "loss_g0.png", "early_bird.png"] {
+        assert!(figures.iter().any(|f| f == e), "{e} missing from {figures:?}");
+    }
+    check_figures(&out, &figures, &md);
+    for level in 0..=2 {
+        let m = metrics(&run, level);
+        let row = row_after(&md, "### Group 0", &level.to_string());
+        assert_eq!(row[1], format!("{:.2}%", 100.0 * m["row"]["network_sparsity"].as_f64().unwrap()), "level {level}");
+        for (i, t) in [(3, "bbox"), (6, "segm")] {
+            assert_eq!(row[i], format!("{:.4}", m["row"]["scores"][t]["ap"].as_f64().unwrap()), "level {level} {t}");
+            assert_eq!(row[i + 1], format!("{:.4}", m["row"]["scores"][t]["ap50"].as_f64().unwrap()), "level {level} {t}");
+        }
+    }
+    let eb = &metrics(&run, 0)["early_bird"]["masks"][0];
+    assert_eq!(row_after(&md, "## Early-bird", "0.500")[1], format!("{:.4}", eb["iou_with_final"].as_f64().unwrap()));
 }

@@ -179,10 +179,10 @@ pub struct Group {
 }
 
 /// The settings of a run as flat `key=value` pairs, without what differs between replicates: the seed, the
-/// checkpoint cadence and device, and file paths (a model is known by its fingerprint).
+/// checkpoint cadence, device and threads, and file paths (a model is known by its fingerprint).
 fn settings(c: &ImpConfig) -> BTreeMap<String, String> {
     let mut v = serde_json::to_value(c).expect("serialises");
-    for (obj, key) in [(None, "model"), (None, "trained"), (Some("train"), "seed"), (Some("train"), "save_every"), (Some("train"), "device"), (Some("train"), "model"), (Some("train"), "model_fingerprint"), (Some("train"), "masks")] {
+    for (obj, key) in [(None, "model"), (None, "trained"), (None, "threads"), (Some("train"), "seed"), (Some("train"), "save_every"), (Some("train"), "device"), (Some("train"), "model"), (Some("train"), "model_fingerprint"), (Some("train"), "masks")] {
         let target = match obj {
             Some(o) => v.get_mut(o),
             None => Some(&mut v),

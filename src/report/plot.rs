@@ -82,7 +82,8 @@ fn span(lo: f64, hi: f64) -> (f64, f64) {
     if !lo.is_finite() || !hi.is_finite() {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { 0.06 * (hi - lo) } else { 0.05 * lo.abs().max(1e-3) };
+    // A flat series (every AP 0 after a few steps, say) still gets a readable range around its value.
+    let pad = if hi - lo > 1e-9 { 0.06 * (hi - lo) } else { 0.05 * lo.abs().max(1.0) };
     (lo - pad, hi + pad)
 }
 
