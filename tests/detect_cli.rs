@@ -291,6 +291,18 @@ fn validate_on_annotations() {
     let r = ticket_json(&[&"validate", &cand, &"--dense", &dense, &"--coco", &gt, &"--images", &dir.path(), &"--max-map-drop", &"1"]);
     assert_eq!(r["reference"], "annotations");
     assert_eq!(r["images"], 3);
+    // Without --images, `images/` next to the json; without it there either, the folder looked for is named.
+    let set = dir.path().join("set");
+    std::fs::create_dir_all(set.join("images")).unwrap();
+    for p in &images {
+        std::fs::copy(p, set.join("images").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(&gt, set.join("gt.json")).unwrap();
+    let beside = ticket_json(&[&"validate", &cand, &"--dense", &dense, &"--coco", &set.join("gt.json"), &"--max-map-drop", &"1"]);
+    assert_eq!(beside["candidate"]["scores"], r["candidate"]["scores"]);
+    let none = ticket(&[&"validate", &cand, &"--dense", &dense, &"--coco", &gt]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("images: not a folder"), "{}", String::from_utf8_lossy(&none.stderr));
     // The same numbers as ticket eval gives each model on these annotations.
     let e = ticket_json(&[&"eval", &"--model", &cand, &"--images", &dir.path(), &"--coco", &gt]);
     for t in ["bbox", "segm"] {

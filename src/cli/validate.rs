@@ -8,7 +8,7 @@
 //! detection settings. A stale cache (any of those changed) is recomputed and rewritten, never trusted.
 use super::detect::{detect_images, DetectOpts};
 use crate::detect::images::folder_images;
-use crate::eval::model::{check_classes, coco_images, iou_types_of, median};
+use crate::eval::model::{check_classes, coco_images, default_images, iou_types_of, median};
 use super::{emit, table};
 use crate::detect::pipeline::Detector;
 use crate::detect::results::CocoResult;
@@ -29,9 +29,10 @@ pub struct Args {
     /// COCO ground truth for the images; without it, the dense model's detections are the reference.
     #[arg(long)]
     pub coco: Option<PathBuf>,
-    /// The images (with --coco, the folder holding the ground truth's file names).
-    #[arg(long)]
-    pub images: PathBuf,
+    /// The images (with --coco, the folder holding the ground truth's file names; default `images/` next to the
+    /// json, as `ticket train` and `ticket eval` read it).
+    #[arg(long, required_unless_present = "coco")]
+    pub images: Option<PathBuf>,
     /// IoU types to score and gate, comma-separated (bbox,segm,keypoints); default: every type the model has.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub iou_type: Option<Vec<IouType>>,
@@ -263,11 +264,12 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         Some(path) => {
             let gt = CocoGt::load(path)?;
             check_classes(&dense, &gt)?;
-            let images = coco_images(&gt, &args.images)?;
+            let dir = args.images.clone().unwrap_or_else(|| default_images(path));
+            let images = coco_images(&gt, &dir)?;
             ("annotations".to_string(), Some(gt), images)
         }
         None => {
-            let images = folder_images(&args.images)?.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect();
+            let images = folder_images(args.images.as_deref().expect("clap: --images without --coco"))?.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect();
             ("agreement with the dense model".to_string(), None, images)
         }
     };
