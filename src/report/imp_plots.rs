@@ -45,7 +45,7 @@ fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> 
     let name = format!("{}_{t}", metric.to_lowercase());
     Some(Figure {
         caption: format!("{metric} ({t}) against network sparsity: tickets per level (mean ± std over seeds), dense baseline as a band (mean ± std)."),
-        plot: Plot::Line(LinePlot { title: format!("{metric} ({t}) vs network sparsity"), x_label: "network sparsity (%)".into(), y_label: metric.into(), series, bands, markers: true }),
+        plot: Plot::Line(LinePlot { title: format!("{metric} ({t}) vs network sparsity"), x_label: "network sparsity (%)".into(), y_label: metric.into(), series, bands, markers: true, x_range: None, y_range: None }),
         name,
     })
 }
@@ -148,7 +148,7 @@ fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
     Some(Figure {
         name: format!("loss_g{i}"),
         caption: format!("Training loss per step, dense vs the level-{} ticket ({}, first seed).", g.shown, g.label),
-        plot: Plot::Line(LinePlot { title: format!("Training loss ({})", g.label), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false }),
+        plot: Plot::Line(LinePlot { title: format!("Training loss ({})", g.label), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false, x_range: None, y_range: None }),
     })
 }
 
@@ -171,6 +171,8 @@ fn early_bird(groups: &[GroupStats]) -> Option<Figure> {
             series,
             bands: vec![],
             markers: true,
+            x_range: Some((0.0, 100.0)),
+            y_range: Some((0.0, 1.05)),
         }),
     })
 }

@@ -56,6 +56,9 @@ pub struct LinePlot {
     pub bands: Vec<Band>,
     /// Draw a marker at every point (off for dense curves such as training loss).
     pub markers: bool,
+    /// Fixed axis ranges where the quantity has natural bounds (a fraction of training, an IoU); else fitted.
+    pub x_range: Option<(f64, f64)>,
+    pub y_range: Option<(f64, f64)>,
 }
 
 /// Bars grouped per category: `values[s][c]` is series s at category c (None: no bar).
@@ -94,8 +97,8 @@ impl LinePlot {
         let (x_lo, x_hi) = xs.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
         let ys = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])).chain(self.bands.iter().flat_map(|b| [b.mean - b.std, b.mean + b.std]));
         let (y_lo, y_hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
-        let (x_lo, x_hi) = span(x_lo, x_hi);
-        let (y_lo, y_hi) = span(y_lo, y_hi);
+        let (x_lo, x_hi) = self.x_range.unwrap_or_else(|| span(x_lo, x_hi));
+        let (y_lo, y_hi) = self.y_range.unwrap_or_else(|| span(y_lo, y_hi));
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FAMILY, 22))
             .margin(12)
@@ -135,11 +138,12 @@ impl LinePlot {
         root.present()
     }
 
-    /// The corner with the fewest data points under it, so the legend hides as little as possible.
+    /// The corner with the fewest data points under it, so the legend hides as little as possible (a legend
+    /// box is up to half the plot wide).
     fn legend_corner(&self, (x_lo, x_hi): (f64, f64), (y_lo, y_hi): (f64, f64)) -> SeriesLabelPosition {
         let pts: Vec<(f64, f64)> =
             self.series.iter().flat_map(|s| s.points.iter().map(|p| ((p.0 - x_lo) / (x_hi - x_lo), (p.1 - y_lo) / (y_hi - y_lo)))).collect();
-        let under = |right: bool, upper: bool| pts.iter().filter(|(x, y)| (if right { *x > 0.55 } else { *x < 0.45 }) && (if upper { *y > 0.6 } else { *y < 0.4 })).count();
+        let under = |right: bool, upper: bool| pts.iter().filter(|(x, y)| (if right { *x > 0.4 } else { *x < 0.6 }) && (if upper { *y > 0.65 } else { *y < 0.35 })).count();
         [(true, true, SeriesLabelPosition::UpperRight), (false, true, SeriesLabelPosition::UpperLeft), (true, false, SeriesLabelPosition::LowerRight), (false, false, SeriesLabelPosition::LowerLeft)]
             .into_iter()
             .min_by_key(|(r, u, _)| under(*r, *u))
