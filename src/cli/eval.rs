@@ -77,7 +77,12 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let opts = EvalOptions { kpt_oks_sigmas: args.kpt_sigmas.clone(), tide: !args.no_tide };
     let reports = match &args.dets {
         Some(d) => {
-            let types = args.iou_type.clone().unwrap_or(vec![IouType::Bbox]);
+            let mut types = args.iou_type.clone().unwrap_or(vec![IouType::Bbox]);
+            let mut seen = Vec::new();
+            types.retain(|t| !seen.contains(t) && {
+                seen.push(*t);
+                true
+            });
             let bar = progress(0, "evaluating", json);
             types.iter().map(|&t| gt.evaluate(DetSource::File(d.clone()), t, &opts, &bar)).collect::<Result<Vec<_>>>()?
         }
