@@ -114,6 +114,7 @@ fn write_run(dir: &Path, config: &ImpConfig, skip_level: Option<usize>) {
             level,
             selected_sparsity: prune.as_ref().map_or(0.0, |p| p.selected_sparsity),
             network_sparsity,
+            flops_removed: None,
             scores: scores(&reports),
             steps: 20,
             train_s: 1.5,
