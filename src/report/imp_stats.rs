@@ -26,6 +26,8 @@ pub struct LevelStat {
     pub level: usize,
     pub network_sparsity: Stat,
     pub selected_sparsity: Stat,
+    /// Channel levels: the fraction of the dense model's FLOPs removed.
+    pub flops_removed: Option<Stat>,
     /// IoU type → AP, AP50, and AP minus dense AP (each replicate against its own dense level).
     pub ap: BTreeMap<String, Stat>,
     pub ap50: BTreeMap<String, Stat>,
@@ -101,6 +103,7 @@ fn level_stat(runs: &[RunData], l: usize) -> LevelStat {
         level: l,
         network_sparsity: stat(&|d| d.row.network_sparsity),
         selected_sparsity: stat(&|d| d.row.selected_sparsity),
+        flops_removed: Stat::of(&rows.iter().filter_map(|d| d.row.flops_removed).collect::<Vec<_>>()),
         ap: per_type(&|r| r.levels[l].row.scores.iter().filter_map(|(k, s)| Some((k.clone(), s.ap?))).collect()),
         ap50: per_type(&|r| r.levels[l].row.scores.iter().filter_map(|(k, s)| Some((k.clone(), s.ap50?))).collect()),
         delta_ap: per_type(&|r| r.levels[l].row.delta(&r.levels[0].row)),

@@ -58,7 +58,12 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
     out += "## Levels\n\n";
     for (i, g) in groups.iter().enumerate() {
         out += &format!("### Group {i}: {}\n\n", g.label);
+        let flops = g.levels.iter().any(|l| l.flops_removed.is_some());
         let mut header: Vec<String> = vec!["Level".into(), "Network sparsity".into(), "Selected sparsity".into()];
+        // Channel runs remove whole channels: what they save shows as FLOPs (a column only where present).
+        if flops {
+            header.push("FLOPs removed".into());
+        }
         for t in &types {
             header.extend([format!("AP {t}"), format!("AP50 {t}"), format!("ΔAP {t}")]);
         }
@@ -68,6 +73,9 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
             .iter()
             .map(|l| {
                 let mut row = vec![l.level.to_string(), pct(&l.network_sparsity), pct(&l.selected_sparsity)];
+                if flops {
+                    row.push(l.flops_removed.as_ref().map_or("-".into(), pct));
+                }
                 for t in &types {
                     row.extend([num(l.ap.get(t)), num(l.ap50.get(t)), if l.level == 0 { "-".into() } else { num(l.delta_ap.get(t)) }]);
                 }
