@@ -171,7 +171,8 @@ fn text(r: &DemoReport) -> String {
     let mut s = super::imp::text(&r.imp);
     if let Some(v) = &r.validate {
         let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
-        s += &format!("ticket validate (sparsity and mAP-drop gates on the held-out images): {verdict}, mAP drop {}\n", v["map_drop"]);
+        let drops: Vec<String> = v["map_drop"].as_object().map(|m| m.iter().map(|(k, d)| format!("{k} {:.3}", d.as_f64().unwrap_or(f64::NAN))).collect()).unwrap_or_default();
+        s += &format!("ticket validate (sparsity and mAP-drop gates on the held-out images): {verdict}; mAP drop {}\n", drops.join(", "));
     }
     if let Some(eq) = r.ort_equal {
         s += &format!("ONNX Runtime: the exported ticket {} the dense graph with its masks applied\n", if eq { "equals" } else { "DIFFERS from" });
