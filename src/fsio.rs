@@ -1,19 +1,65 @@
-//! File helpers shared by every command: atomic writes (a failed run never leaves a partial output) and the
-//! checks that keep an output from overwriting an input.
+//! File helpers shared by every command: bounded reads of regular files only (a FIFO or /dev/zero as input must
+//! fail, not hang or fill memory), paths taken from files confined to their folder, atomic writes (a failed run
+//! never leaves a partial output), the checks that keep an output from overwriting an input, and the folder
+//! lock that keeps two processes out of one run folder.
 use crate::error::{Error, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
 
 /// Reads a whole file, refusing anything larger than `max_bytes` before allocating for it.
 pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let (f, len) = open_regular(path)?;
+    if len > max_bytes {
+        return Err(Error::input(path, format!("{len} bytes is larger than the {max_bytes} byte limit")));
+    }
+    // The file may grow between the check and the read: never take more than the limit.
+    let mut out = Vec::with_capacity(len as usize);
+    f.take(max_bytes.saturating_add(1)).read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+    if out.len() as u64 > max_bytes {
+        return Err(Error::input(path, format!("grew past the {max_bytes} byte limit while being read")));
+    }
+    Ok(out)
+}
+
+/// [`read_limited`] as UTF-8 text.
+pub fn read_text_limited(path: &Path, max_bytes: u64) -> Result<String> {
+    String::from_utf8(read_limited(path, max_bytes)?).map_err(|e| Error::input(path, format!("not UTF-8 text: {e}")))
+}
+
+/// Opens a file for reading only if it is a regular file (checked on the open handle, so a FIFO swapped in
+/// after a path check is still refused; opened non-blocking so that opening a FIFO cannot wait for a writer).
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         return Err(Error::input(path, "not a regular file"));
     }
-    if meta.len() > max_bytes {
-        return Err(Error::input(path, format!("{} bytes is larger than the {} byte limit", meta.len(), max_bytes)));
+    Ok((f, meta.len()))
+}
+
+/// O_NONBLOCK without the libc crate: the value is fixed per architecture family on Linux.
+const fn libc_o_nonblock() -> i32 {
+    if cfg!(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64", target_arch = "arm", target_arch = "riscv64")) {
+        0o4000
+    } else {
+        0
     }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// `rel`, a path read from a file (an image `file_name`, a checkpoint name), joined to `dir` if it stays inside:
+/// absolute paths and `..` are refused, because an input file must not make the tool read arbitrary files.
+/// `what` names the field in the error.
+pub fn confined_join(dir: &Path, rel: &str, what: &str) -> std::result::Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if rel.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("{what} '{rel}' is not a relative path inside {}; refused", dir.display()));
+    }
+    Ok(dir.join(p))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so readers see either
@@ -72,4 +118,55 @@ pub fn ensure_distinct(output: &Path, inputs: &[&Path]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An exclusive lock on a folder for a process's lifetime (a training run, an IMP experiment): a second process
+/// that wants the folder gets a one-line error naming the holder's pid instead of writing the same files. The
+/// lock is the OS's (flock through `File::try_lock`), so it is released when the holder exits or dies, and a
+/// stale lock file left by a killed process does not block anyone.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+/// The lock file inside a locked folder.
+pub const LOCK_FILE: &str = ".lock";
+
+impl DirLock {
+    /// Locks `dir` (which must exist), or fails at once with who holds it.
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
+                return Err(Error::input(dir, format!("is in use by {who} (lock {}); wait for it to finish or stop it", path.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        // The holder's pid, for the error above; written only once the lock is ours.
+        let written = file.set_len(0).and_then(|_| {
+            use std::io::Seek;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            write!(file, "{}", std::process::id())?;
+            file.flush()
+        });
+        written.map_err(|e| Error::io(&path, e))?;
+        Ok(DirLock { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }

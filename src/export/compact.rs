@@ -63,6 +63,10 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
             t.external_data.clear();
         }
         if !tensor::is_float(t) {
+            // FLOAT16/BFLOAT16/DOUBLE weights stay dense, pruned in their own type: the packed values are f32.
+            if let (Some(v), true) = (replace.get(&name), tensor::is_weight_float(t)) {
+                tensor::set_f32_values(t, v);
+            }
             continue;
         }
         let values = match replace.get(&name) {
@@ -127,14 +131,15 @@ pub fn unpack(path: &Path, bytes: &[u8]) -> Result<OnnxModel> {
         .map_err(|e| bad(format!("bad float_data metadata: {e}")))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let graph = st.tensor(GRAPH_KEY).map_err(|_| bad("the compact file has no ONNX graph".into()))?;
-    let mut model = OnnxModel::from_bytes(path, graph.data())?;
-    let g = model.proto.graph.as_mut().expect("checked at load");
+    // The graph's packed initializers have no data until they are filled in: the model checks run after.
+    let mut proto = OnnxModel::decode_proto(path, graph.data())?;
+    let g = proto.graph.as_mut().expect("checked at decode");
     for t in g.initializer.iter_mut() {
         let name = t.name().to_string();
         let Ok(bits) = st.tensor(&bits_key(&name)) else { continue };
         let vals = st.tensor(&values_key(&name)).map_err(|_| bad(format!("tensor '{name}' has a bitmap but no values")))?;
         let n = tensor::numel(t).map_err(|e| bad(format!("initializer '{name}': {e}")))?;
-        if bits.data().len() != n.div_ceil(8) || vals.dtype() != Dtype::F32 {
+        if !tensor::is_float(t) || bits.data().len() != n.div_ceil(8) || vals.dtype() != Dtype::F32 || vals.data().len() % 4 != 0 {
             return Err(bad(format!("tensor '{name}': packed data does not match its shape")));
         }
         let mut kept = vals.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
@@ -153,5 +158,5 @@ pub fn unpack(path: &Path, bytes: &[u8]) -> Result<OnnxModel> {
             t.raw_data = Some(tensor::f32_to_le_bytes(&dense).into());
         }
     }
-    Ok(model)
+    OnnxModel::from_proto(path, proto)
 }

@@ -132,7 +132,9 @@ impl ModelState {
         let mut constants = Constants::default();
         let mut anonymous = Vec::new();
         let mut buffers = BTreeMap::new();
-        for init in graph.initializer.iter().filter(|t| tensor::is_float(t)) {
+        // Every float type a weight can have: FLOAT16/BFLOAT16/DOUBLE are read as f32 (exactly for the 16-bit
+        // types) and written back in their own type, so no weight is skipped for its type.
+        for init in graph.initializer.iter().filter(|t| tensor::is_weight_float(t)) {
             let name = init.name();
             let use_ = uses.get(name).copied();
             let named_param = names::is_param_name(name) && !BUFFER_SUFFIXES.iter().any(|s| name.ends_with(s));

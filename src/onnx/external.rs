@@ -69,8 +69,9 @@ pub fn load_all(model_path: &Path, graph: &GraphProto) -> Result<HashMap<String,
             return Err(Error::input(model_path, format!("initializer '{name}': external data length {length} does not match its shape ({expected} bytes)")));
         }
         if !files.contains_key(&path) {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+            // Only a regular file: a FIFO named by a model would block the read forever.
+            let (f, len) = crate::fsio::open_regular(&path)
+                .map_err(|e| Error::input(model_path, format!("initializer '{name}': external data file '{loc}': {e}")))?;
             files.insert(path.clone(), (f, len));
         }
         let (file, file_len) = files.get_mut(&path).expect("inserted above");

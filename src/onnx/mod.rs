@@ -1,6 +1,7 @@
 //! ONNX model I/O: the prost-generated schema, decoding with checks, external data, atomic encoding.
 //! A model that is decoded and encoded again loses nothing: every field of onnx.proto is in the schema, and
 //! the only thing the tool ever changes in a user's model is initializer data.
+pub mod check;
 pub mod external;
 pub mod tensor;
 
@@ -35,6 +36,11 @@ impl OnnxModel {
 
     /// Decodes `bytes` as the model at `path` (the path locates external data and names the file in errors).
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::from_proto(path, Self::decode_proto(path, bytes)?)
+    }
+
+    /// Decodes the protobuf and checks that it is a model with a graph; nothing about its tensors yet.
+    pub fn decode_proto(path: &Path, bytes: &[u8]) -> Result<ModelProto> {
         if bytes.is_empty() {
             return Err(Error::input(path, "empty file, not an ONNX model"));
         }
@@ -47,6 +53,13 @@ impl OnnxModel {
         if graph.node.is_empty() {
             return Err(Error::input(path, "the ONNX graph has no nodes"));
         }
+        Ok(proto)
+    }
+
+    /// A decoded model, checked (see [`check::model`]) and with its external data read.
+    pub fn from_proto(path: &Path, proto: ModelProto) -> Result<Self> {
+        let graph = proto.graph.as_ref().ok_or_else(|| Error::input(path, "not an ONNX model: it has no graph"))?;
+        check::model(path, graph)?;
         let external = external::load_all(path, graph)?;
         Ok(OnnxModel { path: path.to_path_buf(), proto, external })
     }
@@ -92,9 +105,10 @@ impl OnnxModel {
             let new_values = replace.get(t.name());
             if external::is_external(t) {
                 let w = ext_writer.as_mut().expect("created when the model has external data");
+                let original = &self.external[t.name()];
                 let bytes = match new_values {
-                    Some(v) => tensor::f32_to_le_bytes(v),
-                    None => self.external[t.name()].to_vec(),
+                    Some(v) => tensor::encode_like(t, Some(original), v),
+                    None => original.to_vec(),
                 };
                 w.append(t, &bytes);
             } else if let Some(v) = new_values {

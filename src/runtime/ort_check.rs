@@ -22,11 +22,16 @@ fn environment() -> Result<&'static ort::environment::Environment> {
         if !std::path::Path::new(&path).is_file() {
             return Err(format!("ONNX Runtime library not found: ORT_DYLIB_PATH={path} is not a file (run tools/setup.sh)"));
         }
-        ort::init_from(&path)
+        // ORT's own log lines (warnings about the model, its reasons for rejecting one) would add lines to a
+        // one-line error: the reason comes back in the error itself, so the log is dropped.
+        let env = ort::init_from(&path)
             .map_err(|e| format!("{path}: cannot load ONNX Runtime: {e}"))?
             .with_name("ticket")
+            .with_logger(std::sync::Arc::new(|_level: ort::logging::LogLevel, _category: &str, _id: &str, _location: &str, _message: &str| {}))
             .build()
-            .map_err(|e| format!("{path}: cannot create an ONNX Runtime environment: {e}"))
+            .map_err(|e| format!("{path}: cannot create an ONNX Runtime environment: {e}"))?;
+        env.set_log_level(ort::logging::LogLevel::Fatal);
+        Ok(env)
     })
     .as_ref()
     .map_err(|e| Error::Runtime(e.clone()))
@@ -82,6 +87,13 @@ pub fn default_inputs(model: &OnnxModel, dynamic_dim: usize) -> Result<Vec<(Stri
     Ok(out)
 }
 
+/// An error of a working ONNX Runtime about a model: the model is what is wrong (exit 2). Only a runtime that
+/// cannot be loaded or set up (see [`environment`]) is the environment's fault (exit 3).
+fn rejected(what: &str, e: impl std::fmt::Display) -> Error {
+    let msg = e.to_string();
+    Error::Input(format!("{what}: ONNX Runtime rejects the model: {}", msg.split_whitespace().collect::<Vec<_>>().join(" ")))
+}
+
 /// A session on an encoded model (external data already inlined), intra-op threads on all cores; for callers
 /// that run the same model many times (benchmarks), since building one costs more than a run.
 pub fn session(model_bytes: &[u8], what: &str) -> Result<Session> {
@@ -91,7 +103,7 @@ pub fn session(model_bytes: &[u8], what: &str) -> Result<Session> {
 /// A session with `threads` intra-op threads (0: one per core), for comparisons at equal thread counts.
 pub fn session_with_threads(model_bytes: &[u8], what: &str, threads: usize) -> Result<Session> {
     let env = environment()?;
-    let err = |e: ort::Error| Error::Runtime(format!("{what}: ONNX Runtime: {e}"));
+    let err = |e: ort::Error| rejected(what, e);
     let threads = crate::runtime::tract_stage::resolve_threads(threads);
     Session::builder(env)
         .map_err(err)?
@@ -103,7 +115,7 @@ pub fn session_with_threads(model_bytes: &[u8], what: &str, threads: usize) -> R
 
 /// Runs an encoded model (external data already inlined) on the given inputs, returning outputs by name.
 pub fn run(model_bytes: &[u8], inputs: &[(String, ArrayD<f32>)], what: &str) -> Result<Vec<(String, Output)>> {
-    let err = |e: ort::Error| Error::Runtime(format!("{what}: ONNX Runtime: {e}"));
+    let err = |e: ort::Error| rejected(what, e);
     let mut session = session(model_bytes, what)?;
     let mut feed = Vec::new();
     for (name, arr) in inputs {
