@@ -73,18 +73,100 @@ pub struct Dataset {
 }
 
 /// Refuses files larger than this before reading them (a COCO train2017 file is ~450 MB).
-const MAX_ANNOTATION_BYTES: u64 = 2 << 30;
+pub const MAX_ANNOTATION_BYTES: u64 = 2 << 30;
+
+/// Reads a COCO annotation file (bounded, regular files only) without checking what it says: see [`validate_gt`].
+pub fn read_coco(path: &Path) -> Result<hotcoco::Dataset> {
+    let bytes = crate::fsio::read_limited(path, MAX_ANNOTATION_BYTES)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::input(path, "empty file: expected COCO annotation json"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not a COCO annotation file: {e}")))
+}
+
+/// The one check of ground truth, shared by `ticket data check`/training and `ticket eval`, so that neither
+/// accepts what the other refuses: images with a size and a unique id, categories with a unique id, every
+/// annotation on a known image and category, boxes `[x, y, w, h]` finite with `w, h ≥ 0` and not entirely
+/// outside their image, a finite non-negative area, RLE masks of their image's size whose runs cover it, and
+/// `3·K` keypoint values for a category with K keypoints. What training alone needs (a box on every object) is
+/// checked where it is needed.
+pub fn validate_gt(source: &Path, ds: &hotcoco::Dataset) -> Result<()> {
+    let fail = |msg: String| Err(Error::input(source, msg));
+    if ds.images.is_empty() {
+        return fail("no images: a COCO annotation file lists its images under \"images\"".into());
+    }
+    if ds.categories.is_empty() {
+        return fail("no categories".into());
+    }
+    let mut cats: HashMap<u64, &hotcoco::Category> = HashMap::new();
+    for c in &ds.categories {
+        if cats.insert(c.id, c).is_some() {
+            return fail(format!("category id {} appears twice", c.id));
+        }
+    }
+    let mut sizes: HashMap<u64, (u32, u32)> = HashMap::new();
+    for img in &ds.images {
+        if img.height == 0 || img.width == 0 {
+            return fail(format!("image {} ({}) has no size (width/height 0)", img.id, img.file_name));
+        }
+        if sizes.insert(img.id, (img.height, img.width)).is_some() {
+            return fail(format!("image id {} appears twice", img.id));
+        }
+    }
+    for (n, a) in ds.annotations.iter().enumerate() {
+        let bad = |msg: String| Err(Error::input(source, format!("annotation {} (#{n}): {msg}", a.id)));
+        let Some(&(h, w)) = sizes.get(&a.image_id) else {
+            return bad(format!("image_id {} is not an image of the file", a.image_id));
+        };
+        let Some(cat) = cats.get(&a.category_id) else {
+            return bad(format!("category_id {} is not a category of the file", a.category_id));
+        };
+        if let Some(b) = a.bbox {
+            if !b.iter().all(|v| v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+                return bad(format!("bbox {b:?} is not [x, y, w, h] with w, h ≥ 0"));
+            }
+            if b[0] >= w as f64 || b[1] >= h as f64 || b[0] + b[2] <= 0.0 || b[1] + b[3] <= 0.0 {
+                return bad(format!("bbox {b:?} lies outside its {w}x{h} image {}", a.image_id));
+            }
+        }
+        if let Some(area) = a.area {
+            if !(area.is_finite() && area >= 0.0) {
+                return bad(format!("area {area} is not a finite number ≥ 0"));
+            }
+        }
+        if let Some(seg) = &a.segmentation {
+            check_rle(seg, (h, w)).map_err(|e| Error::input(source, format!("annotation {} (#{n}): segmentation: {e}", a.id)))?;
+        }
+        let k = cat.keypoints.as_ref().map_or(0, Vec::len);
+        if let Some(kp) = a.keypoints.as_ref().filter(|_| k > 0) {
+            if kp.len() != 3 * k || !kp.iter().all(|v| v.is_finite()) {
+                return bad(format!("{} keypoint values, category \"{}\" needs {} finite ones", kp.len(), cat.name, 3 * k));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An RLE segmentation (either spelling) must be of its image's `(h, w)` and its runs must cover exactly
+/// `h·w` pixels, as pycocotools writes them; polygons are not RLE and pass.
+pub fn check_rle(seg: &Segmentation, hw: (u32, u32)) -> std::result::Result<(), String> {
+    let Some(r) = seg.rle_ref() else { return Ok(()) };
+    let rle = r.to_rle().map_err(|e| e.to_string())?;
+    if (rle.h, rle.w) != hw {
+        return Err(format!("RLE size {}x{} differs from its image's {}x{}", rle.h, rle.w, hw.0, hw.1));
+    }
+    let covered: u64 = rle.counts.iter().map(|&c| c as u64).sum();
+    if covered != rle.h as u64 * rle.w as u64 {
+        return Err(format!("RLE runs cover {covered} pixels, its {}x{} size has {}", rle.h, rle.w, rle.h as u64 * rle.w as u64));
+    }
+    Ok(())
+}
 
 impl Dataset {
     /// COCO annotations; `file_name`s are relative to `image_dir`.
     pub fn from_coco(annotations: &Path, image_dir: &Path) -> Result<Self> {
-        let bytes = crate::fsio::read_limited(annotations, MAX_ANNOTATION_BYTES)?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::input(annotations, "empty file: expected COCO annotation json"));
-        }
-        let ds: hotcoco::Dataset =
-            serde_json::from_slice(&bytes).map_err(|e| Error::input(annotations, format!("not a COCO annotation file: {e}")))?;
-        Self::from_hotcoco(annotations, ds, |img| image_dir.join(&img.file_name))
+        let ds = read_coco(annotations)?;
+        Self::from_hotcoco(annotations, ds, image_dir)
     }
 
     /// A Pascal VOC folder: `Annotations/*.xml` (or `*.xml` in the folder); images in `image_dir`, by default
@@ -98,17 +180,12 @@ impl Dataset {
             return Err(Error::Runtime(format!("{}: read the classes twice and got different lists", dir.display())));
         }
         let image_dir = image_dir.map_or_else(|| dir.join("JPEGImages"), Path::to_path_buf);
-        Self::from_hotcoco(dir, ds, |img| image_dir.join(&img.file_name))
+        Self::from_hotcoco(dir, ds, &image_dir)
     }
 
-    fn from_hotcoco(source: &Path, ds: hotcoco::Dataset, image_path: impl Fn(&hotcoco::Image) -> PathBuf) -> Result<Self> {
+    fn from_hotcoco(source: &Path, ds: hotcoco::Dataset, image_dir: &Path) -> Result<Self> {
+        validate_gt(source, &ds)?;
         let fail = |msg: String| Error::input(source, msg);
-        if ds.images.is_empty() {
-            return Err(fail("no images: a COCO annotation file lists its images under \"images\"".into()));
-        }
-        if ds.categories.is_empty() {
-            return Err(fail("no categories".into()));
-        }
         let mut cats = ds.categories.clone();
         cats.sort_by_key(|c| c.id);
         let categories: Vec<Category> = cats
@@ -116,9 +193,6 @@ impl Dataset {
             .map(|c| Category { id: c.id, name: c.name, keypoints: c.keypoints.unwrap_or_default(), skeleton: c.skeleton.unwrap_or_default() })
             .collect();
         let label_of: HashMap<u64, usize> = categories.iter().enumerate().map(|(i, c)| (c.id, i + 1)).collect();
-        if label_of.len() != categories.len() {
-            return Err(fail("two categories share an id".into()));
-        }
         let kp_cat = categories.iter().filter(|c| !c.keypoints.is_empty()).max_by_key(|c| c.keypoints.len());
         let num_keypoints = kp_cat.map_or(0, |c| c.keypoints.len());
         let keypoint_names = kp_cat.map(|c| c.keypoints.clone()).unwrap_or_default();
@@ -126,58 +200,37 @@ impl Dataset {
         let mut images = Vec::with_capacity(ds.images.len());
         let mut index: HashMap<u64, usize> = HashMap::new();
         for img in &ds.images {
-            if img.height == 0 || img.width == 0 {
-                return Err(fail(format!("image {} ({}) has no size (width/height 0)", img.id, img.file_name)));
-            }
-            let path = image_path(img);
+            // A file name from the annotation file stays inside the image folder: `/etc/hostname` or
+            // `../../x.jpg` is refused, not decoded.
+            let path = crate::fsio::confined_join(image_dir, &img.file_name, &format!("image {} file_name", img.id)).map_err(fail)?;
             if !path.is_file() {
                 return Err(Error::input(&path, format!("missing image file (image {} of {})", img.id, source.display())));
             }
-            if index.insert(img.id, images.len()).is_some() {
-                return Err(fail(format!("image id {} appears twice", img.id)));
-            }
+            index.insert(img.id, images.len());
             images.push(ImageEntry { id: img.id, path, hw: (img.height as usize, img.width as usize), objects: Vec::new() });
         }
 
         let (mut dropped_crowd, mut dropped_degenerate) = (0, 0);
         for (n, a) in ds.annotations.iter().enumerate() {
             let fail = |msg: String| Error::input(source, format!("annotation {} (#{n}): {msg}", a.id));
-            let &slot = index.get(&a.image_id).ok_or_else(|| fail(format!("image_id {} is not an image of the file", a.image_id)))?;
-            let &label = label_of.get(&a.category_id).ok_or_else(|| fail(format!("category_id {} is not a category of the file", a.category_id)))?;
+            let slot = index[&a.image_id];
+            let label = label_of[&a.category_id];
             if a.iscrowd {
                 dropped_crowd += 1;
                 continue;
             }
             let entry = &mut images[slot];
             let (h, w) = (entry.hw.0 as f64, entry.hw.1 as f64);
+            // Training needs a box for every object; validate_gt checked the ones that are there.
             let b = a.bbox.ok_or_else(|| fail("no bbox".into()))?;
-            if !b.iter().all(|v| v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
-                return Err(fail(format!("bbox {b:?} is not [x, y, w, h] with w, h ≥ 0")));
-            }
-            if b[0] >= w || b[1] >= h || b[0] + b[2] <= 0.0 || b[1] + b[3] <= 0.0 {
-                return Err(fail(format!("bbox {b:?} lies outside its {}x{} image {}", entry.hw.1, entry.hw.0, entry.id)));
-            }
             let clipped = [b[0].max(0.0), b[1].max(0.0), (b[0] + b[2]).min(w), (b[1] + b[3]).min(h)];
             if clipped[2] <= clipped[0] || clipped[3] <= clipped[1] {
                 dropped_degenerate += 1;
                 continue;
             }
-            if let Some(seg) = &a.segmentation {
-                if let Some(r) = seg.rle_ref() {
-                    let rle = r.to_rle().map_err(|e| fail(format!("segmentation: {e}")))?;
-                    if (rle.h as usize, rle.w as usize) != entry.hw {
-                        return Err(fail(format!("RLE size {}x{} differs from its image's {}x{}", rle.h, rle.w, entry.hw.0, entry.hw.1)));
-                    }
-                }
-            }
             let cat = &categories[label - 1];
             let keypoints = match &a.keypoints {
-                Some(k) if !cat.keypoints.is_empty() => {
-                    if k.len() != 3 * cat.keypoints.len() {
-                        return Err(fail(format!("{} keypoint values, category \"{}\" needs {}", k.len(), cat.name, 3 * cat.keypoints.len())));
-                    }
-                    k.chunks(3).map(|t| [t[0] as f32, t[1] as f32, t[2] as f32]).collect()
-                }
+                Some(k) if !cat.keypoints.is_empty() => k.chunks(3).map(|t| [t[0] as f32, t[1] as f32, t[2] as f32]).collect(),
                 _ => Vec::new(),
             };
             entry.objects.push(Object {

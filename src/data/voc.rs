@@ -23,11 +23,13 @@ pub struct VocDataset {
     pub(crate) dataset: hotcoco::Dataset,
 }
 
+/// A VOC annotation is a few kB; anything this large is not one.
+const MAX_XML_BYTES: u64 = 16 << 20;
+
 impl VocDataset {
     pub fn load(dir: &Path) -> Result<Self> {
         std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
         let ann_dir = if dir.join("Annotations").is_dir() { dir.join("Annotations") } else { dir.to_path_buf() };
-        let dataset = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
         // voc_to_coco numbers images in the sorted order of the .xml files; list them the same way for the stems.
         let mut xml: Vec<PathBuf> = std::fs::read_dir(&ann_dir)
             .map_err(|e| Error::io(&ann_dir, e))?
@@ -38,6 +40,15 @@ impl VocDataset {
         if xml.is_empty() {
             return Err(Error::input(dir, "no VOC annotations (*.xml) here or under Annotations/"));
         }
+        // hotcoco reads the files itself, unbounded: only regular files of a sane size get that far (a FIFO
+        // named *.xml would block it forever).
+        for p in xml.iter().chain(Some(&dir.join("labels.txt")).filter(|l| l.exists())) {
+            let (_, len) = crate::fsio::open_regular(p)?;
+            if len > MAX_XML_BYTES {
+                return Err(Error::input(p, format!("{len} bytes is larger than the {MAX_XML_BYTES} byte limit for a VOC file")));
+            }
+        }
+        let dataset = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
         if xml.len() != dataset.images.len() {
             return Err(Error::Runtime(format!("{}: read {} images from {} annotation files", dir.display(), dataset.images.len(), xml.len())));
         }

@@ -156,12 +156,10 @@ pub fn evaluate_coco(gt: &Path, dets: DetSource, iou: IouType) -> Result<CocoRep
 
 impl CocoGt {
     pub fn load(path: &Path) -> Result<Self> {
-        // Read here first so that a missing file is reported like every other missing input.
-        std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        let coco = COCO::new(path).map_err(|e| Error::input(path, format!("not a COCO annotation file: {e}")))?;
-        if coco.dataset.images.is_empty() {
-            return Err(Error::input(path, "no images: a COCO annotation file lists its images under \"images\""));
-        }
+        // The reader and the checks of `ticket data check`: ground truth one accepts, the other accepts too.
+        let ds = crate::data::dataset::read_coco(path)?;
+        crate::data::dataset::validate_gt(path, &ds)?;
+        let coco = COCO::from_dataset(ds);
         Ok(CocoGt { path: path.to_path_buf(), coco: Arc::new(coco) })
     }
 
@@ -350,6 +348,11 @@ impl CocoGt {
             let fail = |msg: String| Err(Error::input(label, format!("detection {i}: {msg}")));
             if self.coco.get_img(d.image_id).is_none() {
                 return fail(format!("image_id {} is not an image of {}", d.image_id, self.path.display()));
+            }
+            if let (Some(seg), Some(img)) = (&d.segmentation, self.coco.get_img(d.image_id)) {
+                if let Err(e) = crate::data::dataset::check_rle(seg, (img.height, img.width)) {
+                    return fail(format!("segmentation: {e}"));
+                }
             }
             if self.coco.get_cat(d.category_id).is_none() {
                 return fail(format!("category_id {} is not a category of {}", d.category_id, self.path.display()));

@@ -58,9 +58,14 @@ impl DetSource {
     }
 }
 
-/// Reads a whole input file, naming it in the error (a missing file is the user's to fix: exit 2).
+/// A detections file larger than this is refused before it is read (COCO val2017 at 100 detections per image
+/// with masks is about 300 MB).
+pub const MAX_DETECTIONS_BYTES: u64 = 4 << 30;
+
+/// Reads a whole input file, naming it in the error (a missing file is the user's to fix: exit 2). Regular
+/// files only, bounded: `/dev/zero` or a FIFO is refused, not read until memory runs out or forever.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    crate::fsio::read_limited(path, MAX_DETECTIONS_BYTES)
 }
 
 /// The bytes of a JSON list, or an error naming the file: a results file is a list, never an object.
