@@ -30,7 +30,8 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn no_prunable_model(path: &Path) {
     let t = TensorProto { name: Some("bias".into()), dims: vec![4], data_type: Some(DataType::Float as i32), float_data: vec![1.0; 4], ..Default::default() };
     let node = NodeProto { op_type: Some("Add".into()), input: vec!["x".into(), "bias".into()], output: vec!["y".into()], name: Some("add".into()), ..Default::default() };
-    let graph = GraphProto { name: Some("g".into()), node: vec![node], initializer: vec![t], ..Default::default() };
+    let x = ticket::onnx::proto::ValueInfoProto { name: Some("x".into()), ..Default::default() };
+    let graph = GraphProto { name: Some("g".into()), node: vec![node], initializer: vec![t], input: vec![x], ..Default::default() };
     let m = ModelProto {
         ir_version: Some(9),
         opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],

@@ -5,7 +5,13 @@
 //! - `log.jsonl`: one line per step (`step`, `loss`, each term, `lr`, timings);
 //! - `state.json`: the last complete checkpoint (written after the checkpoint, atomically, so a run killed at
 //!   any moment resumes from a checkpoint that is whole);
-//! - `checkpoints/step-NNNNNN.ckpt` (+ `.momentum.npz` for SGD with momentum): the two most recent;
+//! - `checkpoints/step-NNNNNN.ckpt` (+ `.momentum.npz` for SGD with momentum): the two most recent, each with
+//!   `step-NNNNNN.ckpt.json`, which makes it self-describing: its step and the size and FNV-1a hash of each of
+//!   its files. A resume starts from the newest checkpoint whose files match their description, whatever
+//!   `state.json` says (lost, or naming a checkpoint that was cut short); it refuses a folder where saved
+//!   checkpoints exist but none is intact, and it never deletes one: a damaged checkpoint newer than the
+//!   resume point is renamed `*.broken`, not overwritten;
+//! - `.lock`: held (flock) by the process training in the folder, so a second one is refused;
 //! - `work/`: the training core, ORT's artifacts and the RPN forward graph (regenerated on resume);
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
 use super::batch::{StepBuilder, StepStats};
@@ -15,7 +21,7 @@ use super::session::{Losses, SessionOptions, TrainSession};
 use super::worker::{Device, Optimizer};
 use super::Tensor;
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
+use crate::fsio::{write_atomic, DirLock};
 use crate::graph::train::{TrainOptions, TrainShape};
 use crate::model::{Masks, ModelKind, ModelState};
 use serde::{Deserialize, Serialize};
@@ -122,13 +128,29 @@ impl RunConfig {
 
 /// FNV-1a 64 of a file, as 16 hex digits: cheap, stable across platforms and Rust versions.
 pub fn fingerprint(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:016x}", fnv_file(path)?.0))
+}
+
+/// FNV-1a 64 and length of a regular file, streamed (checkpoints are hundreds of MB).
+fn fnv_file(path: &Path) -> Result<(u64, u64)> {
+    use std::io::Read;
+    let (f, _) = crate::fsio::open_regular(path)?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        len += n as u64;
     }
-    Ok(format!("{h:016x}"))
+    Ok((h, len))
 }
 
 /// One line of `log.jsonl`.
@@ -151,6 +173,145 @@ pub struct StepRecord {
 struct SavedState {
     step: u64,
     checkpoint: String,
+}
+
+/// What `step-NNNNNN.ckpt.json` says about its checkpoint: the step and every file of it.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct CheckpointInfo {
+    step: u64,
+    files: Vec<CheckpointFile>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct CheckpointFile {
+    /// A file name inside `checkpoints/`.
+    name: String,
+    bytes: u64,
+    fnv: String,
+}
+
+const CHECKPOINTS: &str = "checkpoints";
+/// run.json, state.json and a checkpoint's description are a few hundred bytes; the log is a line per step.
+const MAX_SMALL_FILE: u64 = 1 << 20;
+const MAX_LOG: u64 = 1 << 30;
+
+fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:06}.ckpt")
+}
+
+/// The step a checkpoint file name stands for (`step-000006.ckpt` → 6); `None` for any other name.
+fn step_of(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("step-")?.strip_suffix(".ckpt")?;
+    (digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
+/// Where a resumed run starts: the newest intact checkpoint, and the saved checkpoints newer than it that
+/// are damaged (they are kept, renamed `*.broken`, once the run really starts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumePoint {
+    pub step: u64,
+    /// The checkpoint file, inside RUN_DIR/checkpoints.
+    pub checkpoint: PathBuf,
+    /// Checkpoint files newer than `step` that do not match their description (or have none).
+    pub damaged: Vec<PathBuf>,
+}
+
+/// Checks a checkpoint against its description; the error says what does not match.
+fn verify_checkpoint(dir: &Path, name: &str, step: u64) -> std::result::Result<(), String> {
+    let desc = dir.join(format!("{name}.json"));
+    let text = crate::fsio::read_text_limited(&desc, MAX_SMALL_FILE).map_err(|e| format!("no description ({e})"))?;
+    let info: CheckpointInfo = serde_json::from_str(&text).map_err(|e| format!("{}: not a checkpoint description: {e}", desc.display()))?;
+    if info.step != step {
+        return Err(format!("{} says step {}, the file name says {step}", desc.display(), info.step));
+    }
+    if !info.files.iter().any(|f| f.name == name) {
+        return Err(format!("{} does not describe {name}", desc.display()));
+    }
+    for f in &info.files {
+        // Names come from a file: only siblings of the checkpoint, never a path elsewhere.
+        if !f.name.starts_with(name) || f.name.contains('/') || f.name.contains('\\') || f.name.contains("..") {
+            return Err(format!("{} names '{}', which is not a file of this checkpoint", desc.display(), f.name));
+        }
+        let (h, len) = fnv_file(&dir.join(&f.name)).map_err(|e| e.to_string())?;
+        if len != f.bytes || format!("{h:016x}") != f.fnv {
+            return Err(format!("{} has {len} bytes (hash {h:016x}), its description says {} bytes (hash {})", f.name, f.bytes, f.fnv));
+        }
+    }
+    Ok(())
+}
+
+/// Finds where a run folder resumes (see the module comment); `None` when the run never saved a checkpoint.
+/// Reads only: a run folder as found, damaged or not, is left as it is.
+pub fn resume_point(dir: &Path) -> Result<Option<ResumePoint>> {
+    let ckdir = dir.join(CHECKPOINTS);
+    let mut saved: Vec<(u64, String)> = match std::fs::read_dir(&ckdir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                step_of(&name).map(|s| (s, name))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(&ckdir, e)),
+    };
+    saved.sort();
+    let state_path = dir.join("state.json");
+    let named = if state_path.exists() {
+        let text = crate::fsio::read_text_limited(&state_path, MAX_SMALL_FILE)?;
+        let st: SavedState = serde_json::from_str(&text).map_err(|e| Error::input(&state_path, format!("not a run state: {e}")))?;
+        // state.json is read, not trusted: its checkpoint must be one of this folder's, of the step it says.
+        let name = st.checkpoint.strip_prefix("checkpoints/").filter(|n| step_of(n).is_some()).ok_or_else(|| {
+            Error::input(&state_path, format!("names checkpoint '{}', which is not checkpoints/step-NNNNNN.ckpt of this run", st.checkpoint))
+        })?;
+        if step_of(name) != Some(st.step) {
+            return Err(Error::input(&state_path, format!("says step {} but names checkpoint {}", st.step, st.checkpoint)));
+        }
+        Some(st.step)
+    } else {
+        None
+    };
+    let mut damaged = Vec::new();
+    let mut reasons = Vec::new();
+    for (step, name) in saved.iter().rev() {
+        match verify_checkpoint(&ckdir, name, *step) {
+            Ok(()) => {
+                damaged.reverse();
+                return Ok(Some(ResumePoint { step: *step, checkpoint: ckdir.join(name), damaged }));
+            }
+            Err(why) => {
+                damaged.push(ckdir.join(name));
+                reasons.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    if !saved.is_empty() {
+        return Err(Error::input(dir, format!("has saved checkpoints but none is intact, so it cannot resume ({}); nothing was changed", reasons.join("; "))));
+    }
+    if let Some(step) = named {
+        return Err(Error::input(&state_path, format!("names the checkpoint of step {step}, which is missing; nothing was changed")));
+    }
+    Ok(None)
+}
+
+/// Keeps a damaged checkpoint (and its companions) as `*.broken`, out of the way of the steps redone.
+fn set_aside(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else { return Ok(()) };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for e in entries.filter_map(|e| e.ok()) {
+        let f = e.file_name().to_string_lossy().into_owned();
+        if f == name || (f.starts_with(&format!("{name}.")) && !f.ends_with(".broken")) {
+            let mut to = dir.join(format!("{f}.broken"));
+            let mut k = 1;
+            while to.exists() {
+                to = dir.join(format!("{f}.{k}.broken"));
+                k += 1;
+            }
+            std::fs::rename(e.path(), &to).map_err(|err| Error::io(e.path(), err))?;
+        }
+    }
+    Ok(())
 }
 
 /// How a run is opened.
@@ -177,6 +338,8 @@ pub struct Run {
     log: std::fs::File,
     /// The last step done (0 before the first).
     pub step: u64,
+    /// Held for the run's lifetime (see the module comment).
+    _lock: DirLock,
 }
 
 impl Run {
@@ -185,17 +348,23 @@ impl Run {
     /// threads (0: one per core); with 1, steps are bit-for-bit repeatable (ORT's parallel reductions are not).
     pub fn open(model: &Path, dir: &Path, start: Start, python: &Path, threads: usize) -> Result<Run> {
         let fresh = matches!(start, Start::Fresh(_));
+        // A resumed run locks its folder before reading it: a run still training there is refused here, not
+        // found out when both write the same checkpoints. A fresh run locks once the folder exists (below).
+        let mut lock = None;
         let (config, saved) = match start {
             Start::Fresh(config) => {
-                if dir.join("run.json").exists() {
-                    return Err(Error::input(dir, "already holds a training run (run.json); use --resume to continue it, or another folder"));
-                }
+                refuse_existing_run(dir)?;
                 config.validate()?;
                 (config, None)
             }
             Start::Resume { steps } => {
                 let path = dir.join("run.json");
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::input(&path, format!("cannot read the run to resume: {e}")))?;
+                if !path.is_file() {
+                    return Err(Error::input(&path, "cannot read the run to resume: no run.json in the folder"));
+                }
+                lock = Some(DirLock::acquire(dir)?);
+                let text = crate::fsio::read_text_limited(&path, MAX_SMALL_FILE)
+                    .map_err(|e| Error::input(&path, format!("cannot read the run to resume: {e}")))?;
                 let mut config: RunConfig = serde_json::from_str(&text).map_err(|e| Error::input(&path, format!("not a run file: {e}")))?;
                 let have = fingerprint(model)?;
                 if have != config.model_fingerprint {
@@ -213,7 +382,7 @@ impl Run {
                     config.steps = s;
                 }
                 config.validate()?;
-                let saved = read_saved(dir)?;
+                let saved = resume_point(dir)?;
                 let at = saved.as_ref().map_or(0, |s| s.step);
                 if config.steps < at {
                     return Err(Error::input(dir, format!("--steps {} is below the step of its last checkpoint, {at}", config.steps)));
@@ -237,7 +406,22 @@ impl Run {
         }
 
         // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was.
-        std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir.join(CHECKPOINTS)).map_err(|e| Error::io(dir, e))?;
+        let lock = match lock {
+            Some(l) => l,
+            None => {
+                let l = DirLock::acquire(dir)?;
+                // Another process may have started a run here between the check above and the lock.
+                refuse_existing_run(dir)?;
+                l
+            }
+        };
+        if let Some(saved) = &saved {
+            for d in &saved.damaged {
+                eprintln!("warning: {} does not match its description; kept as .broken, resuming from step {}", d.display(), saved.step);
+                set_aside(d)?;
+            }
+        }
         let work = dir.join("work");
         let mut options = SessionOptions::new(python);
         options.device = config.device()?;
@@ -251,7 +435,7 @@ impl Run {
         let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
         write_atomic(&rpn_model, &prost::Message::encode_to_vec(&rpn))?;
         if let Some(saved) = &saved {
-            session.load(&dir.join(&saved.checkpoint))?;
+            session.load(&saved.checkpoint)?;
             session.set_lr(config.lr_at(step + 1))?;
         }
         let builder = StepBuilder::new(&state.arch, &config.shape, &session.feature_hw, config.seed)?;
@@ -261,7 +445,7 @@ impl Run {
         let log = open_log(dir, step)?;
         let flip_map = dataset.flip_map();
         let epoch = (0, batches.epoch(0));
-        Ok(Run { config, dir: dir.to_path_buf(), state, dataset, canvas, batches, epoch, session, builder, rpn_model, flip_map, log, step })
+        Ok(Run { config, dir: dir.to_path_buf(), state, dataset, canvas, batches, epoch, session, builder, rpn_model, flip_map, log, step, _lock: lock })
     }
 
     /// The batch of step `step` (1-based): epochs of full batches in the seeded order.
@@ -320,23 +504,40 @@ impl Run {
         Ok(record)
     }
 
-    /// A checkpoint of the current step (with optimizer state), then `state.json`; older checkpoints beyond
-    /// the last two are removed.
+    /// A checkpoint of the current step (with optimizer state), its description, then `state.json`; older
+    /// checkpoints beyond the last two are removed.
     pub fn save(&mut self) -> Result<PathBuf> {
-        let name = format!("checkpoints/step-{:06}.ckpt", self.step);
-        let path = self.dir.join(&name);
+        let ckdir = self.dir.join(CHECKPOINTS);
+        let name = checkpoint_name(self.step);
+        let path = ckdir.join(&name);
         self.session.save(&path, true)?;
-        let saved = SavedState { step: self.step, checkpoint: name };
+        let mut files = Vec::new();
+        for f in [name.clone(), format!("{name}.momentum.npz")] {
+            let p = ckdir.join(&f);
+            if p.is_file() {
+                let (h, bytes) = fnv_file(&p)?;
+                files.push(CheckpointFile { name: f, bytes, fnv: format!("{h:016x}") });
+            }
+        }
+        let info = CheckpointInfo { step: self.step, files };
+        write_atomic(&ckdir.join(format!("{name}.json")), serde_json::to_string_pretty(&info).expect("serialises").as_bytes())?;
+        let saved = SavedState { step: self.step, checkpoint: format!("{CHECKPOINTS}/{name}") };
         write_atomic(&self.dir.join("state.json"), serde_json::to_string(&saved).expect("serialises").as_bytes())?;
-        let mut old: Vec<PathBuf> = std::fs::read_dir(self.dir.join("checkpoints"))
+        let mut old: Vec<(u64, String)> = std::fs::read_dir(&ckdir)
             .map_err(|e| Error::io(&self.dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "ckpt"))
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                step_of(&n).map(|s| (s, n))
+            })
+            .filter(|(s, _)| *s < self.step)
             .collect();
         old.sort();
-        for p in old.iter().rev().skip(2) {
-            let _ = std::fs::remove_file(p);
-            let _ = std::fs::remove_file(p.with_extension("ckpt.momentum.npz"));
+        // The newest two are this one and the one before it; older ones go, with their companions.
+        for (_, n) in old.iter().rev().skip(1) {
+            for f in [n.clone(), format!("{n}.momentum.npz"), format!("{n}.json")] {
+                let _ = std::fs::remove_file(ckdir.join(f));
+            }
         }
         Ok(path)
     }
@@ -365,30 +566,44 @@ impl Run {
     }
 }
 
-fn read_saved(dir: &Path) -> Result<Option<SavedState>> {
-    let path = dir.join("state.json");
-    if !path.exists() {
-        return Ok(None);
+/// A fresh run never starts over saved work: a folder with a run, its state or any checkpoint is refused.
+fn refuse_existing_run(dir: &Path) -> Result<()> {
+    if dir.join("run.json").exists() {
+        return Err(Error::input(dir, "already holds a training run (run.json); use --resume to continue it, or another folder"));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let s: SavedState = serde_json::from_str(&text).map_err(|e| Error::input(&path, format!("not a run state: {e}")))?;
-    if !dir.join(&s.checkpoint).is_file() {
-        return Err(Error::input(&path, format!("names checkpoint {} which is missing", s.checkpoint)));
+    let has_checkpoints = std::fs::read_dir(dir.join(CHECKPOINTS)).is_ok_and(|mut d| d.next().is_some());
+    if dir.join("state.json").exists() || has_checkpoints {
+        return Err(Error::input(dir, "holds checkpoints of a training run but no run.json; refusing to start a new run over them (use another folder)"));
     }
-    Ok(Some(s))
+    Ok(())
+}
+
+/// The lines of a log to keep when resuming at `step`: complete records of steps 1..=step, in order. A line
+/// cut short (a run killed mid-write), a line that is not a record, or a step out of order is dropped, so the
+/// resumed run appends to a log of whole lines.
+pub fn kept_log(bytes: &[u8], step: u64) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    let mut last = 0;
+    let mut out = String::new();
+    for line in complete.lines() {
+        let Ok(r) = serde_json::from_str::<StepRecord>(line) else { continue };
+        if r.step > last && r.step <= step {
+            last = r.step;
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The log with lines after `step` dropped (a resumed run rewrites what it redoes).
 fn open_log(dir: &Path, step: u64) -> Result<std::fs::File> {
     let path = dir.join("log.jsonl");
-    let kept: String = match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .lines()
-            .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
-            .map(|l| format!("{l}\n"))
-            .collect(),
-        Err(_) => String::new(),
-    };
+    let kept = if path.exists() { kept_log(&crate::fsio::read_limited(&path, MAX_LOG)?, step) } else { String::new() };
     write_atomic(&path, kept.as_bytes())?;
     std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))
 }
