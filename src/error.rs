@@ -22,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn input(path: impl AsRef<Path>, msg: impl std::fmt::Display) -> Self {
-        Error::Input(format!("{}: {}", path.as_ref().display(), msg))
+        Error::Input(one_line(&format!("{}: {}", path.as_ref().display(), msg)))
     }
 
     pub fn io(path: impl AsRef<Path>, err: std::io::Error) -> Self {
@@ -40,5 +40,14 @@ impl Error {
 
 /// Shorthand for turning a message into an input error inside an `Option`/`Result` chain.
 pub fn bad_input(msg: impl Into<String>) -> Error {
-    Error::Input(msg.into())
+    Error::Input(one_line(&msg.into()))
+}
+
+/// Messages quote other libraries' errors and bytes from the user's files, which may hold line breaks (an
+/// XML parser quoting the document): they are folded so that every error stays one line.
+pub fn one_line(msg: &str) -> String {
+    if !msg.contains(['\n', '\r']) {
+        return msg.to_string();
+    }
+    msg.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }

@@ -77,11 +77,15 @@ pub const MAX_ANNOTATION_BYTES: u64 = 2 << 30;
 
 /// Reads a COCO annotation file (bounded, regular files only) without checking what it says: see [`validate_gt`].
 pub fn read_coco(path: &Path) -> Result<hotcoco::Dataset> {
-    let bytes = crate::fsio::read_limited(path, MAX_ANNOTATION_BYTES)?;
+    parse_coco(path, &crate::fsio::read_limited(path, MAX_ANNOTATION_BYTES)?)
+}
+
+/// Parses the bytes of a COCO annotation file (`path` names it in errors).
+pub fn parse_coco(path: &Path, bytes: &[u8]) -> Result<hotcoco::Dataset> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::input(path, "empty file: expected COCO annotation json"));
     }
-    serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not a COCO annotation file: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::input(path, format!("not a COCO annotation file: {e}")))
 }
 
 /// The one check of ground truth, shared by `ticket data check`/training and `ticket eval`, so that neither
@@ -166,6 +170,12 @@ impl Dataset {
     /// COCO annotations; `file_name`s are relative to `image_dir`.
     pub fn from_coco(annotations: &Path, image_dir: &Path) -> Result<Self> {
         let ds = read_coco(annotations)?;
+        Self::from_hotcoco(annotations, ds, image_dir)
+    }
+
+    /// [`Dataset::from_coco`] on the bytes of the annotation file.
+    pub fn from_coco_bytes(annotations: &Path, bytes: &[u8], image_dir: &Path) -> Result<Self> {
+        let ds = parse_coco(annotations, bytes)?;
         Self::from_hotcoco(annotations, ds, image_dir)
     }
 

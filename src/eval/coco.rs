@@ -156,8 +156,16 @@ pub fn evaluate_coco(gt: &Path, dets: DetSource, iou: IouType) -> Result<CocoRep
 
 impl CocoGt {
     pub fn load(path: &Path) -> Result<Self> {
-        // The reader and the checks of `ticket data check`: ground truth one accepts, the other accepts too.
-        let ds = crate::data::dataset::read_coco(path)?;
+        Self::from_dataset(path, crate::data::dataset::read_coco(path)?)
+    }
+
+    /// Ground truth from the bytes of a COCO annotation file (`path` names it in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::from_dataset(path, crate::data::dataset::parse_coco(path, bytes)?)
+    }
+
+    fn from_dataset(path: &Path, ds: hotcoco::Dataset) -> Result<Self> {
+        // The checks of `ticket data check`: ground truth one accepts, the other accepts too.
         crate::data::dataset::validate_gt(path, &ds)?;
         let coco = COCO::from_dataset(ds);
         Ok(CocoGt { path: path.to_path_buf(), coco: Arc::new(coco) })

@@ -53,8 +53,12 @@ impl Masks {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::fsio::read_limited(path, MAX_MASK_FILE_BYTES)?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::input(path, format!("not a safetensors mask file ({e})")))?;
+        Self::from_bytes(path, &crate::fsio::read_limited(path, MAX_MASK_FILE_BYTES)?)
+    }
+
+    /// Reads the bytes of a mask file (`path` names it in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::input(path, format!("not a safetensors mask file ({e})")))?;
         let mut map = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::U8 {

@@ -134,11 +134,10 @@ pub fn fingerprint(path: &Path) -> Result<String> {
 /// FNV-1a 64 and length of a regular file, streamed (checkpoints are hundreds of MB).
 fn fnv_file(path: &Path) -> Result<(u64, u64)> {
     use std::io::Read;
-    let (f, _) = crate::fsio::open_regular(path)?;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let (mut r, _) = crate::fsio::open_regular(path)?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut len = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = r.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if n == 0 {
@@ -214,6 +213,27 @@ pub struct ResumePoint {
     pub checkpoint: PathBuf,
     /// Checkpoint files newer than `step` that do not match their description (or have none).
     pub damaged: Vec<PathBuf>,
+}
+
+/// Writes `step-NNNNNN.ckpt.json` for the checkpoint of `step` in `ckdir` (the checkpoint and its momentum
+/// file, when there is one), after they are complete: from then on a resume may start from it.
+pub fn describe_checkpoint(ckdir: &Path, step: u64) -> Result<PathBuf> {
+    let name = checkpoint_name(step);
+    let mut files = Vec::new();
+    for f in [name.clone(), format!("{name}.momentum.npz")] {
+        let p = ckdir.join(&f);
+        if p.is_file() {
+            let (h, bytes) = fnv_file(&p)?;
+            files.push(CheckpointFile { name: f, bytes, fnv: format!("{h:016x}") });
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::input(ckdir.join(&name), "no checkpoint to describe"));
+    }
+    let info = CheckpointInfo { step, files };
+    let path = ckdir.join(format!("{name}.json"));
+    write_atomic(&path, serde_json::to_string_pretty(&info).expect("serialises").as_bytes())?;
+    Ok(path)
 }
 
 /// Checks a checkpoint against its description; the error says what does not match.
@@ -511,16 +531,7 @@ impl Run {
         let name = checkpoint_name(self.step);
         let path = ckdir.join(&name);
         self.session.save(&path, true)?;
-        let mut files = Vec::new();
-        for f in [name.clone(), format!("{name}.momentum.npz")] {
-            let p = ckdir.join(&f);
-            if p.is_file() {
-                let (h, bytes) = fnv_file(&p)?;
-                files.push(CheckpointFile { name: f, bytes, fnv: format!("{h:016x}") });
-            }
-        }
-        let info = CheckpointInfo { step: self.step, files };
-        write_atomic(&ckdir.join(format!("{name}.json")), serde_json::to_string_pretty(&info).expect("serialises").as_bytes())?;
+        describe_checkpoint(&ckdir, self.step)?;
         let saved = SavedState { step: self.step, checkpoint: format!("{CHECKPOINTS}/{name}") };
         write_atomic(&self.dir.join("state.json"), serde_json::to_string(&saved).expect("serialises").as_bytes())?;
         let mut old: Vec<(u64, String)> = std::fs::read_dir(&ckdir)

@@ -1,0 +1,520 @@
+//! Deterministic mutation fuzzing of every reader of untrusted files, in-process through the library:
+//! the ONNX loader (inline and external data) with model import, compact ticket files, mask files, COCO ground
+//! truth and detections (through `eval` and `data check`'s reader), Pascal VOC folders, and run folders
+//! (`state.json`, checkpoint descriptions, checkpoints, `log.jsonl`).
+//!
+//! Each case mutates a valid seed file with a seeded generator (bit flips, interesting bytes, truncation,
+//! insertion, duplication, huge length fields, and for JSON a structural edit of one value), writes it, and
+//! calls the reader. A case fails when the reader panics (caught with `catch_unwind`), returns an error of
+//! more than one line, hangs (a watchdog aborts the process after `TICKET_FUZZ_TIMEOUT_S`, default 60 s), or
+//! breaks an invariant (a resumed run must never start from a checkpoint whose bytes changed). A failing
+//! input is written to `target/fuzz-crashes/` to reproduce it.
+//!
+//! - `fuzz_short` (CI): 600 cases per target (3,600), seed 1, well under a minute in release.
+//! - `fuzz_long` (ignored; `tools/fuzz.sh`): `TICKET_FUZZ_CASES` cases in all (default 1,000,000) from
+//!   `TICKET_FUZZ_SEED` (default 12), spread over the targets by `LONG_MIX`; prints executions per target,
+//!   failures and wall time.
+//!
+//! Cargo-fuzz needs a nightly toolchain; a seeded mutator on stable keeps the runs reproducible: the case
+//! number and seed name the input.
+mod common;
+use common::*;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use ticket::eval::{CocoGt, DetSource, EvalOptions, IouType, VocDataset};
+use ticket::model::{Mask, Masks, ModelState};
+
+/// xorshift64*: small, seedable, the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+const INTERESTING: &[u8] = &[0x00, 0x01, 0x7f, 0x80, 0xff, 0xfe, b'{', b'"', b'-', b'9', b'\n', b'/', b'.'];
+
+/// One to four byte-level edits.
+fn mutate_bytes(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let len = v.len();
+        match rng.below(9) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                v[i] = INTERESTING[rng.below(INTERESTING.len())];
+            }
+            2 => v.truncate(rng.below(len + 1)),
+            3 => {
+                let i = rng.below(len + 1);
+                let n = 1 + rng.below(16);
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                v.splice(i..i, bytes);
+            }
+            4 if len > 0 => {
+                let i = rng.below(len);
+                let n = 1 + rng.below((len - i).min(256));
+                v.drain(i..i + n);
+            }
+            5 if len > 0 => {
+                let i = rng.below(len);
+                let n = 1 + rng.below((len - i).min(64));
+                let chunk = v[i..i + n].to_vec();
+                let at = rng.below(len + 1);
+                v.splice(at..at, chunk);
+            }
+            // A protobuf varint / length field blown up: ten 0xff-ish bytes make a huge length.
+            6 if len > 0 => {
+                let i = rng.below(len);
+                let n = (len - i).min(1 + rng.below(9));
+                for b in &mut v[i..i + n] {
+                    *b = 0xff;
+                }
+            }
+            7 if len > 8 => {
+                // Little-endian u32/u64 set to an extreme (safetensors header length, offsets).
+                let i = rng.below(len - 8);
+                let x = [u64::MAX, u32::MAX as u64, 1 << 40, 0, (len as u64) * 2][rng.below(5)];
+                v[i..i + 8].copy_from_slice(&x.to_le_bytes());
+            }
+            _ => {
+                if len > 0 {
+                    let i = rng.below(len);
+                    v[i] = rng.next() as u8;
+                }
+            }
+        }
+    }
+    v
+}
+
+const JSON_STRINGS: &[&str] = &["", "/etc/hostname", "../../etc/passwd", "checkpoints/../../x", "checkpoints/step-000002.ckpt", "\u{0}", "a\nb"];
+
+/// One structural edit of a JSON document: a value replaced by an extreme or wrong-typed one, a key dropped,
+/// an array element duplicated. Falls back to byte edits for text that does not parse.
+fn mutate_json(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(input) else { return mutate_bytes(rng, input) };
+    let mut leaves = 0;
+    count(&v, &mut leaves);
+    let target = rng.below(leaves.max(1));
+    let mut seen = 0;
+    edit(&mut v, rng, target, &mut seen);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn count(v: &serde_json::Value, n: &mut usize) {
+    *n += 1;
+    match v {
+        serde_json::Value::Array(a) => a.iter().for_each(|x| count(x, n)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| count(x, n)),
+        _ => {}
+    }
+}
+
+fn edit(v: &mut serde_json::Value, rng: &mut Rng, target: usize, seen: &mut usize) -> bool {
+    use serde_json::Value;
+    if *seen == target {
+        *v = match rng.below(10) {
+            0 => Value::from(-1),
+            1 => Value::from(0),
+            2 => Value::from(u64::MAX),
+            3 => Value::from(1e300),
+            4 => Value::from(-0.5),
+            5 => Value::from(JSON_STRINGS[rng.below(JSON_STRINGS.len())]),
+            6 => Value::Null,
+            7 => Value::Array(vec![]),
+            8 => match v {
+                Value::Array(a) if !a.is_empty() => {
+                    let i = rng.below(a.len());
+                    let x = a[i].clone();
+                    a.push(x);
+                    return true;
+                }
+                Value::Object(o) if !o.is_empty() => {
+                    let k = o.keys().nth(rng.below(o.len())).unwrap().clone();
+                    o.remove(&k);
+                    return true;
+                }
+                _ => Value::from(7),
+            },
+            _ => Value::from(2),
+        };
+        return true;
+    }
+    *seen += 1;
+    match v {
+        Value::Array(a) => a.iter_mut().any(|x| edit(x, rng, target, seen)),
+        Value::Object(o) => o.values_mut().any(|x| edit(x, rng, target, seen)),
+        _ => false,
+    }
+}
+
+/// What a case did; a `Fail` ends the run as a failure.
+enum Outcome {
+    Ok,
+    Refused,
+    Fail(String),
+}
+
+fn check<T>(r: ticket::Result<T>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(e) => {
+            let msg = e.to_string();
+            if msg.contains('\n') {
+                Outcome::Fail(format!("error of more than one line: {msg}"))
+            } else {
+                Outcome::Refused
+            }
+        }
+    }
+}
+
+/// The seeds and scratch folders every target reads from, built once.
+struct Seeds {
+    scratch: tempfile::TempDir,
+    onnx: Vec<u8>,
+    ext_onnx: Vec<u8>,
+    ext_weights: Vec<u8>,
+    compact: Vec<u8>,
+    masks: Vec<u8>,
+    state: ModelState,
+    coco_gt: Vec<u8>,
+    coco_dets: Vec<u8>,
+    coco_records: Vec<ticket::eval::Detection>,
+    coco_gt_loaded: CocoGt,
+    voc_dir: PathBuf,
+    voc_xml: Vec<PathBuf>,
+    voc_dets: PathBuf,
+    run_files: Vec<(String, Vec<u8>)>,
+}
+
+fn seeds() -> Seeds {
+    let scratch = tempfile::tempdir().unwrap();
+    let onnx = std::fs::read(fixture("resnet18.onnx")).unwrap();
+    let state = ModelState::import(&fixture("resnet18.onnx")).unwrap();
+    // A ticket: every other weight zeroed, packed.
+    let mut replace = HashMap::new();
+    let mut map = std::collections::BTreeMap::new();
+    for w in state.prunable() {
+        let keep: Vec<u8> = (0..w.numel()).map(|i| (i % 2) as u8).collect();
+        replace.insert(w.initializer.clone(), w.values.iter().zip(&keep).map(|(v, k)| if *k == 1 { *v } else { 0.0 }).collect::<Vec<f32>>());
+        map.insert(w.name.clone(), Mask { shape: w.shape.clone(), keep });
+    }
+    let compact_path = scratch.path().join("seed.tkt");
+    ticket::export::compact::pack(&state.source, &replace, &compact_path).unwrap();
+    let masks_path = scratch.path().join("seed.masks");
+    Masks { map }.save(&masks_path, &[]).unwrap();
+    let ext = fixtures().join("maskrcnn_r18_fpn_ext");
+
+    let voc_dir = scratch.path().join("voc");
+    std::fs::create_dir_all(voc_dir.join("Annotations")).unwrap();
+    let mut voc_xml = Vec::new();
+    for e in std::fs::read_dir(fixture("eval/voc/Annotations")).unwrap() {
+        let p = e.unwrap().path();
+        let to = voc_dir.join("Annotations").join(p.file_name().unwrap());
+        std::fs::copy(&p, &to).unwrap();
+        voc_xml.push(to);
+    }
+    voc_xml.sort();
+
+    // A run folder as `Run::save` leaves it: two checkpoints (one with a momentum file), described.
+    std::fs::create_dir_all(scratch.path().join("ext")).unwrap();
+    std::fs::copy(ext.join("weights.bin"), scratch.path().join("ext/weights.bin")).unwrap();
+    let run = scratch.path().join("run");
+    let ck = run.join("checkpoints");
+    std::fs::create_dir_all(&ck).unwrap();
+    for step in [2u64, 4] {
+        std::fs::write(ck.join(format!("step-{step:06}.ckpt")), vec![step as u8; 300 + step as usize]).unwrap();
+        std::fs::write(ck.join(format!("step-{step:06}.ckpt.momentum.npz")), vec![7u8; 50]).unwrap();
+        ticket::train::run::describe_checkpoint(&ck, step).unwrap();
+    }
+    std::fs::write(run.join("state.json"), br#"{"step":4,"checkpoint":"checkpoints/step-000004.ckpt"}"#).unwrap();
+    let rec = |s: u64| format!(r#"{{"step":{s},"loss":1.5,"loss_classifier":0.5,"lr":0.01,"proposals":10,"positive_rois":2,"data_s":0.1,"rpn_s":0.1,"step_s":0.2}}"#);
+    std::fs::write(run.join("log.jsonl"), (1..=5).map(|s| rec(s) + "\n").collect::<String>()).unwrap();
+    let mut run_files = Vec::new();
+    for rel in ["state.json", "log.jsonl", "checkpoints/step-000002.ckpt", "checkpoints/step-000004.ckpt", "checkpoints/step-000002.ckpt.json", "checkpoints/step-000004.ckpt.json", "checkpoints/step-000004.ckpt.momentum.npz"] {
+        run_files.push((rel.to_string(), std::fs::read(run.join(rel)).unwrap()));
+    }
+
+    Seeds {
+        onnx,
+        ext_onnx: std::fs::read(ext.join("model.onnx")).unwrap(),
+        ext_weights: std::fs::read(ext.join("weights.bin")).unwrap(),
+        compact: std::fs::read(&compact_path).unwrap(),
+        masks: std::fs::read(&masks_path).unwrap(),
+        state,
+        coco_gt: std::fs::read(fixture("eval/coco_gt.json")).unwrap(),
+        coco_dets: std::fs::read(fixture("eval/coco_dets_bbox.json")).unwrap(),
+        coco_records: serde_json::from_slice(&std::fs::read(fixture("eval/coco_dets_bbox.json")).unwrap()).unwrap(),
+        coco_gt_loaded: CocoGt::load(&fixture("eval/coco_gt.json")).unwrap(),
+        voc_dir,
+        voc_xml,
+        voc_dets: fixture("eval/voc_dets.json"),
+        run_files,
+        scratch,
+    }
+}
+
+const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder"];
+
+/// Runs case `case` of `target`; returns the outcome and the mutated input (for a reproducer).
+fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>) {
+    let mut rng = Rng::new(seed ^ case.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ (target.len() as u64) << 56);
+    let dir = s.scratch.path();
+    match target {
+        "onnx" => {
+            let bytes = mutate_bytes(&mut rng, &s.onnx);
+            let r = ticket::onnx::OnnxModel::from_bytes(&dir.join("m.onnx"), &bytes).and_then(ModelState::from_onnx);
+            (check(r), bytes)
+        }
+        "onnx_external" => {
+            // The graph (in memory, beside the real weights.bin) or its weights file, mutated.
+            let d = dir.join("ext");
+            let model = d.join("model.onnx");
+            if rng.below(3) == 0 {
+                let w = mutate_bytes(&mut rng, &s.ext_weights);
+                std::fs::write(d.join("weights.bin"), &w).unwrap();
+                let r = ticket::onnx::OnnxModel::from_bytes(&model, &s.ext_onnx).and_then(ModelState::from_onnx);
+                std::fs::write(d.join("weights.bin"), &s.ext_weights).unwrap();
+                (check(r), w)
+            } else {
+                let g = mutate_bytes(&mut rng, &s.ext_onnx);
+                let r = ticket::onnx::OnnxModel::from_bytes(&model, &g).and_then(ModelState::from_onnx);
+                (check(r), g)
+            }
+        }
+        "compact" => {
+            let bytes = mutate_bytes(&mut rng, &s.compact);
+            let p = dir.join("m.tkt");
+            let r = if ticket::export::compact::looks_compact(&bytes) {
+                ticket::export::compact::unpack(&p, &bytes)
+            } else {
+                ticket::onnx::OnnxModel::from_bytes(&p, &bytes)
+            };
+            (check(r.and_then(ModelState::from_onnx)), bytes)
+        }
+        "masks" => {
+            let bytes = mutate_bytes(&mut rng, &s.masks);
+            let p = dir.join("m.masks");
+            let r = Masks::from_bytes(&p, &bytes).and_then(|m| {
+                let mut st = s.state.clone();
+                st.apply_masks(m, &p)
+            });
+            (check(r), bytes)
+        }
+        "coco" => {
+            // Ground truth (through eval's and data check's reader) or detections, one of them mutated.
+            let mutate = |rng: &mut Rng, b: &[u8]| if rng.below(3) == 0 { mutate_bytes(rng, b) } else { mutate_json(rng, b) };
+            let opts = EvalOptions { tide: false, ..Default::default() };
+            let bar = indicatif::ProgressBar::hidden();
+            let gp = dir.join("gt.json");
+            if rng.below(2) == 0 {
+                let gt = mutate(&mut rng, &s.coco_gt);
+                let r = CocoGt::from_bytes(&gp, &gt).and_then(|g| g.evaluate(DetSource::Records(s.coco_records.clone()), IouType::Bbox, &opts, &bar));
+                let out = check(r);
+                if let Outcome::Fail(_) = out {
+                    return (out, gt);
+                }
+                (check(ticket::data::Dataset::from_coco_bytes(&gp, &gt, dir)), gt)
+            } else {
+                let dets = mutate(&mut rng, &s.coco_dets);
+                let dp = dir.join("dets.json");
+                std::fs::write(&dp, &dets).unwrap();
+                (check(s.coco_gt_loaded.evaluate(DetSource::File(dp), IouType::Bbox, &opts, &bar)), dets)
+            }
+        }
+        "voc" => {
+            let i = rng.below(s.voc_xml.len());
+            let orig = std::fs::read(fixture("eval/voc/Annotations").join(s.voc_xml[i].file_name().unwrap())).unwrap();
+            let bytes = mutate_bytes(&mut rng, &orig);
+            std::fs::write(&s.voc_xml[i], &bytes).unwrap();
+            let r = VocDataset::load(&s.voc_dir).and_then(|_| ticket::eval::evaluate_voc(&s.voc_dir, DetSource::File(s.voc_dets.clone())));
+            let out = check(r);
+            std::fs::write(&s.voc_xml[i], &orig).unwrap();
+            (out, bytes)
+        }
+        "run_folder" => {
+            // The seed run folder with one file mutated (and sometimes state.json gone), restored afterwards.
+            let run = dir.join("run");
+            let k = rng.below(s.run_files.len());
+            let (rel, orig) = &s.run_files[k];
+            let mutated = if rel.ends_with(".json") && rng.below(3) > 0 { mutate_json(&mut rng, orig) } else { mutate_bytes(&mut rng, orig) };
+            std::fs::write(run.join(rel), &mutated).unwrap();
+            let drop_state = rng.below(8) == 0;
+            if drop_state {
+                std::fs::remove_file(run.join("state.json")).unwrap();
+            }
+            let out = run_folder_case(s, &run, &mutated);
+            std::fs::write(run.join(rel), orig).unwrap();
+            if drop_state {
+                std::fs::write(run.join("state.json"), &s.run_files[0].1).unwrap();
+            }
+            (out, mutated)
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn run_folder_case(s: &Seeds, run: &Path, _mutated: &[u8]) -> Outcome {
+    let log = std::fs::read(run.join("log.jsonl")).unwrap();
+    let kept = ticket::train::run::kept_log(&log, 4);
+    if kept.lines().any(|l| serde_json::from_str::<ticket::train::run::StepRecord>(l).map_or(true, |r| r.step > 4)) {
+        return Outcome::Fail(format!("kept a log line that is not a record of steps 1..=4: {kept}"));
+    }
+    let r = ticket::train::run::resume_point(run);
+    // A resume must start from a checkpoint exactly as saved: never from one whose bytes changed.
+    if let Ok(Some(p)) = &r {
+        let rel = p.checkpoint.strip_prefix(run).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+        let saved = s.run_files.iter().find(|(n, _)| *n == rel).map(|(_, b)| b);
+        let now = std::fs::read(&p.checkpoint).ok();
+        if saved.is_none() || now.as_ref() != saved {
+            return Outcome::Fail(format!("resumes from {} whose bytes changed", p.checkpoint.display()));
+        }
+    }
+    check(r)
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    executions: u64,
+    ok: u64,
+    refused: u64,
+    failures: Vec<String>,
+    /// Seconds spent per target.
+    seconds: HashMap<&'static str, f64>,
+    per_target: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// The long form's mix: cases per round of 25, cheap in-memory readers more often than the ones that read
+/// folders (VOC, a Mask R-CNN with external data), so that a million executions fit in well under an hour.
+const LONG_MIX: &[(&str, u64)] = &[("onnx", 8), ("compact", 5), ("masks", 5), ("run_folder", 3), ("coco", 2), ("voc", 1), ("onnx_external", 1)];
+
+fn target_of(case: u64, weighted: bool) -> &'static str {
+    if !weighted {
+        return TARGETS[(case % TARGETS.len() as u64) as usize];
+    }
+    let total: u64 = LONG_MIX.iter().map(|(_, w)| w).sum();
+    let mut k = case % total;
+    for (t, w) in LONG_MIX {
+        if k < *w {
+            return t;
+        }
+        k -= w;
+    }
+    unreachable!()
+}
+
+/// Runs `cases` cases spread over the targets (round-robin, or [`LONG_MIX`]), with a watchdog against hangs.
+fn fuzz(cases: u64, seed: u64, report_every: u64, weighted: bool) -> Tally {
+    let s = seeds();
+    let crashes = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let timeout = std::env::var("TICKET_FUZZ_TIMEOUT_S").ok().and_then(|v| v.parse().ok()).unwrap_or(60u64);
+    {
+        let hb = heartbeat.clone();
+        std::thread::spawn(move || {
+            let mut last = (u64::MAX, Instant::now());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = hb.load(Ordering::SeqCst);
+                if now != last.0 {
+                    last = (now, Instant::now());
+                } else if last.1.elapsed() > Duration::from_secs(timeout) {
+                    eprintln!("fuzz: case {now} (seed {seed}) has run for over {timeout} s: a hang");
+                    std::process::exit(70);
+                }
+            }
+        });
+    }
+    // Panics are counted, not printed one by one.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut t = Tally::default();
+    for case in 0..cases {
+        heartbeat.store(case, Ordering::SeqCst);
+        let target = target_of(case, weighted);
+        *t.per_target.entry(target).or_default() += 1;
+        let t0 = Instant::now();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| run_case(&s, target, case, seed)));
+        *t.seconds.entry(target).or_default() += t0.elapsed().as_secs_f64();
+        t.executions += 1;
+        let (failure, input) = match r {
+            Ok((Outcome::Ok, _)) => {
+                t.ok += 1;
+                (None, vec![])
+            }
+            Ok((Outcome::Refused, _)) => {
+                t.refused += 1;
+                (None, vec![])
+            }
+            Ok((Outcome::Fail(why), input)) => (Some(why), input),
+            Err(p) => {
+                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                (Some(format!("panic: {msg}")), vec![])
+            }
+        };
+        if let Some(why) = failure {
+            std::fs::create_dir_all(&crashes).unwrap();
+            let path = crashes.join(format!("{target}-seed{seed}-case{case}.bin"));
+            std::fs::write(&path, &input).unwrap();
+            t.failures.push(format!("{target} case {case} (seed {seed}, input {}): {why}", path.display()));
+        }
+        if report_every > 0 && (case + 1) % report_every == 0 {
+            eprintln!("fuzz: {} executions, {} failures, {:.0} s", case + 1, t.failures.len(), started.elapsed().as_secs_f64());
+        }
+    }
+    std::panic::set_hook(default_hook);
+    t
+}
+
+#[test]
+fn fuzz_short() {
+    let t = fuzz(600 * TARGETS.len() as u64, 1, 0, false);
+    eprintln!("fuzz_short: {} executions, {} accepted, {} refused, {} failures; seconds per target {:?}", t.executions, t.ok, t.refused, t.failures.len(), t.seconds);
+    assert!(t.failures.is_empty(), "{} failures:\n{}", t.failures.len(), t.failures.join("\n"));
+    // The mutations must reach both sides: some inputs still load, most are refused.
+    assert!(t.ok > 0 && t.refused > t.executions / 4, "{t:?}");
+}
+
+#[test]
+#[ignore = "long form: tools/fuzz.sh"]
+fn fuzz_long() {
+    let cases = std::env::var("TICKET_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000u64);
+    let seed = std::env::var("TICKET_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(12u64);
+    let started = Instant::now();
+    let t = fuzz(cases, seed, 50_000, true);
+    println!(
+        "fuzz_long: seed {seed}: {} executions ({} accepted, {} refused), {} failures, {:.0} s wall; per target {:?}",
+        t.executions,
+        t.ok,
+        t.refused,
+        t.failures.len(),
+        started.elapsed().as_secs_f64(),
+        t.per_target
+    );
+    assert!(t.failures.is_empty(), "{} failures:\n{}", t.failures.len(), t.failures.join("\n"));
+}
