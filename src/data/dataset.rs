@@ -90,7 +90,7 @@ pub fn parse_coco(path: &Path, bytes: &[u8]) -> Result<hotcoco::Dataset> {
 
 /// The one check of ground truth, shared by `ticket data check`/training and `ticket eval`, so that neither
 /// accepts what the other refuses: images with a size and a unique id, categories with a unique id, every
-/// annotation on a known image and category, boxes `[x, y, w, h]` finite with `w, h ≥ 0` and not entirely
+/// annotation with a unique id on a known image and category, boxes `[x, y, w, h]` finite with `w, h ≥ 0` and not entirely
 /// outside their image, a finite non-negative area, RLE masks of their image's size whose runs cover it, and
 /// `3·K` keypoint values for a category with K keypoints. What training alone needs (a box on every object) is
 /// checked where it is needed.
@@ -104,6 +104,9 @@ pub fn validate_gt(source: &Path, ds: &hotcoco::Dataset) -> Result<()> {
     }
     let mut cats: HashMap<u64, &hotcoco::Category> = HashMap::new();
     for c in &ds.categories {
+        if c.name.trim().is_empty() {
+            return fail(format!("category {} has no name", c.id));
+        }
         if cats.insert(c.id, c).is_some() {
             return fail(format!("category id {} appears twice", c.id));
         }
@@ -117,8 +120,13 @@ pub fn validate_gt(source: &Path, ds: &hotcoco::Dataset) -> Result<()> {
             return fail(format!("image id {} appears twice", img.id));
         }
     }
+    let mut ann_ids = std::collections::HashSet::new();
     for (n, a) in ds.annotations.iter().enumerate() {
         let bad = |msg: String| Err(Error::input(source, format!("annotation {} (#{n}): {msg}", a.id)));
+        // hotcoco would look up only the last of two annotations with one id (and warn on stderr).
+        if !ann_ids.insert(a.id) {
+            return bad(format!("annotation id {} appears twice", a.id));
+        }
         let Some(&(h, w)) = sizes.get(&a.image_id) else {
             return bad(format!("image_id {} is not an image of the file", a.image_id));
         };
