@@ -123,6 +123,17 @@ fn check_exits_2_for_models_ort_rejects_and_3_only_without_a_runtime() {
 }
 
 #[test]
+fn prune_verify_of_a_model_ort_rejects_leaves_no_output() {
+    let t = tempdir();
+    let mut m = resnet();
+    mixed_types(&mut m);
+    let mixed = save(&m, &t.path().join("mixed.onnx"));
+    let (o, c, k) = (t.path().join("o.onnx"), t.path().join("o.tkt"), t.path().join("o.masks"));
+    refused(&[&"prune", &mixed, &"--sparsity", &"0.5", &"-o", &o, &"--compact", &c, &"--masks-out", &k, &"--verify"], &["ONNX Runtime rejects the model"]);
+    assert!(!o.exists() && !c.exists() && !k.exists(), "outputs left behind");
+}
+
+#[test]
 fn ort_log_lines_do_not_leak_from_check() {
     // External data that points at the model file itself: read as weights, the bytes are garbage; whatever
     // ORT makes of them, the output is the report or one line of error, none of ORT's own log lines.

@@ -157,7 +157,14 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     }
     let report = crate::prune::prune(&mut state, &params)?;
     let sizes = crate::export::write_outputs(&state, &args.output, args.masks_out.as_deref(), args.compact.as_deref(), &inputs)?;
-    let verify = args.verify.then(|| crate::runtime::ort_check::verify_export(&state, &args.output)).transpose()?;
+    let verify = args.verify.then(|| crate::runtime::ort_check::verify_export(&state, &args.output)).transpose();
+    // ONNX Runtime rejecting the model is bad input (the user's graph): no outputs are left for it. Outputs that
+    // differ (exit 1) stay, for the user to look into.
+    if let Err(crate::error::Error::Input(_)) = &verify {
+        let outs: Vec<&Path> = [Some(args.output.as_path()), args.masks_out.as_deref(), args.compact.as_deref()].into_iter().flatten().collect();
+        crate::export::remove_outputs(&outs);
+    }
+    let verify = verify?;
     emit(json, &PruneOutput { model: args.model, output: args.output, prune: report, sizes, verify }, text);
     Ok(())
 }

@@ -46,12 +46,20 @@ pub fn write_outputs(
             return Err(Error::input(a, "the same path is given for two outputs"));
         }
     }
-    let saved = crate::export::write_onnx(state, output)?;
-    if let Some(m) = masks_out {
-        state.masks.save(m, &[("model", state.path().display().to_string())])?;
-    }
+    // All or nothing: when a later output fails, the ones this call already wrote are removed, so a failed
+    // command never leaves a partial set of outputs behind.
+    let data = crate::onnx::external::model_dir(output).join(format!("{}.data", output.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let written: Vec<&Path> = all.iter().copied().chain(Some(data.as_path()).filter(|d| !d.exists())).collect();
+    let result = (|| {
+        let saved = crate::export::write_onnx(state, output)?;
+        if let Some(m) = masks_out {
+            state.masks.save(m, &[("model", state.path().display().to_string())])?;
+        }
+        let packed = compact.map(|c| crate::export::compact::pack(&state.source, &state.changed_initializers()?, c)).transpose()?;
+        Ok((saved, packed))
+    })();
+    let (saved, packed) = result.inspect_err(|_| remove_outputs(&written))?;
     let input_bytes = input_size(state);
-    let packed = compact.map(|c| crate::export::compact::pack(&state.source, &state.changed_initializers()?, c)).transpose()?;
     Ok(Sizes {
         input_bytes,
         output_bytes: saved.total(),
@@ -59,4 +67,11 @@ pub fn write_outputs(
         compact_ratio: packed.as_ref().map(|p| p.compact_bytes as f64 / saved.total() as f64),
         compact_graph_bytes: packed.as_ref().map(|p| p.graph_bytes),
     })
+}
+
+/// Removes outputs of a command that failed after writing them (missing ones are fine).
+pub fn remove_outputs(paths: &[&Path]) {
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
 }
