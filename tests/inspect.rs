@@ -67,18 +67,21 @@ fn generic_models_group_by_name_prefix() {
     let mut m = ticket::onnx::proto::ModelProto::decode(&bytes[..]).unwrap();
     let g = m.graph.as_mut().unwrap();
     let rename = |s: &str| format!("net.{s}");
+    // Only the initializers and the uses of them: renaming a node's input without its producer's output would
+    // make an invalid graph (which import refuses).
+    let inits: std::collections::HashSet<String> = g.initializer.iter().map(|t| t.name().to_string()).collect();
     for t in g.initializer.iter_mut() {
         t.name = Some(rename(t.name()));
     }
     for n in g.node.iter_mut() {
         for i in n.input.iter_mut() {
-            if i.contains('.') {
+            if inits.contains(i.as_str()) {
                 *i = rename(i);
             }
         }
     }
     for i in g.input.iter_mut() {
-        if i.name().contains('.') {
+        if inits.contains(i.name()) {
             i.name = Some(rename(i.name()));
         }
     }
