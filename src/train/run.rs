@@ -368,9 +368,6 @@ impl Run {
     /// threads (0: one per core); with 1, steps are bit-for-bit repeatable (ORT's parallel reductions are not).
     pub fn open(model: &Path, dir: &Path, start: Start, python: &Path, threads: usize) -> Result<Run> {
         let fresh = matches!(start, Start::Fresh(_));
-        // A resumed run locks its folder before reading it: a run still training there is refused here, not
-        // found out when both write the same checkpoints. A fresh run locks once the folder exists (below).
-        let mut lock = None;
         let (config, saved) = match start {
             Start::Fresh(config) => {
                 refuse_existing_run(dir)?;
@@ -382,7 +379,6 @@ impl Run {
                 if !path.is_file() {
                     return Err(Error::input(&path, "cannot read the run to resume: no run.json in the folder"));
                 }
-                lock = Some(DirLock::acquire(dir)?);
                 let text = crate::fsio::read_text_limited(&path, MAX_SMALL_FILE)
                     .map_err(|e| Error::input(&path, format!("cannot read the run to resume: {e}")))?;
                 let mut config: RunConfig = serde_json::from_str(&text).map_err(|e| Error::input(&path, format!("not a run file: {e}")))?;
@@ -427,15 +423,15 @@ impl Run {
 
         // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was.
         std::fs::create_dir_all(dir.join(CHECKPOINTS)).map_err(|e| Error::io(dir, e))?;
-        let lock = match lock {
-            Some(l) => l,
-            None => {
-                let l = DirLock::acquire(dir)?;
-                // Another process may have started a run here between the check above and the lock.
-                refuse_existing_run(dir)?;
-                l
-            }
-        };
+        // The folder is locked once everything above has read it (a refused command leaves it as it was, lock
+        // file included): a run still training there is refused here, not found out when both write the same
+        // checkpoints. What was read is checked again under the lock, in case another process wrote meanwhile.
+        let lock = DirLock::acquire(dir)?;
+        if fresh {
+            refuse_existing_run(dir)?;
+        } else if resume_point(dir)? != saved {
+            return Err(Error::input(dir, "changed while the run was being opened (another process?); try again"));
+        }
         if let Some(saved) = &saved {
             for d in &saved.damaged {
                 eprintln!("warning: {} does not match its description; kept as .broken, resuming from step {}", d.display(), saved.step);
