@@ -30,6 +30,10 @@ pub fn read_text_limited(path: &Path, max_bytes: u64) -> Result<String> {
 /// after a path check is still refused; opened non-blocking so that opening a FIFO cannot wait for a writer).
 pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Checked on the path first too, so that even without O_NONBLOCK a FIFO is never opened.
+    if !std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_file() {
+        return Err(Error::input(path, "not a regular file"));
+    }
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc_o_nonblock())
