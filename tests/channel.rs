@@ -211,7 +211,9 @@ fn bad_channel_prunes_exit_2_and_write_nothing() {
         let mut m = ticket::onnx::proto::ModelProto::decode(&std::fs::read(&model).unwrap()[..]).unwrap();
         let g = m.graph.as_mut().unwrap();
         let inits: std::collections::HashSet<String> = g.initializer.iter().map(|t| t.name().to_string()).collect();
-        let rename = |s: &str| format!("net.p{}", s.len() * 7919 + s.bytes().map(|b| b as usize).sum::<usize>());
+        // One number per initializer (names must stay unique: import refuses a name defined twice).
+        let ids: std::collections::HashMap<String, usize> = g.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
+        let rename = |s: &str| format!("net.p{}", ids[s]);
         for t in g.initializer.iter_mut() {
             t.name = Some(rename(t.name()));
         }
