@@ -69,6 +69,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
+            // The lock file holds the pid of the last holder: not saved work.
+            if p.file_name().is_some_and(|n| n == ".lock") {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else {
@@ -175,6 +179,9 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
         assert!(t0.elapsed() < Duration::from_secs(300), "level 2 never checkpointed");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // While it runs, a second process on the same folder is refused, naming the holder.
+    let err = run_err(&[&"imp", &"--resume", &run_b]);
+    assert!(err.contains(&format!("in use by process {}", child.id())), "{err}");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!level(&run_b, 2).join("metrics.json").exists(), "killed before level 2 finished");

@@ -211,7 +211,7 @@ pub const SUMMARY: &str = "summary.json";
 
 /// Runs (or resumes) the IMP experiment in `dir`.
 pub fn run_imp(dir: &Path, start: ImpStart, env: &ImpEnv, on: &mut dyn FnMut(ImpEvent)) -> Result<ImpSummary> {
-    let config = open(dir, start)?;
+    let (config, _lock) = open(dir, start)?;
     let mut rows = Vec::with_capacity(config.rounds + 1);
     let mut early = None;
     for r in 0..=config.rounds {
@@ -232,8 +232,9 @@ pub fn run_imp(dir: &Path, start: ImpStart, env: &ImpEnv, on: &mut dyn FnMut(Imp
     summarize(dir, &config, rows, early)
 }
 
-/// Checks the settings and the folder; a fresh run writes run.json only after every input was read.
-fn open(dir: &Path, start: ImpStart) -> Result<ImpConfig> {
+/// Checks the settings and the folder, then locks it for this process (a second `imp` on the same folder gets a
+/// one-line error naming the holder); a fresh run writes run.json only after every input was read.
+fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)> {
     let run_json = dir.join("run.json");
     let config = match start {
         ImpStart::Fresh(config) => {
@@ -257,8 +258,12 @@ fn open(dir: &Path, start: ImpStart) -> Result<ImpConfig> {
             let data = config.train.data.load()?;
             crate::train::run::check_classes(&state, &data)?;
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let lock = crate::fsio::DirLock::acquire(dir)?;
+            if run_json.exists() {
+                return Err(Error::input(dir, "already holds an IMP run (run.json); use --resume to continue it, or another folder"));
+            }
             write_atomic(&run_json, serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
-            *config
+            (*config, lock)
         }
         ImpStart::Resume { model } => {
             let bytes = crate::fsio::read_limited(&run_json, 16 << 20).map_err(|e| Error::input(dir, format!("cannot resume: {e}")))?;
@@ -282,7 +287,7 @@ fn open(dir: &Path, start: ImpStart) -> Result<ImpConfig> {
                 }
             }
             config.validate()?;
-            config
+            (config, crate::fsio::DirLock::acquire(dir)?)
         }
     };
     Ok(config)
