@@ -18,21 +18,23 @@ def main(root):
     seeds = sorted(p for p in root.glob("seed_*") if (p / "ticket" / "summary.json").exists())
     if not seeds:
         sys.exit(f"{root}: no finished seed_*/ticket runs")
-    methods = {"dense": [], "ticket (80%, rewound to init)": [], "prune + fine-tune (80%)": [], "iterative ticket (3 levels to 80%)": []}
+    methods = {"dense": [], "ticket (80%, rewound to init)": [], "prune + fine-tune (80%)": [], "iterative ticket (3 levels to 80%)": [], "channel ticket (55% of channels, rewound to init)": []}
     for s in seeds:
         t = rows(s / "ticket")
         methods["dense"].append(t[0])
         methods["ticket (80%, rewound to init)"].append(t[1])
         if (s / "finetune" / "summary.json").exists():
             methods["prune + fine-tune (80%)"].append(rows(s / "finetune")[1])
+        if (s / "channel" / "summary.json").exists():
+            methods["channel ticket (55% of channels, rewound to init)"].append(rows(s / "channel")[1])
         if (s / "iterative" / "summary.json").exists():
             methods["iterative ticket (3 levels to 80%)"].append(rows(s / "iterative")[-1])
     types = list(methods["dense"][0]["scores"])
     fmt = lambda v: f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else (f"{v[0]:.3f}" if v else "-")
     print(f"{root}: {len(seeds)} seeds ({', '.join(s.name for s in seeds)})\n")
     for t in types:
-        print(f"| {t} | sparsity | AP | AP50 | APs | training s | n |")
-        print("|---|---|---|---|---|---|---|")
+        print(f"| {t} | sparsity | FLOPs cut | AP | AP50 | APs | training s | n |")
+        print("|---|---|---|---|---|---|---|---|")
         for name, rs in methods.items():
             if not rs:
                 continue
@@ -41,7 +43,9 @@ def main(root):
             aps = [r["scores"][t]["ap_small"] for r in rs if r["scores"][t]["ap_small"] is not None]
             sp = statistics.mean(r["selected_sparsity"] for r in rs) if rs else 0
             secs = statistics.mean(r["train_s"] for r in rs) if rs else 0
-            print(f"| {name} | {100 * sp:.0f}% | {fmt(ap)} | {fmt(ap50)} | {fmt(aps)} | {secs:.0f} | {len(rs)} |")
+            flops = [r.get("flops_removed") for r in rs if r.get("flops_removed") is not None]
+            cut = f"{100 * statistics.mean(flops):.0f}%" if flops else "-"
+            print(f"| {name} | {100 * sp:.0f}% | {cut} | {fmt(ap)} | {fmt(ap50)} | {fmt(aps)} | {secs:.0f} | {len(rs)} |")
         dense = [r["scores"][t]["ap"] for r in methods["dense"]]
         if len(dense) > 1:
             bar = statistics.mean(dense) - statistics.stdev(dense)

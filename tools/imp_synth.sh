@@ -3,6 +3,7 @@
 # WIDTH, default 8; tools/export_models.py --synth) trained densely, its 80% one-shot ticket rewound to init and
 # retrained as long as dense, prune + fine-tune (the same mask on the trained weights, a third as long), and
 # with ITERATIVE=1 the iterative ticket (3 levels to 80%, each rewound to init and retrained as long as dense),
+# with CHANNEL=1 a channel ticket (55% of the channels by global L1, rounded to multiples of 4, rewound to init),
 # for SEEDS replicates (initial weights and data order both seeded). Scored with tract on held-out images.
 #
 #   tools/imp_synth.sh faster      # Faster R-CNN, bbox AP
@@ -51,6 +52,11 @@ for seed in $seeds; do
     if [ -f "$dir/iterative/run.json" ]; then $ticket imp --resume "$dir/iterative" || [ $? -eq 1 ]
     else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rounds 3 --rewind init \
            --trained "$dir/ticket/level_0/model.onnx" -o "$dir/iterative" || [ $? -eq 1 ]; fi
+  fi
+  if [ "${CHANNEL:-0}" = 1 ]; then
+    if [ -f "$dir/channel/run.json" ]; then $ticket imp --resume "$dir/channel" || [ $? -eq 1 ]
+    else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel --sparsity 0.55 --round-to 4 \
+           --rewind init --trained "$dir/ticket/level_0/model.onnx" -o "$dir/channel" || [ $? -eq 1 ]; fi
   fi
 done
 .venv/bin/python tools/imp_summary.py "$out/$kind/w$width"
