@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
-    let r = crate::report::write_imp_report(&args.runs, &args.output)?;
+    let r = crate::lottery::report::write_imp_report(&args.runs, &args.output)?;
     emit(json, &r, |r| {
         let mut out = String::new();
         if r.models > 1 {

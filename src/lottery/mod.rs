@@ -4,6 +4,7 @@
 pub mod early_bird;
 pub mod imp;
 pub mod level;
+pub mod report;
 pub mod rewind;
 
 pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Structure, ValSpec};

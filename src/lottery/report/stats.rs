@@ -1,6 +1,6 @@
 //! The numbers of an IMP report, computed once per group of replicates; the plots and the Markdown tables
 //! are both drawn from these, so a table and its plot cannot disagree.
-use super::imp_runs::{mean_std, Group, LevelData, RunData};
+use super::runs::{mean_std, Group, LevelData, RunData};
 use std::collections::BTreeMap;
 
 /// Mean and standard deviation over the replicates, and how many there were.
@@ -112,7 +112,7 @@ fn level_stat(runs: &[RunData], l: usize) -> LevelStat {
 }
 
 /// ΔAP of `level` against dense per key of `f` (object size or category), per IoU type.
-fn deltas(runs: &[RunData], level: usize, f: impl Fn(&super::imp_runs::CocoView) -> Vec<(String, Option<f64>)>) -> BTreeMap<String, Vec<(String, Stat)>> {
+fn deltas(runs: &[RunData], level: usize, f: impl Fn(&super::runs::CocoView) -> Vec<(String, Option<f64>)>) -> BTreeMap<String, Vec<(String, Stat)>> {
     let types: Vec<String> = runs[0].levels[level].reports.iter().map(|r| r.iou_type.clone()).collect();
     types
         .into_iter()

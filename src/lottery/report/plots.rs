@@ -2,8 +2,8 @@
 //! dense baseline (Fig. 1/2a/3), per-layer sparsity of a ticket (Fig. 2c), ΔAP per object size and per
 //! category (Fig. 4, 5), TIDE errors dense vs ticket (App. C), training loss dense vs ticket (App. D) and
 //! early-bird mask IoU over training (Fig. 2f).
-use super::imp_stats::{GroupStats, Stat, SIZES};
-use super::plot::{Band, BarPlot, LinePlot, Plot, Series};
+use super::stats::{GroupStats, Stat, SIZES};
+use crate::report::plot::{Band, BarPlot, LinePlot, Plot, Series};
 use std::collections::BTreeSet;
 
 /// One figure: the file stem (`NAME.png`, `NAME.svg`), what the Markdown says about it, and the plot.
@@ -26,7 +26,7 @@ pub fn iou_types(groups: &[GroupStats]) -> Vec<String> {
 
 fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> {
     let metric = if ap50 { "AP50" } else { "AP" };
-    let pick = |l: &super::imp_stats::LevelStat| if ap50 { l.ap50.get(t).copied() } else { l.ap.get(t).copied() };
+    let pick = |l: &super::stats::LevelStat| if ap50 { l.ap50.get(t).copied() } else { l.ap.get(t).copied() };
     let series: Vec<Series> = groups
         .iter()
         .map(|g| Series {
