@@ -120,7 +120,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let val = synth(&out.join("val"), a.val_images, 2)?;
     let run_dir = out.join("run");
     let start = if run_dir.join("run.json").exists() { ImpStart::Resume { model: None } } else { ImpStart::Fresh(Box::new(config(&a, &model, &train, &val)?)) };
-    let python = a.train_python.clone().or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into());
+    let python = super::train::train_python(a.train_python.as_deref());
     let mut on = super::imp::progress(json);
     let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
     let mut report = DemoReport { run_dir: run_dir.clone(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };

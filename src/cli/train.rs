@@ -152,8 +152,13 @@ impl TrainArgs {
     }
 
     pub fn python(&self) -> PathBuf {
-        self.train_python.clone().or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into())
+        train_python(self.train_python.as_deref())
     }
+}
+
+/// The training venv's python: the one given, else $TICKET_TRAIN_PYTHON, else .venv-train/bin/python.
+pub fn train_python(given: Option<&Path>) -> PathBuf {
+    given.map(Path::to_path_buf).or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into())
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {

@@ -557,11 +557,6 @@ impl Run {
         Ok(state)
     }
 
-    /// The folder the run lives in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes the trained model as RUN_DIR/model.onnx (the user's graph, trained initializers) and stops the
     /// worker.
     pub fn finish(mut self) -> Result<PathBuf> {
