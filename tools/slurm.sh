@@ -56,14 +56,18 @@ install_packages() {
   fi
   local log=$dir/apt.log ok=
   # The package lists may be missing or stale on a fresh machine: update first, then install.
-  if as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 &&
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  # Bounded: a registry that does not answer fails the start instead of hanging the caller's test; an apt run
+  # of someone else is waited for (the dpkg lock), not failed on.
+  local apt=(timeout 900 env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+  if as_root "${apt[@]}" update -qq >"$log" 2>&1 &&
+    as_root "${apt[@]}" install -y -qq --no-install-recommends \
       -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${packages[@]}" >>"$log" 2>&1; then
     ok=1
   fi
   [ -n "$made_policy" ] && rm -f "$policy"
-  [ -n "$ok" ] && have_packages ||
-    fail "cannot install ${packages[*]} with apt-get: $(grep -E '^(E|W): ' "$log" | tail -n 1 || echo failed) (log: $log)"
+  local why
+  why=$(grep -E '^(E|W): ' "$log" | tail -n 1) || why=failed
+  [ -n "$ok" ] && have_packages || fail "cannot install ${packages[*]} with apt-get: $why (log: $log)"
 }
 
 log_of() {
@@ -79,15 +83,18 @@ kill_tree() {
   kill -KILL "$1" 2>/dev/null || true
 }
 
+# A killed process stays a zombie until init reaps it (seconds, here): dead all the same, though kill -0 works.
+alive() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${stat:0:1}" != Z ]
+}
+
 # The pid in $dir/NAME.pid when that process is alive and is NAME; fails otherwise.
 live_pid() {
   local name=$1 pid
   pid=$(cat "$dir/$name.pid" 2>/dev/null) || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || return 1
-  # A killed daemon stays a zombie until init reaps it (seconds here): dead all the same.
-  [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ] || return 1
-  echo "$pid"
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && alive "$pid" && echo "$pid"
 }
 
 write_config() {
@@ -106,16 +113,23 @@ write_config() {
   hw=$(/usr/sbin/slurmd -C 2>/dev/null | head -n 1 | sed -E 's/^NodeName=[^ ]+ ?//') ||
     fail "slurmd -C failed"
   [ -n "$hw" ] || fail "slurmd -C printed no node line"
+  # Job ids go on from the last cluster's (its jobs are in jobcomp.txt), so that an id a caller kept from an
+  # earlier run never names a new job.
+  local first_job_id
+  first_job_id=$(sed -nE 's/^JobId=([0-9]+) .*/\1/p' "$dir/jobcomp.txt" 2>/dev/null | sort -n | tail -n 1) || true
+  first_job_id=$((${first_job_id:-0} + 1))
   local tmp=$conf.tmp
   cat >"$tmp" <<EOF
 # Written by tools/slurm.sh: a one-node test cluster, no systemd, no cgroups, no accounting daemon.
 ClusterName=ticket
+FirstJobId=$first_job_id
 SlurmctldHost=$node($addr)
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
-# Jobs run as the submitting user, root in CI; the daemons run as root too.
-SlurmUser=root
-SlurmdUser=root
+# The daemons run as whoever starts them: root in CI, where jobs run as root (as another user, they can only
+# run that user's jobs).
+SlurmUser=$(id -un)
+SlurmdUser=$(id -un)
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.socket
@@ -160,14 +174,29 @@ start_daemons() {
   /usr/sbin/munged --key-file="$dir/munge-key/munge.key" --socket="$sock" --pid-file="$dir/munged.pid" \
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" \
     </dev/null >>"$dir/start.log" 2>&1 9>&- || fail "munged did not start; see $dir/munge/munged.log"
-  /usr/sbin/slurmctld -f "$conf" </dev/null >>"$dir/start.log" 2>&1 9>&- ||
+  wait_pid_file munged
+  # -c: a new cluster starts from no saved state (jobs, node states such as a drain). Jobs recovered from a
+  # cluster stopped uncleanly (slurmd killed) would show as RUNNING with no process behind them until slurmctld
+  # gives up on them minutes later.
+  /usr/sbin/slurmctld -c -f "$conf" </dev/null >>"$dir/start.log" 2>&1 9>&- ||
     fail "slurmctld did not start; see $dir/slurmctld.log"
+  wait_pid_file slurmctld
   /usr/sbin/slurmd -f "$conf" -N "$node" </dev/null >>"$dir/start.log" 2>&1 9>&- ||
     fail "slurmd did not start; see $dir/slurmd.log"
+  wait_pid_file slurmd
+}
+
+# The launcher returns before the detached daemon writes its pid file (slurmctld: a second or so later).
+wait_pid_file() {
+  local deadline=$((SECONDS + 20))
+  until live_pid "$1" >/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "$1 did not start (no live pid in $dir/$1.pid); see $(log_of "$1")"
+    sleep 0.1
+  done
 }
 
 wait_idle() {
-  local deadline=$((SECONDS + idle_wait_s)) state= name resumed=
+  local deadline=$((SECONDS + idle_wait_s)) state= name
   while [ $SECONDS -lt $deadline ]; do
     # A daemon that exited (a port taken, a bad config) fails now, not after the whole wait.
     for name in munged slurmctld slurmd; do
@@ -177,14 +206,11 @@ wait_idle() {
     case $state in
       idle | mixed | allocated | completing) return 0 ;;
       drain*)
-        # A drain saved in the state folder by an earlier run outlives the config that caused it: resume once.
-        [ -z "$resumed" ] || fail "node $node is $state: $(SLURM_CONF=$conf sinfo -h -R -o %E); see $dir/slurmctld.log"
-        SLURM_CONF=$conf scontrol update NodeName="$node" State=RESUME 2>/dev/null || true
-        resumed=1 ;;
+        fail "node $node is $state: $(SLURM_CONF=$conf sinfo -h -R -o %E); see $dir/slurmctld.log" ;;
     esac
     sleep 0.5
   done
-  fail "node $node not idle after ${idle_wait_s}s (state '${state:-none}'); see $dir/slurmctld.log and $dir/slurmd.log"
+  fail "node $node not idle after ${idle_wait_s}s (state '${state:-none}'); see $dir/slurmctld.log, slurmd.log"
 }
 
 stop_daemons() {
@@ -207,12 +233,13 @@ stop_daemons() {
   done
   deadline=$((SECONDS + stop_wait_s))
   for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    alive "$pid" && kill -KILL "$pid" 2>/dev/null
   done
   # A slurmstepd left over (its job ignored the cancel) carries this cluster's SLURM_CONF in its environment.
   for pid in $(pgrep -x slurmstepd || true); do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$conf"; then
+    # (one that exits meanwhile has no environ to read: the braces keep that quiet)
+    if { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qx "SLURM_CONF=$conf"; then
       note "killing leftover slurmstepd $pid and its job"
       kill_tree "$pid"
     fi
@@ -243,10 +270,13 @@ cmd_start() {
 }
 
 cmd_status() {
-  [ -f "$conf" ] || { echo "no cluster in $dir" >&2; exit 3; }
+  live_pid slurmctld >/dev/null || fail "no cluster running in $dir (tools/slurm.sh start)"
   export SLURM_CONF=$conf
   sinfo -N -o '%N %P %T %c %m %E'
-  squeue --array -t all -o '%i %A %K %T %r %M %N'
+  # One line per array task, finished ones too (for MinJobAge): %i ARRAY_TASK (1_2), %A its own job id, %K the
+  # index (N/A for a plain job), %T the state, %r the reason it waits or failed, %M the time it ran.
+  { echo "TASK JOBID INDEX STATE REASON TIME NODE"; squeue --array -t all -h -o '%i %A %K %T %r %M %N'; } |
+    awk '{ printf "%-14s %-8s %-6s %-11s %-18s %-10s %s\n", $1, $2, $3, $4, $5, $6, $7 }'
 }
 
 case ${1:-} in
