@@ -74,6 +74,21 @@ log_of() {
   case $1 in munged) echo "$dir/munge/munged.log" ;; *) echo "$dir/$1.log" ;; esac
 }
 
+# The logs are appended to across runs: a daemon's own words are what it wrote after its size was marked.
+declare -A log_mark=()
+mark_log() { log_mark[$1]=$(stat -c %s "$(log_of "$1")" 2>/dev/null || echo 0); }
+
+# What the daemon wrote to its log since mark_log.
+new_log() { tail -c +$((${log_mark[$1]:-0} + 1)) "$(log_of "$1")" 2>/dev/null; }
+
+# Fails with what the daemon last said before dying: slurm's "fatal:" or munged's "Error:", else its last error.
+daemon_failed() {
+  local why
+  why=$(new_log "$1" | grep -E 'fatal:|Error:' | tail -n 1) || why=$(new_log "$1" | grep 'error:' | tail -n 1) ||
+    why="see $(log_of "$1")"
+  fail "$1 $2: $why"
+}
+
 # Kills a process and all its descendants (a job's processes under a slurmstepd).
 kill_tree() {
   local child
@@ -103,10 +118,8 @@ write_config() {
   mkdir -p "$dir/ctld" "$dir/slurmd" "$dir/munge" "$dir/munge-key"
   chmod 755 "$dir" "$dir/munge"
   chmod 700 "$dir/munge-key"
-  if [ ! -s "$dir/munge-key/munge.key" ]; then
-    head -c 1024 /dev/urandom >"$dir/munge-key/munge.key"
-    chmod 400 "$dir/munge-key/munge.key"
-  fi
+  [ -s "$dir/munge-key/munge.key" ] || head -c 1024 /dev/urandom >"$dir/munge-key/munge.key"
+  chmod 400 "$dir/munge-key/munge.key"
   # The node line as slurmd itself sees the hardware (CPUs, sockets, cores, threads, RealMemory): a node
   # configured with more than it has is drained at registration.
   local hw
@@ -171,26 +184,31 @@ start_daemons() {
   rm -f "$sock" "$sock.lock"
   # The daemons detach themselves and write their pid files. They get no stdin/stdout of the caller (a caller
   # reading our output through a pipe would wait for them forever) and not the lock's fd 9 (they would hold it).
+  local name
+  for name in munged slurmctld slurmd; do mark_log "$name"; done
   /usr/sbin/munged --key-file="$dir/munge-key/munge.key" --socket="$sock" --pid-file="$dir/munged.pid" \
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" \
-    </dev/null >>"$dir/start.log" 2>&1 9>&- || fail "munged did not start; see $dir/munge/munged.log"
+    </dev/null >>"$dir/start.log" 2>&1 9>&- || daemon_failed munged "did not start"
   wait_pid_file munged
   # -c: a new cluster starts from no saved state (jobs, node states such as a drain). Jobs recovered from a
   # cluster stopped uncleanly (slurmd killed) would show as RUNNING with no process behind them until slurmctld
   # gives up on them minutes later.
   /usr/sbin/slurmctld -c -f "$conf" </dev/null >>"$dir/start.log" 2>&1 9>&- ||
-    fail "slurmctld did not start; see $dir/slurmctld.log"
+    daemon_failed slurmctld "did not start"
   wait_pid_file slurmctld
   /usr/sbin/slurmd -f "$conf" -N "$node" </dev/null >>"$dir/start.log" 2>&1 9>&- ||
-    fail "slurmd did not start; see $dir/slurmd.log"
+    daemon_failed slurmd "did not start"
   wait_pid_file slurmd
 }
 
-# The launcher returns before the detached daemon writes its pid file (slurmctld: a second or so later).
+# The launcher returns before the detached daemon writes its pid file (slurmctld: a second or so later), and
+# returns 0 even when the daemon then dies (a port taken): no process left with its command line means that.
 wait_pid_file() {
-  local deadline=$((SECONDS + 20))
+  local deadline=$((SECONDS + 20)) cmdline
+  case $1 in munged) cmdline="^/usr/sbin/munged --key-file=$dir/" ;; *) cmdline="^/usr/sbin/$1 .*-f $conf" ;; esac
   until live_pid "$1" >/dev/null; do
-    [ $SECONDS -lt $deadline ] || fail "$1 did not start (no live pid in $dir/$1.pid); see $(log_of "$1")"
+    pgrep -f -- "$cmdline" >/dev/null || { sleep 0.2; live_pid "$1" >/dev/null; } || daemon_failed "$1" "died"
+    [ $SECONDS -lt $deadline ] || daemon_failed "$1" "wrote no live pid to $dir/$1.pid"
     sleep 0.1
   done
 }
@@ -200,7 +218,7 @@ wait_idle() {
   while [ $SECONDS -lt $deadline ]; do
     # A daemon that exited (a port taken, a bad config) fails now, not after the whole wait.
     for name in munged slurmctld slurmd; do
-      live_pid "$name" >/dev/null || fail "$name exited; see $(log_of "$name")"
+      live_pid "$name" >/dev/null || daemon_failed "$name" exited
     done
     state=$(SLURM_CONF=$conf sinfo -h -N -n "$node" -o %T 2>/dev/null | head -n 1) || true
     case $state in
