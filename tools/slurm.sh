@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster for tests, from Debian's packages, without systemd or cgroups.
+# A one-node Slurm cluster for tests, from Debian's packages (slurmctld slurmd slurm-client munge, 22.05 on
+# bookworm), without systemd or cgroups.
 #
-#   tools/slurm.sh start    install the packages if missing, start munged + slurmctld + slurmd, wait until the
-#                           node is idle, print `export SLURM_CONF=...` (also written to $DIR/env). Idempotent:
-#                           a running cluster is reused, a half-running one is restarted.
-#   tools/slurm.sh stop     cancel this cluster's jobs, stop its daemons (pid files), leave no process. Idempotent.
-#   tools/slurm.sh status   sinfo + squeue (all states, array tasks one per line).
+#   tools/slurm.sh start    install the packages if missing (apt-get, as root or through sudo), start munged +
+#                           slurmctld + slurmd, wait (60 s at most) until the node is idle, print
+#                           `export SLURM_CONF=...` (also written to $DIR/env). Idempotent: a running cluster is
+#                           reused, a half-running one is restarted whole. A new cluster starts with no jobs.
+#   tools/slurm.sh stop     cancel every job of this cluster, stop its daemons (pid files), leave no process.
+#                           Idempotent.
+#   tools/slurm.sh status   sinfo + one line per array task, finished ones too.
 #
-# DIR is $TICKET_SLURM_DIR (default /tmp/ticket-slurm): config, munge key and socket, state, logs, pid files.
-# Ports: $TICKET_SLURM_PORT (default 6817) for slurmctld, +1 for slurmd.
-# Exit codes: 0 ok, 2 bad usage, 3 environment (packages not installable, a daemon that does not come up).
-# Only the `export` lines go to stdout, so `eval "$(tools/slurm.sh start)"` works; progress goes to stderr.
+# DIR is $TICKET_SLURM_DIR (default /tmp/ticket-slurm): config, munge key and socket, state, logs, pid files,
+# jobcomp.txt. Ports: $TICKET_SLURM_PORT (default 6817) for slurmctld, +1 for slurmd, on 127.0.0.1.
+# Exit codes: 0 ok, 2 bad usage, 3 environment (packages not installable, a daemon that does not come up: one
+# line on stderr saying why). Only the `export` line goes to stdout, so `eval "$(tools/slurm.sh start)"` works.
+#
+# With SLURM_CONF exported, per array index (ARRAY is sbatch --parsable's id):
+#   state    squeue --array -t all -j ARRAY -h -o '%K %T %r'   (finished tasks for MinJobAge, 1 h here)
+#            scontrol -o show job ARRAY                         (ArrayTaskId=, JobState=, ExitCode=; same window)
+#            $DIR/jobcomp.txt                                   (one line per finished task, kept; no sacct here:
+#                                                               without slurmdbd it says accounting is disabled)
+#   cancel   scancel ARRAY_INDEX                                (SIGTERM, SIGKILL after KillWait=10 s)
+#   rerun    sbatch --array=INDEX ... (a new array id), or scontrol requeue ARRAY_INDEX followed by
+#            scontrol update JobId=ARRAY_INDEX StartTime=now (a requeued job otherwise waits 2 minutes)
+# A batch script's $0 is slurmd's copy in its spool folder: a task finds its files through arguments or
+# SLURM_SUBMIT_DIR, not dirname "$0".
 set -euo pipefail
 
 dir=${TICKET_SLURM_DIR:-/tmp/ticket-slurm}
