@@ -286,10 +286,10 @@ fn report_groups_runs_of_different_models_and_refuses_a_missing_level() {
     assert_eq!(r["models"], 2);
     let groups = r["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
-    assert_ne!(groups[0]["model_fingerprint"], groups[1]["model_fingerprint"]);
-    assert!(groups[1]["label"].as_str().unwrap().contains("model_fingerprint=0123456789abcdef"), "{r}");
+    assert_ne!(groups[0]["arch"], groups[1]["arch"]);
+    assert!(groups[1]["label"].as_str().unwrap().starts_with("arch=arch-"), "{r}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("**These runs come from 2 different models**"), "{md}");
+    assert!(md.contains("**These runs come from 2 different architectures**"), "{md}");
     let text = ticket(&[&"report", &a, &other, &"-o", &out]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("2 different models"));
 

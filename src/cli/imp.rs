@@ -87,7 +87,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
+pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
     // Conflicts are checked here rather than by clap, whose usage errors span several lines.
     if a.trained.is_some() && a.dense_steps.is_some() {
         return Err(Error::Input("--trained gives level 0's trained model; --dense-steps would train it: give one of them".into()));

@@ -14,6 +14,8 @@ mod mask;
 mod prune;
 mod report;
 mod steps;
+mod study;
+mod sweep;
 mod train;
 mod unpack;
 mod validate;
@@ -67,6 +69,11 @@ pub enum Command {
     Imp(imp::Args),
     /// A Markdown report with plots (PNG, SVG) from IMP run folders: AP vs sparsity, per layer, size, category, TIDE, loss.
     Report(report::Args),
+    /// A grid of IMP runs from a spec (TOML), here (--local N) or as a Slurm job array (--slurm); resumable,
+    /// with --status, --retry-failed and --dry-run.
+    Sweep(sweep::Args),
+    /// One of the paper's studies (modules, rounds, scope, rewind, early-bird, width) as a sweep, run and reported.
+    Study(study::Args),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -86,6 +93,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a, json),
         Command::Imp(a) => imp::run(a, json),
         Command::Report(a) => report::run(a, json),
+        Command::Sweep(a) => sweep::run(a, json),
+        Command::Study(a) => study::run(a, json),
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// IMP run folders (`ticket imp … -o RUN_DIR`); runs with identical settings except the seed are replicates
-    /// (mean ± std), runs of different models are grouped by model.
+    /// (mean ± std; the initial weights may differ by seed), runs of different architectures are grouped apart.
+    /// A sweep folder (`ticket sweep … -o SWEEP_DIR`) stands for its finished runs.
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// The folder for report.md and its figures.
@@ -22,7 +23,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             out += &format!("note: the runs come from {} different models; each model's runs form their own groups with their own dense baseline\n", r.models);
         }
         for (i, g) in r.groups.iter().enumerate() {
-            out += &format!("group {i}: {} ({} run(s), model {}, figures show level {})\n", g.label, g.runs.len(), g.model_fingerprint, g.shown_level);
+            out += &format!("group {i}: {} ({} run(s), model {}, figures show level {})\n", g.label, g.runs.len(), g.arch, g.shown_level);
         }
         out + &format!("{}: {} figures (PNG + SVG)\n", r.markdown.display(), r.figures.len())
     });

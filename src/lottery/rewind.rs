@@ -24,6 +24,17 @@ impl std::str::FromStr for Rewind {
     }
 }
 
+impl Rewind {
+    /// As `--rewind` takes it (init, a step, none): how reports label runs.
+    pub fn as_arg(&self) -> String {
+        match self {
+            Rewind::Init => "init".into(),
+            Rewind::Step(k) => k.to_string(),
+            Rewind::None => "none".into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Rewind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -135,7 +135,7 @@ pub fn fingerprint(path: &Path) -> Result<String> {
 fn fnv_file(path: &Path) -> Result<(u64, u64)> {
     use std::io::Read;
     let (mut r, _) = crate::fsio::open_regular(path)?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     let mut len = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -143,13 +143,22 @@ fn fnv_file(path: &Path) -> Result<(u64, u64)> {
         if n == 0 {
             break;
         }
-        for &b in &buf[..n] {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h = fnv1a(h, &buf[..n]);
         len += n as u64;
     }
     Ok((h, len))
+}
+
+/// FNV-1a 64's starting value; [`fnv1a`] continues a hash over more bytes. Stable across Rust versions and
+/// machines (std's hashers are not), so names derived from it (fingerprints, sweep task folders) stay valid.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// One line of `log.jsonl`.

@@ -36,14 +36,14 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
     let types = iou_types(groups);
     let mut out = String::from("# IMP report\n\n");
     let runs: usize = groups.iter().map(|g| g.runs.len()).sum();
-    out += &format!("{runs} run(s) in {} group(s); runs with identical settings except the seed are replicates (mean ± std).\n\n", groups.len());
-    let mut models: Vec<&str> = groups.iter().map(|g| g.model_fingerprint.as_str()).collect();
+    out += &format!("{runs} run(s) in {} group(s); runs with identical settings except the seed (data order, and the initial weights when they come from a seed) are replicates (mean ± std).\n\n", groups.len());
+    let mut models: Vec<&str> = groups.iter().map(|g| g.arch.as_str()).collect();
     models.dedup();
     models.sort();
     models.dedup();
     if models.len() > 1 {
         out += &format!(
-            "**These runs come from {} different models** (fingerprints {}): each group holds one model's runs and is compared with its own dense level only; groups of different models share a plot but not a baseline.\n\n",
+            "**These runs come from {} different architectures** ({}): each group holds one model's runs and is compared with its own dense level only; groups of different models share a plot but not a baseline.\n\n",
             models.len(),
             models.join(", ")
         );
@@ -51,7 +51,7 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
     let rows: Vec<Vec<String>> = groups
         .iter()
         .enumerate()
-        .flat_map(|(i, g)| g.runs.iter().map(move |(dir, seed)| vec![format!("`{dir}`"), format!("{i}: {}", g.label), seed.to_string(), g.model_fingerprint.clone()]))
+        .flat_map(|(i, g)| g.runs.iter().map(move |(dir, seed)| vec![format!("`{dir}`"), format!("{i}: {}", g.label), seed.to_string(), g.arch.clone()]))
         .collect();
     out += &table(&["Run".into(), "Group".into(), "Seed".into(), "Model fingerprint".into()], &rows);
 

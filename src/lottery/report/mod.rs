@@ -14,7 +14,7 @@ pub const REPORT_MD: &str = "report.md";
 #[derive(Clone, Debug, Serialize)]
 pub struct ReportGroup {
     pub label: String,
-    pub model_fingerprint: String,
+    pub arch: String,
     pub runs: Vec<PathBuf>,
     /// The level the per-layer, per-size, per-category, TIDE and loss figures show.
     pub shown_level: usize,
@@ -36,7 +36,11 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
     if run_dirs.is_empty() {
         return Err(Error::Input("ticket report needs at least one run folder".into()));
     }
-    let runs = run_dirs.iter().map(|d| runs::read_run(d)).collect::<Result<Vec<_>>>()?;
+    let mut dirs = Vec::new();
+    for d in run_dirs {
+        dirs.extend(run_folders(d)?);
+    }
+    let runs = dirs.iter().map(|d| runs::read_run(d)).collect::<Result<Vec<_>>>()?;
     let groups = runs::group_runs(runs);
     let stats: Vec<stats::GroupStats> = groups.iter().map(stats::group_stats).collect();
     let figures = plots::figures(&stats);
@@ -52,7 +56,7 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
     }
     let markdown = out.join(REPORT_MD);
     crate::fsio::write_atomic(&markdown, md.as_bytes())?;
-    let mut models: Vec<&str> = stats.iter().map(|g| g.model_fingerprint.as_str()).collect();
+    let mut models: Vec<&str> = stats.iter().map(|g| g.arch.as_str()).collect();
     models.sort();
     models.dedup();
     Ok(ImpReport {
@@ -62,7 +66,22 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
         groups: groups
             .iter()
             .zip(&stats)
-            .map(|(g, s)| ReportGroup { label: g.label.clone(), model_fingerprint: g.model_fingerprint.clone(), runs: g.runs.iter().map(|r| r.dir.clone()).collect(), shown_level: s.shown })
+            .map(|(g, s)| ReportGroup { label: g.label.clone(), arch: g.arch.clone(), runs: g.runs.iter().map(|r| r.dir.clone()).collect(), shown_level: s.shown })
             .collect(),
     })
+}
+
+/// A run folder as given, or a sweep folder's finished runs (in task order; unfinished tasks are left out,
+/// so a report can be drawn while a sweep runs). A sweep with nothing finished is an error.
+fn run_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+    use crate::lottery::sweep::{folder, TaskState};
+    if !folder::is_sweep_dir(dir) {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let plan = folder::load(dir)?;
+    let done: Vec<PathBuf> = plan.tasks.iter().filter(|t| matches!(folder::state(dir, t), TaskState::Done { .. })).map(|t| folder::run_dir(dir, t)).collect();
+    if done.is_empty() {
+        return Err(Error::input(dir, format!("no task of this sweep has finished yet ({} tasks; see ticket sweep --status)", plan.tasks.len())));
+    }
+    Ok(done)
 }

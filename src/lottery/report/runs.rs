@@ -82,6 +82,9 @@ impl LevelData {
 pub struct RunData {
     pub dir: PathBuf,
     pub config: ImpConfig,
+    /// The architecture's fingerprint (parameter names and shapes of the initial model): runs of one
+    /// architecture initialised with different seeds are replicates; runs of different architectures are not.
+    pub arch: String,
     pub levels: Vec<LevelData>,
     /// The level `ticket imp` chose (summary.json), if the run wrote its summary and one level met the gate.
     pub ticket_level: Option<usize>,
@@ -150,7 +153,24 @@ pub fn read_run(dir: &Path) -> Result<RunData> {
     } else {
         None
     };
-    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level })
+    let arch = arch_fingerprint(&config);
+    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch })
+}
+
+/// FNV-1a of the initial model's parameter names and shapes; the file's own fingerprint when it cannot be
+/// read any more (moved since the run).
+fn arch_fingerprint(c: &ImpConfig) -> String {
+    use crate::train::run::{fnv1a, FNV_OFFSET};
+    match crate::model::ModelState::import(&c.model) {
+        Ok(state) => {
+            let mut h = FNV_OFFSET;
+            for t in &state.weights.tensors {
+                h = fnv1a(h, format!("{}:{:?};", t.name, t.shape).as_bytes());
+            }
+            format!("arch-{h:016x}")
+        }
+        Err(_) => c.model_fingerprint.clone(),
+    }
 }
 
 /// A level's training losses; no log (a `--trained` dense level) is no curve.
@@ -174,15 +194,18 @@ pub struct Group {
     /// The settings that tell this group from the others (`scope=layer, rewind=none`), or the main ones when
     /// there is one group.
     pub label: String,
-    pub model_fingerprint: String,
+    /// The architecture's fingerprint ([`RunData::arch`]).
+    pub arch: String,
     pub runs: Vec<RunData>,
 }
 
 /// The settings of a run as flat `key=value` pairs, without what differs between replicates: the seed, the
 /// checkpoint cadence, device and threads, and file paths (a model is known by its fingerprint).
-fn settings(c: &ImpConfig) -> BTreeMap<String, String> {
+fn settings(run: &RunData) -> BTreeMap<String, String> {
+    let c = &run.config;
     let mut v = serde_json::to_value(c).expect("serialises");
-    for (obj, key) in [(None, "model"), (None, "trained"), (None, "threads"), (Some("train"), "seed"), (Some("train"), "save_every"), (Some("train"), "device"), (Some("train"), "model"), (Some("train"), "model_fingerprint"), (Some("train"), "masks")] {
+    // Models are told apart by architecture: the initial weights' own fingerprints differ between seeds.
+    for (obj, key) in [(None, "model"), (None, "model_fingerprint"), (None, "trained_fingerprint"), (None, "trained"), (None, "threads"), (Some("train"), "seed"), (Some("train"), "save_every"), (Some("train"), "device"), (Some("train"), "model"), (Some("train"), "model_fingerprint"), (Some("train"), "masks")] {
         let target = match obj {
             Some(o) => v.get_mut(o),
             None => Some(&mut v),
@@ -190,6 +213,11 @@ fn settings(c: &ImpConfig) -> BTreeMap<String, String> {
         if let Some(serde_json::Value::Object(m)) = target {
             m.remove(key);
         }
+    }
+    // One key for every rewind (serde writes a step as an object, which would flatten to another key).
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("rewind".into(), serde_json::Value::String(c.rewind.as_arg()));
+        m.insert("arch".into(), serde_json::Value::String(run.arch.clone()));
     }
     let mut out = BTreeMap::new();
     flatten("", &v, &mut out);
@@ -214,7 +242,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
     let mut keyed: Vec<(BTreeMap<String, String>, Vec<RunData>)> = Vec::new();
     for run in runs {
-        let key = settings(&run.config);
+        let key = settings(&run);
         match keyed.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(run),
             None => keyed.push((key, vec![run])),
@@ -232,8 +260,8 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
             } else {
                 differing.iter().map(|k| format!("{}={}", k.trim_start_matches("train."), key.get(k).map_or("-", |v| v.trim_matches('"')))).collect()
             };
-            let model_fingerprint = runs[0].config.model_fingerprint.clone();
-            Group { label: shown.join(", "), model_fingerprint, runs }
+            let arch = runs[0].arch.clone();
+            Group { label: shown.join(", "), arch, runs }
         })
         .collect()
 }

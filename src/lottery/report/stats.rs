@@ -48,7 +48,7 @@ pub struct LayerSparsity {
 #[derive(Clone, Debug)]
 pub struct GroupStats {
     pub label: String,
-    pub model_fingerprint: String,
+    pub arch: String,
     pub runs: Vec<(String, u64)>,
     pub levels: Vec<LevelStat>,
     /// The level the per-layer, per-size, per-category, TIDE and loss figures show (the first replicate's
@@ -163,7 +163,7 @@ pub fn group_stats(g: &Group) -> GroupStats {
     .collect();
     GroupStats {
         label: g.label.clone(),
-        model_fingerprint: g.model_fingerprint.clone(),
+        arch: g.arch.clone(),
         runs: runs.iter().map(|r| (r.dir.display().to_string(), r.seed())).collect(),
         levels,
         shown,

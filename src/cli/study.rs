@@ -1,0 +1,110 @@
+//! `ticket study NAME MODEL…`: one of the paper's studies as a sweep spec (DIR/study.toml), run here
+//! (DIR/sweep, resumable) and reported (DIR/report/report.md). `--print-spec` prints the spec instead, for
+//! `ticket sweep SPEC --slurm` on a cluster.
+use super::emit;
+use crate::error::{Error, Result};
+use crate::lottery::sweep::study::{study_spec, toml_str, StudyInputs};
+use crate::lottery::sweep::{folder, local, parse_spec, TaskState};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The study: modules, rounds, scope, rewind, early-bird or width.
+    pub name: String,
+    /// The detector's initial weights (ONNX); the width study takes one per backbone width.
+    pub models: Vec<PathBuf>,
+    /// Training data (COCO json; images next to it in `images`).
+    #[arg(long)]
+    pub coco: Option<PathBuf>,
+    /// Validation data (COCO json) every level is scored on.
+    #[arg(long)]
+    pub val_coco: Option<PathBuf>,
+    /// Replicates: one run per seed and setting (mean ± std in the report).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3])]
+    pub seeds: Vec<u64>,
+    /// Dense training steps, and every level's.
+    #[arg(long, default_value_t = 1200)]
+    pub steps: u64,
+    /// The sparsity of the studies that hold it fixed (modules, rounds, rewind, early-bird).
+    #[arg(long, default_value_t = 0.8)]
+    pub sparsity: f64,
+    /// Any other `ticket imp` setting for every run, as KEY=VALUE (a TOML value: `lr=0.02`, `scope="layer"`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Runs at a time on this machine.
+    #[arg(long, default_value_t = 1)]
+    pub local: usize,
+    /// Print the study's sweep spec and stop.
+    #[arg(long)]
+    pub print_spec: bool,
+    /// DIR: study.toml, sweep/ (the runs) and report/.
+    #[arg(short = 'o', long = "output", required_unless_present = "print_spec")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct StudyReport {
+    study: String,
+    spec: PathBuf,
+    sweep_dir: PathBuf,
+    tasks: usize,
+    failed: Vec<usize>,
+    report: Option<crate::lottery::report::ImpReport>,
+}
+
+pub fn run(a: Args, json: bool) -> Result<()> {
+    let mut fixed = Vec::new();
+    for (key, path) in [("coco", &a.coco), ("val-coco", &a.val_coco)] {
+        if let Some(p) = path {
+            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).map_err(|e| Error::io(p, e))?.to_string_lossy())));
+        }
+    }
+    for kv in &a.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| Error::Input(format!("--set {kv}: give KEY=VALUE")))?;
+        // A bare word is a string: --set scope=layer.
+        let value = if toml::from_str::<toml::Table>(&format!("x = {v}")).is_ok() { v.to_string() } else { toml_str(v) };
+        fixed.push((k.trim().to_string(), value));
+    }
+    let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
+    let spec = study_spec(&a.name, &inputs)?;
+    let opts = super::sweep::ImpOptions::new();
+    // Checked like a user's spec (the same parser), so a study never starts with a task that cannot run.
+    let plan = parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts).map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
+    if a.print_spec {
+        print!("{spec}");
+        return Ok(());
+    }
+    let dir = std::path::absolute(a.out.as_ref().expect("clap requires -o without --print-spec")).map_err(|e| Error::Input(e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let spec_path = dir.join("study.toml");
+    let sweep_dir = dir.join("sweep");
+    folder::open_or_create(&sweep_dir, &plan)?;
+    crate::fsio::write_atomic(&spec_path, spec.as_bytes())?;
+    let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
+    let todo = local::todo(&sweep_dir, &plan, false)?;
+    let bar = super::progress(todo.len() as u64, "runs", json);
+    let on_done = |i: usize, s: &TaskState| {
+        bar.inc(1);
+        if !json {
+            bar.suspend(|| eprintln!("run {i} ({}): {}", plan.tasks[i].label(), s.name()));
+        }
+    };
+    local::run_local(&sweep_dir, &plan, &todo, a.local, &exe, &on_done)?;
+    bar.finish_and_clear();
+    let failed: Vec<usize> = plan.tasks.iter().filter(|t| matches!(folder::state(&sweep_dir, t), TaskState::Failed { .. })).map(|t| t.index).collect();
+    let report = if failed.len() < plan.tasks.len() { Some(crate::lottery::report::write_imp_report(&[sweep_dir.clone()], &dir.join("report"))?) } else { None };
+    let r = StudyReport { study: a.name.clone(), spec: spec_path, sweep_dir: sweep_dir.clone(), tasks: plan.tasks.len(), failed: failed.clone(), report };
+    emit(json, &r, |r| {
+        let mut out = format!("study {}: {} runs in {}\n", r.study, r.tasks, r.sweep_dir.display());
+        if let Some(rep) = &r.report {
+            out += &format!("report: {} ({} groups, {} figures)\n", rep.markdown.display(), rep.groups.len(), rep.figures.len());
+        }
+        out
+    });
+    if !failed.is_empty() {
+        return Err(Error::Reported(format!("{} run(s) failed: ticket sweep --status {}", failed.len(), sweep_dir.display())));
+    }
+    Ok(())
+}
+

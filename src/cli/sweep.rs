@@ -1,0 +1,254 @@
+//! `ticket sweep`: a grid of IMP runs from a spec, run here (`--local N`) or as a Slurm job array (`--slurm`),
+//! with `--status`, `--retry-failed` and `--dry-run`; `ticket report SWEEP_DIR` aggregates it.
+use super::{emit, table};
+use crate::error::{Error, Result};
+use crate::lottery::sweep::slurm::{self, SlurmOptions};
+use crate::lottery::sweep::{folder, local, task, CommandOptions, OptionInfo, Plan, TaskState};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("mode").args(["spec", "status", "retry_failed", "task"]).required(true)))]
+#[command(group(clap::ArgGroup::new("executor").args(["local", "slurm"])))]
+pub struct Args {
+    /// The sweep spec (TOML): `[fixed]` options of `ticket imp` and a `[grid]` of values; every cell is a task.
+    pub spec: Option<PathBuf>,
+    /// SWEEP_DIR: one folder per task (named by a hash of its settings), reused by later runs of the same spec.
+    #[arg(short = 'o', long = "output", requires = "spec")]
+    pub out: Option<PathBuf>,
+    /// Run N tasks at a time on this machine, the cores divided among them (the default executor, N = 1).
+    #[arg(long, value_name = "N")]
+    pub local: Option<usize>,
+    /// Submit the unfinished tasks as a Slurm job array (sbatch), one array index per task.
+    #[arg(long)]
+    pub slurm: bool,
+    #[command(flatten)]
+    pub slurm_opts: SlurmArgs,
+    /// Print the plan (and the sbatch script with --slurm) without running or submitting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Show each task of SWEEP_DIR: pending, queued, running, interrupted, done or failed (from the task
+    /// folders and squeue). Exit 1 when a task failed.
+    #[arg(long, value_name = "SWEEP_DIR")]
+    pub status: Option<PathBuf>,
+    /// Run the failed tasks of SWEEP_DIR again (with --local N or --slurm), and the unfinished ones.
+    #[arg(long, value_name = "SWEEP_DIR")]
+    pub retry_failed: Option<PathBuf>,
+    /// Run one task of SWEEP_DIR (the job array's entry point): the index is --index, else SLURM_ARRAY_TASK_ID,
+    /// else JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "SWEEP_DIR", hide = true)]
+    pub task: Option<PathBuf>,
+    #[arg(long, requires = "task", hide = true)]
+    pub index: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SlurmArgs {
+    /// Slurm partition.
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// At most K array tasks run at once (`--array=…%K`).
+    #[arg(long, requires = "slurm")]
+    pub max_parallel: Option<usize>,
+    /// Generic resources per task, e.g. gpu:1 (then set `device = "cuda"` in the spec).
+    #[arg(long, requires = "slurm")]
+    pub gres: Option<String>,
+    /// Time limit per task (HH:MM:SS); a task that hits it resumes when resubmitted.
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// CPUs per task (ORT threads follow SLURM_CPUS_PER_TASK unless the spec sets `threads`).
+    #[arg(long, requires = "slurm")]
+    pub cpus_per_task: Option<usize>,
+}
+
+impl SlurmArgs {
+    fn options(&self) -> SlurmOptions {
+        SlurmOptions { partition: self.partition.clone(), max_parallel: self.max_parallel, gres: self.gres.clone(), time: self.time.clone(), cpus_per_task: self.cpus_per_task }
+    }
+}
+
+/// `ticket imp`'s options as clap knows them: the sweep checks every task against the real parser.
+pub(crate) struct ImpOptions {
+    cmd: clap::Command,
+}
+
+impl ImpOptions {
+    pub fn new() -> Self {
+        let cmd = <super::imp::Args as clap::Args>::augment_args(clap::Command::new("imp")).no_binary_name(true);
+        ImpOptions { cmd }
+    }
+}
+
+impl CommandOptions for ImpOptions {
+    fn option(&self, key: &str) -> Option<OptionInfo> {
+        if key == "model" {
+            return Some(OptionInfo { takes_value: true, is_path: true, positional: true, default: None });
+        }
+        let a = self.cmd.get_arguments().find(|a| a.get_long() == Some(key))?;
+        let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+        Some(OptionInfo {
+            takes_value: a.get_action().takes_values(),
+            is_path: a.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>(),
+            positional: false,
+            default: (!defaults.is_empty()).then(|| defaults.join(",")),
+        })
+    }
+
+    fn check(&self, argv: &[String]) -> std::result::Result<(), String> {
+        use clap::FromArgMatches;
+        let mut full = argv.to_vec();
+        full.extend(["-o".into(), "RUN_DIR".into()]);
+        let first_line = |e: clap::Error| e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        let m = self.cmd.clone().try_get_matches_from(full).map_err(first_line)?;
+        let a = super::imp::Args::from_arg_matches(&m).map_err(first_line)?;
+        let model = a.model.clone().ok_or("no model: set `model` (the initial weights)")?;
+        // What `ticket imp` itself would refuse (files, combinations, schedules), refused before anything runs.
+        let cfg = super::imp::config(&a, &model).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct TaskRow {
+    index: usize,
+    hash: String,
+    cell: std::collections::BTreeMap<String, String>,
+    #[serde(flatten)]
+    state: TaskState,
+}
+
+#[derive(Serialize)]
+struct SweepReport {
+    sweep_dir: PathBuf,
+    name: String,
+    tasks: Vec<TaskRow>,
+    /// Submitted job arrays (--slurm): job id and the task indices it holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    submitted: Vec<slurm::Job>,
+    /// The sbatch script (--slurm --dry-run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    script: Option<String>,
+}
+
+pub fn run(a: Args, json: bool) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
+    if let Some(dir) = &a.task {
+        let plan = folder::load(dir)?;
+        let index = a.index.or_else(task::index_from_env).ok_or_else(|| Error::Input("--task needs --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX".into()))?;
+        let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok());
+        let state = task::run_task(dir, &plan, index, &exe, threads)?;
+        eprintln!("task {index}: {}", state.name());
+        return match state {
+            TaskState::Failed { exit_code, .. } => Err(Error::Check(format!("task {index} failed (exit {exit_code}); see {}", folder::task_dir(dir, &plan.tasks[index]).join(folder::LOG).display()))),
+            _ => Ok(()),
+        };
+    }
+    if let Some(dir) = &a.status {
+        let plan = folder::load(dir)?;
+        return finish(json, report(dir, &plan, Vec::new(), None));
+    }
+    let (dir, plan, retry) = match (&a.spec, &a.retry_failed) {
+        (Some(spec), _) => {
+            let out = a.out.as_ref().ok_or_else(|| Error::Input("give -o SWEEP_DIR for the sweep's task folders".into()))?;
+            (out.clone(), crate::lottery::sweep::read_spec(spec, &ImpOptions::new())?, false)
+        }
+        (None, Some(dir)) => (dir.clone(), folder::load(dir)?, true),
+        _ => unreachable!("clap requires one mode"),
+    };
+    let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
+    // Refused before anything is written or submitted: a missing scheduler, a folder of another spec.
+    if a.slurm && !a.dry_run {
+        slurm::require("sbatch")?;
+    }
+    if folder::is_sweep_dir(&dir) {
+        folder::open_or_create(&dir, &plan)?;
+    }
+    if a.dry_run {
+        let indices: Vec<usize> = (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
+        let script = (a.slurm && !indices.is_empty()).then(|| slurm::script(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
+        let r = report(&dir, &plan, Vec::new(), script);
+        emit(json, &r, text);
+        return Ok(());
+    }
+    folder::open_or_create(&dir, &plan)?;
+    let queue = slurm::queue_states(&dir);
+    let todo: Vec<usize> = local::todo(&dir, &plan, retry)?.into_iter().filter(|i| !queue.contains_key(i)).collect();
+    if a.slurm {
+        let submitted = if todo.is_empty() { Vec::new() } else { vec![slurm::submit(&dir, &plan, &todo, &exe, &a.slurm_opts.options())?] };
+        if !json {
+            for j in &submitted {
+                eprintln!("submitted job array {} ({} task(s): {})", j.job_id, j.indices.len(), slurm::array_ranges(&j.indices));
+            }
+        }
+        emit(json, &report(&dir, &plan, submitted, None), text);
+        return Ok(());
+    }
+    let parallel = a.local.unwrap_or(1);
+    if parallel == 0 {
+        return Err(Error::Input("--local N needs N of at least 1".into()));
+    }
+    let bar = super::progress(todo.len() as u64, "tasks", json);
+    let on_done = |i: usize, s: &TaskState| {
+        bar.inc(1);
+        if !json {
+            bar.suspend(|| eprintln!("task {i} ({}): {}", plan.tasks[i].label(), s.name()));
+        }
+    };
+    local::run_local(&dir, &plan, &todo, parallel, &exe, &on_done)?;
+    bar.finish_and_clear();
+    finish(json, report(&dir, &plan, Vec::new(), None))
+}
+
+fn report(dir: &Path, plan: &Plan, submitted: Vec<slurm::Job>, script: Option<String>) -> SweepReport {
+    let queue = slurm::queue_states(dir);
+    let tasks = plan
+        .tasks
+        .iter()
+        .map(|t| TaskRow { index: t.index, hash: t.hash.clone(), cell: t.cell.clone(), state: slurm::refine(folder::state(dir, t), queue.get(&t.index)) })
+        .collect();
+    SweepReport { sweep_dir: dir.to_path_buf(), name: plan.name.clone(), tasks, submitted, script }
+}
+
+/// Prints the report; exit 1 when a task failed.
+fn finish(json: bool, r: SweepReport) -> Result<()> {
+    emit(json, &r, text);
+    let failed: Vec<usize> = r.tasks.iter().filter(|t| matches!(t.state, TaskState::Failed { .. })).map(|t| t.index).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Reported(format!("{} task(s) failed ({}): ticket sweep --retry-failed {}", failed.len(), slurm::array_ranges(&failed), r.sweep_dir.display())))
+    }
+}
+
+fn text(r: &SweepReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            let cell = t.cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell]
+        })
+        .collect();
+    let mut out = format!("sweep {} in {}\n", r.name, r.sweep_dir.display());
+    out += &table(&["Task", "Folder", "State", "Settings"], &rows);
+    for t in &r.tasks {
+        if let TaskState::Failed { exit_code, tail } = &t.state {
+            out += &format!("task {} failed (exit {exit_code}); its log ends:\n", t.index);
+            for l in tail {
+                out += &format!("  | {l}\n");
+            }
+        }
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for t in &r.tasks {
+        match counts.iter_mut().find(|(n, _)| n == t.state.name()) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((t.state.name().into(), 1)),
+        }
+    }
+    out += &format!("{}\n", counts.iter().map(|(n, c)| format!("{c} {n}")).collect::<Vec<_>>().join(", "));
+    if let Some(s) = &r.script {
+        out += &format!("\nsbatch script (not submitted):\n{s}");
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! Running one task: the same code under every executor (a local worker thread, a Slurm array index, a
+//! Kubernetes Indexed Job). A finished task is skipped, a killed one resumes (`ticket imp --resume`), a failed
+//! one is left for `--retry-failed`.
+use super::folder::{self, Finished, Running, TaskState};
+use super::spec::{Plan, TaskDef};
+use crate::error::{Error, Result};
+use crate::fsio::DirLock;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Lines of a failed task's log kept in failed.json.
+const TAIL_LINES: usize = 12;
+
+/// The task index from the scheduler's environment: Slurm's job array, or a Kubernetes Indexed Job.
+pub fn index_from_env() -> Option<usize> {
+    ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"].iter().find_map(|k| std::env::var(k).ok()).and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs task `index` of the plan in SWEEP_DIR with `exe` (the `ticket` binary). `threads`: ORT threads when
+/// the spec does not fix them. Returns the state it left the task in.
+pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads: Option<usize>) -> Result<TaskState> {
+    let t = plan.tasks.get(index).ok_or_else(|| Error::input(sweep_dir, format!("has no task {index} (its plan has {})", plan.tasks.len())))?;
+    let dir = folder::task_dir(sweep_dir, t);
+    // One runner per task, even if a scheduler starts an index twice.
+    let _lock = DirLock::acquire(&dir)?;
+    match folder::state(sweep_dir, t) {
+        s @ (TaskState::Done { .. } | TaskState::Failed { .. }) => return Ok(s),
+        _ => {}
+    }
+    folder::write_json(&dir.join(folder::RUNNING), &Running { host: folder::hostname(), pid: std::process::id() })?;
+    let log_path = dir.join(folder::LOG);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let mut cmd = command(sweep_dir, t, exe, threads);
+    writeln!(&log, "# {} on {}: {}", if folder::run_dir(sweep_dir, t).join("run.json").exists() { "resume" } else { "start" }, folder::hostname(), shown(&cmd)).map_err(|e| Error::io(&log_path, e))?;
+    let started = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| Error::io(&log_path, e))?)
+        .stderr(log)
+        .status()
+        .map_err(|e| Error::Runtime(format!("{}: cannot start: {e}", exe.display())))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(dir.join(folder::RUNNING));
+    let summary = folder::run_dir(sweep_dir, t).join(crate::lottery::imp::SUMMARY);
+    match status.code() {
+        // imp: 0 = a ticket within the gate, 1 = none within it; both are finished runs with results.
+        Some(code @ (0 | 1)) if summary.is_file() => {
+            folder::write_json(&dir.join(folder::DONE), &Finished { exit_code: code, seconds, tail: Vec::new() })?;
+            Ok(TaskState::Done { exit_code: code })
+        }
+        code => {
+            let exit_code = code.unwrap_or(-1);
+            let tail = tail(&log_path, TAIL_LINES);
+            folder::write_json(&dir.join(folder::FAILED), &Finished { exit_code, seconds, tail: tail.clone() })?;
+            Ok(TaskState::Failed { exit_code, tail })
+        }
+    }
+}
+
+/// `ticket imp ARGS -o RUN` for a new task, `ticket imp --resume RUN` for a started one (its run.json keeps the
+/// settings, the thread count included).
+fn command(sweep_dir: &Path, t: &TaskDef, exe: &Path, threads: Option<usize>) -> Command {
+    let run = folder::run_dir(sweep_dir, t);
+    let mut cmd = Command::new(exe);
+    cmd.arg(super::spec::COMMAND);
+    if run.join("run.json").exists() {
+        cmd.arg("--resume").arg(&run);
+    } else {
+        cmd.args(&t.argv);
+        if let (Some(n), false) = (threads, t.sets_threads()) {
+            cmd.arg("--threads").arg(n.to_string());
+        }
+        cmd.arg("-o").arg(&run);
+    }
+    cmd
+}
+
+fn shown(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+/// The last `n` lines of a log (bounded: only its end is read).
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 << 10)));
+    let lines: Vec<String> = std::io::BufReader::new(f).lines().map_while(|l| l.ok()).filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}

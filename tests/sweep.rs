@@ -1,0 +1,242 @@
+//! `ticket sweep` with the local executor and `ticket study`, end to end with the real ORT worker and tract:
+//! a 4-task grid runs 2 at a time, a rerun does no work, a task killed mid-run resumes to the same result as
+//! an uninterrupted run, a failed task is reported with its log and retried alone, `ticket report SWEEP_DIR`
+//! aggregates the replicates, a study expands into such a sweep; and bad specs are refused before anything runs.
+mod common;
+use common::sweep::*;
+use common::*;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sweep_json(args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    ticket_json(args)
+}
+
+fn states(report: &serde_json::Value) -> Vec<String> {
+    report["tasks"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap().to_string()).collect()
+}
+
+/// Exit 2 (or `code`) with one line on stderr.
+fn refused(args: &[&dyn AsRef<std::ffi::OsStr>], code: i32) -> String {
+    let out = ticket(args);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(code), "expected exit {code}: {err}");
+    assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
+    err
+}
+
+#[test]
+fn local_sweep_runs_resumes_retries_and_reports() {
+    let dir = tempdir();
+    let root = dir.path();
+    mini_data(root);
+    let spec = mini_spec(root, "mini", 6, "");
+    let out = root.join("sweep");
+
+    // --dry-run: the plan, nothing written.
+    let dry = sweep_json(&[&"sweep", &spec, &"-o", &out, &"--dry-run"]);
+    assert_eq!(states(&dry), vec!["pending"; 4]);
+    assert!(!out.exists(), "--dry-run wrote {}", out.display());
+
+    let r = sweep_json(&[&"sweep", &spec, &"-o", &out, &"--local", &"2"]);
+    assert_eq!(states(&r), vec!["done"; 4]);
+    let tasks = task_dirs(&out);
+    // Folder names are the hash of the non-default settings: one per cell, stable across runs.
+    let cells: Vec<String> = r["tasks"].as_array().unwrap().iter().map(|t| format!("{}", t["cell"])).collect();
+    assert_eq!(cells[0], r#"{"seed":"1","sparsity":"0.5"}"#);
+    for t in &tasks {
+        let task: serde_json::Value = serde_json::from_slice(&std::fs::read(t.join("task.json")).unwrap()).unwrap();
+        assert_eq!(task["settings"]["steps"], "6");
+        assert!(t.join("run/summary.json").is_file() && t.join("done.json").is_file());
+    }
+
+    // A rerun of the same spec finds everything finished and runs nothing.
+    let logs: Vec<Vec<u8>> = tasks.iter().map(|t| std::fs::read(t.join("log.txt")).unwrap()).collect();
+    let again = sweep_json(&[&"sweep", &spec, &"-o", &out, &"--local", &"2"]);
+    assert_eq!(states(&again), vec!["done"; 4]);
+    for (t, before) in tasks.iter().zip(&logs) {
+        assert_eq!(&std::fs::read(t.join("log.txt")).unwrap(), before, "{} ran again", t.display());
+    }
+
+    // The report aggregates the sweep: two groups (the sparsities), each two seeds, numbers from the runs.
+    let rep = ticket_json(&[&"report", &out, &"-o", &root.join("report")]);
+    let groups = rep["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{rep}");
+    assert!(groups.iter().all(|g| g["runs"].as_array().unwrap().len() == 2), "{rep}");
+    let md = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    assert!(md.contains("sparsity=0.5") && md.contains("sparsity=0.8"), "{md}");
+
+    // Killed mid-run (its runner and imp), the task resumes on the next run and ends where an uninterrupted
+    // run of it ends (a second sweep of the same spec is the reference).
+    let out_b = root.join("sweep_b");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket"))
+        .args([std::ffi::OsStr::new("sweep"), spec.as_os_str(), "-o".as_ref(), out_b.as_os_str(), "--local".as_ref(), "1".as_ref()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let first = || task_dirs(&out_b)[0].join("run/level_1/state.json");
+    let t0 = Instant::now();
+    while !out_b.join("sweep.json").exists() || !first().exists() {
+        assert!(child.try_wait().unwrap().is_none(), "sweep ended before task 0's level 1 checkpointed");
+        assert!(t0.elapsed() < Duration::from_secs(300), "task 0 never reached level 1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The whole process group: the sweep and the imp it runs, as a scheduler's kill does.
+    let killed = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status().unwrap();
+    assert!(killed.success(), "kill the sweep's process group");
+    child.wait().unwrap();
+    let st = sweep_json(&[&"sweep", &"--status", &out_b]);
+    assert_eq!(states(&st)[0], "interrupted", "{st}");
+    assert_eq!(&states(&st)[1..], &["pending", "pending", "pending"]);
+    // Task 0 resumed by the job-array entry point, its index from a Kubernetes Indexed Job's variable.
+    let k8s = Command::new(env!("CARGO_BIN_EXE_ticket")).args(["sweep".as_ref(), "--task".as_ref(), out_b.as_os_str()]).env("JOB_COMPLETION_INDEX", "0").output().unwrap();
+    assert!(k8s.status.success(), "{}", String::from_utf8_lossy(&k8s.stderr));
+    assert_eq!(states(&sweep_json(&[&"sweep", &"--status", &out_b]))[..2], ["done", "pending"]);
+    let done = sweep_json(&[&"sweep", &spec, &"-o", &out_b, &"--local", &"2"]);
+    assert_eq!(states(&done), vec!["done"; 4]);
+    let log = std::fs::read_to_string(task_dirs(&out_b)[0].join("log.txt")).unwrap();
+    assert!(log.contains("# resume on"), "task 0 was not resumed: {log}");
+    for (a, b) in task_dirs(&out).iter().zip(task_dirs(&out_b)) {
+        assert_same_task(a, &b);
+    }
+
+    // A failing task: its training python fails; reported with its log's end (exit 1), retried alone.
+    let flaky = root.join("python.sh");
+    std::fs::write(&flaky, "#!/bin/sh\necho 'the training python is broken' >&2\nexit 7\n").unwrap();
+    std::fs::set_permissions(&flaky, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let real = std::env::var("TICKET_TRAIN_PYTHON").expect("tools/test.sh sets TICKET_TRAIN_PYTHON");
+    let spec_f = root.join("flaky.toml");
+    std::fs::write(
+        &spec_f,
+        std::fs::read_to_string(&spec).unwrap().replace("[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]", &format!("sparsity = 0.5\n[grid]\nseed = [1]\ntrain-python = [{real:?}, {:?}]", flaky.to_string_lossy())),
+    )
+    .unwrap();
+    let out_f = root.join("sweep_f");
+    let failed = ticket(&[&"sweep", &spec_f, &"-o", &out_f, &"--json"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", String::from_utf8_lossy(&failed.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(states(&r), ["done", "failed"]);
+    let tail = format!("{}", r["tasks"][1]["tail"]);
+    assert!(tail.contains("the training python is broken") || tail.contains("exit"), "{tail}");
+    let text = String::from_utf8_lossy(&ticket(&[&"sweep", &"--status", &out_f]).stdout).into_owned();
+    assert!(text.contains("task 1 failed") && text.contains("  | "), "{text}");
+    // A plain rerun leaves it failed; --retry-failed runs it again (now that its python works).
+    let logs0 = std::fs::read(task_dirs(&out_f)[0].join("log.txt")).unwrap();
+    std::fs::write(&flaky, format!("#!/bin/sh\nexec {real:?} \"$@\"\n")).unwrap();
+    assert_eq!(ticket(&[&"sweep", &spec_f, &"-o", &out_f]).status.code(), Some(1));
+    let retried = sweep_json(&[&"sweep", &"--retry-failed", &out_f]);
+    assert_eq!(states(&retried), ["done", "done"]);
+    assert_eq!(std::fs::read(task_dirs(&out_f)[0].join("log.txt")).unwrap(), logs0, "the finished task ran again");
+}
+
+#[test]
+fn study_expands_into_a_sweep_and_reports() {
+    let dir = tempdir();
+    let root = dir.path();
+    mini_data(root);
+    let model = fixture(MODEL);
+    let common_args = |study: &'static str| -> Vec<std::ffi::OsString> {
+        [study.as_ref(), model.as_os_str(), "--coco".as_ref(), root.join("train/annotations.json").as_os_str(), "--val-coco".as_ref(), root.join("val/annotations.json").as_os_str()]
+            .iter()
+            .map(|s| s.to_os_string())
+            .collect()
+    };
+    // Every study's spec parses and checks (printed, not run).
+    for study in ["modules", "rounds", "scope", "rewind", "early-bird"] {
+        let mut args = vec![std::ffi::OsString::from("study")];
+        args.extend(common_args(study));
+        args.push("--print-spec".into());
+        let out = Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{study}: {}", String::from_utf8_lossy(&out.stderr));
+        let spec = String::from_utf8_lossy(&out.stdout);
+        assert!(spec.contains("[grid]") && spec.contains("seed = [1, 2, 3]"), "{study}: {spec}");
+    }
+    // The modules study adds modules from the input upwards (Table 3), with the mask head last.
+    let mut args = vec![std::ffi::OsString::from("study")];
+    args.extend(common_args("modules"));
+    args.push("--print-spec".into());
+    let spec = String::from_utf8(Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).output().unwrap().stdout).unwrap();
+    assert!(spec.contains(r#"modules = [["base"], ["base", "fpn"], ["base", "fpn", "rpn"], ["base", "fpn", "rpn", "box_head", "box_predictor"], ["base", "fpn", "rpn", "box_head", "box_predictor", "mask_head"]]"#), "{spec}");
+
+    // The rewind study at 6 steps: init, step 1, step 3 (the percentages that round to the same step merge), none.
+    let study_dir = root.join("rewind");
+    let mut args = vec![std::ffi::OsString::from("study")];
+    args.extend(common_args("rewind"));
+    for a in ["--seeds", "1", "--steps", "6", "--set", "warmup=1", "--set", "rois=32", "--set", "threads=1", "--set", "max-map-drop=1", "--local", "2", "--json", "-o"] {
+        args.push(a.into());
+    }
+    args.push(study_dir.clone().into());
+    let out = Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["tasks"], 4);
+    let labels: Vec<String> = r["report"]["groups"].as_array().unwrap().iter().map(|g| g["label"].as_str().unwrap().to_string()).collect();
+    assert_eq!(labels, ["rewind=init", "rewind=1", "rewind=3", "rewind=none"]);
+    assert!(study_dir.join("report/report.md").is_file() && study_dir.join("study.toml").is_file());
+    // The written spec is a sweep spec: `ticket sweep` on it finds the study's tasks finished.
+    let st = sweep_json(&[&"sweep", &study_dir.join("study.toml"), &"-o", &study_dir.join("sweep"), &"--dry-run"]);
+    assert_eq!(states(&st), vec!["done"; 4]);
+}
+
+#[test]
+fn bad_specs_are_refused_before_anything_runs() {
+    let dir = tempdir();
+    let root = dir.path();
+    mini_data(root);
+    let spec = mini_spec(root, "mini", 6, "");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let variant = |name: &str, from: &str, to: &str| {
+        let p = root.join(name);
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+        p
+    };
+    let out = root.join("out");
+    let unknown = variant("unknown.toml", "rois = 32", "roiz = 32");
+    let err = refused(&[&"sweep", &unknown, &"-o", &out], 2);
+    assert!(err.contains("unknown.toml") && err.contains("unknown setting `roiz`"), "{err}");
+    let empty = variant("empty.toml", "seed = [1, 2]", "seed = []");
+    let err = refused(&[&"sweep", &empty, &"-o", &out], 2);
+    assert!(err.contains("empty list"), "{err}");
+    let nogrid = variant("nogrid.toml", "[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]\n", "");
+    let err = refused(&[&"sweep", &nogrid, &"-o", &out], 2);
+    assert!(err.contains("[grid] is empty"), "{err}");
+    let badvalue = variant("badvalue.toml", "steps = 6", "steps = \"six\"");
+    let err = refused(&[&"sweep", &badvalue, &"-o", &out], 2);
+    assert!(err.contains("task 0") && err.contains("--steps"), "{err}");
+    let badrewind = variant("badrewind.toml", "threads = 1", "threads = 1\nrewind = 50");
+    let err = refused(&[&"sweep", &badrewind, &"-o", &out], 2);
+    assert!(err.contains("--rewind 50"), "{err}");
+    assert!(!out.exists(), "a refused spec wrote {}", out.display());
+
+    // A SWEEP_DIR made from another spec is refused, and left as it was. The first spec's folder is made
+    // without training: its training python is missing, so every task fails at once (exit 1).
+    let other = variant("other.toml", "seed = [1, 2]", "seed = [1, 3]");
+    let first = variant("first.toml", "threads = 1", &format!("threads = 1\ntrain-python = {:?}", root.join("missing-python").to_string_lossy()));
+    let r = ticket(&[&"sweep", &first, &"-o", &out]);
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    let before = std::fs::read(out.join("sweep.json")).unwrap();
+    let err = refused(&[&"sweep", &other, &"-o", &out], 2);
+    assert!(err.contains("made from another spec"), "{err}");
+    assert_eq!(std::fs::read(out.join("sweep.json")).unwrap(), before);
+
+    // --slurm without sbatch on PATH: exit 3, nothing written or submitted.
+    let empty_path = root.join("empty-path");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ticket")).args(["sweep".as_ref(), spec.as_os_str(), "-o".as_ref(), root.join("slurm").as_os_str(), "--slurm".as_ref()]).env("PATH", &empty_path).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("sbatch not found on PATH") && err.lines().count() == 1, "{err}");
+    assert!(!root.join("slurm").exists());
+
+    // Unknown study; report over a sweep with nothing finished; status of a folder that is no sweep.
+    let err = refused(&[&"study", &"lottery", &fixture(MODEL), &"--print-spec"], 2);
+    assert!(err.contains("no study named `lottery`") && err.contains("rounds"), "{err}");
+    let err = refused(&[&"report", &out, &"-o", &root.join("rep")], 2);
+    assert!(err.contains("no task of this sweep has finished"), "{err}");
+    let err = refused(&[&"sweep", &"--status", &root.join("train")], 2);
+    assert!(err.contains("not a sweep folder"), "{err}");
+}

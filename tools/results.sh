@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Reproduces docs/RESULTS.md: the seed paper's claims checked on the synthetic set with a width-8 ResNet-18-FPN
+# Faster R-CNN (random init, 128-px images, 1000 train / 100 val, 1200 steps a run), 3 seeds.
+#
+#   tools/results.sh             # about 3 hours on 2 cores; resumable (every run is an imp run folder)
+#
+# 1. tools/imp_synth.sh faster with ITERATIVE=1 CHANNEL=1: dense, the 80% one-shot ticket, prune + fine-tune,
+#    the iterative ticket (41/66/80%), the channel ticket — per seed.
+# 2. Global vs layer-wise at 80% and 90%, one-shot from each seed's dense model, rewound to init.
+# 3. Early-bird masks at 10-90% of dense training (their IoU with the final mask), per seed.
+# 4. tools/results.py: the tables (mean ± std); ticket report: the plots, one report per comparison.
+# Knobs: OUT (out/results), SEEDS ("1 2 3"), TICKET_BIN (a copy of the binary, so a rebuild cannot change a
+# running experiment).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out=${OUT:-out/results}
+seeds=${SEEDS:-1 2 3}
+OUT=$out SEEDS=$seeds ITERATIVE=1 CHANNEL=1 tools/imp_synth.sh faster
+source tools/env.sh
+ticket=${TICKET_BIN:-target/release/ticket}
+sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+common=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.01 --batch 2 --rois 64
+        --save-every 200 --max-map-drop 0.01 $(sched 1200))
+imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
+  local d=$1; shift
+  if [ -f "$d/summary.json" ]; then return 0; fi
+  if [ -f "$d/run.json" ]; then $ticket imp --resume "$d" || [ $? -eq 1 ]; else $ticket imp "$@" -o "$d" || [ $? -eq 1 ]; fi
+}
+for seed in $seeds; do
+  dir=$out/faster/w8/seed_$seed
+  init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
+  for cfg in "layer 0.8" "global 0.9" "layer 0.9"; do
+    set -- $cfg
+    imp "$dir/${1}_$2" "$init" "${common[@]}" --seed "$seed" --sparsity "$2" --scope "$1" --rewind init --trained "$dir/ticket/level_0/model.onnx"
+  done
+  imp "$dir/early_bird" "$init" "${common[@]}" --seed "$seed" --sparsity 0.8 --rewind init --early-bird 0.1,0.2,0.3,0.5,0.7,0.9
+done
+runs() { for s in $seeds; do echo "$out/faster/w8/seed_$s/$1"; done; }
+$ticket report $(runs ticket) $(runs finetune) $(runs iterative) -o "$out/report/ticket_vs_dense" > /dev/null
+$ticket report $(runs ticket) $(runs layer_0.8) $(runs global_0.9) $(runs layer_0.9) -o "$out/report/scope" > /dev/null
+$ticket report $(runs early_bird) -o "$out/report/early_bird" > /dev/null
+.venv/bin/python tools/results.py "$out" | tee "$out/results.md"
