@@ -112,43 +112,17 @@ impl LinePlot {
             if b.std > 0.0 {
                 chart.draw_series(std::iter::once(Rectangle::new([(x_lo, b.mean - b.std), (x_hi, b.mean + b.std)], c.mix(0.2).filled())))?;
             }
-            chart
-                .draw_series(LineSeries::new([(x_lo, b.mean), (x_hi, b.mean)], c.stroke_width(2)))?
-                .label(&b.label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(LineSeries::new([(x_lo, b.mean), (x_hi, b.mean)], c.stroke_width(2)))?;
         }
         for (i, s) in self.series.iter().enumerate() {
             let c = colour(i);
-            chart
-                .draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))?
-                .label(&s.label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))?;
             if self.markers {
                 chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled())))?;
             }
             chart.draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, c.stroke_width(2), 8)))?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(self.legend_corner((x_lo, x_hi), (y_lo, y_hi)))
-            .draw()?;
-        root.present()
-    }
-
-    /// The corner with the fewest data points under it, so the legend hides as little as possible (a legend
-    /// box is up to half the plot wide).
-    fn legend_corner(&self, (x_lo, x_hi): (f64, f64), (y_lo, y_hi): (f64, f64)) -> SeriesLabelPosition {
-        let pts: Vec<(f64, f64)> =
-            self.series.iter().flat_map(|s| s.points.iter().map(|p| ((p.0 - x_lo) / (x_hi - x_lo), (p.1 - y_lo) / (y_hi - y_lo)))).collect();
-        let under = |right: bool, upper: bool| pts.iter().filter(|(x, y)| (if right { *x > 0.4 } else { *x < 0.6 }) && (if upper { *y > 0.65 } else { *y < 0.35 })).count();
-        [(true, true, SeriesLabelPosition::UpperRight), (false, true, SeriesLabelPosition::UpperLeft), (true, false, SeriesLabelPosition::LowerRight), (false, false, SeriesLabelPosition::LowerLeft)]
-            .into_iter()
-            .min_by_key(|(r, u, _)| under(*r, *u))
-            .map(|(_, _, p)| p)
-            .expect("four corners")
+        Ok(())
     }
 }
 
@@ -190,7 +164,7 @@ impl BarPlot {
         chart.draw_series(std::iter::once(PathElement::new([(-0.5, 0.0), (k as f64 - 0.5, 0.0)], BLACK)))?;
         let per_cat = if self.colour_of.is_some() { 1 } else { self.series.len().max(1) };
         let width = 0.8 / per_cat as f64;
-        for (s, (label, values)) in self.series.iter().enumerate() {
+        for (s, (_, values)) in self.series.iter().enumerate() {
             let bars = values.iter().enumerate().filter_map(|(c, v)| v.map(|v| (c, v)));
             let colour_of = self.colour_of.clone();
             let slot = if colour_of.is_some() { 0 } else { s };
@@ -199,46 +173,79 @@ impl BarPlot {
                 let x0 = c as f64 - 0.4 + slot as f64 * width;
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], col.filled())
             }))?;
-            let legend_colour = colour(s);
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
-                .label(label)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], legend_colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-        root.present()
+        Ok(())
     }
 }
 
+/// One legend line: a line (series, bands) or a box (bars) in its colour, and its text.
+struct Entry {
+    label: String,
+    colour: RGBColor,
+    boxed: bool,
+}
+
+const LEGEND_LINE: u32 = 22;
+
 impl Plot {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB::ErrorType> {
+    /// The legend goes under the chart, one entry a line, so it never hides data however long the labels.
+    fn entries(&self) -> Vec<Entry> {
         match self {
-            Plot::Line(p) => p.draw(root),
-            Plot::Bar(p) => p.draw(root),
+            Plot::Line(p) => {
+                let n = p.series.len();
+                let series = p.series.iter().enumerate().map(|(i, s)| Entry { label: s.label.clone(), colour: colour(i), boxed: false });
+                let bands = p.bands.iter().enumerate().map(|(i, b)| Entry { label: b.label.clone(), colour: colour(n + i), boxed: false });
+                series.chain(bands).collect()
+            }
+            Plot::Bar(p) => p.series.iter().enumerate().map(|(i, (label, _))| Entry { label: label.clone(), colour: colour(i), boxed: true }).collect(),
         }
+    }
+
+    fn legend_height(&self) -> u32 {
+        match self.entries().len() {
+            0 => 0,
+            n => 12 + LEGEND_LINE * n as u32,
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB::ErrorType> {
+        root.fill(&WHITE)?;
+        let (chart, legend) = root.split_vertically(HEIGHT);
+        match self {
+            Plot::Line(p) => p.draw(&chart)?,
+            Plot::Bar(p) => p.draw(&chart)?,
+        }
+        // About 8 px a character at 14 px: longer labels are cut with an ellipsis rather than run off the image.
+        let max_chars = ((WIDTH - 120) / 8) as usize;
+        for (i, e) in self.entries().iter().enumerate() {
+            let y = 6 + (LEGEND_LINE * i as u32) as i32 + LEGEND_LINE as i32 / 2;
+            if e.boxed {
+                legend.draw(&Rectangle::new([(70, y - 6), (84, y + 6)], e.colour.filled()))?;
+            } else {
+                legend.draw(&PathElement::new([(64, y), (90, y)], e.colour.stroke_width(3)))?;
+            }
+            let text = if e.label.chars().count() > max_chars { e.label.chars().take(max_chars - 1).collect::<String>() + "…" } else { e.label.clone() };
+            legend.draw(&Text::new(text, (100, y - 8), (FAMILY, 14)))?;
+        }
+        root.present()
     }
 
     /// The plot as PNG bytes and as an SVG document.
     pub fn render(&self, name: &str) -> Result<(Vec<u8>, String)> {
         register_font()?;
         let fail = |e: String| Error::Runtime(format!("plot {name}: {e}"));
-        let mut rgb = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+        let height = HEIGHT + self.legend_height();
+        let mut rgb = vec![0u8; (WIDTH * height * 3) as usize];
         {
-            let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+            let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, height)).into_drawing_area();
             self.draw(&root).map_err(|e| fail(e.to_string()))?;
         }
-        let img = image::RgbImage::from_raw(WIDTH, HEIGHT, rgb).expect("buffer of WIDTH × HEIGHT × 3");
+        let img = image::RgbImage::from_raw(WIDTH, height, rgb).expect("buffer of WIDTH × height × 3");
         let mut png = Vec::new();
         img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| fail(e.to_string()))?;
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
             self.draw(&root).map_err(|e| fail(e.to_string()))?;
         }
         Ok((png, svg))

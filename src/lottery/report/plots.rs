@@ -2,7 +2,7 @@
 //! dense baseline (Fig. 1/2a/3), per-layer sparsity of a ticket (Fig. 2c), ΔAP per object size and per
 //! category (Fig. 4, 5), TIDE errors dense vs ticket (App. C), training loss dense vs ticket (App. D) and
 //! early-bird mask IoU over training (Fig. 2f).
-use super::stats::{GroupStats, Stat, SIZES};
+use super::stats::{GroupStats, SIZES};
 use crate::report::plot::{Band, BarPlot, LinePlot, Plot, Series};
 use std::collections::BTreeSet;
 
@@ -11,10 +11,6 @@ pub struct Figure {
     pub name: String,
     pub caption: String,
     pub plot: Plot,
-}
-
-fn pm(s: &Stat) -> (f64, f64) {
-    (s.mean, s.std)
 }
 
 /// The IoU types any group scored, in a fixed order.
@@ -38,9 +34,22 @@ fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> 
     if series.is_empty() {
         return None;
     }
-    let bands = groups
-        .iter()
-        .filter_map(|g| pick(&g.levels[0]).map(|s| Band { label: format!("dense: {}", g.label), mean: pm(&s).0, std: pm(&s).1 }))
+    // Groups that share their dense runs (the same trained models) share one band.
+    let mut bands: Vec<(Band, Vec<String>)> = Vec::new();
+    for g in groups {
+        let Some(s) = pick(&g.levels[0]) else { continue };
+        match bands.iter_mut().find(|(b, _)| b.mean.to_bits() == s.mean.to_bits() && b.std.to_bits() == s.std.to_bits()) {
+            Some((_, labels)) => labels.push(g.label.clone()),
+            None => bands.push((Band { label: String::new(), mean: s.mean, std: s.std }, vec![g.label.clone()])),
+        }
+    }
+    let shared = bands.len() == 1;
+    let bands = bands
+        .into_iter()
+        .map(|(mut b, labels)| {
+            b.label = if shared { format!("dense (n={})", groups[0].runs.len()) } else { format!("dense: {}", labels.join(" / ")) };
+            b
+        })
         .collect();
     let name = format!("{}_{t}", metric.to_lowercase());
     Some(Figure {

@@ -218,6 +218,14 @@ fn settings(run: &RunData) -> BTreeMap<String, String> {
     if let serde_json::Value::Object(m) = &mut v {
         m.insert("rewind".into(), serde_json::Value::String(c.rewind.as_arg()));
         m.insert("arch".into(), serde_json::Value::String(run.arch.clone()));
+        // The initial model's file name: variants of one architecture (a pretrained backbone, a transferred
+        // ticket) are told apart by it, while replicates keep one name in per-seed folders.
+        let name = c.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        m.insert("model_name".into(), serde_json::Value::String(name));
+        // A given mask is a method (a transferred or early-bird ticket); its path differs between replicates.
+        if c.masks_from.is_some() {
+            m.insert("masks_from".into(), serde_json::Value::String("given".into()));
+        }
     }
     let mut out = BTreeMap::new();
     flatten("", &v, &mut out);
@@ -238,6 +246,9 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
     }
 }
 
+/// The settings that make one method differ from another (as opposed to its schedule).
+const METHOD_KEYS: &[&str] = &["arch", "model_name", "structure", "sparsity", "rounds", "scope", "rewind", "modules", "min_layer_density", "masks_from", "early_bird", "importance", "round_to", "trained"];
+
 /// Groups runs into replicates, in the order of their first run. The label names what differs between groups.
 pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
     let mut keyed: Vec<(BTreeMap<String, String>, Vec<RunData>)> = Vec::new();
@@ -248,10 +259,21 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
             None => keyed.push((key, vec![run])),
         }
     }
-    let differing: Vec<String> = match keyed.first() {
-        Some((first, _)) => first.keys().filter(|k| keyed.iter().any(|(o, _)| o.get(*k) != first.get(*k))).cloned().collect(),
+    let all_keys: std::collections::BTreeSet<&String> = keyed.iter().flat_map(|(k, _)| k.keys()).collect();
+    let mut differing: Vec<String> = match keyed.first() {
+        Some((first, _)) => all_keys.into_iter().filter(|k| keyed.iter().any(|(o, _)| o.get(*k) != first.get(*k))).cloned().collect(),
         None => Vec::new(),
     };
+    // Label by what the method changes when that tells the groups apart; the schedule keys that follow from it
+    // (steps, warmup, decay points of a shorter fine-tuning) only when it does not.
+    let method: Vec<String> = differing.iter().filter(|k| METHOD_KEYS.contains(&k.as_str())).cloned().collect();
+    let distinct = |keys: &[String]| {
+        let labels: std::collections::BTreeSet<Vec<Option<&String>>> = keyed.iter().map(|(k, _)| keys.iter().map(|x| k.get(x)).collect()).collect();
+        labels.len() == keyed.len()
+    };
+    if !method.is_empty() && distinct(&method) {
+        differing = method;
+    }
     keyed
         .into_iter()
         .map(|(key, runs)| {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# docs/RESULTS.md, claims (d) and (f): a detector whose backbone is pretrained here — the width-8 ResNet-18
+# classifier of tools/export_models.py --synth, trained on 64-px crops of the synthetic scenes (the ImageNet
+# stage, scaled down) — and tickets moved from that classifier onto it, against direct pruning; 3 seeds.
+#
+#   tools/transfer_synth.sh      # after tools/imp_synth.sh (it reuses its data and initial detectors); resumable
+#
+# Per seed (the classifier's and the detector's random init both seeded), the backbone (`--modules base`) pruned
+# to 80% in every arm so the arms compare at the same sparsity:
+#   direct         the detector with the pretrained backbone trained densely, its backbone pruned by magnitude,
+#                  rewound to the pretrained weights (init) and retrained — the paper's direct pruning
+#   late_reset     the same, rewound to 5% of dense training instead (late resetting, claim d)
+#   transfer_ticket  the classifier's own 80% ticket (IMP on the classifier, fine-tuned) — weights and mask — as
+#                  the detector's backbone, the rest of the detector at its init, trained with the mask (§4.2)
+#   mask_transfer  the classifier ticket's mask on the pretrained dense weights (App. A)
+# Knobs: OUT (out/results), SEEDS, STEPS (600: detector steps of every arm, dense included), TICKET_BIN.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out=${OUT:-out/results}
+seeds=${SEEDS:-1 2 3}
+steps=${STEPS:-600}
+tools/setup.sh torch
+source tools/env.sh
+ticket=${TICKET_BIN:-target/release/ticket}
+[ -f "$out/train/annotations.json" ] || { echo "run tools/imp_synth.sh first (OUT=$out)" >&2; exit 2; }
+[ -f "$out/cls_train/labels.json" ] || $ticket data synth --classify --out "$out/cls_train" --images 2000 --seed 1 > /dev/null
+[ -f "$out/cls_val/labels.json" ] || $ticket data synth --classify --out "$out/cls_val" --images 500 --seed 2 > /dev/null
+sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+det=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.01 --batch 2 --rois 64
+     --save-every 200 --max-map-drop 0.01 $(sched "$steps"))
+imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
+  local d=$1; shift
+  if [ -f "$d/summary.json" ]; then return 0; fi
+  if [ -f "$d/run.json" ]; then $ticket imp --resume "$d" || [ $? -eq 1 ]; else $ticket imp "$@" -o "$d" || [ $? -eq 1 ]; fi
+}
+late=$(( steps / 20 ))
+for phase in main late; do
+  for seed in $seeds; do
+    d=$out/transfer/w8/seed_$seed
+    init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
+    if [ "$phase" = late ]; then
+      imp "$d/late_reset" "$d/det_pretrained.onnx" "${det[@]}" --seed "$seed" --sparsity 0.8 --modules base --rewind "$late"
+      continue
+    fi
+    # The classifier: exported beside (not over) the detectors the other runs started from.
+    cls=$out/models_cls/w8/seed_$seed/resnet18_synth.onnx
+    [ -f "$cls" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$cls")" --synth 8 --init-seed "$seed" > /dev/null
+    if [ ! -f "$d/cls_pretrain/model.onnx" ]; then
+      if [ -f "$d/cls_pretrain/run.json" ]; then $ticket train "$cls" --resume "$d/cls_pretrain" > /dev/null
+      else $ticket train "$cls" --classify "$out/cls_train" --steps 1500 --batch 32 --optimizer adamw --lr 0.001 --warmup 50 \
+             --seed "$seed" -o "$d/cls_pretrain" > /dev/null; fi
+    fi
+    imp "$d/cls_ticket" "$cls" --trained "$d/cls_pretrain/model.onnx" --classify "$out/cls_train" --val-classify "$out/cls_val" \
+      --sparsity 0.8 --rewind none --steps 300 --batch 32 --optimizer adamw --lr 0.001 --seed "$seed" --max-map-drop 0.01
+    [ -f "$d/det_pretrained.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_pretrained.onnx" > /dev/null
+    [ -f "$d/det_tt.onnx" ] || $ticket transfer "$d/cls_ticket/level_1/model.onnx" "$init" -o "$d/det_tt.onnx" \
+      --masks "$d/cls_ticket/level_1/masks.safetensors" --masks-out "$d/det_tt.safetensors" > /dev/null
+    [ -f "$d/det_mt.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_mt.onnx" \
+      --masks "$d/cls_ticket/level_1/masks.safetensors" --masks-out "$d/det_mt.safetensors" > /dev/null
+    imp "$d/direct" "$d/det_pretrained.onnx" "${det[@]}" --seed "$seed" --sparsity 0.8 --modules base --rewind init
+    imp "$d/transfer_ticket" "$d/det_tt.onnx" "${det[@]}" --seed "$seed" --masks-from "$d/det_tt.safetensors" --rewind init \
+      --trained "$d/direct/level_0/model.onnx"
+    imp "$d/mask_transfer" "$d/det_mt.onnx" "${det[@]}" --seed "$seed" --masks-from "$d/det_mt.safetensors" --rewind init \
+      --trained "$d/direct/level_0/model.onnx"
+  done
+done
+runs() { for s in $seeds; do echo "$out/transfer/w8/seed_$s/$1"; done; }
+$ticket report $(runs direct) $(runs late_reset) $(runs transfer_ticket) $(runs mask_transfer) -o "$out/report/transfer" > /dev/null
+echo "report: $out/report/transfer/report.md"
