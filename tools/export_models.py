@@ -229,7 +229,8 @@ def main():
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--synth", type=int, metavar="WIDTH",
                     help="only the Faster and Mask R-CNN R18-FPN starting points for the synthetic dataset "
-                         "(5 classes + background, 128 px) at ResNet base width WIDTH")
+                         "(5 classes + background, 128 px) and the matching ResNet-18 classifier (5 classes) "
+                         "at ResNet base width WIDTH")
     ap.add_argument("--init-seed", type=int, default=0,
                     help="torch seed of the --synth models' random initialisation (replicates of an experiment)")
     args = ap.parse_args()
@@ -313,6 +314,20 @@ def export_synth(out, width, init_seed=0):
         assert not lost, f"{name}: names lost in export: {lost[:5]}"
         run_ort(path, kind, calib)
         print(f"{name}: {sum(p.numel() for p in model.parameters())} params, {describe(path)}")
+    # The classifier whose body is these detectors' backbone (same block counts and widths), for the synthetic
+    # classification set (`ticket data synth --classify`, 5 categories, no background): `ticket train
+    # --classify` pretrains it and `ticket transfer` moves its body onto a detector. BatchNorm names are kept
+    # (no constant folding) so training and transfer find them.
+    torch.manual_seed(init_seed)
+    model = make_resnet("resnet18", width, 5, nn.BatchNorm2d).eval()
+    calib = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    make_trained_like(model, lambda: model(calib))
+    path = os.path.join(out, "resnet18_synth.onnx")
+    export(model, "classifier", path, calib, training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    lost = missing_names(model, path)
+    assert not lost, f"resnet18_synth: names lost in export: {lost[:5]}"
+    run_ort(path, "classifier", calib)
+    print(f"resnet18_synth: {sum(p.numel() for p in model.parameters())} params, {describe(path)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use crate::eval::{CocoGt, CocoReport, DetSource, EvalOptions, IouType, VocDatase
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("truth").required(true).args(["coco", "voc"])))]
+#[command(group(clap::ArgGroup::new("truth").required(true).args(["coco", "voc", "classify"])))]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["dets", "model"])))]
 pub struct Args {
     /// Detections: a COCO results JSON list of {image_id, category_id, score, bbox | segmentation | keypoints}.
@@ -39,6 +39,13 @@ pub struct Args {
     /// OKS sigmas, one per keypoint, for a skeleton that is not COCO's 17 person keypoints.
     #[arg(long, value_delimiter = ',', conflicts_with = "voc")]
     pub kpt_sigmas: Option<Vec<f64>>,
+    /// A classification set (DIR/labels.json + DIR/images): top-1 accuracy of the classifier --model, run in
+    /// tract at the side of the set's first image (or --side).
+    #[arg(long, requires = "model", conflicts_with_all = ["dets", "iou_type", "kpt_sigmas"])]
+    pub classify: Option<PathBuf>,
+    /// Image side for --classify (the side the classifier was trained at).
+    #[arg(long, requires = "classify")]
+    pub side: Option<usize>,
     /// Skip the TIDE error breakdown.
     #[arg(long, conflicts_with = "voc")]
     pub no_tide: bool,
@@ -56,6 +63,24 @@ fn model_detections(args: &Args, images: Vec<(u64, PathBuf)>, check: impl FnOnce
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
+    if let Some(dir) = &args.classify {
+        let model = args.model.as_ref().expect("clap: --classify requires --model");
+        let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
+        let data = crate::data::ClassifyDataset::load(dir)?;
+        let side = match args.side {
+            Some(s) => s,
+            None => data.side()?,
+        };
+        let bar = progress(data.len() as u64, "classifying", json);
+        let report = crate::eval::classify::top1(&state, &data, side, &bar)?;
+        bar.finish_and_clear();
+        emit(json, &report, |r| {
+            let rows: Vec<Vec<String>> =
+                r.per_category.iter().map(|(c, n, t)| vec![c.clone(), n.to_string(), t.map_or("-".into(), |t| format!("{:.3}", t))]).collect();
+            format!("top-1 {:.4} ({} of {} images, {} px, {:.2} ms/image)\n{}", r.top1, r.correct, r.images, r.side, r.latency_ms, table(&["category", "images", "top-1"], &rows))
+        });
+        return Ok(());
+    }
     if let Some(dir) = &args.voc {
         let voc = VocDataset::load(dir)?;
         let dets = match &args.dets {

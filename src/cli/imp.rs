@@ -13,7 +13,7 @@ use crate::train::run::fingerprint;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("val").args(["val_coco", "val_voc"])))]
+#[command(group(clap::ArgGroup::new("val").args(["val_coco", "val_voc", "val_classify"])))]
 pub struct Args {
     /// The detector's initial weights (ONNX): level 0 trains them densely, `--rewind init` restarts from them.
     pub model: Option<PathBuf>,
@@ -28,6 +28,10 @@ pub struct Args {
     /// Validation set as a Pascal VOC folder (scored by VOC AP at IoU 0.5).
     #[arg(long)]
     pub val_voc: Option<PathBuf>,
+    /// Validation set of a classifier (a classification set, as --classify): levels are scored by top-1
+    /// accuracy (the `top1` entry of each level's scores; --max-map-drop is then in accuracy).
+    #[arg(long)]
+    pub val_classify: Option<PathBuf>,
     /// Sparsity of the selected weights after the last level, in [0, 1).
     #[arg(long)]
     pub sparsity: Option<f64>,
@@ -96,10 +100,11 @@ pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
         return Err(Error::Input("--masks-from gives level 1's mask; --sparsity would draw one: give one of them".into()));
     }
     let state = ModelState::import(model)?;
-    let val = match (&a.val_coco, &a.val_voc) {
-        (Some(c), None) => ValSpec::Coco { annotations: abs(c), images: abs(&a.val_images.clone().unwrap_or_else(|| default_images(c))) },
-        (None, Some(v)) => ValSpec::Voc { dir: abs(v), images: a.val_images.as_ref().map(abs) },
-        _ => return Err(Error::Input("imp scores every level on a validation set: give --val-coco VAL.json or --val-voc DIR".into())),
+    let val = match (&a.val_coco, &a.val_voc, &a.val_classify) {
+        (Some(c), None, None) => ValSpec::Coco { annotations: abs(c), images: abs(&a.val_images.clone().unwrap_or_else(|| default_images(c))) },
+        (None, Some(v), None) => ValSpec::Voc { dir: abs(v), images: a.val_images.as_ref().map(abs) },
+        (None, None, Some(d)) => ValSpec::Classify { dir: abs(d) },
+        _ => return Err(Error::Input("imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into())),
     };
     let sparsity = match (a.sparsity, &a.masks_from) {
         (Some(s), None) => s,
@@ -111,6 +116,7 @@ pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
     train.data = match train.data {
         crate::train::run::DataSpec::Coco { annotations, images } => crate::train::run::DataSpec::Coco { annotations: abs(&annotations), images: abs(&images) },
         crate::train::run::DataSpec::Voc { dir, images } => crate::train::run::DataSpec::Voc { dir: abs(&dir), images: images.as_ref().map(abs) },
+        crate::train::run::DataSpec::Classify { dir } => crate::train::run::DataSpec::Classify { dir: abs(&dir) },
     };
     let dense_steps = a.dense_steps.unwrap_or(train.steps);
     Ok(ImpConfig {
@@ -146,7 +152,13 @@ fn abs(p: &PathBuf) -> PathBuf {
 pub fn run(a: Args, json: bool) -> Result<()> {
     let (dir, start) = match (&a.resume, &a.out) {
         (Some(d), _) => {
-            let given = a.train.coco.is_some() || a.train.voc.is_some() || a.val_coco.is_some() || a.val_voc.is_some() || a.sparsity.is_some();
+            let given = a.train.coco.is_some()
+                || a.train.voc.is_some()
+                || a.train.classify.is_some()
+                || a.val_coco.is_some()
+                || a.val_voc.is_some()
+                || a.val_classify.is_some()
+                || a.sparsity.is_some();
             if given {
                 return Err(Error::Input("--resume takes the data and settings from RUN_DIR/run.json; give only [MODEL] --resume RUN_DIR".into()));
             }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 /// The training options `ticket train` and `ticket imp` share: data, schedule, optimizer, shapes, engine.
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc"])))]
+#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc", "classify"])))]
 pub struct TrainArgs {
     /// COCO annotation json (required unless resuming).
     #[arg(long)]
@@ -24,6 +24,10 @@ pub struct TrainArgs {
     /// Pascal VOC folder.
     #[arg(long)]
     pub voc: Option<PathBuf>,
+    /// A classification set (DIR/labels.json + DIR/images, see `ticket data synth --help`): trains a
+    /// torchvision ResNet classifier with cross-entropy (canvas: the first image's side unless --canvas).
+    #[arg(long)]
+    pub classify: Option<PathBuf>,
     /// Training steps (default 1000; on resume: the new total).
     #[arg(long)]
     pub steps: Option<u64>,
@@ -84,7 +88,8 @@ pub struct TrainArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The detector to train (a torchvision Faster/Mask/Keypoint R-CNN with a ResNet-FPN backbone, as ONNX).
+    /// The detector to train (a torchvision Faster/Mask/Keypoint R-CNN with a ResNet-FPN backbone, as ONNX), or
+    /// with --classify a torchvision ResNet classifier.
     pub model: PathBuf,
     #[command(flatten)]
     pub train: TrainArgs,
@@ -114,22 +119,36 @@ struct TrainReport {
 impl TrainArgs {
     /// The data the options name (a new run needs one of --coco or --voc).
     pub fn data(&self) -> Result<DataSpec> {
-        match (&self.coco, &self.voc) {
-            (Some(c), None) => Ok(DataSpec::Coco { annotations: c.clone(), images: self.images.clone().unwrap_or_else(|| default_images(c)) }),
-            (None, Some(v)) => Ok(DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
-            _ => Err(Error::Input("a new run needs --coco GT.json or --voc DIR".into())),
+        match (&self.coco, &self.voc, &self.classify) {
+            (Some(c), None, None) => Ok(DataSpec::Coco { annotations: c.clone(), images: self.images.clone().unwrap_or_else(|| default_images(c)) }),
+            (None, Some(v), None) => Ok(DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
+            (None, None, Some(d)) => Ok(DataSpec::Classify { dir: d.clone() }),
+            _ => Err(Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into())),
         }
     }
 
     /// The run settings for `model` (already imported as `state`), trained with `masks`.
     pub fn config(&self, model: &Path, state: &ModelState, masks: Option<PathBuf>) -> Result<RunConfig> {
-        let detect = DetectParams::from_model(state);
-        let canvas = self.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
+        let data = self.data()?;
+        let (canvas, min_size, max_size) = match &data {
+            DataSpec::Classify { dir } => {
+                let side = match self.canvas {
+                    Some(c) => c,
+                    None => crate::data::ClassifyDataset::load(dir)?.side()?,
+                };
+                (side, side, side)
+            }
+            _ => {
+                let detect = DetectParams::from_model(state);
+                let canvas = self.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
+                (canvas, detect.min_size.min(canvas), detect.max_size.min(canvas))
+            }
+        };
         let head = self.rois.div_ceil(4);
         Ok(RunConfig {
             model: std::path::absolute(model).unwrap_or(model.to_path_buf()),
             model_fingerprint: fingerprint(model)?,
-            data: self.data()?,
+            data,
             masks,
             steps: self.steps.unwrap_or(1000),
             lr: self.lr,
@@ -141,8 +160,8 @@ impl TrainArgs {
             decay_at: self.decay_at.clone(),
             gamma: self.gamma,
             shape: TrainShape { batch: self.batch, height: canvas, width: canvas, rois_per_image: self.rois, mask_rois_per_image: head, keypoint_rois_per_image: head },
-            min_size: detect.min_size.min(canvas),
-            max_size: detect.max_size.min(canvas),
+            min_size,
+            max_size,
             trainable_layers: self.trainable_layers,
             flip: self.flip,
             seed: self.seed,
@@ -164,8 +183,8 @@ pub fn train_python(given: Option<&Path>) -> PathBuf {
 pub fn run(a: Args, json: bool) -> Result<()> {
     let (dir, start) = match (&a.resume, &a.out) {
         (Some(d), _) => {
-            if a.train.coco.is_some() || a.train.voc.is_some() || a.masks.is_some() {
-                return Err(Error::Input("--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--masks".into()));
+            if a.train.coco.is_some() || a.train.voc.is_some() || a.train.classify.is_some() || a.masks.is_some() {
+                return Err(Error::Input("--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--classify/--masks".into()));
             }
             (d.clone(), Start::Resume { steps: a.train.steps })
         }

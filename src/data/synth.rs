@@ -50,10 +50,11 @@ pub struct SynthReport {
 }
 
 /// One drawn object, as the annotation file describes it.
-struct Drawn {
-    category_id: u64,
+pub(crate) struct Drawn {
+    pub(crate) category_id: u64,
     segmentation: Value,
-    bbox: [f64; 4],
+    /// COCO `[x, y, w, h]`.
+    pub(crate) bbox: [f64; 4],
     area: u64,
     keypoints: Option<Vec<f64>>,
 }
@@ -237,7 +238,7 @@ fn inside(poly: &[f64], size: f64) -> bool {
 }
 
 /// Draws image `index` of a dataset: the image and its objects.
-fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbImage, Vec<Drawn>)> {
+pub(crate) fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbImage, Vec<Drawn>)> {
     let mut rng = SeededRng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let s = size as f64;
     let scale = s / 128.0;

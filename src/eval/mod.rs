@@ -11,6 +11,7 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod classify;
 mod coco;
 pub mod model;
 mod voc;

@@ -1,6 +1,7 @@
 //! Graph emitters: the network is described once in `net`, and each purpose (tract inference stages, ORT
 //! training cores) assembles it with its own inputs, outputs and way of holding parameters.
 pub mod builder;
+pub mod classify;
 pub mod net;
 pub mod proposals;
 pub mod stages;

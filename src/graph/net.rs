@@ -199,6 +199,16 @@ impl<P: Params> Net<'_, P> {
         Ok((self.conv(&t, "rpn.head.cls_logits", 1, 0)?, self.conv(&t, "rpn.head.bbox_pred", 1, 0)?))
     }
 
+    /// torchvision's ResNet classifier: the body (no prefix, FrozenBatchNorm as folded at import), global
+    /// average pooling, flatten and `fc`: logits [N, classes].
+    pub fn resnet_classifier(&mut self, x: &V, kind: BlockKind, blocks: &[usize]) -> Result<String> {
+        let c = self.resnet(x, "", kind, blocks)?;
+        let last = c.last().expect("four stages");
+        let pooled = self.b.node("GlobalAveragePool", &[&last.name], "avgpool", vec![]);
+        let flat = self.b.node("Flatten", &[&pooled], "", vec![("axis", Attr::Int(1))]);
+        self.linear(&flat, "fc")
+    }
+
     fn linear(&mut self, x: &str, prefix: &str) -> Result<String> {
         let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
         let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;

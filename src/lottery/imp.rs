@@ -14,6 +14,7 @@ use super::early_bird::{self, EarlyBirdReport, StopRule};
 use super::level::{self, LevelRow, Scores};
 use super::rewind::Rewind;
 use crate::data::voc::VocDataset;
+use crate::data::ClassifyDataset;
 use crate::detect::pipeline::DetectParams;
 use crate::error::{Error, Result};
 use crate::eval::model::{evaluate_model, iou_types_of};
@@ -32,6 +33,8 @@ use std::path::{Path, PathBuf};
 pub enum ValSpec {
     Coco { annotations: PathBuf, images: PathBuf },
     Voc { dir: PathBuf, images: Option<PathBuf> },
+    /// A classification set: a classifier's levels are scored by top-1 accuracy.
+    Classify { dir: PathBuf },
 }
 
 /// Everything that defines an IMP run; saved as RUN_DIR/run.json.
@@ -243,8 +246,8 @@ fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)
             }
             config.validate()?;
             let state = ModelState::import(&config.model)?;
-            if !state.arch.kind.is_detector() {
-                return Err(Error::input(&config.model, "is not a torchvision detector (Faster/Mask/Keypoint R-CNN); imp trains and scores detectors"));
+            if !state.arch.kind.is_detector() && state.arch.kind != crate::model::ModelKind::Classifier {
+                return Err(Error::input(&config.model, "is neither a torchvision detector (Faster/Mask/Keypoint R-CNN) nor a ResNet classifier; imp trains and scores those"));
             }
             if let Some(t) = &config.trained {
                 let trained = ModelState::import(t)?;
@@ -255,8 +258,10 @@ fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)
                 s.apply_masks(Masks::load(m)?, m)?;
             }
             check_val(&config.val, &state)?;
-            let data = config.train.data.load()?;
-            crate::train::run::check_classes(&state, &data)?;
+            match &config.train.data {
+                crate::train::run::DataSpec::Classify { dir } => crate::train::run::check_classify_classes(&state, &ClassifyDataset::load(dir)?)?,
+                data => crate::train::run::check_classes(&state, &data.load()?)?,
+            }
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let lock = crate::fsio::DirLock::acquire(dir)?;
             if run_json.exists() {
@@ -302,7 +307,18 @@ fn same_parameters(a: &ModelState, b: &ModelState, b_path: &Path) -> Result<()> 
 }
 
 fn check_val(val: &ValSpec, state: &ModelState) -> Result<()> {
+    if state.arch.kind.is_detector() == matches!(val, ValSpec::Classify { .. }) {
+        return Err(Error::input(
+            state.path(),
+            format!("is a {}: score it on {}", state.arch.kind.label(), if state.arch.kind.is_detector() { "--val-coco or --val-voc" } else { "--val-classify" }),
+        ));
+    }
     match val {
+        ValSpec::Classify { dir } => {
+            let data = ClassifyDataset::load(dir)?;
+            crate::train::run::check_classify_classes(state, &data)?;
+            data.verify()?;
+        }
         ValSpec::Coco { annotations, images } => {
             let gt = CocoGt::load(annotations)?;
             crate::eval::model::check_classes(state, &gt)?;
@@ -558,9 +574,15 @@ fn rewind_point(dir: &Path, config: &ImpConfig, r: usize) -> PathBuf {
 
 /// Scores, full reports (as JSON) and median latency of a model on the validation set, one detection run.
 fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
-    let params = DetectParams::from_model(&state);
     let bar = indicatif::ProgressBar::hidden();
+    if let ValSpec::Classify { dir } = &config.val {
+        let report = crate::eval::classify::top1(&state, &ClassifyDataset::load(dir)?, config.train.shape.height, &bar)?;
+        let s = Scores { ap: Some(report.top1), ap50: None, ap75: None, ap_small: None, ap_medium: None, ap_large: None };
+        return Ok((BTreeMap::from([("top1".to_string(), s)]), serde_json::to_value(&report).expect("serialises"), report.latency_ms));
+    }
+    let params = DetectParams::from_model(&state);
     match &config.val {
+        ValSpec::Classify { .. } => unreachable!("scored above"),
         ValSpec::Coco { annotations, images } => {
             let gt = CocoGt::load(annotations)?;
             let types = iou_types_of(&state);

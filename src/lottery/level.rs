@@ -19,7 +19,9 @@ pub fn dir(run: &Path, level: usize) -> PathBuf {
     run.join(format!("level_{level}"))
 }
 
-/// The headline numbers of one IoU type (COCO) or of VOC (AP50 only).
+/// The headline numbers of one IoU type (COCO) or of VOC (AP50 only). A classifier's level has one entry,
+/// `top1`, whose `ap` is the top-1 accuracy on the validation set (so the gate, deltas and reports need no
+/// second table type) and whose other fields are empty.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Scores {
     pub ap: Option<f64>,
@@ -47,7 +49,7 @@ pub struct LevelRow {
     /// Channel levels: the fraction of the dense model's FLOPs (detect's count at 512²) that is gone.
     #[serde(default)]
     pub flops_removed: Option<f64>,
-    /// IoU type (`bbox`, `segm`, `keypoints`, or `voc`) → scores on the validation set.
+    /// IoU type (`bbox`, `segm`, `keypoints`, or `voc`), or `top1` for a classifier → scores on the validation set.
     pub scores: BTreeMap<String, Scores>,
     /// Training steps of this level and their summed time (data, RPN forward, step), resumes included.
     pub steps: u64,

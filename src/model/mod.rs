@@ -1,6 +1,7 @@
 //! The model inside the tool: (ArchSpec, Weights, Masks), imported from a user's ONNX, which is kept as read
 //! so that export only has to replace initializer data.
 pub mod arch;
+pub mod batchnorm;
 pub mod groups;
 pub mod masks;
 pub mod names;
@@ -186,6 +187,10 @@ impl ModelState {
                 ModelKind::Classifier => ModuleGroup::of_classifier_param(&w.name),
                 _ => ModuleGroup::of_generic(&w.name, node_of.get(&w.initializer).map(String::as_str)),
             };
+        }
+        if arch.kind == ModelKind::Classifier {
+            // Eval-mode BatchNorm folded as the detectors' FrozenBatchNorm (see `batchnorm`).
+            buffers.extend(batchnorm::frozen_bn_buffers(&source)?);
         }
         Ok(ModelState { source, arch, weights: Weights { tensors: weights }, masks: Masks::default(), constants, buffers })
     }

@@ -16,7 +16,7 @@
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
 use super::batch::{StepBuilder, StepStats};
 use super::batches::{BatchItem, Batches};
-use crate::data::{Canvas, CanvasSample, Dataset};
+use crate::data::{Canvas, CanvasSample, ClassifyDataset, Dataset};
 use super::session::{Losses, SessionOptions, TrainSession};
 use super::worker::{Device, Optimizer};
 use super::Tensor;
@@ -34,15 +34,26 @@ use std::time::Instant;
 pub enum DataSpec {
     Coco { annotations: PathBuf, images: PathBuf },
     Voc { dir: PathBuf, images: Option<PathBuf> },
+    /// A classification set (`data::classify`): a classifier trains on it.
+    Classify { dir: PathBuf },
 }
 
 impl DataSpec {
+    /// The detection dataset (COCO or VOC).
     pub fn load(&self) -> Result<Dataset> {
         match self {
             DataSpec::Coco { annotations, images } => Dataset::from_coco(annotations, images),
             DataSpec::Voc { dir, images } => Dataset::from_voc(dir, images.as_deref()),
+            DataSpec::Classify { dir } => Err(Error::input(dir, "is a classification set; a detector trains on COCO or VOC data (--coco, --voc)")),
         }
     }
+}
+
+/// What a run trains: a detector (images through the RPN forward, targets built in Rust, the detection
+/// core) or a classifier (images and labels, the cross-entropy core of `graph::classify`).
+enum Task {
+    Detect { dataset: Dataset, canvas: Canvas, builder: StepBuilder, rpn_model: PathBuf, flip_map: Vec<usize> },
+    Classify { data: ClassifyDataset },
 }
 
 /// Everything that defines a run; saved as `run.json`.
@@ -355,15 +366,11 @@ pub struct Run {
     pub config: RunConfig,
     dir: PathBuf,
     state: ModelState,
-    dataset: Dataset,
-    canvas: Canvas,
+    task: Task,
     batches: Batches,
     /// The shuffled batches of the epoch being trained (regenerated from the seed once per epoch).
     epoch: (u64, Vec<Vec<BatchItem>>),
     session: TrainSession,
-    builder: StepBuilder,
-    rpn_model: PathBuf,
-    flip_map: Vec<usize>,
     log: std::fs::File,
     /// The last step done (0 before the first).
     pub step: u64,
@@ -420,14 +427,24 @@ impl Run {
         if let Some(m) = &config.masks {
             state.apply_masks(Masks::load(m)?, m)?;
         }
-        let dataset = config.data.load()?;
-        check_classes(&state, &dataset)?;
         // A missing or broken image fails here, in one line, not hours into the run.
-        dataset.verify(&indicatif::ProgressBar::hidden())?;
-        let canvas = Canvas { min_size: config.min_size, max_size: config.max_size, hw: (config.shape.height, config.shape.width) };
-        let batches = Batches::new(dataset.len(), config.shape.batch, config.seed, config.flip)?;
-        if dataset.len() < config.shape.batch {
-            return Err(Error::input(&dataset.source, format!("has {} images, fewer than one batch of {}", dataset.len(), config.shape.batch)));
+        let (len, source) = match &config.data {
+            DataSpec::Classify { dir } => {
+                let data = ClassifyDataset::load(dir)?;
+                check_classify_classes(&state, &data)?;
+                data.verify()?;
+                (data.len(), data.source)
+            }
+            _ => {
+                let dataset = config.data.load()?;
+                check_classes(&state, &dataset)?;
+                dataset.verify(&indicatif::ProgressBar::hidden())?;
+                (dataset.len(), dataset.source)
+            }
+        };
+        let batches = Batches::new(len, config.shape.batch, config.seed, config.flip)?;
+        if len < config.shape.batch {
+            return Err(Error::input(&source, format!("has {len} images, fewer than one batch of {}", config.shape.batch)));
         }
 
         // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was.
@@ -454,52 +471,97 @@ impl Run {
         options.lr = config.lr_at(step + 1);
         options.work_dir = Some(work.clone());
         options.worker.threads = threads;
-        let train = TrainOptions { trainable_layers: config.trainable_layers };
-        let mut session = TrainSession::new(&state, &config.shape, &train, &options)?;
-        let rpn_model = work.join("rpn_forward.onnx");
-        let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
-        write_atomic(&rpn_model, &prost::Message::encode_to_vec(&rpn))?;
+        let (mut session, task) = match &config.data {
+            DataSpec::Classify { dir } => {
+                let graph = crate::graph::classify::training_graph(&state, config.shape.batch, config.shape.height)?;
+                let session = TrainSession::from_graph(&state, graph, &config.shape, &options)?;
+                (session, Task::Classify { data: ClassifyDataset::load(dir)? })
+            }
+            _ => {
+                let train = TrainOptions { trainable_layers: config.trainable_layers };
+                let session = TrainSession::new(&state, &config.shape, &train, &options)?;
+                let rpn_model = work.join("rpn_forward.onnx");
+                let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
+                write_atomic(&rpn_model, &prost::Message::encode_to_vec(&rpn))?;
+                let builder = StepBuilder::new(&state.arch, &config.shape, &session.feature_hw, config.seed)?;
+                let dataset = config.data.load()?;
+                let flip_map = dataset.flip_map();
+                let canvas = Canvas { min_size: config.min_size, max_size: config.max_size, hw: (config.shape.height, config.shape.width) };
+                (session, Task::Detect { dataset, canvas, builder, rpn_model, flip_map })
+            }
+        };
         if let Some(saved) = &saved {
             session.load(&saved.checkpoint)?;
             session.set_lr(config.lr_at(step + 1))?;
         }
-        let builder = StepBuilder::new(&state.arch, &config.shape, &session.feature_hw, config.seed)?;
         if fresh {
             write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
         }
         let log = open_log(dir, step)?;
-        let flip_map = dataset.flip_map();
         let epoch = (0, batches.epoch(0));
-        Ok(Run { config, dir: dir.to_path_buf(), state, dataset, canvas, batches, epoch, session, builder, rpn_model, flip_map, log, step, _lock: lock })
+        Ok(Run { config, dir: dir.to_path_buf(), state, task, batches, epoch, session, log, step, _lock: lock })
     }
 
-    /// The batch of step `step` (1-based): epochs of full batches in the seeded order.
-    fn batch(&mut self, step: u64) -> Result<Vec<CanvasSample>> {
-        let per_epoch = (self.dataset.len() / self.config.shape.batch) as u64;
+    /// The items of step `step` (1-based): epochs of full batches in the seeded order.
+    fn items(&mut self, step: u64) -> Vec<BatchItem> {
+        let per_epoch = (self.batches_len() / self.config.shape.batch) as u64;
         let (epoch, k) = ((step - 1) / per_epoch, ((step - 1) % per_epoch) as usize);
         if self.epoch.0 != epoch {
             self.epoch = (epoch, self.batches.epoch(epoch));
         }
-        self.epoch.1[k]
-            .iter()
-            .map(|it| {
-                let s = self.dataset.sample(it.index)?;
-                let s = if it.flip { s.hflip(&self.flip_map) } else { s };
-                s.to_canvas(&self.canvas)
-            })
-            .collect()
+        self.epoch.1[k].clone()
+    }
+
+    fn batches_len(&self) -> usize {
+        match &self.task {
+            Task::Detect { dataset, .. } => dataset.len(),
+            Task::Classify { data } => data.len(),
+        }
+    }
+
+    /// The graph inputs of step `step`, the step's statistics, and the seconds spent on data and in the RPN
+    /// forward.
+    fn step_inputs(&mut self, step: u64) -> Result<(Vec<(String, Tensor)>, StepStats, f64, f64)> {
+        let items = self.items(step);
+        let t0 = Instant::now();
+        match &mut self.task {
+            Task::Detect { dataset, canvas, builder, rpn_model, flip_map } => {
+                let batch = items
+                    .iter()
+                    .map(|it| {
+                        let s = dataset.sample(it.index)?;
+                        let s = if it.flip { s.hflip(flip_map) } else { s };
+                        s.to_canvas(canvas)
+                    })
+                    .collect::<Result<Vec<CanvasSample>>>()?;
+                let images = builder.images(&batch)?;
+                let t1 = Instant::now();
+                let rpn = self.session.worker().forward(rpn_model, &[("images", &images)])?;
+                let t2 = Instant::now();
+                let (inputs, stats) = builder.inputs(step, &batch, images, &rpn)?;
+                Ok((inputs, stats, (t1 - t0).as_secs_f64() + t2.elapsed().as_secs_f64(), (t2 - t1).as_secs_f64()))
+            }
+            Task::Classify { data } => {
+                let side = self.config.shape.height;
+                let mut images = ndarray::Array4::<f32>::zeros((items.len(), 3, side, side));
+                let mut labels = ndarray::Array1::<i64>::zeros(items.len());
+                for (i, it) in items.iter().enumerate() {
+                    let (img, label) = data.sample(it.index, side)?;
+                    // torchvision's RandomHorizontalFlip: the image mirrored, the label unchanged.
+                    let img = if it.flip { img.slice(ndarray::s![.., .., ..;-1]).to_owned() } else { img };
+                    images.index_axis_mut(ndarray::Axis(0), i).assign(&img);
+                    labels[i] = label as i64;
+                }
+                let inputs = vec![("images".to_string(), Tensor::F32(images.into_dyn())), ("labels".to_string(), Tensor::I64(labels.into_dyn()))];
+                Ok((inputs, StepStats::default(), t0.elapsed().as_secs_f64(), 0.0))
+            }
+        }
     }
 
     /// Runs the next step, logs it, and saves a checkpoint when it falls on `save_every` or is the last.
     pub fn next(&mut self) -> Result<StepRecord> {
         let step = self.step + 1;
-        let t0 = Instant::now();
-        let batch = self.batch(step)?;
-        let images = self.builder.images(&batch)?;
-        let t1 = Instant::now();
-        let rpn = self.session.worker().forward(&self.rpn_model, &[("images", &images)])?;
-        let t2 = Instant::now();
-        let (inputs, stats): (Vec<(String, Tensor)>, StepStats) = self.builder.inputs(step, &batch, images, &rpn)?;
+        let (inputs, stats, data_s, rpn_s) = self.step_inputs(step)?;
         let t3 = Instant::now();
         let lr = self.config.lr_at(step);
         if (self.session.lr() - lr).abs() > f32::EPSILON * lr {
@@ -517,8 +579,8 @@ impl Run {
             lr,
             proposals: stats.proposals,
             positive_rois: stats.positive_rois,
-            data_s: (t1 - t0).as_secs_f64() + (t3 - t2).as_secs_f64(),
-            rpn_s: (t2 - t1).as_secs_f64(),
+            data_s,
+            rpn_s,
             step_s: (t4 - t3).as_secs_f64(),
         };
         let line = serde_json::to_string(&record).expect("serialises");
@@ -617,6 +679,21 @@ fn open_log(dir: &Path, step: u64) -> Result<std::fs::File> {
     let kept = if path.exists() { kept_log(&crate::fsio::read_limited(&path, MAX_LOG)?, step) } else { String::new() };
     write_atomic(&path, kept.as_bytes())?;
     std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))
+}
+
+/// A classifier predicts one class per category of its set (no background).
+pub fn check_classify_classes(state: &ModelState, data: &ClassifyDataset) -> Result<()> {
+    if state.arch.kind != ModelKind::Classifier {
+        return Err(Error::input(&data.source, format!("is a classification set, but {} is a {}; a detector trains on COCO or VOC data", state.path().display(), state.arch.kind.label())));
+    }
+    let want = state.arch.num_classes.unwrap_or(0);
+    if want != data.categories.len() {
+        return Err(Error::input(
+            &data.source,
+            format!("has {} categories but {} predicts {want} classes: the classes do not match the model", data.categories.len(), state.path().display()),
+        ));
+    }
+    Ok(())
 }
 
 /// The dataset's classes (and keypoints) must be the model's: K categories for K + 1 outputs.

@@ -106,7 +106,12 @@ pub struct TrainSession {
 impl TrainSession {
     /// Emits the training core of `state` for `shape`, generates its artifacts and opens them.
     pub fn new(state: &ModelState, shape: &TrainShape, train: &TrainOptions, options: &SessionOptions) -> Result<Self> {
-        let graph = training_graph(state, shape, train)?;
+        Self::from_graph(state, training_graph(state, shape, train)?, shape, options)
+    }
+
+    /// Generates the artifacts of an emitted training graph of `state` (a detector's core, or a classifier's
+    /// from `graph::classify`) and opens them.
+    pub fn from_graph(state: &ModelState, graph: TrainGraph, shape: &TrainShape, options: &SessionOptions) -> Result<Self> {
         let (work, tmp) = match &options.work_dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(|e| Error::Runtime(format!("{}: cannot create the work folder: {e}", d.display())))?;
