@@ -203,10 +203,19 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
         ImpEvent::EarlyStop { step } => eprintln!("early-bird: the mask stopped moving; dense training ends at step {step}"),
         ImpEvent::Level(row) => {
             if !json {
-                let s: Vec<String> = row.scores.iter().map(|(k, s)| format!("{k} AP {}", num(s.primary()))).collect();
+                let s: Vec<String> = row.scores.iter().map(|(k, s)| format!("{} {}", score_name(k), num(s.primary()))).collect();
                 eprintln!("level {} done: sparsity {} ({})", row.level, pct(row.selected_sparsity), s.join(", "));
             }
         }
+    }
+}
+
+/// A level score's column name: `bbox AP`, …, or `top-1` for a classifier's `top1` entry (its `ap`).
+fn score_name(t: &str) -> String {
+    if t == "top1" {
+        "top-1".into()
+    } else {
+        format!("{t} AP")
     }
 }
 
@@ -222,7 +231,7 @@ pub fn text(s: &ImpSummary) -> String {
         header.push("FLOPs cut".into());
     }
     for t in &types {
-        header.extend([format!("{t} AP"), format!("{t} AP50"), format!("{t} ΔAP")]);
+        header.extend([score_name(t), format!("{t} AP50"), if t == "top1" { "Δtop-1".into() } else { format!("{t} ΔAP") }]);
     }
     header.extend(["Steps".into(), "Train s".into(), "Latency ms".into(), "Compact B".into()]);
     let rows: Vec<Vec<String>> = s

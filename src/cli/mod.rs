@@ -17,6 +17,7 @@ mod steps;
 mod study;
 mod sweep;
 mod train;
+mod transfer;
 mod unpack;
 mod validate;
 
@@ -74,6 +75,9 @@ pub enum Command {
     Sweep(sweep::Args),
     /// One of the paper's studies (modules, rounds, scope, rewind, early-bird, width) as a sweep, run and reported.
     Study(study::Args),
+    /// A detector with a classifier's body as its backbone: pretrained backbone, transfer ticket or mask
+    /// transfer (with --masks), for `ticket imp --masks-from`.
+    Transfer(transfer::Args),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -95,6 +99,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run(a, json),
         Command::Sweep(a) => sweep::run(a, json),
         Command::Study(a) => study::run(a, json),
+        Command::Transfer(a) => transfer::run(a, json),
     }
 }
 

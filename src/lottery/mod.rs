@@ -7,6 +7,7 @@ pub mod level;
 pub mod report;
 pub mod rewind;
 pub mod sweep;
+pub mod transfer;
 
 pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Structure, ValSpec};
 pub use level::LevelRow;

@@ -1,0 +1,102 @@
+//! A classifier's body onto a detector's backbone: the paper's pretrained-backbone setting and its transfers.
+//!
+//! The detector keeps everything but `backbone.body`: its conv weights become the classifier's
+//! (`layer1.0.conv1.weight` → `backbone.body.layer1.0.conv1.weight`), and its FrozenBatchNorm constants the
+//! classifier's BatchNorm folded the same way (`model::batchnorm`), as torchvision builds a detector on an
+//! ImageNet backbone. With a classifier mask, the detector gets that mask on its body (`prune::ops::transfer`)
+//! and the masked weights are zero. Which setting this is depends only on what is given:
+//! - pretrained backbone: the dense pretrained classifier, no mask;
+//! - transfer ticket (seed §4.2): the classifier ticket's trained pruned weights and its mask;
+//! - mask transfer (App. A): the dense pretrained classifier and a ticket's mask.
+use crate::error::{Error, Result};
+use crate::model::{ModelKind, ModelState, Role};
+use crate::prune::ops::{self, TransferReport};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+const BODY: &str = "backbone.body.";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackboneTransfer {
+    /// Conv weights of the body replaced.
+    pub weights: usize,
+    /// FrozenBatchNorm scale/shift tensors replaced.
+    pub norms: usize,
+    /// Parameters (values) that came from the classifier.
+    pub values: usize,
+    /// The mask transfer, when a mask was given.
+    pub masks: Option<TransferReport>,
+    /// Weights of the body the mask sets to zero.
+    pub pruned: usize,
+}
+
+/// The detector with `classifier`'s body (and, given, the classifier mask `masks` from `masks_path` applied);
+/// its `masks` are the transferred ones. Names or shapes that do not match are an input error naming both.
+pub fn transfer_backbone(
+    classifier: &ModelState,
+    detector: &ModelState,
+    masks: Option<(&crate::model::Masks, &Path)>,
+) -> Result<(ModelState, BackboneTransfer)> {
+    if classifier.arch.kind != ModelKind::Classifier {
+        return Err(Error::input(classifier.path(), format!("is a {}, not a ResNet classifier: there is no body to transfer", classifier.arch.kind.label())));
+    }
+    if !detector.arch.kind.is_detector() || detector.arch.backbone.is_none() {
+        return Err(Error::input(detector.path(), format!("is a {}, not a detector with a ResNet backbone", detector.arch.summary())));
+    }
+    let mismatch = |what: String| Err(Error::input(classifier.path(), format!("{what}: its body does not match the backbone of {}", detector.path().display())));
+    let mut edits: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    let mut values = 0;
+    // Every conv weight of the body, both ways: a classifier with fewer blocks or other widths is refused.
+    for w in classifier.weights.tensors.iter().filter(|w| w.role == Role::Weight && !w.name.starts_with("fc.")) {
+        let target = format!("{BODY}{}", w.name);
+        match detector.weights.get(&target) {
+            Some(d) if d.shape == w.shape => {
+                edits.insert(target, (d.shape.clone(), w.values.clone()));
+                values += w.values.len();
+            }
+            Some(d) => return mismatch(format!("'{}' has shape {:?}, the detector's '{target}' {:?}", w.name, w.shape, d.shape)),
+            None => return mismatch(format!("'{}' has no counterpart '{target}'", w.name)),
+        }
+    }
+    if let Some(d) = detector.weights.tensors.iter().find(|d| d.role == Role::Weight && d.name.starts_with(BODY) && !edits.contains_key(&d.name)) {
+        return mismatch(format!("it lacks '{}', which the detector has", d.name.trim_start_matches(BODY)));
+    }
+    let weights = edits.len();
+    for (name, (_, v)) in &classifier.buffers {
+        let target = format!("{BODY}{name}");
+        match detector.buffers.get(&target) {
+            Some((shape, d)) if d.len() == v.len() => {
+                edits.insert(target, (shape.clone(), v.clone()));
+                values += v.len();
+            }
+            Some((_, d)) => return mismatch(format!("BatchNorm '{name}' has {} channels, the detector's {}", v.len(), d.len())),
+            None => return mismatch(format!("BatchNorm '{name}' has no FrozenBatchNorm '{target}'")),
+        }
+    }
+    if let Some(b) = detector.buffers.keys().find(|b| b.starts_with(BODY) && !edits.contains_key(*b)) {
+        return mismatch(format!("it lacks the BatchNorm of '{}'", b.trim_start_matches(BODY)));
+    }
+    let norms = edits.len() - weights;
+    // Each replaced tensor must be its own initializer: one the exporter shared between layers would change
+    // them all.
+    let inits = crate::prune::channel::shrink::initializer_names(detector);
+    let mut seen = HashSet::new();
+    for t in edits.keys() {
+        let init = inits.get(t).ok_or_else(|| Error::input(detector.path(), format!("cannot find the initializer holding '{t}'")))?;
+        if !seen.insert(init) {
+            return Err(Error::input(detector.path(), format!("initializer '{init}' holds more than one backbone tensor; it cannot take the classifier's values")));
+        }
+    }
+    let mut out = crate::prune::channel::shrink::rewrite(detector, &edits, Default::default())?;
+    let (report, pruned) = match masks {
+        Some((m, path)) => {
+            let (moved, report) = ops::transfer(m, path, &out)?;
+            let pruned = moved.total() - moved.kept();
+            out.apply_masks(moved, path)?;
+            (Some(report), pruned)
+        }
+        None => (None, 0),
+    };
+    Ok((out, BackboneTransfer { weights, norms, values, masks: report, pruned }))
+}
