@@ -209,3 +209,30 @@ fn classification_input_errors_are_one_line() {
     let err = run_err(&[&"imp", &model, &"--classify", &set, &"--val-coco", &set.join("labels.json"), &"--sparsity", &"0.5", &"-o", &root.join("imp")]);
     assert!(err.contains("--val-classify") || err.contains("classif"), "{err}");
 }
+
+/// The classifier emitted from the network description (BatchNorm folded as FrozenBatchNorm) computes what the
+/// torchvision export computes: tract on the emitted graph against ONNX Runtime on the user's ONNX.
+#[test]
+fn emitted_classifier_matches_the_torchvision_export() {
+    use ticket::runtime::ort_check::{self, Output};
+    let path = fixture(CLASSIFIER);
+    let state = ModelState::import(&path).unwrap();
+    assert_eq!(state.buffers.len(), 40, "20 BatchNorms folded into scale and shift");
+    let graph = ticket::graph::classify::inference_graph(&state, 1, 64).unwrap();
+    let stage = ticket::runtime::tract_stage::TractStage::new("classifier", &graph).unwrap();
+    let mut seed = 7u32;
+    let x = ndarray::Array4::from_shape_fn((1, 3, 64, 64), |_| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+    })
+    .into_dyn();
+    let ours = stage.run(vec![x.clone()]).unwrap().remove(0).1;
+    let theirs = match ort_check::run(&std::fs::read(&path).unwrap(), &[("input".into(), x)], "classifier").unwrap().remove(0).1 {
+        Output::F32(a) => a,
+        o => panic!("logits expected, got {o:?}"),
+    };
+    assert_eq!(ours.shape(), &[1, 5]);
+    let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale.max(1.0), "emitted vs torchvision logits differ by {diff} (scale {scale}): {ours:?} vs {theirs:?}");
+}
