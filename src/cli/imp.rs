@@ -231,7 +231,12 @@ pub fn text(s: &ImpSummary) -> String {
         header.push("FLOPs cut".into());
     }
     for t in &types {
-        header.extend([score_name(t), format!("{t} AP50"), if t == "top1" { "Δtop-1".into() } else { format!("{t} ΔAP") }]);
+        if t == "top1" {
+            // A classifier's one number: no AP50.
+            header.extend([score_name(t), "Δtop-1".into()]);
+        } else {
+            header.extend([score_name(t), format!("{t} AP50"), format!("{t} ΔAP")]);
+        }
     }
     header.extend(["Steps".into(), "Train s".into(), "Latency ms".into(), "Compact B".into()]);
     let rows: Vec<Vec<String>> = s
@@ -245,11 +250,11 @@ pub fn text(s: &ImpSummary) -> String {
             }
             for t in &types {
                 let sc = l.scores.get(t);
-                row.extend([
-                    num(sc.and_then(|x| x.primary())),
-                    num(sc.and_then(|x| x.ap50)),
-                    if l.level == 0 { "-".into() } else { d.get(t).map_or("-".into(), |v| format!("{v:+.3}")) },
-                ]);
+                row.push(num(sc.and_then(|x| x.primary())));
+                if t != "top1" {
+                    row.push(num(sc.and_then(|x| x.ap50)));
+                }
+                row.push(if l.level == 0 { "-".into() } else { d.get(t).map_or("-".into(), |v| format!("{v:+.3}")) });
             }
             row.extend([l.steps.to_string(), format!("{:.0}", l.train_s), format!("{:.0}", l.latency_ms), l.compact_bytes.map_or("-".into(), |b| b.to_string())]);
             row

@@ -49,6 +49,12 @@ impl DataSpec {
     }
 }
 
+/// The data of a run, loaded and checked before the folder is touched.
+enum Loaded {
+    Detect(Dataset),
+    Classify(ClassifyDataset),
+}
+
 /// What a run trains: a detector (images through the RPN forward, targets built in Rust, the detection
 /// core) or a classifier (images and labels, the cross-entropy core of `graph::classify`).
 enum Task {
@@ -428,19 +434,23 @@ impl Run {
             state.apply_masks(Masks::load(m)?, m)?;
         }
         // A missing or broken image fails here, in one line, not hours into the run.
-        let (len, source) = match &config.data {
+        let data = match &config.data {
             DataSpec::Classify { dir } => {
                 let data = ClassifyDataset::load(dir)?;
                 check_classify_classes(&state, &data)?;
                 data.verify()?;
-                (data.len(), data.source)
+                Loaded::Classify(data)
             }
             _ => {
                 let dataset = config.data.load()?;
                 check_classes(&state, &dataset)?;
                 dataset.verify(&indicatif::ProgressBar::hidden())?;
-                (dataset.len(), dataset.source)
+                Loaded::Detect(dataset)
             }
+        };
+        let (len, source) = match &data {
+            Loaded::Classify(c) => (c.len(), c.source.clone()),
+            Loaded::Detect(d) => (d.len(), d.source.clone()),
         };
         let batches = Batches::new(len, config.shape.batch, config.seed, config.flip)?;
         if len < config.shape.batch {
@@ -471,20 +481,19 @@ impl Run {
         options.lr = config.lr_at(step + 1);
         options.work_dir = Some(work.clone());
         options.worker.threads = threads;
-        let (mut session, task) = match &config.data {
-            DataSpec::Classify { dir } => {
+        let (mut session, task) = match data {
+            Loaded::Classify(data) => {
                 let graph = crate::graph::classify::training_graph(&state, config.shape.batch, config.shape.height)?;
                 let session = TrainSession::from_graph(&state, graph, &config.shape, &options)?;
-                (session, Task::Classify { data: ClassifyDataset::load(dir)? })
+                (session, Task::Classify { data })
             }
-            _ => {
+            Loaded::Detect(dataset) => {
                 let train = TrainOptions { trainable_layers: config.trainable_layers };
                 let session = TrainSession::new(&state, &config.shape, &train, &options)?;
                 let rpn_model = work.join("rpn_forward.onnx");
                 let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
                 write_atomic(&rpn_model, &prost::Message::encode_to_vec(&rpn))?;
                 let builder = StepBuilder::new(&state.arch, &config.shape, &session.feature_hw, config.seed)?;
-                let dataset = config.data.load()?;
                 let flip_map = dataset.flip_map();
                 let canvas = Canvas { min_size: config.min_size, max_size: config.max_size, hw: (config.shape.height, config.shape.width) };
                 (session, Task::Detect { dataset, canvas, builder, rpn_model, flip_map })
