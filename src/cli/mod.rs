@@ -77,6 +77,11 @@ pub enum Command {
     Study(study::Args),
     /// A detector with a classifier's body as its backbone: pretrained backbone, transfer ticket or mask
     /// transfer (with --masks), for `ticket imp --masks-from`.
+    ///
+    /// The setting follows from the inputs: the dense pretrained classifier alone → pretrained backbone; a
+    /// classifier ticket's trained pruned weights with its --masks → transfer ticket (seed §4.2); the dense
+    /// pretrained classifier with a ticket's --masks → mask transfer (App. A). Then train the detector with
+    /// `ticket imp OUT.onnx --masks-from OUT.safetensors --rewind init|none …`.
     Transfer(transfer::Args),
 }
 

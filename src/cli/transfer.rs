@@ -7,10 +7,6 @@ use crate::model::{Masks, ModelState};
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// Settings by input: CLASSIFIER dense and pretrained, no --masks → pretrained backbone (the paper's standard
-/// start); CLASSIFIER a ticket's trained pruned weights with its --masks → transfer ticket (seed §4.2);
-/// CLASSIFIER dense and pretrained with a ticket's --masks → mask transfer (App. A). Train the result with
-/// `ticket imp OUT.onnx --masks-from OUT.safetensors --rewind init|none …` (or `ticket train --masks`).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The classifier whose body the detector takes (a torchvision ResNet classifier, as ONNX).
