@@ -28,7 +28,9 @@ impl StepView {
     pub fn show(&self, r: &StepRecord, total: u64) {
         let secs = r.data_s + r.rpn_s + r.step_s;
         let terms: Vec<String> = r.terms.iter().map(|(k, v)| format!("{}={v:.3}", k.trim_start_matches("loss_"))).collect();
-        let msg = format!("loss {:.3} ({}) lr {:.2e} {:.1} img/s", r.loss, terms.join(" "), r.lr, self.batch as f64 / secs.max(1e-9));
+        // A classifier's loss has no terms.
+        let terms = if terms.is_empty() { String::new() } else { format!(" ({})", terms.join(" ")) };
+        let msg = format!("loss {:.3}{terms} lr {:.2e} {:.1} img/s", r.loss, r.lr, self.batch as f64 / secs.max(1e-9));
         if self.every > 0 && (r.step % self.every == 0 || r.step == total) {
             eprintln!("{} step {}/{}: {msg}", self.label, r.step, total);
         }
