@@ -15,13 +15,19 @@ pub struct Figure {
 
 /// The IoU types any group scored, in a fixed order.
 pub fn iou_types(groups: &[GroupStats]) -> Vec<String> {
-    let all: BTreeSet<String> = groups.iter().flat_map(|g| g.levels[0].ap50.keys().cloned()).collect();
-    let order = ["bbox", "segm", "keypoints", "voc"];
+    let all: BTreeSet<String> = groups.iter().flat_map(|g| g.levels[0].ap50.keys().chain(g.levels[0].ap.keys()).cloned()).collect();
+    // `top1`: a classifier's top-1 accuracy, kept in the score's `ap` field (classifier IMP runs).
+    let order = ["bbox", "segm", "keypoints", "voc", "top1"];
     order.iter().filter(|t| all.contains(**t)).map(|t| t.to_string()).collect()
 }
 
 fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> {
-    let metric = if ap50 { "AP50" } else { "AP" };
+    let metric = match (ap50, t) {
+        (_, "top1") if ap50 => return None,
+        (_, "top1") => "top-1",
+        (true, _) => "AP50",
+        (false, _) => "AP",
+    };
     let pick = |l: &super::stats::LevelStat| if ap50 { l.ap50.get(t).copied() } else { l.ap.get(t).copied() };
     let series: Vec<Series> = groups
         .iter()
