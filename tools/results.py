@@ -21,7 +21,9 @@ import statistics
 import sys
 from pathlib import Path
 
-RUNS = ["ticket", "finetune", "iterative", "channel", "layer_0.8", "global_0.9", "layer_0.9", "early_bird"]
+RUNS = ["ticket", "finetune", "iterative", "channel", "layer_0.8", "global_0.9", "layer_0.9", "global_0.8_floor", "early_bird"]
+# tools/transfer_synth.sh's runs, under OUT/transfer/w8/seed_S/ (claims d and f).
+TRANSFER_RUNS = ["cls_ticket", "direct", "late_reset", "transfer_ticket", "mask_transfer"]
 MISSING = "n/a (missing)"
 WINDOWS = [(1, 100), (101, 300), (301, 600), (601, 1200)]
 MA = 50
@@ -228,11 +230,12 @@ def run_status(path):
 
 
 class Seed:
-    def __init__(self, path):
+    def __init__(self, path, known=RUNS):
         self.path = path
         self.name = path.name
         self.runs, self.status = {}, {}
-        names = list(RUNS) + sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in RUNS)
+        names = list(known) + sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in known
+                                     and (p / "run.json").is_file() and (p / "level_0").is_dir())
         for name in names:
             try:
                 run, st = run_status(path / name)
@@ -304,8 +307,8 @@ class Setting:
                 out.append(None)
         return out
 
-    def score(self, key="ap"):
-        return self.vals(lambda r, lv: r.score(lv, key))
+    def score(self, key="ap", iou="bbox"):
+        return self.vals(lambda r, lv: r.score(lv, key, iou))
 
     def rowval(self, key):
         return self.vals(lambda r, lv: num(dig(r.row(lv), key)))
@@ -336,6 +339,7 @@ def section_a(seeds):
     sets = [Setting("dense (ticket level 0)", seeds, "dense"),
             Setting("one-shot ticket 80% (ticket level 1)", seeds, "ticket", 1),
             Setting("iterative ticket 80% (iterative level 3)", seeds, "iterative", 3),
+            Setting("one-shot ticket 80%, 5% floor per tensor (global_0.8_floor level 1)", seeds, "global_0.8_floor", 1),
             Setting("prune + fine-tune 80% (finetune level 1)", seeds, "finetune", 1),
             Setting("channel ticket (channel level 1)", seeds, "channel", 1)]
     dense = sets[0].score()
@@ -412,9 +416,10 @@ def section_c(seeds):
              Setting("layer-wise 80% (layer_0.8)", seeds, "layer_0.8", 1)),
             ("90%", Setting("global 90% (global_0.9)", seeds, "global_0.9", 1),
              Setting("layer-wise 90% (layer_0.9)", seeds, "layer_0.9", 1))]
+    floor = Setting("global 80%, 5% floor per tensor (global_0.8_floor)", seeds, "global_0.8_floor", 1)
     rows = []
-    for _, g, l in sets:
-        for st in (g, l):
+    for lab, g, l in sets:
+        for st in (g, l) + ((floor,) if lab == "80%" else ()):
             coll = st.vals(lambda r, lv: len(r.row(lv).get("collapsed") or []))
             names = sorted({c for r, lv in (p for p in st.per if p) for c in (r.row(lv).get("collapsed") or [])})
             scope = {r.config.get("scope") for r, lv in (p for p in st.per if p)}
@@ -434,6 +439,44 @@ def section_c(seeds):
         cl = l.vals(lambda r, lv: len(r.row(lv).get("collapsed") or []))
         if g.n and l.n:
             parts[-1] += f", collapsed tensors global {fmt(cg, dec=1)} vs layer-wise {fmt(cl, dec=1)}"
+    d = paired(floor.score(), sets[0][2].score())
+    if d:
+        parts.append(f"global with a 5% floor − layer-wise at 80% = {fmt(d, signed=True)} AP (n={len(d)}, global better in "
+                     f"{sum(x > 0 for x in d)}/{len(d)}){noise(d)}")
+    print(f"\n**Says:** {'; '.join(parts)}.\n")
+
+
+def section_transfer(root):
+    """Claims (d) and (f): tools/transfer_synth.sh's runs under OUT/transfer/w8/seed_S/."""
+    troot = root.parent.parent / "transfer" / root.name
+    tseeds = [Seed(p, TRANSFER_RUNS) for p in sorted((p for p in troot.glob("seed_*") if p.is_dir()), key=seed_key)] \
+        if troot.is_dir() else []
+    print("## (d) Late resetting and (f) transfer from a classifier pretrained here\n")
+    if not tseeds:
+        print(f"No runs under {troot} (tools/transfer_synth.sh): {MISSING}.\n")
+        return
+    print(f"Runs from `{troot}`, seeds: {', '.join(s.name for s in tseeds)}.\n")
+    cls = [Setting("classifier, pretrained (cls_ticket level 0)", tseeds, "cls_ticket", 0),
+           Setting("classifier ticket 80% (cls_ticket level 1)", tseeds, "cls_ticket", 1)]
+    rows = [[st.label, cell(st, st.rowval("network_sparsity")), cell(st, st.score(iou="top1")), st.n] for st in cls]
+    print(table(["classifier", "network sparsity", "top-1 (held-out crops)", "n"], rows) + "\n")
+    sets = [Setting("dense, pretrained backbone (direct level 0)", tseeds, "direct", 0),
+            Setting("direct ticket: backbone 80%, rewound to the pretrained weights (direct level 1)", tseeds, "direct", 1),
+            Setting("late resetting: the same, rewound to 5% of dense training (late_reset level 1)", tseeds, "late_reset", 1),
+            Setting("transfer ticket: the classifier ticket's weights and mask (transfer_ticket level 1)", tseeds, "transfer_ticket", 1),
+            Setting("mask transfer: its mask on the pretrained weights (mask_transfer level 1)", tseeds, "mask_transfer", 1)]
+    direct = sets[1].score()
+    rows = []
+    for st in sets:
+        ap = st.score()
+        rows.append([st.label, cell(st, st.rowval("network_sparsity")), cell(st, ap), cell(st, st.score("ap50")),
+                     "–" if st is sets[1] or st is sets[0] else (fmt(paired(ap, direct), signed=True) if st.n else MISSING), st.n])
+    print(table(["setting", "network sparsity", "AP", "AP50", "ΔAP vs direct ticket", "n"], rows))
+    parts = []
+    for st, what in [(sets[2], "late resetting − rewinding to the pretrained weights"),
+                     (sets[3], "transfer ticket − direct ticket"), (sets[4], "mask transfer − direct ticket")]:
+        d = paired(st.score(), direct)
+        parts.append(f"{what} = " + (f"{fmt(d, signed=True)} AP (n={len(d)}){noise(d)}" if d else MISSING))
     print(f"\n**Says:** {'; '.join(parts)}.\n")
 
 
@@ -734,9 +777,9 @@ def main(argv=None):
         return 0
     seeds = [Seed(p) for p in sorted((p for p in root.glob("seed_*") if p.is_dir()), key=seed_key)]
     section_runs(root, seeds)
-    for sec in (section_a, section_b, section_c, section_e, section_g, section_h, section_tide):
+    for sec in (section_a, section_b, section_c, section_e, section_g, section_h, section_tide, section_transfer):
         try:
-            sec(seeds)
+            sec(root) if sec is section_transfer else sec(seeds)
         except Exception as e:  # a malformed file must not cost the other sections
             print(f"\n(section {sec.__name__} failed: {type(e).__name__}: {e})\n")
             warn(f"error in {sec.__name__}: {type(e).__name__}: {e}")

@@ -6,9 +6,11 @@
 #
 # 1. tools/imp_synth.sh faster with ITERATIVE=1 CHANNEL=1: dense, the 80% one-shot ticket, prune + fine-tune,
 #    the iterative ticket (41/66/80%), the channel ticket — per seed.
-# 2. Global vs layer-wise at 80% and 90%, one-shot from each seed's dense model, rewound to init.
+# 2. Global vs layer-wise at 80% and 90%, and global 80% with a 5% floor per tensor (--min-layer-density), one-shot
+#    from each seed's dense model, rewound to init.
 # 3. Early-bird masks at 10-90% of dense training (their IoU with the final mask), per seed.
-# 4. tools/results.py: the tables (mean ± std); ticket report: the plots, one report per comparison.
+# 4. tools/transfer_synth.sh: a backbone pretrained here and tickets transferred from it (claims d and f).
+# 5. tools/results.py: the tables (mean ± std); ticket report: the plots, one report per comparison.
 # Knobs: OUT (out/results), SEEDS ("1 2 3"), TICKET_BIN (a copy of the binary, so a rebuild cannot change a
 # running experiment).
 set -euo pipefail
@@ -34,10 +36,13 @@ for seed in $seeds; do
     set -- $cfg
     imp "$dir/${1}_$2" "$init" "${common[@]}" --seed "$seed" --sparsity "$2" --scope "$1" --rewind init --trained "$dir/ticket/level_0/model.onnx"
   done
+  imp "$dir/global_0.8_floor" "$init" "${common[@]}" --seed "$seed" --sparsity 0.8 --scope global --min-layer-density 0.05 \
+    --rewind init --trained "$dir/ticket/level_0/model.onnx"
   imp "$dir/early_bird" "$init" "${common[@]}" --seed "$seed" --sparsity 0.8 --rewind init --early-bird 0.1,0.2,0.3,0.5,0.7,0.9
 done
+OUT=$out SEEDS=$seeds TICKET_BIN=$ticket tools/transfer_synth.sh
 runs() { for s in $seeds; do echo "$out/faster/w8/seed_$s/$1"; done; }
-$ticket report $(runs ticket) $(runs finetune) $(runs iterative) -o "$out/report/ticket_vs_dense" > /dev/null
-$ticket report $(runs ticket) $(runs layer_0.8) $(runs global_0.9) $(runs layer_0.9) -o "$out/report/scope" > /dev/null
+$ticket report $(runs ticket) $(runs global_0.8_floor) $(runs finetune) $(runs iterative) $(runs channel) -o "$out/report/ticket_vs_dense" > /dev/null
+$ticket report $(runs ticket) $(runs layer_0.8) $(runs global_0.8_floor) $(runs global_0.9) $(runs layer_0.9) -o "$out/report/scope" > /dev/null
 $ticket report $(runs early_bird) -o "$out/report/early_bird" > /dev/null
 .venv/bin/python tools/results.py "$out" | tee "$out/results.md"
