@@ -280,7 +280,7 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
             let shown: Vec<String> = if differing.is_empty() {
                 ["sparsity", "rounds", "scope", "rewind"].iter().filter_map(|k| key.get(*k).map(|v| format!("{k}={}", v.trim_matches('"')))).collect()
             } else {
-                differing.iter().map(|k| format!("{}={}", k.trim_start_matches("train."), key.get(k).map_or("-", |v| v.trim_matches('"')))).collect()
+                differing.iter().map(|k| format!("{}={}", k.trim_start_matches("train."), key.get(k).map_or("-", |v| if v == "null" { "none" } else { v.trim_matches('"') }))).collect()
             };
             let arch = runs[0].arch.clone();
             Group { label: shown.join(", "), arch, runs }
