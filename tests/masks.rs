@@ -63,3 +63,33 @@ fn classifier_backbone_masks_transfer_onto_a_detector() {
     let bad = ticket(&[&"mask", &"transfer", &cls_masks, &"--to", &fixture("maskrcnn_r50_fpn.onnx"), &"-o", &dir.path().join("bad.safetensors")]);
     assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// Task transfer (the seed's App. B): a Mask R-CNN ticket's mask moves onto another detector of the same
+/// backbone (here the VOC Faster R-CNN, 21 classes) for everything up to the box head; the predictor and the
+/// mask head stay with their task; the moved mask applies to the target and makes exactly those modules sparse.
+#[test]
+fn detector_masks_transfer_up_to_the_box_head() {
+    let dir = tempdir();
+    let (src_masks, dst_masks, out) = (dir.path().join("mask.safetensors"), dir.path().join("faster.safetensors"), dir.path().join("faster.onnx"));
+    ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn.onnx"), &"--sparsity", &"0.8", &"-o", &dir.path().join("m.onnx"), &"--masks-out", &src_masks]);
+    let target = fixture("fasterrcnn_r18_fpn_voc.onnx");
+    let r = ticket_json(&[&"mask", &"transfer", &src_masks, &"--to", &target, &"-o", &dst_masks]);
+    let src = read_safetensors(&src_masks);
+    let dst = read_safetensors(&dst_masks);
+    let unused: Vec<String> = r["unused"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(!unused.is_empty() && unused.iter().all(|n| n.starts_with("roi_heads.box_predictor.") || n.starts_with("roi_heads.mask_")), "{unused:?}");
+    assert_eq!(dst.len() + unused.len(), src.len());
+    for (name, m) in &dst {
+        assert!(["backbone.", "rpn.", "roi_heads.box_head."].iter().any(|p| name.starts_with(p)), "{name}");
+        assert_eq!(m, &src[name], "{name} moved unchanged");
+    }
+    ticket_json(&[&"mask", &"apply", &target, &dst_masks, &"-o", &out]);
+    for g in ticket_json(&[&"inspect", &out])["groups"].as_array().unwrap() {
+        let s = g["sparsity"].as_f64().unwrap();
+        if g["group"] == "box_predictor" {
+            assert_eq!(s, 0.0, "{g}");
+        } else {
+            assert!(s > 0.0, "{g}");
+        }
+    }
+}

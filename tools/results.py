@@ -407,6 +407,10 @@ def section_b(seeds):
               f"n={len(d)}), iterative better in {wins}/{len(d)} seeds{noise(d)}.\n")
     else:
         print(f"\n**Says:** iterative − one-shot at 80%: {MISSING} (needs both runs in a seed).\n")
+    fl = paired(it, Setting("", seeds, "global_0.8_floor", 1).score())
+    if fl:
+        print(f"**And** against the one-shot ticket whose layers keep at least 5% (global_0.8_floor): iterative − one-shot = "
+              f"{fmt(fl, signed=True)} AP (n={len(fl)}), iterative better in {sum(x > 0 for x in fl)}/{len(fl)} seeds{noise(fl)}.\n")
 
 
 def section_c(seeds):
@@ -556,6 +560,7 @@ def section_g(seeds):
     print("## (g) Small objects and rare categories\n")
     dense = Setting("dense", seeds, "dense")
     tickets = [Setting("one-shot ticket (ticket L1)", seeds, "ticket", 1),
+               Setting("one-shot ticket, 5% floor (global_0.8_floor L1)", seeds, "global_0.8_floor", 1),
                Setting("iterative ticket (iterative L3)", seeds, "iterative", 3)]
     rows, rel_by = [], {}
     dsz = {a: dense.vals(lambda r, lv, a=a: size_ap(r, lv, a)) for a in ("small", "medium", "large")}
@@ -679,6 +684,7 @@ def loss_stats(losses, ref_final):
 def section_h(seeds):
     print("## (h) Convergence (training loss from log.jsonl)\n")
     specs = [("dense (ticket L0)", "ticket", 0), ("one-shot ticket (ticket L1)", "ticket", 1),
+             ("one-shot ticket, 5% floor (global_0.8_floor L1)", "global_0.8_floor", 1),
              ("iterative ticket (iterative L3)", "iterative", 3)]
     res = {lab: [] for lab, _, _ in specs}
     for s in seeds:

@@ -34,9 +34,10 @@ pub enum MaskCommand {
         #[arg(long)]
         verify: bool,
     },
-    /// Move a torchvision classifier's mask onto a detector's backbone by parameter name.
+    /// Move a classifier's mask onto a detector's backbone, or a detector's mask onto another detector up to the box head.
     Transfer {
-        /// Masks of a ResNet classifier (`layer1.0.conv1.weight`, ...).
+        /// Masks of a ResNet classifier (`layer1.0.conv1.weight`, ...) for the detector's backbone, or of another
+        /// detector (task transfer: backbone, FPN, RPN and box head move by name; predictors and task heads stay).
         masks: PathBuf,
         /// The detector whose backbone receives them.
         #[arg(long)]
@@ -111,7 +112,7 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
             out.save(&output, &[("transferred_from", masks.display().to_string()), ("model", to.display().to_string())])?;
             emit(json, &report, |r| {
                 format!(
-                    "{}: {} backbone masks transferred, {} source masks unused ({})\n",
+                    "{}: {} masks transferred, {} source masks unused ({})\n",
                     output.display(),
                     r.transferred.len(),
                     r.unused.len(),

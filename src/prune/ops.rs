@@ -108,16 +108,27 @@ pub struct TransferReport {
     pub unused: Vec<String>,
 }
 
-/// Maps a torchvision classifier's parameter names onto the detector's backbone (`layer1.0.conv1.weight` →
-/// `backbone.body.layer1.0.conv1.weight`); shapes must agree exactly.
+/// Maps a mask onto a detector by parameter name; shapes must agree exactly. A torchvision classifier's mask goes
+/// to the detector's backbone (`layer1.0.conv1.weight` → `backbone.body.layer1.0.conv1.weight`); another
+/// detector's mask (task transfer, the seed's App. B: Mask R-CNN ↔ Keypoint R-CNN) moves by its own names for
+/// everything up to the box head — backbone, FPN, RPN, box head — while the predictors and the mask and keypoint
+/// heads stay with their task.
 pub fn transfer(src: &Masks, src_path: &Path, detector: &ModelState) -> Result<(Masks, TransferReport)> {
+    use crate::model::ModuleGroup;
     if !detector.arch.kind.is_detector() {
         return Err(Error::input(detector.path(), "mask transfer needs a torchvision detector as the target"));
     }
     let mut out = Masks::default();
     let mut report = TransferReport { transferred: vec![], unused: vec![] };
     for (name, m) in &src.map {
-        let target = format!("backbone.body.{name}");
+        let target = match ModuleGroup::of_detector_param(name) {
+            Some(ModuleGroup::Base | ModuleGroup::Top | ModuleGroup::Fpn | ModuleGroup::Rpn | ModuleGroup::BoxHead) => name.clone(),
+            Some(_) => {
+                report.unused.push(name.clone());
+                continue;
+            }
+            None => format!("backbone.body.{name}"),
+        };
         match detector.weights.get(&target) {
             Some(w) if w.shape == m.shape => {
                 out.map.insert(target.clone(), m.clone());
@@ -130,7 +141,7 @@ pub fn transfer(src: &Masks, src_path: &Path, detector: &ModelState) -> Result<(
         }
     }
     if out.map.is_empty() {
-        return Err(Error::input(src_path, format!("no mask matches a backbone parameter of {}", detector.path().display())));
+        return Err(Error::input(src_path, format!("no mask matches a backbone (or, from a detector, an FPN, RPN or box-head) parameter of {}", detector.path().display())));
     }
     Ok((out, report))
 }
