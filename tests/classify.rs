@@ -12,17 +12,6 @@ use ticket::model::{Masks, ModelState};
 const CLASSIFIER: &str = "train/resnet18_synth.onnx";
 const DETECTOR: &str = "train/maskrcnn_r18_fpn_synth.onnx";
 
-/// Runs a command that must fail on bad input: exit 2, one line on stderr.
-fn run_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let mut all = args.to_vec();
-    all.push(&"--json");
-    let out = ticket(&all);
-    assert_eq!(out.status.code(), Some(2), "expected exit 2, got {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
-    err
-}
-
 fn synth_classify(dir: &Path, images: usize, seed: u64) -> serde_json::Value {
     ticket_json(&[&"data", &"synth", &"--classify", &"--out", &dir, &"--images", &images.to_string(), &"--seed", &seed.to_string(), &"--size", &"32"])
 }

@@ -50,18 +50,6 @@ fn run_ok(args: &[OsString]) -> serde_json::Value {
     ticket_json(&refs)
 }
 
-/// Runs a command that must fail on bad input: exit 2 and a single line on stderr (with --json, which
-/// keeps progress lines off stderr).
-fn run_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let mut all = args.to_vec();
-    all.push(&"--json");
-    let out = ticket(&all);
-    assert_eq!(out.status.code(), Some(2), "expected exit 2, got {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
-    err
-}
-
 /// Every file of a folder with its bytes, for "nothing changed" checks.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();

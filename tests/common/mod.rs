@@ -47,6 +47,18 @@ pub fn ticket_json(args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("ticket --json prints JSON")
 }
 
+/// Runs a command that must fail on bad input: exit 2 and a single line on stderr (with --json, which
+/// keeps progress lines off stderr).
+pub fn run_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let mut all = args.to_vec();
+    all.push(&"--json");
+    let out = ticket(&all);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, got {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
+    err
+}
+
 pub fn python() -> PathBuf {
     let p = std::env::var_os("TICKET_PYTHON").map(PathBuf::from).expect("TICKET_PYTHON is not set: run the tests through tools/test.sh");
     assert!(p.exists(), "TICKET_PYTHON={} does not exist: run tools/setup.sh", p.display());
