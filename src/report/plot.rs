@@ -90,6 +90,16 @@ fn span(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// A title cut to the image's width (about 12 px a character at 22 px), with an ellipsis.
+fn fit_title(t: &str) -> String {
+    let max = (WIDTH / 12) as usize;
+    if t.chars().count() <= max {
+        t.to_string()
+    } else {
+        t.chars().take(max - 1).collect::<String>() + "…"
+    }
+}
+
 impl LinePlot {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB::ErrorType> {
         root.fill(&WHITE)?;
@@ -100,7 +110,7 @@ impl LinePlot {
         let (x_lo, x_hi) = self.x_range.unwrap_or_else(|| span(x_lo, x_hi));
         let (y_lo, y_hi) = self.y_range.unwrap_or_else(|| span(y_lo, y_hi));
         let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FAMILY, 22))
+            .caption(fit_title(&self.title), (FAMILY, 22))
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(65)
@@ -136,7 +146,7 @@ impl BarPlot {
         let cats = self.categories.clone();
         let show = self.category_labels;
         let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FAMILY, 22))
+            .caption(fit_title(&self.title), (FAMILY, 22))
             .margin(12)
             .x_label_area_size(if show { 60 } else { 40 })
             .y_label_area_size(65)

@@ -150,8 +150,37 @@ fn tide(g: &GroupStats, i: usize) -> Option<Figure> {
     })
 }
 
+/// A running mean over `window` steps: a batch-2 loss is too noisy to read step by step.
+fn smoothed(v: &[(u64, f64)], window: usize) -> Vec<(f64, f64, f64)> {
+    v.iter()
+        .enumerate()
+        .map(|(i, &(s, _))| {
+            let w = &v[i.saturating_sub(window.max(1) - 1)..=i];
+            (s as f64, w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64, 0.0)
+        })
+        .collect()
+}
+
+/// Every group's ticket against the dense model in one plot (App. D): which trains faster, and to what loss.
+/// Dense is the first group's dense level that trained (groups from `--trained` share it and log none).
+fn loss_overview(groups: &[GroupStats]) -> Option<Figure> {
+    let dense = groups.iter().find(|g| !g.loss_dense.is_empty())?;
+    let window = (dense.loss_dense.len() / 50).max(1);
+    let mut series = vec![Series { label: format!("dense (n={})", dense.runs.len()), points: smoothed(&dense.loss_dense, window) }];
+    series.extend(groups.iter().filter(|g| !g.loss_ticket.is_empty()).map(|g| Series { label: format!("{} (level {}, n={})", g.label, g.shown, g.runs.len()), points: smoothed(&g.loss_ticket, window) }));
+    if series.len() < 2 {
+        return None;
+    }
+    Some(Figure {
+        name: "loss_all".into(),
+        caption: format!("Training loss of every group's ticket against the dense model: mean over the seeds, running mean over {window} steps."),
+        plot: Plot::Line(LinePlot { title: "Training loss, dense vs tickets".into(), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false, x_range: None, y_range: None }),
+    })
+}
+
 fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
-    let curve = |v: &[(u64, f64)]| v.iter().map(|&(s, l)| (s as f64, l, 0.0)).collect::<Vec<_>>();
+    let window = (g.loss_dense.len().max(g.loss_ticket.len()) / 50).max(1);
+    let curve = |v: &[(u64, f64)]| smoothed(v, window);
     let series: Vec<Series> = [("dense (level 0)".to_string(), &g.loss_dense), (format!("ticket (level {})", g.shown), &g.loss_ticket)]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -162,8 +191,8 @@ fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
     }
     Some(Figure {
         name: format!("loss_g{i}"),
-        caption: format!("Training loss per step, dense vs the level-{} ticket ({}, first seed).", g.shown, g.label),
-        plot: Plot::Line(LinePlot { title: format!("Training loss ({})", g.label), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false, x_range: None, y_range: None }),
+        caption: format!("Training loss, dense vs the level-{} ticket ({}): mean over the {} seed(s), running mean over {window} steps.", g.shown, g.label, g.runs.len()),
+        plot: Plot::Line(LinePlot { title: format!("Training loss, group {i}"), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false, x_range: None, y_range: None }),
     })
 }
 
@@ -211,6 +240,7 @@ pub fn figures(groups: &[GroupStats]) -> Vec<Figure> {
         out.extend(tide(g, i));
         out.extend(loss(g, i));
     }
+    out.extend(loss_overview(groups));
     out.extend(early_bird(groups));
     out
 }

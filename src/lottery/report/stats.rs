@@ -128,6 +128,14 @@ fn deltas(runs: &[RunData], level: usize, f: impl Fn(&super::runs::CocoView) -> 
         .collect()
 }
 
+/// A level's training loss averaged over the replicates, step by step (the steps every run logged; a run
+/// without a log — a `--trained` dense level — leaves no curve).
+fn mean_loss(runs: &[RunData], level: usize) -> Vec<(u64, f64)> {
+    let curves: Vec<BTreeMap<u64, f64>> = runs.iter().map(|r| r.levels[level].loss.iter().copied().collect()).collect();
+    let Some(first) = curves.first() else { return Vec::new() };
+    first.keys().filter(|s| curves.iter().all(|c| c.contains_key(s))).map(|s| (*s, curves.iter().map(|c| c[s]).sum::<f64>() / curves.len() as f64)).collect()
+}
+
 pub fn group_stats(g: &Group) -> GroupStats {
     let runs = &g.runs;
     let levels = (0..runs[0].levels.len()).map(|l| level_stat(runs, l)).collect();
@@ -171,8 +179,8 @@ pub fn group_stats(g: &Group) -> GroupStats {
         category_delta,
         tide,
         layers,
-        loss_dense: first.levels[0].loss.clone(),
-        loss_ticket: first.levels[shown].loss.clone(),
+        loss_dense: mean_loss(runs, 0),
+        loss_ticket: mean_loss(runs, shown),
         early_bird,
     }
 }
