@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("mode").args(["spec", "status", "retry_failed", "task"]).required(true)))]
+#[command(group(clap::ArgGroup::new("mode").args(["spec", "status", "retry_failed"])))]
 #[command(group(clap::ArgGroup::new("executor").args(["local", "slurm"])))]
 pub struct Args {
     /// The sweep spec (TOML): `[fixed]` options of `ticket imp` and a `[grid]` of values; every cell is a task.
@@ -36,7 +36,7 @@ pub struct Args {
     pub retry_failed: Option<PathBuf>,
     /// Run one task of SWEEP_DIR (the job array's entry point): the index is --index, else SLURM_ARRAY_TASK_ID,
     /// else JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
-    #[arg(long, value_name = "SWEEP_DIR", hide = true)]
+    #[arg(long, value_name = "SWEEP_DIR", hide = true, conflicts_with = "mode")]
     pub task: Option<PathBuf>,
     #[arg(long, requires = "task", hide = true)]
     pub index: Option<usize>,
@@ -153,7 +153,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
             (out.clone(), crate::lottery::sweep::read_spec(spec, &ImpOptions::new())?, false)
         }
         (None, Some(dir)) => (dir.clone(), folder::load(dir)?, true),
-        _ => unreachable!("clap requires one mode"),
+        (None, None) => return Err(Error::Input("give SPEC.toml -o SWEEP_DIR, --status SWEEP_DIR or --retry-failed SWEEP_DIR".into())),
     };
     let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
     // Refused before anything is written or submitted: a missing scheduler, a folder of another spec.
