@@ -207,6 +207,9 @@ fn bad_specs_are_refused_before_anything_runs() {
     let badvalue = variant("badvalue.toml", "steps = 6", "steps = \"six\"");
     let err = refused(&[&"sweep", &badvalue, &"-o", &out], 2);
     assert!(err.contains("task 0") && err.contains("--steps"), "{err}");
+    let cell_clash = variant("cells.toml", "seed = [1, 2]\n", "seed = [1, 2]\n[[cells]]\nsteps = 3\n");
+    let err = refused(&[&"sweep", &cell_clash, &"-o", &out], 2);
+    assert!(err.contains("[[cells]] entry 1: steps is also in [fixed] or [grid]"), "{err}");
     let badrewind = variant("badrewind.toml", "threads = 1", "threads = 1\nrewind = 50");
     let err = refused(&[&"sweep", &badrewind, &"-o", &out], 2);
     assert!(err.contains("--rewind 50"), "{err}");
@@ -239,4 +242,57 @@ fn bad_specs_are_refused_before_anything_runs() {
     assert!(err.contains("no task of this sweep has finished"), "{err}");
     let err = refused(&[&"sweep", &"--status", &root.join("train")], 2);
     assert!(err.contains("not a sweep folder"), "{err}");
+}
+
+/// `ticket study transfer` end to end in miniature: the classifier is pretrained and pruned, its body, ticket and
+/// mask are moved onto the detector (DIR/prep), and the four arms — direct pruning of the backbone, late resetting,
+/// transfer ticket, mask transfer — run as a sweep of cells and are reported as four groups. A second run finds
+/// everything done. A classification set smaller than one batch is bad input (exit 2).
+#[test]
+fn transfer_study_prepares_runs_and_reports() {
+    let dir = tempdir();
+    let root = dir.path();
+    mini_data(root);
+    for (name, n, seed) in [("ctrain", "8", "1"), ("cval", "4", "2")] {
+        let out = ticket(&[&"data", &"synth", &"--classify", &"--out", &root.join(name), &"--images", &n, &"--seed", &seed, &"--size", &"32"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let study = root.join("transfer");
+    let args = |batch: &'static str| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = vec!["study".into(), "transfer".into(), fixture(MODEL).into(), "--classifier".into(), fixture("train/resnet18_synth.onnx").into()];
+        v.extend(["--classify".into(), root.join("ctrain").into(), "--val-classify".into(), root.join("cval").into()]);
+        for a in ["--cls-steps", "4", "--cls-ticket-steps", "2", "--cls-batch", batch, "--seeds", "1", "--steps", "6", "--local", "2", "--json"] {
+            v.push(a.into());
+        }
+        for a in ["warmup=1", "rois=32", "threads=1", "max-map-drop=1", "lr=0.001"] {
+            v.extend(["--set".into(), a.into()]);
+        }
+        v.extend(["--coco".into(), root.join("train/annotations.json").into(), "--val-coco".into(), root.join("val/annotations.json").into()]);
+        v.extend(["-o".into(), study.clone().into()]);
+        v
+    };
+    let bad = Command::new(env!("CARGO_BIN_EXE_ticket")).args(args("32")).output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr).trim().to_string();
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(err.contains("classifier pretraining") && err.contains("fewer than one batch") && err.lines().count() == 1, "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ticket")).args(args("4")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["tasks"], 4);
+    let labels: Vec<String> = r["report"]["groups"].as_array().unwrap().iter().map(|g| g["label"].as_str().unwrap().to_string()).collect();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert!(labels[1].contains("rewind=1") && labels[2].contains("det_tt.onnx") && labels[3].contains("det_mt.onnx"), "{labels:?}");
+    let prep = study.join("prep/seed_1");
+    for f in ["cls_pretrain/model.onnx", "cls_ticket/summary.json", "det_pretrained.onnx", "det_tt.onnx", "det_tt.safetensors", "det_mt.onnx", "det_mt.safetensors"] {
+        assert!(prep.join(f).is_file(), "{f}");
+    }
+    // The transfer ticket's detector carries the classifier ticket's zeros in its body.
+    let masks = ticket::model::Masks::load(&prep.join("det_tt.safetensors")).unwrap();
+    assert!(masks.map.keys().all(|k| k.starts_with("backbone.body.")) && !masks.map.is_empty());
+    // Everything is done: a second run prepares and trains nothing.
+    let log = std::fs::read(prep.join("log.txt")).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_ticket")).args(args("4")).output().unwrap();
+    assert!(again.status.success());
+    assert_eq!(std::fs::read(prep.join("log.txt")).unwrap(), log, "the preparation ran again");
 }

@@ -15,6 +15,7 @@ mod prune;
 mod report;
 mod steps;
 mod study;
+mod study_transfer;
 mod sweep;
 mod train;
 mod transfer;
@@ -73,7 +74,7 @@ pub enum Command {
     /// A grid of IMP runs from a spec (TOML), here (--local N) or as a Slurm job array (--slurm); resumable,
     /// with --status, --retry-failed and --dry-run.
     Sweep(sweep::Args),
-    /// One of the paper's studies (modules, rounds, scope, rewind, early-bird, width) as a sweep, run and reported.
+    /// One of the paper's studies (modules, rounds, scope, rewind, early-bird, width, transfer) as a sweep, run and reported.
     Study(study::Args),
     /// A detector with a classifier's body as its backbone: pretrained backbone, transfer ticket or mask
     /// transfer (with --masks), for `ticket imp --masks-from`.

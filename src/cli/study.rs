@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The study: modules, rounds, scope, rewind, early-bird or width.
+    /// The study: modules, rounds, scope, rewind, early-bird, width or transfer.
     pub name: String,
     /// The detector's initial weights (ONNX); the width study takes one per backbone width.
     pub models: Vec<PathBuf>,
@@ -38,9 +38,11 @@ pub struct Args {
     /// Print the study's sweep spec and stop.
     #[arg(long)]
     pub print_spec: bool,
-    /// DIR: study.toml, sweep/ (the runs) and report/.
+    /// DIR: study.toml, sweep/ (the runs) and report/ (and prep/ for the transfer study).
     #[arg(short = 'o', long = "output", required_unless_present = "print_spec")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub transfer: super::study_transfer::TransferArgs,
 }
 
 #[derive(Serialize)]
@@ -66,8 +68,15 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let value = if toml::from_str::<toml::Table>(&format!("x = {v}")).is_ok() { v.to_string() } else { toml_str(v) };
         fixed.push((k.trim().to_string(), value));
     }
-    let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
-    let spec = study_spec(&a.name, &inputs)?;
+    let spec = if a.name == "transfer" {
+        // Its spec names the files its preparation writes under DIR.
+        let out = a.out.as_ref().ok_or_else(|| Error::Input("study transfer prepares its detectors in DIR first: give -o DIR (with --print-spec too)".into()))?;
+        let dir = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
+        super::study_transfer::transfer_study(&a.transfer, &a.models, &a.seeds, &fixed, a.steps, a.sparsity, &dir)?
+    } else {
+        let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
+        study_spec(&a.name, &inputs)?
+    };
     let opts = super::sweep::ImpOptions::new();
     // Checked like a user's spec (the same parser), so a study never starts with a task that cannot run.
     let plan = parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts).map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;

@@ -16,6 +16,17 @@
 //! ```
 //! Values are strings, numbers, booleans (a flag is given when true) or arrays (a comma-separated option such
 //! as `early-bird = [0.25, 0.5]`; in the grid, each entry is one value, so `modules = [["base"], ["rpn", "fpn"]]`).
+//!
+//! Settings that vary together, not as a product (a model with its own mask file), are listed as cells; the
+//! grid's product is taken with each of them:
+//! ```toml
+//! [[cells]]
+//! model = "det_tt.onnx"
+//! masks-from = "det_tt.safetensors"
+//! [[cells]]
+//! model = "det_pretrained.onnx"
+//! sparsity = 0.8
+//! ```
 use crate::error::{Error, Result};
 use crate::train::run::{fnv1a, FNV_OFFSET};
 use serde::{Deserialize, Serialize};
@@ -96,6 +107,8 @@ struct SpecFile {
     fixed: toml::Table,
     #[serde(default)]
     grid: toml::Table,
+    #[serde(default)]
+    cells: Vec<toml::Table>,
 }
 
 /// Reads and expands a spec file; every task's arguments are checked by the command's parser, so a bad value
@@ -119,7 +132,7 @@ pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn Comman
         return Err(format!("name `{name}`: use letters, digits, - and _ (it names the Slurm job)"));
     }
     let fixed = settings_of(&file.fixed, "fixed", base, opts)?;
-    if file.grid.is_empty() {
+    if file.grid.is_empty() && file.cells.is_empty() {
         return Err("the [grid] is empty: a sweep needs at least one setting with values (a single run is ticket imp)".into());
     }
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
@@ -138,9 +151,28 @@ pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn Comman
         let rendered = values.iter().map(|x| render(&key, &info, x, base)).collect::<std::result::Result<Vec<_>, _>>()?;
         axes.push((key, rendered));
     }
+    let mut listed = Vec::new();
+    for (i, t) in file.cells.iter().enumerate() {
+        if t.is_empty() {
+            return Err(format!("[[cells]] entry {} has no settings", i + 1));
+        }
+        let c = settings_of(t, "cells", base, opts)?;
+        if let Some(k) = c.keys().find(|k| fixed.contains_key(*k) || axes.iter().any(|(a, _)| a == *k)) {
+            return Err(format!("[[cells]] entry {}: {k} is also in [fixed] or [grid]", i + 1));
+        }
+        listed.push(c);
+    }
+    if listed.is_empty() {
+        listed.push(BTreeMap::new());
+    }
     let mut tasks = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for cell in product(&axes) {
+    for cell in listed.iter().flat_map(|l| {
+        product(&axes).into_iter().map(move |mut c| {
+            c.extend(l.clone());
+            c
+        })
+    }) {
         let mut all = fixed.clone();
         all.extend(cell.clone());
         let index = tasks.len();

@@ -14,6 +14,7 @@ pub const STUDIES: &[(&str, &str)] = &[
     ("rewind", "late resetting at 0 (init), 1, 2, 5, 10, 25, 50% of dense training, and none (fine-tuning)"),
     ("early-bird", "masks drawn at 10-90% of dense training against the final mask (IoU), per seed"),
     ("width", "50/80/90% tickets of the same detector at several backbone widths (give one model per width)"),
+    ("transfer", "tickets from a classifier pretrained here (transfer ticket, mask transfer) against direct pruning and late resetting"),
 ];
 
 /// What every study takes from its command line.
@@ -97,6 +98,9 @@ pub fn study_spec(name: &str, inp: &StudyInputs) -> Result<String> {
             writeln!(s, "model = [{}]", inp.models.iter().map(model).collect::<Vec<_>>().join(", ")).unwrap();
             s += "sparsity = [0.5, 0.8, 0.9]\n";
         }
+        // Its tasks start from files a preparation makes (a pretrained classifier and its ticket): the CLI
+        // prepares them and writes that study's spec as cells.
+        "transfer" => return Err(Error::Input("study transfer is prepared and run by ticket study transfer (it pretrains a classifier first)".into())),
         _ => unreachable!("every study in STUDIES has a grid"),
     }
     Ok(s)
