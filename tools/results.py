@@ -21,7 +21,8 @@ import statistics
 import sys
 from pathlib import Path
 
-RUNS = ["ticket", "finetune", "iterative", "channel", "layer_0.8", "global_0.9", "layer_0.9", "global_0.8_floor", "early_bird"]
+RUNS = ["ticket", "finetune", "iterative", "channel", "layer_0.8", "global_0.9", "layer_0.9", "global_0.8_floor", "early_bird",
+        "task_transfer"]
 # tools/transfer_synth.sh's runs, under OUT/transfer/w8/seed_S/ (claims d and f).
 TRANSFER_RUNS = ["cls_ticket", "direct", "late_reset", "transfer_ticket", "mask_transfer"]
 MISSING = "n/a (missing)"
@@ -484,6 +485,19 @@ def section_transfer(root):
     print(f"\n**Says:** {'; '.join(parts)}.\n")
 
 
+def section_task_transfer(seeds):
+    print("## App. B: task transfer (a Mask R-CNN ticket's mask on the Faster R-CNN)\n")
+    sets = [Setting("dense Faster R-CNN (ticket level 0)", seeds, "dense"),
+            Setting("direct: the Faster R-CNN's own 80% ticket (ticket level 1)", seeds, "ticket", 1),
+            Setting("task transfer: the Mask R-CNN 80% ticket's mask up to the box head (task_transfer level 1)", seeds, "task_transfer", 1)]
+    dense = sets[0].score()
+    rows = [[st.label, cell(st, st.rowval("network_sparsity")), cell(st, st.score()), cell(st, st.score("ap50")),
+             "–" if st is sets[0] else (fmt(paired(st.score(), dense), signed=True) if st.n else MISSING), st.n] for st in sets]
+    print(table(["setting", "network sparsity", "AP", "AP50", "ΔAP vs dense", "n"], rows))
+    d = paired(sets[2].score(), sets[1].score())
+    print(f"\n**Says:** task transfer − direct = " + (f"{fmt(d, signed=True)} AP (n={len(d)}){noise(d)}" if d else MISSING) + ".\n")
+
+
 def early_bird_report(run):
     eb = dig(run.metrics(0), "early_bird")
     if not eb or not eb.get("masks"):
@@ -783,7 +797,7 @@ def main(argv=None):
         return 0
     seeds = [Seed(p) for p in sorted((p for p in root.glob("seed_*") if p.is_dir()), key=seed_key)]
     section_runs(root, seeds)
-    for sec in (section_a, section_b, section_c, section_e, section_g, section_h, section_tide, section_transfer):
+    for sec in (section_a, section_b, section_c, section_e, section_g, section_h, section_tide, section_transfer, section_task_transfer):
         try:
             sec(root) if sec is section_transfer else sec(seeds)
         except Exception as e:  # a malformed file must not cost the other sections

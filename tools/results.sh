@@ -6,6 +6,7 @@
 #
 # 1. tools/imp_synth.sh faster with ITERATIVE=1 CHANNEL=1: dense, the 80% one-shot ticket, prune + fine-tune,
 #    the iterative ticket (41/66/80%), the channel ticket — per seed.
+#    tools/imp_synth.sh mask: the Mask R-CNN tickets whose masks the task transfer (App. B) moves onto the Faster R-CNN.
 # 2. Global vs layer-wise at 80% and 90%, and global 80% with a 5% floor per tensor (--min-layer-density), one-shot
 #    from each seed's dense model, rewound to init.
 # 3. Early-bird masks at 10-90% of dense training (their IoU with the final mask), per seed.
@@ -19,6 +20,7 @@ cd "$root"
 out=${OUT:-out/results}
 seeds=${SEEDS:-1 2 3}
 OUT=$out SEEDS=$seeds ITERATIVE=1 CHANNEL=1 tools/imp_synth.sh faster
+OUT=$out SEEDS=$seeds tools/imp_synth.sh mask
 source tools/env.sh
 ticket=${TICKET_BIN:-target/release/ticket}
 sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
@@ -38,6 +40,13 @@ for seed in $seeds; do
   done
   imp "$dir/global_0.8_floor" "$init" "${common[@]}" --seed "$seed" --sparsity 0.8 --scope global --min-layer-density 0.05 \
     --rewind init --trained "$dir/ticket/level_0/model.onnx"
+  # App. B: the seed's Mask R-CNN ticket (tools/imp_synth.sh mask) moved onto its Faster R-CNN up to the box head.
+  mask_ticket=$out/mask/w8/seed_$seed/ticket/level_1/masks.safetensors
+  if [ -f "$mask_ticket" ]; then
+    [ -f "$dir/mask_ticket_on_faster.safetensors" ] || $ticket mask transfer "$mask_ticket" --to "$init" -o "$dir/mask_ticket_on_faster.safetensors" > /dev/null
+    imp "$dir/task_transfer" "$init" "${common[@]}" --seed "$seed" --masks-from "$dir/mask_ticket_on_faster.safetensors" --rewind init \
+      --trained "$dir/ticket/level_0/model.onnx"
+  fi
   imp "$dir/early_bird" "$init" "${common[@]}" --seed "$seed" --sparsity 0.8 --rewind init --early-bird 0.1,0.2,0.3,0.5,0.7,0.9
 done
 OUT=$out SEEDS=$seeds TICKET_BIN=$ticket tools/transfer_synth.sh
