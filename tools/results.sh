@@ -2,7 +2,7 @@
 # Reproduces docs/RESULTS.md: the seed paper's claims checked on the synthetic set with a width-8 ResNet-18-FPN
 # Faster R-CNN (random init, 128-px images, 1000 train / 100 val, 1200 steps a run), 3 seeds.
 #
-#   tools/results.sh             # about 3 hours on 2 cores; resumable (every run is an imp run folder)
+#   tools/results.sh             # about 3.5 hours on 2 cores (STEPS=800: about 2.5); resumable (every run is an imp run folder)
 #
 # 1. tools/imp_synth.sh faster with ITERATIVE=1 CHANNEL=1: dense, the 80% one-shot ticket, prune + fine-tune,
 #    the iterative ticket (41/66/80%), the channel ticket — per seed.
@@ -12,20 +12,21 @@
 # 3. Early-bird masks at 10-90% of dense training (their IoU with the final mask), per seed.
 # 4. tools/transfer_synth.sh: a backbone pretrained here and tickets transferred from it (claims d and f).
 # 5. tools/results.py: the tables (mean ± std); ticket report: the plots, one report per comparison.
-# Knobs: OUT (out/results), SEEDS ("1 2 3"), TICKET_BIN (a copy of the binary, so a rebuild cannot change a
+# Knobs: OUT (out/results), SEEDS ("1 2 3"), STEPS (1200: every detector run's; 800 fits 3 hours), TICKET_BIN (a copy of the binary, so a rebuild cannot change a
 # running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=${OUT:-out/results}
 seeds=${SEEDS:-1 2 3}
-OUT=$out SEEDS=$seeds ITERATIVE=1 CHANNEL=1 tools/imp_synth.sh faster
-OUT=$out SEEDS=$seeds tools/imp_synth.sh mask
+steps=${STEPS:-1200}
+OUT=$out SEEDS=$seeds STEPS=$steps ITERATIVE=1 CHANNEL=1 tools/imp_synth.sh faster
+OUT=$out SEEDS=$seeds STEPS=$steps tools/imp_synth.sh mask
 source tools/env.sh
 ticket=${TICKET_BIN:-target/release/ticket}
 sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
 common=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.01 --batch 2 --rois 64
-        --save-every 200 --max-map-drop 0.01 $(sched 1200))
+        --save-every 200 --max-map-drop 0.01 $(sched "$steps"))
 imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
   local d=$1; shift
   if [ -f "$d/summary.json" ]; then return 0; fi
@@ -49,7 +50,7 @@ for seed in $seeds; do
   fi
   imp "$dir/early_bird" "$init" "${common[@]}" --seed "$seed" --sparsity 0.8 --rewind init --early-bird 0.1,0.2,0.3,0.5,0.7,0.9
 done
-OUT=$out SEEDS=$seeds TICKET_BIN=$ticket tools/transfer_synth.sh
+OUT=$out SEEDS=$seeds STEPS=$(( steps / 2 )) TICKET_BIN=$ticket tools/transfer_synth.sh
 runs() { for s in $seeds; do echo "$out/faster/w8/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs global_0.8_floor) $(runs finetune) $(runs iterative) $(runs channel) -o "$out/report/ticket_vs_dense" > /dev/null
 $ticket report $(runs ticket) $(runs layer_0.8) $(runs global_0.8_floor) $(runs global_0.9) $(runs layer_0.9) -o "$out/report/scope" > /dev/null
