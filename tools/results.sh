@@ -24,14 +24,9 @@ OUT=$out SEEDS=$seeds STEPS=$steps ITERATIVE=1 CHANNEL=1 tools/imp_synth.sh fast
 OUT=$out SEEDS=$seeds STEPS=$steps tools/imp_synth.sh mask
 source tools/env.sh
 ticket=${TICKET_BIN:-target/release/ticket}
-sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+source tools/imp_lib.sh
 common=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.01 --batch 2 --rois 64
         --save-every 200 --max-map-drop 0.01 $(sched "$steps"))
-imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
-  local d=$1; shift
-  if [ -f "$d/summary.json" ]; then return 0; fi
-  if [ -f "$d/run.json" ]; then $ticket imp --resume "$d" || [ $? -eq 1 ]; else $ticket imp "$@" -o "$d" || [ $? -eq 1 ]; fi
-}
 for seed in $seeds; do
   dir=$out/faster/w8/seed_$seed
   init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx

@@ -26,16 +26,11 @@ ticket=${TICKET_BIN:-target/release/ticket}
 [ -f "$out/train/annotations.json" ] || { echo "run tools/imp_synth.sh first (OUT=$out)" >&2; exit 2; }
 [ -f "$out/cls_train/labels.json" ] || $ticket data synth --classify --out "$out/cls_train" --images 2000 --seed 1 > /dev/null
 [ -f "$out/cls_val/labels.json" ] || $ticket data synth --classify --out "$out/cls_val" --images 500 --seed 2 > /dev/null
-sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+source tools/imp_lib.sh
 # lr 0.003 in every arm: at the random-init runs' 0.01 the detector on the pretrained body diverges (loss NaN
 # within the first 30 steps; the pretrained convolutions see FrozenBatchNorm statistics of their initialisation).
 det=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.003 --batch 2 --rois 64
      --save-every 200 --max-map-drop 0.01 $(sched "$steps"))
-imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
-  local d=$1; shift
-  if [ -f "$d/summary.json" ]; then return 0; fi
-  if [ -f "$d/run.json" ]; then $ticket imp --resume "$d" || [ $? -eq 1 ]; else $ticket imp "$@" -o "$d" || [ $? -eq 1 ]; fi
-}
 late=$(( steps / 20 ))
 for phase in main late; do
   for seed in $seeds; do
