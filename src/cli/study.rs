@@ -92,15 +92,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     crate::fsio::write_atomic(&spec_path, spec.as_bytes())?;
     let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
     let todo = local::todo(&sweep_dir, &plan, false)?;
-    let bar = super::progress(todo.len() as u64, "runs", json);
-    let on_done = |i: usize, s: &TaskState| {
-        bar.inc(1);
-        if !json {
-            bar.suspend(|| eprintln!("run {i} ({}): {}", plan.tasks[i].label(), s.name()));
-        }
-    };
-    local::run_local(&sweep_dir, &plan, &todo, a.local, &exe, &on_done)?;
-    bar.finish_and_clear();
+    super::sweep::run_here(&sweep_dir, &plan, &todo, a.local, &exe, "run", json)?;
     let failed: Vec<usize> = plan.tasks.iter().filter(|t| matches!(folder::state(&sweep_dir, t), TaskState::Failed { .. })).map(|t| t.index).collect();
     let report = if failed.len() < plan.tasks.len() { Some(crate::lottery::report::write_imp_report(&[sweep_dir.clone()], &dir.join("report"))?) } else { None };
     let r = StudyReport { study: a.name.clone(), spec: spec_path, sweep_dir: sweep_dir.clone(), tasks: plan.tasks.len(), failed: failed.clone(), report };

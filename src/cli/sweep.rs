@@ -3,6 +3,7 @@
 use super::{emit, table};
 use crate::error::{Error, Result};
 use crate::lottery::sweep::slurm::{self, SlurmOptions};
+use crate::lottery::sweep::spec::cell_label;
 use crate::lottery::sweep::{folder, local, task, CommandOptions, OptionInfo, Plan, TaskState};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -160,10 +161,11 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     if a.slurm && !a.dry_run {
         slurm::require("sbatch")?;
     }
-    if folder::is_sweep_dir(&dir) {
-        folder::open_or_create(&dir, &plan)?;
-    }
     if a.dry_run {
+        // Nothing is written: only a folder that already exists is checked against the spec.
+        if folder::is_sweep_dir(&dir) {
+            folder::open_or_create(&dir, &plan)?;
+        }
         let indices: Vec<usize> = (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
         let script = (a.slurm && !indices.is_empty()).then(|| slurm::script(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
         let r = report(&dir, &plan, Vec::new(), script);
@@ -171,6 +173,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         return Ok(());
     }
     folder::open_or_create(&dir, &plan)?;
+    // Neither executor takes a task the queue already holds.
     let queue = slurm::queue_states(&dir);
     let todo: Vec<usize> = local::todo(&dir, &plan, retry)?.into_iter().filter(|i| !queue.contains_key(i)).collect();
     if a.slurm {
@@ -187,16 +190,22 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     if parallel == 0 {
         return Err(Error::Input("--local N needs N of at least 1".into()));
     }
-    let bar = super::progress(todo.len() as u64, "tasks", json);
+    run_here(&dir, &plan, &todo, parallel, &exe, "task", json)?;
+    finish(json, report(&dir, &plan, Vec::new(), None))
+}
+
+/// The local executor with a progress bar and a line per finished task (`what` names them: task, run).
+pub(crate) fn run_here(dir: &Path, plan: &Plan, todo: &[usize], parallel: usize, exe: &Path, what: &str, json: bool) -> Result<()> {
+    let bar = super::progress(todo.len() as u64, &format!("{what}s"), json);
     let on_done = |i: usize, s: &TaskState| {
         bar.inc(1);
         if !json {
-            bar.suspend(|| eprintln!("task {i} ({}): {}", plan.tasks[i].label(), s.name()));
+            bar.suspend(|| eprintln!("{what} {i} ({}): {}", plan.tasks[i].label(), s.name()));
         }
     };
-    local::run_local(&dir, &plan, &todo, parallel, &exe, &on_done)?;
+    local::run_local(dir, plan, todo, parallel, exe, &on_done)?;
     bar.finish_and_clear();
-    finish(json, report(&dir, &plan, Vec::new(), None))
+    Ok(())
 }
 
 fn report(dir: &Path, plan: &Plan, submitted: Vec<slurm::Job>, script: Option<String>) -> SweepReport {
@@ -225,8 +234,7 @@ fn text(r: &SweepReport) -> String {
         .tasks
         .iter()
         .map(|t| {
-            let cell = t.cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-            vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell]
+            vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell_label(&t.cell)]
         })
         .collect();
     let mut out = format!("sweep {} in {}\n", r.name, r.sweep_dir.display());

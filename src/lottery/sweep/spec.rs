@@ -89,13 +89,18 @@ impl TaskDef {
         if self.cell.is_empty() {
             return "(fixed settings)".into();
         }
-        self.cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        cell_label(&self.cell)
     }
 
     /// Whether the spec fixes the ORT thread count (else the executor sets it per task).
     pub fn sets_threads(&self) -> bool {
         self.settings.contains_key("threads")
     }
+}
+
+/// A cell's values as `key=value` pairs, space separated: how tasks are named in messages and tables.
+pub fn cell_label(cell: &BTreeMap<String, String>) -> String {
+    cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 #[derive(Deserialize)]
@@ -280,8 +285,7 @@ fn task_of(index: usize, cell: BTreeMap<String, String>, all: &BTreeMap<String, 
             settings.insert(key.clone(), value.clone());
         }
     }
-    let label = cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-    opts.check(&argv).map_err(|e| format!("task {index} ({label}): {e}"))?;
+    opts.check(&argv).map_err(|e| format!("task {index} ({}): {e}", cell_label(&cell)))?;
     // The ORT thread count changes where a run executes, not what it computes: it does not name the task.
     let mut h = fnv1a(FNV_OFFSET, COMMAND.as_bytes());
     for (k, v) in settings.iter().filter(|(k, _)| k.as_str() != "threads") {

@@ -32,8 +32,8 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     folder::write_json(&dir.join(folder::RUNNING), &Running { host: folder::hostname(), pid: std::process::id() })?;
     let log_path = dir.join(folder::LOG);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    let mut cmd = command(sweep_dir, t, exe, threads);
-    writeln!(&log, "# {} on {}: {}", if folder::run_dir(sweep_dir, t).join("run.json").exists() { "resume" } else { "start" }, folder::hostname(), shown(&cmd)).map_err(|e| Error::io(&log_path, e))?;
+    let (mut cmd, resumed) = command(sweep_dir, t, exe, threads);
+    writeln!(&log, "# {} on {}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd)).map_err(|e| Error::io(&log_path, e))?;
     let started = Instant::now();
     let status = cmd
         .stdin(Stdio::null())
@@ -60,12 +60,13 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
 }
 
 /// `ticket imp ARGS -o RUN` for a new task, `ticket imp --resume RUN` for a started one (its run.json keeps the
-/// settings, the thread count included).
-fn command(sweep_dir: &Path, t: &TaskDef, exe: &Path, threads: Option<usize>) -> Command {
+/// settings, the thread count included); true when it resumes.
+fn command(sweep_dir: &Path, t: &TaskDef, exe: &Path, threads: Option<usize>) -> (Command, bool) {
     let run = folder::run_dir(sweep_dir, t);
     let mut cmd = Command::new(exe);
     cmd.arg(super::spec::COMMAND);
-    if run.join("run.json").exists() {
+    let resumed = run.join("run.json").exists();
+    if resumed {
         cmd.arg("--resume").arg(&run);
     } else {
         cmd.args(&t.argv);
@@ -74,7 +75,7 @@ fn command(sweep_dir: &Path, t: &TaskDef, exe: &Path, threads: Option<usize>) ->
         }
         cmd.arg("-o").arg(&run);
     }
-    cmd
+    (cmd, resumed)
 }
 
 fn shown(cmd: &Command) -> String {
