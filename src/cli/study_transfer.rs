@@ -36,6 +36,9 @@ pub struct TransferArgs {
     pub cls_batch: usize,
 }
 
+/// imp's exit code when no level is within its gate: a finished run all the same.
+const IMP_NO_TICKET: Option<i32> = Some(1);
+
 /// One seed's prepared detectors.
 struct Prepared {
     seed: u64,
@@ -48,8 +51,9 @@ fn need<'a>(v: &'a Option<PathBuf>, flag: &str) -> Result<&'a PathBuf> {
     v.as_ref().ok_or_else(|| Error::Input(format!("study transfer needs {flag}")))
 }
 
-/// Runs one preparation step, its output appended to LOG; a failure names the step and quotes the log's end.
-fn step(exe: &Path, args: &[&std::ffi::OsStr], log: &Path, what: &str) -> Result<()> {
+/// Runs one preparation step, its output appended to LOG; exit codes other than 0 and `also_ok` fail, naming the
+/// step and quoting the log's end.
+fn step(exe: &Path, args: &[&std::ffi::OsStr], log: &Path, what: &str, also_ok: Option<i32>) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| Error::io(log, e))?;
     writeln!(f, "# {what}").map_err(|e| Error::io(log, e))?;
     let status = Command::new(exe)
@@ -59,8 +63,7 @@ fn step(exe: &Path, args: &[&std::ffi::OsStr], log: &Path, what: &str) -> Result
         .stderr(f)
         .status()
         .map_err(|e| Error::Runtime(format!("{}: {e}", exe.display())))?;
-    // imp exits 1 when no level is within its gate: a finished run all the same.
-    if status.success() || (status.code() == Some(1) && what.starts_with("classifier ticket")) {
+    if status.success() || (also_ok.is_some() && status.code() == also_ok) {
         return Ok(());
     }
     let msg = format!("study transfer: {what} failed ({status}); {} ends: {}", log.display(), tail(log, 3).join(" | "));
@@ -93,7 +96,7 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
                 args.extend(common.clone());
                 args.extend([os("-o"), pre.clone().into()]);
             }
-            step(exe, &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), &log, "classifier pretraining")?;
+            step(exe, &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), &log, "classifier pretraining", None)?;
         }
         if !ticket.join(crate::lottery::imp::SUMMARY).exists() {
             let mut args: Vec<std::ffi::OsString> = vec![os("imp")];
@@ -106,7 +109,7 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
                 args.extend(common.clone());
                 args.extend([os("-o"), ticket.clone().into()]);
             }
-            step(exe, &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), &log, "classifier ticket (imp)")?;
+            step(exe, &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), &log, "classifier ticket (imp)", IMP_NO_TICKET)?;
         }
         let (cls_model, cls_masks) = (ticket.join("level_1/model.onnx"), ticket.join("level_1/masks.safetensors"));
         let p = Prepared { seed, pretrained: d.join("det_pretrained.onnx"), tt: (d.join("det_tt.onnx"), d.join("det_tt.safetensors")), mt: (d.join("det_mt.onnx"), d.join("det_mt.safetensors")) };
@@ -123,7 +126,7 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
             if let Some(m) = masks_out {
                 args.extend(["--masks".as_ref(), cls_masks.as_os_str(), "--masks-out".as_ref(), m.as_os_str()]);
             }
-            step(exe, &args, &log, what)?;
+            step(exe, &args, &log, what, None)?;
         }
         out.push(p);
     }

@@ -40,7 +40,7 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
     for d in run_dirs {
         dirs.extend(run_folders(d)?);
     }
-    let runs = dirs.iter().map(|d| runs::read_run(d)).collect::<Result<Vec<_>>>()?;
+    let runs = runs::read_runs(&dirs)?;
     let groups = runs::group_runs(runs);
     let stats: Vec<stats::GroupStats> = groups.iter().map(stats::group_stats).collect();
     let figures = plots::figures(&stats);

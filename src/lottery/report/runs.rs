@@ -107,8 +107,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, max: u64, what: &str) 
     serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not {what}: {e}")))
 }
 
-/// Reads a run folder; a level that is missing or unfinished is an error naming it.
-pub fn read_run(dir: &Path) -> Result<RunData> {
+/// Reads a run folder; a level that is missing or unfinished is an error naming it. Its `arch` is filled by
+/// [`read_runs`].
+fn read_run(dir: &Path) -> Result<RunData> {
     if !dir.is_dir() {
         return Err(Error::input(dir, "not a run folder (ticket imp … -o RUN_DIR)"));
     }
@@ -153,8 +154,18 @@ pub fn read_run(dir: &Path) -> Result<RunData> {
     } else {
         None
     };
-    let arch = arch_fingerprint(&config);
-    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch })
+    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch: String::new() })
+}
+
+/// Reads run folders and fingerprints their architectures, each initial model once (replicates and methods share
+/// model files, and importing one is the costly part of reading a run).
+pub fn read_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
+    let mut runs = dirs.iter().map(|d| read_run(d)).collect::<Result<Vec<_>>>()?;
+    let mut known: BTreeMap<String, String> = BTreeMap::new();
+    for r in &mut runs {
+        r.arch = known.entry(r.config.model_fingerprint.clone()).or_insert_with(|| arch_fingerprint(&r.config)).clone();
+    }
+    Ok(runs)
 }
 
 /// FNV-1a of the initial model's parameter names and shapes; the file's own fingerprint when it cannot be
