@@ -17,14 +17,6 @@ fn states(report: &serde_json::Value) -> Vec<String> {
     report["tasks"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap().to_string()).collect()
 }
 
-/// Exit 2 (or `code`) with one line on stderr.
-fn refused(args: &[&dyn AsRef<std::ffi::OsStr>], code: i32) -> String {
-    let out = ticket(args);
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(out.status.code(), Some(code), "expected exit {code}: {err}");
-    assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
-    err
-}
 
 #[test]
 fn local_sweep_runs_resumes_retries_and_reports() {
@@ -195,24 +187,19 @@ fn bad_specs_are_refused_before_anything_runs() {
         p
     };
     let out = root.join("out");
-    let unknown = variant("unknown.toml", "rois = 32", "roiz = 32");
-    let err = refused(&[&"sweep", &unknown, &"-o", &out], 2);
-    assert!(err.contains("unknown.toml") && err.contains("unknown setting `roiz`"), "{err}");
-    let empty = variant("empty.toml", "seed = [1, 2]", "seed = []");
-    let err = refused(&[&"sweep", &empty, &"-o", &out], 2);
-    assert!(err.contains("empty list"), "{err}");
-    let nogrid = variant("nogrid.toml", "[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]\n", "");
-    let err = refused(&[&"sweep", &nogrid, &"-o", &out], 2);
-    assert!(err.contains("[grid] is empty"), "{err}");
-    let badvalue = variant("badvalue.toml", "steps = 6", "steps = \"six\"");
-    let err = refused(&[&"sweep", &badvalue, &"-o", &out], 2);
-    assert!(err.contains("task 0") && err.contains("--steps"), "{err}");
-    let cell_clash = variant("cells.toml", "seed = [1, 2]\n", "seed = [1, 2]\n[[cells]]\nsteps = 3\n");
-    let err = refused(&[&"sweep", &cell_clash, &"-o", &out], 2);
-    assert!(err.contains("[[cells]] entry 1: steps is also in [fixed] or [grid]"), "{err}");
-    let badrewind = variant("badrewind.toml", "threads = 1", "threads = 1\nrewind = 50");
-    let err = refused(&[&"sweep", &badrewind, &"-o", &out], 2);
-    assert!(err.contains("--rewind 50"), "{err}");
+    // Each spec variant, and what its one-line error (exit 2) must say.
+    let cases: [(&str, &str, &str, &[&str]); 6] = [
+        ("unknown.toml", "rois = 32", "roiz = 32", &["unknown.toml", "unknown setting `roiz`"]),
+        ("empty.toml", "seed = [1, 2]", "seed = []", &["empty list"]),
+        ("nogrid.toml", "[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]\n", "", &["[grid] is empty"]),
+        ("badvalue.toml", "steps = 6", "steps = \"six\"", &["task 0", "--steps"]),
+        ("cells.toml", "seed = [1, 2]\n", "seed = [1, 2]\n[[cells]]\nsteps = 3\n", &["[[cells]] entry 1: steps is also in [fixed] or [grid]"]),
+        ("badrewind.toml", "threads = 1", "threads = 1\nrewind = 50", &["--rewind 50"]),
+    ];
+    for (name, from, to, says) in cases {
+        let err = run_err(&[&"sweep", &variant(name, from, to), &"-o", &out]);
+        assert!(says.iter().all(|s| err.contains(s)), "{name}: {err}");
+    }
     assert!(!out.exists(), "a refused spec wrote {}", out.display());
 
     // A SWEEP_DIR made from another spec is refused, and left as it was. The first spec's folder is made
@@ -222,7 +209,7 @@ fn bad_specs_are_refused_before_anything_runs() {
     let r = ticket(&[&"sweep", &first, &"-o", &out]);
     assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
     let before = std::fs::read(out.join("sweep.json")).unwrap();
-    let err = refused(&[&"sweep", &other, &"-o", &out], 2);
+    let err = run_err(&[&"sweep", &other, &"-o", &out]);
     assert!(err.contains("made from another spec"), "{err}");
     assert_eq!(std::fs::read(out.join("sweep.json")).unwrap(), before);
 
@@ -236,11 +223,11 @@ fn bad_specs_are_refused_before_anything_runs() {
     assert!(!root.join("slurm").exists());
 
     // Unknown study; report over a sweep with nothing finished; status of a folder that is no sweep.
-    let err = refused(&[&"study", &"lottery", &fixture(MODEL), &"--print-spec"], 2);
+    let err = run_err(&[&"study", &"lottery", &fixture(MODEL), &"--print-spec"]);
     assert!(err.contains("no study named `lottery`") && err.contains("rounds"), "{err}");
-    let err = refused(&[&"report", &out, &"-o", &root.join("rep")], 2);
+    let err = run_err(&[&"report", &out, &"-o", &root.join("rep")]);
     assert!(err.contains("no task of this sweep has finished"), "{err}");
-    let err = refused(&[&"sweep", &"--status", &root.join("train")], 2);
+    let err = run_err(&[&"sweep", &"--status", &root.join("train")]);
     assert!(err.contains("not a sweep folder"), "{err}");
 }
 
