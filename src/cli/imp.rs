@@ -5,8 +5,7 @@ use super::train::TrainArgs;
 use super::{emit, pct, table};
 use crate::error::{Error, Result};
 use crate::eval::model::default_images;
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Rewind, Structure, ValSpec};
-use crate::prune::channel::Importance;
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Rewind, ValSpec};
 use crate::model::ModelState;
 use crate::prune::Scope;
 use crate::train::run::fingerprint;
@@ -46,17 +45,10 @@ pub struct Args {
     /// Keep at least this fraction of every selected tensor (global scope), so no layer collapses.
     #[arg(long)]
     pub min_layer_density: Option<f64>,
-    /// weight: magnitude masks (the seed's tickets); channel: remove whole channels in coupled groups, a
-    /// narrower model that runs faster in tract and ORT (channel IMP; each level cuts the previous level's
-    /// trained model and the rewind point alike).
-    #[arg(long, value_enum, default_value_t = Structure::Weight)]
-    pub structure: Structure,
-    /// Channel importance (channel structure): group L1 or L2 norm, or FrozenBN's effective scale.
-    #[arg(long, value_enum, default_value_t = Importance::L1)]
-    pub importance: Importance,
-    /// Kept channel counts are rounded up to multiples of this (channel structure).
-    #[arg(long, default_value_t = 8)]
-    pub round_to: usize,
+    /// Weight masks (the seed's tickets) or channel IMP, where each level cuts the previous level's trained model
+    /// and the rewind point alike.
+    #[command(flatten)]
+    pub what: super::prune::StructureArgs,
     /// Where survivors restart: init (the lottery ticket), a step of dense training (late resetting), or none
     /// (keep the trained weights: prune + fine-tune).
     #[arg(long, default_value = "init")]
@@ -138,9 +130,9 @@ pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
         early_stop_every: if a.early_stop_eb { a.eb_every.unwrap_or((dense_steps / 20).max(1)) } else { 0 },
         max_map_drop: a.max_map_drop,
         threads: a.train.threads,
-        structure: a.structure,
-        importance: a.importance,
-        round_to: a.round_to,
+        structure: a.what.structure,
+        importance: a.what.importance,
+        round_to: a.what.round_to,
     })
 }
 

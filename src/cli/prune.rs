@@ -4,7 +4,7 @@ use super::{emit, pct, table};
 use crate::error::{Error, Result};
 use crate::prune::channel::{ChannelParams, ChannelReport, Importance};
 use crate::model::{Masks, ModelState};
-use crate::prune::{PruneParams, PruneReport, Scope};
+use crate::prune::{PruneParams, PruneReport, Scope, Structure};
 use crate::export::Sizes;
 use crate::runtime::ort_check::OutputDiff;
 use serde::Serialize;
@@ -18,16 +18,8 @@ pub struct Args {
     /// the fraction of the selected channels removed.
     #[arg(long)]
     pub sparsity: f64,
-    /// weight: unstructured magnitude masks (same shapes, zeros); channel: remove whole channels in coupled
-    /// groups (a smaller, faster model).
-    #[arg(long, value_enum, default_value_t = Structure::Weight)]
-    pub structure: Structure,
-    /// Channel importance (--structure channel): group L1 or L2 norm, or FrozenBatchNorm's effective scale.
-    #[arg(long, value_enum, default_value_t = Importance::L1)]
-    pub importance: Importance,
-    /// Kept channel counts are rounded up to multiples of N (--structure channel), for SIMD-friendly widths.
-    #[arg(long, default_value_t = 8)]
-    pub round_to: usize,
+    #[command(flatten)]
+    pub what: StructureArgs,
     #[arg(long, value_enum, default_value_t = Scope::Global)]
     pub scope: Scope,
     /// Comma-separated module groups to prune (base, top, fpn, rpn, box_head, box_predictor, mask_head,
@@ -63,10 +55,19 @@ pub struct Args {
     pub verify: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Structure {
-    Weight,
-    Channel,
+/// What is removed, and how channels are ranked: the same options for `ticket prune` and `ticket imp`.
+#[derive(clap::Args, Debug)]
+pub struct StructureArgs {
+    /// weight: unstructured magnitude masks (same shapes, zeros); channel: remove whole channels in coupled
+    /// groups (a smaller, faster model).
+    #[arg(long, value_enum, default_value_t = Structure::Weight)]
+    pub structure: Structure,
+    /// Channel importance (--structure channel): group L1 or L2 norm, or FrozenBatchNorm's effective scale.
+    #[arg(long, value_enum, default_value_t = Importance::L1)]
+    pub importance: Importance,
+    /// Kept channel counts are rounded up to multiples of N (--structure channel), for SIMD-friendly widths.
+    #[arg(long, default_value_t = 8)]
+    pub round_to: usize,
 }
 
 #[derive(Serialize)]
@@ -134,7 +135,7 @@ pub fn collapse_warning(p: &PruneReport) -> String {
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
-    if args.structure == Structure::Channel {
+    if args.what.structure == Structure::Channel {
         return run_channel(args, json);
     }
     let params = PruneParams {
@@ -198,8 +199,8 @@ fn run_channel(args: Args, json: bool) -> Result<()> {
         sparsity: args.sparsity,
         scope: args.scope,
         modules: args.modules.clone(),
-        importance: args.importance,
-        round_to: args.round_to,
+        importance: args.what.importance,
+        round_to: args.what.round_to,
         ..Default::default()
     };
     let valid = params.clone().check()?;

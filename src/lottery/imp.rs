@@ -81,16 +81,8 @@ fn default_round_to() -> usize {
     8
 }
 
-/// What a level removes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Structure {
-    /// Single weights by magnitude (masks; the graph keeps its shapes).
-    #[default]
-    Weight,
-    /// Whole channels in coupled groups (a narrower graph that runs faster).
-    Channel,
-}
+/// What a level removes (`prune`'s choice, kept in run.json).
+pub use crate::prune::Structure;
 
 impl ImpConfig {
     pub fn validate(&self) -> Result<()> {

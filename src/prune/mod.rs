@@ -5,7 +5,18 @@ pub mod select;
 
 use crate::error::{Error, Result};
 use crate::model::{Mask, ModelState, ModuleGroup, Role};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// What pruning removes: the choice `ticket prune` and every IMP level make.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// Single weights by magnitude (masks; the graph keeps its shapes).
+    #[default]
+    Weight,
+    /// Whole channels in coupled groups (a narrower graph that runs faster).
+    Channel,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
