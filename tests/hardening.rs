@@ -133,21 +133,27 @@ fn prune_verify_of_a_model_ort_rejects_leaves_no_output() {
     assert!(!o.exists() && !c.exists() && !k.exists(), "outputs left behind");
 }
 
+/// Moves the first initializer's bytes out to external data with these entries (and its length).
+fn external_first(m: &mut ModelProto, entries: &[(&str, &str)]) {
+    let t0 = &mut m.graph.as_mut().unwrap().initializer[0];
+    let n = t0.raw_data.take().unwrap().len();
+    t0.data_location = Some(1);
+    let n = n.to_string();
+    t0.external_data = entries
+        .iter()
+        .copied()
+        .chain([("length", n.as_str())])
+        .map(|(k, v)| StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) })
+        .collect();
+}
+
 #[test]
 fn ort_log_lines_do_not_leak_from_check() {
     // External data that points at the model file itself: read as weights, the bytes are garbage; whatever
     // ORT makes of them, the output is the report or one line of error, none of ORT's own log lines.
     let t = tempdir();
     let mut m = resnet();
-    let t0 = &mut m.graph.as_mut().unwrap().initializer[0];
-    let n = t0.raw_data.as_ref().unwrap().len();
-    t0.raw_data = None;
-    t0.data_location = Some(1);
-    t0.external_data = vec![
-        StringStringEntryProto { key: Some("location".into()), value: Some("self.onnx".into()) },
-        StringStringEntryProto { key: Some("offset".into()), value: Some("0".into()) },
-        StringStringEntryProto { key: Some("length".into()), value: Some(n.to_string()) },
-    ];
+    external_first(&mut m, &[("location", "self.onnx"), ("offset", "0")]);
     let p = save(&m, &t.path().join("self.onnx"));
     // ORT_LOG=verbose asks ORT for every log line it has; none may reach the user.
     let (code, out, err) = run(&[&"check", &p], &[("ORT_LOG", "verbose")]);
@@ -171,14 +177,7 @@ fn fifo_external_data_does_not_hang() {
     let fifo = t.path().join("weights.bin");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let mut m = resnet();
-    let t0 = &mut m.graph.as_mut().unwrap().initializer[0];
-    let n = t0.raw_data.as_ref().unwrap().len();
-    t0.raw_data = None;
-    t0.data_location = Some(1);
-    t0.external_data = vec![
-        StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) },
-        StringStringEntryProto { key: Some("length".into()), value: Some(n.to_string()) },
-    ];
+    external_first(&mut m, &[("location", "weights.bin")]);
     let p = save(&m, &t.path().join("m.onnx"));
     refused(&[&"inspect", &p], &["weights.bin", "not a regular file"]);
     let o = t.path().join("o.onnx");
