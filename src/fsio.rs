@@ -174,3 +174,36 @@ impl DirLock {
         &self.path
     }
 }
+
+/// Creates the folder `out` from what `fill` writes into a temporary folder beside it, moved into place once
+/// `fill` succeeds: `out` must be new or empty (a dataset is never mixed with an older one's files), and a
+/// failed run leaves nothing behind.
+pub fn write_dir_atomic<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::input(out, "is not empty: give a new or empty folder (nothing was written)"));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(out, e)),
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let name = out.file_name().ok_or_else(|| Error::input(out, "not a folder path"))?.to_string_lossy().into_owned();
+    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempdir_in(&parent).map_err(|e| Error::io(&parent, e))?;
+    let value = fill(tmp.path())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // tempdir makes the folder private (0700); a dataset is an ordinary folder.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(tmp.path(), e))?;
+    }
+    // rename(2) replaces an empty folder, so an empty `out` (checked above) is taken over as it is.
+    std::fs::rename(tmp.path(), out).map_err(|e| Error::io(out, e))?;
+    // Moved: nothing is left for the guard to remove.
+    let _ = tmp.keep();
+    Ok(value)
+}

@@ -3,7 +3,10 @@
 use clap::Parser;
 
 fn main() {
-    let cli = ticket::cli::Cli::parse();
+    let cli = match ticket::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let json = cli.json;
     if let Err(e) = ticket::cli::dispatch(cli) {
         let code = e.exit_code();
@@ -13,4 +16,26 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(code);
     }
+}
+
+/// Help and version go out as clap writes them. A usage error is bad input like any other: one line (clap's
+/// own spans 3–7, with a usage block that `--help` shows anyway) and exit 2.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    let msg = format!("{} (see --help)", parts.join("; "));
+    if std::env::args().any(|a| a == "--json") {
+        println!("{}", serde_json::json!({ "error": msg, "exit_code": 2 }));
+    }
+    eprintln!("error: {msg}");
+    std::process::exit(2);
 }

@@ -14,18 +14,20 @@ fn grey() -> RgbImage {
     RgbImage::from_pixel(W, H, GREY)
 }
 
-/// One cat (label 3) at [20, 40, 120, 130] with a mask over x 50..100, y 70..110; one box half outside the
-/// top-left corner (label 5); one wholly outside; one below the score threshold.
+/// One cat (label 3) at [20, 40, 120, 130] whose mask covers the middle of its box (about x 57..89, y 73..103);
+/// one box half outside the top-left corner (label 5); one wholly outside; one below the score threshold.
 fn detections() -> ImageDetections {
-    let mut masks = Array3::<f32>::zeros((4, H as usize, W as usize));
-    masks.slice_mut(ndarray::s![0, 70..110, 50..100]).fill(0.9);
-    // Below the 0.5 threshold: not drawn.
-    masks.slice_mut(ndarray::s![0, 112..118, 50..100]).fill(0.4);
+    // Mask probabilities in the box, as the mask head gives them (28 x 28), pasted when drawn.
+    let mut probs = Array3::<f32>::zeros((4, 28, 28));
+    probs.slice_mut(ndarray::s![0, 10..20, 10..20]).fill(0.9);
+    // Below the 0.5 threshold: not drawn (pasted around y 109..125).
+    probs.slice_mut(ndarray::s![0, 21..27, 10..20]).fill(0.4);
     ImageDetections {
         boxes: vec![[20.0, 40.0, 120.0, 130.0], [-30.0, -20.0, 60.0, 30.0], [500.0, 500.0, 600.0, 600.0], [150.0, 60.0, 190.0, 100.0]],
         scores: vec![0.9, 0.8, 0.7, 0.1],
         labels: vec![3, 5, 7, 9],
-        masks: Some(masks),
+        mask_probs: Some(probs),
+        image_hw: (H as usize, W as usize),
         ..Default::default()
     }
 }
@@ -103,9 +105,10 @@ fn nonsense_coordinates_do_not_panic() {
         scores: vec![0.9, 0.9, 0.9],
         // A label past the palette and past the names, and a negative one.
         labels: vec![1000, -1, 2],
-        masks: Some(Array3::<f32>::ones((3, 10, 10))),
+        mask_probs: Some(Array3::<f32>::ones((3, 10, 10))),
         keypoints: Some(kp),
         keypoint_scores: Some(Array2::<f32>::from_elem((2, 17), 10.0)),
+        image_hw: (H as usize, W as usize),
     };
     let names = vec!["a".to_string()];
     draw_detections(&grey(), &dets, 0.0, Some(&names));

@@ -1,7 +1,8 @@
 //! Deterministic mutation fuzzing of every reader of untrusted files, in-process through the library:
 //! the ONNX loader (inline and external data) with model import, compact ticket files, mask files, COCO ground
-//! truth and detections (through `eval` and `data check`'s reader), Pascal VOC folders, and run folders
-//! (`state.json`, checkpoint descriptions, checkpoints, `log.jsonl`).
+//! truth and detections (through `eval` and `data check`'s reader), Pascal VOC folders, run folders
+//! (`state.json`, checkpoint descriptions, checkpoints, `log.jsonl`), image files (PNG and JPEG: bytes, header
+//! sizes, truncation, a FIFO in place of the file) and classification sets (`labels.json` and its images).
 //!
 //! Each case mutates a valid seed file with a seeded generator (bit flips, interesting bytes, truncation,
 //! insertion, duplication, huge length fields, and for JSON a structural edit of one value), writes it, and
@@ -10,7 +11,7 @@
 //! breaks an invariant (a resumed run must never start from a checkpoint whose bytes changed). A failing
 //! input is written to `target/fuzz-crashes/` to reproduce it.
 //!
-//! - `fuzz_short` (CI): 600 cases per target (3,600), seed 1, well under a minute in release.
+//! - `fuzz_short` (CI): 600 cases per target, seed 1, about a minute in release.
 //! - `fuzz_long` (ignored; `tools/fuzz.sh`): `TICKET_FUZZ_CASES` cases in all (default 1,000,000) from
 //!   `TICKET_FUZZ_SEED` (default 12), spread over the targets by `LONG_MIX`; prints executions per target,
 //!   failures and wall time.
@@ -209,6 +210,10 @@ struct Seeds {
     voc_xml: Vec<PathBuf>,
     voc_dets: PathBuf,
     run_files: Vec<(String, Vec<u8>)>,
+    png: Vec<u8>,
+    jpeg: Vec<u8>,
+    classify_dir: PathBuf,
+    classify_labels: Vec<u8>,
 }
 
 fn seeds() -> Seeds {
@@ -259,7 +264,29 @@ fn seeds() -> Seeds {
         run_files.push((rel.to_string(), std::fs::read(run.join(rel)).unwrap()));
     }
 
+    // Images: a small PNG and JPEG, and a FIFO in the scratch folder (an image reader that opens it blocks).
+    let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([(x * 10) as u8, (y * 15) as u8, ((x ^ y) * 8) as u8]));
+    let encode = |f: image::ImageFormat| {
+        let mut b = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut b), f).unwrap();
+        b
+    };
+    let (png, jpeg) = (encode(image::ImageFormat::Png), encode(image::ImageFormat::Jpeg));
+    assert!(std::process::Command::new("mkfifo").arg(scratch.path().join("fifo.png")).status().unwrap().success());
+    // A classification set of three 32 px crops.
+    let classify_dir = scratch.path().join("classify");
+    std::fs::create_dir_all(classify_dir.join("images")).unwrap();
+    for i in 0..3 {
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, (i * 80) as u8])).save(classify_dir.join(format!("images/{i}.png"))).unwrap();
+    }
+    let classify_labels = br#"{"categories": ["a", "b"], "images": [{"file_name": "0.png", "category": "a"}, {"file_name": "1.png", "category": "b"}, {"file_name": "2.png", "category": "a"}]}"#.to_vec();
+    std::fs::write(classify_dir.join("labels.json"), &classify_labels).unwrap();
+
     Seeds {
+        png,
+        jpeg,
+        classify_dir,
+        classify_labels,
         onnx,
         ext_onnx: std::fs::read(ext.join("model.onnx")).unwrap(),
         ext_weights: std::fs::read(ext.join("weights.bin")).unwrap(),
@@ -278,7 +305,69 @@ fn seeds() -> Seeds {
     }
 }
 
-const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder"];
+const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder", "image", "classify_set"];
+
+/// CRC-32 (IEEE) of PNG chunks, so that a header edited to another size still reaches the size check.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// Extreme and ordinary sides for header edits.
+const SIDES: &[u32] = &[0, 1, 2, 31, 32, 20000, 16384, 16385, 8192, 8193, 65535, 1 << 24, u32::MAX, 12000];
+
+/// An image with its declared size changed: PNG's IHDR (checksum fixed) or JPEG's SOF0 fields.
+fn resize_header(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    let (w, h) = (SIDES[rng.below(SIDES.len())], SIDES[rng.below(SIDES.len())]);
+    if v.starts_with(b"\x89PNG") && v.len() >= 33 {
+        v[16..20].copy_from_slice(&w.to_be_bytes());
+        v[20..24].copy_from_slice(&h.to_be_bytes());
+        let crc = crc32(&v[12..29]);
+        v[29..33].copy_from_slice(&crc.to_be_bytes());
+    } else if let Some(i) = v.windows(2).position(|m| m == [0xFF, 0xC0]).filter(|i| i + 9 <= v.len()) {
+        v[i + 5..i + 7].copy_from_slice(&(h.min(65535) as u16).to_be_bytes());
+        v[i + 7..i + 9].copy_from_slice(&(w.min(65535) as u16).to_be_bytes());
+    }
+    v
+}
+
+/// An image mutated: its header size, its bytes, or both.
+fn mutate_image(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    match rng.below(3) {
+        0 => resize_header(rng, seed),
+        1 => mutate_bytes(rng, seed),
+        _ => {
+            let v = resize_header(rng, seed);
+            mutate_bytes(rng, &v)
+        }
+    }
+}
+
+/// Reads an image as every command does; a decoded image must be within the caps and of its header's size.
+fn image_case(path: &Path) -> Outcome {
+    use ticket::detect::images::{image_size, read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
+    let size = image_size(path);
+    match read_image(path) {
+        Ok(img) => {
+            let (w, h) = img.dimensions();
+            if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+                return Outcome::Fail(format!("decoded a {w}x{h} image past the caps"));
+            }
+            if size.as_ref().ok() != Some(&(w, h)) {
+                return Outcome::Fail(format!("decoded {w}x{h} but the header said {size:?}"));
+            }
+            Outcome::Ok
+        }
+        Err(e) => check::<()>(Err(e)),
+    }
+}
 
 /// Runs case `case` of `target`; returns the outcome and the mutated input (for a reproducer).
 fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>) {
@@ -374,6 +463,45 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
             }
             (out, mutated)
         }
+        "image" => {
+            // One case in 50 reads the FIFO (which must be refused at once, not block); the others a mutated
+            // PNG or JPEG.
+            if rng.below(50) == 0 {
+                return (image_case(&dir.join("fifo.png")), vec![]);
+            }
+            let (seed_bytes, name) = if rng.below(2) == 0 { (&s.png, "m.png") } else { (&s.jpeg, "m.jpg") };
+            let bytes = mutate_image(&mut rng, seed_bytes);
+            let p = dir.join(name);
+            std::fs::write(&p, &bytes).unwrap();
+            (image_case(&p), bytes)
+        }
+        "classify_set" => {
+            // labels.json or one of the images mutated, then the set loaded, its side taken and every image
+            // decoded, as `train --classify` and `eval --classify` do before they start; restored afterwards.
+            let d = &s.classify_dir;
+            let (rel, orig) = if rng.below(2) == 0 {
+                ("labels.json".to_string(), s.classify_labels.clone())
+            } else {
+                let rel = format!("images/{}.png", rng.below(3));
+                let orig = std::fs::read(d.join(&rel)).unwrap();
+                (rel, orig)
+            };
+            let mutated = if rel == "labels.json" { mutate_json(&mut rng, &orig) } else { mutate_image(&mut rng, &orig) };
+            std::fs::write(d.join(&rel), &mutated).unwrap();
+            let out = match ticket::data::ClassifyDataset::load(d) {
+                Err(e) => check::<()>(Err(e)),
+                Ok(set) => {
+                    let side = set.side();
+                    let decoded = set.verify();
+                    match side {
+                        Ok(n) if !ticket::data::classify::SIDES.contains(&n) => Outcome::Fail(format!("a classifier side of {n} px was accepted")),
+                        side => check(side.and(decoded)),
+                    }
+                }
+            };
+            std::fs::write(d.join(&rel), &orig).unwrap();
+            (out, mutated)
+        }
         _ => unreachable!(),
     }
 }
@@ -411,7 +539,8 @@ struct Tally {
 /// The long form's mix: cases per round of 50, the in-memory readers (about 0.1-0.5 ms a case) more often than
 /// the ones that read folders or evaluate (3-7 ms: COCO, run folders, VOC, a Mask R-CNN with external data), so
 /// that a million executions take about a quarter of an hour of one core.
-const LONG_MIX: &[(&str, u64)] = &[("onnx", 20), ("compact", 12), ("masks", 12), ("coco", 3), ("run_folder", 1), ("voc", 1), ("onnx_external", 1)];
+const LONG_MIX: &[(&str, u64)] =
+    &[("onnx", 20), ("compact", 12), ("masks", 12), ("coco", 3), ("run_folder", 1), ("voc", 1), ("onnx_external", 1), ("image", 6), ("classify_set", 1)];
 
 fn target_of(case: u64, weighted: bool) -> &'static str {
     if !weighted {

@@ -48,7 +48,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         head_rois: usize,
         /// Threads for both engines (tract matmuls, ORT intra-op); default one per core.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
         threads: usize,
     },
     /// One ONNX Runtime training step (forward, backward, SGD) on the emitted training core vs one PyTorch

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     pub size: usize,
     /// Threads for both engines (tract matmuls, ORT intra-op); default one per core.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
     pub threads: usize,
     /// Timed runs per variant (after one warm-up), the variants taking turns.
     #[arg(long, default_value_t = 5)]

@@ -30,8 +30,9 @@ pub struct DetectOpts {
     /// RPN proposals kept after NMS (default 1000).
     #[arg(long)]
     pub rpn_post_nms_top_n: Option<usize>,
-    /// Threads for tract's matrix products (default: one per core).
-    #[arg(long)]
+    /// Threads for tract's matrix products (default: one per core; at most 4 × cores unless
+    /// TICKET_MAX_THREADS says more).
+    #[arg(long, value_parser = crate::runtime::tract_stage::parse_threads)]
     pub threads: Option<usize>,
 }
 

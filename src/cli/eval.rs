@@ -68,7 +68,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
         let data = crate::data::ClassifyDataset::load(dir)?;
         let side = match args.side {
-            Some(s) => s,
+            Some(s) => crate::data::classify::check_side(s).map_err(|m| crate::error::Error::Input(format!("--side: {m}")))?,
             None => data.side()?,
         };
         let bar = progress(data.len() as u64, "classifying", json);
@@ -87,7 +87,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             Some(d) => DetSource::File(d.clone()),
             None => {
                 let images_dir = args.images.clone().unwrap_or_else(|| dir.join("JPEGImages"));
-                let images = voc.images.iter().map(|im| (im.id, images_dir.join(&im.file_name))).collect();
+                let images = voc.image_paths(&images_dir)?;
                 let classes = voc.classes.len();
                 model_detections(&args, images, |s| check_voc_classes(s, classes, dir), json)?
             }

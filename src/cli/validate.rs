@@ -167,9 +167,7 @@ fn dense_detections(args: &Args, dense: ModelState, images: &[(u64, PathBuf)], j
     if let Some(file) = &args.dense_dets {
         let bytes = crate::fsio::read_limited(file, 4 << 30)?;
         let dets: Vec<CocoResult> = serde_json::from_slice(&bytes).map_err(|e| Error::input(file, format!("not a COCO results list: {e}")))?;
-        if let Some(d) = dets.iter().find(|d| !images.iter().any(|(id, _)| *id == d.image_id)) {
-            return Err(Error::input(file, format!("image_id {} is none of the {} images validated (ids 1..N in file-name order, or the ground truth's)", d.image_id, images.len())));
-        }
+        check_dense_file(file, &dets, images, dense.arch.num_classes.unwrap_or(0), None)?;
         return Ok((dets, None, format!("file {}", file.display())));
     }
     let Some(cache) = &args.dense_cache else {
@@ -187,6 +185,7 @@ fn dense_detections(args: &Args, dense: ModelState, images: &[(u64, PathBuf)], j
         let bytes = crate::fsio::read_limited(cache, 4 << 30)?;
         let c: DenseCache = serde_json::from_slice(&bytes).map_err(|e| Error::input(cache, format!("not a validate dense cache: {e}")))?;
         if c.key == key {
+            check_dense_file(cache, &c.detections, images, dense.arch.num_classes.unwrap_or(0), Some(&c.latency_ms))?;
             return Ok((c.detections, Some(c.latency_ms), format!("cache {} (reused)", cache.display())));
         }
         source = format!("cache {} (stale: recomputed)", cache.display());
@@ -197,15 +196,18 @@ fn dense_detections(args: &Args, dense: ModelState, images: &[(u64, PathBuf)], j
     Ok((c.detections, Some(c.latency_ms), source))
 }
 
-/// Writes the dense model's confident detections as a COCO ground truth (into a temp folder).
-/// Every geometry the dense model gave is kept, so one reference serves each IoU type.
-fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResult], min_score: f64) -> Result<PathBuf> {
+/// The dense model's confident detections as a COCO ground truth, built in memory (`label` names it in
+/// errors: a path the user gave, never a temporary file). Its categories are every class the model has, not
+/// only those the dense model found: the candidate's detections of another class are then unmatched detections
+/// of a category without reference objects, as COCO scores them, instead of an error. Every geometry the dense
+/// model gave is kept, so one reference serves each IoU type.
+fn pseudo_ground_truth(label: &Path, images: &[(u64, PathBuf)], dense: &[CocoResult], min_score: f64, num_classes: usize) -> Result<CocoGt> {
     let mut imgs = Vec::new();
     for (id, p) in images {
-        let (w, h) = image::image_dimensions(p).map_err(|e| Error::input(p, format!("cannot read image size: {e}")))?;
+        let (w, h) = crate::detect::images::image_size(p)?;
         imgs.push(serde_json::json!({"id": id, "file_name": p.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), "width": w, "height": h}));
     }
-    let mut cats: Vec<u64> = dense.iter().map(|d| d.category_id).collect();
+    let mut cats: Vec<u64> = dense.iter().map(|d| d.category_id).chain(1..num_classes.max(1) as u64).collect();
     cats.sort();
     cats.dedup();
     let anns: Vec<serde_json::Value> = dense
@@ -225,6 +227,12 @@ fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResul
             a
         })
         .collect();
+    if anns.is_empty() {
+        return Err(Error::input(
+            label,
+            format!("no detection scores at least --agreement-score {min_score} on the {} images: there is no reference to agree with (lower it, or give --coco)", images.len()),
+        ));
+    }
     let kp_names: Vec<String> = dense.iter().find_map(|d| d.keypoints.as_ref()).map(|k| (0..k.len() / 3).map(|i| format!("k{i}")).collect()).unwrap_or_default();
     let categories: Vec<serde_json::Value> = cats
         .iter()
@@ -237,19 +245,77 @@ fn pseudo_ground_truth(dir: &Path, images: &[(u64, PathBuf)], dense: &[CocoResul
         })
         .collect();
     let gt = serde_json::json!({"images": imgs, "annotations": anns, "categories": categories});
-    let path = dir.join("dense_reference.json");
-    std::fs::write(&path, serde_json::to_vec(&gt).expect("serialisable")).map_err(|e| Error::io(&path, e))?;
-    Ok(path)
+    CocoGt::from_bytes(label, &serde_json::to_vec(&gt).expect("serialisable"))
 }
 
 fn evaluate(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<Scores> {
-    let records = dets.iter().map(CocoResult::to_detection).collect();
+    let records = crate::eval::model::scored_records(gt, dets);
     let r = gt.evaluate(DetSource::Records(records), iou, &EvalOptions { tide: false, ..Default::default() }, &indicatif::ProgressBar::hidden())?;
-    Ok(Scores { ap: r.metric("AP").unwrap_or(0.0), ap50: r.metric("AP50").unwrap_or(0.0) })
+    // No AP: nothing in the reference to find. A gate on it would pass whatever the candidate does.
+    let ap = r.metric("AP").ok_or_else(|| Error::input(gt.path(), format!("has no reference objects to score {} on: the gate would pass any model", iou.as_str())))?;
+    Ok(Scores { ap, ap50: r.metric("AP50").unwrap_or(0.0) })
+}
+
+/// The file the dense detections come from, when they are read from one.
+fn dense_source_file(args: &Args) -> Option<&Path> {
+    args.dense_dets.as_deref().or(args.dense_cache.as_deref().filter(|c| c.exists()))
+}
+
+/// The gate settings, checked before any model is run or file written: fractions must be finite and in [0, 1]
+/// (NaN compares false both ways, so a NaN limit would pass or fail every gate silently).
+fn check_settings(args: &Args) -> Result<()> {
+    let fraction = |flag: &str, v: f64| {
+        if v.is_finite() && (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(Error::Input(format!("{flag} {v}: give a number in [0, 1]")))
+        }
+    };
+    fraction("--agreement-score", args.agreement_score)?;
+    if let Some(v) = args.min_sparsity {
+        fraction("--min-sparsity", v)?;
+    }
+    if let Some(v) = args.max_map_drop {
+        fraction("--max-map-drop", v)?;
+    }
+    if let Some(cache) = &args.dense_cache {
+        let dir = cache.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(Error::input(cache, "the folder of the dense cache does not exist"));
+        }
+        if cache.exists() && !cache.is_file() {
+            return Err(Error::input(cache, "the dense cache is not a regular file"));
+        }
+    }
+    Ok(())
+}
+
+/// Dense detections read from `file` (--dense-dets or the cache) must be of the validated images and the
+/// model's classes, with finite scores and boxes; `latency_ms`, from the cache, must be finite timings.
+fn check_dense_file(file: &Path, dets: &[CocoResult], images: &[(u64, PathBuf)], num_classes: usize, latency_ms: Option<&[f64]>) -> Result<()> {
+    for (i, d) in dets.iter().enumerate() {
+        if !images.iter().any(|(id, _)| *id == d.image_id) {
+            return Err(Error::input(file, format!("image_id {} is none of the {} images validated (ids 1..N in file-name order, or the ground truth's)", d.image_id, images.len())));
+        }
+        if d.category_id == 0 || d.category_id >= num_classes as u64 {
+            return Err(Error::input(file, format!("detection {i}: category_id {} is not one of the model's labels 1..{}", d.category_id, num_classes.saturating_sub(1))));
+        }
+        if !d.score.is_finite() || !d.bbox.iter().all(|v| v.is_finite()) {
+            return Err(Error::input(file, format!("detection {i}: score or bbox is not finite")));
+        }
+    }
+    if let Some(ms) = latency_ms {
+        if ms.len() < images.len() || !ms.iter().all(|v| v.is_finite() && *v >= 0.0) {
+            return Err(Error::input(file, format!("holds {} latencies for {} images, or one that is not a finite time", ms.len(), images.len())));
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
+    check_settings(&args)?;
     let dense = ModelState::load(&args.dense, None)?;
+    let dense_classes = dense.arch.num_classes.unwrap_or(0);
     let candidate = ModelState::load(&args.candidate, None)?;
     if dense.arch != candidate.arch {
         return Err(Error::input(&args.candidate, format!("is a {}, but the dense model is a {}", candidate.arch.summary(), dense.arch.summary())));
@@ -259,7 +325,6 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         None => iou_types_of(&dense),
     };
     let (dense_sparsity, cand_sparsity) = (sparsity(&dense), sparsity(&candidate));
-    let tmp = tempfile::tempdir().map_err(|e| Error::Runtime(format!("cannot make a temporary folder: {e}")))?;
     let (reference, gt, images) = match &args.coco {
         Some(path) => {
             let gt = CocoGt::load(path)?;
@@ -277,7 +342,10 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let (cand_dets, cand_ms) = run_model(candidate, &args.opts, &images, args.repeat, json)?;
     let gt = match gt {
         Some(gt) => gt,
-        None => CocoGt::load(&pseudo_ground_truth(tmp.path(), &images, &dense_dets, args.agreement_score)?)?,
+        None => {
+            let label = dense_source_file(&args).unwrap_or(&args.dense);
+            pseudo_ground_truth(label, &images, &dense_dets, args.agreement_score, dense_classes)?
+        }
     };
     let score = |dets: &[CocoResult]| -> Result<BTreeMap<String, Scores>> {
         types.iter().map(|&t| Ok((t.as_str().to_string(), evaluate(&gt, dets, t)?))).collect()

@@ -14,7 +14,7 @@
 //! rather than scenes of one object, because they give every image exactly one label while keeping the
 //! detector's objects, backgrounds and categories, so the backbone pretrains on what the detector will see.
 use super::synth::{render, CATEGORIES};
-use crate::detect::transform::{rgb_to_chw, IMAGE_MEAN, IMAGE_STD};
+use crate::detect::transform::{IMAGE_MEAN, IMAGE_STD};
 use crate::error::{Error, Result};
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
@@ -90,13 +90,13 @@ impl ClassifyDataset {
     /// its class index.
     pub fn sample(&self, i: usize, side: usize) -> Result<(Array3<f32>, usize)> {
         let (path, label) = &self.items[i];
-        let img = image::open(path).map_err(|e| Error::input(path, format!("cannot decode the image: {e}")))?.to_rgb8();
-        let mut chw = rgb_to_chw(&img);
-        for (c, mut plane) in chw.outer_iter_mut().enumerate() {
-            plane.mapv_inplace(|v| (v - IMAGE_MEAN[c]) / IMAGE_STD[c]);
-        }
-        let (_, h, w) = chw.dim();
-        let image = if (h, w) == (side, side) { chw } else { crate::detect::interpolate::resize_bilinear(chw.view(), side, side) };
+        let img = crate::detect::images::read_image(path)?;
+        // Converted and normalised where the resize reads it (no float copy of the whole image); at the same
+        // size the resize's weights are 1 and 0, so the values are `to_tensor` then normalise, exactly.
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let raw = img.as_raw();
+        let normalised = |c: usize, y: usize, x: usize| (raw[(y * w + x) * 3 + c] as f32 / 255.0 - IMAGE_MEAN[c]) / IMAGE_STD[c];
+        let image = crate::detect::interpolate::resize_bilinear_with((3, h, w), normalised, side, side);
         Ok((image, *label))
     }
 
@@ -105,13 +105,20 @@ impl ClassifyDataset {
         (0..self.len()).try_for_each(|i| self.sample(i, 32).map(|_| ()))
     }
 
-    /// The side of the first image (its longer one): the default training and scoring side.
+    /// The default training and scoring side: the first image's, which must be square and within
+    /// [`check_side`]'s range. One odd first image must not set the network's input size for the whole set (a
+    /// 1×20000 strip made a 20000 px classifier that needed 4.75 GB); the other images are resized to it.
     pub fn side(&self) -> Result<usize> {
         let first = &self.items[0].0;
-        let (w, h) = image::image_dimensions(first).map_err(|e| Error::input(first, format!("cannot read the image size: {e}")))?;
-        Ok(w.max(h) as usize)
+        let (w, h) = crate::detect::images::image_size(first)?;
+        if w != h {
+            return Err(Error::input(
+                first,
+                format!("is {w}x{h}: the classifier's side is taken from the first image of {}, which must be square (or give the side)", self.source.display()),
+            ));
+        }
+        check_side(w as usize).map_err(|m| Error::input(first, format!("{m} (the first image of {} sets the side; give the side instead)", self.source.display())))
     }
-
     /// Images per class index.
     pub fn per_class(&self) -> Vec<usize> {
         let mut n = vec![0; self.categories.len()];
@@ -119,6 +126,19 @@ impl ClassifyDataset {
             n[*l] += 1;
         }
         n
+    }
+}
+
+/// Classifier input sides accepted, in pixels: the stem and four stages halve the side five times (below 32
+/// nothing is left), and past 1024 px a ResNet's activations alone take gigabytes per image.
+pub const SIDES: std::ops::RangeInclusive<usize> = 32..=1024;
+
+/// `side` if it is a classifier input side this tool runs (see [`SIDES`]).
+pub fn check_side(side: usize) -> std::result::Result<usize, String> {
+    if SIDES.contains(&side) {
+        Ok(side)
+    } else {
+        Err(format!("a classifier side of {side} px is outside {}..={} px", SIDES.start(), SIDES.end()))
     }
 }
 
@@ -134,11 +154,26 @@ pub struct ClassifyReport {
     pub per_category: Vec<(String, usize)>,
 }
 
-/// Writes `images` object crops (`out/images/NNNNNN.png`, then `out/labels.json`, each atomically; the labels
-/// come last, so a set whose labels exist is complete). Scene `i` is the synthetic detection set's image `i` of
-/// the same seed; its objects are cut in the order they were drawn.
+/// Writes the new folder `out`: `images` object crops (`images/NNNNNN.png`) and `labels.json`, built beside it
+/// and moved into place complete (`fsio::write_dir_atomic`): an existing non-empty `out` is refused, so new
+/// images never sit beside an older set's labels. Scene `i` is the synthetic detection set's image `i` of the
+/// same seed; its objects are cut in the order they were drawn.
 pub fn write_classify(out: &Path, images: usize, seed: u64, size: usize, bar: &indicatif::ProgressBar) -> Result<ClassifyReport> {
     super::synth::SynthOptions { images, seed, size }.validate()?;
+    let (scenes, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_classify_files(dir, images, seed, size, bar))?;
+    Ok(ClassifyReport {
+        out: out.to_path_buf(),
+        labels: out.join(LABELS),
+        images,
+        scenes,
+        seed,
+        size,
+        per_category: CATEGORIES.iter().map(|s| s.to_string()).zip(per_category).collect(),
+    })
+}
+
+/// The set's files in `out`; the scenes drawn and the images per category.
+fn write_classify_files(out: &Path, images: usize, seed: u64, size: usize, bar: &indicatif::ProgressBar) -> Result<(usize, Vec<usize>)> {
     let image_dir = out.join("images");
     std::fs::create_dir_all(&image_dir).map_err(|e| Error::io(&image_dir, e))?;
     let mut entries = Vec::with_capacity(images);
@@ -163,15 +198,7 @@ pub fn write_classify(out: &Path, images: usize, seed: u64, size: usize, bar: &i
     let file = LabelsFile { categories: CATEGORIES.iter().map(|s| s.to_string()).collect(), images: entries };
     let labels = out.join(LABELS);
     crate::fsio::write_atomic(&labels, serde_json::to_string(&file).expect("serialises").as_bytes())?;
-    Ok(ClassifyReport {
-        out: out.to_path_buf(),
-        labels,
-        images,
-        scenes: scene as usize,
-        seed,
-        size,
-        per_category: CATEGORIES.iter().map(|s| s.to_string()).zip(per_category).collect(),
-    })
+    Ok((scene as usize, per_category))
 }
 
 /// The square around a box `[x, y, w, h]` with a quarter of its long side (and 4 px) as margin, moved inside the

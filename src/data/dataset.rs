@@ -285,7 +285,7 @@ impl Dataset {
     /// Decodes image `i` with its objects at the image's own size.
     pub fn sample(&self, i: usize) -> Result<Sample> {
         let entry = &self.images[i];
-        let img = image::open(&entry.path).map_err(|e| Error::input(&entry.path, format!("cannot decode the image: {e}")))?.to_rgb8();
+        let img = crate::detect::images::read_image(&entry.path)?;
         let hw = (img.height() as usize, img.width() as usize);
         if hw != entry.hw {
             return Err(Error::input(

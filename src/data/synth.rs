@@ -59,10 +59,24 @@ pub(crate) struct Drawn {
     keypoints: Option<Vec<f64>>,
 }
 
-/// Writes `out/images/NNNNNN.png` and then `out/annotations.json`, each atomically; the annotation file comes
-/// last, so a dataset whose annotations exist is complete.
+/// Writes the new folder `out`: `images/NNNNNN.png` and `annotations.json`, built beside it and moved into
+/// place complete (`fsio::write_dir_atomic`): an existing non-empty `out` is refused, never mixed with.
 pub fn write_synth(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar) -> Result<SynthReport> {
     opts.validate()?;
+    let (objects, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_synth_files(dir, opts, bar))?;
+    Ok(SynthReport {
+        out: out.to_path_buf(),
+        annotations: out.join("annotations.json"),
+        images: opts.images,
+        objects,
+        seed: opts.seed,
+        size: opts.size,
+        per_category: CATEGORIES.iter().map(|s| s.to_string()).zip(per_category).collect(),
+    })
+}
+
+/// The dataset's files in `out`; the object count and objects per category.
+fn write_synth_files(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar) -> Result<(usize, Vec<usize>)> {
     let image_dir = out.join("images");
     std::fs::create_dir_all(&image_dir).map_err(|e| Error::io(&image_dir, e))?;
     let mut images = Vec::with_capacity(opts.images);
@@ -117,15 +131,7 @@ pub fn write_synth(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar
     });
     let ann_path = out.join("annotations.json");
     crate::fsio::write_atomic(&ann_path, serde_json::to_string(&doc).expect("json values serialise").as_bytes())?;
-    Ok(SynthReport {
-        out: out.to_path_buf(),
-        annotations: ann_path,
-        images: opts.images,
-        objects,
-        seed: opts.seed,
-        size: opts.size,
-        per_category: CATEGORIES.iter().map(|s| s.to_string()).zip(per_category).collect(),
-    })
+    Ok((objects, per_category))
 }
 
 /// Two decimals in the file; the raster is made from the rounded values, so the file reproduces it.

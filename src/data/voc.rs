@@ -67,4 +67,16 @@ impl VocDataset {
         let classes = cats.into_iter().map(|c| c.name).collect();
         Ok(VocDataset { dir: dir.to_path_buf(), images, classes, dataset })
     }
+
+    /// The images under `images_dir` (by the annotations' `<filename>`), with their ids; a file name must stay
+    /// inside `images_dir` (no absolute path, no `..`).
+    pub fn image_paths(&self, images_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+        self.images
+            .iter()
+            .map(|im| {
+                let path = crate::fsio::confined_join(images_dir, &im.file_name, &format!("image {} filename", im.stem)).map_err(|m| Error::input(&self.dir, m))?;
+                Ok((im.id, path))
+            })
+            .collect()
+    }
 }

@@ -38,21 +38,41 @@ fn linear_taps(scale: f32, o: usize, input: usize, output: usize, fused: bool) -
 /// Bilinear resize of each plane of `[C, H, W]` to `[C, out_h, out_w]`, as `F.interpolate(mode="bilinear",
 /// align_corners=False)` with an explicit output size.
 pub fn resize_bilinear(input: ArrayView3<f32>, out_h: usize, out_w: usize) -> Array3<f32> {
-    let (c, h, w) = input.dim();
-    let mut out = Array3::<f32>::zeros((c, out_h, out_w));
-    if c == 0 || h == 0 || w == 0 || out_h == 0 || out_w == 0 {
+    resize_bilinear_with(input.dim(), |c, y, x| input[[c, y, x]], out_h, out_w)
+}
+
+/// [`resize_bilinear`] of the `[C, H, W]` image whose value at `(c, y, x)` is `src(c, y, x)`: the input is
+/// read where the taps fall and never held whole (a photo's float copy alone is 12 bytes a pixel).
+pub fn resize_bilinear_with(dim: (usize, usize, usize), src: impl Fn(usize, usize, usize) -> f32, out_h: usize, out_w: usize) -> Array3<f32> {
+    resize_bilinear_window(dim, src, (out_h, out_w), 0..out_h, 0..out_w)
+}
+
+/// Rows `rows` and columns `cols` of [`resize_bilinear_with`]'s `[C, out_h, out_w]` output, computed alone
+/// (every output pixel depends only on its own taps): a mask pasted over a box that the image cuts needs only
+/// the part inside.
+pub fn resize_bilinear_window(
+    dim: (usize, usize, usize),
+    src: impl Fn(usize, usize, usize) -> f32,
+    (out_h, out_w): (usize, usize),
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) -> Array3<f32> {
+    let (c, h, w) = dim;
+    let (rows, cols) = (rows.start.min(out_h)..rows.end.min(out_h), cols.start.min(out_w)..cols.end.min(out_w));
+    let mut out = Array3::<f32>::zeros((c, rows.len(), cols.len()));
+    if c == 0 || h == 0 || w == 0 || rows.is_empty() || cols.is_empty() {
         return out;
     }
     let (sh, sw) = (scale(h, out_h), scale(w, out_w));
-    let channels_last = out_h + out_w <= SMALL_OUTPUT;
-    let rows: Vec<_> = (0..out_h).map(|o| linear_taps(sh, o, h, out_h, channels_last)).collect();
-    let cols: Vec<_> = (0..out_w).map(|o| linear_taps(sw, o, w, out_w, channels_last)).collect();
+    // The kernel torch picks depends on the whole output's size, not the window's.
+    let channels_last = out_h.saturating_add(out_w) <= SMALL_OUTPUT;
+    let rows: Vec<_> = rows.map(|o| linear_taps(sh, o, h, out_h, channels_last)).collect();
+    let cols: Vec<_> = cols.map(|o| linear_taps(sw, o, w, out_w, channels_last)).collect();
     for ch in 0..c {
-        let src = input.index_axis(ndarray::Axis(0), ch);
         let mut dst = out.index_axis_mut(ndarray::Axis(0), ch);
         for (oy, &(y0, y1, h0, h1)) in rows.iter().enumerate() {
             for (ox, &(x0, x1, w0, w1)) in cols.iter().enumerate() {
-                let (v00, v01, v10, v11) = (src[[y0, x0]], src[[y0, x1]], src[[y1, x0]], src[[y1, x1]]);
+                let (v00, v01, v10, v11) = (src(ch, y0, x0), src(ch, y0, x1), src(ch, y1, x0), src(ch, y1, x1));
                 dst[[oy, ox]] = if channels_last {
                     let (w00, w01, w10, w11) = (h0 * w0, h0 * w1, h1 * w0, h1 * w1);
                     v11.mul_add(w11, v10.mul_add(w10, v01.mul_add(w01, v00 * w00)))

@@ -36,11 +36,23 @@ pub struct ImageDetections {
     pub boxes: Vec<BoxXyxy>,
     pub scores: Vec<f32>,
     pub labels: Vec<i64>,
-    /// Mask probabilities pasted into the image, [N, H, W] (Mask R-CNN).
-    pub masks: Option<Array3<f32>>,
+    /// Mask probabilities of each detection's class in its box, [N, M, M] (Mask R-CNN), not yet pasted into
+    /// the image: see [`ImageDetections::pasted_mask`].
+    pub mask_probs: Option<Array3<f32>>,
     /// [N, K, 3] x, y, visibility (Keypoint R-CNN).
     pub keypoints: Option<Array3<f32>>,
     pub keypoint_scores: Option<Array2<f32>>,
+    /// `(height, width)` of the image, which masks are pasted into.
+    pub image_hw: Hw,
+}
+
+impl ImageDetections {
+    /// Detection `i`'s mask pasted into the image as torchvision's `paste_masks_in_image` does, kept only
+    /// where it can be non-zero (its expanded box inside the image); `None` without masks.
+    pub fn pasted_mask(&self, i: usize) -> Option<super::paste::PastedMask> {
+        let probs = self.mask_probs.as_ref().filter(|m| i < m.dim().0 && i < self.boxes.len())?;
+        Some(super::paste::paste_mask_cropped(probs.index_axis(Axis(0), i), self.boxes[i], self.image_hw))
+    }
 }
 
 pub struct Detector {
@@ -93,12 +105,17 @@ impl Detector {
 
     /// Detects on an RGB image.
     pub fn detect_rgb(&mut self, img: &image::RgbImage) -> Result<ImageDetections> {
-        self.detect(transform::rgb_to_chw(img).view())
+        let t = transform::transform_rgb(img, self.params.min_size, self.params.max_size)?;
+        self.detect_transformed(t)
     }
 
     /// Detects on a [3, H, W] image with values in [0, 1], as torchvision's detectors take it.
     pub fn detect(&mut self, image: ArrayView3<f32>) -> Result<ImageDetections> {
         let t = transform::transform_chw(image, self.params.min_size, self.params.max_size)?;
+        self.detect_transformed(t)
+    }
+
+    fn detect_transformed(&mut self, t: transform::Transformed) -> Result<ImageDetections> {
         let canvas: Hw = (t.image.dim().1, t.image.dim().2);
         if !self.backbone.contains_key(&canvas) {
             let g = stages::backbone_rpn(&self.state, canvas.0, canvas.1)?;
@@ -131,7 +148,8 @@ impl Detector {
         let dets = postprocess_detections(logits.slice(s![..n, ..]), deltas.slice(s![..n, ..]), &proposals.boxes, t.resized_hw, &self.params.box_head)?;
 
         let original_boxes = transform::rescale_boxes(&dets.boxes, t.resized_hw, t.original_hw);
-        let mut out = ImageDetections { boxes: original_boxes.clone(), scores: dets.scores.clone(), labels: dets.labels.clone(), ..Default::default() };
+        let mut out =
+            ImageDetections { boxes: original_boxes, scores: dets.scores.clone(), labels: dets.labels.clone(), image_hw: t.original_hw, ..Default::default() };
         let m = dets.boxes.len();
         let rois = self.params.box_head.detections_per_img;
         let head_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
@@ -150,7 +168,9 @@ impl Detector {
                 }
                 probs
             };
-            out.masks = Some(super::paste::paste_masks_in_image(probs.view(), &original_boxes, t.original_hw)?);
+            // Pasted one detection at a time where they are used (`ImageDetections::pasted_mask`): 100 pasted
+            // masks of a 12-megapixel photo would take 4.8 GB.
+            out.mask_probs = Some(probs);
         }
         if let Some(stage) = &self.keypoint_stage {
             let k = self.state.arch.num_keypoints.unwrap_or(17);

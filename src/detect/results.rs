@@ -2,7 +2,8 @@
 //! [x, y, w, h], masks as compressed RLE of the probability map thresholded at 0.5 (torchvision's rule),
 //! keypoints as [x, y, v] triplets.
 use super::pipeline::ImageDetections;
-use crate::error::{Error, Result};
+use super::paste::PastedMask;
+use crate::error::Result;
 /// One detection record as COCO results files spell it (hotcoco's annotation type, which evaluation reads).
 pub use hotcoco::Annotation as Detection;
 pub use hotcoco::{Rle, Segmentation};
@@ -45,20 +46,10 @@ pub fn to_coco(dets: &ImageDetections, image_id: u64) -> Result<Vec<CocoResult>>
     let mut out = Vec::with_capacity(dets.boxes.len());
     for i in 0..dets.boxes.len() {
         let [x1, y1, x2, y2] = dets.boxes[i];
-        let segmentation = match &dets.masks {
-            Some(m) => {
-                let plane = m.index_axis(ndarray::Axis(0), i);
-                let (h, w) = plane.dim();
-                // RLE runs go down columns (Fortran order).
-                let mut col_major = vec![0u8; h * w];
-                for ((y, x), p) in plane.indexed_iter() {
-                    col_major[x * h + y] = (*p > 0.5) as u8;
-                }
-                let rle = hotcoco::mask::encode(&col_major, h as u32, w as u32).map_err(|e| Error::Runtime(format!("mask RLE: {e}")))?;
-                Some(RleJson { size: [h as u32, w as u32], counts: hotcoco::mask::rle_to_string(&rle) })
-            }
-            None => None,
-        };
+        let segmentation = dets.pasted_mask(i).map(|m| {
+            let rle = rle_of(&m);
+            RleJson { size: [rle.h, rle.w], counts: hotcoco::mask::rle_to_string(&rle) }
+        });
         let keypoints = dets.keypoints.as_ref().map(|k| {
             k.index_axis(ndarray::Axis(0), i).outer_iter().flat_map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).collect()
         });
@@ -72,4 +63,76 @@ pub fn to_coco(dets: &ImageDetections, image_id: u64) -> Result<Vec<CocoResult>>
         });
     }
     Ok(out)
+}
+
+/// The COCO RLE of a pasted mask thresholded at 0.5 (`> 0.5`, torchvision's rule), encoded from its crop: runs
+/// go down columns (Fortran order), start with background and end at the last pixel, as `hotcoco::mask::encode`
+/// (pycocotools' `maskApi.c`) writes them for the whole canvas — without the canvas.
+pub fn rle_of(m: &PastedMask) -> Rle {
+    let (h, w) = m.image_hw;
+    let (ch, cw) = m.probs.dim();
+    let mut counts: Vec<u32> = vec![0];
+    let mut foreground = false;
+    let mut push = |bit: bool, len: usize| {
+        if len == 0 {
+            return;
+        }
+        if bit == foreground {
+            *counts.last_mut().expect("starts with one run") += len as u32;
+        } else {
+            counts.push(len as u32);
+            foreground = bit;
+        }
+    };
+    for x in 0..w {
+        let inside = ch > 0 && x >= m.x0 && x < m.x0 + cw;
+        if !inside {
+            push(false, h);
+            continue;
+        }
+        push(false, m.y0);
+        let column = m.probs.column(x - m.x0);
+        let mut y = 0;
+        while y < ch {
+            let bit = column[y] > 0.5;
+            let start = y;
+            while y < ch && (column[y] > 0.5) == bit {
+                y += 1;
+            }
+            push(bit, y - start);
+        }
+        push(false, h - m.y0 - ch);
+    }
+    Rle { h: h as u32, w: w as u32, counts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// The crop's runs equal hotcoco's encoding of the whole thresholded canvas, for crops at the borders,
+    /// inside, empty and full.
+    #[test]
+    fn crop_runs_equal_the_canvas_encoding() {
+        let hw = (13, 17);
+        let pattern = |h: usize, w: usize, k: usize| Array2::from_shape_fn((h, w), |(y, x)| if (x * 7 + y * 3 + k) % 5 < 2 { 0.9 } else { 0.2 });
+        let cases = [
+            PastedMask { y0: 0, x0: 0, probs: pattern(13, 17, 0), image_hw: hw },
+            PastedMask { y0: 3, x0: 4, probs: pattern(5, 6, 1), image_hw: hw },
+            PastedMask { y0: 8, x0: 11, probs: pattern(5, 6, 2), image_hw: hw },
+            PastedMask { y0: 0, x0: 0, probs: Array2::zeros((0, 0)), image_hw: hw },
+            PastedMask { y0: 2, x0: 2, probs: Array2::from_elem((11, 15), 0.9), image_hw: hw },
+            PastedMask { y0: 0, x0: 0, probs: Array2::from_elem((13, 17), 0.5), image_hw: hw },
+        ];
+        for (k, m) in cases.iter().enumerate() {
+            let canvas = m.to_canvas();
+            let mut col_major = vec![0u8; hw.0 * hw.1];
+            for ((y, x), p) in canvas.indexed_iter() {
+                col_major[x * hw.0 + y] = (*p > 0.5) as u8;
+            }
+            let want = hotcoco::mask::encode(&col_major, hw.0 as u32, hw.1 as u32).unwrap();
+            assert_eq!(rle_of(m), want, "case {k}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `GeneralizedRCNNTransform` on the eval path (one image): normalise, resize so the short side is `min_size`
 //! unless that makes the long side exceed `max_size`, zero-pad bottom/right to multiples of 32; and the inverse
 //! of the resize that `transform.postprocess` applies to boxes and keypoints.
-use super::interpolate::resize_bilinear;
+use super::interpolate::resize_bilinear_with;
 use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
 use ndarray::{s, Array3, ArrayView3};
@@ -38,30 +38,35 @@ pub fn rgb_to_chw(img: &image::RgbImage) -> Array3<f32> {
     Array3::from_shape_fn((3, h as usize, w as usize), |(c, y, x)| img.get_pixel(x as u32, y as u32)[c] as f32 / 255.0)
 }
 
-/// The eval transform of an RGB image (see [`transform_chw`]).
+/// The eval transform of an RGB image (see [`transform_chw`]), without the float copy of the whole image:
+/// each pixel the resize reads is converted and normalised where it is read, with the same float32 operations
+/// as `rgb_to_chw` then [`transform_chw`], so the result is the same to the bit.
 pub fn transform_rgb(img: &image::RgbImage, min_size: usize, max_size: usize) -> Result<Transformed> {
-    transform_chw(rgb_to_chw(img).view(), min_size, max_size)
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    transform_with((3, h, w), |c, y, x| (raw[(y * w + x) * 3 + c] as f32 / 255.0 - IMAGE_MEAN[c]) / IMAGE_STD[c], min_size, max_size)
 }
 
 /// The eval transform of a float image `[3, H, W]` with values in `[0, 1]`: `(x - mean) / std`, bilinear resize
 /// (align_corners=False) to [`resized_size`], zero padding to multiples of [`SIZE_DIVISIBLE`].
 pub fn transform_chw(image: ArrayView3<f32>, min_size: usize, max_size: usize) -> Result<Transformed> {
-    let (c, h, w) = image.dim();
+    transform_with(image.dim(), |c, y, x| (image[[c, y, x]] - IMAGE_MEAN[c]) / IMAGE_STD[c], min_size, max_size)
+}
+
+/// The transform of the `[C, H, W]` image whose normalised value at `(c, y, x)` is `normalised(c, y, x)`.
+fn transform_with(dim: (usize, usize, usize), normalised: impl Fn(usize, usize, usize) -> f32, min_size: usize, max_size: usize) -> Result<Transformed> {
+    let (c, h, w) = dim;
     if c != 3 || h == 0 || w == 0 {
-        return Err(bad_input(format!("detector input must be a non-empty [3, H, W] image, got {:?}", image.shape())));
+        return Err(bad_input(format!("detector input must be a non-empty [3, H, W] image, got {:?}", [c, h, w])));
     }
     if min_size == 0 || max_size == 0 {
         return Err(bad_input(format!("transform sizes must be positive (min_size {min_size}, max_size {max_size})")));
-    }
-    let mut normalised = image.to_owned();
-    for (ch, mut plane) in normalised.outer_iter_mut().enumerate() {
-        plane.mapv_inplace(|v| (v - IMAGE_MEAN[ch]) / IMAGE_STD[ch]);
     }
     let (rh, rw) = resized_size((h, w), min_size, max_size);
     if rh == 0 || rw == 0 {
         return Err(bad_input(format!("image {h}x{w} resizes to an empty image (min_size {min_size}, max_size {max_size})")));
     }
-    let resized = resize_bilinear(normalised.view(), rh, rw);
+    let resized = resize_bilinear_with(dim, normalised, rh, rw);
     let pad = |v: usize| v.div_ceil(SIZE_DIVISIBLE) * SIZE_DIVISIBLE;
     let mut padded = Array3::<f32>::zeros((3, pad(rh), pad(rw)));
     padded.slice_mut(s![.., ..rh, ..rw]).assign(&resized);
@@ -103,5 +108,16 @@ mod tests {
         assert!(transform_chw(Array3::zeros((3, 0, 5)).view(), 800, 1333).is_err());
         assert!(transform_chw(Array3::zeros((1, 5, 5)).view(), 800, 1333).is_err());
         assert!(rescale_boxes(&[], (10, 10), (20, 20)).is_empty());
+    }
+
+    #[test]
+    fn the_rgb_transform_equals_the_float_one_to_the_bit() {
+        let img = image::RgbImage::from_fn(97, 61, |x, y| image::Rgb([(x * 7 + y) as u8, (y * 13) as u8, (x ^ y) as u8]));
+        for (min, max) in [(50, 80), (800, 1333), (61, 97), (16, 20)] {
+            let a = transform_rgb(&img, min, max).unwrap();
+            let b = transform_chw(rgb_to_chw(&img).view(), min, max).unwrap();
+            assert_eq!((a.resized_hw, a.original_hw), (b.resized_hw, b.original_hw));
+            assert!(a.image.iter().zip(b.image.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{min} {max}");
+        }
     }
 }

@@ -8,17 +8,31 @@ use crate::error::{Error, Result};
 use crate::model::{ModelKind, ModelState};
 use std::path::{Path, PathBuf};
 
-/// The ground truth's images under `dir` (by their `file_name`), with their ids.
+/// The ground truth's images under `dir` (by their `file_name`), with their ids. A `file_name` is a path from
+/// a file: it must stay inside `dir` (no absolute path, no `..`), as `ticket data check` requires.
 pub fn coco_images(gt: &CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     if !dir.is_dir() {
         return Err(Error::input(dir, "not a folder of images"));
     }
-    Ok(gt.images().iter().map(|im| (im.id, dir.join(&im.file_name))).collect())
+    gt.images()
+        .iter()
+        .map(|im| {
+            let path = crate::fsio::confined_join(dir, &im.file_name, &format!("image {} file_name", im.id)).map_err(|m| Error::input(gt.path(), m))?;
+            Ok((im.id, path))
+        })
+        .collect()
 }
 
 /// The image folder of a COCO json when none is given: `images/` next to it, as `ticket train` reads it.
 pub fn default_images(annotations: &Path) -> PathBuf {
     annotations.parent().unwrap_or(Path::new(".")).join("images")
+}
+
+/// A model's detections as records for scoring on `gt`: those of classes the ground truth has no category
+/// for are left out, as pycocotools scores only the ground truth's categories (hotcoco refuses them instead).
+pub fn scored_records(gt: &CocoGt, detections: &[CocoResult]) -> Vec<crate::detect::results::Detection> {
+    let cats: std::collections::HashSet<u64> = gt.categories().iter().map(|c| c.id).collect();
+    detections.iter().filter(|d| cats.contains(&d.category_id)).map(CocoResult::to_detection).collect()
 }
 
 /// A model's labels are category ids 1..K-1 (torchvision's convention); a dataset with other ids cannot be
@@ -64,7 +78,7 @@ pub fn evaluate_model(
     let images = coco_images(gt, images_dir)?;
     let mut det = Detector::new(state, params)?;
     let (detections, latency_ms) = detect_images(&mut det, &images, bar, |_, _, _| Ok(()))?;
-    let records: Vec<_> = detections.iter().map(CocoResult::to_detection).collect();
+    let records = scored_records(gt, &detections);
     let reports = iou_types
         .iter()
         .map(|&iou| gt.evaluate(DetSource::Records(records.clone()), iou, opts, &indicatif::ProgressBar::hidden()))

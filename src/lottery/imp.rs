@@ -600,7 +600,7 @@ fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, S
         ValSpec::Voc { dir, images } => {
             let voc = VocDataset::load(dir)?;
             let images_dir = images.clone().unwrap_or_else(|| dir.join("JPEGImages"));
-            let list: Vec<(u64, PathBuf)> = voc.images.iter().map(|im| (im.id, images_dir.join(&im.file_name))).collect();
+            let list = voc.image_paths(&images_dir)?;
             let mut det = crate::detect::pipeline::Detector::new(state, params)?;
             let (dets, latency) = crate::detect::images::detect_images(&mut det, &list, &bar, |_, _, _| Ok(()))?;
             let records = dets.iter().map(crate::detect::results::CocoResult::to_detection).collect();

@@ -88,9 +88,10 @@ pub fn draw_detections(img: &RgbImage, dets: &ImageDetections, score_min: f32, c
     let label = |i: usize| dets.labels.get(i).copied().unwrap_or(0);
     let scale = text_scale(img);
 
-    if let Some(masks) = &dets.masks {
-        for &i in shown.iter().filter(|&&i| i < masks.dim().0) {
-            blend_mask(&mut out, masks.index_axis(ndarray::Axis(0), i), class_colour(label(i)));
+    // One pasted mask at a time (a whole-image mask per detection would take N × the image in floats).
+    for &i in &shown {
+        if let Some(m) = dets.pasted_mask(i) {
+            blend_mask(&mut out, &m, class_colour(label(i)));
         }
     }
     for &i in &shown {
@@ -177,12 +178,12 @@ fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb<u8>)
     }
 }
 
-fn blend_mask(img: &mut RgbImage, mask: ndarray::ArrayView2<f32>, c: Rgb<u8>) {
-    let (mh, mw) = mask.dim();
-    let (h, w) = ((img.height() as usize).min(mh), (img.width() as usize).min(mw));
-    for y in 0..h {
-        for x in 0..w {
-            if mask[[y, x]] > MASK_THRESHOLD {
+fn blend_mask(img: &mut RgbImage, mask: &crate::detect::paste::PastedMask, c: Rgb<u8>) {
+    let (mh, mw) = mask.probs.dim();
+    let (y1, x1) = ((img.height() as usize).min(mask.y0 + mh), (img.width() as usize).min(mask.x0 + mw));
+    for y in mask.y0..y1 {
+        for x in mask.x0..x1 {
+            if mask.probs[[y - mask.y0, x - mask.x0]] > MASK_THRESHOLD {
                 let p = img.get_pixel_mut(x as u32, y as u32);
                 for ch in 0..3 {
                     p[ch] = ((1.0 - MASK_ALPHA) * p[ch] as f32 + MASK_ALPHA * c[ch] as f32).round() as u8;
