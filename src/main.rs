@@ -26,13 +26,21 @@ fn usage_error(e: clap::Error) -> ! {
         e.exit();
     }
     let text = e.render().to_string();
-    let parts: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
-        .collect();
-    let msg = format!("{} (see --help)", parts.join("; "));
+    let mut msg = String::new();
+    for line in text.lines() {
+        let item = line.trim();
+        if item.is_empty() || item.starts_with("Usage:") || item.starts_with("For more information") {
+            continue;
+        }
+        let item = item.strip_prefix("error: ").unwrap_or(item);
+        // Indented lines list the arguments of the line above ("not provided:"); a tip is its own clause.
+        let listed = line.starts_with(char::is_whitespace) && !item.starts_with("tip:");
+        if !msg.is_empty() {
+            msg += if listed && msg.ends_with(':') { " " } else if listed { ", " } else { "; " };
+        }
+        msg += item;
+    }
+    msg += " (see --help)";
     if std::env::args().any(|a| a == "--json") {
         println!("{}", serde_json::json!({ "error": msg, "exit_code": 2 }));
     }

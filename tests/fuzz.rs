@@ -307,18 +307,6 @@ fn seeds() -> Seeds {
 
 const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder", "image", "classify_set"];
 
-/// CRC-32 (IEEE) of PNG chunks, so that a header edited to another size still reaches the size check.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-    }
-    !c
-}
-
 /// Extreme and ordinary sides for header edits.
 const SIDES: &[u32] = &[0, 1, 2, 31, 32, 20000, 16384, 16385, 8192, 8193, 65535, 1 << 24, u32::MAX, 12000];
 
@@ -327,10 +315,7 @@ fn resize_header(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
     let mut v = bytes.to_vec();
     let (w, h) = (SIDES[rng.below(SIDES.len())], SIDES[rng.below(SIDES.len())]);
     if v.starts_with(b"\x89PNG") && v.len() >= 33 {
-        v[16..20].copy_from_slice(&w.to_be_bytes());
-        v[20..24].copy_from_slice(&h.to_be_bytes());
-        let crc = crc32(&v[12..29]);
-        v[29..33].copy_from_slice(&crc.to_be_bytes());
+        v = png_declaring(&v, w, h);
     } else if let Some(i) = v.windows(2).position(|m| m == [0xFF, 0xC0]).filter(|i| i + 9 <= v.len()) {
         v[i + 5..i + 7].copy_from_slice(&(h.min(65535) as u16).to_be_bytes());
         v[i + 7..i + 9].copy_from_slice(&(w.min(65535) as u16).to_be_bytes());

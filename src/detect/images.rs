@@ -41,11 +41,9 @@ fn open_decoder(path: &Path) -> Result<impl ImageDecoder> {
     if len > MAX_IMAGE_FILE_BYTES {
         return Err(Error::input(path, format!("{len} bytes is larger than the {MAX_IMAGE_FILE_BYTES} byte limit for an image")));
     }
-    let mut reader = image::ImageReader::new(std::io::BufReader::new(file)).with_guessed_format().map_err(|e| Error::io(path, e))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    reader.limits(limits);
+    // The decoder reads only the header here; its size is checked below, with the numbers in the message (the
+    // image crate's own allocation limit stays on as a second guard).
+    let reader = image::ImageReader::new(std::io::BufReader::new(file)).with_guessed_format().map_err(|e| Error::io(path, e))?;
     let decoder = reader.into_decoder().map_err(|e| Error::input(path, format!("cannot decode the image: {e}")))?;
     check_size(path, decoder.dimensions())?;
     Ok(decoder)

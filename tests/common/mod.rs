@@ -132,3 +132,27 @@ pub fn voc_folder(dir: &Path, edit: impl Fn(String) -> String) {
             .unwrap();
     }
 }
+
+/// A PNG whose header (IHDR, checksum fixed) declares `w`×`h` while its data stays that of `png`: a file of a
+/// few hundred bytes that claims any size, for the readers' size checks.
+pub fn png_declaring(png: &[u8], w: u32, h: u32) -> Vec<u8> {
+    assert!(png.starts_with(b"\x89PNG") && png.len() >= 33, "not a PNG");
+    let mut v = png.to_vec();
+    v[16..20].copy_from_slice(&w.to_be_bytes());
+    v[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32(&v[12..29]);
+    v[29..33].copy_from_slice(&crc.to_be_bytes());
+    v
+}
+
+/// CRC-32 (IEEE), as PNG chunks carry it.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
