@@ -22,24 +22,7 @@ fn save(m: &ModelProto, path: &Path) -> PathBuf {
 
 /// Runs ticket with a deadline (a hang fails the test instead of blocking it); returns (code, stdout, stderr).
 fn run(args: &[&dyn AsRef<OsStr>], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
-    for a in args {
-        cmd.arg(a.as_ref());
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("ticket {:?} hung (killed after 60 s)", args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    run_with_deadline(args, env)
 }
 
 /// Asserts exit 2 with one line of error containing every `expect`.

@@ -6,30 +6,11 @@ use common::*;
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Runs ticket with `env`, killing it after 60 s (a hang fails the test instead of blocking it); returns
-/// (exit code, stdout, stderr).
-fn run_env(args: &[&dyn AsRef<OsStr>], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
-    cmd.args(args.iter().map(|a| a.as_ref())).envs(env.iter().copied());
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("ticket {:?} hung (killed after 60 s)", args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use std::process::Command;
 
 /// Exit 2 with one line of error containing every `expect`.
 fn refused(args: &[&dyn AsRef<OsStr>], expect: &[&str]) -> String {
-    let (code, _, err) = run_env(args, &[]);
+    let (code, _, err) = run_with_deadline(args, &[]);
     let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
     assert_eq!(code, Some(2), "{shown:?}: exit {code:?}, stderr: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{shown:?}: error should be one line: {err}");
@@ -59,6 +40,14 @@ fn noise_images(dir: &Path, sizes: &[(u32, u32)]) -> Vec<PathBuf> {
             p
         })
         .collect()
+}
+
+/// `dir/images` with `n` 128×128 noise images.
+fn image_folder(dir: &Path, n: usize) -> PathBuf {
+    let imgs = dir.join("images");
+    std::fs::create_dir(&imgs).unwrap();
+    noise_images(&imgs, &vec![(128, 128); n]);
+    imgs
 }
 
 /// A COCO ground truth listing `files` (128×128 images) with one box each, categories 1..=4.
@@ -101,9 +90,7 @@ fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 #[test]
 fn fifo_as_an_image_is_refused_not_waited_on() {
     let t = tempdir();
-    let imgs = t.path().join("images");
-    std::fs::create_dir(&imgs).unwrap();
-    noise_images(&imgs, &[(128, 128)]);
+    let imgs = image_folder(t.path(), 1);
     mkfifo(&imgs.join("fifo.png"));
     let out = t.path().join("dets.json");
     refused(&[&"detect", &mask_rcnn(), &imgs.join("fifo.png"), &"-o", &out], &["fifo.png", "not a regular file"]);
@@ -122,9 +109,7 @@ fn fifo_as_an_image_is_refused_not_waited_on() {
 #[test]
 fn eval_model_refuses_image_paths_outside_the_image_folder() {
     let t = tempdir();
-    let imgs = t.path().join("images");
-    std::fs::create_dir(&imgs).unwrap();
-    noise_images(&imgs, &[(128, 128)]);
+    let imgs = image_folder(t.path(), 1);
     noise_images(t.path(), &[(128, 128)]);
     let gt = t.path().join("gt.json");
     for name in ["../img0.png", "/etc/hostname", &t.path().join("img0.png").display().to_string()] {
@@ -242,8 +227,23 @@ fn threads_are_capped_at_four_per_core_unless_allowed() {
     assert!(!out.exists() && !t.path().join("run").exists());
     // One over the cap runs when TICKET_MAX_THREADS allows it.
     let over = (cap + 1).to_string();
-    let (code, _, err) = run_env(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--threads", &over, &"--json"], &[("TICKET_MAX_THREADS", &over)]);
+    let (code, _, err) = run_with_deadline(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--threads", &over, &"--json"], &[("TICKET_MAX_THREADS", &over)]);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// Detection settings are checked before anything is written: a NaN threshold, or a --draw folder with a
+/// setting refused.
+#[test]
+fn detect_settings_are_checked_before_anything_is_written() {
+    let t = tempdir();
+    let img = noise_images(t.path(), &[(64, 64)]).remove(0);
+    let (out, drawn) = (t.path().join("dets.json"), t.path().join("drawn"));
+    for (flag, v) in [("--score-thresh", "nan"), ("--nms-thresh", "inf"), ("--score-thresh", "2")] {
+        refused(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--draw", &drawn, &flag, &v], &[flag]);
+    }
+    refused(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--draw", &drawn, &"--threads", &"0"], &["--threads 0"]);
+    refused(&[&"detect", &mask_rcnn(), &img, &"-o", &t.path().join("no/such/dets.json")], &["dets.json", "output folder does not exist"]);
+    assert!(!out.exists() && !drawn.exists(), "a refused run wrote something");
 }
 
 // ---------------------------------------------------------------- 9. data synth overwrites a dataset
@@ -282,9 +282,7 @@ fn data_synth_refuses_a_non_empty_output_folder() {
 #[test]
 fn validate_counts_classes_the_dense_model_did_not_predict() {
     let t = tempdir();
-    let imgs = t.path().join("images");
-    std::fs::create_dir(&imgs).unwrap();
-    noise_images(&imgs, &[(128, 128), (128, 128)]);
+    let imgs = image_folder(t.path(), 2);
     let dense_dets = t.path().join("dense_dets.json");
     std::fs::write(&dense_dets, json!([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 40], "score": 0.9}]).to_string()).unwrap();
     let r = ticket_json(&[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--images", &imgs, &"--dense-dets", &dense_dets, &"--iou-type", &"bbox"]);
@@ -304,9 +302,7 @@ fn validate_counts_classes_the_dense_model_did_not_predict() {
 #[test]
 fn validate_settings_and_the_dense_cache_are_checked() {
     let t = tempdir();
-    let imgs = t.path().join("images");
-    std::fs::create_dir(&imgs).unwrap();
-    noise_images(&imgs, &[(128, 128), (128, 128)]);
+    let imgs = image_folder(t.path(), 2);
     let cache = t.path().join("cache.json");
     let m = mask_rcnn();
     fn with<'a>(m: &'a PathBuf, imgs: &'a PathBuf, cache: &'a PathBuf, extra: &[&'a dyn AsRef<OsStr>]) -> Vec<&'a dyn AsRef<OsStr>> {
@@ -348,13 +344,13 @@ fn clap_usage_errors_are_one_line() {
     refused(&[&"prune", &mask_rcnn(), &"--sparsity", &"lots", &"-o", &t.path().join("o.onnx")], &["lots"]);
     refused(&[&"no-such-command"], &["no-such-command"]);
     // With --json the error is a JSON line too.
-    let (code, out, _) = run_env(&[&"detect", &"--bogus", &"--json"], &[]);
+    let (code, out, _) = run_with_deadline(&[&"detect", &"--bogus", &"--json"], &[]);
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!((code, v["exit_code"].as_i64()), (Some(2), Some(2)));
     // Help and version are clap's own, on stdout, exit 0.
-    let (code, out, _) = run_env(&[&"detect", &"--help"], &[]);
+    let (code, out, _) = run_with_deadline(&[&"detect", &"--help"], &[]);
     assert_eq!(code, Some(0));
     assert!(out.lines().count() > 5 && out.contains("Usage:"), "{out}");
-    let (code, out, _) = run_env(&[&"--version"], &[]);
+    let (code, out, _) = run_with_deadline(&[&"--version"], &[]);
     assert_eq!((code, out.trim()), (Some(0), format!("ticket {}", env!("CARGO_PKG_VERSION")).as_str()));
 }

@@ -63,6 +63,11 @@ impl DetectOpts {
             }
             p.threads = n;
         }
+        let (score, nms) = (p.box_head.score_thresh, p.box_head.nms_thresh);
+        // NaN compares false both ways: it would keep every candidate or none without a word.
+        if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
+            return Err(Error::Input(format!("--score-thresh {score} and --nms-thresh {nms} must be numbers in [0, 1]")));
+        }
         if p.min_size == 0 || p.max_size < p.min_size || p.box_head.detections_per_img == 0 || p.rpn.post_nms_top_n == 0 {
             return Err(Error::Input(format!(
                 "detection settings out of range: min_size {}, max_size {}, detections_per_img {}, rpn_post_nms_top_n {}",
@@ -139,11 +144,16 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     inputs.extend(args.masks.as_deref());
     inputs.extend(args.images.iter().map(PathBuf::as_path));
     crate::fsio::ensure_distinct(&args.output, &inputs)?;
-    if let Some(d) = &args.draw {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    let out_dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !out_dir.is_dir() {
+        return Err(Error::input(&args.output, "the output folder does not exist"));
     }
     let state = ModelState::load(&args.model, args.masks.as_deref())?;
     let params = args.opts.params(&state)?;
+    // Created once every setting has been checked: a refused run leaves nothing behind.
+    if let Some(d) = &args.draw {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
     let (min_size, max_size, score_thresh) = (params.min_size, params.max_size, params.box_head.score_thresh);
     let mut det = Detector::new(state, params)?;
     let images: Vec<(u64, PathBuf)> = args.images.iter().enumerate().map(|(i, p)| (i as u64 + 1, p.clone())).collect();

@@ -156,3 +156,22 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     }
     !c
 }
+
+/// Runs ticket with `env` added, killing it after 60 s (a hang fails the test instead of blocking it); returns
+/// (exit code, stdout, stderr).
+pub fn run_with_deadline(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    use std::time::{Duration, Instant};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
+    cmd.args(args.iter().map(|a| a.as_ref())).envs(env.iter().copied());
+    let mut child = cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ticket {:?} hung (killed after 60 s)", args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
