@@ -66,7 +66,7 @@ impl DetectOpts {
         let (score, nms) = (p.box_head.score_thresh, p.box_head.nms_thresh);
         // NaN compares false both ways: it would keep every candidate or none without a word.
         if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
-            return Err(Error::Input(format!("--score-thresh {score} and --nms-thresh {nms} must be numbers in [0, 1]")));
+            return Err(Error::Input(format!("--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]")));
         }
         if p.min_size == 0 || p.max_size < p.min_size || p.box_head.detections_per_img == 0 || p.rpn.post_nms_top_n == 0 {
             return Err(Error::Input(format!(
