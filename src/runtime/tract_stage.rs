@@ -34,7 +34,8 @@ pub fn parse_threads(s: &str) -> std::result::Result<usize, String> {
     let n: usize = s.trim().parse().map_err(|e| format!("'{s}' is not a thread count: {e}"))?;
     let max = max_threads();
     if n > max {
-        return Err(format!("{n} threads is more than the {max} allowed (4 × {} cores); set {MAX_THREADS_VAR}={n} to allow it", cores()));
+        let why = if max == 4 * cores() { format!("4 × {} cores", cores()) } else { format!("{MAX_THREADS_VAR}={max}") };
+        return Err(format!("{n} threads is more than the {max} allowed ({why}); set {MAX_THREADS_VAR}={n} to allow it"));
     }
     Ok(n)
 }
