@@ -53,7 +53,13 @@ pub enum Command {
     Validate(validate::Args),
     /// Run a model in ONNX Runtime, and compare it with a reference model (with masks applied) if given.
     Check(check::Args),
-    /// The main job on the embedded default model: import, inspect, prune 80%, export, check in ONNX Runtime.
+    /// The main job: find a lottery ticket for the embedded miniature Mask R-CNN on synthetic data, end to end.
+    ///
+    /// Writes synthetic training and held-out images, runs `ticket imp` (dense training, then levels of global
+    /// magnitude pruning towards --sparsity, each rewound to init, retrained and scored with tract), exports the
+    /// sparsest level within --max-map-drop of dense as OUT/run/ticket.onnx and ticket.tkt, checks the export in
+    /// ONNX Runtime and the compact file's round trip, runs `ticket validate` on it and prints the table.
+    /// Running it again resumes the same run folder.
     Demo(demo::Args),
     /// Benchmarks that print ratios against baselines measured in the same run.
     #[command(subcommand)]
