@@ -13,6 +13,7 @@ mod inspect;
 mod mask;
 mod prune;
 mod report;
+mod setup;
 mod steps;
 mod study;
 mod study_transfer;
@@ -90,6 +91,11 @@ pub enum Command {
     /// pretrained classifier with a ticket's --masks → mask transfer (App. A). Then train the detector with
     /// `ticket imp OUT.onnx --masks-from OUT.safetensors --rewind init|none …`.
     Transfer(transfer::Args),
+    /// Make the Python environments ticket needs (ONNX Runtime, training; torch with --torch) in the data
+    /// folder ($TICKET_HOME, else $XDG_DATA_HOME/ticket, else ~/.local/share/ticket); idempotent.
+    Setup(setup::SetupArgs),
+    /// Show what was found where: ONNX Runtime, the training environment and its CUDA provider, cores, SIMD.
+    Doctor(setup::DoctorArgs),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -112,6 +118,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Sweep(a) => sweep::run(a, json),
         Command::Study(a) => study::run(a, json),
         Command::Transfer(a) => transfer::run(a, json),
+        Command::Setup(a) => setup::run_setup(a, json),
+        Command::Doctor(a) => setup::run_doctor(a, json),
     }
 }
 
