@@ -59,9 +59,9 @@ impl Venv {
     /// How messages name it.
     pub fn describe(self) -> &'static str {
         match self {
-            Venv::Check => "the ONNX Runtime environment",
-            Venv::Train => "the training environment",
-            Venv::Torch => "the torch environment",
+            Venv::Check => "ONNX Runtime environment",
+            Venv::Train => "training environment",
+            Venv::Torch => "torch environment",
         }
     }
 }
@@ -171,7 +171,7 @@ pub fn find_python(venv: Venv) -> Option<Found> {
 
 /// The ONNX Runtime library, or the one-line error that names `ticket setup`.
 pub fn ort_library() -> Result<PathBuf> {
-    let found = find_ort_library().ok_or_else(|| missing("the ONNX Runtime library", "ORT_DYLIB_PATH", Venv::Check))?;
+    let found = find_ort_library().ok_or_else(|| missing("ONNX Runtime library", "ORT_DYLIB_PATH", Venv::Check))?;
     if !found.path.is_file() {
         return Err(Error::Runtime(format!("ONNX Runtime library not found: {}={} is not a file; {SETUP_HINT}", found.source, found.path.display())));
     }

@@ -110,7 +110,7 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
     let target = opts.data_dir.join(&piece);
     let mut say = |message: String| on(Progress { piece: piece.clone(), message });
     if is_current(&target, venv) {
-        say(format!("{} is up to date ({})", venv.describe(), target.display()));
+        say(format!("the {} is up to date ({})", venv.describe(), target.display()));
         return Ok(Made { piece: piece.clone(), path: target, built: false, seconds: started.elapsed().as_secs_f64() });
     }
     // A folder of our own next to the target (same filesystem, so the final rename is atomic); removed on
@@ -120,7 +120,7 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
         .tempdir_in(&opts.data_dir)
         .map_err(|e| Error::Runtime(format!("{}: cannot make a temporary folder ({e})", opts.data_dir.display())))?;
     let work = tmp.path().join(&piece);
-    say(format!("creating {} with {}", venv.describe(), opts.base_python.display()));
+    say(format!("creating the {} with {}", venv.describe(), opts.base_python.display()));
     run(Command::new(&opts.base_python).arg("-m").arg("venv").arg(&work), &format!("{} -m venv", opts.base_python.display()))?;
     let req = tmp.path().join("requirements.txt");
     std::fs::write(&req, requirements(venv)).map_err(|e| Error::Runtime(format!("{}: {e}", req.display())))?;
@@ -129,14 +129,14 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
     let python = env::venv_python(&work);
     run(
         Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"]).arg(&req),
-        &format!("pip install for {} (is a package index reachable?)", venv.describe()),
+        &format!("pip install for the {} (is a package index reachable?)", venv.describe()),
     )?;
     say("checking what was installed".into());
     check_venv(venv, &work)?;
     std::fs::write(work.join(RECORD), requirements(venv)).map_err(|e| Error::Runtime(format!("{}: {e}", work.display())))?;
     replace_dir(&work, &target, tmp.path())?;
     let seconds = started.elapsed().as_secs_f64();
-    say(format!("{} ready in {seconds:.0} s ({})", venv.describe(), target.display()));
+    say(format!("the {} is ready, {seconds:.0} s ({})", venv.describe(), target.display()));
     Ok(Made { piece: piece.clone(), path: target, built: true, seconds })
 }
 
