@@ -17,6 +17,7 @@
 # Knobs: TICKET (the binary; built here when absent), CUDA_VENV (default .venv-train-cuda), PYTHON (base
 # Python for the venv, default python3).
 set -euo pipefail
+shopt -s inherit_errexit
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cpu_only=0 steps=10 tol=0.02 out=out/cuda_check model=
 while [ $# -gt 0 ]; do
@@ -73,9 +74,23 @@ if [ -z "$model" ]; then
   model=$out/fullsize/maskrcnn_r18_fpn.onnx
 fi
 
-# Synthetic training and held-out images (5 categories, 128 px; deterministic per seed).
-[ -f "$out/train/annotations.json" ] || "$ticket" data synth --out "$out/train" --images 16 --seed 1 > /dev/null
-[ -f "$out/val/annotations.json" ] || "$ticket" data synth --out "$out/val" --images 4 --seed 2 > /dev/null
+# Synthetic training and held-out images (5 categories, 128 px; deterministic per seed). A model with more
+# classes (the full-width export has COCO's 91) gets categories without objects appended to match.
+classes=$("$ticket" inspect "$model" --json | "${PYTHON:-python3}" -c 'import json, sys; print(json.load(sys.stdin)["arch"]["num_classes"])')
+synth() { # dir images seed
+  [ -f "$1/annotations.json" ] && return 0
+  "$ticket" data synth --out "$1" --images "$2" --seed "$3" > /dev/null
+  "${PYTHON:-python3}" - "$1/annotations.json" "$classes" <<'PY'
+import json, sys
+path, classes = sys.argv[1], int(sys.argv[2])
+d = json.load(open(path))
+top = max(c["id"] for c in d["categories"])
+d["categories"] += [{"id": top + i, "name": f"unused_{top + i}"} for i in range(1, classes - len(d["categories"]))]
+json.dump(d, open(path, "w"))
+PY
+}
+synth "$out/train" 16 1
+synth "$out/val" 4 2
 
 # 3. The same training twice: A on the CPU; B on the GPU (or the CPU again with --cpu-only). One ORT thread on
 #    the CPU so that its run is reproducible bit for bit.

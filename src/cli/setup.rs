@@ -12,7 +12,8 @@ pub struct SetupArgs {
     /// Also the torch environment (torch, torchvision: exporting your own models, the torch benchmark baselines).
     #[arg(long)]
     pub torch: bool,
-    /// The Python that creates the environments (3.9–3.12; onnxruntime-training 1.19.2 has no wheel for newer).
+    /// The Python that creates the environments (onnxruntime-training 1.19.2 has no wheels for the newest
+    /// CPython releases; 3.11 works).
     #[arg(long, default_value = "python3")]
     pub python: PathBuf,
     /// Only report what is there (as `ticket doctor`); make nothing.
