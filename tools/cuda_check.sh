@@ -97,7 +97,7 @@ synth "$out/val" 4 2
 train() { # name device python -> seconds
   rm -rf "$out/$1"
   local t0; t0=$(now)
-  "$ticket" train "$model" --coco "$out/train/annotations.json" --steps "$steps" --warmup 0 --lr 0.005 --batch 1 \
+  "$ticket" train "$model" --coco "$out/train/annotations.json" --steps "$steps" --warmup 0 --lr 0.001 --batch 1 \
     --rois 64 --seed 1 --save-every 1000000 --threads 1 --device "$2" --train-python "$3" -o "$out/$1" --json > "$out/$1.json"
   echo "$(now) $t0" | awk '{printf "%.1f", $1 - $2}'
 }
