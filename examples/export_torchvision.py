@@ -38,11 +38,24 @@ def parse(argv):
 
 def build(args):
     import torch
-    from torchvision.models import detection
+    from torchvision.models import detection, resnet50
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import misc as misc_nn_ops
 
-    make = getattr(detection, args.arch)
-    model = make(weights="DEFAULT" if args.download else None, weights_backbone=None,
-                 min_size=args.size, max_size=args.size)
+    # torchvision's builders use FrozenBatchNorm only when they load weights themselves; with plain BatchNorm
+    # the exporter folds it into the convs and renames them. Built the same way as the builders, with frozen
+    # BatchNorm always, the export keeps every parameter name and a saved state_dict loads as it is.
+    kind = args.arch.split("_")[0]
+    backbone = _resnet_fpn_extractor(resnet50(norm_layer=misc_nn_ops.FrozenBatchNorm2d), 3)
+    common = dict(min_size=args.size, max_size=args.size)
+    if kind == "fasterrcnn":
+        model = detection.FasterRCNN(backbone, num_classes=91, **common)
+    elif kind == "maskrcnn":
+        model = detection.MaskRCNN(backbone, num_classes=91, **common)
+    else:
+        model = detection.KeypointRCNN(backbone, num_classes=2, num_keypoints=17, **common)
+    if args.download:
+        model.load_state_dict(detection.get_model_weights(args.arch).DEFAULT.get_state_dict(progress=True))
     if args.weights:
         state = torch.load(args.weights, map_location="cpu", weights_only=True)
         state = state.get("model", state)
