@@ -34,7 +34,8 @@ fn stderr(o: &Output) -> String {
 }
 
 /// A venv layout with a python that fails at once, as `ticket setup` leaves it finished (requirements
-/// recorded); the ONNX Runtime venv also gets a libonnxruntime file (empty: it will not load).
+/// recorded); the ONNX Runtime venv (`venv`, or a checkout's `.venv`) also gets a libonnxruntime file (empty: it
+/// will not load).
 fn fake_venv(data: &Path, name: &str, requirements: &str) -> PathBuf {
     let dir = data.join(name);
     std::fs::create_dir_all(dir.join("bin")).unwrap();
@@ -43,7 +44,7 @@ fn fake_venv(data: &Path, name: &str, requirements: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(dir.join(".requirements"), std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(requirements)).unwrap()).unwrap();
-    if name == "venv" {
+    if name.ends_with("venv") {
         let capi = dir.join("lib/python3.11/site-packages/onnxruntime/capi");
         std::fs::create_dir_all(&capi).unwrap();
         std::fs::write(capi.join("libonnxruntime.so.1.19.2"), b"").unwrap();
@@ -99,6 +100,23 @@ fn variables_win_over_the_data_folder() {
     assert_eq!(r["ort_version"], "1.31.1");
     assert_eq!(r["train"]["found"]["path"], other_python.to_str().unwrap());
     assert_eq!(r["train"]["found"]["source"]["variable"], "TICKET_TRAIN_PYTHON");
+}
+
+#[test]
+fn the_data_folder_wins_over_the_checkout_and_the_checkout_is_the_last_resort() {
+    let t = tempdir();
+    // The current folder is a checkout with its own venvs (tools/setup.sh's names).
+    fake_venv(t.path(), ".venv", "requirements.txt");
+    fake_venv(t.path(), ".venv-train", "requirements-train.txt");
+    let (_, r) = doctor(t.path(), &t.path().join("empty"), &[]);
+    assert_eq!(r["ort"]["found"]["source"], "checkout");
+    assert_eq!(r["ort"]["found"]["path"], t.path().join(".venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.19.2").to_str().unwrap());
+    assert_eq!(r["train"]["found"]["source"], "checkout");
+    let data = t.path().join("data");
+    fake_data_dir(&data);
+    let (_, r) = doctor(t.path(), &data, &[]);
+    assert_eq!(r["ort"]["found"]["source"], "data_dir");
+    assert_eq!(r["train"]["found"]["path"], data.join("venv-train/bin/python").to_str().unwrap());
 }
 
 #[test]
