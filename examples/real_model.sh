@@ -17,9 +17,9 @@ case ${1:-} in
   --weights) source_args=(--weights "$2") ;;
   --download) source_args=(--download); set -- "$1" "" "${@:2}" ;;
   --onnx) source_args=() ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2 ;;
 esac
-[ $# -eq 5 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -eq 5 ] || { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2; }
 mode=$1 arg=$2 train=$3 val=$4 out=$5
 mkdir -p "$out"
 steps=${STEPS:-800}

@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift ;;
     --tol) tol=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     -*) echo "cuda_check.sh: unknown option $1" >&2; exit 2 ;;
     *) model=$1 ;;
   esac
