@@ -316,7 +316,7 @@ fn missing_or_wrong_python_says_how_to_set_up() {
         assert!(matches!(err, Error::Runtime(_)) && msg.contains("no training API") && msg.contains("run tools/setup.sh"), "{msg}");
     }
 
-    // This project's training venv is the CPU build: asking for CUDA is refused with the way out.
+    // The training venv is the CPU build: asking for CUDA is refused with the way out.
     let err = Worker::start(&train_python(), Device::Cuda).err().expect("the CPU venv has no CUDA provider");
     assert!(err.to_string().contains("requirements-train-cuda.txt"), "{err}");
 }

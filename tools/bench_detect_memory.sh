@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak memory and time of `ticket detect` against image size (docs/MEMORY.md): one PNG per size (flat colour
+# Peak memory and time of `ticket detect` against image size (docs/memory.md): one PNG per size (flat colour
 # with noise patches, written with Python's standard library), detected with --score-thresh 0 so that every
 # image keeps the full 100 detections (the worst case for masks), measured with /usr/bin/time -v.
 #   tools/bench_detect_memory.sh MODEL [WxH ...]     (default sizes: 640x480 2000x1500 4000x3000 8000x6000)

@@ -22,12 +22,13 @@ pub enum BenchCommand {
         sparsity: f64,
         #[arg(long, default_value_t = 7)]
         repeat: usize,
-        /// Python with torch (tools/setup.sh torch makes .venv-torch); "none" skips the torch baseline.
-        #[arg(long, default_value = ".venv-torch/bin/python")]
-        torch_python: String,
-        /// Folder of the tools/ scripts.
-        #[arg(long, default_value = "tools")]
-        tools: PathBuf,
+        /// Python with torch (default: $TICKET_TORCH_PYTHON, else the one `ticket setup --torch` made, else
+        /// .venv-torch/bin/python); "none" skips the torch baseline.
+        #[arg(long)]
+        torch_python: Option<String>,
+        /// Folder of the tools/ scripts (default: ./tools in a checkout, else the data folder's).
+        #[arg(long)]
+        tools: Option<PathBuf>,
     },
     /// Latency of each tract stage graph (backbone+RPN, box head, mask / keypoint head) in tract and in ONNX
     /// Runtime, for the dense model and a globally pruned copy of it.
@@ -59,18 +60,27 @@ pub enum BenchCommand {
     Detect(super::bench_detect::Args),
 }
 
-/// Runs a tools/ baseline script with `--json` and returns its report.
-pub(crate) fn torch_baseline(python: &str, script: &std::path::Path, args: &[std::ffi::OsString]) -> Result<serde_json::Value> {
-    let out = std::process::Command::new(python)
-        .arg(script)
+/// Runs a tools/ baseline script with `--json` and returns its report; None when `python` is "none". The
+/// Python and the tools folder default to `runtime::env`'s.
+pub(crate) fn torch_baseline(python: Option<&str>, tools: Option<&std::path::Path>, script: &str, args: &[std::ffi::OsString]) -> Result<Option<serde_json::Value>> {
+    if python == Some("none") {
+        return Ok(None);
+    }
+    let python = match python {
+        Some(p) => p.to_string(),
+        None => crate::runtime::env::python(crate::runtime::env::Venv::Torch)?.display().to_string(),
+    };
+    let script = tools.map(std::path::Path::to_path_buf).unwrap_or_else(crate::runtime::env::tools_dir).join(script);
+    let out = std::process::Command::new(&python)
+        .arg(&script)
         .args(args)
         .arg("--json")
         .output()
-        .map_err(|e| Error::Runtime(format!("{python}: cannot run the torch baseline ({e}); run `tools/setup.sh torch` or pass --torch-python none")))?;
+        .map_err(|e| Error::Runtime(format!("{python}: cannot run the torch baseline ({e}); run `ticket setup --torch` (or `tools/setup.sh torch`) or pass --torch-python none")))?;
     if !out.status.success() {
         return Err(Error::Runtime(format!("{}: torch baseline failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::Runtime(format!("{}: unreadable output ({e})", script.display())))
+    serde_json::from_slice(&out.stdout).map(Some).map_err(|e| Error::Runtime(format!("{}: unreadable output ({e})", script.display())))
 }
 
 fn median_ms(repeat: usize, mut f: impl FnMut()) -> f64 {
@@ -115,7 +125,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
     }
 }
 
-fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: String, tools: PathBuf, json: bool) -> Result<()> {
+fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Option<String>, tools: Option<PathBuf>, json: bool) -> Result<()> {
     let state = ModelState::import(&model)?;
     let weights: Vec<&[f32]> = state.prunable().map(|w| &w.values[..]).collect();
     let n: usize = weights.iter().map(|w| w.len()).sum();
@@ -132,18 +142,14 @@ fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Strin
     });
     bar.inc(1);
     bar.finish_and_clear();
-    let torch = if torch_python == "none" {
-        None
-    } else {
-        Some(torch_baseline(&torch_python, &tools.join("bench_prune_torch.py"), &[
-            "--model".into(),
-            model.clone().into_os_string(),
-            "--sparsity".into(),
-            sparsity.to_string().into(),
-            "--repeat".into(),
-            repeat.to_string().into(),
-        ])?)
-    };
+    let torch = torch_baseline(torch_python.as_deref(), tools.as_deref(), "bench_prune_torch.py", &[
+        "--model".into(),
+        model.clone().into_os_string(),
+        "--sparsity".into(),
+        sparsity.to_string().into(),
+        "--repeat".into(),
+        repeat.to_string().into(),
+    ])?;
     let torch_ms = torch.as_ref().and_then(|t| t["torch_global_unstructured_ms"].as_f64());
     let r = PruneBench {
         model,

@@ -32,14 +32,17 @@ pub struct Args {
     /// tools/requirements-train-cuda.txt).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
-    /// The training venv's python (tools/setup.sh makes it).
-    #[arg(long, default_value = ".venv-train/bin/python")]
-    pub train_python: PathBuf,
-    /// Python with torch (tools/setup.sh torch makes .venv-torch); "none" skips the torch baseline.
-    #[arg(long, default_value = ".venv-torch/bin/python")]
-    pub torch_python: String,
-    #[arg(long, default_value = "tools")]
-    pub tools: PathBuf,
+    /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else the one `ticket setup` made, else
+    /// .venv-train/bin/python).
+    #[arg(long)]
+    pub train_python: Option<PathBuf>,
+    /// Python with torch (default: $TICKET_TORCH_PYTHON, else the one `ticket setup --torch` made, else
+    /// .venv-torch/bin/python); "none" skips the torch baseline.
+    #[arg(long)]
+    pub torch_python: Option<String>,
+    /// Folder of the tools/ scripts (default: ./tools in a checkout, else the data folder's).
+    #[arg(long)]
+    pub tools: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -113,7 +116,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let core = dir.path().join("core.onnx");
     std::fs::write(&core, graph.model.encode_to_vec()).map_err(|e| Error::io(&core, e))?;
     let bar = super::progress(args.repeat as u64 + 2, "bench", json);
-    let mut worker = Worker::start(&args.train_python, args.device)?;
+    let mut worker = Worker::start(&crate::runtime::env::train_python(args.train_python.as_deref())?, args.device)?;
     let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();
     let frozen: Vec<&str> = graph.frozen.iter().map(String::as_str).collect();
     let artifacts = dir.path().join("artifacts");
@@ -136,20 +139,16 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     worker.shutdown()?;
     bar.finish_and_clear();
     let ort_ms = super::median(&times);
-    let torch = if args.torch_python == "none" {
-        None
-    } else {
-        Some(super::bench::torch_baseline(&args.torch_python, &args.tools.join("bench_train_torch.py"), &[
-            "--model".into(),
-            args.model.clone().into_os_string(),
-            "--size".into(),
-            args.size.to_string().into(),
-            "--rois".into(),
-            args.rois.to_string().into(),
-            "--repeat".into(),
-            args.repeat.to_string().into(),
-        ])?)
-    };
+    let torch = super::bench::torch_baseline(args.torch_python.as_deref(), args.tools.as_deref(), "bench_train_torch.py", &[
+        "--model".into(),
+        args.model.clone().into_os_string(),
+        "--size".into(),
+        args.size.to_string().into(),
+        "--rois".into(),
+        args.rois.to_string().into(),
+        "--repeat".into(),
+        args.repeat.to_string().into(),
+    ])?;
     let torch_ms = torch.as_ref().and_then(|t| t["torch_step_ms"].as_f64());
     let r = TrainBench { model: args.model, size: args.size, rois: args.rois, ort_step_ms: ort_ms, ort_over_torch: torch_ms.map(|t| ort_ms / t), torch };
     emit(json, &r, |r| {

@@ -37,7 +37,8 @@ pub struct Args {
     /// The gate: the ticket's AP at most this far below dense (bbox and segm).
     #[arg(long, default_value_t = 0.01)]
     pub max_map_drop: f64,
-    /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else .venv-train/bin/python).
+    /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else the one `ticket setup` made, else
+    /// .venv-train/bin/python).
     #[arg(long)]
     pub train_python: Option<PathBuf>,
 }
@@ -110,6 +111,7 @@ impl Default for DemoTrain {
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {
+    let python = crate::runtime::env::train_python(a.train_python.as_deref())?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let out = std::path::absolute(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let model = out.join("initial.onnx");
@@ -120,7 +122,6 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let val = synth(&out.join("val"), a.val_images, 2)?;
     let run_dir = out.join("run");
     let start = if run_dir.join("run.json").exists() { ImpStart::Resume { model: None } } else { ImpStart::Fresh(Box::new(config(&a, &model, &train, &val)?)) };
-    let python = super::train::train_python(a.train_python.as_deref());
     let mut on = super::imp::progress(json);
     let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
     let mut report = DemoReport { run_dir: run_dir.clone(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };

@@ -162,7 +162,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };
-    let env = ImpEnv { python: a.train.python() };
+    let env = ImpEnv { python: a.train.python()? };
     let mut on = progress(json);
     let summary = run_imp(&dir, start, &env, &mut on)?;
     emit(json, &summary, text);

@@ -13,6 +13,7 @@ mod inspect;
 mod mask;
 mod prune;
 mod report;
+mod setup;
 mod steps;
 mod study;
 mod study_transfer;
@@ -53,7 +54,13 @@ pub enum Command {
     Validate(validate::Args),
     /// Run a model in ONNX Runtime, and compare it with a reference model (with masks applied) if given.
     Check(check::Args),
-    /// The main job on the embedded default model: import, inspect, prune 80%, export, check in ONNX Runtime.
+    /// The main job: find a lottery ticket for the embedded miniature Mask R-CNN on synthetic data, end to end.
+    ///
+    /// Writes synthetic training and held-out images, runs `ticket imp` (dense training, then levels of global
+    /// magnitude pruning towards --sparsity, each rewound to init, retrained and scored with tract), exports the
+    /// sparsest level within --max-map-drop of dense as OUT/run/ticket.onnx and ticket.tkt, checks the export in
+    /// ONNX Runtime and the compact file's round trip, runs `ticket validate` on it and prints the table.
+    /// Running it again resumes the same run folder.
     Demo(demo::Args),
     /// Benchmarks that print ratios against baselines measured in the same run.
     #[command(subcommand)]
@@ -84,6 +91,11 @@ pub enum Command {
     /// pretrained classifier with a ticket's --masks → mask transfer (App. A). Then train the detector with
     /// `ticket imp OUT.onnx --masks-from OUT.safetensors --rewind init|none …`.
     Transfer(transfer::Args),
+    /// Make the Python environments ticket needs (ONNX Runtime, training; torch with --torch) in the data
+    /// folder ($TICKET_HOME, else $XDG_DATA_HOME/ticket, else ~/.local/share/ticket); idempotent.
+    Setup(setup::SetupArgs),
+    /// Show what was found where: ONNX Runtime, the training environment and its CUDA provider, cores, SIMD.
+    Doctor(setup::DoctorArgs),
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -106,6 +118,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Sweep(a) => sweep::run(a, json),
         Command::Study(a) => study::run(a, json),
         Command::Transfer(a) => transfer::run(a, json),
+        Command::Setup(a) => setup::run_setup(a, json),
+        Command::Doctor(a) => setup::run_doctor(a, json),
     }
 }
 

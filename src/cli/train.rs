@@ -81,7 +81,8 @@ pub struct TrainArgs {
     /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
     #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
     pub threads: usize,
-    /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else .venv-train/bin/python).
+    /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else the one `ticket setup` made, else
+    /// .venv-train/bin/python).
     #[arg(long)]
     pub train_python: Option<PathBuf>,
 }
@@ -170,14 +171,10 @@ impl TrainArgs {
         })
     }
 
-    pub fn python(&self) -> PathBuf {
-        train_python(self.train_python.as_deref())
+    /// The training venv's python: the one given, else `runtime::env`'s (exit 3 naming `ticket setup`).
+    pub fn python(&self) -> Result<PathBuf> {
+        crate::runtime::env::train_python(self.train_python.as_deref())
     }
-}
-
-/// The training venv's python: the one given, else $TICKET_TRAIN_PYTHON, else .venv-train/bin/python.
-pub fn train_python(given: Option<&Path>) -> PathBuf {
-    given.map(Path::to_path_buf).or_else(|| std::env::var_os("TICKET_TRAIN_PYTHON").map(PathBuf::from)).unwrap_or_else(|| ".venv-train/bin/python".into())
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {
@@ -194,7 +191,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };
-    let mut run = Run::open(&a.model, &dir, start, &a.train.python(), a.train.threads)?;
+    let mut run = Run::open(&a.model, &dir, start, &a.train.python()?, a.train.threads)?;
     let resumed_from = run.step;
     let total = run.config.steps;
     let view = super::steps::StepView::new("train", total, run.step, run.config.shape.batch, json);

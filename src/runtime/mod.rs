@@ -1,3 +1,5 @@
-//! Engines that run ONNX graphs. ONNX Runtime (through `ort`) checks exports against the original model.
+//! Engines that run ONNX graphs. ONNX Runtime (through `ort`) checks exports against the original model;
+//! `env` finds the Python environments and the ORT library.
+pub mod env;
 pub mod ort_check;
 pub mod tract_stage;

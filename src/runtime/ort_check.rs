@@ -1,6 +1,6 @@
 //! Runs a model in ONNX Runtime and compares two models' outputs on the same inputs. The library is loaded at
-//! run time from ORT_DYLIB_PATH (the `onnxruntime` wheel's libonnxruntime.so, set up by tools/setup.sh),
-//! because ort's default download of binaries cannot work offline.
+//! run time (the `onnxruntime` wheel's libonnxruntime.so, found by `runtime::env`: ORT_DYLIB_PATH, else the venv
+//! `ticket setup` or tools/setup.sh made), because ort's default download of binaries cannot work offline.
 use crate::error::{Error, Result};
 use crate::onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto};
 use crate::onnx::OnnxModel;
@@ -16,12 +16,8 @@ static ENV: OnceLock<std::result::Result<ort::environment::Environment, String>>
 
 fn environment() -> Result<&'static ort::environment::Environment> {
     ENV.get_or_init(|| {
-        let path = std::env::var("ORT_DYLIB_PATH").map_err(|_| {
-            "ONNX Runtime library not found: ORT_DYLIB_PATH is not set (run tools/setup.sh, or point it at libonnxruntime.so from the onnxruntime wheel)".to_string()
-        })?;
-        if !std::path::Path::new(&path).is_file() {
-            return Err(format!("ONNX Runtime library not found: ORT_DYLIB_PATH={path} is not a file (run tools/setup.sh)"));
-        }
+        // $ORT_DYLIB_PATH, else the data folder's or the checkout's venv (runtime::env).
+        let path = super::env::ort_library().map_err(|e| e.to_string())?.display().to_string();
         // ORT's own log lines (warnings about the model, its reasons for rejecting one) would add lines to a
         // one-line error: the reason comes back in the error itself, so the log is dropped.
         let env = ort::init_from(&path)
@@ -35,6 +31,11 @@ fn environment() -> Result<&'static ort::environment::Environment> {
     })
     .as_ref()
     .map_err(|e| Error::Runtime(e.clone()))
+}
+
+/// Loads the ONNX Runtime library once (what `ticket doctor` checks); an error says why it cannot.
+pub fn load() -> Result<()> {
+    environment().map(|_| ())
 }
 
 #[derive(Clone, Debug)]

@@ -92,7 +92,7 @@
 //! site-packages for them, so the worker preloads every `nvidia/*/lib/lib*.so*` with RTLD_GLOBAL before
 //! importing ORT (listed in hello's `cuda_libraries`). `Worker::start` with `Device::Cuda` refuses a worker
 //! whose providers lack `CUDAExecutionProvider`. Newer drivers run CUDA 11.8 code, and 11.8 knows the H100.
-//! This path has not been run on this project's machines (they have no GPU).
+//! This path has not run yet: no GPU was available.
 use crate::error::{Error, Result};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};

@@ -49,12 +49,10 @@ impl SessionOptions {
         }
     }
 
-    /// `new` with the Python from `TICKET_TRAIN_PYTHON` (tools/env.sh).
+    /// `new` with the training Python `runtime::env` finds (TICKET_TRAIN_PYTHON, else the data folder's or
+    /// the checkout's venv).
     pub fn from_env() -> Result<Self> {
-        let p = std::env::var_os("TICKET_TRAIN_PYTHON").ok_or_else(|| {
-            Error::Runtime("TICKET_TRAIN_PYTHON is not set: run tools/setup.sh and source tools/env.sh".into())
-        })?;
-        Ok(SessionOptions::new(PathBuf::from(p)))
+        Ok(SessionOptions::new(crate::runtime::env::train_python(None)?))
     }
 }
 

@@ -177,7 +177,7 @@ impl Worker {
     }
 
     pub fn start_with(python: &Path, device: Device, options: WorkerOptions) -> Result<Worker> {
-        let setup_hint = "run tools/setup.sh (it creates .venv-train) and source tools/env.sh (TICKET_TRAIN_PYTHON)";
+        let setup_hint = "run `ticket setup`, or run tools/setup.sh (it creates .venv-train) and source tools/env.sh (TICKET_TRAIN_PYTHON)";
         if !python.is_file() {
             return Err(Error::Runtime(format!("training Python {} does not exist: {setup_hint}", python.display())));
         }
