@@ -385,10 +385,15 @@ pub(crate) fn changed_settings(was: &BTreeMap<String, String>, now: &BTreeMap<St
 
 /// Writes RUN_DIR/run.json: the settings and their record ([`CREATED_WITH`]).
 pub fn save_config(dir: &Path, config: &ImpConfig) -> Result<()> {
-    let mut v = serde_json::to_value(config).expect("serialises");
-    let record = settings_record(&v);
-    v[CREATED_WITH] = serde_json::to_value(record).expect("serialises");
-    write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&v).expect("serialises").as_bytes())
+    #[derive(Serialize)]
+    struct Saved<'a> {
+        #[serde(flatten)]
+        config: &'a ImpConfig,
+        created_with: BTreeMap<String, String>,
+    }
+    let created_with = settings_record(&serde_json::to_value(config).expect("serialises"));
+    let text = serde_json::to_string_pretty(&Saved { config, created_with }).expect("serialises");
+    write_atomic(&dir.join("run.json"), text.as_bytes())
 }
 
 /// Reads RUN_DIR/run.json for a resume: untrusted, so it is checked as a new run's settings are, and against its

@@ -67,7 +67,9 @@ impl LevelRow {
     /// -1 for "no data"), times finite and ≥ 0. Anything else was edited or damaged, and would reach the gate,
     /// the tables and the plot ranges.
     pub fn check(&self) -> std::result::Result<(), String> {
-        let fraction = |name: String, v: f64| if v.is_finite() && (-1.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("{name} is {v}, outside [-1, 1]")) };
+        // Huge numbers in the message as 1e308, not 309 digits.
+        let num = |v: f64| if v.abs() < 1e6 { v.to_string() } else { format!("{v:e}") };
+        let fraction = |name: String, v: f64| if v.is_finite() && (-1.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("{name} is {}, outside [-1, 1]", num(v))) };
         fraction("selected_sparsity".into(), self.selected_sparsity)?;
         fraction("network_sparsity".into(), self.network_sparsity)?;
         if let Some(f) = self.flops_removed {
@@ -82,7 +84,7 @@ impl LevelRow {
         }
         for (name, v) in [("train_s", self.train_s), ("latency_ms", self.latency_ms)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name} is {v}, not a time"));
+                return Err(format!("{name} is {}, not a time", num(v)));
             }
         }
         Ok(())

@@ -145,8 +145,8 @@ impl RunConfig {
         let classify = matches!(self.data, DataSpec::Classify { .. });
         for side in [s.height, s.width] {
             if !(32..=MAX_CANVAS).contains(&side) || (!classify && !side.is_multiple_of(32)) {
-                let rule = if classify { "" } else { " and a multiple of 32" };
-                return bad(format!("--canvas {side} must lie in 32..={MAX_CANVAS}{rule}"));
+                let what = if classify { "a side" } else { "a multiple of 32" };
+                return bad(format!("--canvas {side} must be {what} in 32..={MAX_CANVAS}"));
             }
         }
         if s.rois_per_image == 0 || s.rois_per_image > MAX_ROIS || s.mask_rois_per_image == 0 || s.keypoint_rois_per_image == 0 {

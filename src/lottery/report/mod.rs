@@ -86,7 +86,7 @@ fn refuse_output_inside<'a>(out: &Path, inputs: impl Iterator<Item = &'a PathBuf
     for input in inputs {
         let Ok(dir) = std::fs::canonicalize(input) else { continue };
         if target.starts_with(&dir) {
-            return Err(Error::input(out, format!("is inside the input {}: give the report a folder of its own", input.display())));
+            return Err(Error::input(out, format!("is, or is inside, the input {}: give the report a folder of its own", input.display())));
         }
     }
     Ok(())

@@ -181,7 +181,10 @@ pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn Comman
     match count {
         Some(n) if n <= max_tasks => {}
         _ => {
-            let sizes: Vec<String> = std::iter::once(listed.len()).chain(axes.iter().map(|(_, v)| v.len())).map(|n| n.to_string()).collect();
+            let mut sizes: Vec<String> = axes.iter().map(|(k, v)| format!("{} {k}", v.len())).collect();
+            if !file.cells.is_empty() {
+                sizes.insert(0, format!("{} cells", listed.len()));
+            }
             let n = count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
             return Err(format!("the spec expands to {n} tasks ({}), more than the limit of {max_tasks}; raise it with --max-tasks if you mean it", sizes.join(" × ")));
         }
