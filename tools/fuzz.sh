@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Long form of the fuzz harness (tests/fuzz.rs, `fuzz_long`): a million seeded mutation cases through the ONNX
-# loader, compact and mask files, COCO/VOC readers and run folders, in-process; any panic, multi-line error,
+# loader, compact and mask files, COCO/VOC readers and run folders, in-process (and, since issue 17, IMP run
+# folders, sweep specs, sweep folders and report inputs: tests/fuzz.rs, `runs`); any panic, multi-line error,
 # hang (watchdog) or broken invariant fails it, with the input saved under target/fuzz-crashes/.
 #   tools/fuzz.sh [CASES [SEED]]      (defaults: 1000000, 12)
 # Runs at the lowest priority: it is meant for a shared machine, in the background.

@@ -71,8 +71,9 @@ impl SlurmArgs {
     }
 }
 
-/// `ticket imp`'s options as clap knows them: the sweep checks every task against the real parser.
-pub(crate) struct ImpOptions {
+/// `ticket imp`'s options as clap knows them: the sweep checks every task against the real parser (public for
+/// the fuzz harness, which feeds sweep specs and plans through it).
+pub struct ImpOptions {
     cmd: clap::Command,
 }
 
@@ -80,6 +81,12 @@ impl ImpOptions {
     pub fn new() -> Self {
         let cmd = <super::imp::Args as clap::Args>::augment_args(clap::Command::new("imp")).no_binary_name(true);
         ImpOptions { cmd }
+    }
+}
+
+impl Default for ImpOptions {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

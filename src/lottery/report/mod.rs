@@ -81,15 +81,31 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
 
 /// The report folder must not be, or lie inside, a folder it reads: its files would land among a run's (and a
 /// later report would read them back).
+/// Both as written and with links resolved: `RUN/level_1/report` is inside the run even when `level_1` is a link.
 fn refuse_output_inside<'a>(out: &Path, inputs: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
-    let target = canonical_target(out)?;
+    let targets = [lexical(out)?, canonical_target(out)?];
     for input in inputs {
-        let Ok(dir) = std::fs::canonicalize(input) else { continue };
-        if target.starts_with(&dir) {
+        let dirs = [lexical(input).ok(), std::fs::canonicalize(input).ok()];
+        if targets.iter().any(|t| dirs.iter().flatten().any(|d| t.starts_with(d))) {
             return Err(Error::input(out, format!("is, or is inside, the input {}: give the report a folder of its own", input.display())));
         }
     }
     Ok(())
+}
+
+/// `path` absolute, with `.` and `..` resolved by name (links left as they are).
+fn lexical(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in std::path::absolute(path).map_err(|e| Error::io(path, e))?.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// `path` made absolute with its existing ancestors' symbolic links resolved (the folder may not exist yet).

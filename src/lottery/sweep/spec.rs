@@ -131,8 +131,13 @@ pub fn read_spec(path: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> Re
     parse_spec(&text, &stem, &base, opts, max_tasks).map_err(|m| Error::input(path, m))
 }
 
-/// [`read_spec`] on text (a study's generated spec); errors are messages for the caller to place.
+/// [`read_spec`] on text (a study's generated spec); errors are messages for the caller to place, one line each
+/// (a line break quoted from the spec is spelled `\n`).
 pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> std::result::Result<Plan, String> {
+    expand(text, default_name, base, opts, max_tasks).map_err(|m| m.replace('\n', "\\n").replace('\r', "\\r"))
+}
+
+fn expand(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> std::result::Result<Plan, String> {
     let file: SpecFile = toml::from_str(text).map_err(|e| format!("not a sweep spec: {}", e.message()))?;
     let command = file.command.unwrap_or_else(|| COMMAND.into());
     if command != COMMAND {
