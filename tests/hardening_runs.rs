@@ -7,7 +7,6 @@
 mod common;
 use common::sweep::{mini_data, MODEL};
 use common::*;
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,26 +50,6 @@ fn refused_with(code: i32, args: &[&dyn AsRef<OsStr>], expect: &[&str]) -> Strin
 
 fn refused(args: &[&dyn AsRef<OsStr>], expect: &[&str]) -> String {
     refused_with(2, args, expect)
-}
-
-/// Every file under a folder with its bytes (the lock file, which holds the last holder's pid, aside).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.file_name().is_some_and(|n| n == ".lock") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -50,27 +50,6 @@ fn run_ok(args: &[OsString]) -> serde_json::Value {
     ticket_json(&refs)
 }
 
-/// Every file of a folder with its bytes, for "nothing changed" checks.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            // The lock file holds the pid of the last holder: not saved work.
-            if p.file_name().is_some_and(|n| n == ".lock") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 fn level(run: &Path, l: usize) -> PathBuf {
     run.join(format!("level_{l}"))
 }
