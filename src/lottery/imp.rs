@@ -428,11 +428,8 @@ fn refuse_linked_levels(dir: &Path, rounds: usize) -> Result<()> {
     for r in 0..=rounds {
         let l = level::dir(dir, r);
         for p in [l.clone(), l.join("checkpoints"), l.join("work"), l.join(early_bird::FOLDER)] {
-            match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
-                    return Err(Error::input(&p, "is a symbolic link or not a folder: a run's levels are written only inside its folder"));
-                }
-                _ => {}
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink() || !m.is_dir()) {
+                return Err(Error::input(&p, "is a symbolic link or not a folder: a run's levels are written only inside its folder"));
             }
         }
     }

@@ -29,9 +29,8 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     let dir = folder::task_dir(sweep_dir, t);
     // The task writes only inside SWEEP_DIR: its folders must be folders, not links elsewhere.
     for p in [sweep_dir.join("tasks"), dir.clone(), dir.join(folder::RUN)] {
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => return Err(Error::input(&p, "is a symbolic link or not a folder: a sweep's tasks run only inside its folder")),
-            _ => {}
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink() || !m.is_dir()) {
+            return Err(Error::input(&p, "is a symbolic link or not a folder: a sweep's tasks run only inside its folder"));
         }
     }
     // One runner per task, even if a scheduler starts an index twice.
