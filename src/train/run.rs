@@ -548,13 +548,8 @@ impl Run {
         // The folder is locked once everything above has read it (a refused command leaves it as it was, lock
         // file included): a run still training there is refused here, not found out when both write the same
         // checkpoints. What was read is checked again under the lock, in case another process wrote meanwhile.
-        let lock = match DirLock::acquire(dir) {
-            Ok(l) => l,
-            Err(e) => {
-                created.undo(fresh);
-                return Err(e);
-            }
-        };
+        // (Refused here, another process holds the folder: what is in it is that process's.)
+        let lock = DirLock::acquire(dir)?;
         let opened = Self::start(dir, fresh, config, saved, state, data, batches, python, threads, lock);
         if opened.is_err() {
             created.undo(fresh);
