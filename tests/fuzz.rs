@@ -11,7 +11,9 @@
 //! breaks an invariant (a resumed run must never start from a checkpoint whose bytes changed). A failing
 //! input is written to `target/fuzz-crashes/` to reproduce it.
 //!
-//! - `fuzz_short` (CI): 600 cases per target, seed 1, about a minute in release.
+//! IMP run folders, sweep specs, sweep folders and report inputs are the `runs` block's targets (at the end).
+//!
+//! - `fuzz_short` (CI): 600 cases per target (7,200), seed 1, about a minute in release.
 //! - `fuzz_long` (ignored; `tools/fuzz.sh`): `TICKET_FUZZ_CASES` cases in all (default 1,000,000) from
 //!   `TICKET_FUZZ_SEED` (default 12), spread over the targets by `LONG_MIX`; prints executions per target,
 //!   failures and wall time.
@@ -214,6 +216,8 @@ struct Seeds {
     jpeg: Vec<u8>,
     classify_dir: PathBuf,
     classify_labels: Vec<u8>,
+    /// IMP run folders, sweep specs and sweep folders (the `runs` block below).
+    runs: runs::RunSeeds,
 }
 
 fn seeds() -> Seeds {
@@ -287,6 +291,7 @@ fn seeds() -> Seeds {
         jpeg,
         classify_dir,
         classify_labels,
+        runs: runs::seeds(scratch.path()),
         onnx,
         ext_onnx: std::fs::read(ext.join("model.onnx")).unwrap(),
         ext_weights: std::fs::read(ext.join("weights.bin")).unwrap(),
@@ -305,7 +310,7 @@ fn seeds() -> Seeds {
     }
 }
 
-const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder", "image", "classify_set"];
+const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder", "image", "classify_set", "imp_run", "sweep_spec", "sweep_dir"];
 
 /// Extreme and ordinary sides for header edits.
 const SIDES: &[u32] = &[0, 1, 2, 31, 32, 20000, 16384, 16385, 8192, 8193, 65535, 1 << 24, u32::MAX, 12000];
@@ -487,6 +492,7 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
             std::fs::write(d.join(&rel), &orig).unwrap();
             (out, mutated)
         }
+        t if runs::TARGETS.contains(&t) => runs::run_case(&s.runs, t, &mut rng),
         _ => unreachable!(),
     }
 }
@@ -524,8 +530,20 @@ struct Tally {
 /// The long form's mix: cases per round of 50, the in-memory readers (about 0.1-0.5 ms a case) more often than
 /// the ones that read folders or evaluate (3-7 ms: COCO, run folders, VOC, a Mask R-CNN with external data), so
 /// that a million executions take about a quarter of an hour of one core.
-const LONG_MIX: &[(&str, u64)] =
-    &[("onnx", 20), ("compact", 12), ("masks", 12), ("coco", 3), ("run_folder", 1), ("voc", 1), ("onnx_external", 1), ("image", 6), ("classify_set", 1)];
+const LONG_MIX: &[(&str, u64)] = &[
+    ("onnx", 20),
+    ("compact", 12),
+    ("masks", 12),
+    ("coco", 3),
+    ("run_folder", 1),
+    ("voc", 1),
+    ("onnx_external", 1),
+    ("image", 6),
+    ("classify_set", 1),
+    ("imp_run", 1),
+    ("sweep_spec", 1),
+    ("sweep_dir", 1),
+];
 
 fn target_of(case: u64, weighted: bool) -> &'static str {
     if !weighted {
@@ -632,4 +650,380 @@ fn fuzz_long() {
         t.per_target
     );
     assert!(t.failures.is_empty(), "{} failures:\n{}", t.failures.len(), t.failures.join("\n"));
+}
+
+// ================================================================ run folders, sweeps and reports (issue 17)
+//
+// Three targets, kept in this block: `imp_run` (an IMP run folder: run.json with its settings record,
+// summary.json, each level's metrics.json and log.jsonl, and the folder's shape — a level gone, a level that is a
+// link), read as a resume reads it and as `ticket report` reads it, sometimes with a report written (and an
+// output inside the run, which must be refused); `sweep_spec` (a spec's TOML, expanded with the real `ticket imp`
+// parser and the task cap); `sweep_dir` (sweep.json and the task state files, read as `--status`, `--task` and
+// `report` read them, with the task run by a binary that does not exist, so nothing but the task's own files is
+// written).
+mod runs {
+    use super::*;
+    use ticket::lottery::early_bird::EarlyBirdReport;
+    use ticket::lottery::level::Scores;
+    use std::collections::BTreeMap;
+    use ticket::lottery::sweep::folder;
+    use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
+    use ticket::train::run::{DataSpec, RunConfig};
+
+    pub const TARGETS: &[&str] = &["imp_run", "sweep_spec", "sweep_dir"];
+
+    pub struct RunSeeds {
+        root: PathBuf,
+        config: ImpConfig,
+        /// The run folder's files (relative path, bytes).
+        run_files: Vec<(String, Vec<u8>)>,
+        spec: String,
+        sweep_files: Vec<(String, Vec<u8>)>,
+        opts: ticket::cli::ImpOptions,
+    }
+
+    fn config(root: &Path) -> ImpConfig {
+        let data = root.join("classes");
+        let train = RunConfig {
+            model: fixture("resnet18.onnx"),
+            model_fingerprint: "00".into(),
+            data: DataSpec::Classify { dir: data.clone() },
+            masks: None,
+            steps: 4,
+            lr: 0.01,
+            optimizer: "sgd".into(),
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            warmup: 1,
+            warmup_factor: 1e-3,
+            decay_at: vec![],
+            gamma: 0.1,
+            shape: ticket::graph::train::TrainShape { batch: 2, height: 64, width: 64, rois_per_image: 32, mask_rois_per_image: 8, keypoint_rois_per_image: 8 },
+            min_size: 64,
+            max_size: 64,
+            trainable_layers: 5,
+            flip: 0.5,
+            seed: 1,
+            save_every: 2,
+            device: "cpu".into(),
+        };
+        ImpConfig {
+            model: fixture("resnet18.onnx"),
+            model_fingerprint: "00".into(),
+            trained: None,
+            trained_fingerprint: None,
+            masks_from: None,
+            val: ValSpec::Classify { dir: data },
+            sparsity: 0.8,
+            rounds: 2,
+            scope: ticket::prune::Scope::Global,
+            modules: None,
+            min_layer_density: None,
+            rewind: Rewind::Init,
+            dense_steps: 4,
+            train,
+            early_bird: vec![0.5],
+            early_stop_every: 0,
+            max_map_drop: 0.5,
+            threads: 1,
+            structure: ticket::lottery::Structure::Weight,
+            importance: Default::default(),
+            round_to: 8,
+        }
+    }
+
+    fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The folder `dir` made anew from `files` (links, extra files and folders of the last case gone).
+    fn restore(dir: &Path, files: &[(String, Vec<u8>)]) {
+        let _ = std::fs::remove_file(dir);
+        let _ = std::fs::remove_dir_all(dir);
+        for (rel, bytes) in files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+    }
+
+    pub fn seeds(scratch: &Path) -> RunSeeds {
+        let root = scratch.join("runs");
+        std::fs::create_dir_all(&root).unwrap();
+        // An IMP run folder with two finished levels, written with the library's own types.
+        let config = config(&root);
+        let run = root.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        ticket::lottery::imp::save_config(&run, &config).unwrap();
+        let mut rows = Vec::new();
+        for level in 0..=config.rounds {
+            let scores = BTreeMap::from([("top1".to_string(), Scores { ap: Some(0.5 - 0.1 * level as f64), ap50: None, ap75: None, ap_small: None, ap_medium: None, ap_large: None })]);
+            let row = LevelRow {
+                level,
+                selected_sparsity: level as f64 * 0.4,
+                network_sparsity: level as f64 * 0.35,
+                flops_removed: None,
+                scores,
+                steps: 4,
+                train_s: 1.5,
+                latency_ms: 2.0,
+                model_bytes: 1000,
+                compact_bytes: (level > 0).then_some(500),
+                collapsed: vec![],
+            };
+            let early = (level == 0).then(EarlyBirdReport::default);
+            let ldir = run.join(format!("level_{level}"));
+            std::fs::create_dir_all(&ldir).unwrap();
+            let metrics = serde_json::json!({ "row": row, "reports": serde_json::json!({"map_area": 0.5}), "prune": null, "early_bird": early });
+            std::fs::write(ldir.join("metrics.json"), serde_json::to_vec_pretty(&metrics).unwrap()).unwrap();
+            let rec = |s: u64| format!(r#"{{"step":{s},"loss":{},"lr":0.01,"proposals":0,"positive_rois":0,"data_s":0.1,"rpn_s":0.0,"step_s":0.2}}"#, 2.0 / s as f64);
+            std::fs::write(ldir.join("log.jsonl"), (1..=4).map(|s| rec(s) + "\n").collect::<String>()).unwrap();
+            rows.push(row);
+        }
+        let delta = rows.iter().map(|r| r.delta(&rows[0])).collect();
+        let summary = ImpSummary { run_dir: run.clone(), levels: rows, delta, max_map_drop: 0.5, ticket_level: Some(1), ticket: None, early_bird: None };
+        std::fs::write(run.join("summary.json"), serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
+
+        // A sweep spec over the small classifier (each task's check imports its model: the smallest keeps a
+        // case cheap; the files need only exist), and the sweep folder it makes.
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let spec = format!(
+            "name = \"fuzz\"\n[fixed]\nmodel = {:?}\nclassify = \"data\"\nval-classify = \"data\"\ncanvas = 64\nsteps = 4\nwarmup = 1\n\
+             early-bird = [0.25, 0.5]\nthreads = 1\n[grid]\nsparsity = [0.5, 0.8]\n",
+            fixture("resnet18.onnx").to_string_lossy()
+        );
+        let opts = ticket::cli::ImpOptions::new();
+        let plan = ticket::lottery::sweep::parse_spec(&spec, "fuzz", &root, &opts, 1000).unwrap();
+        let sweep = root.join("sweep");
+        folder::open_or_create(&sweep, &plan).unwrap();
+        let hash = &plan.tasks[0].hash;
+        let done = format!("tasks/{hash}/{}", folder::DONE);
+        std::fs::write(sweep.join(&done), br#"{"exit_code":0,"seconds":1.5}"#).unwrap();
+        let running = format!("tasks/{}/{}", plan.tasks[1].hash, folder::RUNNING);
+        std::fs::write(sweep.join(&running), br#"{"host":"elsewhere","pid":1}"#).unwrap();
+        RunSeeds { run_files: files_of(&run), sweep_files: files_of(&sweep), root, config, spec, opts }
+    }
+
+    /// One structural edit of a TOML document (through its JSON form), else byte edits.
+    fn mutate_toml(rng: &mut Rng, text: &str) -> Vec<u8> {
+        let Ok(v) = toml::from_str::<toml::Table>(text) else { return mutate_bytes(rng, text.as_bytes()) };
+        let json = serde_json::to_vec(&v).unwrap();
+        let edited: serde_json::Value = serde_json::from_slice(&mutate_json(rng, &json)).unwrap_or_default();
+        match to_toml(&edited) {
+            Some(t) => t.into_bytes(),
+            None => mutate_bytes(rng, text.as_bytes()),
+        }
+    }
+
+    /// A JSON document as TOML: scalars and arrays at the top, then tables and arrays of tables; `None` where
+    /// TOML has no spelling (null).
+    fn to_toml(v: &serde_json::Value) -> Option<String> {
+        use serde_json::Value;
+        fn value(v: &Value) -> Option<String> {
+            Some(match v {
+                Value::Null => return None,
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => serde_json::to_string(s).unwrap(),
+                Value::Array(a) => format!("[{}]", a.iter().map(value).collect::<Option<Vec<_>>>()?.join(", ")),
+                Value::Object(o) => format!("{{{}}}", o.iter().map(|(k, x)| Some(format!("{} = {}", key(k), value(x)?))).collect::<Option<Vec<_>>>()?.join(", ")),
+            })
+        }
+        fn key(k: &str) -> String {
+            serde_json::to_string(k).unwrap()
+        }
+        let Value::Object(top) = v else { return None };
+        let mut out = String::new();
+        let tables = |x: &Value| matches!(x, Value::Object(_)) || matches!(x, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object));
+        for (k, x) in top.iter().filter(|(_, x)| !tables(x)) {
+            out += &format!("{} = {}\n", key(k), value(x)?);
+        }
+        for (k, x) in top.iter().filter(|(_, x)| tables(x)) {
+            let items: Vec<&serde_json::Map<String, Value>> = match x {
+                Value::Object(o) => vec![o],
+                Value::Array(a) => a.iter().filter_map(Value::as_object).collect(),
+                _ => unreachable!(),
+            };
+            for o in items {
+                out += &if x.is_array() { format!("[[{}]]\n", key(k)) } else { format!("[{}]\n", key(k)) };
+                for (ik, ix) in o {
+                    out += &format!("{} = {}\n", key(ik), value(ix)?);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// A grid axis of `n` values, `axes` times: the expansion the cap must refuse before it happens.
+    fn huge_grid(rng: &mut Rng, text: &str) -> Vec<u8> {
+        let n = [10usize, 1000, 100_000][rng.below(3)];
+        let axes = 1 + rng.below(3);
+        let mut out = text.replace("[grid]\nsparsity = [0.5, 0.8]\n", "[grid]\n");
+        for (k, key) in ["seed", "lr", "warmup"].iter().take(axes).enumerate() {
+            let vals: Vec<String> = (0..n).map(|i| if *key == "lr" { format!("{}", (i + 1) as f64 * 1e-6) } else { (i + k).to_string() }).collect();
+            out += &format!("{key} = [{}]\n", vals.join(", "));
+        }
+        out.into_bytes()
+    }
+
+    pub fn run_case(s: &RunSeeds, target: &str, rng: &mut Rng) -> (Outcome, Vec<u8>) {
+        match target {
+            "imp_run" => imp_run(s, rng),
+            "sweep_spec" => {
+                let bytes = match rng.below(10) {
+                    0 => huge_grid(rng, &s.spec),
+                    1..=3 => mutate_bytes(rng, s.spec.as_bytes()),
+                    _ => mutate_toml(rng, &s.spec),
+                };
+                let Ok(text) = String::from_utf8(bytes.clone()) else { return (Outcome::Refused, bytes) };
+                let t0 = Instant::now();
+                let r = ticket::lottery::sweep::parse_spec(&text, "fuzz", &s.root, &s.opts, 1000);
+                if t0.elapsed() > Duration::from_secs(10) {
+                    return (Outcome::Fail(format!("the spec took {:?} to expand or refuse", t0.elapsed())), bytes);
+                }
+                let out = match r {
+                    Ok(plan) if plan.tasks.len() > 1000 => Outcome::Fail(format!("{} tasks passed the cap of 1000", plan.tasks.len())),
+                    // Every plan a spec makes must read back as a sweep folder's plan does.
+                    Ok(plan) => match plan.check_arguments(&s.opts) {
+                        Ok(()) => Outcome::Ok,
+                        Err(e) => Outcome::Fail(format!("a plan made from a spec fails its own check: {e}")),
+                    },
+                    Err(m) if m.contains('\n') => Outcome::Fail(format!("error of more than one line: {m}")),
+                    Err(_) => Outcome::Refused,
+                };
+                (out, bytes)
+            }
+            "sweep_dir" => sweep_dir(s, rng),
+            _ => unreachable!(),
+        }
+    }
+
+    fn imp_run(s: &RunSeeds, rng: &mut Rng) -> (Outcome, Vec<u8>) {
+        let run = s.root.join("run");
+        restore(&run, &s.run_files);
+        let k = rng.below(s.run_files.len() + 2);
+        let mut input = Vec::new();
+        if k < s.run_files.len() {
+            let (rel, orig) = &s.run_files[k];
+            input = if rel.ends_with(".json") && rng.below(3) > 0 { mutate_json(rng, orig) } else { mutate_bytes(rng, orig) };
+            std::fs::write(run.join(rel), &input).unwrap();
+        } else if k == s.run_files.len() {
+            // The folder's shape: a level that is a link elsewhere, or gone.
+            let l = run.join(format!("level_{}", 1 + rng.below(2)));
+            if rng.below(2) == 0 {
+                let away = s.root.join("away");
+                let _ = std::fs::remove_dir_all(&away);
+                std::fs::rename(&l, &away).unwrap();
+                std::os::unix::fs::symlink(&away, &l).unwrap();
+            } else {
+                std::fs::remove_dir_all(&l).unwrap();
+            }
+        } else {
+            // A setting out of range with the record made to match: only the settings' own check stands.
+            let mut c = s.config.clone();
+            match rng.below(4) {
+                0 => c.rounds = [0, 101, usize::MAX, 1 << 40][rng.below(4)],
+                1 => c.max_map_drop = [f64::INFINITY, f64::NAN, -1.0][rng.below(3)],
+                2 => c.train.shape.batch = [0, usize::MAX][rng.below(2)],
+                _ => c.early_bird = vec![0.5, 0.5],
+            }
+            input = match ticket::lottery::imp::save_config(&run, &c) {
+                Ok(()) => std::fs::read(run.join("run.json")).unwrap(),
+                // A NaN does not serialise as a number: write what an older ticket wrote (null).
+                Err(_) => return (Outcome::Refused, input),
+            };
+        }
+        let resumed = ticket::lottery::imp::read_config(&run);
+        if let Ok(c) = &resumed {
+            let mut want = s.config.clone();
+            want.threads = c.threads;
+            if *c != want {
+                return (Outcome::Fail(format!("a resume accepted changed settings: {c:?}")), input);
+            }
+            for r in 0..=c.rounds {
+                if let Outcome::Fail(m) = check(ticket::lottery::level::read_row(&run, r)) {
+                    return (Outcome::Fail(m), input);
+                }
+            }
+        }
+        let read = ticket::lottery::report::runs::read_runs(std::slice::from_ref(&run));
+        if let Ok(runs) = &read {
+            if runs[0].config.rounds > ticket::lottery::imp::MAX_ROUNDS {
+                return (Outcome::Fail(format!("the report read a run of {} rounds", runs[0].config.rounds)), input);
+            }
+        }
+        // Sometimes the whole report: into its own folder, or into the run (refused before anything renders).
+        match rng.below(48) {
+            0 => {
+                let out = s.root.join("report");
+                let _ = std::fs::remove_dir_all(&out);
+                let r = ticket::lottery::report::write_imp_report(&[run.clone(), run.clone()], &out);
+                if let Ok(rep) = &r {
+                    if rep.groups.iter().map(|g| g.runs.len()).sum::<usize>() != 1 {
+                        return (Outcome::Fail("one run given twice was counted twice".into()), input);
+                    }
+                }
+                (check(r), input)
+            }
+            1 => match ticket::lottery::report::write_imp_report(std::slice::from_ref(&run), &run.join("level_1/report")) {
+                Ok(_) => (Outcome::Fail("a report was written inside its input".into()), input),
+                Err(e) => (check::<()>(Err(e)), input),
+            },
+            _ => (check(resumed.and(read)), input),
+        }
+    }
+
+    fn sweep_dir(s: &RunSeeds, rng: &mut Rng) -> (Outcome, Vec<u8>) {
+        let sweep = s.root.join("sweep");
+        restore(&sweep, &s.sweep_files);
+        let outside = s.root.join("x");
+        let _ = std::fs::remove_dir_all(&outside);
+        let k = rng.below(s.sweep_files.len());
+        let (rel, orig) = &s.sweep_files[k];
+        let input = if rel.ends_with(".json") && rng.below(4) > 0 { mutate_json(rng, orig) } else { mutate_bytes(rng, orig) };
+        std::fs::write(sweep.join(rel), &input).unwrap();
+        let plan = match folder::load(&sweep) {
+            Ok(p) => p,
+            Err(e) => return (check::<()>(Err(e)), input),
+        };
+        for t in &plan.tasks {
+            let dir = folder::task_dir(&sweep, t);
+            if dir.parent() != Some(sweep.join("tasks").as_path()) || t.hash.len() != 16 {
+                return (Outcome::Fail(format!("task {} has the folder {}", t.index, dir.display())), input);
+            }
+            let _ = folder::state(&sweep, t);
+        }
+        let o = ticket::lottery::sweep::slurm::SlurmOptions { partition: Some("p".into()), ..Default::default() };
+        let script = ticket::lottery::sweep::slurm::script(&sweep, &plan, &[0], Path::new("/bin/ticket"), &o);
+        if script.lines().count() != 7 {
+            return (Outcome::Fail(format!("the sbatch script has other lines than its own: {script:?}")), input);
+        }
+        if let Err(m) = plan.check_arguments(&s.opts) {
+            return (if m.contains('\n') { Outcome::Fail(m) } else { Outcome::Refused }, input);
+        }
+        // Now and then the task, run by a binary that does not exist: it may write its own state files
+        // (atomically, so slowly), nothing elsewhere.
+        if rng.below(4) > 0 {
+            return (Outcome::Ok, input);
+        }
+        let index = rng.below(plan.tasks.len());
+        let r = ticket::lottery::sweep::task::run_task(&sweep, &plan, index, &s.root.join("no-ticket"), Some(1));
+        if outside.exists() || std::fs::read_dir(&s.root).unwrap().count() > 6 {
+            return (Outcome::Fail("a task wrote outside its sweep folder".into()), input);
+        }
+        (check(r), input)
+    }
 }

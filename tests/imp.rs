@@ -50,27 +50,6 @@ fn run_ok(args: &[OsString]) -> serde_json::Value {
     ticket_json(&refs)
 }
 
-/// Every file of a folder with its bytes, for "nothing changed" checks.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            // The lock file holds the pid of the last holder: not saved work.
-            if p.file_name().is_some_and(|n| n == ".lock") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 fn level(run: &Path, l: usize) -> PathBuf {
     run.join(format!("level_{l}"))
 }
@@ -155,7 +134,7 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
     assert_eq!(eb["step"], 6);
     let iou = eb["iou_with_final"].as_f64().unwrap();
     assert!(iou > 0.5 && iou <= 1.0, "early-bird IoU {iou}");
-    assert!(level(&run_a, 0).join("early_bird/eb-0.500.safetensors").is_file());
+    assert!(level(&run_a, 0).join("early_bird/eb-0.5.safetensors").is_file());
 
     // Killed during level 2 and resumed: the same masks, models and scores as the uninterrupted run.
     let run_b = d.root.join("run_b");
@@ -190,7 +169,7 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
     // Variants from the finished run: the trained dense model as level 0, level 1's mask from the early-bird
     // file, and no rewind (prune + fine-tune starts from the trained weights under the mask).
     let run_c = d.root.join("run_c");
-    let eb_file = level(&run_a, 0).join("early_bird/eb-0.500.safetensors");
+    let eb_file = level(&run_a, 0).join("early_bird/eb-0.5.safetensors");
     let c = run_ok(&os(&[
         &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--trained", &level(&run_a, 0).join("model.onnx"),
         &"--masks-from", &eb_file, &"--rewind", &"none", &"--steps", &"4", &"--warmup", &"2", &"--rois", &"32", &"--threads", &"1",

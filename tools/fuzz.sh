@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long form of the fuzz harness (tests/fuzz.rs, `fuzz_long`): a million seeded mutation cases through the ONNX
 # loader, compact and mask files, COCO/VOC readers, run folders, image files (bytes, header sizes, truncation, a
-# FIFO) and classification sets, in-process; any panic, multi-line error,
+# FIFO), classification sets, IMP run folders, sweep specs, sweep folders and report inputs, in-process; any
+# panic, multi-line error,
 # hang (watchdog) or broken invariant fails it, with the input saved under target/fuzz-crashes/.
 #   tools/fuzz.sh [CASES [SEED]]      (defaults: 1000000, 12)
 # Runs at the lowest priority: it is meant for a shared machine, in the background.

@@ -111,6 +111,9 @@ pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
         crate::train::run::DataSpec::Classify { dir } => crate::train::run::DataSpec::Classify { dir: abs(&dir) },
     };
     let dense_steps = a.dense_steps.unwrap_or(train.steps);
+    if a.eb_every == Some(0) {
+        return Err(Error::Input("--eb-every 0: the early-bird rule is checked every N dense steps, so N must be at least 1".into()));
+    }
     Ok(ImpConfig {
         model: abs(model),
         model_fingerprint: fingerprint(model)?,

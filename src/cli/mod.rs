@@ -23,6 +23,8 @@ mod transfer;
 mod unpack;
 mod validate;
 
+pub use sweep::ImpOptions;
+
 use crate::error::Result;
 use clap::{Parser, Subcommand};
 use serde::Serialize;

@@ -77,9 +77,12 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
         study_spec(&a.name, &inputs)?
     };
+    if a.local == 0 {
+        return Err(Error::Input("--local N needs N of at least 1".into()));
+    }
     let opts = super::sweep::ImpOptions::new();
     // Checked like a user's spec (the same parser), so a study never starts with a task that cannot run.
-    let plan = parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts).map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
+    let plan = parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts, crate::lottery::sweep::spec::DEFAULT_MAX_TASKS).map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
     if a.print_spec {
         print!("{spec}");
         return Ok(());

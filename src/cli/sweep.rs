@@ -41,6 +41,9 @@ pub struct Args {
     pub task: Option<PathBuf>,
     #[arg(long, requires = "task", hide = true)]
     pub index: Option<usize>,
+    /// Refuse a spec that expands to more tasks than this (each task is a whole IMP run).
+    #[arg(long, value_name = "N", default_value_t = crate::lottery::sweep::spec::DEFAULT_MAX_TASKS)]
+    pub max_tasks: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,8 +71,9 @@ impl SlurmArgs {
     }
 }
 
-/// `ticket imp`'s options as clap knows them: the sweep checks every task against the real parser.
-pub(crate) struct ImpOptions {
+/// `ticket imp`'s options as clap knows them: the sweep checks every task against the real parser (public for
+/// the fuzz harness, which feeds sweep specs and plans through it).
+pub struct ImpOptions {
     cmd: clap::Command,
 }
 
@@ -77,6 +81,12 @@ impl ImpOptions {
     pub fn new() -> Self {
         let cmd = <super::imp::Args as clap::Args>::augment_args(clap::Command::new("imp")).no_binary_name(true);
         ImpOptions { cmd }
+    }
+}
+
+impl Default for ImpOptions {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -105,7 +115,9 @@ impl CommandOptions for ImpOptions {
         let model = a.model.clone().ok_or("no model: set `model` (the initial weights)")?;
         // What `ticket imp` itself would refuse (files, combinations, schedules), refused before anything runs.
         let cfg = super::imp::config(&a, &model).map_err(|e| e.to_string())?;
-        cfg.validate().map_err(|e| e.to_string())
+        cfg.validate().map_err(|e| e.to_string())?;
+        // A missing dataset would fail every task; it is refused here, before the folder exists.
+        cfg.check_files().map_err(|e| e.to_string())
     }
 }
 
@@ -134,8 +146,12 @@ struct SweepReport {
 pub fn run(a: Args, json: bool) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
     if let Some(dir) = &a.task {
-        let plan = folder::load(dir)?;
-        let index = a.index.or_else(task::index_from_env).ok_or_else(|| Error::Input("--task needs --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX".into()))?;
+        let plan = folder::load_checked(dir, &ImpOptions::new())?;
+        let index = a.index.or_else(task::index_from_env).ok_or_else(|| {
+            let set: Vec<String> = task::INDEX_VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v:?}"))).collect();
+            let found = if set.is_empty() { String::new() } else { format!(" ({} is not a task index)", set.join(", ")) };
+            Error::Input(format!("--task needs --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX{found}"))
+        })?;
         let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok());
         let state = task::run_task(dir, &plan, index, &exe, threads)?;
         eprintln!("task {index}: {}", state.name());
@@ -151,13 +167,18 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let (dir, plan, retry) = match (&a.spec, &a.retry_failed) {
         (Some(spec), _) => {
             let out = a.out.as_ref().ok_or_else(|| Error::Input("give -o SWEEP_DIR for the sweep's task folders".into()))?;
-            (out.clone(), crate::lottery::sweep::read_spec(spec, &ImpOptions::new())?, false)
+            (out.clone(), crate::lottery::sweep::read_spec(spec, &ImpOptions::new(), a.max_tasks)?, false)
         }
-        (None, Some(dir)) => (dir.clone(), folder::load(dir)?, true),
+        (None, Some(dir)) => (dir.clone(), folder::load_checked(dir, &ImpOptions::new())?, true),
         (None, None) => return Err(Error::Input("give SPEC.toml -o SWEEP_DIR, --status SWEEP_DIR or --retry-failed SWEEP_DIR".into())),
     };
     let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
-    // Refused before anything is written or submitted: a missing scheduler, a folder of another spec.
+    // Refused before anything is written or submitted: bad executor options, a missing scheduler, a folder of
+    // another spec.
+    a.slurm_opts.options().check()?;
+    if a.local == Some(0) {
+        return Err(Error::Input("--local N needs N of at least 1".into()));
+    }
     if a.slurm && !a.dry_run {
         slurm::require("sbatch")?;
     }
@@ -187,9 +208,6 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         return Ok(());
     }
     let parallel = a.local.unwrap_or(1);
-    if parallel == 0 {
-        return Err(Error::Input("--local N needs N of at least 1".into()));
-    }
     run_here(&dir, &plan, &todo, parallel, &exe, "task", json)?;
     finish(json, report(&dir, &plan, Vec::new(), None))
 }

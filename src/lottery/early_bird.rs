@@ -30,8 +30,17 @@ pub fn points(fractions: &[f64], steps: u64) -> Vec<(f64, u64)> {
     fractions.iter().map(|&f| (f, ((f * steps as f64).round() as u64).clamp(1, steps))).collect()
 }
 
+/// The file of the mask saved at `fraction`: named by the fraction's shortest exact spelling (`eb-0.5`,
+/// `eb-0.0005`), so two fractions never share a file.
 pub fn mask_file(level0: &Path, fraction: f64) -> PathBuf {
-    level0.join(FOLDER).join(format!("eb-{fraction:.3}.safetensors"))
+    level0.join(FOLDER).join(format!("eb-{fraction}.safetensors"))
+}
+
+/// The name runs made before [`mask_file`] used (three decimals), read when it can stand for one fraction only.
+fn legacy_mask_file(level0: &Path, fraction: f64, all: &[f64]) -> Option<PathBuf> {
+    let name = |f: f64| format!("eb-{f:.3}.safetensors");
+    let p = level0.join(FOLDER).join(name(fraction));
+    (all.iter().filter(|f| name(**f) == name(fraction)).count() == 1 && p.is_file()).then_some(p)
 }
 
 fn check_file(level0: &Path, step: u64) -> PathBuf {
@@ -63,7 +72,11 @@ pub fn compare(level0: &Path, points: &[(f64, u64)], last: &Masks) -> Result<Vec
     points
         .iter()
         .map(|&(fraction, step)| {
-            let file = mask_file(level0, fraction);
+            let mut file = mask_file(level0, fraction);
+            if !file.exists() {
+                let all: Vec<f64> = points.iter().map(|p| p.0).collect();
+                file = legacy_mask_file(level0, fraction, &all).unwrap_or(file);
+            }
             let m = Masks::load(&file)?;
             let iou = ops::iou(&m, &file, last, Path::new("final mask"))?.iou;
             Ok(EarlyBirdMask { fraction, step, file, iou_with_final: iou, hamming_to_final: ops::hamming(&m, last) })

@@ -77,6 +77,12 @@ pub struct ImpConfig {
     pub round_to: usize,
 }
 
+/// The most levels a run holds: 100 rounds of IMP at 5% each reach 99.4% sparsity; more is a typo (and each
+/// level costs a training run).
+pub const MAX_ROUNDS: usize = 100;
+/// The most early-bird fractions of one run.
+pub const MAX_EARLY_BIRD: usize = 100;
+
 fn default_round_to() -> usize {
     8
 }
@@ -87,8 +93,8 @@ pub use crate::prune::Structure;
 impl ImpConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Input(m));
-        if self.rounds == 0 {
-            return bad("--rounds must be at least 1".into());
+        if self.rounds == 0 || self.rounds > MAX_ROUNDS {
+            return bad(format!("--rounds {} is outside 1..={MAX_ROUNDS} (each round is a level: a pruned, retrained and scored model)", self.rounds));
         }
         if self.masks_from.is_some() && self.rounds != 1 {
             return bad("--masks-from gives level 1's mask: it takes no --rounds".into());
@@ -119,11 +125,51 @@ impl ImpConfig {
         if let Some(f) = self.early_bird.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
             return bad(format!("--early-bird fraction {f} is outside (0, 1]"));
         }
-        if !(self.max_map_drop >= 0.0) {
-            return bad(format!("--max-map-drop {} must be a number ≥ 0", self.max_map_drop));
+        if self.early_bird.len() > MAX_EARLY_BIRD {
+            return bad(format!("--early-bird lists {} fractions; at most {MAX_EARLY_BIRD} (each saves a mask of the whole network)", self.early_bird.len()));
+        }
+        if let Some(f) = self.early_bird.iter().enumerate().find_map(|(i, f)| self.early_bird[..i].contains(f).then_some(f)) {
+            return bad(format!("--early-bird fraction {f} is given twice"));
+        }
+        // run.json stores it: JSON has no infinity, and a run whose settings do not read back is lost.
+        if !(self.max_map_drop.is_finite() && self.max_map_drop >= 0.0) {
+            return bad(format!("--max-map-drop {} must be a finite number ≥ 0", self.max_map_drop));
+        }
+        if self.round_to == 0 || self.round_to > crate::prune::channel::MAX_ROUND_TO {
+            return bad(format!("--round-to {} is outside 1..={}", self.round_to, crate::prune::channel::MAX_ROUND_TO));
         }
         self.train.validate()?;
         self.dense_config().validate()
+    }
+
+    /// The files and folders the settings name exist and are of their kind: a sweep checks each task's before it
+    /// creates anything, so a missing dataset is refused at once instead of failing every task.
+    pub fn check_files(&self) -> Result<()> {
+        use crate::train::run::DataSpec;
+        let file = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(Error::input(p, "not a regular file")),
+            Err(e) => Err(Error::io(p, e)),
+        };
+        let folder = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Error::input(p, "not a folder")),
+            Err(e) => Err(Error::io(p, e)),
+        };
+        file(&self.model)?;
+        for p in self.trained.iter().chain(&self.masks_from) {
+            file(p)?;
+        }
+        match &self.val {
+            ValSpec::Coco { annotations, images } => file(annotations).and_then(|_| folder(images))?,
+            ValSpec::Voc { dir, images } => folder(dir).and_then(|_| images.as_deref().map_or(Ok(()), folder))?,
+            ValSpec::Classify { dir } => folder(dir)?,
+        }
+        match &self.train.data {
+            DataSpec::Coco { annotations, images } => file(annotations).and_then(|_| folder(images)),
+            DataSpec::Voc { dir, images } => folder(dir).and_then(|_| images.as_deref().map_or(Ok(()), folder)),
+            DataSpec::Classify { dir } => folder(dir),
+        }
     }
 
     /// The prune of level `r`: keeps (1-S)^(r/K) of the selected weights.
@@ -206,7 +252,7 @@ pub const SUMMARY: &str = "summary.json";
 
 /// Runs (or resumes) the IMP experiment in `dir`.
 pub fn run_imp(dir: &Path, start: ImpStart, env: &ImpEnv, on: &mut dyn FnMut(ImpEvent)) -> Result<ImpSummary> {
-    let (config, _lock) = open(dir, start)?;
+    let (config, _lock) = open(dir, start, env)?;
     let mut rows = Vec::with_capacity(config.rounds + 1);
     let mut early = None;
     for r in 0..=config.rounds {
@@ -228,8 +274,9 @@ pub fn run_imp(dir: &Path, start: ImpStart, env: &ImpEnv, on: &mut dyn FnMut(Imp
 }
 
 /// Checks the settings and the folder, then locks it for this process (a second `imp` on the same folder gets a
-/// one-line error naming the holder); a fresh run writes run.json only after every input was read.
-fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)> {
+/// one-line error naming the holder); a fresh run writes run.json only after every input was read and the
+/// training worker has started once, so a refused run leaves nothing behind.
+fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, crate::fsio::DirLock)> {
     let run_json = dir.join("run.json");
     let config = match start {
         ImpStart::Fresh(config) => {
@@ -237,6 +284,8 @@ fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)
                 return Err(Error::input(dir, "already holds an IMP run (run.json); use --resume to continue it, or another folder"));
             }
             config.validate()?;
+            config.check_files()?;
+            refuse_linked_levels(dir, config.rounds)?;
             let state = ModelState::import(&config.model)?;
             if !state.arch.kind.is_detector() && state.arch.kind != crate::model::ModelKind::Classifier {
                 return Err(Error::input(&config.model, "is neither a torchvision detector (Faster/Mask/Keypoint R-CNN) nor a ResNet classifier; imp trains and scores those"));
@@ -250,21 +299,32 @@ fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)
                 s.apply_masks(Masks::load(m)?, m)?;
             }
             check_val(&config.val, &state)?;
-            match &config.train.data {
-                crate::train::run::DataSpec::Classify { dir } => crate::train::run::check_classify_classes(&state, &ClassifyDataset::load(dir)?)?,
-                data => crate::train::run::check_classes(&state, &data.load()?)?,
+            let (len, source) = match &config.train.data {
+                crate::train::run::DataSpec::Classify { dir } => {
+                    let data = ClassifyDataset::load(dir)?;
+                    crate::train::run::check_classify_classes(&state, &data)?;
+                    (data.len(), data.source.clone())
+                }
+                data => {
+                    let data = data.load()?;
+                    crate::train::run::check_classes(&state, &data)?;
+                    (data.len(), data.source.clone())
+                }
+            };
+            if len < config.train.shape.batch {
+                return Err(Error::input(&source, format!("has {len} images, fewer than one batch of {}", config.train.shape.batch)));
             }
+            crate::train::run::check_worker(&env.python, &config.train.device)?;
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let lock = crate::fsio::DirLock::acquire(dir)?;
             if run_json.exists() {
                 return Err(Error::input(dir, "already holds an IMP run (run.json); use --resume to continue it, or another folder"));
             }
-            write_atomic(&run_json, serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
+            save_config(dir, &config)?;
             (*config, lock)
         }
         ImpStart::Resume { model } => {
-            let bytes = crate::fsio::read_limited(&run_json, 16 << 20).map_err(|e| Error::input(dir, format!("cannot resume: {e}")))?;
-            let config: ImpConfig = serde_json::from_slice(&bytes).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
+            let config = read_config(dir)?;
             let given = model.unwrap_or_else(|| config.model.clone());
             let have = fingerprint(&given)?;
             if have != config.model_fingerprint {
@@ -283,11 +343,97 @@ fn open(dir: &Path, start: ImpStart) -> Result<(ImpConfig, crate::fsio::DirLock)
                     return Err(Error::input(dir, format!("its trained dense model {} has changed since the run started", t.display())));
                 }
             }
-            config.validate()?;
+            refuse_linked_levels(dir, config.rounds)?;
             (config, crate::fsio::DirLock::acquire(dir)?)
         }
     };
     Ok(config)
+}
+
+/// run.json's record of the settings the run was created with: a hash of each, so that an edit is refused
+/// naming the setting (a `sparsity` changed mid-run would make later levels disagree with finished ones).
+const CREATED_WITH: &str = "created_with";
+
+/// Each setting's FNV-1a, by name: top-level keys, and the keys of `train` and `split` objects one by one.
+/// `threads` is left out: it changes where a run executes, not what it computes.
+pub(crate) fn settings_record(v: &serde_json::Value) -> BTreeMap<String, String> {
+    use crate::train::run::{fnv1a, FNV_OFFSET};
+    let mut out = BTreeMap::new();
+    let hash = |x: &serde_json::Value| format!("{:016x}", fnv1a(FNV_OFFSET, x.to_string().as_bytes()));
+    if let serde_json::Value::Object(m) = v {
+        for (k, x) in m.iter().filter(|(k, _)| k.as_str() != "threads") {
+            match x {
+                serde_json::Value::Object(inner) if k == "train" => {
+                    for (ik, ix) in inner {
+                        out.insert(format!("{k}.{ik}"), hash(ix));
+                    }
+                }
+                _ => {
+                    out.insert(k.clone(), hash(x));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The settings whose record differs (changed, added or removed).
+pub(crate) fn changed_settings(was: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
+    keys.into_iter().filter(|k| was.get(*k) != now.get(*k)).cloned().collect()
+}
+
+/// Writes RUN_DIR/run.json: the settings and their record ([`CREATED_WITH`]).
+pub fn save_config(dir: &Path, config: &ImpConfig) -> Result<()> {
+    #[derive(Serialize)]
+    struct Saved<'a> {
+        #[serde(flatten)]
+        config: &'a ImpConfig,
+        created_with: BTreeMap<String, String>,
+    }
+    let created_with = settings_record(&serde_json::to_value(config).expect("serialises"));
+    let text = serde_json::to_string_pretty(&Saved { config, created_with }).expect("serialises");
+    write_atomic(&dir.join("run.json"), text.as_bytes())
+}
+
+/// Reads RUN_DIR/run.json for a resume: untrusted, so it is checked as a new run's settings are, and against its
+/// record of the settings the run was created with.
+pub fn read_config(dir: &Path) -> Result<ImpConfig> {
+    let run_json = dir.join("run.json");
+    let bytes = crate::fsio::read_limited(&run_json, 16 << 20).map_err(|e| Error::input(dir, format!("cannot resume: {e}")))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
+    let record = v.as_object_mut().and_then(|m| m.remove(CREATED_WITH));
+    let config: ImpConfig = serde_json::from_value(v).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
+    config.validate().map_err(|e| Error::input(&run_json, format!("holds settings a run cannot have: {e}")))?;
+    let Some(record) = record else {
+        return Err(Error::input(&run_json, format!("has no `{CREATED_WITH}` record of the settings the run was created with (edited, or written by an older ticket): start the run again in a new folder")));
+    };
+    let was: BTreeMap<String, String> = serde_json::from_value(record).map_err(|e| Error::input(&run_json, format!("`{CREATED_WITH}` is not a settings record: {e}")))?;
+    let changed = changed_settings(&was, &settings_record(&serde_json::to_value(&config).expect("serialises")));
+    if !changed.is_empty() {
+        return Err(Error::input(
+            &run_json,
+            format!(
+                "{} changed since the run was created: its finished levels were made with the old value; restore it, or start a new run in another folder",
+                changed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(config)
+}
+
+/// A level folder, or a folder a level writes into, must be a real folder inside the run: through a symbolic
+/// link a run would write its levels elsewhere.
+fn refuse_linked_levels(dir: &Path, rounds: usize) -> Result<()> {
+    for r in 0..=rounds {
+        let l = level::dir(dir, r);
+        for p in [l.clone(), l.join("checkpoints"), l.join("work"), l.join(early_bird::FOLDER)] {
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink() || !m.is_dir()) {
+                return Err(Error::input(&p, "is a symbolic link or not a folder: a run's levels are written only inside its folder"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn same_parameters(a: &ModelState, b: &ModelState, b_path: &Path) -> Result<()> {
@@ -446,6 +592,26 @@ fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut dyn FnMut(
     Ok(())
 }
 
+/// A started level's training settings (`level_L/run.json`) must be the ones this run gives the level: an edit
+/// there would train the rest of the level on other settings. Its paths may differ (a moved run folder).
+fn check_level_settings(ldir: &Path, want: &RunConfig) -> Result<()> {
+    let path = ldir.join("run.json");
+    let bytes = crate::fsio::read_limited(&path, 1 << 20)?;
+    let have: RunConfig = serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a training run file: {e}")))?;
+    let record = |c: &RunConfig| {
+        let mut r = settings_record(&serde_json::to_value(c).expect("serialises"));
+        r.remove("model");
+        r.remove("masks");
+        r
+    };
+    let changed = changed_settings(&record(&have), &record(want));
+    if !changed.is_empty() {
+        let names = changed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+        return Err(Error::input(&path, format!("{names} differ from what the IMP run's run.json gives this level: restore the level's run.json, or start a new run")));
+    }
+    Ok(())
+}
+
 /// Set when early-bird's stop rule ended dense training: holds the step.
 const STOPPED: &str = "early_stop.txt";
 /// Level 0's weights at the late-rewinding step.
@@ -475,7 +641,12 @@ fn train(
     mut hook: impl FnMut(&mut Run, u64) -> Result<bool>,
 ) -> Result<Option<u64>> {
     on(ImpEvent::Phase { level, what: "training" });
-    let start = if ldir.join("run.json").exists() { Start::Resume { steps: None } } else { Start::Fresh(config) };
+    let start = if ldir.join("run.json").exists() {
+        check_level_settings(ldir, &config)?;
+        Start::Resume { steps: None }
+    } else {
+        Start::Fresh(config)
+    };
     let mut run = Run::open(model, ldir, start, &env.python, threads)?;
     let total = run.config.steps;
     on(ImpEvent::TrainStart { level, total, start: run.step, batch: run.config.shape.batch });

@@ -63,6 +63,33 @@ pub struct LevelRow {
 }
 
 impl LevelRow {
+    /// A row read back from a file holds what `ticket imp` writes: fractions and scores in [-1, 1] (COCO writes
+    /// -1 for "no data"), times finite and ≥ 0. Anything else was edited or damaged, and would reach the gate,
+    /// the tables and the plot ranges.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        // Huge numbers in the message as 1e308, not 309 digits.
+        let num = |v: f64| if v.abs() < 1e6 { v.to_string() } else { format!("{v:e}") };
+        let fraction = |name: String, v: f64| if v.is_finite() && (-1.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("{name} is {}, outside [-1, 1]", num(v))) };
+        fraction("selected_sparsity".into(), self.selected_sparsity)?;
+        fraction("network_sparsity".into(), self.network_sparsity)?;
+        if let Some(f) = self.flops_removed {
+            fraction("flops_removed".into(), f)?;
+        }
+        for (t, s) in &self.scores {
+            for (name, v) in [("ap", s.ap), ("ap50", s.ap50), ("ap75", s.ap75), ("ap_small", s.ap_small), ("ap_medium", s.ap_medium), ("ap_large", s.ap_large)] {
+                if let Some(v) = v {
+                    fraction(format!("scores.{t}.{name}"), v)?;
+                }
+            }
+        }
+        for (name, v) in [("train_s", self.train_s), ("latency_ms", self.latency_ms)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} is {}, not a time", num(v)));
+            }
+        }
+        Ok(())
+    }
+
     /// `primary` of this level minus the dense level's, per IoU type present in both.
     pub fn delta(&self, dense: &LevelRow) -> BTreeMap<String, f64> {
         self.scores
@@ -87,6 +114,7 @@ pub fn read_row(run: &Path, level: usize) -> Result<Option<LevelRow>> {
     if f.row.level != level {
         return Err(Error::input(&path, format!("holds level {}, expected {level}", f.row.level)));
     }
+    f.row.check().map_err(|m| Error::input(&path, m))?;
     Ok(Some(f.row))
 }
 

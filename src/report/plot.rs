@@ -82,15 +82,22 @@ pub enum Plot {
 type DrawResult<E> = std::result::Result<(), DrawingAreaErrorKind<E>>;
 
 fn span(lo: f64, hi: f64) -> (f64, f64) {
-    if !lo.is_finite() || !hi.is_finite() {
+    // Values come from files: the range and its padding must stay finite too (−1e308..1e308 is finite, its
+    // width is not, and plotters then never finishes laying out the axis).
+    let (a, b) = (lo.max(-MAX_AXIS), hi.min(MAX_AXIS));
+    if !(a.is_finite() && b.is_finite() && a <= b) {
         return (0.0, 1.0);
     }
+    let (lo, hi) = (a, b);
     // A flat series (every AP 0 after a few steps, say) still gets a readable range around its value.
     // A range that is a sliver of its values (tickets at 31.3815% and 31.3845% sparsity) is widened too, or the
     // axis would spell out digits nobody compares.
     let pad = if hi - lo > 0.02 * lo.abs().max(hi.abs()) { 0.06 * (hi - lo) } else { 0.05 * lo.abs().max(hi.abs()).max(1.0) };
     (lo - pad, hi + pad)
 }
+
+/// The widest value an axis shows; beyond it points are drawn off the chart.
+const MAX_AXIS: f64 = 1e12;
 
 /// A title cut to the image's width (about 12 px a character at 22 px), with an ellipsis.
 fn fit_title(t: &str) -> String {

@@ -137,10 +137,47 @@ impl RunConfig {
         if self.save_every == 0 {
             return bad("--save-every must be at least 1".into());
         }
+        let s = &self.shape;
+        if s.batch == 0 || s.batch > MAX_BATCH {
+            return bad(format!("--batch {} is outside 1..={MAX_BATCH}", s.batch));
+        }
+        // A detector's FPN upsamples exactly only on multiples of 32; a classifier takes any side from 32 up.
+        let classify = matches!(self.data, DataSpec::Classify { .. });
+        for side in [s.height, s.width] {
+            if !(32..=MAX_CANVAS).contains(&side) || (!classify && !side.is_multiple_of(32)) {
+                let what = if classify { "a side" } else { "a multiple of 32" };
+                return bad(format!("--canvas {side} must be {what} in 32..={MAX_CANVAS}"));
+            }
+        }
+        if s.rois_per_image == 0 || s.rois_per_image > MAX_ROIS || s.mask_rois_per_image == 0 || s.keypoint_rois_per_image == 0 {
+            return bad(format!("--rois {} is outside 1..={MAX_ROIS}", s.rois_per_image));
+        }
+        if self.min_size == 0 || self.max_size < self.min_size {
+            return bad(format!("the resize range {}..={} is empty (min_size must be at least 1 and at most max_size)", self.min_size, self.max_size));
+        }
+        if self.trainable_layers > 5 {
+            return bad(format!("--trainable-layers {} is outside 0..=5 (torchvision's trainable backbone stages)", self.trainable_layers));
+        }
+        if !(0.0..=1.0).contains(&self.flip) {
+            return bad(format!("--flip {} is not a probability in [0, 1]", self.flip));
+        }
         self.optimizer()?;
         self.device()?;
         Ok(())
     }
+}
+
+/// Bounds on the training shape: beyond them a step would not fit in memory (a batch of 4096 images, a canvas
+/// of 8192² per image) and the error would come from the allocator, hours in, not from the option.
+pub const MAX_BATCH: usize = 1024;
+pub const MAX_CANVAS: usize = 4096;
+pub const MAX_ROIS: usize = 4096;
+
+/// Starts the training worker once and stops it: a missing or broken training Python (or `--device cuda`
+/// without CUDA) is found before a run folder is written, not after (exit 3: the environment is at fault).
+pub fn check_worker(python: &Path, device: &str) -> Result<()> {
+    let device: Device = device.parse()?;
+    super::worker::Worker::start(python, device)?.shutdown()
 }
 
 /// FNV-1a 64 of a file, as 16 hex digits: cheap, stable across platforms and Rust versions.
@@ -360,6 +397,50 @@ fn set_aside(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a fresh run found missing before it created its folder, `checkpoints/`, `work/` and `.lock`: a run
+/// that fails before its `run.json` is written removes them again, so the folder can be used as if the
+/// command had never run.
+struct Created {
+    dir: PathBuf,
+    dir_existed: bool,
+    checkpoints_existed: bool,
+    work_existed: bool,
+    lock_existed: bool,
+}
+
+impl Created {
+    fn note(dir: &Path) -> Created {
+        let has = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        Created {
+            dir: dir.to_path_buf(),
+            dir_existed: has(dir),
+            checkpoints_existed: has(&dir.join(CHECKPOINTS)),
+            work_existed: has(&dir.join("work")),
+            lock_existed: has(&dir.join(crate::fsio::LOCK_FILE)),
+        }
+    }
+
+    /// Removes what this process created (only for a fresh run: a resumed run's folder keeps its files).
+    fn undo(&self, fresh: bool) {
+        if !fresh || self.dir.join("run.json").exists() {
+            return;
+        }
+        if !self.work_existed {
+            let _ = std::fs::remove_dir_all(self.dir.join("work"));
+        }
+        if !self.checkpoints_existed {
+            // Only when empty: a checkpoint is never deleted.
+            let _ = std::fs::remove_dir(self.dir.join(CHECKPOINTS));
+        }
+        if !self.lock_existed {
+            let _ = std::fs::remove_file(self.dir.join(crate::fsio::LOCK_FILE));
+        }
+        if !self.dir_existed {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
 /// How a run is opened.
 pub enum Start {
     /// A new run in an empty (or missing) folder.
@@ -428,7 +509,6 @@ impl Run {
                 (config, saved)
             }
         };
-        let step = saved.as_ref().map_or(0, |s| s.step);
         let mut state = ModelState::import(model)?;
         if let Some(m) = &config.masks {
             state.apply_masks(Masks::load(m)?, m)?;
@@ -457,12 +537,42 @@ impl Run {
             return Err(Error::input(&source, format!("has {len} images, fewer than one batch of {}", config.shape.batch)));
         }
 
-        // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was.
+        if fresh && !python.is_file() {
+            return Err(Error::Runtime(format!("training Python {} does not exist: run tools/setup.sh (it creates .venv-train) and source tools/env.sh (TICKET_TRAIN_PYTHON)", python.display())));
+        }
+
+        // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was. A fresh
+        // run that fails from here on (the worker does not start, say) takes back what it created.
+        let created = Created::note(dir);
         std::fs::create_dir_all(dir.join(CHECKPOINTS)).map_err(|e| Error::io(dir, e))?;
         // The folder is locked once everything above has read it (a refused command leaves it as it was, lock
         // file included): a run still training there is refused here, not found out when both write the same
         // checkpoints. What was read is checked again under the lock, in case another process wrote meanwhile.
+        // (Refused here, another process holds the folder: what is in it is that process's.)
         let lock = DirLock::acquire(dir)?;
+        let opened = Self::start(dir, fresh, config, saved, state, data, batches, python, threads, lock);
+        if opened.is_err() {
+            created.undo(fresh);
+        }
+        opened
+    }
+
+    /// The second half of [`Run::open`], once the folder exists and is locked: the worker, the session, the
+    /// checkpoint loaded, `run.json` (fresh) and the log.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        dir: &Path,
+        fresh: bool,
+        config: RunConfig,
+        saved: Option<ResumePoint>,
+        state: ModelState,
+        data: Loaded,
+        batches: Batches,
+        python: &Path,
+        threads: usize,
+        lock: DirLock,
+    ) -> Result<Run> {
+        let step = saved.as_ref().map_or(0, |s| s.step);
         if fresh {
             refuse_existing_run(dir)?;
         } else if resume_point(dir)? != saved {

@@ -77,6 +77,27 @@ pub fn tool(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Every file under a folder with its bytes, for "nothing changed" checks (the lock file, which holds the pid of
+/// its last holder, is not saved work and is left out).
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == ".lock") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }

@@ -36,10 +36,18 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
     if run_dirs.is_empty() {
         return Err(Error::Input("ticket report needs at least one run folder".into()));
     }
-    let mut dirs = Vec::new();
+    // One run named twice (`base base ./base/`, or a run and the sweep holding it) is one replicate, not
+    // several; folders are compared by their canonical path.
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for d in run_dirs {
-        dirs.extend(run_folders(d)?);
+        for r in run_folders(d)? {
+            if seen.insert(std::fs::canonicalize(&r).unwrap_or_else(|_| r.clone())) {
+                dirs.push(r);
+            }
+        }
     }
+    refuse_output_inside(out, run_dirs.iter().chain(&dirs))?;
     let runs = runs::read_runs(&dirs)?;
     let groups = runs::group_runs(runs);
     let stats: Vec<stats::GroupStats> = groups.iter().map(stats::group_stats).collect();
@@ -69,6 +77,60 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
             .map(|(g, s)| ReportGroup { label: g.label.clone(), arch: g.arch.clone(), runs: g.runs.iter().map(|r| r.dir.clone()).collect(), shown_level: s.shown })
             .collect(),
     })
+}
+
+/// The report folder must not be, or lie inside, a folder it reads: its files would land among a run's (and a
+/// later report would read them back).
+/// Both as written and with links resolved: `RUN/level_1/report` is inside the run even when `level_1` is a link.
+fn refuse_output_inside<'a>(out: &Path, inputs: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
+    let targets = [lexical(out)?, canonical_target(out)?];
+    for input in inputs {
+        let dirs = [lexical(input).ok(), std::fs::canonicalize(input).ok()];
+        if targets.iter().any(|t| dirs.iter().flatten().any(|d| t.starts_with(d))) {
+            return Err(Error::input(out, format!("is, or is inside, the input {}: give the report a folder of its own", input.display())));
+        }
+    }
+    Ok(())
+}
+
+/// `path` absolute, with `.` and `..` resolved by name (links left as they are).
+fn lexical(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in std::path::absolute(path).map_err(|e| Error::io(path, e))?.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// `path` made absolute with its existing ancestors' symbolic links resolved (the folder may not exist yet).
+fn canonical_target(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(p), Some(n)) => {
+                rest.push(n.to_os_string());
+                existing = p;
+            }
+            _ => break,
+        }
+    }
+    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    for n in rest.iter().rev() {
+        if n == ".." {
+            out.pop();
+        } else if n != "." {
+            out.push(n);
+        }
+    }
+    Ok(out)
 }
 
 /// A run folder as given, or a sweep folder's finished runs (in task order; unfinished tasks are left out,

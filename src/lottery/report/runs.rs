@@ -118,6 +118,8 @@ fn read_run(dir: &Path) -> Result<RunData> {
         return Err(Error::input(dir, "has no run.json: not an IMP run folder (ticket imp … -o RUN_DIR)"));
     }
     let config: ImpConfig = read_json(&run_json, 16 << 20, "an IMP run file")?;
+    // Read, not trusted: `rounds` sizes what is read below.
+    config.validate().map_err(|e| Error::input(&run_json, format!("holds settings a run cannot have: {e}")))?;
     let mut levels = Vec::with_capacity(config.rounds + 1);
     for r in 0..=config.rounds {
         let ldir = level::dir(dir, r);
@@ -139,6 +141,7 @@ fn read_run(dir: &Path) -> Result<RunData> {
         if f.row.level != r {
             return Err(Error::input(&metrics, format!("holds level {}, expected {r}", f.row.level)));
         }
+        f.row.check().map_err(|m| Error::input(&metrics, m))?;
         // COCO validation: a list of reports; VOC: one VOC report, which has no per-size rows or TIDE.
         let reports = match f.reports {
             serde_json::Value::Array(_) => serde_json::from_value(f.reports).map_err(|e| Error::input(&metrics, format!("reports: {e}")))?,

@@ -32,14 +32,24 @@ pub fn is_sweep_dir(dir: &Path) -> bool {
     dir.join(PLAN).is_file()
 }
 
-/// Reads SWEEP_DIR/sweep.json.
+/// Reads SWEEP_DIR/sweep.json, checked ([`Plan::check`]): every task folder it names is SWEEP_DIR/tasks/HASH.
 pub fn load(sweep_dir: &Path) -> Result<Plan> {
     let path = sweep_dir.join(PLAN);
     if !path.is_file() {
         return Err(Error::input(sweep_dir, "not a sweep folder (no sweep.json; make one with ticket sweep SPEC.toml -o SWEEP_DIR)"));
     }
     let bytes = crate::fsio::read_limited(&path, 64 << 20)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a sweep plan: {e}")))
+    let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a sweep plan: {e}")))?;
+    plan.check().map_err(|m| Error::input(&path, m))?;
+    Ok(plan)
+}
+
+/// [`load`], and every task's arguments checked against its settings ([`Plan::check_arguments`]): what runs
+/// the tasks reads the plan this way.
+pub fn load_checked(sweep_dir: &Path, opts: &dyn super::CommandOptions) -> Result<Plan> {
+    let plan = load(sweep_dir)?;
+    plan.check_arguments(opts).map_err(|m| Error::input(sweep_dir.join(PLAN), m))?;
+    Ok(plan)
 }
 
 /// Creates SWEEP_DIR for the plan, or checks that the existing one was made from the same spec.

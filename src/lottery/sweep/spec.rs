@@ -116,24 +116,35 @@ struct SpecFile {
     cells: Vec<toml::Table>,
 }
 
+/// The most tasks a spec expands to unless the user raises it (`ticket sweep --max-tasks`): each task is a
+/// whole IMP run and is checked before anything starts, so a grid of a million cells is a typo, found here
+/// before it is expanded, not after hours of checks.
+pub const DEFAULT_MAX_TASKS: usize = 1000;
+
 /// Reads and expands a spec file; every task's arguments are checked by the command's parser, so a bad value
-/// fails here, before anything runs or is submitted.
-pub fn read_spec(path: &Path, opts: &dyn CommandOptions) -> Result<Plan> {
+/// fails here, before anything runs or is submitted. A spec of more than `max_tasks` tasks is refused before
+/// it is expanded.
+pub fn read_spec(path: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> Result<Plan> {
     let text = crate::fsio::read_text_limited(path, 1 << 20)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
     let base = std::path::absolute(path).map_err(|e| Error::io(path, e))?.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse_spec(&text, &stem, &base, opts).map_err(|m| Error::input(path, m))
+    parse_spec(&text, &stem, &base, opts, max_tasks).map_err(|m| Error::input(path, m))
 }
 
-/// [`read_spec`] on text (a study's generated spec); errors are messages for the caller to place.
-pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions) -> std::result::Result<Plan, String> {
+/// [`read_spec`] on text (a study's generated spec); errors are messages for the caller to place, one line each
+/// (a line break quoted from the spec is spelled `\n`).
+pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> std::result::Result<Plan, String> {
+    expand(text, default_name, base, opts, max_tasks).map_err(|m| m.replace('\n', "\\n").replace('\r', "\\r"))
+}
+
+fn expand(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> std::result::Result<Plan, String> {
     let file: SpecFile = toml::from_str(text).map_err(|e| format!("not a sweep spec: {}", e.message()))?;
     let command = file.command.unwrap_or_else(|| COMMAND.into());
     if command != COMMAND {
         return Err(format!("command `{command}` cannot be swept (only `{COMMAND}`)"));
     }
     let name = file.name.unwrap_or_else(|| default_name.into());
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !valid_name(&name) {
         return Err(format!("name `{name}`: use letters, digits, - and _ (it names the Slurm job)"));
     }
     let fixed = settings_of(&file.fixed, "fixed", base, opts)?;
@@ -170,6 +181,19 @@ pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn Comman
     if listed.is_empty() {
         listed.push(BTreeMap::new());
     }
+    // Counted before anything is expanded: the product of the axes' lengths overflows long before memory does.
+    let count = axes.iter().try_fold(listed.len(), |n, (_, v)| n.checked_mul(v.len()));
+    match count {
+        Some(n) if n <= max_tasks => {}
+        _ => {
+            let mut sizes: Vec<String> = axes.iter().map(|(k, v)| format!("{} {k}", v.len())).collect();
+            if !file.cells.is_empty() {
+                sizes.insert(0, format!("{} cells", listed.len()));
+            }
+            let n = count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+            return Err(format!("the spec expands to {n} tasks ({}), more than the limit of {max_tasks}; raise it with --max-tasks if you mean it", sizes.join(" × ")));
+        }
+    }
     let mut tasks = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for cell in listed.iter().flat_map(|l| {
@@ -187,11 +211,102 @@ pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn Comman
         }
         tasks.push(task);
     }
+    Ok(Plan { name, spec_hash: spec_hash(&command, &tasks), command, tasks })
+}
+
+/// A task's folder name: 16 hex digits of FNV-1a over the command and its non-default settings.
+fn task_hash(settings: &BTreeMap<String, String>) -> String {
+    // The ORT thread count changes where a run executes, not what it computes: it does not name the task.
+    let mut h = fnv1a(FNV_OFFSET, COMMAND.as_bytes());
+    for (k, v) in settings.iter().filter(|(k, _)| k.as_str() != "threads") {
+        h = fnv1a(h, format!("\n{k}={v}").as_bytes());
+    }
+    format!("{h:016x}")
+}
+
+fn spec_hash(command: &str, tasks: &[TaskDef]) -> String {
     let mut h = fnv1a(FNV_OFFSET, command.as_bytes());
-    for t in &tasks {
+    for t in tasks {
         h = fnv1a(h, t.hash.as_bytes());
     }
-    Ok(Plan { name, command, spec_hash: format!("{h:016x}"), tasks })
+    format!("{h:016x}")
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Plan {
+    /// A plan read back from SWEEP_DIR/sweep.json is checked, not trusted: its name (it goes into the sbatch
+    /// script), each task's index and folder name (a hash of its settings, so never a path), and the spec hash
+    /// over them. Errors are messages for the caller to place.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.command != COMMAND {
+            return Err(format!("command `{}` is not one a sweep runs (only `{COMMAND}`)", self.command));
+        }
+        if !valid_name(&self.name) {
+            return Err(format!("name `{}` is not letters, digits, - and _", self.name.escape_debug()));
+        }
+        if self.tasks.is_empty() {
+            return Err("has no tasks".into());
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            if t.index != i {
+                return Err(format!("task {i} says it is task {}", t.index));
+            }
+            let want = task_hash(&t.settings);
+            if t.hash != want {
+                return Err(format!("task {i}'s folder name `{}` is not the hash of its settings ({want}): the plan was edited", t.hash.escape_debug()));
+            }
+        }
+        if self.spec_hash != spec_hash(&self.command, &self.tasks) {
+            return Err(format!("spec hash {} does not match its tasks: the plan was edited", self.spec_hash.escape_debug()));
+        }
+        Ok(())
+    }
+
+    /// [`Plan::check`], and each task's arguments against its settings: the arguments a runner passes to the
+    /// command are exactly the task's settings (and defaults), none of the sweep's own options, each option once.
+    pub fn check_arguments(&self, opts: &dyn CommandOptions) -> std::result::Result<(), String> {
+        self.check()?;
+        for t in &self.tasks {
+            let given = settings_of_argv(&t.argv, opts).map_err(|e| format!("task {}: {e}", t.index))?;
+            if given != t.settings {
+                return Err(format!("task {}'s arguments do not match its settings: the plan was edited", t.index));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The non-default settings an argument list gives (the inverse of [`task_of`]'s arguments).
+fn settings_of_argv(argv: &[String], opts: &dyn CommandOptions) -> std::result::Result<BTreeMap<String, String>, String> {
+    let mut all = BTreeMap::new();
+    let mut it = argv.iter().peekable();
+    if let Some(first) = it.peek().filter(|a| !a.starts_with("--")) {
+        all.insert("model".to_string(), (*first).clone());
+        it.next();
+    }
+    while let Some(a) = it.next() {
+        let key = a.strip_prefix("--").ok_or_else(|| format!("argument `{}` is not an option", a.escape_debug()))?;
+        let info = known(key, opts)?;
+        if info.positional {
+            return Err(format!("`{key}` is the positional argument, given as an option"));
+        }
+        let value = if info.takes_value { it.next().ok_or_else(|| format!("--{key} has no value"))?.clone() } else { "true".to_string() };
+        if all.insert(key.to_string(), value).is_some() {
+            return Err(format!("--{key} is given twice"));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, value) in all {
+        let info = opts.option(&key).expect("known above");
+        let default = if info.takes_value { info.default.clone() } else { Some("false".into()) };
+        if default.as_deref() != Some(value.as_str()) {
+            out.insert(key, value);
+        }
+    }
+    Ok(out)
 }
 
 /// `val_coco` and `val-coco` are one option.
@@ -286,10 +401,5 @@ fn task_of(index: usize, cell: BTreeMap<String, String>, all: &BTreeMap<String, 
         }
     }
     opts.check(&argv).map_err(|e| format!("task {index} ({}): {e}", cell_label(&cell)))?;
-    // The ORT thread count changes where a run executes, not what it computes: it does not name the task.
-    let mut h = fnv1a(FNV_OFFSET, COMMAND.as_bytes());
-    for (k, v) in settings.iter().filter(|(k, _)| k.as_str() != "threads") {
-        h = fnv1a(h, format!("\n{k}={v}").as_bytes());
-    }
-    Ok(TaskDef { index, hash: format!("{h:016x}"), cell, settings, argv })
+    Ok(TaskDef { index, hash: task_hash(&settings), cell, settings, argv })
 }

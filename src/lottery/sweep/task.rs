@@ -13,9 +13,13 @@ use std::time::Instant;
 /// Lines of a failed task's log kept in failed.json.
 const TAIL_LINES: usize = 12;
 
-/// The task index from the scheduler's environment: Slurm's job array, or a Kubernetes Indexed Job.
+/// The variables a task index is read from, in order: Slurm's job array, a Kubernetes Indexed Job.
+pub const INDEX_VARS: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
+
+/// The task index from the scheduler's environment: the first of [`INDEX_VARS`] that holds a number (a
+/// variable left over from another scheduler, set to something else, does not hide the one that does).
 pub fn index_from_env() -> Option<usize> {
-    ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"].iter().find_map(|k| std::env::var(k).ok()).and_then(|v| v.trim().parse().ok())
+    INDEX_VARS.iter().find_map(|k| std::env::var(k).ok()?.trim().parse().ok())
 }
 
 /// Runs task `index` of the plan in SWEEP_DIR with `exe` (the `ticket` binary). `threads`: ORT threads when
@@ -23,6 +27,12 @@ pub fn index_from_env() -> Option<usize> {
 pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads: Option<usize>) -> Result<TaskState> {
     let t = plan.tasks.get(index).ok_or_else(|| Error::input(sweep_dir, format!("has no task {index} (its plan has {})", plan.tasks.len())))?;
     let dir = folder::task_dir(sweep_dir, t);
+    // The task writes only inside SWEEP_DIR: its folders must be folders, not links elsewhere.
+    for p in [sweep_dir.join("tasks"), dir.clone(), dir.join(folder::RUN)] {
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink() || !m.is_dir()) {
+            return Err(Error::input(&p, "is a symbolic link or not a folder: a sweep's tasks run only inside its folder"));
+        }
+    }
     // One runner per task, even if a scheduler starts an index twice.
     let _lock = DirLock::acquire(&dir)?;
     match folder::state(sweep_dir, t) {

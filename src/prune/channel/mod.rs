@@ -58,12 +58,22 @@ impl ChannelParams {
         if self.round_to == 0 {
             return Err(Error::Input("--round-to 0: kept channel counts are rounded to multiples of N, so N must be at least 1".into()));
         }
+        if self.round_to > MAX_ROUND_TO {
+            return Err(Error::Input(format!(
+                "--round-to {} is above {MAX_ROUND_TO}: every layer would round up to all of its channels and nothing would be removed",
+                self.round_to
+            )));
+        }
         if self.modules.as_ref().is_some_and(|m| m.is_empty()) {
             return Err(Error::Input("--modules is empty".into()));
         }
         Ok(ChannelValid(self))
     }
 }
+
+/// The largest `--round-to`: the widest groups of torchvision's ResNets have 2048 channels, and a multiple
+/// past a quarter of that leaves most layers whole.
+pub const MAX_ROUND_TO: usize = 512;
 
 impl ChannelValid {
     pub fn params(&self) -> &ChannelParams {
