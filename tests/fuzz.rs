@@ -732,21 +732,9 @@ mod runs {
         }
     }
 
+    /// Every file of a folder with its bytes (the shared snapshot, as relative path strings).
     fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.push((p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out.sort();
-        out
+        super::snapshot(dir).into_iter().map(|(p, b)| (p.to_string_lossy().into_owned(), b)).collect()
     }
 
     /// The folder `dir` made anew from `files` (links, extra files and folders of the last case gone).

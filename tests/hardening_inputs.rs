@@ -68,22 +68,6 @@ fn mkfifo(p: &Path) {
     assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
 }
 
-/// Every file under `dir` with its bytes.
-fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
 
 // ---------------------------------------------------------------- 3. a FIFO as an image
 
@@ -253,16 +237,16 @@ fn data_synth_refuses_a_non_empty_output_folder() {
     let t = tempdir();
     let det = t.path().join("det");
     ticket_json(&[&"data", &"synth", &"--out", &det, &"--images", &"3"]);
-    let before = files(&det);
+    let before = snapshot(&det);
     // Fewer images, another seed, or a classification set into a detection set: refused, nothing changed.
     refused(&[&"data", &"synth", &"--out", &det, &"--images", &"2", &"--seed", &"5"], &["det", "not empty"]);
     refused(&[&"data", &"synth", &"--out", &det, &"--images", &"2", &"--classify"], &["det", "not empty"]);
-    assert_eq!(files(&det), before, "the dataset changed");
+    assert_eq!(snapshot(&det), before, "the dataset changed");
     let cls = t.path().join("cls");
     ticket_json(&[&"data", &"synth", &"--out", &cls, &"--images", &"4", &"--classify"]);
-    let before = files(&cls);
+    let before = snapshot(&cls);
     refused(&[&"data", &"synth", &"--out", &cls, &"--images", &"2", &"--classify", &"--seed", &"9"], &["cls", "not empty"]);
-    assert_eq!(files(&cls), before, "the classification set changed");
+    assert_eq!(snapshot(&cls), before, "the classification set changed");
     // An empty folder is taken (and left with the set only); bad settings leave no folder.
     let empty = t.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -1,5 +1,5 @@
 //! The training engine end to end: a masked two-conv graph built with the crate's GraphBuilder, trained by the
-//! real ONNX Runtime 1.19.2 worker (TICKET_TRAIN_PYTHON from tools/env.sh). Pins what DESIGN.md §3 measured:
+//! real ONNX Runtime 1.19.2 worker (TICKET_TRAIN_PYTHON from tools/env.sh). Pins what docs/engine-facts.md measured:
 //! masked weights stay exactly zero, masks change between rounds without new artifacts, rewinds are exact,
 //! Adam's moments reset by reloading a checkpoint saved without them — and that every failure of the worker
 //! (crash, hang, NaN, wrong venv, foreign checkpoint) comes back as a clear error instead of a hang.
@@ -196,7 +196,7 @@ fn new_mask_between_rounds_needs_no_new_artifacts_and_optimizer_reset_keeps_it_z
     step(&mut w, &data);
     let drifted = w.get_params(None).unwrap();
     let moved = masked_entries(&drifted, "W1", "M1").iter().filter(|(w, _)| *w != 0.0).count();
-    assert!(moved > 0, "expected Adam moments to survive set_params (DESIGN.md §3)");
+    assert!(moved > 0, "expected Adam moments to survive set_params (docs/engine-facts.md)");
     assert!(masked_entries(&drifted, "W1", "M1").iter().all(|&(_, wm)| wm == 0.0));
 
     // With the reset (reload without optimizer state), W stays exactly 0 under the new mask.

@@ -17,7 +17,7 @@ use ticket::model::{Mask, Masks, ModelState};
 use ticket::runtime::ort_check;
 
 const MODELS: &[&str] = &["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"];
-/// Ops with no gradient builder or no CPU gradient kernel in ORT 1.19 training (DESIGN §3).
+/// Ops with no gradient builder or no CPU gradient kernel in ORT 1.19 training (docs/engine-facts.md).
 const NO_CPU_GRADIENT: &[&str] = &["RoiAlign", "GridSample", "Einsum", "Softplus", "Resize", "ConvTranspose"];
 
 /// The mask tools/train_reference.py applies (`keep_mask`): splitmix64 of FNV-1a(name) ^ index·golden ratio,
@@ -260,7 +260,7 @@ fn alter_rows(fx: &mut Fixture, rows: &[usize], key: &str, f: &dyn Fn(usize, f64
     }
 }
 
-/// What ORT 1.19 training needs of the graph (DESIGN §3).
+/// What ORT 1.19 training needs of the graph (docs/engine-facts.md).
 #[test]
 fn graph_is_trainable_by_ort_1_19() {
     for name in MODELS {

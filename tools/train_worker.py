@@ -3,7 +3,7 @@
 
 The protocol (framing, commands, errors) is documented at the top of src/train/protocol.rs; this file is its
 Python half. Why a worker at all: no registry package exposes ORT's training C API to Rust, so training runs
-through ORT's official Python API (onnxruntime.training.api) in this process (see DESIGN.md §3).
+through ORT's official Python API (onnxruntime.training.api) in this process (see docs/engine-facts.md).
 
 Rules this worker keeps:
 - Its stdout carries frames only. File descriptor 1 is moved to a private descriptor at start-up and fd 1 is

@@ -1,7 +1,7 @@
 //! torchvision's `AnchorGenerator` for FPN detectors: per level, zero-centred cell anchors (one per size and
 //! aspect ratio, rounded to integers) shifted over the feature grid. The order is torchvision's — level, then
 //! y, then x, then cell anchor (ratio-major) — which is also the order of the RPN head's outputs once
-//! flattened, and of the training targets (DESIGN §3).
+//! flattened, and of the training targets (docs/engine-facts.md).
 use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
 

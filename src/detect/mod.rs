@@ -1,6 +1,6 @@
 //! The numerics between the tract stages of a torchvision detector: everything torchvision 0.23 does in Python
 //! (or in its own CPU kernels) on the eval path, redone in Rust so that stage graphs need no RoiAlign, Loop or
-//! NonMaxSuppression (DESIGN §4). Each file is one piece and matches torchvision's float32 CPU arithmetic
+//! NonMaxSuppression (docs/engine-facts.md). Each file is one piece and matches torchvision's float32 CPU arithmetic
 //! operation for operation, so results agree to rounding and index lists (NMS keeps, labels) agree exactly;
 //! tests/detect_numerics.rs checks that against tools/detect_reference.py.
 //!

@@ -1,7 +1,7 @@
 //! torchvision's RoIAlign (`aligned=False`) on CPU and `MultiScaleRoIAlign` over FPN levels P2..P5, for one
 //! image, plus the same pooling as "taps": for every RoI and output bin the feature-table rows and weights of
 //! its bilinear samples, so that a training graph can pool with Gather + weighted sum (ORT has no RoiAlign
-//! gradient; DESIGN §3).
+//! gradient; docs/engine-facts.md).
 //!
 //! Sampling follows torchvision's kernel exactly: RoI corners times the level's scale, RoI sides at least 1,
 //! `sampling_ratio²` samples per bin at `start + bin·size + (i + 0.5)·size / ratio`, a sample with y < -1,

@@ -290,7 +290,7 @@ impl<P: Params> Net<'_, P> {
     /// (2m + ry, 2n + rx) only sees inputs m + dy, n + dx with dy, dx ∈ {-1, 0, 1}, through kernel tap
     /// ky = ry + 1 − 2·dy (none when that falls outside 0..4). The 3×3 kernels are gathered from the
     /// ConvTranspose weight inside the graph, so the parameter keeps its torchvision shape and gets its gradient;
-    /// ORT training has no CPU kernel for ConvTransposeGrad (DESIGN §3). Exact up to summation order.
+    /// ORT training has no CPU kernel for ConvTransposeGrad (docs/engine-facts.md). Exact up to summation order.
     fn conv_transpose_4x4_s2(&mut self, x: &V, prefix: &str) -> Result<V> {
         let ws = self.p.shape(&format!("{prefix}.weight"))?;
         if ws.len() != 4 || ws[2] != 4 || ws[3] != 4 {
@@ -332,7 +332,7 @@ impl<P: Params> Net<'_, P> {
 
     /// torchvision's `F.interpolate(scale_factor=2, mode="bilinear", align_corners=False)` as two MatMuls with
     /// constant interpolation matrices (rows: output pixel, columns: input pixel). Exact up to summation order,
-    /// and it has gradients in ORT training, where ResizeGrad has no CPU kernel (DESIGN §3).
+    /// and it has gradients in ORT training, where ResizeGrad has no CPU kernel (docs/engine-facts.md).
     fn bilinear_upsample2x(&mut self, x: &V) -> V {
         let [n, c, h, w] = x.shape;
         let uh = bilinear_matrix(h, 2);

@@ -1,5 +1,5 @@
 //! The training core: one ONNX graph per fixed shape (batch, canvas, RoI counts) that takes images and
-//! precomputed targets and returns torchvision's loss terms, for ONNX Runtime training (DESIGN §3).
+//! precomputed targets and returns torchvision's loss terms, for ONNX Runtime training (docs/engine-facts.md).
 //!
 //! Everything data dependent happens outside, in Rust: anchors, matching, sampling, proposals, RoIAlign sampling
 //! positions (as taps into a feature table) and mask/keypoint targets. The graph holds only differentiable
@@ -32,7 +32,7 @@ pub const TAPS: usize = 4 * SAMPLING_RATIO * SAMPLING_RATIO;
 /// torchvision's smooth-L1 β for both the RPN and the box head.
 pub const SMOOTH_L1_BETA: f32 = 1.0 / 9.0;
 
-/// The fixed shapes of one training step; one ORT artifact set is generated per value (DESIGN §3: shapes must
+/// The fixed shapes of one training step; one ORT artifact set is generated per value (docs/engine-facts.md: shapes must
 /// be static). RoI counts are per image; unused rows are padding with weight 0.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct TrainShape {
@@ -103,7 +103,7 @@ impl TrainGraph {
 /// Parameters as ORT training wants them: each trainable tensor is an initializer named as in torchvision,
 /// and each prunable weight enters as `W · M` with `M` a frozen initializer `<name>.mask` (ones where the
 /// model has no mask), so that new masks are written into the checkpoint between rounds without new artifacts.
-/// W is stored already multiplied by M (DESIGN §3: W itself is not zeroed by training where M = 0).
+/// W is stored already multiplied by M (docs/engine-facts.md: W itself is not zeroed by training where M = 0).
 pub struct Masked<'a> {
     state: &'a ModelState,
     trainable_layers: usize,
@@ -528,7 +528,7 @@ impl Ops<'_> {
         self.0.node("GatherElements", &[x, &index], "", vec![("axis", Attr::Int(1))])
     }
 
-    /// RoIAlign as Gather + weighted sum (DESIGN §3): `pooled[r, c, bin] = Σ_t w[r, bin, t] · table[idx[r, bin,
+    /// RoIAlign as Gather + weighted sum (docs/engine-facts.md): `pooled[r, c, bin] = Σ_t w[r, bin, t] · table[idx[r, bin,
     /// t], c]`, returned as `[rows, C, side, side]`.
     fn pool(&mut self, table: &str, idx: &str, w: &str, rows: usize, c: usize, side: usize) -> V {
         let bins = (side * side) as i64;

@@ -1,5 +1,5 @@
 //! Training: a Python worker running ONNX Runtime training 1.19.2 (the only engine with training that this
-//! environment has, DESIGN.md §3), driven from Rust. `protocol` documents the wire format and the commands;
+//! environment has, docs/engine-facts.md), driven from Rust. `protocol` documents the wire format and the commands;
 //! `worker` starts the process and exposes each command as a typed method with deadlines and clear failures;
 //! `session` trains one model at one fixed shape (artifacts, steps, masks, rewinds, trained weights back into
 //! the ModelState).

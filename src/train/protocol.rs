@@ -4,7 +4,7 @@
 //! Only ONNX Runtime 1.19.2 has training, and no registry package exposes its training C API to Rust (the
 //! `onnxruntime` wheel's GetTrainingApi returns NULL; the training wheels hold only a Python module). So
 //! training runs through ORT's official Python API (`onnxruntime.training.api`: CheckpointState, Module,
-//! Optimizer) in a long-running Python process that the binary starts and drives (DESIGN.md §3).
+//! Optimizer) in a long-running Python process that the binary starts and drives (docs/engine-facts.md).
 //!
 //! # Process
 //! `python -u <train_worker.py>` with stdin/stdout as the frame stream and stderr as its log. The binary

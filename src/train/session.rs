@@ -6,7 +6,7 @@
 //!   the loss terms by name.
 //! - [`TrainSession::set_masks`]: new masks between rounds, written into the `<weight>.mask` parameters with W
 //!   zeroed where the mask is 0 — no new artifacts. It also resets the optimizer: Adam's moments at newly
-//!   masked entries would otherwise keep moving W there (W·M stays 0 either way, DESIGN §3).
+//!   masked entries would otherwise keep moving W there (W·M stays 0 either way, docs/engine-facts.md).
 //! - [`TrainSession::checkpoint`] / [`TrainSession::rewind`]: the trainable weights in memory, and putting
 //!   them back bit for bit (under the current masks) with a fresh optimizer — lottery-ticket rewinding.
 //! - [`TrainSession::save`] / [`TrainSession::load`]: checkpoint files (ORT's format, optimizer state optional).

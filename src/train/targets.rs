@@ -1,4 +1,4 @@
-//! Training targets for one image, as torchvision 0.23 builds them in training mode (DESIGN §3: everything data
+//! Training targets for one image, as torchvision 0.23 builds them in training mode (docs/engine-facts.md: everything data
 //! dependent happens in Rust, outside the training core):
 //! - [`Matcher`] (`_utils.Matcher`) on [`box_iou`]: the RPN's 0.7/0.3 with low-quality matches, the box head's
 //!   0.5/0.5 without;

@@ -1,6 +1,6 @@
 //! Channel groups of a torchvision FPN detector, derived from the network description (the same torchvision
 //! names `graph::net` emits from): channels that must be removed together because the graph adds, shares or
-//! reshapes them (DESIGN §6). A generic ONNX graph gets no groups: its coupling cannot be proven from names
+//! reshapes them (docs/engine-facts.md). A generic ONNX graph gets no groups: its coupling cannot be proven from names
 //! alone, so channel pruning refuses it rather than guessing.
 use crate::error::{Error, Result};
 use crate::model::arch::BlockKind;
