@@ -14,6 +14,7 @@ pub mod onnx;
 pub mod prune;
 pub mod report;
 pub mod runtime;
+pub mod sparse;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::graph::stages;
 use crate::model::{ModelKind, ModelState};
 use crate::runtime::tract_stage::TractStage;
+use crate::sparse::Kernels;
+use stages::Inference;
 use ndarray::{s, Array2, Array3, Array4, ArrayD, ArrayView3, Axis, Ix4};
 use std::collections::HashMap;
 
@@ -20,13 +22,15 @@ pub struct DetectParams {
     pub max_size: usize,
     pub rpn: RpnParams,
     pub box_head: BoxHeadParams,
-    /// tract's matmul threads; 0: one per core.
+    /// tract's matmul threads (and the sparse kernels'); 0: one per core.
     pub threads: usize,
+    /// Dense or sparse kernels per layer (sparse ones skip the zero weights of unstructured tickets).
+    pub kernels: Kernels,
 }
 
 impl Default for DetectParams {
     fn default() -> Self {
-        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default(), threads: 0 }
+        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default(), threads: 0, kernels: Kernels::Auto }
     }
 }
 
@@ -50,6 +54,10 @@ pub struct Detector {
     box_stage: TractStage,
     mask_stage: Option<TractStage>,
     keypoint_stage: Option<TractStage>,
+    /// Layers the kernel choice could not follow (shown to the user, not errors).
+    pub notes: Vec<String>,
+    /// Weights of the layers running on sparse kernels (stage 1's known after the first image).
+    pub sparse_layers: Vec<String>,
 }
 
 /// Pads rows of pooled features to the stage's fixed RoI count.
@@ -74,17 +82,19 @@ impl Detector {
             return Err(Error::input(state.path(), format!("is a {}, not a two-stage detector", state.arch.kind.label())));
         }
         crate::runtime::tract_stage::set_threads(params.threads);
-        let box_stage = TractStage::new("box head", &stages::box_stage(&state, params.rpn.post_nms_top_n)?)?;
+        let mut p = Inference::new(&state, params.kernels);
+        let box_stage = TractStage::new("box head", &stages::box_stage_with(&mut p, params.rpn.post_nms_top_n)?)?;
         let rois = params.box_head.detections_per_img;
         let mask_stage = match state.arch.kind {
-            ModelKind::MaskRcnn => Some(TractStage::new("mask head", &stages::mask_stage(&state, rois)?)?),
+            ModelKind::MaskRcnn => Some(TractStage::new("mask head", &stages::mask_stage_with(&mut p, rois)?)?),
             _ => None,
         };
         let keypoint_stage = match state.arch.kind {
-            ModelKind::KeypointRcnn => Some(TractStage::new("keypoint head", &stages::keypoint_stage(&state, rois)?)?),
+            ModelKind::KeypointRcnn => Some(TractStage::new("keypoint head", &stages::keypoint_stage_with(&mut p, rois)?)?),
             _ => None,
         };
-        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage })
+        let (notes, sparse_layers) = (p.notes, p.sparse_layers);
+        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage, notes, sparse_layers })
     }
 
     pub fn state(&self) -> &ModelState {
@@ -101,7 +111,13 @@ impl Detector {
         let t = transform::transform_chw(image, self.params.min_size, self.params.max_size)?;
         let canvas: Hw = (t.image.dim().1, t.image.dim().2);
         if !self.backbone.contains_key(&canvas) {
-            let g = stages::backbone_rpn(&self.state, canvas.0, canvas.1)?;
+            let mut p = Inference::new(&self.state, self.params.kernels);
+            let g = stages::backbone_rpn_with(&mut p, canvas.0, canvas.1)?;
+            if self.backbone.is_empty() {
+                // Stage 1 is built at the first image of each canvas size; its choices are the same for all.
+                self.notes.extend(p.notes);
+                self.sparse_layers.extend(p.sparse_layers);
+            }
             self.backbone.insert(canvas, TractStage::new("backbone+RPN", &g)?);
         }
         let input = t.image.clone().insert_axis(Axis(0)).into_dyn();

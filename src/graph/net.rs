@@ -5,6 +5,8 @@ use super::builder::{Attr, GraphBuilder};
 use crate::error::{Error, Result};
 use crate::model::arch::BlockKind;
 use crate::model::ModelState;
+use crate::sparse::tract_op::DOMAIN as SPARSE_DOMAIN;
+use crate::sparse::LayerShape;
 
 /// How parameters enter a graph: as constants (inference) or as trainable weights times frozen masks.
 pub trait Params {
@@ -12,6 +14,10 @@ pub trait Params {
     fn shape(&self, name: &str) -> Result<Vec<usize>>;
     /// Adds (once) what the graph needs for parameter `name` and returns the value to use.
     fn param(&mut self, b: &mut GraphBuilder, name: &str) -> Result<String>;
+    /// Whether the layer with weight `name` is emitted as this crate's sparse op (inference stages only).
+    fn sparse(&mut self, _name: &str, _shape: LayerShape) -> bool {
+        false
+    }
 }
 
 /// Inference: every parameter is an initializer holding the model's (masked) values.
@@ -66,16 +72,16 @@ impl<P: Params> Net<'_, P> {
             inputs.push(self.p.param(self.b, &bias)?);
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let out = self.b.node(
-            "Conv",
-            &refs,
-            &format!("{prefix}/Conv"),
-            vec![
-                ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
-                ("strides", Attr::Ints(vec![stride as i64; 2])),
-                ("pads", Attr::Ints(vec![pad as i64; 4])),
-            ],
-        );
+        let attrs = vec![
+            ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
+            ("strides", Attr::Ints(vec![stride as i64; 2])),
+            ("pads", Attr::Ints(vec![pad as i64; 4])),
+        ];
+        let out = if ws[2] == ws[3] && self.p.sparse(&w, LayerShape::Conv { kernel: k, stride }) {
+            self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &refs, &format!("{prefix}/SparseConv"), attrs)
+        } else {
+            self.b.node("Conv", &refs, &format!("{prefix}/Conv"), attrs)
+        };
         let [n, _, h, wd] = x.shape;
         Ok(V { name: out, shape: [n, cout, (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
     }
@@ -210,9 +216,16 @@ impl<P: Params> Net<'_, P> {
     }
 
     fn linear(&mut self, x: &str, prefix: &str) -> Result<String> {
-        let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
+        let name = format!("{prefix}.weight");
+        let sparse = self.p.sparse(&name, LayerShape::Gemm);
+        let w = self.p.param(self.b, &name)?;
         let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
-        Ok(self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), vec![("transB", Attr::Int(1))]))
+        let attrs = vec![("transB", Attr::Int(1))];
+        Ok(if sparse {
+            self.b.custom_node(SPARSE_DOMAIN, "SparseGemm", &[x, &w, &bias], &format!("{prefix}/SparseGemm"), attrs)
+        } else {
+            self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), attrs)
+        })
     }
 
     /// TwoMLPHead + FastRCNNPredictor on pooled [N, C, 7, 7]: (class logits [N, K], box deltas [N, 4K]).

@@ -1,0 +1,71 @@
+//! Which layers run sparse. `Kernels::Auto` picks the sparse kernel for a layer whose density (non-zero
+//! fraction of its weight) is below the break-even of its kernel class; the break-evens are fixed numbers
+//! read off `ticket bench sparse` on an x86-64 machine with AVX-512F and 2 threads (docs/sparse.md has the
+//! curve and the command): a fixed table, not a calibration at run time, so a plan does not depend on how
+//! busy the machine was when it was built.
+
+/// Which kernels the stage graphs use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// Sparse where the layer's density is below its break-even, dense elsewhere.
+    #[default]
+    Auto,
+    /// tract's dense kernels everywhere (what the graphs were before sparse kernels).
+    Dense,
+    /// Sparse wherever the sparse path can run the layer.
+    Sparse,
+}
+
+impl Kernels {
+    pub fn parse(s: &str) -> Option<Kernels> {
+        match s {
+            "auto" => Some(Kernels::Auto),
+            "dense" => Some(Kernels::Dense),
+            "sparse" => Some(Kernels::Sparse),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kernels::Auto => "auto",
+            Kernels::Dense => "dense",
+            Kernels::Sparse => "sparse",
+        }
+    }
+
+    /// Whether a layer of this shape and density runs sparse.
+    pub fn use_sparse(self, shape: LayerShape, density: f64) -> bool {
+        match self {
+            Kernels::Dense => false,
+            Kernels::Sparse => true,
+            Kernels::Auto => density < shape.break_even(),
+        }
+    }
+}
+
+/// The kernel classes the break-even is kept for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerShape {
+    Conv { kernel: usize, stride: usize },
+    Gemm,
+}
+
+impl LayerShape {
+    /// The density below which the sparse kernel beats tract's dense one (`ticket bench sparse`).
+    pub fn break_even(self) -> f64 {
+        match self {
+            LayerShape::Conv { kernel: 1, .. } => 0.30,
+            LayerShape::Conv { .. } => 0.35,
+            LayerShape::Gemm => 0.35,
+        }
+    }
+}
+
+/// Fraction of non-zero values.
+pub fn density(values: &[f32]) -> f64 {
+    if values.is_empty() {
+        return 1.0;
+    }
+    values.iter().filter(|v| **v != 0.0).count() as f64 / values.len() as f64
+}
