@@ -12,6 +12,26 @@ use super::kernel::Isa;
 use super::layer::{par_ranges, SendPtr, SparseRows};
 use crate::error::{Error, Result};
 
+/// One buffer for the prepared input, shared by all sparse layers (plan nodes run one after another): it
+/// grows to the largest layer once and is then reused, so a run neither faults in fresh pages nor keeps a
+/// buffer per layer. Every layer writes all of the buffer it uses. A run that finds it taken (two plans
+/// running at once) allocates its own.
+static SCRATCH: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
+
+fn take_scratch(len: usize) -> Vec<f32> {
+    let mut v = SCRATCH.try_lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    v.resize(len, 0.0);
+    v
+}
+
+fn put_scratch(v: Vec<f32>) {
+    if let Ok(mut s) = SCRATCH.try_lock() {
+        if s.capacity() < v.capacity() {
+            *s = v;
+        }
+    }
+}
+
 /// A convolution's shape on one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeom {
@@ -100,8 +120,8 @@ impl SparseConv {
         self.rows.bytes() + 4 * self.bias.len()
     }
 
-    /// Writes image `x` [cin, h, w] as zero-padded phase planes into `buf` (`in_len` floats, zeroed by the
-    /// caller).
+    /// Writes image `x` [cin, h, w], channels c0..c1, as zero-padded phase planes into `buf` (every value of
+    /// those planes is written).
     fn prepare(&self, x: &[f32], buf: &mut [f32], c0: usize, c1: usize) {
         let g = &self.geom;
         let (s, p) = (g.stride, g.pad);
@@ -111,14 +131,22 @@ impl SparseConv {
             for py in 0..s {
                 for px in 0..s {
                     let dst = &mut buf[((ci * s + py) * s + px) * hp * wp..][..hp * wp];
-                    for i in 0..hp {
+                    for (i, out) in dst.chunks_exact_mut(wp).enumerate() {
                         // padded row i·s + py is input row i·s + py − p
-                        let Some(y) = (i * s + py).checked_sub(p).filter(|&y| y < g.height) else { continue };
+                        let Some(y) = (i * s + py).checked_sub(p).filter(|&y| y < g.height) else {
+                            out.fill(0.0);
+                            continue;
+                        };
                         let row = &src[y * g.width..][..g.width];
-                        let out = &mut dst[i * wp..][..wp];
-                        for (j, o) in out.iter_mut().enumerate() {
-                            if let Some(x) = (j * s + px).checked_sub(p).and_then(|x| row.get(x)) {
-                                *o = *x;
+                        if s == 1 {
+                            // columns j − p: zeros, the row, zeros
+                            let n = g.width.min(wp.saturating_sub(p));
+                            out[..p.min(wp)].fill(0.0);
+                            out[p.min(wp)..p.min(wp) + n].copy_from_slice(&row[..n]);
+                            out[p.min(wp) + n..].fill(0.0);
+                        } else {
+                            for (j, o) in out.iter_mut().enumerate() {
+                                *o = (j * s + px).checked_sub(p).and_then(|x| row.get(x)).copied().unwrap_or(0.0);
                             }
                         }
                     }
@@ -137,7 +165,12 @@ impl SparseConv {
         let (ho, wo) = g.out_hw();
         let (_, wp) = g.phase_hw();
         let in_len = self.rows.in_len;
-        let mut prepared = vec![0f32; n * in_len];
+        let data_len = g.cin * g.stride * g.stride * g.phase_hw().0 * g.phase_hw().1;
+        let threads = self.rows.threads_for(n, threads);
+        let mut prepared = take_scratch(n * in_len);
+        for img in 0..n {
+            prepared[img * in_len + data_len..(img + 1) * in_len].fill(0.0);
+        }
         // Preparing is a copy: split over (image, channel) pairs.
         let pp = SendPtr(prepared.as_mut_ptr());
         par_ranges(n * g.cin, threads, |r| {
@@ -168,6 +201,7 @@ impl SparseConv {
                 }
             }
         });
+        put_scratch(prepared);
         Ok(out)
     }
 }
@@ -216,7 +250,9 @@ impl SparseGemm {
             return Err(Error::Runtime(format!("sparse gemm: input of {} values, expected {n} × {k}", x.len())));
         }
         // xᵀ [k][n], in 32 × 32 blocks so reads and writes both stay in cache lines.
-        let mut xt = vec![0f32; self.rows.in_len];
+        let threads = self.rows.threads_for(1, threads);
+        let mut xt = take_scratch(self.rows.in_len);
+        xt[k * n..].fill(0.0);
         let tp = SendPtr(xt.as_mut_ptr());
         par_ranges(k.div_ceil(32), threads, |r| {
             for kb in r {
@@ -244,6 +280,7 @@ impl SparseGemm {
                 }
             }
         });
+        put_scratch(xt);
         Ok(out)
     }
 }

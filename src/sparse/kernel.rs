@@ -31,14 +31,15 @@ impl Isa {
         v
     }
 
-    /// The best one this CPU has (checked once per process); TICKET_SPARSE_ISA=portable forces the portable one.
+    /// The best one this CPU has (checked once per process); TICKET_SPARSE_ISA=avx2 or portable picks a lesser one.
     pub fn detect() -> Isa {
         static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *ISA.get_or_init(|| {
-            if std::env::var_os("TICKET_SPARSE_ISA").is_some_and(|v| v == "portable") {
-                return Isa::Portable;
+            let all = Isa::available();
+            match std::env::var("TICKET_SPARSE_ISA") {
+                Ok(v) => all.iter().copied().find(|i| i.name().starts_with(v.as_str())).unwrap_or(all[0]),
+                Err(_) => all[0],
             }
-            Isa::available()[0]
         })
     }
 

@@ -97,6 +97,13 @@ impl SparseRows {
         self.vals.len()
     }
 
+    /// Threads worth using for `images` runs of these rows: one per `MIN_MACS_PER_THREAD` multiply-adds at
+    /// most, since starting a thread costs tens of microseconds and small layers finish sooner on one.
+    pub fn threads_for(&self, images: usize, threads: usize) -> usize {
+        const MIN_MACS_PER_THREAD: usize = 4_000_000;
+        (self.nnz() * self.ext_len * images / MIN_MACS_PER_THREAD).clamp(1, threads.max(1))
+    }
+
     /// Bytes the packed weights take.
     pub fn bytes(&self) -> usize {
         4 * (self.ptr.len() + self.offs.len() + self.vals.len())
