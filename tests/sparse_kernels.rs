@@ -82,6 +82,8 @@ const CONVS: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (700, 4, 3, 1, 1, 6, 7, 1),   // many input channels: several panels
     (2, 70, 1, 1, 0, 1, 1, 2),    // a 1×1 plane
     (9, 11, 3, 1, 1, 40, 3, 1),   // a narrow, tall plane
+    (64, 48, 3, 1, 1, 30, 30, 1), // large enough to run on several threads
+    (16, 24, 3, 1, 1, 14, 14, 20), // a mask-head batch of RoIs, on several threads
 ];
 
 #[test]
