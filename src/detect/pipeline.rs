@@ -58,6 +58,18 @@ pub struct Detector {
     pub notes: Vec<String>,
     /// Weights of the layers running on sparse kernels (stage 1's known after the first image).
     pub sparse_layers: Vec<String>,
+    /// Where the last image's time went.
+    pub last_times: StageTimes,
+}
+
+/// Milliseconds per tract stage of one image, the rest being Rust (transform, proposals, RoIAlign, decoding).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StageTimes {
+    pub backbone_rpn_ms: f64,
+    pub box_head_ms: f64,
+    /// Mask or keypoint head.
+    pub head_ms: f64,
+    pub total_ms: f64,
 }
 
 /// Pads rows of pooled features to the stage's fixed RoI count.
@@ -94,7 +106,7 @@ impl Detector {
             _ => None,
         };
         let (notes, sparse_layers) = (p.notes, p.sparse_layers);
-        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage, notes, sparse_layers })
+        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage, notes, sparse_layers, last_times: StageTimes::default() })
     }
 
     pub fn state(&self) -> &ModelState {
@@ -108,6 +120,9 @@ impl Detector {
 
     /// Detects on a [3, H, W] image with values in [0, 1], as torchvision's detectors take it.
     pub fn detect(&mut self, image: ArrayView3<f32>) -> Result<ImageDetections> {
+        let start = std::time::Instant::now();
+        let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
+        let mut times = StageTimes::default();
         let t = transform::transform_chw(image, self.params.min_size, self.params.max_size)?;
         let canvas: Hw = (t.image.dim().1, t.image.dim().2);
         if !self.backbone.contains_key(&canvas) {
@@ -121,7 +136,9 @@ impl Detector {
             self.backbone.insert(canvas, TractStage::new("backbone+RPN", &g)?);
         }
         let input = t.image.clone().insert_axis(Axis(0)).into_dyn();
+        let s1 = std::time::Instant::now();
         let outs = self.backbone[&canvas].run(vec![input])?;
+        times.backbone_rpn_ms = ms(s1);
 
         let mut feats = Vec::new();
         let mut levels = Vec::new();
@@ -141,7 +158,9 @@ impl Detector {
         let box_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, BOX_OUTPUT_SIZE, SAMPLING_RATIO)?;
         let n = proposals.boxes.len();
         let pooled = box_pool.pool(pooled_levels, &proposals.boxes)?;
+        let s2 = std::time::Instant::now();
         let head = self.box_stage.run(vec![pad_rows(pooled, self.params.rpn.post_nms_top_n)])?;
+        times.box_head_ms = ms(s2);
         let logits = dims::<ndarray::Ix2>(take(&head, "class_logits")?, "class logits")?;
         let deltas = dims::<ndarray::Ix2>(take(&head, "box_deltas")?, "box deltas")?;
         let dets = postprocess_detections(logits.slice(s![..n, ..]), deltas.slice(s![..n, ..]), &proposals.boxes, t.resized_hw, &self.params.box_head)?;
@@ -157,7 +176,9 @@ impl Detector {
                 Array3::<f32>::zeros((0, 28, 28))
             } else {
                 let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                times.head_ms = ms(s3);
                 let logits = dims::<Ix4>(take(&outs, "mask_logits")?, "mask logits")?;
                 let (_, _, mh, mw) = logits.dim();
                 let mut probs = Array3::<f32>::zeros((m, mh, mw));
@@ -174,7 +195,9 @@ impl Detector {
                 (Array3::<f32>::zeros((0, k, 3)), Array2::<f32>::zeros((0, k)))
             } else {
                 let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                times.head_ms = ms(s3);
                 let maps = dims::<Ix4>(take(&outs, "heatmaps")?, "heatmaps")?;
                 let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), &dets.boxes)?;
                 let mut points = kp.points;
@@ -189,6 +212,8 @@ impl Detector {
             out.keypoints = Some(points);
             out.keypoint_scores = Some(scores);
         }
+        times.total_ms = ms(start);
+        self.last_times = times;
         Ok(out)
     }
 }
