@@ -18,6 +18,11 @@ pub trait Params {
     fn sparse(&mut self, _name: &str, _shape: LayerShape) -> bool {
         false
     }
+    /// The values of a constant parameter, where the graph holds them as constants (to fold a FrozenBatchNorm
+    /// into a sparse conv); `None` for trainable ones.
+    fn values(&self, _name: &str) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// Inference: every parameter is an initializer holding the model's (masked) values.
@@ -86,6 +91,41 @@ impl<P: Params> Net<'_, P> {
         Ok(V { name: out, shape: [n, cout, (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
     }
 
+    /// A conv followed by its FrozenBatchNorm. A conv on the sparse kernels takes the normalisation folded into
+    /// its weights and bias (w · scale, b · scale + shift: zeros stay zeros), which saves two passes over its
+    /// output; tract folds them into its dense convs itself.
+    pub fn conv_bn(&mut self, x: &V, conv: &str, bn: &str, stride: usize, pad: usize) -> Result<V> {
+        let w = format!("{conv}.weight");
+        let ws = self.p.shape(&w)?;
+        let (scale, shift) = (format!("{bn}.scale"), format!("{bn}.shift"));
+        let folded = match (self.p.values(&w), self.p.values(&scale), self.p.values(&shift)) {
+            (Some(wv), Some(sc), Some(sh)) if ws.len() == 4 && ws[2] == ws[3] && sc.len() == ws[0] && sh.len() == ws[0] => Some((wv, sc, sh)),
+            _ => None,
+        };
+        let Some((mut wv, sc, sh)) = folded.filter(|_| self.p.sparse(&w, LayerShape::Conv { kernel: ws[2], stride })) else {
+            let y = self.conv(x, conv, stride, pad)?;
+            return self.frozen_bn(&y, bn);
+        };
+        let per = wv.len() / ws[0];
+        for (co, row) in wv.chunks_mut(per).enumerate() {
+            row.iter_mut().for_each(|v| *v *= sc[co]);
+        }
+        let bias = self.p.values(&format!("{conv}.bias"));
+        let bv: Vec<f32> = (0..ws[0]).map(|c| bias.as_ref().map_or(0.0, |b| b[c]) * sc[c] + sh[c]).collect();
+        let wn = self.b.f32_init(&format!("{conv}.weight_bn"), &ws, &wv);
+        let bn_ = self.b.f32_init(&format!("{conv}.bias_bn"), &[ws[0]], &bv);
+        let k = ws[2] as i64;
+        let attrs = vec![
+            ("kernel_shape", Attr::Ints(vec![k, k])),
+            ("strides", Attr::Ints(vec![stride as i64; 2])),
+            ("pads", Attr::Ints(vec![pad as i64; 4])),
+        ];
+        let out = self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &[&x.name, &wn, &bn_], &format!("{conv}/SparseConv"), attrs);
+        let [n, _, h, wd] = x.shape;
+        let k = ws[2];
+        Ok(V { name: out, shape: [n, ws[0], (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
+    }
+
     /// torchvision's FrozenBatchNorm2d: x · scale + shift, with the folded constants found at import.
     pub fn frozen_bn(&mut self, x: &V, prefix: &str) -> Result<V> {
         let scale = self.p.param(self.b, &format!("{prefix}.scale"))?;
@@ -136,27 +176,21 @@ impl<P: Params> Net<'_, P> {
     fn block(&mut self, x: &V, prefix: &str, kind: BlockKind, stride: usize) -> Result<V> {
         let out = match kind {
             BlockKind::Basic => {
-                let y = self.conv(x, &format!("{prefix}.conv1"), stride, 1)?;
-                let y = self.frozen_bn(&y, &format!("{prefix}.bn1"))?;
+                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), stride, 1)?;
                 let y = self.relu(&y);
-                let y = self.conv(&y, &format!("{prefix}.conv2"), 1, 1)?;
-                self.frozen_bn(&y, &format!("{prefix}.bn2"))?
+                self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), 1, 1)?
             }
             BlockKind::Bottleneck => {
                 // torchvision's ResNet v1.5: the stride sits on the 3×3 conv.
-                let y = self.conv(x, &format!("{prefix}.conv1"), 1, 0)?;
-                let y = self.frozen_bn(&y, &format!("{prefix}.bn1"))?;
+                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), 1, 0)?;
                 let y = self.relu(&y);
-                let y = self.conv(&y, &format!("{prefix}.conv2"), stride, 1)?;
-                let y = self.frozen_bn(&y, &format!("{prefix}.bn2"))?;
+                let y = self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), stride, 1)?;
                 let y = self.relu(&y);
-                let y = self.conv(&y, &format!("{prefix}.conv3"), 1, 0)?;
-                self.frozen_bn(&y, &format!("{prefix}.bn3"))?
+                self.conv_bn(&y, &format!("{prefix}.conv3"), &format!("{prefix}.bn3"), 1, 0)?
             }
         };
         let identity = if self.p.has(&format!("{prefix}.downsample.0.weight")) {
-            let d = self.conv(x, &format!("{prefix}.downsample.0"), stride, 0)?;
-            self.frozen_bn(&d, &format!("{prefix}.downsample.1"))?
+            self.conv_bn(x, &format!("{prefix}.downsample.0"), &format!("{prefix}.downsample.1"), stride, 0)?
         } else {
             x.clone()
         };
@@ -166,8 +200,7 @@ impl<P: Params> Net<'_, P> {
 
     /// ResNet body: returns the outputs of layer1..layer4 (C2..C5).
     pub fn resnet(&mut self, x: &V, prefix: &str, kind: BlockKind, blocks: &[usize]) -> Result<Vec<V>> {
-        let y = self.conv(x, &format!("{prefix}conv1"), 2, 3)?;
-        let y = self.frozen_bn(&y, &format!("{prefix}bn1"))?;
+        let y = self.conv_bn(x, &format!("{prefix}conv1"), &format!("{prefix}bn1"), 2, 3)?;
         let y = self.relu(&y);
         let mut y = self.max_pool(&y, 3, 2, 1);
         let mut outs = Vec::new();

@@ -39,6 +39,14 @@ impl Params for Inference<'_> {
         Constants(self.state).param(b, name)
     }
 
+    fn values(&self, name: &str) -> Option<Vec<f32>> {
+        match (self.state.weights.get(name), self.state.buffers.get(name)) {
+            (Some(w), _) => Some(w.values.clone()),
+            (None, Some((_, v))) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
     fn sparse(&mut self, name: &str, shape: LayerShape) -> bool {
         if self.kernels == Kernels::Dense {
             return false;
