@@ -1,8 +1,10 @@
 //! Which layers run sparse. `Kernels::Auto` picks the sparse kernel for a layer whose density (non-zero
-//! fraction of its weight) is below the break-even of its kernel class; the break-evens are fixed numbers
-//! read off `ticket bench sparse` on an x86-64 machine with AVX-512F and 2 threads (docs/sparse.md has the
-//! curve and the command): a fixed table, not a calibration at run time, so a plan does not depend on how
-//! busy the machine was when it was built.
+//! fraction of its weight) is below the break-even of its kernel class. The break-evens are a fixed table,
+//! set at or below the crossings `ticket bench sparse` measured on a 2-core AMD EPYC with AVX-512F at 2 threads
+//! (docs/sparse.md has the curve and the command) — not a calibration at run time, so a plan does not depend
+//! on how busy the machine was when it was built. Below the table's density a layer gains on every shape
+//! measured; between it and the measured crossing of a particular shape, dense is kept (a missed gain, never
+//! a loss).
 
 /// Which kernels the stage graphs use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
