@@ -6,7 +6,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use ticket::graph::stages::{self, Inference};
 use ticket::model::ModelState;
-use ticket::sparse::Kernels;
+use ticket::sparse::{Kernels, LayerShape};
 
 fn write_images(dir: &Path) -> Vec<PathBuf> {
     let mut s = 7u64;
@@ -112,9 +112,16 @@ fn kernel_choice_decides_the_ops_of_the_stage_graphs() {
     assert!(sc > 20 && sg == 4 && c == 1 && g == 0 && notes == 0, "sparse: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm, {notes} notes");
     let (sc, sg, c, g, _) = count(Kernels::Dense);
     assert!(sc == 0 && sg == 0 && c > 20 && g == 4, "dense: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm");
-    // At 20% density every layer is below the break-even of its class.
-    let (sc_auto, sg_auto, _, _, _) = count(Kernels::Auto);
-    assert!(sc_auto > 20 && sg_auto == 4, "auto at 80% layer-wise: {sc_auto} SparseConv, {sg_auto} SparseGemm");
+    // At 20% density every conv is below the break-even of its class; the linears follow the Gemm break-even.
+    let (sc_auto, sg_auto, _, g_auto, _) = count(Kernels::Auto);
+    let gemms = if LayerShape::Gemm.break_even() > 0.2 { 4 } else { 0 };
+    assert!(sc_auto > 20 && sg_auto == gemms && g_auto == 4 - gemms, "auto at 80% layer-wise: {sc_auto} SparseConv, {sg_auto} SparseGemm");
+    // A dense model under auto runs the dense graphs.
+    let dense = ModelState::load(&fixture("maskrcnn_r18_fpn.onnx"), None).unwrap();
+    let mut p = Inference::new(&dense, Kernels::Auto);
+    stages::backbone_rpn_with(&mut p, 128, 128).unwrap();
+    stages::box_stage_with(&mut p, 16).unwrap();
+    assert!(p.sparse_layers.is_empty(), "dense model under auto: {:?}", p.sparse_layers);
 }
 
 #[test]

@@ -142,16 +142,6 @@ struct Report {
     curves: Vec<Curve>,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-}
-
 /// Keeps the `density` fraction of largest magnitudes (the others zero), as a magnitude ticket does.
 fn prune_to(weights: &[f32], density: f64) -> Vec<f32> {
     let keep = ((weights.len() as f64) * density).round() as usize;
@@ -198,12 +188,13 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let threads = tract_stage::resolve_threads(args.threads);
     let shapes: Vec<_> = shapes(args.size).into_iter().filter(|(n, _)| args.only.as_ref().is_none_or(|o| n.contains(o.as_str()))).collect();
     let bar = super::progress((shapes.len() * (1 + args.densities.len())) as u64, "bench", json);
-    let mut rng = Rng(0x5eed_1234_abcd_9876);
+    let mut rng = crate::data::rng::SeededRng::new(0x5eed_1234_abcd_9876);
+    let mut next = || rng.range(-0.5, 0.5) as f32;
     let mut curves = Vec::new();
     for (name, shape) in shapes {
         let n: usize = shape.weight_shape().iter().product();
-        let dense_w: Vec<f32> = (0..n).map(|_| rng.next()).collect();
-        let input = ArrayD::from_shape_vec(IxDyn(&shape.input_shape()), (0..shape.input_shape().iter().product()).map(|_| rng.next()).collect::<Vec<f32>>())
+        let dense_w: Vec<f32> = (0..n).map(|_| next()).collect();
+        let input = ArrayD::from_shape_vec(IxDyn(&shape.input_shape()), (0..shape.input_shape().iter().product()).map(|_| next()).collect::<Vec<f32>>())
             .expect("shape and length agree");
         let dense_ms = time_ms(&TractStage::new(name, &shape.graph(&dense_w, false))?, &input, args.repeat)?;
         bar.inc(1);

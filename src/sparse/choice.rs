@@ -2,9 +2,8 @@
 //! fraction of its weight) is below the break-even of its kernel class. The break-evens are a fixed table,
 //! set at or below the crossings `ticket bench sparse` measured on a 2-core AMD EPYC with AVX-512F at 2 threads
 //! (docs/sparse.md has the curve and the command) — not a calibration at run time, so a plan does not depend
-//! on how busy the machine was when it was built. Below the table's density a layer gains on every shape
-//! measured; between it and the measured crossing of a particular shape, dense is kept (a missed gain, never
-//! a loss).
+//! on how busy the machine was when it was built. Below the table's density a layer gained on every shape
+//! measured; between it and a particular shape's crossing, dense is kept (a missed gain rather than a loss).
 
 /// Which kernels the stage graphs use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,12 +53,16 @@ pub enum LayerShape {
 }
 
 impl LayerShape {
-    /// The density below which the sparse kernel beats tract's dense one (`ticket bench sparse`).
+    /// The density below which the sparse kernel beats tract's dense one. Measured crossings (`ticket bench
+    /// sparse`, 320 px, 2 threads; docs/sparse.md): 7×7 stem always (tract's dense stem, 3 input channels, is
+    /// slow); 1×1 convs 68% and above; 3×3 convs 34% (layer3) to 100% (layer1, mask head); Gemm 42% (fc6) and
+    /// 24% (fc7). Each class takes a density at or below its lowest crossing.
     pub fn break_even(self) -> f64 {
         match self {
-            LayerShape::Conv { kernel: 1, .. } => 0.30,
-            LayerShape::Conv { .. } => 0.35,
-            LayerShape::Gemm => 0.35,
+            LayerShape::Conv { kernel: 7, .. } => 0.9,
+            LayerShape::Conv { kernel: 1, .. } => 0.5,
+            LayerShape::Conv { .. } => 0.3,
+            LayerShape::Gemm => 0.2,
         }
     }
 }

@@ -166,6 +166,9 @@ impl SparseConv {
         let (_, wp) = g.phase_hw();
         let in_len = self.rows.in_len;
         let data_len = g.cin * g.stride * g.stride * g.phase_hw().0 * g.phase_hw().1;
+        if self.rows.nnz() == 0 {
+            return Ok((0..n * g.cout * ho * wo).map(|i| self.bias[i / (ho * wo) % g.cout]).collect());
+        }
         let threads = self.rows.threads_for(n, threads);
         let mut prepared = take_scratch(n * in_len);
         for img in 0..n {
@@ -250,6 +253,10 @@ impl SparseGemm {
             return Err(Error::Runtime(format!("sparse gemm: input of {} values, expected {n} × {k}", x.len())));
         }
         // xᵀ [k][n], in 32 × 32 blocks so reads and writes both stay in cache lines.
+        if self.rows.nnz() == 0 {
+            // An all-zero weight (global tickets empty whole layers): the output is the bias.
+            return Ok((0..n * m).map(|i| self.bias[i % m]).collect());
+        }
         let threads = self.rows.threads_for(1, threads);
         let mut xt = take_scratch(self.rows.in_len);
         xt[k * n..].fill(0.0);
