@@ -114,7 +114,10 @@ fn kernel_choice_decides_the_ops_of_the_stage_graphs() {
     assert!(sc == 0 && sg == 0 && c > 20 && g == 4, "dense: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm");
     // At 20% density every conv is below the break-even of its class; the linears follow the Gemm break-even.
     let (sc_auto, sg_auto, _, g_auto, _) = count(Kernels::Auto);
-    let gemms = if LayerShape::Gemm.break_even() > 0.2 { 4 } else { 0 };
+    let wide = |inputs| usize::from(LayerShape::Gemm { inputs }.break_even() > 0.2);
+    let fc6_inputs = state.weights.get("roi_heads.box_head.fc6.weight").unwrap().shape[1];
+    let fc7_inputs = state.weights.get("roi_heads.box_head.fc7.weight").unwrap().shape[1];
+    let gemms = wide(fc6_inputs) + 3 * wide(fc7_inputs);
     assert!(sc_auto > 20 && sg_auto == gemms && g_auto == 4 - gemms, "auto at 80% layer-wise: {sc_auto} SparseConv, {sg_auto} SparseGemm");
     // A dense model under auto runs the dense graphs.
     let dense = ModelState::load(&fixture("maskrcnn_r18_fpn.onnx"), None).unwrap();

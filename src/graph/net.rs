@@ -250,7 +250,8 @@ impl<P: Params> Net<'_, P> {
 
     fn linear(&mut self, x: &str, prefix: &str) -> Result<String> {
         let name = format!("{prefix}.weight");
-        let sparse = self.p.sparse(&name, LayerShape::Gemm);
+        let inputs = self.p.shape(&name)?.get(1).copied().unwrap_or(0);
+        let sparse = self.p.sparse(&name, LayerShape::Gemm { inputs });
         let w = self.p.param(self.b, &name)?;
         let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
         let attrs = vec![("transB", Attr::Int(1))];

@@ -54,7 +54,7 @@ impl Params for Inference<'_> {
         let Some(w) = self.state.weights.get(name) else { return false };
         let runnable = match shape {
             LayerShape::Conv { .. } => w.shape.len() == 4 && w.shape[2] == w.shape[3],
-            LayerShape::Gemm => w.shape.len() == 2,
+            LayerShape::Gemm { .. } => w.shape.len() == 2,
         };
         if !runnable {
             if self.kernels == Kernels::Sparse {
