@@ -56,13 +56,13 @@ pub enum LayerShape {
 impl LayerShape {
     /// The density below which the sparse kernel beats tract's dense one. Measured crossings (`ticket bench
     /// sparse`, 320 px, 2 threads; docs/sparse.md): 7×7 stem always (tract's dense stem, 3 input channels, is
-    /// slow); 1×1 convs 68% and above; 3×3 convs 34% (layer3) to 100% (layer1, mask head); Gemm 42% (fc6) and
-    /// 21–24% (fc7; a wide Gemm such as fc6, 12544 inputs, 30–42%). Each class takes a density at or below its
+    /// slow); 1×1 convs 38% (the downsample) to 100%; 3×3 convs 34% (layer3) to 100% (layer1, mask head); Gemm
+    /// 21–24% (fc7) and 30–58% for a wide one (fc6, 12544 inputs). Each class takes a density at or below its
     /// lowest crossing.
     pub fn break_even(self) -> f64 {
         match self {
             LayerShape::Conv { kernel: 7, .. } => 0.9,
-            LayerShape::Conv { kernel: 1, .. } => 0.5,
+            LayerShape::Conv { kernel: 1, .. } => 0.35,
             LayerShape::Conv { .. } => 0.3,
             LayerShape::Gemm { inputs } if inputs >= 4096 => 0.3,
             LayerShape::Gemm { .. } => 0.2,
