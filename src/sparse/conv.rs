@@ -266,9 +266,11 @@ impl SparseGemm {
                 let k1 = (kb * 32 + 32).min(k);
                 for nb in (0..n).step_by(32) {
                     for row in nb..(nb + 32).min(n) {
-                        for c in kb * 32..k1 {
-                            // SAFETY: rows kb·32..k1 of xᵀ belong to this block range only.
-                            unsafe { *tp.get().add(c * n + row) = x[row * k + c] };
+                        let src = &x[row * k + kb * 32..row * k + k1];
+                        for (j, v) in src.iter().enumerate() {
+                            // SAFETY: rows kb·32..k1 of xᵀ belong to this block range only, and
+                            // (kb·32 + j)·n + row < k·n ≤ xt.len().
+                            unsafe { *tp.get().add((kb * 32 + j) * n + row) = *v };
                         }
                     }
                 }
