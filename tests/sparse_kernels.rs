@@ -94,6 +94,10 @@ fn sparse_conv_matches_dense_reference_on_every_shape_density_and_isa() {
         for (density, dead) in [(0.0, false), (0.05, true), (0.2, false), (0.5, true), (1.0, false)] {
             let w = rng.weights(cout, cin * kernel * kernel, density, dead);
             let want = reference_conv(&g, n, &x, &w, &b);
+            let mut fused = SparseConv::new(g, &w, Some(&b)).unwrap();
+            fused.relu = true;
+            let want_relu: Vec<f64> = want.iter().map(|v| v.max(0.0)).collect();
+            assert_close(&format!("{g:?} n {n} density {density} with ReLU"), &fused.run(&x, n, 2).unwrap(), &want_relu);
             for isa in Isa::available() {
                 let conv = SparseConv::with_isa(isa, g, &w, Some(&b)).unwrap();
                 assert_eq!(conv.nnz(), w.iter().filter(|v| **v != 0.0).count());

@@ -94,7 +94,8 @@ impl<P: Params> Net<'_, P> {
     /// A conv followed by its FrozenBatchNorm. A conv on the sparse kernels takes the normalisation folded into
     /// its weights and bias (w · scale, b · scale + shift: zeros stay zeros), which saves two passes over its
     /// output; tract folds them into its dense convs itself.
-    pub fn conv_bn(&mut self, x: &V, conv: &str, bn: &str, stride: usize, pad: usize) -> Result<V> {
+    /// With `relu`, a ReLU follows (fused into the sparse conv).
+    pub fn conv_bn(&mut self, x: &V, conv: &str, bn: &str, stride: usize, pad: usize, relu: bool) -> Result<V> {
         let w = format!("{conv}.weight");
         let ws = self.p.shape(&w)?;
         let (scale, shift) = (format!("{bn}.scale"), format!("{bn}.shift"));
@@ -104,7 +105,8 @@ impl<P: Params> Net<'_, P> {
         };
         let Some((mut wv, sc, sh)) = folded.filter(|_| self.p.sparse(&w, LayerShape::Conv { kernel: ws[2], stride })) else {
             let y = self.conv(x, conv, stride, pad)?;
-            return self.frozen_bn(&y, bn);
+            let y = self.frozen_bn(&y, bn)?;
+            return Ok(if relu { self.relu(&y) } else { y });
         };
         let per = wv.len() / ws[0];
         for (co, row) in wv.chunks_mut(per).enumerate() {
@@ -119,6 +121,7 @@ impl<P: Params> Net<'_, P> {
             ("kernel_shape", Attr::Ints(vec![k, k])),
             ("strides", Attr::Ints(vec![stride as i64; 2])),
             ("pads", Attr::Ints(vec![pad as i64; 4])),
+            ("relu", Attr::Int(relu as i64)),
         ];
         let out = self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &[&x.name, &wn, &bn_], &format!("{conv}/SparseConv"), attrs);
         let [n, _, h, wd] = x.shape;
@@ -176,21 +179,18 @@ impl<P: Params> Net<'_, P> {
     fn block(&mut self, x: &V, prefix: &str, kind: BlockKind, stride: usize) -> Result<V> {
         let out = match kind {
             BlockKind::Basic => {
-                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), stride, 1)?;
-                let y = self.relu(&y);
-                self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), 1, 1)?
+                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), stride, 1, true)?;
+                self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), 1, 1, false)?
             }
             BlockKind::Bottleneck => {
                 // torchvision's ResNet v1.5: the stride sits on the 3×3 conv.
-                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), 1, 0)?;
-                let y = self.relu(&y);
-                let y = self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), stride, 1)?;
-                let y = self.relu(&y);
-                self.conv_bn(&y, &format!("{prefix}.conv3"), &format!("{prefix}.bn3"), 1, 0)?
+                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), 1, 0, true)?;
+                let y = self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), stride, 1, true)?;
+                self.conv_bn(&y, &format!("{prefix}.conv3"), &format!("{prefix}.bn3"), 1, 0, false)?
             }
         };
         let identity = if self.p.has(&format!("{prefix}.downsample.0.weight")) {
-            self.conv_bn(x, &format!("{prefix}.downsample.0"), &format!("{prefix}.downsample.1"), stride, 0)?
+            self.conv_bn(x, &format!("{prefix}.downsample.0"), &format!("{prefix}.downsample.1"), stride, 0, false)?
         } else {
             x.clone()
         };
@@ -200,8 +200,7 @@ impl<P: Params> Net<'_, P> {
 
     /// ResNet body: returns the outputs of layer1..layer4 (C2..C5).
     pub fn resnet(&mut self, x: &V, prefix: &str, kind: BlockKind, blocks: &[usize]) -> Result<Vec<V>> {
-        let y = self.conv_bn(x, &format!("{prefix}conv1"), &format!("{prefix}bn1"), 2, 3)?;
-        let y = self.relu(&y);
+        let y = self.conv_bn(x, &format!("{prefix}conv1"), &format!("{prefix}bn1"), 2, 3, true)?;
         let mut y = self.max_pool(&y, 3, 2, 1);
         let mut outs = Vec::new();
         for (s, &n) in blocks.iter().enumerate() {

@@ -81,6 +81,8 @@ pub struct SparseConv {
     pub geom: ConvGeom,
     rows: SparseRows,
     bias: Vec<f32>,
+    /// Apply ReLU as the output is written (the conv's own ReLU, fused: one pass less over the output).
+    pub relu: bool,
 }
 
 impl SparseConv {
@@ -109,7 +111,7 @@ impl SparseConv {
             Some(b) => return Err(Error::Input(format!("sparse conv: bias of {} values for {} channels", b.len(), geom.cout))),
             None => vec![0.0; geom.cout],
         };
-        Ok(SparseConv { geom, rows, bias })
+        Ok(SparseConv { geom, rows, bias, relu: false })
     }
 
     pub fn nnz(&self) -> usize {
@@ -167,7 +169,8 @@ impl SparseConv {
         let in_len = self.rows.in_len;
         let data_len = g.cin * g.stride * g.stride * g.phase_hw().0 * g.phase_hw().1;
         if self.rows.nnz() == 0 {
-            return Ok((0..n * g.cout * ho * wo).map(|i| self.bias[i / (ho * wo) % g.cout]).collect());
+            let relu = |v: f32| if self.relu { v.max(0.0) } else { v };
+            return Ok((0..n * g.cout * ho * wo).map(|i| relu(self.bias[i / (ho * wo) % g.cout])).collect());
         }
         let threads = self.rows.threads_for(n, threads);
         let mut prepared = take_scratch(n * in_len);
@@ -197,8 +200,11 @@ impl SparseConv {
                     let b = self.bias[co];
                     for oy in 0..ho {
                         let src = &ext[i * ext_len + oy * wp..][..wo];
-                        for (d, s) in dst[oy * wo..][..wo].iter_mut().zip(src) {
-                            *d = s + b;
+                        let dst = &mut dst[oy * wo..][..wo];
+                        if self.relu {
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = (s + b).max(0.0));
+                        } else {
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b);
                         }
                     }
                 }

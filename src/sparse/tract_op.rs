@@ -1,5 +1,6 @@
 //! The sparse layers as tract ops, so a stage stays one tract plan. The stage graphs name them
-//! `SparseConv` (attributes kernel_shape, strides, pads as Conv; inputs X, W, optional B) and `SparseGemm`
+//! `SparseConv` (attributes kernel_shape, strides, pads as Conv, and relu = 1 for a fused ReLU; inputs X, W,
+//! optional B) and `SparseGemm`
 //! (a Gemm with transB = 1; inputs A, B, optional C) in the domain [`DOMAIN`]; W / B must be initializers.
 //! At load, the ONNX node is an expansion whose `wire` packs the constant weights once for the input shape
 //! it sees and wires a [`SparseOp`] that only takes the activations.
@@ -23,7 +24,8 @@ fn sparse_conv(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> Tr
     if kernel.len() != 2 || kernel[0] != kernel[1] || strides.len() != 2 || strides[0] != strides[1] || pads.len() != 4 || pads.iter().any(|&p| p != pads[0]) {
         bail!("SparseConv {}: square kernels, strides and pads only", node.name);
     }
-    Ok((expand(SparseExpansion::Conv { kernel: kernel[0], stride: strides[0], pad: pads[0] }), vec![]))
+    let relu = node.get_attr_opt::<i64>("relu")?.unwrap_or(0) != 0;
+    Ok((expand(SparseExpansion::Conv { kernel: kernel[0], stride: strides[0], pad: pads[0], relu }), vec![]))
 }
 
 fn sparse_gemm(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
@@ -35,7 +37,8 @@ fn sparse_gemm(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> Tr
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SparseExpansion {
-    Conv { kernel: usize, stride: usize, pad: usize },
+    /// `relu`: the conv's ReLU applied as it writes its output.
+    Conv { kernel: usize, stride: usize, pad: usize, relu: bool },
     Gemm,
 }
 
@@ -58,7 +61,7 @@ impl Expansion for SparseExpansion {
         check_output_arity(outputs, 1)?;
         s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
         match *self {
-            SparseExpansion::Conv { kernel, stride, pad } => {
+            SparseExpansion::Conv { kernel, stride, pad, .. } => {
                 s.equals(&inputs[0].rank, 4)?;
                 s.equals(&outputs[0].rank, 4)?;
                 s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
@@ -92,13 +95,15 @@ impl Expansion for SparseExpansion {
         let bv = b.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
         let bv = bv.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
         let layer = match *self {
-            SparseExpansion::Conv { kernel, stride, pad } => {
+            SparseExpansion::Conv { kernel, stride, pad, relu } => {
                 let ws = w.shape();
                 if ws.len() != 4 || ws[2] != kernel || ws[3] != kernel || shape.len() != 4 || ws[1] != shape[1] {
                     bail!("{prefix}: weight shape {ws:?} does not fit input {shape:?} and kernel {kernel}");
                 }
                 let geom = ConvGeom { cin: ws[1], cout: ws[0], kernel, stride, pad, height: shape[2], width: shape[3] };
-                Layer::Conv { batch: shape[0], conv: SparseConv::new(geom, wv, bv).map_err(|e| anyhow::anyhow!("{prefix}: {e}"))? }
+                let mut conv = SparseConv::new(geom, wv, bv).map_err(|e| anyhow::anyhow!("{prefix}: {e}"))?;
+                conv.relu = relu;
+                Layer::Conv { batch: shape[0], conv }
             }
             SparseExpansion::Gemm => {
                 let ws = w.shape();
