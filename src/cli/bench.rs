@@ -58,6 +58,9 @@ pub enum BenchCommand {
     /// End-to-end detection latency at one thread count: dense in ONNX Runtime (full graph) and in tract,
     /// channel tickets in tract, with FLOPs and parameters.
     Detect(super::bench_detect::Args),
+    /// Per-layer speed-up of the sparse kernels over tract's dense ones against density, for each kernel
+    /// shape of the full-size R-CNN graphs: the break-even curve.
+    Sparse(super::bench_sparse::Args),
 }
 
 /// Runs a tools/ baseline script with `--json` and returns its report; None when `python` is "none". The
@@ -122,6 +125,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
         }
         BenchCommand::Train(args) => super::bench_train::run(args, json),
         BenchCommand::Detect(args) => super::bench_detect::run(args, json),
+        BenchCommand::Sparse(args) => super::bench_sparse::run(args, json),
     }
 }
 

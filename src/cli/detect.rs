@@ -34,6 +34,9 @@ pub struct DetectOpts {
     /// TICKET_MAX_THREADS says more).
     #[arg(long, value_parser = crate::runtime::tract_stage::parse_threads)]
     pub threads: Option<usize>,
+    /// Kernels per layer: auto (sparse where a layer is sparse enough to gain, docs/sparse.md), dense, sparse.
+    #[arg(long, value_parser = ["auto", "dense", "sparse"])]
+    pub kernels: Option<String>,
 }
 
 impl DetectOpts {
@@ -68,6 +71,9 @@ impl DetectOpts {
         if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
             return Err(Error::Input(format!("--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]")));
         }
+        if let Some(k) = &self.kernels {
+            p.kernels = crate::sparse::Kernels::parse(k).ok_or_else(|| Error::Input(format!("--kernels {k}: give auto, dense or sparse")))?;
+        }
         if p.min_size == 0 || p.max_size < p.min_size || p.box_head.detections_per_img == 0 || p.rpn.post_nms_top_n == 0 {
             return Err(Error::Input(format!(
                 "detection settings out of range: min_size {}, max_size {}, detections_per_img {}, rpn_post_nms_top_n {}",
@@ -81,10 +87,14 @@ impl DetectOpts {
 /// Runs the detector over images with a progress bar, drawing each one into `draw` when asked.
 pub fn detect_images(det: &mut Detector, images: &[(u64, PathBuf)], json: bool, draw: Option<&Path>) -> Result<(Vec<CocoResult>, Vec<f64>)> {
     let bar = progress(images.len() as u64, "detect", json);
-    crate::detect::images::detect_images(det, images, &bar, |path, img, dets| match draw {
+    let out = crate::detect::images::detect_images(det, images, &bar, |path, img, dets| match draw {
         Some(dir) => draw_one(dir, path, img, dets),
         None => Ok(()),
-    })
+    });
+    for note in det.notes.drain(..) {
+        eprintln!("note: {note}");
+    }
+    out
 }
 
 fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect::pipeline::ImageDetections) -> Result<()> {

@@ -2,6 +2,7 @@
 //! as the command's text form.
 mod bench;
 mod bench_detect;
+mod bench_sparse;
 mod bench_train;
 mod check;
 mod data;

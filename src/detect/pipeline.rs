@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::graph::stages;
 use crate::model::{ModelKind, ModelState};
 use crate::runtime::tract_stage::TractStage;
+use crate::sparse::Kernels;
+use stages::Inference;
 use ndarray::{s, Array2, Array3, Array4, ArrayD, ArrayView3, Axis, Ix4};
 use std::collections::HashMap;
 
@@ -20,13 +22,15 @@ pub struct DetectParams {
     pub max_size: usize,
     pub rpn: RpnParams,
     pub box_head: BoxHeadParams,
-    /// tract's matmul threads; 0: one per core.
+    /// tract's matmul threads (and the sparse kernels'); 0: one per core.
     pub threads: usize,
+    /// Dense or sparse kernels per layer (sparse ones skip the zero weights of unstructured tickets).
+    pub kernels: Kernels,
 }
 
 impl Default for DetectParams {
     fn default() -> Self {
-        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default(), threads: 0 }
+        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default(), threads: 0, kernels: Kernels::Auto }
     }
 }
 
@@ -62,6 +66,22 @@ pub struct Detector {
     box_stage: TractStage,
     mask_stage: Option<TractStage>,
     keypoint_stage: Option<TractStage>,
+    /// Layers the kernel choice could not follow (shown to the user, not errors).
+    pub notes: Vec<String>,
+    /// Weights of the layers running on sparse kernels (stage 1's known after the first image).
+    pub sparse_layers: Vec<String>,
+    /// Where the last image's time went.
+    pub last_times: StageTimes,
+}
+
+/// Milliseconds per tract stage of one image, the rest being Rust (transform, proposals, RoIAlign, decoding).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StageTimes {
+    pub backbone_rpn_ms: f64,
+    pub box_head_ms: f64,
+    /// Mask or keypoint head.
+    pub head_ms: f64,
+    pub total_ms: f64,
 }
 
 /// Pads rows of pooled features to the stage's fixed RoI count.
@@ -86,17 +106,19 @@ impl Detector {
             return Err(Error::input(state.path(), format!("is a {}, not a two-stage detector", state.arch.kind.label())));
         }
         crate::runtime::tract_stage::set_threads(params.threads);
-        let box_stage = TractStage::new("box head", &stages::box_stage(&state, params.rpn.post_nms_top_n)?)?;
+        let mut p = Inference::new(&state, params.kernels);
+        let box_stage = TractStage::new("box head", &stages::box_stage_with(&mut p, params.rpn.post_nms_top_n)?)?;
         let rois = params.box_head.detections_per_img;
         let mask_stage = match state.arch.kind {
-            ModelKind::MaskRcnn => Some(TractStage::new("mask head", &stages::mask_stage(&state, rois)?)?),
+            ModelKind::MaskRcnn => Some(TractStage::new("mask head", &stages::mask_stage_with(&mut p, rois)?)?),
             _ => None,
         };
         let keypoint_stage = match state.arch.kind {
-            ModelKind::KeypointRcnn => Some(TractStage::new("keypoint head", &stages::keypoint_stage(&state, rois)?)?),
+            ModelKind::KeypointRcnn => Some(TractStage::new("keypoint head", &stages::keypoint_stage_with(&mut p, rois)?)?),
             _ => None,
         };
-        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage })
+        let (notes, sparse_layers) = (p.notes, p.sparse_layers);
+        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage, notes, sparse_layers, last_times: StageTimes::default() })
     }
 
     pub fn state(&self) -> &ModelState {
@@ -111,6 +133,9 @@ impl Detector {
 
     /// Detects on a [3, H, W] image with values in [0, 1], as torchvision's detectors take it.
     pub fn detect(&mut self, image: ArrayView3<f32>) -> Result<ImageDetections> {
+        let start = std::time::Instant::now();
+        let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
+        let mut times = StageTimes::default();
         let t = transform::transform_chw(image, self.params.min_size, self.params.max_size)?;
         self.detect_transformed(t)
     }
@@ -118,11 +143,19 @@ impl Detector {
     fn detect_transformed(&mut self, t: transform::Transformed) -> Result<ImageDetections> {
         let canvas: Hw = (t.image.dim().1, t.image.dim().2);
         if !self.backbone.contains_key(&canvas) {
-            let g = stages::backbone_rpn(&self.state, canvas.0, canvas.1)?;
+            let mut p = Inference::new(&self.state, self.params.kernels);
+            let g = stages::backbone_rpn_with(&mut p, canvas.0, canvas.1)?;
+            if self.backbone.is_empty() {
+                // Stage 1 is built at the first image of each canvas size; its choices are the same for all.
+                self.notes.extend(p.notes);
+                self.sparse_layers.extend(p.sparse_layers);
+            }
             self.backbone.insert(canvas, TractStage::new("backbone+RPN", &g)?);
         }
         let input = t.image.clone().insert_axis(Axis(0)).into_dyn();
+        let s1 = std::time::Instant::now();
         let outs = self.backbone[&canvas].run(vec![input])?;
+        times.backbone_rpn_ms = ms(s1);
 
         let mut feats = Vec::new();
         let mut levels = Vec::new();
@@ -142,7 +175,9 @@ impl Detector {
         let box_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, BOX_OUTPUT_SIZE, SAMPLING_RATIO)?;
         let n = proposals.boxes.len();
         let pooled = box_pool.pool(pooled_levels, &proposals.boxes)?;
+        let s2 = std::time::Instant::now();
         let head = self.box_stage.run(vec![pad_rows(pooled, self.params.rpn.post_nms_top_n)])?;
+        times.box_head_ms = ms(s2);
         let logits = dims::<ndarray::Ix2>(take(&head, "class_logits")?, "class logits")?;
         let deltas = dims::<ndarray::Ix2>(take(&head, "box_deltas")?, "box deltas")?;
         let dets = postprocess_detections(logits.slice(s![..n, ..]), deltas.slice(s![..n, ..]), &proposals.boxes, t.resized_hw, &self.params.box_head)?;
@@ -159,7 +194,9 @@ impl Detector {
                 Array3::<f32>::zeros((0, 28, 28))
             } else {
                 let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                times.head_ms = ms(s3);
                 let logits = dims::<Ix4>(take(&outs, "mask_logits")?, "mask logits")?;
                 let (_, _, mh, mw) = logits.dim();
                 let mut probs = Array3::<f32>::zeros((m, mh, mw));
@@ -178,7 +215,9 @@ impl Detector {
                 (Array3::<f32>::zeros((0, k, 3)), Array2::<f32>::zeros((0, k)))
             } else {
                 let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                times.head_ms = ms(s3);
                 let maps = dims::<Ix4>(take(&outs, "heatmaps")?, "heatmaps")?;
                 let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), &dets.boxes)?;
                 let mut points = kp.points;
@@ -193,6 +232,8 @@ impl Detector {
             out.keypoints = Some(points);
             out.keypoint_scores = Some(scores);
         }
+        times.total_ms = ms(start);
+        self.last_times = times;
         Ok(out)
     }
 }

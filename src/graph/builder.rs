@@ -13,6 +13,8 @@ pub const OPSET: i64 = 17;
 pub struct GraphBuilder {
     graph: GraphProto,
     counter: usize,
+    /// Op domains other than ONNX's that nodes use (declared in opset_import).
+    domains: Vec<&'static str>,
 }
 
 pub enum Attr {
@@ -36,7 +38,7 @@ fn value_info(name: &str, elem: DataType, shape: &[i64]) -> ValueInfoProto {
 
 impl GraphBuilder {
     pub fn new(name: &str) -> Self {
-        GraphBuilder { graph: GraphProto { name: Some(name.to_string()), ..Default::default() }, counter: 0 }
+        GraphBuilder { graph: GraphProto { name: Some(name.to_string()), ..Default::default() }, counter: 0, domains: Vec::new() }
     }
 
     pub fn input(&mut self, name: &str, shape: &[i64]) -> String {
@@ -153,12 +155,25 @@ impl GraphBuilder {
         out
     }
 
+    /// A node of an op outside ONNX's domain (this crate's sparse ops, registered with tract at load).
+    pub fn custom_node(&mut self, domain: &'static str, op: &str, inputs: &[&str], name: &str, attrs: Vec<(&str, Attr)>) -> String {
+        let out = self.node(op, inputs, name, attrs);
+        if let Some(n) = self.graph.node.last_mut() {
+            n.domain = Some(domain.to_string());
+        }
+        if !self.domains.contains(&domain) {
+            self.domains.push(domain);
+        }
+        out
+    }
+
     pub fn finish(self) -> ModelProto {
+        let custom = self.domains.iter().map(|d| OperatorSetIdProto { domain: Some(d.to_string()), version: Some(1) });
         ModelProto {
             ir_version: Some(IR_VERSION),
             producer_name: Some("ticket".into()),
             producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
+            opset_import: std::iter::once(OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }).chain(custom).collect(),
             graph: Some(self.graph),
             ..Default::default()
         }

@@ -5,6 +5,8 @@ use super::builder::{Attr, GraphBuilder};
 use crate::error::{Error, Result};
 use crate::model::arch::BlockKind;
 use crate::model::ModelState;
+use crate::sparse::tract_op::DOMAIN as SPARSE_DOMAIN;
+use crate::sparse::LayerShape;
 
 /// How parameters enter a graph: as constants (inference) or as trainable weights times frozen masks.
 pub trait Params {
@@ -12,6 +14,15 @@ pub trait Params {
     fn shape(&self, name: &str) -> Result<Vec<usize>>;
     /// Adds (once) what the graph needs for parameter `name` and returns the value to use.
     fn param(&mut self, b: &mut GraphBuilder, name: &str) -> Result<String>;
+    /// Whether the layer with weight `name` is emitted as this crate's sparse op (inference stages only).
+    fn sparse(&mut self, _name: &str, _shape: LayerShape) -> bool {
+        false
+    }
+    /// The values of a constant parameter, where the graph holds them as constants (to fold a FrozenBatchNorm
+    /// into a sparse conv); `None` for trainable ones.
+    fn values(&self, _name: &str) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// Inference: every parameter is an initializer holding the model's (masked) values.
@@ -66,18 +77,56 @@ impl<P: Params> Net<'_, P> {
             inputs.push(self.p.param(self.b, &bias)?);
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let out = self.b.node(
-            "Conv",
-            &refs,
-            &format!("{prefix}/Conv"),
-            vec![
-                ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
-                ("strides", Attr::Ints(vec![stride as i64; 2])),
-                ("pads", Attr::Ints(vec![pad as i64; 4])),
-            ],
-        );
+        let attrs = vec![
+            ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
+            ("strides", Attr::Ints(vec![stride as i64; 2])),
+            ("pads", Attr::Ints(vec![pad as i64; 4])),
+        ];
+        let out = if ws[2] == ws[3] && self.p.sparse(&w, LayerShape::Conv { kernel: k, stride }) {
+            self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &refs, &format!("{prefix}/SparseConv"), attrs)
+        } else {
+            self.b.node("Conv", &refs, &format!("{prefix}/Conv"), attrs)
+        };
         let [n, _, h, wd] = x.shape;
         Ok(V { name: out, shape: [n, cout, (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
+    }
+
+    /// A conv followed by its FrozenBatchNorm. A conv on the sparse kernels takes the normalisation folded into
+    /// its weights and bias (w · scale, b · scale + shift: zeros stay zeros), which saves two passes over its
+    /// output; tract folds them into its dense convs itself.
+    /// With `relu`, a ReLU follows (fused into the sparse conv).
+    pub fn conv_bn(&mut self, x: &V, conv: &str, bn: &str, stride: usize, pad: usize, relu: bool) -> Result<V> {
+        let w = format!("{conv}.weight");
+        let ws = self.p.shape(&w)?;
+        let (scale, shift) = (format!("{bn}.scale"), format!("{bn}.shift"));
+        let folded = match (self.p.values(&w), self.p.values(&scale), self.p.values(&shift)) {
+            (Some(wv), Some(sc), Some(sh)) if ws.len() == 4 && ws[2] == ws[3] && sc.len() == ws[0] && sh.len() == ws[0] => Some((wv, sc, sh)),
+            _ => None,
+        };
+        let Some((mut wv, sc, sh)) = folded.filter(|_| self.p.sparse(&w, LayerShape::Conv { kernel: ws[2], stride })) else {
+            let y = self.conv(x, conv, stride, pad)?;
+            let y = self.frozen_bn(&y, bn)?;
+            return Ok(if relu { self.relu(&y) } else { y });
+        };
+        let per = wv.len() / ws[0];
+        for (co, row) in wv.chunks_mut(per).enumerate() {
+            row.iter_mut().for_each(|v| *v *= sc[co]);
+        }
+        let bias = self.p.values(&format!("{conv}.bias"));
+        let bv: Vec<f32> = (0..ws[0]).map(|c| bias.as_ref().map_or(0.0, |b| b[c]) * sc[c] + sh[c]).collect();
+        let wn = self.b.f32_init(&format!("{conv}.weight_bn"), &ws, &wv);
+        let bn_ = self.b.f32_init(&format!("{conv}.bias_bn"), &[ws[0]], &bv);
+        let k = ws[2] as i64;
+        let attrs = vec![
+            ("kernel_shape", Attr::Ints(vec![k, k])),
+            ("strides", Attr::Ints(vec![stride as i64; 2])),
+            ("pads", Attr::Ints(vec![pad as i64; 4])),
+            ("relu", Attr::Int(relu as i64)),
+        ];
+        let out = self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &[&x.name, &wn, &bn_], &format!("{conv}/SparseConv"), attrs);
+        let [n, _, h, wd] = x.shape;
+        let k = ws[2];
+        Ok(V { name: out, shape: [n, ws[0], (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
     }
 
     /// torchvision's FrozenBatchNorm2d: x · scale + shift, with the folded constants found at import.
@@ -130,27 +179,18 @@ impl<P: Params> Net<'_, P> {
     fn block(&mut self, x: &V, prefix: &str, kind: BlockKind, stride: usize) -> Result<V> {
         let out = match kind {
             BlockKind::Basic => {
-                let y = self.conv(x, &format!("{prefix}.conv1"), stride, 1)?;
-                let y = self.frozen_bn(&y, &format!("{prefix}.bn1"))?;
-                let y = self.relu(&y);
-                let y = self.conv(&y, &format!("{prefix}.conv2"), 1, 1)?;
-                self.frozen_bn(&y, &format!("{prefix}.bn2"))?
+                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), stride, 1, true)?;
+                self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), 1, 1, false)?
             }
             BlockKind::Bottleneck => {
                 // torchvision's ResNet v1.5: the stride sits on the 3×3 conv.
-                let y = self.conv(x, &format!("{prefix}.conv1"), 1, 0)?;
-                let y = self.frozen_bn(&y, &format!("{prefix}.bn1"))?;
-                let y = self.relu(&y);
-                let y = self.conv(&y, &format!("{prefix}.conv2"), stride, 1)?;
-                let y = self.frozen_bn(&y, &format!("{prefix}.bn2"))?;
-                let y = self.relu(&y);
-                let y = self.conv(&y, &format!("{prefix}.conv3"), 1, 0)?;
-                self.frozen_bn(&y, &format!("{prefix}.bn3"))?
+                let y = self.conv_bn(x, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), 1, 0, true)?;
+                let y = self.conv_bn(&y, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), stride, 1, true)?;
+                self.conv_bn(&y, &format!("{prefix}.conv3"), &format!("{prefix}.bn3"), 1, 0, false)?
             }
         };
         let identity = if self.p.has(&format!("{prefix}.downsample.0.weight")) {
-            let d = self.conv(x, &format!("{prefix}.downsample.0"), stride, 0)?;
-            self.frozen_bn(&d, &format!("{prefix}.downsample.1"))?
+            self.conv_bn(x, &format!("{prefix}.downsample.0"), &format!("{prefix}.downsample.1"), stride, 0, false)?
         } else {
             x.clone()
         };
@@ -160,9 +200,7 @@ impl<P: Params> Net<'_, P> {
 
     /// ResNet body: returns the outputs of layer1..layer4 (C2..C5).
     pub fn resnet(&mut self, x: &V, prefix: &str, kind: BlockKind, blocks: &[usize]) -> Result<Vec<V>> {
-        let y = self.conv(x, &format!("{prefix}conv1"), 2, 3)?;
-        let y = self.frozen_bn(&y, &format!("{prefix}bn1"))?;
-        let y = self.relu(&y);
+        let y = self.conv_bn(x, &format!("{prefix}conv1"), &format!("{prefix}bn1"), 2, 3, true)?;
         let mut y = self.max_pool(&y, 3, 2, 1);
         let mut outs = Vec::new();
         for (s, &n) in blocks.iter().enumerate() {
@@ -210,9 +248,17 @@ impl<P: Params> Net<'_, P> {
     }
 
     fn linear(&mut self, x: &str, prefix: &str) -> Result<String> {
-        let w = self.p.param(self.b, &format!("{prefix}.weight"))?;
+        let name = format!("{prefix}.weight");
+        let inputs = self.p.shape(&name)?.get(1).copied().unwrap_or(0);
+        let sparse = self.p.sparse(&name, LayerShape::Gemm { inputs });
+        let w = self.p.param(self.b, &name)?;
         let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
-        Ok(self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), vec![("transB", Attr::Int(1))]))
+        let attrs = vec![("transB", Attr::Int(1))];
+        Ok(if sparse {
+            self.b.custom_node(SPARSE_DOMAIN, "SparseGemm", &[x, &w, &bias], &format!("{prefix}/SparseGemm"), attrs)
+        } else {
+            self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), attrs)
+        })
     }
 
     /// TwoMLPHead + FastRCNNPredictor on pooled [N, C, 7, 7]: (class logits [N, K], box deltas [N, 4K]).

@@ -46,6 +46,7 @@ pub fn parse_threads(s: &str) -> std::result::Result<usize, String> {
 pub fn set_threads(n: usize) {
     use tract_linalg::multithread::{set_default_executor, Executor};
     let n = resolve_threads(n);
+    crate::sparse::set_threads(n);
     set_default_executor(if n <= 1 { Executor::SingleThread } else { Executor::multithread(n) });
 }
 
@@ -60,7 +61,10 @@ impl TractStage {
         let err = |e: TractError| Error::Runtime(format!("tract, stage {name}: {e:#}"));
         let bytes = model.encode_to_vec();
         let outputs = model.graph.as_ref().map(|g| g.output.iter().map(|o| o.name().to_string()).collect()).unwrap_or_default();
-        let plan = tract_onnx::onnx()
+        // The sparse layers (SparseConv, SparseGemm) the stage graphs may use are ops of this crate.
+        let mut onnx = tract_onnx::onnx();
+        crate::sparse::tract_op::register(&mut onnx);
+        let plan = onnx
             .model_for_read(&mut &bytes[..])
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())

@@ -79,3 +79,14 @@ pub fn costs(state: &ModelState, at: &FlopsAt) -> BTreeMap<ModuleGroup, Cost> {
     }
     out
 }
+
+/// FLOPs of the non-zero weights only (what the sparse kernels compute), same conventions as [`costs`].
+pub fn nonzero_flops(state: &ModelState, at: &FlopsAt) -> u64 {
+    state
+        .weights
+        .tensors
+        .iter()
+        .filter(|w| w.role == Role::Weight)
+        .map(|w| 2 * w.values.iter().filter(|v| **v != 0.0).count() as u64 * positions(state, &w.name, at))
+        .sum()
+}

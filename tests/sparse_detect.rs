@@ -1,0 +1,138 @@
+//! The sparse path end to end: a layer-wise 80% ticket of each detector fixture (Faster, Mask, Keypoint R-CNN)
+//! detects the same with `--kernels sparse` as with `--kernels dense` — same labels, scores within 1e-4, boxes
+//! and keypoints within 1e-3 relative, mask IoU ≥ 0.99 — and the stage graphs really use the sparse ops.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use ticket::graph::stages::{self, Inference};
+use ticket::model::ModelState;
+use ticket::sparse::{Kernels, LayerShape};
+
+fn write_images(dir: &Path) -> Vec<PathBuf> {
+    let mut s = 7u64;
+    [(128u32, 128u32), (160, 96)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (w, h))| {
+            let img = image::RgbImage::from_fn(w, h, |_, _| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                image::Rgb([(s >> 56) as u8, (s >> 48) as u8, (s >> 40) as u8])
+            });
+            let p = dir.join(format!("img{i}.png"));
+            img.save(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn detect(model: &Path, images: &[PathBuf], kernels: &str, out: &Path) -> Vec<serde_json::Value> {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"detect", &model, &"--kernels", &kernels, &"--threads", &"2", &"-o", &out];
+    for i in images {
+        args.push(i);
+    }
+    ticket_json(&args);
+    serde_json::from_slice::<Vec<serde_json::Value>>(&std::fs::read(out).unwrap()).unwrap()
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
+}
+
+fn mask_iou(a: &serde_json::Value, b: &serde_json::Value) -> f64 {
+    let decode = |m: &serde_json::Value| {
+        let (h, w) = (m["size"][0].as_u64().unwrap() as u32, m["size"][1].as_u64().unwrap() as u32);
+        hotcoco::mask::decode(&hotcoco::mask::rle_from_string(m["counts"].as_str().unwrap(), h, w).unwrap())
+    };
+    let (a, b) = (decode(a), decode(b));
+    let inter = a.iter().zip(&b).filter(|(x, y)| **x != 0 && **y != 0).count();
+    let union = a.iter().zip(&b).filter(|(x, y)| **x != 0 || **y != 0).count();
+    if union == 0 {
+        1.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+/// Each dense detection has one sparse partner: same image and label, score within 1e-4, box within 1e-3.
+fn same_detections(what: &str, dense: &[serde_json::Value], sparse: &[serde_json::Value]) {
+    assert_eq!(dense.len(), sparse.len(), "{what}: detection counts");
+    assert!(!dense.is_empty(), "{what}: the fixture detects nothing, so the comparison would prove nothing");
+    let mut used = vec![false; sparse.len()];
+    for d in dense {
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+        let partner = sparse.iter().enumerate().position(|(j, s)| {
+            !used[j]
+                && s["image_id"] == d["image_id"]
+                && s["category_id"] == d["category_id"]
+                && (f(s, "score") - f(d, "score")).abs() <= 1e-4
+                && (0..4).all(|i| close(s["bbox"][i].as_f64().unwrap(), d["bbox"][i].as_f64().unwrap(), 1e-3))
+        });
+        let j = partner.unwrap_or_else(|| panic!("{what}: no sparse detection matches dense {d}"));
+        used[j] = true;
+        let s = &sparse[j];
+        if let Some(m) = d.get("segmentation") {
+            let iou = mask_iou(m, &s["segmentation"]);
+            assert!(iou >= 0.99, "{what}: mask IoU {iou}");
+        }
+        if let Some(k) = d["keypoints"].as_array() {
+            let ks = s["keypoints"].as_array().unwrap();
+            assert!(k.iter().zip(ks).all(|(a, b)| close(a.as_f64().unwrap(), b.as_f64().unwrap(), 1e-3)), "{what}: keypoints {k:?} vs {ks:?}");
+        }
+    }
+}
+
+#[test]
+fn sparse_kernels_detect_the_same_as_dense_on_layerwise_tickets() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    for name in ["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"] {
+        let ticket_path = dir.path().join(format!("{name}_80.onnx"));
+        ticket_json(&[&"prune", &fixture(&format!("{name}.onnx")), &"--scope", &"layer", &"--sparsity", &"0.8", &"-o", &ticket_path]);
+        let dense = detect(&ticket_path, &images, "dense", &dir.path().join(format!("{name}_dense.json")));
+        let sparse = detect(&ticket_path, &images, "sparse", &dir.path().join(format!("{name}_sparse.json")));
+        same_detections(name, &dense, &sparse);
+    }
+}
+
+#[test]
+fn kernel_choice_decides_the_ops_of_the_stage_graphs() {
+    let dir = tempdir();
+    let ticket_path = dir.path().join("mask_80.onnx");
+    ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn.onnx"), &"--scope", &"layer", &"--sparsity", &"0.8", &"-o", &ticket_path]);
+    let state = ModelState::load(&ticket_path, None).unwrap();
+    let count = |kernels: Kernels| {
+        let mut p = Inference::new(&state, kernels);
+        let graphs = [stages::backbone_rpn_with(&mut p, 128, 128).unwrap(), stages::box_stage_with(&mut p, 16).unwrap(), stages::mask_stage_with(&mut p, 4).unwrap()];
+        let ops = |op: &str| graphs.iter().flat_map(|g| g.graph.as_ref().unwrap().node.iter()).filter(|n| n.op_type() == op).count();
+        (ops("SparseConv"), ops("SparseGemm"), ops("Conv"), ops("Gemm"), p.notes.len())
+    };
+    let (sc, sg, c, g, notes) = count(Kernels::Sparse);
+    // Every conv and linear layer of the network is sparse; the two Convs left are the mask predictor's
+    // ConvTranspose rewrite, whose weights are built inside the graph.
+    assert!(sc > 20 && sg == 4 && c == 1 && g == 0 && notes == 0, "sparse: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm, {notes} notes");
+    let (sc, sg, c, g, _) = count(Kernels::Dense);
+    assert!(sc == 0 && sg == 0 && c > 20 && g == 4, "dense: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm");
+    // At 20% density every conv is below the break-even of its class; the linears follow the Gemm break-even.
+    let (sc_auto, sg_auto, _, g_auto, _) = count(Kernels::Auto);
+    let wide = |inputs| usize::from(LayerShape::Gemm { inputs }.break_even() > 0.2);
+    let fc6_inputs = state.weights.get("roi_heads.box_head.fc6.weight").unwrap().shape[1];
+    let fc7_inputs = state.weights.get("roi_heads.box_head.fc7.weight").unwrap().shape[1];
+    let gemms = wide(fc6_inputs) + 3 * wide(fc7_inputs);
+    assert!(sc_auto > 20 && sg_auto == gemms && g_auto == 4 - gemms, "auto at 80% layer-wise: {sc_auto} SparseConv, {sg_auto} SparseGemm");
+    // A dense model under auto runs the dense graphs.
+    let dense = ModelState::load(&fixture("maskrcnn_r18_fpn.onnx"), None).unwrap();
+    let mut p = Inference::new(&dense, Kernels::Auto);
+    stages::backbone_rpn_with(&mut p, 128, 128).unwrap();
+    stages::box_stage_with(&mut p, 16).unwrap();
+    assert!(p.sparse_layers.is_empty(), "dense model under auto: {:?}", p.sparse_layers);
+}
+
+#[test]
+fn bad_kernels_value_is_exit_2() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    let out = ticket(&[&"detect", &fixture("fasterrcnn_r18_fpn_voc.onnx"), &images[0], &"--kernels", &"fast", &"-o", &dir.path().join("o.json")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'fast'"));
+    assert!(!dir.path().join("o.json").exists());
+}
