@@ -133,14 +133,15 @@ impl Detector {
 
     /// Detects on a [3, H, W] image with values in [0, 1], as torchvision's detectors take it.
     pub fn detect(&mut self, image: ArrayView3<f32>) -> Result<ImageDetections> {
-        let start = std::time::Instant::now();
-        let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
-        let mut times = StageTimes::default();
         let t = transform::transform_chw(image, self.params.min_size, self.params.max_size)?;
         self.detect_transformed(t)
     }
 
+    /// Stage times (`last_times`) count from here: the resize and normalise before it are not a stage.
     fn detect_transformed(&mut self, t: transform::Transformed) -> Result<ImageDetections> {
+        let start = std::time::Instant::now();
+        let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
+        let mut times = StageTimes::default();
         let canvas: Hw = (t.image.dim().1, t.image.dim().2);
         if !self.backbone.contains_key(&canvas) {
             let mut p = Inference::new(&self.state, self.params.kernels);
