@@ -80,6 +80,14 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     let killed = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status().unwrap();
     assert!(killed.success(), "kill the sweep's process group");
     child.wait().unwrap();
+    // SIGKILL is delivered asynchronously: on a loaded machine the imp may still be exiting (and hold its run
+    // folder's lock) after the sweep itself was reaped. Wait until no process of the group is left, as a
+    // scheduler does before it requeues a task.
+    let group_gone = || !Command::new("kill").args(["-0", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status().unwrap().success();
+    let t1 = Instant::now();
+    while !group_gone() && t1.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let st = sweep_json(&[&"sweep", &"--status", &out_b]);
     assert_eq!(states(&st)[0], "interrupted", "{st}");
     assert_eq!(&states(&st)[1..], &["pending", "pending", "pending"]);

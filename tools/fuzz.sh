@@ -5,7 +5,7 @@
 # panic, multi-line error,
 # hang (watchdog) or broken invariant fails it, with the input saved under target/fuzz-crashes/.
 #   tools/fuzz.sh [CASES [SEED]]      (defaults: 1000000, 12)
-# Runs at the lowest priority: it is meant for a shared machine, in the background.
+# Runs at the lowest priority: it is meant for a loaded machine, in the background.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
