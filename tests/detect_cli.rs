@@ -5,18 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Noise images (random-weight fixtures detect plenty on them), one of them not square so it is resized.
 fn write_images(dir: &Path) -> Vec<PathBuf> {
-    let mut s = 11u64;
-    let mut out = Vec::new();
-    for (i, (w, h)) in [(128u32, 128u32), (150, 100), (128, 128)].into_iter().enumerate() {
-        let img = image::RgbImage::from_fn(w, h, |_, _| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            image::Rgb([(s >> 56) as u8, (s >> 48) as u8, (s >> 40) as u8])
-        });
-        let p = dir.join(format!("img{i}.png"));
-        img.save(&p).unwrap();
-        out.push(p);
-    }
-    out
+    noise_images(dir, &[(128, 128), (150, 100), (128, 128)], 11)
 }
 
 /// `ticket detect MODEL IMAGES... -o OUT --json`.

@@ -24,29 +24,11 @@ fn mask_rcnn() -> PathBuf {
     fixture("maskrcnn_r18_fpn.onnx")
 }
 
-/// Noise images (the random-weight fixture detects plenty on them), `img0.png`…
-fn noise_images(dir: &Path, sizes: &[(u32, u32)]) -> Vec<PathBuf> {
-    let mut s = 7u64;
-    sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &(w, h))| {
-            let img = image::RgbImage::from_fn(w, h, |_, _| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                image::Rgb([(s >> 56) as u8, (s >> 48) as u8, (s >> 40) as u8])
-            });
-            let p = dir.join(format!("img{i}.png"));
-            img.save(&p).unwrap();
-            p
-        })
-        .collect()
-}
-
 /// `dir/images` with `n` 128×128 noise images.
 fn image_folder(dir: &Path, n: usize) -> PathBuf {
     let imgs = dir.join("images");
     std::fs::create_dir(&imgs).unwrap();
-    noise_images(&imgs, &vec![(128, 128); n]);
+    noise_images(&imgs, &vec![(128, 128); n], 7);
     imgs
 }
 
@@ -94,7 +76,7 @@ fn fifo_as_an_image_is_refused_not_waited_on() {
 fn eval_model_refuses_image_paths_outside_the_image_folder() {
     let t = tempdir();
     let imgs = image_folder(t.path(), 1);
-    noise_images(t.path(), &[(128, 128)]);
+    noise_images(t.path(), &[(128, 128)], 7);
     let gt = t.path().join("gt.json");
     for name in ["../img0.png", "/etc/hostname", &t.path().join("img0.png").display().to_string()] {
         coco_gt(&gt, &["img0.png", name]);
@@ -200,7 +182,7 @@ fn a_long_first_image_does_not_set_the_classifier_side() {
 #[test]
 fn threads_are_capped_at_four_per_core_unless_allowed() {
     let t = tempdir();
-    let img = noise_images(t.path(), &[(64, 64)]).remove(0);
+    let img = noise_images(t.path(), &[(64, 64)], 7).remove(0);
     let out = t.path().join("dets.json");
     let cap = 4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     for n in ["10000", "18446744073709551615"] {
@@ -220,7 +202,7 @@ fn threads_are_capped_at_four_per_core_unless_allowed() {
 #[test]
 fn detect_settings_are_checked_before_anything_is_written() {
     let t = tempdir();
-    let img = noise_images(t.path(), &[(64, 64)]).remove(0);
+    let img = noise_images(t.path(), &[(64, 64)], 7).remove(0);
     let (out, drawn) = (t.path().join("dets.json"), t.path().join("drawn"));
     for (flag, v) in [("--score-thresh", "nan"), ("--nms-thresh", "inf"), ("--score-thresh", "2")] {
         refused(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--draw", &drawn, &flag, &v], &[flag]);

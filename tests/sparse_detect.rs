@@ -9,20 +9,7 @@ use ticket::model::ModelState;
 use ticket::sparse::{Kernels, LayerShape};
 
 fn write_images(dir: &Path) -> Vec<PathBuf> {
-    let mut s = 7u64;
-    [(128u32, 128u32), (160, 96)]
-        .into_iter()
-        .enumerate()
-        .map(|(i, (w, h))| {
-            let img = image::RgbImage::from_fn(w, h, |_, _| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                image::Rgb([(s >> 56) as u8, (s >> 48) as u8, (s >> 40) as u8])
-            });
-            let p = dir.join(format!("img{i}.png"));
-            img.save(&p).unwrap();
-            p
-        })
-        .collect()
+    noise_images(dir, &[(128, 128), (160, 96)], 7)
 }
 
 fn detect(model: &Path, images: &[PathBuf], kernels: &str, out: &Path) -> Vec<serde_json::Value> {

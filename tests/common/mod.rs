@@ -98,6 +98,25 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Noise PNGs `dir/img0.png`, `img1.png`, … of the given sizes from one seeded generator (random-weight
+/// fixtures detect plenty on them).
+pub fn noise_images(dir: &Path, sizes: &[(u32, u32)], seed: u64) -> Vec<PathBuf> {
+    let mut s = seed;
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(w, h))| {
+            let img = image::RgbImage::from_fn(w, h, |_, _| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                image::Rgb([(s >> 56) as u8, (s >> 48) as u8, (s >> 40) as u8])
+            });
+            let p = dir.join(format!("img{i}.png"));
+            img.save(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
