@@ -66,6 +66,21 @@ pub struct V {
     pub shape: [usize; 4],
 }
 
+/// A square conv's attributes.
+fn conv_attrs(k: usize, stride: usize, pad: usize) -> Vec<(&'static str, Attr)> {
+    vec![
+        ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
+        ("strides", Attr::Ints(vec![stride as i64; 2])),
+        ("pads", Attr::Ints(vec![pad as i64; 4])),
+    ]
+}
+
+/// The output of a square conv with `cout` channels on `x`.
+fn conv_output(x: &V, name: String, cout: usize, k: usize, stride: usize, pad: usize) -> V {
+    let [n, _, h, w] = x.shape;
+    V { name, shape: [n, cout, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1] }
+}
+
 impl<P: Params> Net<'_, P> {
     pub fn conv(&mut self, x: &V, prefix: &str, stride: usize, pad: usize) -> Result<V> {
         let w = format!("{prefix}.weight");
@@ -77,18 +92,13 @@ impl<P: Params> Net<'_, P> {
             inputs.push(self.p.param(self.b, &bias)?);
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let attrs = vec![
-            ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
-            ("strides", Attr::Ints(vec![stride as i64; 2])),
-            ("pads", Attr::Ints(vec![pad as i64; 4])),
-        ];
+        let attrs = conv_attrs(k, stride, pad);
         let out = if ws[2] == ws[3] && self.p.sparse(&w, LayerShape::Conv { kernel: k, stride }) {
             self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &refs, &format!("{prefix}/SparseConv"), attrs)
         } else {
             self.b.node("Conv", &refs, &format!("{prefix}/Conv"), attrs)
         };
-        let [n, _, h, wd] = x.shape;
-        Ok(V { name: out, shape: [n, cout, (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
+        Ok(conv_output(x, out, cout, k, stride, pad))
     }
 
     /// A conv followed by its FrozenBatchNorm. A conv on the sparse kernels takes the normalisation folded into
@@ -99,11 +109,16 @@ impl<P: Params> Net<'_, P> {
         let w = format!("{conv}.weight");
         let ws = self.p.shape(&w)?;
         let (scale, shift) = (format!("{bn}.scale"), format!("{bn}.shift"));
-        let folded = match (self.p.values(&w), self.p.values(&scale), self.p.values(&shift)) {
-            (Some(wv), Some(sc), Some(sh)) if ws.len() == 4 && ws[2] == ws[3] && sc.len() == ws[0] && sh.len() == ws[0] => Some((wv, sc, sh)),
+        let square = ws.len() == 4 && ws[2] == ws[3];
+        let bn_values = match (self.p.values(&scale), self.p.values(&shift)) {
+            (Some(sc), Some(sh)) if square && sc.len() == ws[0] && sh.len() == ws[0] => Some((sc, sh)),
             _ => None,
         };
-        let Some((mut wv, sc, sh)) = folded.filter(|_| self.p.sparse(&w, LayerShape::Conv { kernel: ws[2], stride })) else {
+        // The weights are copied only for a layer that runs sparse (a parameter that can run sparse has values).
+        let folded = bn_values
+            .filter(|_| self.p.sparse(&w, LayerShape::Conv { kernel: ws[2], stride }))
+            .and_then(|(sc, sh)| Some((self.p.values(&w)?, sc, sh)));
+        let Some((mut wv, sc, sh)) = folded else {
             let y = self.conv(x, conv, stride, pad)?;
             let y = self.frozen_bn(&y, bn)?;
             return Ok(if relu { self.relu(&y) } else { y });
@@ -116,17 +131,10 @@ impl<P: Params> Net<'_, P> {
         let bv: Vec<f32> = (0..ws[0]).map(|c| bias.as_ref().map_or(0.0, |b| b[c]) * sc[c] + sh[c]).collect();
         let wn = self.b.f32_init(&format!("{conv}.weight_bn"), &ws, &wv);
         let bn_ = self.b.f32_init(&format!("{conv}.bias_bn"), &[ws[0]], &bv);
-        let k = ws[2] as i64;
-        let attrs = vec![
-            ("kernel_shape", Attr::Ints(vec![k, k])),
-            ("strides", Attr::Ints(vec![stride as i64; 2])),
-            ("pads", Attr::Ints(vec![pad as i64; 4])),
-            ("relu", Attr::Int(relu as i64)),
-        ];
+        let mut attrs = conv_attrs(ws[2], stride, pad);
+        attrs.push(("relu", Attr::Int(relu as i64)));
         let out = self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &[&x.name, &wn, &bn_], &format!("{conv}/SparseConv"), attrs);
-        let [n, _, h, wd] = x.shape;
-        let k = ws[2];
-        Ok(V { name: out, shape: [n, ws[0], (h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1] })
+        Ok(conv_output(x, out, ws[0], ws[2], stride, pad))
     }
 
     /// torchvision's FrozenBatchNorm2d: x · scale + shift, with the folded constants found at import.
