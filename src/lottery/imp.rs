@@ -311,9 +311,7 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, crate::
                     (data.len(), data.source.clone())
                 }
             };
-            if len < config.train.shape.batch {
-                return Err(Error::input(&source, format!("has {len} images, fewer than one batch of {}", config.train.shape.batch)));
-            }
+            crate::train::run::check_batch_fits(len, &source, config.train.shape.batch)?;
             crate::train::run::check_worker(&env.python, &config.train.device)?;
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let lock = crate::fsio::DirLock::acquire(dir)?;
@@ -354,7 +352,7 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, crate::
 /// naming the setting (a `sparsity` changed mid-run would make later levels disagree with finished ones).
 const CREATED_WITH: &str = "created_with";
 
-/// Each setting's FNV-1a, by name: top-level keys, and the keys of `train` and `split` objects one by one.
+/// Each setting's FNV-1a, by name: top-level keys, and the keys of the `train` object one by one.
 /// `threads` is left out: it changes where a run executes, not what it computes.
 pub(crate) fn settings_record(v: &serde_json::Value) -> BTreeMap<String, String> {
     use crate::train::run::{fnv1a, FNV_OFFSET};

@@ -173,6 +173,14 @@ pub const MAX_BATCH: usize = 1024;
 pub const MAX_CANVAS: usize = 4096;
 pub const MAX_ROIS: usize = 4096;
 
+/// A training set of `len` images (read from `source`) holds at least one batch.
+pub fn check_batch_fits(len: usize, source: &Path, batch: usize) -> Result<()> {
+    if len < batch {
+        return Err(Error::input(source, format!("has {len} images, fewer than one batch of {batch}")));
+    }
+    Ok(())
+}
+
 /// Starts the training worker once and stops it: a missing or broken training Python (or `--device cuda`
 /// without CUDA) is found before a run folder is written, not after (exit 3: the environment is at fault).
 pub fn check_worker(python: &Path, device: &str) -> Result<()> {
@@ -533,13 +541,7 @@ impl Run {
             Loaded::Detect(d) => (d.len(), d.source.clone()),
         };
         let batches = Batches::new(len, config.shape.batch, config.seed, config.flip)?;
-        if len < config.shape.batch {
-            return Err(Error::input(&source, format!("has {len} images, fewer than one batch of {}", config.shape.batch)));
-        }
-
-        if fresh && !python.is_file() {
-            return Err(Error::Runtime(format!("training Python {} does not exist: run tools/setup.sh (it creates .venv-train) and source tools/env.sh (TICKET_TRAIN_PYTHON)", python.display())));
-        }
+        check_batch_fits(len, &source, config.shape.batch)?;
 
         // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was. A fresh
         // run that fails from here on (the worker does not start, say) takes back what it created.
