@@ -5,6 +5,7 @@
 use super::{emit, median, table};
 use crate::error::{Error, Result};
 use crate::graph::builder::{Attr, GraphBuilder};
+use crate::prune::select::{keep_top_k, Input};
 use crate::report::plot::{Band, LinePlot, Plot, Series};
 use crate::runtime::tract_stage::{self, TractStage};
 use crate::sparse::tract_op::DOMAIN;
@@ -142,15 +143,12 @@ struct Report {
     curves: Vec<Curve>,
 }
 
-/// Keeps the `density` fraction of largest magnitudes (the others zero), as a magnitude ticket does.
+/// Keeps the `density` fraction of largest magnitudes (the others zero), as a magnitude ticket does: the
+/// exact selection `ticket prune` uses.
 fn prune_to(weights: &[f32], density: f64) -> Vec<f32> {
     let keep = ((weights.len() as f64) * density).round() as usize;
-    if keep >= weights.len() {
-        return weights.to_vec();
-    }
-    let mut mags: Vec<f32> = weights.iter().map(|w| w.abs()).collect();
-    let cut = if keep == 0 { f32::INFINITY } else { *mags.select_nth_unstable_by(weights.len() - keep, |a, b| a.total_cmp(b)).1 };
-    weights.iter().map(|&w| if w.abs() >= cut { w } else { 0.0 }).collect()
+    let mask = keep_top_k(&[Input { values: weights, prev: None }], keep).remove(0);
+    weights.iter().zip(mask).map(|(&w, m)| if m == 1 { w } else { 0.0 }).collect()
 }
 
 fn time_ms(stage: &TractStage, input: &ArrayD<f32>, repeat: usize) -> Result<f64> {
