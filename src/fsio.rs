@@ -34,11 +34,7 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
     if !std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_file() {
         return Err(Error::input(path, "not a regular file"));
     }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_nonblock())
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc_o_nonblock()).open(path).map_err(|e| Error::io(path, e))?;
     let meta = f.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         return Err(Error::input(path, "not a regular file"));
@@ -141,13 +137,8 @@ impl DirLock {
     /// Locks `dir` (which must exist), or fails at once with who holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

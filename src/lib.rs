@@ -13,12 +13,12 @@
 //!   emitted as training core and tract stages).
 //! - [`model`] (ArchSpec, Weights, Masks) over [`onnx`] (the protobuf types, external data, tensors).
 //! - [`error`] and [`fsio`] (bounded reads, atomic writes, confined paths) at the base.
-pub mod error;
-pub mod eval;
-pub mod export;
 pub mod cli;
 pub mod data;
 pub mod detect;
+pub mod error;
+pub mod eval;
+pub mod export;
 pub mod fsio;
 pub mod graph;
 pub mod lottery;

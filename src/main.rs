@@ -36,7 +36,13 @@ fn usage_error(e: clap::Error) -> ! {
         // Indented lines list the arguments of the line above ("not provided:"); a tip is its own clause.
         let listed = line.starts_with(char::is_whitespace) && !item.starts_with("tip:");
         if !msg.is_empty() {
-            msg += if listed && msg.ends_with(':') { " " } else if listed { ", " } else { "; " };
+            msg += if listed && msg.ends_with(':') {
+                " "
+            } else if listed {
+                ", "
+            } else {
+                "; "
+            };
         }
         msg += item;
     }

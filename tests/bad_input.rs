@@ -28,8 +28,20 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// A valid ONNX model whose only initializer feeds an Add: nothing to prune.
 fn no_prunable_model(path: &Path) {
-    let t = TensorProto { name: Some("bias".into()), dims: vec![4], data_type: Some(DataType::Float as i32), float_data: vec![1.0; 4], ..Default::default() };
-    let node = NodeProto { op_type: Some("Add".into()), input: vec!["x".into(), "bias".into()], output: vec!["y".into()], name: Some("add".into()), ..Default::default() };
+    let t = TensorProto {
+        name: Some("bias".into()),
+        dims: vec![4],
+        data_type: Some(DataType::Float as i32),
+        float_data: vec![1.0; 4],
+        ..Default::default()
+    };
+    let node = NodeProto {
+        op_type: Some("Add".into()),
+        input: vec!["x".into(), "bias".into()],
+        output: vec!["y".into()],
+        name: Some("add".into()),
+        ..Default::default()
+    };
     let x = ticket::onnx::proto::ValueInfoProto { name: Some("x".into()), ..Default::default() };
     let graph = GraphProto { name: Some("g".into()), node: vec![node], initializer: vec![t], input: vec![x], ..Default::default() };
     let m = ModelProto {
@@ -74,11 +86,36 @@ fn broken_inputs_fail_cleanly() {
         a
     };
     let mut cases = vec![
-        Case { what: "truncated ONNX", args: prune_args("truncated.onnx", &["--sparsity", "0.5"]), expect: vec!["truncated.onnx".into()], outputs: vec![out.clone()] },
-        Case { what: "text file", args: prune_args("text.onnx", &["--sparsity", "0.5"]), expect: vec!["text.onnx".into()], outputs: vec![out.clone()] },
-        Case { what: "empty file", args: vec![os("inspect"), p("empty.onnx")], expect: vec!["empty.onnx".into(), "empty".into()], outputs: vec![] },
-        Case { what: "random bytes", args: prune_args("noise.onnx", &["--sparsity", "0.5"]), expect: vec!["noise.onnx".into()], outputs: vec![out.clone()] },
-        Case { what: "missing file", args: prune_args("missing.onnx", &["--sparsity", "0.5"]), expect: vec!["missing.onnx".into()], outputs: vec![out.clone()] },
+        Case {
+            what: "truncated ONNX",
+            args: prune_args("truncated.onnx", &["--sparsity", "0.5"]),
+            expect: vec!["truncated.onnx".into()],
+            outputs: vec![out.clone()],
+        },
+        Case {
+            what: "text file",
+            args: prune_args("text.onnx", &["--sparsity", "0.5"]),
+            expect: vec!["text.onnx".into()],
+            outputs: vec![out.clone()],
+        },
+        Case {
+            what: "empty file",
+            args: vec![os("inspect"), p("empty.onnx")],
+            expect: vec!["empty.onnx".into(), "empty".into()],
+            outputs: vec![],
+        },
+        Case {
+            what: "random bytes",
+            args: prune_args("noise.onnx", &["--sparsity", "0.5"]),
+            expect: vec!["noise.onnx".into()],
+            outputs: vec![out.clone()],
+        },
+        Case {
+            what: "missing file",
+            args: prune_args("missing.onnx", &["--sparsity", "0.5"]),
+            expect: vec!["missing.onnx".into()],
+            outputs: vec![out.clone()],
+        },
         Case {
             what: "no prunable weights",
             args: prune_args("noprune.onnx", &["--sparsity", "0.5"]),
@@ -115,15 +152,30 @@ fn broken_inputs_fail_cleanly() {
             expect: vec!["wrongname.safetensors".into()],
             outputs: vec![],
         },
-        Case { what: "output equals input", args: vec![os("prune"), p("good.onnx"), os("--sparsity"), os("0.5"), os("-o"), p("good.onnx")], expect: vec!["good.onnx".into(), "same file".into()], outputs: vec![] },
+        Case {
+            what: "output equals input",
+            args: vec![os("prune"), p("good.onnx"), os("--sparsity"), os("0.5"), os("-o"), p("good.onnx")],
+            expect: vec!["good.onnx".into(), "same file".into()],
+            outputs: vec![],
+        },
         Case {
             what: "masks output equals input",
             args: prune_args("good.onnx", &["--sparsity", "0.5", "--masks-out", d.join("good.onnx").to_str().unwrap()]),
             expect: vec!["good.onnx".into()],
             outputs: vec![out.clone()],
         },
-        Case { what: "round outside rounds", args: prune_args("good.onnx", &["--sparsity", "0.5", "--rounds", "2", "--round", "3"]), expect: vec!["--round".into()], outputs: vec![out.clone()] },
-        Case { what: "output folder missing", args: vec![os("prune"), p("good.onnx"), os("--sparsity"), os("0.5"), os("-o"), p("nowhere/out.onnx")], expect: vec!["nowhere".into()], outputs: vec![] },
+        Case {
+            what: "round outside rounds",
+            args: prune_args("good.onnx", &["--sparsity", "0.5", "--rounds", "2", "--round", "3"]),
+            expect: vec!["--round".into()],
+            outputs: vec![out.clone()],
+        },
+        Case {
+            what: "output folder missing",
+            args: vec![os("prune"), p("good.onnx"), os("--sparsity"), os("0.5"), os("-o"), p("nowhere/out.onnx")],
+            expect: vec!["nowhere".into()],
+            outputs: vec![],
+        },
     ];
     for s in ["-0.1", "1", "1.5", "NaN"] {
         cases.push(Case {

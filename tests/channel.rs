@@ -44,12 +44,27 @@ fn channel_tickets_export_pass_the_checker_and_run_in_ort_and_tract() {
     for name in DETECTORS {
         let out = t.path().join(format!("{name}.channel.onnx"));
         // --verify: ORT runs the ticket and the dense model with the removed channels zeroed, and they agree.
-        let r = ticket_json(&[&"prune", &fixture(&format!("{name}.onnx")), &"--structure", &"channel", &"--sparsity", &"0.5", &"--round-to", &"2", &"-o", &out, &"--verify"]);
+        let r = ticket_json(&[
+            &"prune",
+            &fixture(&format!("{name}.onnx")),
+            &"--structure",
+            &"channel",
+            &"--sparsity",
+            &"0.5",
+            &"--round-to",
+            &"2",
+            &"-o",
+            &out,
+            &"--verify",
+        ]);
         let p = &r["prune"];
         assert!(p["flops_removed"].as_f64().unwrap() > 0.4, "{name}: {p}");
         assert!(p["params_after"].as_u64().unwrap() < p["params_before"].as_u64().unwrap() / 2, "{name}: {p}");
         let verify = r["verify"].as_array().unwrap();
-        assert!(verify.iter().any(|d| d["name"] == "boxes" && d["shape"][0].as_u64().unwrap() > 0), "{name}: ORT compared no detections: {verify:?}");
+        assert!(
+            verify.iter().any(|d| d["name"] == "boxes" && d["shape"][0].as_u64().unwrap() > 0),
+            "{name}: ORT compared no detections: {verify:?}"
+        );
         // The file is smaller, and tensors are physically narrower.
         assert!(r["sizes"]["output_bytes"].as_u64().unwrap() < r["sizes"]["input_bytes"].as_u64().unwrap());
         let ticket_state = ModelState::import(&out).unwrap();
@@ -107,7 +122,10 @@ fn the_narrow_model_equals_the_dense_one_with_the_removed_channels_zeroed() {
             assert_eq!(na, nb);
             if na.starts_with("feat_") {
                 let dropped: Vec<usize> = (0..fpn_out.channels).filter(|c| !fpn_out.keep.contains(c)).collect();
-                assert!(dropped.iter().all(|&c| vb.index_axis(Axis(1), c).iter().all(|&v| v == 0.0)), "{name} {na}: a removed channel is not zero");
+                assert!(
+                    dropped.iter().all(|&c| vb.index_axis(Axis(1), c).iter().all(|&v| v == 0.0)),
+                    "{name} {na}: a removed channel is not zero"
+                );
                 let kept = vb.select(Axis(1), &fpn_out.keep);
                 let scale = kept.iter().fold(1f32, |m, v| m.max(v.abs()));
                 assert!(max_diff(va, &kept) <= 1e-5 * scale, "{name} {na}: {}", max_diff(va, &kept));
@@ -117,7 +135,8 @@ fn the_narrow_model_equals_the_dense_one_with_the_removed_channels_zeroed() {
             }
         }
         let img = image(128, 128, 9);
-        let oa = ort_check::run(&narrow.source.encode_inline(&Default::default()).unwrap(), &[("image".into(), img.clone())], name).unwrap();
+        let oa =
+            ort_check::run(&narrow.source.encode_inline(&Default::default()).unwrap(), &[("image".into(), img.clone())], name).unwrap();
         let ob = ort_check::run(&zeroed.source.encode_inline(&Default::default()).unwrap(), &[("image".into(), img)], name).unwrap();
         let n = match oa.iter().find(|(n, _)| n == "labels") {
             Some((_, Output::I64(l))) => l.len(),
@@ -165,7 +184,25 @@ fn unstructured_masks_follow_the_kept_channels() {
     ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn.onnx"), &"--sparsity", &"0.5", &"-o", &weight, &"--masks-out", &masks]);
     let out = t.path().join("c.onnx");
     let cm = t.path().join("cm.safetensors");
-    ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn.onnx"), &"--masks", &masks, &"--structure", &"channel", &"--scope", &"layer", &"--sparsity", &"0.3", &"--round-to", &"1", &"-o", &out, &"--masks-out", &cm, &"--verify"]);
+    ticket_json(&[
+        &"prune",
+        &fixture("maskrcnn_r18_fpn.onnx"),
+        &"--masks",
+        &masks,
+        &"--structure",
+        &"channel",
+        &"--scope",
+        &"layer",
+        &"--sparsity",
+        &"0.3",
+        &"--round-to",
+        &"1",
+        &"-o",
+        &out,
+        &"--masks-out",
+        &cm,
+        &"--verify",
+    ]);
     // The cut masks fit the narrow model and its zeros are where they say.
     let state = ModelState::load(&out, Some(&cm)).unwrap();
     for (name, m) in &state.masks.map {
@@ -182,9 +219,33 @@ fn a_channel_ticket_trains_and_its_onnx_round_trips() {
     let out = ticket(&[&"data", &"synth", &"--out", &data, &"--images", &"2", &"--seed", &"3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ticket_onnx = t.path().join("ticket.onnx");
-    ticket_json(&[&"prune", &fixture("train/maskrcnn_r18_fpn_synth.onnx"), &"--structure", &"channel", &"--sparsity", &"0.4", &"--round-to", &"2", &"-o", &ticket_onnx]);
+    ticket_json(&[
+        &"prune",
+        &fixture("train/maskrcnn_r18_fpn_synth.onnx"),
+        &"--structure",
+        &"channel",
+        &"--sparsity",
+        &"0.4",
+        &"--round-to",
+        &"2",
+        &"-o",
+        &ticket_onnx,
+    ]);
     let run = t.path().join("run");
-    let r = ticket_json(&[&"train", &ticket_onnx, &"--coco", &data.join("annotations.json"), &"--steps", &"2", &"--batch", &"1", &"--warmup", &"1", &"-o", &run]);
+    let r = ticket_json(&[
+        &"train",
+        &ticket_onnx,
+        &"--coco",
+        &data.join("annotations.json"),
+        &"--steps",
+        &"2",
+        &"--batch",
+        &"1",
+        &"--warmup",
+        &"1",
+        &"-o",
+        &run,
+    ]);
     assert_eq!(r["steps"], 2);
     // The trained model keeps the narrow widths and runs in ORT and in the tract detector.
     let trained = ModelState::import(&run.join("model.onnx")).unwrap();
@@ -212,7 +273,8 @@ fn bad_channel_prunes_exit_2_and_write_nothing() {
         let g = m.graph.as_mut().unwrap();
         let inits: std::collections::HashSet<String> = g.initializer.iter().map(|t| t.name().to_string()).collect();
         // One number per initializer (names must stay unique: import refuses a name defined twice).
-        let ids: std::collections::HashMap<String, usize> = g.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
+        let ids: std::collections::HashMap<String, usize> =
+            g.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
         let rename = |s: &str| format!("net.p{}", ids[s]);
         for t in g.initializer.iter_mut() {
             t.name = Some(rename(t.name()));
@@ -234,7 +296,10 @@ fn bad_channel_prunes_exit_2_and_write_nothing() {
         assert_eq!(ticket_json(&[&"inspect", &generic])["arch"]["kind"], "generic");
     }
     let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
-        (vec![&"prune", &generic, &"--structure", &"channel", &"--sparsity", &"0.3", &"-o", &out], "generic ONNX model, whose channel coupling cannot be derived"),
+        (
+            vec![&"prune", &generic, &"--structure", &"channel", &"--sparsity", &"0.3", &"-o", &out],
+            "generic ONNX model, whose channel coupling cannot be derived",
+        ),
         (vec![&"prune", &classifier, &"--structure", &"channel", &"--sparsity", &"0.3", &"-o", &out], "coupling"),
         (vec![&"prune", &model, &"--structure", &"channel", &"--sparsity", &"0.97", &"--round-to", &"1", &"-o", &out], "every channel of"),
         (vec![&"prune", &model, &"--structure", &"channel", &"--sparsity", &"0.3", &"--round-to", &"0", &"-o", &out], "--round-to 0"),
@@ -273,7 +338,23 @@ fn detect_takes_threads_and_bench_detect_compares_tickets() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--threads 0"));
     // The benchmark's rows: ORT dense, tract dense, the ticket file, one in-memory ticket; FLOPs fall.
-    let r = ticket_json(&[&"bench", &"detect", &model, &"--tickets", &ticket_onnx, &"--sparsities", &"0.3", &"--round-to", &"2", &"--size", &"128", &"--threads", &"1", &"--repeat", &"1"]);
+    let r = ticket_json(&[
+        &"bench",
+        &"detect",
+        &model,
+        &"--tickets",
+        &ticket_onnx,
+        &"--sparsities",
+        &"0.3",
+        &"--round-to",
+        &"2",
+        &"--size",
+        &"128",
+        &"--threads",
+        &"1",
+        &"--repeat",
+        &"1",
+    ]);
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4, "{r}");
     assert_eq!(rows[0]["engine"], "ORT full graph");
@@ -285,7 +366,19 @@ fn detect_takes_threads_and_bench_detect_compares_tickets() {
 fn a_model_with_external_data_gives_a_checked_channel_ticket() {
     let t = tempdir();
     let out = t.path().join("ticket.onnx");
-    let r = ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn_ext/model.onnx"), &"--structure", &"channel", &"--sparsity", &"0.5", &"--round-to", &"2", &"-o", &out, &"--verify"]);
+    let r = ticket_json(&[
+        &"prune",
+        &fixture("maskrcnn_r18_fpn_ext/model.onnx"),
+        &"--structure",
+        &"channel",
+        &"--sparsity",
+        &"0.5",
+        &"--round-to",
+        &"2",
+        &"-o",
+        &out,
+        &"--verify",
+    ]);
     assert!(r["prune"]["flops_removed"].as_f64().unwrap() > 0.4, "{r}");
     // Shrunk tensors are written inline; the ones left whole keep going to OUT.data.
     assert!(t.path().join("ticket.onnx.data").is_file());

@@ -13,11 +13,27 @@ const CLASSIFIER: &str = "train/resnet18_synth.onnx";
 const DETECTOR: &str = "train/maskrcnn_r18_fpn_synth.onnx";
 
 fn synth_classify(dir: &Path, images: usize, seed: u64) -> serde_json::Value {
-    ticket_json(&[&"data", &"synth", &"--classify", &"--out", &dir, &"--images", &images.to_string(), &"--seed", &seed.to_string(), &"--size", &"32"])
+    ticket_json(&[
+        &"data",
+        &"synth",
+        &"--classify",
+        &"--out",
+        &dir,
+        &"--images",
+        &images.to_string(),
+        &"--seed",
+        &seed.to_string(),
+        &"--size",
+        &"32",
+    ])
 }
 
 fn losses(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -49,8 +65,24 @@ fn classifier_pretrains_prunes_and_transfers_onto_a_detector() {
     // Training: the cross-entropy core in the ORT worker, loss falls.
     let run = root.join("run");
     let rep = ticket_json(&[
-        &"train", &fixture(CLASSIFIER), &"--classify", &train, &"--steps", &"60", &"--batch", &"16", &"--optimizer", &"adamw", &"--lr",
-        &"0.001", &"--warmup", &"5", &"--threads", &"1", &"-o", &run,
+        &"train",
+        &fixture(CLASSIFIER),
+        &"--classify",
+        &train,
+        &"--steps",
+        &"60",
+        &"--batch",
+        &"16",
+        &"--optimizer",
+        &"adamw",
+        &"--lr",
+        &"0.001",
+        &"--warmup",
+        &"5",
+        &"--threads",
+        &"1",
+        &"-o",
+        &run,
     ]);
     let l = losses(&run);
     assert_eq!(l.len(), 60);
@@ -80,9 +112,34 @@ fn classifier_pretrains_prunes_and_transfers_onto_a_detector() {
     // One classifier IMP level (dense scored from the trained model, level 1 at 50%), scored by top-1.
     let imp = root.join("imp_cls");
     let s = ticket_json(&[
-        &"imp", &fixture(CLASSIFIER), &"--trained", &trained, &"--classify", &train, &"--val-classify", &val, &"--sparsity", &"0.5",
-        &"--rewind", &"none", &"--steps", &"10", &"--batch", &"16", &"--optimizer", &"adamw", &"--lr", &"0.001", &"--warmup", &"2",
-        &"--threads", &"1", &"--max-map-drop", &"1", &"-o", &imp,
+        &"imp",
+        &fixture(CLASSIFIER),
+        &"--trained",
+        &trained,
+        &"--classify",
+        &train,
+        &"--val-classify",
+        &val,
+        &"--sparsity",
+        &"0.5",
+        &"--rewind",
+        &"none",
+        &"--steps",
+        &"10",
+        &"--batch",
+        &"16",
+        &"--optimizer",
+        &"adamw",
+        &"--lr",
+        &"0.001",
+        &"--warmup",
+        &"2",
+        &"--threads",
+        &"1",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &imp,
     ]);
     let levels = s["levels"].as_array().unwrap();
     assert_eq!(levels.len(), 2);
@@ -136,14 +193,38 @@ fn classifier_pretrains_prunes_and_transfers_onto_a_detector() {
     }
     let dimp = root.join("imp_det");
     let s = ticket_json(&[
-        &"imp", &tt, &"--trained", &tt, &"--masks-from", &tt_masks, &"--rewind", &"init", &"--coco", &det_data.join("train/annotations.json"),
-        &"--val-coco", &det_data.join("val/annotations.json"), &"--steps", &"4", &"--warmup", &"1", &"--rois", &"32", &"--threads", &"1",
-        &"--max-map-drop", &"1", &"-o", &dimp,
+        &"imp",
+        &tt,
+        &"--trained",
+        &tt,
+        &"--masks-from",
+        &tt_masks,
+        &"--rewind",
+        &"init",
+        &"--coco",
+        &det_data.join("train/annotations.json"),
+        &"--val-coco",
+        &det_data.join("val/annotations.json"),
+        &"--steps",
+        &"4",
+        &"--warmup",
+        &"1",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &dimp,
     ]);
     assert_eq!(s["levels"][1]["steps"], 4);
     let l1 = ModelState::load(&dimp.join("level_1/model.onnx"), None).unwrap();
     let lw = l1.weights.get("backbone.body.layer2.0.conv1.weight").unwrap();
-    assert!(moved.map["backbone.body.layer2.0.conv1.weight"].keep.iter().zip(&lw.values).all(|(&k, &v)| k == 1 || v == 0.0), "the transferred mask holds through training");
+    assert!(
+        moved.map["backbone.body.layer2.0.conv1.weight"].keep.iter().zip(&lw.values).all(|(&k, &v)| k == 1 || v == 0.0),
+        "the transferred mask holds through training"
+    );
     assert_ne!(lw.values, tw.values, "the transferred ticket trained");
 }
 
@@ -195,7 +276,18 @@ fn classification_input_errors_are_one_line() {
     let err = run_err(&[&"transfer", &fixture(DETECTOR), &fixture(DETECTOR), &"-o", &out]);
     assert!(err.contains("not a ResNet classifier"), "{err}");
     // A detector scored on a classification set, a classifier on COCO ground truth.
-    let err = run_err(&[&"imp", &model, &"--classify", &set, &"--val-coco", &set.join("labels.json"), &"--sparsity", &"0.5", &"-o", &root.join("imp")]);
+    let err = run_err(&[
+        &"imp",
+        &model,
+        &"--classify",
+        &set,
+        &"--val-coco",
+        &set.join("labels.json"),
+        &"--sparsity",
+        &"0.5",
+        &"-o",
+        &root.join("imp"),
+    ]);
     assert!(err.contains("--val-classify") || err.contains("classif"), "{err}");
 }
 

@@ -4,9 +4,9 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use ticket::detect::transform::resized_size;
 use ticket::data::keypoints::{COCO_FLIP_MAP, COCO_KEYPOINTS};
 use ticket::data::{Canvas, Dataset};
+use ticket::detect::transform::resized_size;
 use ticket::train::batches::Batches;
 
 fn synth(dir: &Path, images: usize, seed: u64) -> PathBuf {
@@ -72,7 +72,11 @@ fn synth_annotations_are_consistent() {
             assert!(b.iter().zip(&extent).all(|(a, e)| (a - e).abs() <= 1.0), "image {} box {b:?} vs mask extent {extent:?}", s.image_id);
             if s.labels[k] == 5 {
                 persons += 1;
-                assert!(kps[k].iter().all(|p| p[2] == 2.0 && p[0] >= b[0] - 1.0 && p[0] <= b[2] + 1.0 && p[1] >= b[1] - 1.0 && p[1] <= b[3] + 1.0));
+                assert!(kps[k].iter().all(|p| p[2] == 2.0
+                    && p[0] >= b[0] - 1.0
+                    && p[0] <= b[2] + 1.0
+                    && p[1] >= b[1] - 1.0
+                    && p[1] <= b[3] + 1.0));
                 // The person faces the viewer: its left shoulder is on the image's right.
                 assert!(kps[k][5][0] > kps[k][6][0]);
             } else {

@@ -8,8 +8,22 @@ use common::*;
 fn the_demo_finds_checks_and_validates_a_ticket() {
     let t = tempdir();
     let out = t.path().join("demo");
-    let args: [&dyn AsRef<std::ffi::OsStr>; 14] =
-        [&"demo", &"--out", &out, &"--steps", &"4", &"--rounds", &"1", &"--train-images", &"4", &"--val-images", &"2", &"--max-map-drop", &"1", &"--json"];
+    let args: [&dyn AsRef<std::ffi::OsStr>; 14] = [
+        &"demo",
+        &"--out",
+        &out,
+        &"--steps",
+        &"4",
+        &"--rounds",
+        &"1",
+        &"--train-images",
+        &"4",
+        &"--val-images",
+        &"2",
+        &"--max-map-drop",
+        &"1",
+        &"--json",
+    ];
     let first = ticket(&args);
     assert!(first.status.success(), "demo failed: {}", String::from_utf8_lossy(&first.stderr));
     let r: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();

@@ -41,7 +41,8 @@ fn ground_truth(path: &Path, images: &[PathBuf], dets: &serde_json::Value, min_s
         })
         .collect();
     let cats: Vec<serde_json::Value> = categories.iter().map(|c| serde_json::json!({"id": c, "name": format!("c{c}")})).collect();
-    std::fs::write(path, serde_json::to_vec(&serde_json::json!({"images": imgs, "annotations": anns, "categories": cats})).unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_vec(&serde_json::json!({"images": imgs, "annotations": anns, "categories": cats})).unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -108,7 +109,22 @@ fn validate_gates_sparsity_and_map_drop() {
     let cand = dir.path().join("ticket.onnx");
     ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
 
-    let r = ticket_json(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--min-sparsity", &"0.45", &"--max-map-drop", &"1.0", &"--agreement-score", &"0.28", &"--repeat", &"2"]);
+    let r = ticket_json(&[
+        &"validate",
+        &cand,
+        &"--dense",
+        &dense,
+        &"--images",
+        &imgs,
+        &"--min-sparsity",
+        &"0.45",
+        &"--max-map-drop",
+        &"1.0",
+        &"--agreement-score",
+        &"0.28",
+        &"--repeat",
+        &"2",
+    ]);
     assert_eq!(r["passed"], true);
     assert_eq!(r["reference"], "agreement with the dense model");
     assert!((r["candidate"]["sparsity"].as_f64().unwrap() - 0.5).abs() < 1e-3);
@@ -123,18 +139,39 @@ fn validate_gates_sparsity_and_map_drop() {
     let l = &r["candidate"]["latency"];
     assert_eq!(l["samples"], 6);
     let v = |k: &str| l[k].as_f64().unwrap();
-    assert!(0.0 < v("min_ms") && v("min_ms") <= v("p10_ms") && v("p10_ms") <= v("median_ms") && v("median_ms") <= v("p90_ms") && v("p90_ms") <= v("max_ms"), "{l}");
+    assert!(
+        0.0 < v("min_ms")
+            && v("min_ms") <= v("p10_ms")
+            && v("p10_ms") <= v("median_ms")
+            && v("median_ms") <= v("p90_ms")
+            && v("p90_ms") <= v("max_ms"),
+        "{l}"
+    );
 
-    let fail = ticket(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--min-sparsity", &"0.6", &"--agreement-score", &"0.28", &"--json"]);
+    let fail = ticket(&[
+        &"validate",
+        &cand,
+        &"--dense",
+        &dense,
+        &"--images",
+        &imgs,
+        &"--min-sparsity",
+        &"0.6",
+        &"--agreement-score",
+        &"0.28",
+        &"--json",
+    ]);
     assert_eq!(fail.status.code(), Some(1), "{}", String::from_utf8_lossy(&fail.stderr));
     let v: serde_json::Value = serde_json::from_slice(&fail.stdout).unwrap();
     assert_eq!(v["passed"], false);
 
     // A model against itself loses nothing; a strict drop gate on a 50% ticket of random weights fails, and
     // the text says FAILED once.
-    let same = ticket_json(&[&"validate", &dense, &"--dense", &dense, &"--images", &imgs, &"--max-map-drop", &"0", &"--agreement-score", &"0.28"]);
+    let same =
+        ticket_json(&[&"validate", &dense, &"--dense", &dense, &"--images", &imgs, &"--max-map-drop", &"0", &"--agreement-score", &"0.28"]);
     assert_eq!(same["map_drop"], serde_json::json!({"bbox": 0.0, "segm": 0.0}));
-    let strict = ticket(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--max-map-drop", &"0", &"--agreement-score", &"0.28"]);
+    let strict =
+        ticket(&[&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--max-map-drop", &"0", &"--agreement-score", &"0.28"]);
     assert_eq!(strict.status.code(), Some(1));
     let text = String::from_utf8_lossy(&strict.stdout).to_string() + &String::from_utf8_lossy(&strict.stderr);
     assert_eq!(text.matches("FAILED").count(), 1, "{text}");
@@ -151,7 +188,8 @@ fn validate_reuses_the_dense_detections() {
     ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
     let cache = dir.path().join("dense.json");
     let run = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--agreement-score", &"0.28"];
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"validate", &cand, &"--dense", &dense, &"--images", &imgs, &"--agreement-score", &"0.28"];
         args.extend_from_slice(extra);
         ticket_json(&args)
     };
@@ -205,8 +243,13 @@ fn detection_bad_input_is_exit_2_naming_the_file() {
     std::fs::write(dir.path().join("nope.png"), b"").unwrap();
     std::fs::remove_file(dir.path().join("nope.png")).unwrap();
     let out = dir.path().join("dets.json");
-    let (d, missing, resnet, keypoint, none) =
-        (dir.path().to_path_buf(), d_join(&dir, "missing.png"), fixture("resnet18.onnx"), fixture("keypointrcnn_r50_fpn.onnx"), d_join(&dir, "none"));
+    let (d, missing, resnet, keypoint, none) = (
+        dir.path().to_path_buf(),
+        d_join(&dir, "missing.png"),
+        fixture("resnet18.onnx"),
+        fixture("keypointrcnn_r50_fpn.onnx"),
+        d_join(&dir, "none"),
+    );
     let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
         (vec![&"detect", &model, &missing, &"-o", &out], "missing.png"),
         (vec![&"detect", &model, &broken, &"-o", &out], "broken.png"),
@@ -215,7 +258,10 @@ fn detection_bad_input_is_exit_2_naming_the_file() {
         (vec![&"eval", &"--model", &model, &"--images", &d, &"--coco", &gt_missing_image], "nope.png"),
         // No --images and no images/ next to the json: the folder it looked for is named.
         (vec![&"eval", &"--model", &model, &"--coco", &gt_missing_image], "images: not a folder"),
-        (vec![&"eval", &"--model", &model, &"--images", &d, &"--coco", &gt_missing_image, &"--iou-type", &"bbox,keypoints"], "--iou-type keypoints"),
+        (
+            vec![&"eval", &"--model", &model, &"--images", &d, &"--coco", &gt_missing_image, &"--iou-type", &"bbox,keypoints"],
+            "--iou-type keypoints",
+        ),
         (vec![&"validate", &model, &"--dense", &keypoint, &"--images", &d], "maskrcnn_r18_fpn.onnx"),
         (vec![&"validate", &model, &"--dense", &model, &"--images", &none], "none"),
     ];

@@ -75,7 +75,13 @@ fn check_abs(what: &str, got: impl IntoIterator<Item = f32>, want: impl IntoIter
     compare(what, got, want, |_| 1.0, tol)
 }
 
-fn compare(what: &str, got: impl IntoIterator<Item = f32>, want: impl IntoIterator<Item = f32>, scale: impl Fn(f32) -> f32, tol: f32) -> f32 {
+fn compare(
+    what: &str,
+    got: impl IntoIterator<Item = f32>,
+    want: impl IntoIterator<Item = f32>,
+    scale: impl Fn(f32) -> f32,
+    tol: f32,
+) -> f32 {
     let (got, want): (Vec<f32>, Vec<f32>) = (got.into_iter().collect(), want.into_iter().collect());
     assert_eq!(got.len(), want.len(), "{what}: {} values, torchvision has {}", got.len(), want.len());
     let mut worst = (0.0f32, 0usize);
@@ -105,7 +111,9 @@ fn transform_matches_generalized_rcnn_transform() {
         let (_, h, w) = u8_img.dim();
         let out = if case == 0 {
             // Through the image crate, as a user's JPEG/PNG arrives.
-            let img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| image::Rgb([0, 1, 2].map(|c| u8_img[[c, y as usize, x as usize]] as u8)));
+            let img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                image::Rgb([0, 1, 2].map(|c| u8_img[[c, y as usize, x as usize]] as u8))
+            });
             transform_rgb(&img, lo, hi).unwrap()
         } else {
             transform_chw(u8_img.mapv(|v| v / 255.0).view(), lo, hi).unwrap()
@@ -116,7 +124,13 @@ fn transform_matches_generalized_rcnn_transform() {
         assert_eq!(out.original_hw, (h, w));
         let (rh, rw) = want_hw;
         let resized = out.image.slice(ndarray::s![.., ..rh, ..rw]).to_owned();
-        check(&format!("transform case {case} ({h}x{w} -> {rh}x{rw})"), resized.iter().copied(), array3(&t, &format!("case{case}.resized")), 1.0, 1e-6);
+        check(
+            &format!("transform case {case} ({h}x{w} -> {rh}x{rw})"),
+            resized.iter().copied(),
+            array3(&t, &format!("case{case}.resized")),
+            1.0,
+            1e-6,
+        );
         let pad_sum: f32 = out.image.iter().map(|v| v.abs()).sum::<f32>() - resized.iter().map(|v| v.abs()).sum::<f32>();
         assert!(pad_sum.abs() < 1e-3, "padding is not zero");
     }
@@ -252,7 +266,8 @@ fn postprocess_matches_roi_heads() {
         let codes: Array2<f32> = array(&t, &format!("{name}.codes")).into_dimensionality::<Ix2>().unwrap();
         let params = BoxHeadParams { score_thresh, nms_thresh, detections_per_img: usizes(&t, &format!("{name}.detections_per_img"))[0] };
         let start = std::time::Instant::now();
-        let d = postprocess_detections(logits.view(), codes.view(), &boxes(&t, &format!("{name}.proposals")), hw(&t, "image_hw"), &params).unwrap();
+        let d = postprocess_detections(logits.view(), codes.view(), &boxes(&t, &format!("{name}.proposals")), hw(&t, "image_hw"), &params)
+            .unwrap();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         println!("postprocess {name}: {} detections in {ms:.2} ms", d.boxes.len());
         assert_eq!(d.labels, ints(&t, &format!("{name}.labels")), "postprocess {name}: labels");

@@ -85,7 +85,12 @@ fn tract_detections_equal_ort_on_the_full_export() {
                         && (0..4).all(|c| (ours.boxes[j][c] - boxes[[i, c]]).abs() / scale <= 1e-3)
                 };
                 let j = (i.saturating_sub(5)..(i + 6).min(n)).find(|&j| close(j)).unwrap_or_else(|| {
-                    panic!("{name} {seed}: no match for ORT detection {i} {:?} score {} label {}", boxes.slice(ndarray::s![i, ..]), scores[i], labels[i])
+                    panic!(
+                        "{name} {seed}: no match for ORT detection {i} {:?} score {} label {}",
+                        boxes.slice(ndarray::s![i, ..]),
+                        scores[i],
+                        labels[i]
+                    )
                 });
                 used[j] = true;
                 pair[i] = j;

@@ -90,11 +90,8 @@ fn every_relative_link_resolves() {
 fn every_docs_page_is_linked_from_the_readme() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let linked: BTreeSet<String> = links(&readme).into_iter().map(|l| l.split('#').next().unwrap().to_string()).collect();
-    let missing: Vec<String> = pages()[1..]
-        .iter()
-        .map(|p| format!("docs/{}", p.file_name().unwrap().to_string_lossy()))
-        .filter(|p| !linked.contains(p))
-        .collect();
+    let missing: Vec<String> =
+        pages()[1..].iter().map(|p| format!("docs/{}", p.file_name().unwrap().to_string_lossy())).filter(|p| !linked.contains(p)).collect();
     assert!(missing.is_empty(), "docs pages the README does not link: {missing:?}");
 }
 

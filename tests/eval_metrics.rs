@@ -245,11 +245,16 @@ fn bad_inputs_exit_2_with_one_line_naming_the_file() {
     let broken_gt = write("broken_gt.json", "{\"images\": [{\"id\": 1,");
     let not_list = write("object_dets.json", "{\"image_id\": 1}");
     let broken_dets = write("broken_dets.json", "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [1, 2, 3");
-    let unknown_image = write("unknown_image.json", r#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}, {"image_id": 999, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]"#);
+    let unknown_image = write(
+        "unknown_image.json",
+        r#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}, {"image_id": 999, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]"#,
+    );
     let unknown_cat = write("unknown_cat.json", r#"[{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5}]"#);
     let boxes_for_segm = good.clone();
-    let voc_unknown_class = write("voc_unknown_class.json", r#"[{"image_id": "000100", "category": "unicorn", "bbox": [1, 2, 3, 4], "score": 0.5}]"#);
-    let voc_unknown_image = write("voc_unknown_image.json", r#"[{"image_id": "999999", "category": "car", "bbox": [1, 2, 3, 4], "score": 0.5}]"#);
+    let voc_unknown_class =
+        write("voc_unknown_class.json", r#"[{"image_id": "000100", "category": "unicorn", "bbox": [1, 2, 3, 4], "score": 0.5}]"#);
+    let voc_unknown_image =
+        write("voc_unknown_image.json", r#"[{"image_id": "999999", "category": "car", "bbox": [1, 2, 3, 4], "score": 0.5}]"#);
     let empty_voc = d.join("empty_voc");
     std::fs::create_dir(&empty_voc).unwrap();
     let missing = d.join("missing.json");

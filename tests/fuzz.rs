@@ -113,7 +113,8 @@ fn mutate_bytes(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     v
 }
 
-const JSON_STRINGS: &[&str] = &["", "/etc/hostname", "../../etc/passwd", "checkpoints/../../x", "checkpoints/step-000002.ckpt", "\u{0}", "a\nb"];
+const JSON_STRINGS: &[&str] =
+    &["", "/etc/hostname", "../../etc/passwd", "checkpoints/../../x", "checkpoints/step-000002.ckpt", "\u{0}", "a\nb"];
 
 /// One structural edit of a JSON document: a value replaced by an extreme or wrong-typed one, a key dropped,
 /// an array element duplicated. Falls back to byte edits for text that does not parse.
@@ -229,7 +230,8 @@ fn seeds() -> Seeds {
     let mut map = std::collections::BTreeMap::new();
     for w in state.prunable() {
         let keep: Vec<u8> = (0..w.numel()).map(|i| (i % 2) as u8).collect();
-        replace.insert(w.initializer.clone(), w.values.iter().zip(&keep).map(|(v, k)| if *k == 1 { *v } else { 0.0 }).collect::<Vec<f32>>());
+        replace
+            .insert(w.initializer.clone(), w.values.iter().zip(&keep).map(|(v, k)| if *k == 1 { *v } else { 0.0 }).collect::<Vec<f32>>());
         map.insert(w.name.clone(), Mask { shape: w.shape.clone(), keep });
     }
     let compact_path = scratch.path().join("seed.tkt");
@@ -261,10 +263,22 @@ fn seeds() -> Seeds {
         ticket::train::run::describe_checkpoint(&ck, step).unwrap();
     }
     std::fs::write(run.join("state.json"), br#"{"step":4,"checkpoint":"checkpoints/step-000004.ckpt"}"#).unwrap();
-    let rec = |s: u64| format!(r#"{{"step":{s},"loss":1.5,"loss_classifier":0.5,"lr":0.01,"proposals":10,"positive_rois":2,"data_s":0.1,"rpn_s":0.1,"step_s":0.2}}"#);
+    let rec = |s: u64| {
+        format!(
+            r#"{{"step":{s},"loss":1.5,"loss_classifier":0.5,"lr":0.01,"proposals":10,"positive_rois":2,"data_s":0.1,"rpn_s":0.1,"step_s":0.2}}"#
+        )
+    };
     std::fs::write(run.join("log.jsonl"), (1..=5).map(|s| rec(s) + "\n").collect::<String>()).unwrap();
     let mut run_files = Vec::new();
-    for rel in ["state.json", "log.jsonl", "checkpoints/step-000002.ckpt", "checkpoints/step-000004.ckpt", "checkpoints/step-000002.ckpt.json", "checkpoints/step-000004.ckpt.json", "checkpoints/step-000004.ckpt.momentum.npz"] {
+    for rel in [
+        "state.json",
+        "log.jsonl",
+        "checkpoints/step-000002.ckpt",
+        "checkpoints/step-000004.ckpt",
+        "checkpoints/step-000002.ckpt.json",
+        "checkpoints/step-000004.ckpt.json",
+        "checkpoints/step-000004.ckpt.momentum.npz",
+    ] {
         run_files.push((rel.to_string(), std::fs::read(run.join(rel)).unwrap()));
     }
 
@@ -281,7 +295,9 @@ fn seeds() -> Seeds {
     let classify_dir = scratch.path().join("classify");
     std::fs::create_dir_all(classify_dir.join("images")).unwrap();
     for i in 0..3 {
-        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, (i * 80) as u8])).save(classify_dir.join(format!("images/{i}.png"))).unwrap();
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, (i * 80) as u8]))
+            .save(classify_dir.join(format!("images/{i}.png")))
+            .unwrap();
     }
     let classify_labels = br#"{"categories": ["a", "b"], "images": [{"file_name": "0.png", "category": "a"}, {"file_name": "1.png", "category": "b"}, {"file_name": "2.png", "category": "a"}]}"#.to_vec();
     std::fs::write(classify_dir.join("labels.json"), &classify_labels).unwrap();
@@ -310,7 +326,20 @@ fn seeds() -> Seeds {
     }
 }
 
-const TARGETS: &[&str] = &["onnx", "onnx_external", "compact", "masks", "coco", "voc", "run_folder", "image", "classify_set", "imp_run", "sweep_spec", "sweep_dir"];
+const TARGETS: &[&str] = &[
+    "onnx",
+    "onnx_external",
+    "compact",
+    "masks",
+    "coco",
+    "voc",
+    "run_folder",
+    "image",
+    "classify_set",
+    "imp_run",
+    "sweep_spec",
+    "sweep_dir",
+];
 
 /// Extreme and ordinary sides for header edits.
 const SIDES: &[u32] = &[0, 1, 2, 31, 32, 20000, 16384, 16385, 8192, 8193, 65535, 1 << 24, u32::MAX, 12000];
@@ -412,7 +441,8 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
             let gp = dir.join("gt.json");
             if rng.below(2) == 0 {
                 let gt = mutate(&mut rng, &s.coco_gt);
-                let r = CocoGt::from_bytes(&gp, &gt).and_then(|g| g.evaluate(DetSource::Records(s.coco_records.clone()), IouType::Bbox, &opts, &bar));
+                let r = CocoGt::from_bytes(&gp, &gt)
+                    .and_then(|g| g.evaluate(DetSource::Records(s.coco_records.clone()), IouType::Bbox, &opts, &bar));
                 let out = check(r);
                 if let Outcome::Fail(_) = out {
                     return (out, gt);
@@ -440,7 +470,8 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
             let run = dir.join("run");
             let k = rng.below(s.run_files.len());
             let (rel, orig) = &s.run_files[k];
-            let mutated = if rel.ends_with(".json") && rng.below(3) > 0 { mutate_json(&mut rng, orig) } else { mutate_bytes(&mut rng, orig) };
+            let mutated =
+                if rel.ends_with(".json") && rng.below(3) > 0 { mutate_json(&mut rng, orig) } else { mutate_bytes(&mut rng, orig) };
             std::fs::write(run.join(rel), &mutated).unwrap();
             let drop_state = rng.below(8) == 0;
             if drop_state {
@@ -484,7 +515,9 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
                     let side = set.side();
                     let decoded = set.verify();
                     match side {
-                        Ok(n) if !ticket::data::classify::SIDES.contains(&n) => Outcome::Fail(format!("a classifier side of {n} px was accepted")),
+                        Ok(n) if !ticket::data::classify::SIDES.contains(&n) => {
+                            Outcome::Fail(format!("a classifier side of {n} px was accepted"))
+                        }
                         side => check(side.and(decoded)),
                     }
                 }
@@ -606,7 +639,8 @@ fn fuzz(cases: u64, seed: u64, report_every: u64, weighted: bool) -> Tally {
             }
             Ok((Outcome::Fail(why), input)) => (Some(why), input),
             Err(p) => {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let msg =
+                    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                 (Some(format!("panic: {msg}")), vec![])
             }
         };
@@ -627,7 +661,14 @@ fn fuzz(cases: u64, seed: u64, report_every: u64, weighted: bool) -> Tally {
 #[test]
 fn fuzz_short() {
     let t = fuzz(600 * TARGETS.len() as u64, 1, 0, false);
-    eprintln!("fuzz_short: {} executions, {} accepted, {} refused, {} failures; seconds per target {:?}", t.executions, t.ok, t.refused, t.failures.len(), t.seconds);
+    eprintln!(
+        "fuzz_short: {} executions, {} accepted, {} refused, {} failures; seconds per target {:?}",
+        t.executions,
+        t.ok,
+        t.refused,
+        t.failures.len(),
+        t.seconds
+    );
     assert!(t.failures.is_empty(), "{} failures:\n{}", t.failures.len(), t.failures.join("\n"));
     // The mutations must reach both sides: some inputs still load, most are refused.
     assert!(t.ok > 0 && t.refused > t.executions / 4, "{t:?}");
@@ -663,9 +704,9 @@ fn fuzz_long() {
 // written).
 mod runs {
     use super::*;
+    use std::collections::BTreeMap;
     use ticket::lottery::early_bird::EarlyBirdReport;
     use ticket::lottery::level::Scores;
-    use std::collections::BTreeMap;
     use ticket::lottery::sweep::folder;
     use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
     use ticket::train::run::{DataSpec, RunConfig};
@@ -698,7 +739,14 @@ mod runs {
             warmup_factor: 1e-3,
             decay_at: vec![],
             gamma: 0.1,
-            shape: ticket::graph::train::TrainShape { batch: 2, height: 64, width: 64, rois_per_image: 32, mask_rois_per_image: 8, keypoint_rois_per_image: 8 },
+            shape: ticket::graph::train::TrainShape {
+                batch: 2,
+                height: 64,
+                width: 64,
+                rois_per_image: 32,
+                mask_rois_per_image: 8,
+                keypoint_rois_per_image: 8,
+            },
             min_size: 64,
             max_size: 64,
             trainable_layers: 5,
@@ -758,7 +806,10 @@ mod runs {
         ticket::lottery::imp::save_config(&run, &config).unwrap();
         let mut rows = Vec::new();
         for level in 0..=config.rounds {
-            let scores = BTreeMap::from([("top1".to_string(), Scores { ap: Some(0.5 - 0.1 * level as f64), ap50: None, ap75: None, ap_small: None, ap_medium: None, ap_large: None })]);
+            let scores = BTreeMap::from([(
+                "top1".to_string(),
+                Scores { ap: Some(0.5 - 0.1 * level as f64), ap50: None, ap75: None, ap_small: None, ap_medium: None, ap_large: None },
+            )]);
             let row = LevelRow {
                 level,
                 selected_sparsity: level as f64 * 0.4,
@@ -775,14 +826,28 @@ mod runs {
             let early = (level == 0).then(EarlyBirdReport::default);
             let ldir = run.join(format!("level_{level}"));
             std::fs::create_dir_all(&ldir).unwrap();
-            let metrics = serde_json::json!({ "row": row, "reports": serde_json::json!({"map_area": 0.5}), "prune": null, "early_bird": early });
+            let metrics =
+                serde_json::json!({ "row": row, "reports": serde_json::json!({"map_area": 0.5}), "prune": null, "early_bird": early });
             std::fs::write(ldir.join("metrics.json"), serde_json::to_vec_pretty(&metrics).unwrap()).unwrap();
-            let rec = |s: u64| format!(r#"{{"step":{s},"loss":{},"lr":0.01,"proposals":0,"positive_rois":0,"data_s":0.1,"rpn_s":0.0,"step_s":0.2}}"#, 2.0 / s as f64);
+            let rec = |s: u64| {
+                format!(
+                    r#"{{"step":{s},"loss":{},"lr":0.01,"proposals":0,"positive_rois":0,"data_s":0.1,"rpn_s":0.0,"step_s":0.2}}"#,
+                    2.0 / s as f64
+                )
+            };
             std::fs::write(ldir.join("log.jsonl"), (1..=4).map(|s| rec(s) + "\n").collect::<String>()).unwrap();
             rows.push(row);
         }
         let delta = rows.iter().map(|r| r.delta(&rows[0])).collect();
-        let summary = ImpSummary { run_dir: run.clone(), levels: rows, delta, max_map_drop: 0.5, ticket_level: Some(1), ticket: None, early_bird: None };
+        let summary = ImpSummary {
+            run_dir: run.clone(),
+            levels: rows,
+            delta,
+            max_map_drop: 0.5,
+            ticket_level: Some(1),
+            ticket: None,
+            early_bird: None,
+        };
         std::fs::write(run.join("summary.json"), serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
 
         // A sweep spec over the small classifier (each task's check imports its model: the smallest keeps a
@@ -827,7 +892,10 @@ mod runs {
                 Value::Number(n) => n.to_string(),
                 Value::String(s) => serde_json::to_string(s).unwrap(),
                 Value::Array(a) => format!("[{}]", a.iter().map(value).collect::<Option<Vec<_>>>()?.join(", ")),
-                Value::Object(o) => format!("{{{}}}", o.iter().map(|(k, x)| Some(format!("{} = {}", key(k), value(x)?))).collect::<Option<Vec<_>>>()?.join(", ")),
+                Value::Object(o) => format!(
+                    "{{{}}}",
+                    o.iter().map(|(k, x)| Some(format!("{} = {}", key(k), value(x)?))).collect::<Option<Vec<_>>>()?.join(", ")
+                ),
             })
         }
         fn key(k: &str) -> String {
@@ -835,7 +903,8 @@ mod runs {
         }
         let Value::Object(top) = v else { return None };
         let mut out = String::new();
-        let tables = |x: &Value| matches!(x, Value::Object(_)) || matches!(x, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object));
+        let tables =
+            |x: &Value| matches!(x, Value::Object(_)) || matches!(x, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object));
         for (k, x) in top.iter().filter(|(_, x)| !tables(x)) {
             out += &format!("{} = {}\n", key(k), value(x)?);
         }
@@ -861,7 +930,8 @@ mod runs {
         let axes = 1 + rng.below(3);
         let mut out = text.replace("[grid]\nsparsity = [0.5, 0.8]\n", "[grid]\n");
         for (k, key) in ["seed", "lr", "warmup"].iter().take(axes).enumerate() {
-            let vals: Vec<String> = (0..n).map(|i| if *key == "lr" { format!("{}", (i + 1) as f64 * 1e-6) } else { (i + k).to_string() }).collect();
+            let vals: Vec<String> =
+                (0..n).map(|i| if *key == "lr" { format!("{}", (i + 1) as f64 * 1e-6) } else { (i + k).to_string() }).collect();
             out += &format!("{key} = [{}]\n", vals.join(", "));
         }
         out.into_bytes()

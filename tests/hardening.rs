@@ -28,7 +28,12 @@ fn run(args: &[&dyn AsRef<OsStr>], env: &[(&str, &str)]) -> (Option<i32>, String
 /// Asserts exit 2 with one line of error containing every `expect`.
 fn refused(args: &[&dyn AsRef<OsStr>], expect: &[&str]) -> String {
     let (code, _, err) = run(args, &[]);
-    assert_eq!(code, Some(2), "{args:?}: exit {code:?}, stderr: {err}", args = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>());
+    assert_eq!(
+        code,
+        Some(2),
+        "{args:?}: exit {code:?}, stderr: {err}",
+        args = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>()
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "error should be one line: {err}");
     for e in expect {
         assert!(err.contains(e), "'{e}' not in: {err}");
@@ -112,7 +117,10 @@ fn prune_verify_of_a_model_ort_rejects_leaves_no_output() {
     mixed_types(&mut m);
     let mixed = save(&m, &t.path().join("mixed.onnx"));
     let (o, c, k) = (t.path().join("o.onnx"), t.path().join("o.tkt"), t.path().join("o.masks"));
-    refused(&[&"prune", &mixed, &"--sparsity", &"0.5", &"-o", &o, &"--compact", &c, &"--masks-out", &k, &"--verify"], &["ONNX Runtime rejects the model"]);
+    refused(
+        &[&"prune", &mixed, &"--sparsity", &"0.5", &"-o", &o, &"--compact", &c, &"--masks-out", &k, &"--verify"],
+        &["ONNX Runtime rejects the model"],
+    );
     assert!(!o.exists() && !c.exists() && !k.exists(), "outputs left behind");
 }
 
@@ -265,26 +273,42 @@ fn weights_of_another_float_type_are_pruned_not_skipped() {
 fn prune_refuses_graphs_ort_rejects() {
     let t = tempdir();
     let cases: Vec<(&str, Box<dyn Fn(&mut ModelProto)>, &str)> = vec![
-        ("cycle", Box::new(|m| {
-            let g = m.graph.as_mut().unwrap();
-            let out = g.node[3].output[0].clone();
-            g.node[0].input[0] = out;
-        }), "cycle"),
-        ("no_weight", Box::new(|m| {
-            let g = m.graph.as_mut().unwrap();
-            g.node.iter_mut().find(|n| n.op_type() == "Conv").unwrap().input.truncate(1);
-        }), "has no weight input"),
-        ("missing", Box::new(|m| {
-            let g = m.graph.as_mut().unwrap();
-            g.initializer.retain(|t| t.name() != "conv1.weight");
-        }), "which no node, graph input or initializer provides"),
-        ("int64_weight", Box::new(|m| {
-            let g = m.graph.as_mut().unwrap();
-            let w = g.initializer.iter_mut().find(|t| t.name() == "conv1.weight").unwrap();
-            let v = ticket::onnx::tensor::f32_values(w, w.raw_data.as_deref()).unwrap();
-            w.raw_data = Some(v.iter().flat_map(|x| (*x as i64).to_le_bytes()).collect::<Vec<u8>>().into());
-            w.data_type = Some(DataType::Int64 as i32);
-        }), "of type int64"),
+        (
+            "cycle",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                let out = g.node[3].output[0].clone();
+                g.node[0].input[0] = out;
+            }),
+            "cycle",
+        ),
+        (
+            "no_weight",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                g.node.iter_mut().find(|n| n.op_type() == "Conv").unwrap().input.truncate(1);
+            }),
+            "has no weight input",
+        ),
+        (
+            "missing",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                g.initializer.retain(|t| t.name() != "conv1.weight");
+            }),
+            "which no node, graph input or initializer provides",
+        ),
+        (
+            "int64_weight",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                let w = g.initializer.iter_mut().find(|t| t.name() == "conv1.weight").unwrap();
+                let v = ticket::onnx::tensor::f32_values(w, w.raw_data.as_deref()).unwrap();
+                w.raw_data = Some(v.iter().flat_map(|x| (*x as i64).to_le_bytes()).collect::<Vec<u8>>().into());
+                w.data_type = Some(DataType::Int64 as i32);
+            }),
+            "of type int64",
+        ),
     ];
     for (name, edit, why) in cases {
         let mut m = resnet();
@@ -362,7 +386,10 @@ fn inconsistent_rle_detections_are_refused() {
         d[0]["segmentation"] = seg;
         let p = t.path().join(format!("{name}.json"));
         std::fs::write(&p, d.to_string()).unwrap();
-        refused(&[&"eval", &"--dets", &p, &"--coco", &fixture("eval/coco_gt.json"), &"--iou-type", &"segm"], &[&format!("{name}.json"), "detection 0", why]);
+        refused(
+            &[&"eval", &"--dets", &p, &"--coco", &fixture("eval/coco_gt.json"), &"--iou-type", &"segm"],
+            &[&format!("{name}.json"), "detection 0", why],
+        );
     }
 }
 
@@ -430,7 +457,8 @@ fn state_json_is_checked_not_trusted() {
 
 #[test]
 fn log_truncated_mid_line_is_dropped() {
-    let rec = |s: u64| format!(r#"{{"step":{s},"loss":1.5,"lr":0.01,"proposals":10,"positive_rois":2,"data_s":0.1,"rpn_s":0.1,"step_s":0.2}}"#);
+    let rec =
+        |s: u64| format!(r#"{{"step":{s},"loss":1.5,"lr":0.01,"proposals":10,"positive_rois":2,"data_s":0.1,"rpn_s":0.1,"step_s":0.2}}"#);
     let mut log = (1..=3).map(|s| rec(s) + "\n").collect::<String>();
     log += &rec(4)[..40];
     let kept = ticket::train::run::kept_log(log.as_bytes(), 4);
@@ -465,15 +493,32 @@ fn synth(dir: &Path) -> PathBuf {
 }
 
 fn train(model: &Path, ann: &Path, run: &Path, steps: &str, more: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["train", model.to_str().unwrap(), "--coco", ann.to_str().unwrap(), "--steps", steps, "--warmup", "2", "--batch", "2", "-o", run.to_str().unwrap()]
-        .map(String::from)
-        .to_vec();
+    let mut v: Vec<String> = [
+        "train",
+        model.to_str().unwrap(),
+        "--coco",
+        ann.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--warmup",
+        "2",
+        "--batch",
+        "2",
+        "-o",
+        run.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
     v.extend(more.iter().map(|s| s.to_string()));
     v
 }
 
 fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
 }
 
 #[test]

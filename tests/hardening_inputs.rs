@@ -34,9 +34,11 @@ fn image_folder(dir: &Path, n: usize) -> PathBuf {
 
 /// A COCO ground truth listing `files` (128×128 images) with one box each, categories 1..=4.
 fn coco_gt(path: &Path, files: &[&str]) {
-    let images: Vec<Value> = files.iter().enumerate().map(|(i, f)| json!({"id": i + 1, "file_name": f, "width": 128, "height": 128})).collect();
-    let anns: Vec<Value> =
-        (0..files.len()).map(|i| json!({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0})).collect();
+    let images: Vec<Value> =
+        files.iter().enumerate().map(|(i, f)| json!({"id": i + 1, "file_name": f, "width": 128, "height": 128})).collect();
+    let anns: Vec<Value> = (0..files.len())
+        .map(|i| json!({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0}))
+        .collect();
     let cats: Vec<Value> = (1..=4).map(|c| json!({"id": c, "name": format!("c{c}")})).collect();
     std::fs::write(path, serde_json::to_vec(&json!({"images": images, "annotations": anns, "categories": cats})).unwrap()).unwrap();
 }
@@ -49,7 +51,6 @@ fn refs(args: &[String]) -> Vec<&dyn AsRef<OsStr>> {
 fn mkfifo(p: &Path) {
     assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
 }
-
 
 // ---------------------------------------------------------------- 3. a FIFO as an image
 
@@ -65,7 +66,10 @@ fn fifo_as_an_image_is_refused_not_waited_on() {
     let gt = t.path().join("gt.json");
     coco_gt(&gt, &["img0.png", "fifo.png"]);
     refused(&[&"eval", &"--model", &mask_rcnn(), &"--coco", &gt, &"--images", &imgs], &["fifo.png", "not a regular file"]);
-    refused(&[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--coco", &gt, &"--images", &imgs], &["fifo.png", "not a regular file"]);
+    refused(
+        &[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--coco", &gt, &"--images", &imgs],
+        &["fifo.png", "not a regular file"],
+    );
     // And as one of a folder's images (validate without annotations).
     refused(&[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--images", &imgs], &["fifo.png", "not a regular file"]);
 }
@@ -81,7 +85,10 @@ fn eval_model_refuses_image_paths_outside_the_image_folder() {
     for name in ["../img0.png", "/etc/hostname", &t.path().join("img0.png").display().to_string()] {
         coco_gt(&gt, &["img0.png", name]);
         refused(&[&"eval", &"--model", &mask_rcnn(), &"--coco", &gt, &"--images", &imgs], &["gt.json", "file_name", "refused"]);
-        refused(&[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--coco", &gt, &"--images", &imgs], &["gt.json", "file_name", "refused"]);
+        refused(
+            &[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--coco", &gt, &"--images", &imgs],
+            &["gt.json", "file_name", "refused"],
+        );
     }
     // VOC's <filename> the same way.
     let voc = t.path().join("voc");
@@ -127,7 +134,13 @@ fn detect_memory_is_bounded_by_the_output_not_image_area_times_detections() {
     let out = t.path().join("dets.json");
     // The address-space limit is the bound under test; one thread and two malloc arenas keep the reserved (not
     // used) address space of threads out of it on machines with many cores.
-    let cmd = format!("ulimit -v 1000000; exec '{}' detect '{}' '{}' -o '{}' --threads 1 --json", env!("CARGO_BIN_EXE_ticket"), mask_rcnn().display(), photo.display(), out.display());
+    let cmd = format!(
+        "ulimit -v 1000000; exec '{}' detect '{}' '{}' -o '{}' --threads 1 --json",
+        env!("CARGO_BIN_EXE_ticket"),
+        mask_rcnn().display(),
+        photo.display(),
+        out.display()
+    );
     let r = Command::new("bash").arg("-c").arg(&cmd).env("MALLOC_ARENA_MAX", "2").output().unwrap();
     assert!(r.status.success(), "detect under a 1 GB address-space limit: {:?} {}", r.status.code(), String::from_utf8_lossy(&r.stderr));
     let report: Value = serde_json::from_slice(&r.stdout).unwrap();
@@ -147,7 +160,8 @@ fn a_long_first_image_does_not_set_the_classifier_side() {
     std::fs::create_dir_all(set.join("images")).unwrap();
     // The fixture classifier has 10 classes.
     let categories: Vec<String> = (0..10).map(|c| format!("c{c}")).collect();
-    let labels = json!({"categories": categories, "images": [{"file_name": "0.png", "category": "c0"}, {"file_name": "1.png", "category": "c1"}]});
+    let labels =
+        json!({"categories": categories, "images": [{"file_name": "0.png", "category": "c0"}, {"file_name": "1.png", "category": "c1"}]});
     std::fs::write(set.join("labels.json"), labels.to_string()).unwrap();
     image::RgbImage::new(32, 32).save(set.join("images/1.png")).unwrap();
     let resnet = fixture("resnet18.onnx");
@@ -186,14 +200,18 @@ fn threads_are_capped_at_four_per_core_unless_allowed() {
     let out = t.path().join("dets.json");
     let cap = 4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     for n in ["10000", "18446744073709551615"] {
-        refused(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--threads", &n], &["--threads", n, &format!("the {cap} allowed"), "TICKET_MAX_THREADS"]);
+        refused(
+            &[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--threads", &n],
+            &["--threads", n, &format!("the {cap} allowed"), "TICKET_MAX_THREADS"],
+        );
         refused(&[&"train", &mask_rcnn(), &"--coco", &"gt.json", &"-o", &t.path().join("run"), &"--threads", &n], &["--threads", n]);
         refused(&[&"bench", &"detect", &mask_rcnn(), &"--threads", &n], &["--threads", n]);
     }
     assert!(!out.exists() && !t.path().join("run").exists());
     // One over the cap runs when TICKET_MAX_THREADS allows it.
     let over = (cap + 1).to_string();
-    let (code, _, err) = run_with_deadline(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--threads", &over, &"--json"], &[("TICKET_MAX_THREADS", &over)]);
+    let (code, _, err) =
+        run_with_deadline(&[&"detect", &mask_rcnn(), &img, &"-o", &out, &"--threads", &over, &"--json"], &[("TICKET_MAX_THREADS", &over)]);
     assert_eq!(code, Some(0), "{err}");
 }
 
@@ -237,7 +255,8 @@ fn data_synth_refuses_a_non_empty_output_folder() {
     let bad = t.path().join("bad");
     refused(&[&"data", &"synth", &"--out", &bad, &"--images", &"2", &"--size", &"5"], &["--size"]);
     assert!(!bad.exists());
-    let leftovers: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
     assert!(leftovers.is_empty(), "temporary folders left: {leftovers:?}");
 }
 
@@ -251,13 +270,35 @@ fn validate_counts_classes_the_dense_model_did_not_predict() {
     let imgs = image_folder(t.path(), 2);
     let dense_dets = t.path().join("dense_dets.json");
     std::fs::write(&dense_dets, json!([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 40], "score": 0.9}]).to_string()).unwrap();
-    let r = ticket_json(&[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--images", &imgs, &"--dense-dets", &dense_dets, &"--iou-type", &"bbox"]);
+    let r = ticket_json(&[
+        &"validate",
+        &mask_rcnn(),
+        &"--dense",
+        &mask_rcnn(),
+        &"--images",
+        &imgs,
+        &"--dense-dets",
+        &dense_dets,
+        &"--iou-type",
+        &"bbox",
+    ]);
     assert_eq!(r["reference"], "agreement with the dense model");
     let ap = r["candidate"]["scores"]["bbox"]["ap"].as_f64().unwrap();
     assert!((0.0..1.0).contains(&ap), "a candidate with many unmatched detections cannot agree fully: {r}");
     // A reference with nothing above --agreement-score: refused, naming the file the detections came from.
     let err = refused(
-        &[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--images", &imgs, &"--dense-dets", &dense_dets, &"--agreement-score", &"0.95"],
+        &[
+            &"validate",
+            &mask_rcnn(),
+            &"--dense",
+            &mask_rcnn(),
+            &"--images",
+            &imgs,
+            &"--dense-dets",
+            &dense_dets,
+            &"--agreement-score",
+            &"0.95",
+        ],
         &["dense_dets.json", "no detection scores at least"],
     );
     assert!(!err.contains("dense_reference"), "{err}");
@@ -276,13 +317,24 @@ fn validate_settings_and_the_dense_cache_are_checked() {
         a.extend_from_slice(extra);
         a
     }
-    let with = |extra: &[&dyn AsRef<OsStr>]| -> Vec<String> { with(&m, &imgs, &cache, extra).iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect() };
-    for (flag, v) in [("--agreement-score", "nan"), ("--agreement-score", "inf"), ("--max-map-drop", "nan"), ("--max-map-drop", "1e400"), ("--min-sparsity", "1.5")] {
+    let with = |extra: &[&dyn AsRef<OsStr>]| -> Vec<String> {
+        with(&m, &imgs, &cache, extra).iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect()
+    };
+    for (flag, v) in [
+        ("--agreement-score", "nan"),
+        ("--agreement-score", "inf"),
+        ("--max-map-drop", "nan"),
+        ("--max-map-drop", "1e400"),
+        ("--min-sparsity", "1.5"),
+    ] {
         refused(&refs(&with(&[&flag, &v])), &[flag, "[0, 1]"]);
     }
     assert!(!cache.exists(), "settings are checked before the cache is written");
     let nowhere = t.path().join("no/such/dir/c.json");
-    refused(&[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--images", &imgs, &"--dense-cache", &nowhere], &["c.json", "does not exist"]);
+    refused(
+        &[&"validate", &mask_rcnn(), &"--dense", &mask_rcnn(), &"--images", &imgs, &"--dense-cache", &nowhere],
+        &["c.json", "does not exist"],
+    );
     // A cache emptied of its detections (key intact) gives no reference: refused, naming the cache.
     ticket_json(&refs(&with(&[&"--agreement-score", &"0.28"])));
     let mut c: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();

@@ -74,8 +74,26 @@ fn finished() -> &'static Finished {
         mini_data(&root);
         let run = root.join("run");
         ticket_json(&[
-            &"imp", &fixture(MODEL), &"--coco", &root.join("train/annotations.json"), &"--val-coco", &root.join("val/annotations.json"), &"--sparsity", &"0.8",
-            &"--steps", &"2", &"--warmup", &"1", &"--rois", &"32", &"--threads", &"1", &"--max-map-drop", &"1", &"-o", &run,
+            &"imp",
+            &fixture(MODEL),
+            &"--coco",
+            &root.join("train/annotations.json"),
+            &"--val-coco",
+            &root.join("val/annotations.json"),
+            &"--sparsity",
+            &"0.8",
+            &"--steps",
+            &"2",
+            &"--warmup",
+            &"1",
+            &"--rois",
+            &"32",
+            &"--threads",
+            &"1",
+            &"--max-map-drop",
+            &"1",
+            &"-o",
+            &run,
         ]);
         Finished { root, run }
     })
@@ -98,7 +116,8 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 /// `ticket imp` on the mini data with `extra` settings, into `out`.
 fn imp_args(out: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
     let f = finished();
-    let mut v: Vec<std::ffi::OsString> = vec!["imp".into(), fixture(MODEL).into(), "--coco".into(), f.root.join("train/annotations.json").into(), "--val-coco".into()];
+    let mut v: Vec<std::ffi::OsString> =
+        vec!["imp".into(), fixture(MODEL).into(), "--coco".into(), f.root.join("train/annotations.json").into(), "--val-coco".into()];
     v.push(f.root.join("val/annotations.json").into());
     v.extend(["--sparsity", "0.8", "--steps", "2", "--rois", "32", "--threads", "1"].iter().map(Into::into));
     v.extend(extra.iter().map(Into::into));
@@ -146,7 +165,16 @@ fn report_with_ap_of_plus_and_minus_1e308_ends() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let series = vec![Series { label: "ticket".into(), points: vec![(0.0, -1e308, 0.0), (50.0, 1e308, 1e308), (80.0, f64::MAX, 0.0)] }];
-        let plot = Plot::Line(LinePlot { title: "AP".into(), x_label: "sparsity".into(), y_label: "AP".into(), series, bands: vec![], markers: true, x_range: None, y_range: None });
+        let plot = Plot::Line(LinePlot {
+            title: "AP".into(),
+            x_label: "sparsity".into(),
+            y_label: "AP".into(),
+            series,
+            bands: vec![],
+            markers: true,
+            x_range: None,
+            y_range: None,
+        });
         let _ = tx.send(plot.render("extreme").map(|(png, svg)| png.len() + svg.len()));
     });
     let bytes = rx.recv_timeout(Duration::from_secs(60)).expect("rendering a plot of ±1e308 did not finish in 60 s").unwrap();
@@ -231,7 +259,8 @@ fn bad_training_settings_leave_no_run_folder_behind() {
     for (extra, says) in cases {
         refused(&refs(&imp_args(&out, extra)), &[says]);
         assert!(!out.exists(), "imp {extra:?} wrote {}", out.display());
-        let mut t: Vec<std::ffi::OsString> = vec!["train".into(), fixture(MODEL).into(), "--coco".into(), train_ann.clone().into(), "--steps".into(), "2".into()];
+        let mut t: Vec<std::ffi::OsString> =
+            vec!["train".into(), fixture(MODEL).into(), "--coco".into(), train_ann.clone().into(), "--steps".into(), "2".into()];
         t.extend(extra.iter().map(Into::into));
         t.extend(["-o".into(), out.clone().into()]);
         refused(&refs(&t), &[says]);
@@ -243,7 +272,11 @@ fn bad_training_settings_leave_no_run_folder_behind() {
     for python in [dir.path().join("no-python"), PathBuf::from("/bin/false")] {
         let py = python.to_string_lossy().into_owned();
         refused_with(3, &refs(&imp_args(&out, &["--train-python", py.as_str()])), &[py.as_str()]);
-        refused_with(3, &[&"train", &fixture(MODEL), &"--coco", &train_ann, &"--steps", &"2", &"--train-python", &python, &"-o", &out], &[py.as_str()]);
+        refused_with(
+            3,
+            &[&"train", &fixture(MODEL), &"--coco", &train_ann, &"--steps", &"2", &"--train-python", &python, &"-o", &out],
+            &[py.as_str()],
+        );
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "a failed start left files in {}", out.display());
     }
     // The folder is then a new run's like any empty folder; `sweep --local 0` makes no sweep folder.
@@ -424,7 +457,10 @@ fn newline_in_partition_or_time_is_refused() {
     let dir = tempdir();
     let out = dir.path().join("sweep");
     let s = spec(dir.path(), "slurm", "sparsity = [0.5, 0.8]", "");
-    refused(&[&"sweep", &s, &"-o", &out, &"--slurm", &"--dry-run", &"--partition", &"gpu\n#SBATCH --wrap=evil"], &["--partition", "one word"]);
+    refused(
+        &[&"sweep", &s, &"-o", &out, &"--slurm", &"--dry-run", &"--partition", &"gpu\n#SBATCH --wrap=evil"],
+        &["--partition", "one word"],
+    );
     refused(&[&"sweep", &s, &"-o", &out, &"--slurm", &"--dry-run", &"--time", &"1:00:00\nrm -rf ~"], &["--time", "one word"]);
     assert!(!out.exists());
 }
@@ -433,7 +469,21 @@ fn newline_in_partition_or_time_is_refused() {
 fn round_to_beyond_the_cap_is_refused() {
     let dir = tempdir();
     let out = dir.path().join("out.onnx");
-    refused(&[&"prune", &fixture("resnet18.onnx"), &"--structure", &"channel", &"--sparsity", &"0.5", &"--round-to", &"1000000000", &"-o", &out], &["--round-to 1000000000", "512"]);
+    refused(
+        &[
+            &"prune",
+            &fixture("resnet18.onnx"),
+            &"--structure",
+            &"channel",
+            &"--sparsity",
+            &"0.5",
+            &"--round-to",
+            &"1000000000",
+            &"-o",
+            &out,
+        ],
+        &["--round-to 1000000000", "512"],
+    );
     assert!(!out.exists());
     let run = dir.path().join("run");
     refused(&refs(&imp_args(&run, &["--structure", "channel", "--round-to", "1000000000"])), &["--round-to 1000000000"]);

@@ -39,9 +39,34 @@ fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
 /// The miniature run's arguments: 2 levels to 80%, 12 steps each, rewinding to dense step 6.
 fn imp_args(d: &Data, run: &Path) -> Vec<OsString> {
     os(&[
-        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--sparsity", &"0.8", &"--rounds", &"2",
-        &"--steps", &"12", &"--warmup", &"2", &"--save-every", &"4", &"--rois", &"32", &"--threads", &"1", &"--rewind", &"6",
-        &"--early-bird", &"0.5", &"--max-map-drop", &"1", &"-o", &run,
+        &"imp",
+        &fixture(MODEL),
+        &"--coco",
+        &d.train,
+        &"--val-coco",
+        &d.val,
+        &"--sparsity",
+        &"0.8",
+        &"--rounds",
+        &"2",
+        &"--steps",
+        &"12",
+        &"--warmup",
+        &"2",
+        &"--save-every",
+        &"4",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"--rewind",
+        &"6",
+        &"--early-bird",
+        &"0.5",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &run,
     ])
 }
 
@@ -88,8 +113,22 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
     // weights bit for bit (same seed, same schedule, one thread).
     let six = d.root.join("six");
     run_ok(&os(&[
-        &"train", &fixture(MODEL), &"--coco", &d.train, &"--steps", &"6", &"--warmup", &"2", &"--save-every", &"4", &"--rois", &"32",
-        &"--threads", &"1", &"-o", &six,
+        &"train",
+        &fixture(MODEL),
+        &"--coco",
+        &d.train,
+        &"--steps",
+        &"6",
+        &"--warmup",
+        &"2",
+        &"--save-every",
+        &"4",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"-o",
+        &six,
     ]));
     let rewind = weights(&level(&run_a, 0).join("rewind.onnx"));
     assert_eq!(rewind, weights(&six.join("model.onnx")), "rewind.onnx is the dense model at step 6");
@@ -171,9 +210,30 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
     let run_c = d.root.join("run_c");
     let eb_file = level(&run_a, 0).join("early_bird/eb-0.5.safetensors");
     let c = run_ok(&os(&[
-        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--trained", &level(&run_a, 0).join("model.onnx"),
-        &"--masks-from", &eb_file, &"--rewind", &"none", &"--steps", &"4", &"--warmup", &"2", &"--rois", &"32", &"--threads", &"1",
-        &"--max-map-drop", &"1", &"-o", &run_c,
+        &"imp",
+        &fixture(MODEL),
+        &"--coco",
+        &d.train,
+        &"--val-coco",
+        &d.val,
+        &"--trained",
+        &level(&run_a, 0).join("model.onnx"),
+        &"--masks-from",
+        &eb_file,
+        &"--rewind",
+        &"none",
+        &"--steps",
+        &"4",
+        &"--warmup",
+        &"2",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &run_c,
     ]));
     assert_eq!(c["levels"][0]["scores"], row(&run_a, 0)["scores"], "--trained scores the given dense model");
     assert_eq!(std::fs::read(level(&run_c, 1).join("masks.safetensors")).unwrap().len(), std::fs::read(&eb_file).unwrap().len());
@@ -196,9 +256,33 @@ fn early_bird_stop_rule_ends_dense_training() {
     let d = data();
     let run = d.root.join("eb");
     let s = run_ok(&os(&[
-        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--sparsity", &"0.5", &"--dense-steps", &"40", &"--steps", &"2",
-        &"--warmup", &"1", &"--lr", &"0.001", &"--rois", &"32", &"--threads", &"1", &"--early-stop-eb", &"--eb-every", &"2", &"--max-map-drop", &"1",
-        &"-o", &run,
+        &"imp",
+        &fixture(MODEL),
+        &"--coco",
+        &d.train,
+        &"--val-coco",
+        &d.val,
+        &"--sparsity",
+        &"0.5",
+        &"--dense-steps",
+        &"40",
+        &"--steps",
+        &"2",
+        &"--warmup",
+        &"1",
+        &"--lr",
+        &"0.001",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"--early-stop-eb",
+        &"--eb-every",
+        &"2",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &run,
     ]));
     let stopped = s["early_bird"]["stopped_at"].as_u64().expect("the rule fires at this learning rate");
     assert!(stopped >= 10 && stopped < 40 && stopped % 2 == 0, "stopped at {stopped}");
@@ -266,15 +350,40 @@ fn channel_imp_cuts_the_trained_model_and_the_initial_weights_alike() {
     let d = data();
     let run = d.root.join("channel");
     let s = run_ok(&os(&[
-        &"imp", &fixture(MODEL), &"--coco", &d.train, &"--val-coco", &d.val, &"--structure", &"channel", &"--sparsity", &"0.5", &"--rounds", &"2",
-        &"--round-to", &"1", &"--steps", &"4", &"--warmup", &"1", &"--rois", &"32", &"--threads", &"1", &"--max-map-drop", &"1", &"-o", &run,
+        &"imp",
+        &fixture(MODEL),
+        &"--coco",
+        &d.train,
+        &"--val-coco",
+        &d.val,
+        &"--structure",
+        &"channel",
+        &"--sparsity",
+        &"0.5",
+        &"--rounds",
+        &"2",
+        &"--round-to",
+        &"1",
+        &"--steps",
+        &"4",
+        &"--warmup",
+        &"1",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &run,
     ]));
     let levels = s["levels"].as_array().unwrap();
     let cut: Vec<f64> = levels.iter().map(|l| l["flops_removed"].as_f64().unwrap()).collect();
     assert!(cut[0] == 0.0 && cut[1] > 0.1 && cut[2] > cut[1], "FLOPs removed per level: {cut:?}");
     let mut expect = ModelState::import(&fixture(MODEL)).unwrap();
     for l in 1..=2 {
-        let plans: Vec<ticket::prune::channel::SavedPlan> = serde_json::from_slice(&std::fs::read(level(&run, l).join("channels.json")).unwrap()).unwrap();
+        let plans: Vec<ticket::prune::channel::SavedPlan> =
+            serde_json::from_slice(&std::fs::read(level(&run, l).join("channels.json")).unwrap()).unwrap();
         expect = ticket::prune::channel::apply_plans(&expect, &plans).unwrap();
         let start = weights(&level(&run, l).join("start.onnx"));
         let want: BTreeMap<String, Vec<f32>> = expect.weights.tensors.iter().map(|w| (w.name.clone(), w.values.clone())).collect();

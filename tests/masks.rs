@@ -34,8 +34,18 @@ fn applying_masks_reproduces_the_pruned_export() {
 #[test]
 fn classifier_backbone_masks_transfer_onto_a_detector() {
     let dir = tempdir();
-    let (cls_masks, det_masks, det_out) = (dir.path().join("cls.safetensors"), dir.path().join("det.safetensors"), dir.path().join("det.onnx"));
-    ticket_json(&[&"prune", &fixture("resnet18.onnx"), &"--sparsity", &"0.8", &"-o", &dir.path().join("cls.onnx"), &"--masks-out", &cls_masks]);
+    let (cls_masks, det_masks, det_out) =
+        (dir.path().join("cls.safetensors"), dir.path().join("det.safetensors"), dir.path().join("det.onnx"));
+    ticket_json(&[
+        &"prune",
+        &fixture("resnet18.onnx"),
+        &"--sparsity",
+        &"0.8",
+        &"-o",
+        &dir.path().join("cls.onnx"),
+        &"--masks-out",
+        &cls_masks,
+    ]);
     let detector = fixture("fasterrcnn_r18_fpn_voc.onnx");
     let r = ticket_json(&[&"mask", &"transfer", &cls_masks, &"--to", &detector, &"-o", &det_masks]);
     assert_eq!(r["unused"], serde_json::json!(["fc.weight"]));
@@ -60,7 +70,8 @@ fn classifier_backbone_masks_transfer_onto_a_detector() {
         }
     }
     // A detector with another backbone refuses the mask by shape.
-    let bad = ticket(&[&"mask", &"transfer", &cls_masks, &"--to", &fixture("maskrcnn_r50_fpn.onnx"), &"-o", &dir.path().join("bad.safetensors")]);
+    let bad =
+        ticket(&[&"mask", &"transfer", &cls_masks, &"--to", &fixture("maskrcnn_r50_fpn.onnx"), &"-o", &dir.path().join("bad.safetensors")]);
     assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
@@ -70,14 +81,27 @@ fn classifier_backbone_masks_transfer_onto_a_detector() {
 #[test]
 fn detector_masks_transfer_up_to_the_box_head() {
     let dir = tempdir();
-    let (src_masks, dst_masks, out) = (dir.path().join("mask.safetensors"), dir.path().join("faster.safetensors"), dir.path().join("faster.onnx"));
-    ticket_json(&[&"prune", &fixture("maskrcnn_r18_fpn.onnx"), &"--sparsity", &"0.8", &"-o", &dir.path().join("m.onnx"), &"--masks-out", &src_masks]);
+    let (src_masks, dst_masks, out) =
+        (dir.path().join("mask.safetensors"), dir.path().join("faster.safetensors"), dir.path().join("faster.onnx"));
+    ticket_json(&[
+        &"prune",
+        &fixture("maskrcnn_r18_fpn.onnx"),
+        &"--sparsity",
+        &"0.8",
+        &"-o",
+        &dir.path().join("m.onnx"),
+        &"--masks-out",
+        &src_masks,
+    ]);
     let target = fixture("fasterrcnn_r18_fpn_voc.onnx");
     let r = ticket_json(&[&"mask", &"transfer", &src_masks, &"--to", &target, &"-o", &dst_masks]);
     let src = read_safetensors(&src_masks);
     let dst = read_safetensors(&dst_masks);
     let unused: Vec<String> = r["unused"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    assert!(!unused.is_empty() && unused.iter().all(|n| n.starts_with("roi_heads.box_predictor.") || n.starts_with("roi_heads.mask_")), "{unused:?}");
+    assert!(
+        !unused.is_empty() && unused.iter().all(|n| n.starts_with("roi_heads.box_predictor.") || n.starts_with("roi_heads.mask_")),
+        "{unused:?}"
+    );
     assert_eq!(dst.len() + unused.len(), src.len());
     for (name, m) in &dst {
         assert!(["backbone.", "rpn.", "roi_heads.box_head."].iter().any(|p| name.starts_with(p)), "{name}");

@@ -82,7 +82,6 @@ fn global_ranking_keeps_the_largest_magnitudes() {
     assert!(min_kept >= max_pruned, "kept {min_kept} < pruned {max_pruned}");
 }
 
-
 #[test]
 fn export_changes_only_the_pruned_initializers() {
     let dir = tempdir();
@@ -196,7 +195,16 @@ fn modules_and_bias_options_select_what_is_pruned() {
     }
     let r = prune(&fixture("maskrcnn_r50_fpn.onnx"), &out, &masks, &["--sparsity", "0.5", "--include-bias"]);
     assert!(r["prune"]["tensors"].as_array().unwrap().iter().any(|t| t["name"].as_str().unwrap().ends_with(".bias")));
-    let bad = ticket(&[&"prune", &fixture("maskrcnn_r50_fpn.onnx"), &"--sparsity", &"0.5", &"--modules", &"keypoint_head", &"-o", &dir.path().join("x.onnx")]);
+    let bad = ticket(&[
+        &"prune",
+        &fixture("maskrcnn_r50_fpn.onnx"),
+        &"--sparsity",
+        &"0.5",
+        &"--modules",
+        &"keypoint_head",
+        &"-o",
+        &dir.path().join("x.onnx"),
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("keypoint_head"));
 }

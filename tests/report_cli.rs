@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ticket::eval::{evaluate_coco, DetSource, Detection, IouType};
 use ticket::lottery::early_bird::{EarlyBirdMask, EarlyBirdReport};
-use ticket::lottery::level::Scores;
 use ticket::lottery::imp::Structure;
+use ticket::lottery::level::Scores;
 use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
 use ticket::model::ModelState;
 use ticket::prune::Scope;
@@ -36,7 +36,14 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         warmup_factor: 1e-3,
         decay_at: vec![],
         gamma: 0.1,
-        shape: ticket::graph::train::TrainShape { batch: 2, height: 128, width: 128, rois_per_image: 64, mask_rois_per_image: 16, keypoint_rois_per_image: 16 },
+        shape: ticket::graph::train::TrainShape {
+            batch: 2,
+            height: 128,
+            width: 128,
+            rois_per_image: 64,
+            mask_rois_per_image: 16,
+            keypoint_rois_per_image: 16,
+        },
         min_size: 128,
         max_size: 128,
         trainable_layers: 5,
@@ -94,7 +101,10 @@ fn scores(reports: &[ticket::eval::CocoReport]) -> BTreeMap<String, Scores> {
         .iter()
         .map(|r| {
             let m = |n: &str| r.metric(n);
-            (r.iou_type.as_str().to_string(), Scores { ap: m("AP"), ap50: m("AP50"), ap75: m("AP75"), ap_small: m("APs"), ap_medium: m("APm"), ap_large: m("APl") })
+            (
+                r.iou_type.as_str().to_string(),
+                Scores { ap: m("AP"), ap50: m("AP50"), ap75: m("AP75"), ap_small: m("APs"), ap_medium: m("APm"), ap_large: m("APl") },
+            )
         })
         .collect()
 }
@@ -127,7 +137,13 @@ fn write_run(dir: &Path, config: &ImpConfig, skip_level: Option<usize>) {
             masks: config
                 .early_bird
                 .iter()
-                .map(|&f| EarlyBirdMask { fraction: f, step: (f * 20.0) as u64, file: "eb.safetensors".into(), iou_with_final: 0.5 + f * 0.8 - seed as f64 * 0.01, hamming_to_final: 0.1 })
+                .map(|&f| EarlyBirdMask {
+                    fraction: f,
+                    step: (f * 20.0) as u64,
+                    file: "eb.safetensors".into(),
+                    iou_with_final: 0.5 + f * 0.8 - seed as f64 * 0.01,
+                    hamming_to_final: 0.1,
+                })
                 .collect(),
             checks: vec![],
             stopped_at: None,
@@ -143,14 +159,32 @@ fn write_run(dir: &Path, config: &ImpConfig, skip_level: Option<usize>) {
         let mut log = String::new();
         for step in 1..=20u64 {
             let loss = 3.0 / (step as f32).sqrt() * (1.0 + 0.1 * level as f32);
-            let r = StepRecord { step, loss, terms: BTreeMap::from([("loss_classifier".into(), loss / 2.0)]), lr: 0.01, proposals: 100, positive_rois: 10, data_s: 0.01, rpn_s: 0.02, step_s: 0.03 };
+            let r = StepRecord {
+                step,
+                loss,
+                terms: BTreeMap::from([("loss_classifier".into(), loss / 2.0)]),
+                lr: 0.01,
+                proposals: 100,
+                positive_rois: 10,
+                data_s: 0.01,
+                rpn_s: 0.02,
+                step_s: 0.03,
+            };
             log += &serde_json::to_string(&r).unwrap();
             log.push('\n');
         }
         std::fs::write(ldir.join("log.jsonl"), log).unwrap();
     }
     let delta = rows.iter().map(|l| l.delta(&rows[0])).collect();
-    let summary = ImpSummary { run_dir: dir.into(), levels: rows, delta, max_map_drop: 0.5, ticket_level: Some(ROUNDS), ticket: None, early_bird: None };
+    let summary = ImpSummary {
+        run_dir: dir.into(),
+        levels: rows,
+        delta,
+        max_map_drop: 0.5,
+        ticket_level: Some(ROUNDS),
+        ticket: None,
+        early_bird: None,
+    };
     std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
 }
 
@@ -167,7 +201,8 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 /// The Markdown table row that starts with `first` after the line containing `after`.
 fn row_after<'a>(md: &'a str, after: &str, first: &str) -> Vec<&'a str> {
     let start = md.find(after).unwrap_or_else(|| panic!("'{after}' not in report"));
-    let line = md[start..].lines().find(|l| l.starts_with(&format!("| {first} |"))).unwrap_or_else(|| panic!("no row '{first}' after '{after}'"));
+    let line =
+        md[start..].lines().find(|l| l.starts_with(&format!("| {first} |"))).unwrap_or_else(|| panic!("no row '{first}' after '{after}'"));
     line.trim_matches('|').split(" | ").map(str::trim).collect()
 }
 
@@ -183,7 +218,11 @@ fn check_figures(out: &Path, figures: &[String], md: &str) {
         let mut colours: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
         colours.sort();
         colours.dedup();
-        assert!(non_white > 900 * 540 / 50 /* of the chart alone */ && colours.len() > 8, "{f}: {non_white} non-white pixels, {} colours", colours.len());
+        assert!(
+            non_white > 900 * 540 / 50 /* of the chart alone */ && colours.len() > 8,
+            "{f}: {non_white} non-white pixels, {} colours",
+            colours.len()
+        );
         assert!(md.contains(&format!("]({f})")), "{f} is not referenced from report.md");
         let svg = std::fs::read_to_string(out.join(f.replace(".png", ".svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<text"), "{f}: SVG");
@@ -191,7 +230,12 @@ fn check_figures(out: &Path, figures: &[String], md: &str) {
 }
 
 fn figure_names(r: &serde_json::Value) -> Vec<String> {
-    r["figures"].as_array().unwrap().iter().map(|f| Path::new(f.as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string()).collect()
+    r["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| Path::new(f.as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string())
+        .collect()
 }
 
 fn runs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -254,7 +298,9 @@ fn report_renders_every_figure_and_the_metrics_numbers() {
     }
     // Per size and TIDE of the layer-wise run: the shown level (the ticket, level 2) against dense.
     let (dense, ticket) = (metrics(&c, 0), metrics(&c, ROUNDS));
-    let size_ap = |m: &serde_json::Value, area: &str| m["reports"][0]["per_size"].as_array().unwrap().iter().find(|s| s["area"] == area).unwrap()["ap"].as_f64().unwrap();
+    let size_ap = |m: &serde_json::Value, area: &str| {
+        m["reports"][0]["per_size"].as_array().unwrap().iter().find(|s| s["area"] == area).unwrap()["ap"].as_f64().unwrap()
+    };
     let row = row_after(&md, "Group 1, bbox, level 2 vs dense, per object size", "medium");
     assert_eq!(row[1], format!("{:.4}", size_ap(&ticket, "medium") - size_ap(&dense, "medium")));
     let tide = |m: &serde_json::Value| m["reports"][0]["tide"]["delta_ap"]["Loc"].as_f64().unwrap();
@@ -266,7 +312,8 @@ fn report_renders_every_figure_and_the_metrics_numbers() {
     assert_eq!(row[1], format!("`{}`", t0["name"].as_str().unwrap()));
     assert_eq!(row[4], format!("{:.2}%", 100.0 * (1.0 - t0["kept"].as_f64().unwrap() / t0["numel"].as_f64().unwrap())));
     // Collapsed tensors are named in the levels table (the replicates prune the same weights: same names).
-    let collapsed: Vec<String> = metrics(&a, ROUNDS)["row"]["collapsed"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let collapsed: Vec<String> =
+        metrics(&a, ROUNDS)["row"]["collapsed"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     assert!(!collapsed.is_empty(), "80% global magnitude on the random-init fixture collapses the RPN head");
     assert_eq!(row_after(&md, "### Group 0", "2")[9], collapsed.join(", "));
     // Early bird: the level-0 IoUs, mean ± std over the replicates.
@@ -329,15 +376,47 @@ fn report_of_a_real_miniature_imp_run() {
     }
     let run = d.join("run");
     ticket_json(&[
-        &"imp", &fixture("train/maskrcnn_r18_fpn_synth.onnx"), &"--coco", &d.join("train/annotations.json"), &"--val-coco", &d.join("val/annotations.json"),
-        &"--sparsity", &"0.8", &"--rounds", &"2", &"--steps", &"6", &"--warmup", &"2", &"--save-every", &"3", &"--rois", &"32", &"--threads", &"1",
-        &"--early-bird", &"0.5", &"--max-map-drop", &"1", &"-o", &run,
+        &"imp",
+        &fixture("train/maskrcnn_r18_fpn_synth.onnx"),
+        &"--coco",
+        &d.join("train/annotations.json"),
+        &"--val-coco",
+        &d.join("val/annotations.json"),
+        &"--sparsity",
+        &"0.8",
+        &"--rounds",
+        &"2",
+        &"--steps",
+        &"6",
+        &"--warmup",
+        &"2",
+        &"--save-every",
+        &"3",
+        &"--rois",
+        &"32",
+        &"--threads",
+        &"1",
+        &"--early-bird",
+        &"0.5",
+        &"--max-map-drop",
+        &"1",
+        &"-o",
+        &run,
     ]);
     let out = d.join("report");
     let r = ticket_json(&[&"report", &run, &"-o", &out]);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     let figures = figure_names(&r);
-    for e in ["ap_bbox.png", "ap50_segm.png", "layers_g0.png", "delta_size_bbox.png", "delta_category_segm.png", "tide_g0.png", "loss_g0.png", "early_bird.png"] {
+    for e in [
+        "ap_bbox.png",
+        "ap50_segm.png",
+        "layers_g0.png",
+        "delta_size_bbox.png",
+        "delta_category_segm.png",
+        "tide_g0.png",
+        "loss_g0.png",
+        "early_bird.png",
+    ] {
         assert!(figures.iter().any(|f| f == e), "{e} missing from {figures:?}");
     }
     check_figures(&out, &figures, &md);

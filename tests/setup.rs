@@ -43,7 +43,11 @@ fn fake_venv(data: &Path, name: &str, requirements: &str) -> PathBuf {
     std::fs::write(&python, "#!/bin/sh\necho 'not a real python' >&2\nexit 1\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(dir.join(".requirements"), std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(requirements)).unwrap()).unwrap();
+    std::fs::write(
+        dir.join(".requirements"),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(requirements)).unwrap(),
+    )
+    .unwrap();
     if name.ends_with("venv") {
         let capi = dir.join("lib/python3.11/site-packages/onnxruntime/capi");
         std::fs::create_dir_all(&capi).unwrap();
@@ -70,7 +74,10 @@ fn doctor_finds_the_environments_in_the_data_folder() {
     fake_data_dir(&data);
     let (code, r) = doctor(t.path(), &data, &[]);
     assert_eq!(r["data_dir"], data.to_str().unwrap());
-    assert_eq!(r["ort"]["found"]["path"], data.join("venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.19.2").to_str().unwrap());
+    assert_eq!(
+        r["ort"]["found"]["path"],
+        data.join("venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.19.2").to_str().unwrap()
+    );
     assert_eq!(r["ort"]["found"]["source"], "data_dir");
     assert_eq!(r["ort_version"], "1.19.2");
     assert_eq!(r["train"]["found"]["path"], data.join("venv-train/bin/python").to_str().unwrap());
@@ -110,7 +117,10 @@ fn the_data_folder_wins_over_the_checkout_and_the_checkout_is_the_last_resort() 
     fake_venv(t.path(), ".venv-train", "requirements-train.txt");
     let (_, r) = doctor(t.path(), &t.path().join("empty"), &[]);
     assert_eq!(r["ort"]["found"]["source"], "checkout");
-    assert_eq!(r["ort"]["found"]["path"], t.path().join(".venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.19.2").to_str().unwrap());
+    assert_eq!(
+        r["ort"]["found"]["path"],
+        t.path().join(".venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.19.2").to_str().unwrap()
+    );
     assert_eq!(r["train"]["found"]["source"], "checkout");
     let data = t.path().join("data");
     fake_data_dir(&data);
@@ -129,7 +139,18 @@ fn a_missing_piece_exits_3_naming_ticket_setup() {
     let runs: [&[&dyn AsRef<std::ffi::OsStr>]; 4] = [
         &[&"check", &model],
         &[&"train", &model, &"--coco", &"data/annotations.json", &"--steps", &"2", &"-o", &"run"],
-        &[&"imp", &model, &"--coco", &"data/annotations.json", &"--val-coco", &"data/annotations.json", &"--sparsity", &"0.5", &"-o", &"imp"],
+        &[
+            &"imp",
+            &model,
+            &"--coco",
+            &"data/annotations.json",
+            &"--val-coco",
+            &"data/annotations.json",
+            &"--sparsity",
+            &"0.5",
+            &"-o",
+            &"imp",
+        ],
         &[&"doctor"],
     ];
     for args in runs {
@@ -222,6 +243,7 @@ fn a_failing_pip_leaves_nothing_half_made() {
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.lines().last().unwrap();
     assert!(last.starts_with("error: pip install") && last.contains("nothing was changed"), "{err}");
-    let left: Vec<String> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n != ".lock").collect();
+    let left: Vec<String> =
+        std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n != ".lock").collect();
     assert!(left.is_empty(), "setup left {left:?} behind");
 }

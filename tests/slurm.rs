@@ -32,7 +32,11 @@ impl Cluster {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string()))
             .collect::<Vec<_>>();
-        assert!(env.iter().any(|(k, _)| k == "SLURM_CONF"), "tools/slurm.sh start printed no SLURM_CONF: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            env.iter().any(|(k, _)| k == "SLURM_CONF"),
+            "tools/slurm.sh start printed no SLURM_CONF: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         Cluster { script, env }
     }
 
@@ -48,7 +52,12 @@ impl Cluster {
             c.arg(a.as_ref());
         }
         let out = c.arg("--json").output().unwrap();
-        assert!(out.status.success() || out.status.code() == Some(1), "ticket {:?}: {}", c.get_args().collect::<Vec<_>>(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() || out.status.code() == Some(1),
+            "ticket {:?}: {}",
+            c.get_args().collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
@@ -103,7 +112,9 @@ fn slurm_job_array_equals_local_run_and_resumes_a_cancelled_task() {
     let t0 = Instant::now();
     let victim = loop {
         let s = states(&cluster.ticket_json(&[&"sweep", &"--status", &sweep]));
-        let found = (0..4).find(|&i| s[i] == "running" && tasks[i].join("run/level_0/state.json").exists() && !tasks[i].join("run/level_1/metrics.json").exists());
+        let found = (0..4).find(|&i| {
+            s[i] == "running" && tasks[i].join("run/level_0/state.json").exists() && !tasks[i].join("run/level_1/metrics.json").exists()
+        });
         if let Some(i) = found {
             break i;
         }

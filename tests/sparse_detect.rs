@@ -63,7 +63,10 @@ fn same_detections(what: &str, dense: &[serde_json::Value], sparse: &[serde_json
         }
         if let Some(k) = d["keypoints"].as_array() {
             let ks = s["keypoints"].as_array().unwrap();
-            assert!(k.iter().zip(ks).all(|(a, b)| close(a.as_f64().unwrap(), b.as_f64().unwrap(), 1e-3)), "{what}: keypoints {k:?} vs {ks:?}");
+            assert!(
+                k.iter().zip(ks).all(|(a, b)| close(a.as_f64().unwrap(), b.as_f64().unwrap(), 1e-3)),
+                "{what}: keypoints {k:?} vs {ks:?}"
+            );
         }
     }
 }
@@ -89,14 +92,21 @@ fn kernel_choice_decides_the_ops_of_the_stage_graphs() {
     let state = ModelState::load(&ticket_path, None).unwrap();
     let count = |kernels: Kernels| {
         let mut p = Inference::new(&state, kernels);
-        let graphs = [stages::backbone_rpn_with(&mut p, 128, 128).unwrap(), stages::box_stage_with(&mut p, 16).unwrap(), stages::mask_stage_with(&mut p, 4).unwrap()];
+        let graphs = [
+            stages::backbone_rpn_with(&mut p, 128, 128).unwrap(),
+            stages::box_stage_with(&mut p, 16).unwrap(),
+            stages::mask_stage_with(&mut p, 4).unwrap(),
+        ];
         let ops = |op: &str| graphs.iter().flat_map(|g| g.graph.as_ref().unwrap().node.iter()).filter(|n| n.op_type() == op).count();
         (ops("SparseConv"), ops("SparseGemm"), ops("Conv"), ops("Gemm"), p.notes.len())
     };
     let (sc, sg, c, g, notes) = count(Kernels::Sparse);
     // Every conv and linear layer of the network is sparse; the two Convs left are the mask predictor's
     // ConvTranspose rewrite, whose weights are built inside the graph.
-    assert!(sc > 20 && sg == 4 && c == 1 && g == 0 && notes == 0, "sparse: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm, {notes} notes");
+    assert!(
+        sc > 20 && sg == 4 && c == 1 && g == 0 && notes == 0,
+        "sparse: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm, {notes} notes"
+    );
     let (sc, sg, c, g, _) = count(Kernels::Dense);
     assert!(sc == 0 && sg == 0 && c > 20 && g == 4, "dense: {sc} SparseConv, {sg} SparseGemm, {c} Conv, {g} Gemm");
     // At 20% density every conv is below the break-even of its class; the linears follow the Gemm break-even.
@@ -118,7 +128,8 @@ fn kernel_choice_decides_the_ops_of_the_stage_graphs() {
 fn bad_kernels_value_is_exit_2() {
     let dir = tempdir();
     let images = write_images(dir.path());
-    let out = ticket(&[&"detect", &fixture("fasterrcnn_r18_fpn_voc.onnx"), &images[0], &"--kernels", &"fast", &"-o", &dir.path().join("o.json")]);
+    let out =
+        ticket(&[&"detect", &fixture("fasterrcnn_r18_fpn_voc.onnx"), &images[0], &"--kernels", &"fast", &"-o", &dir.path().join("o.json")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'fast'"));
     assert!(!dir.path().join("o.json").exists());

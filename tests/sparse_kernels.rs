@@ -45,7 +45,8 @@ fn reference_conv(g: &ConvGeom, n: usize, x: &[f32], w: &[f32], b: &[f32]) -> Ve
                     for ci in 0..g.cin {
                         for ky in 0..k {
                             for kx in 0..k {
-                                let (iy, ix) = ((oy * g.stride + ky) as isize - g.pad as isize, (ox * g.stride + kx) as isize - g.pad as isize);
+                                let (iy, ix) =
+                                    ((oy * g.stride + ky) as isize - g.pad as isize, (ox * g.stride + kx) as isize - g.pad as isize);
                                 if iy < 0 || ix < 0 || iy >= g.height as isize || ix >= g.width as isize {
                                     continue;
                                 }
@@ -71,16 +72,16 @@ fn assert_close(what: &str, got: &[f32], want: &[f64]) {
 
 /// (cin, cout, kernel, stride, pad, height, width, batch)
 const CONVS: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
-    (3, 8, 7, 2, 3, 33, 29, 1),   // stem
-    (5, 7, 3, 1, 1, 13, 11, 2),   // 3×3/1
-    (6, 9, 3, 2, 1, 15, 17, 1),   // 3×3/2
-    (17, 5, 1, 1, 0, 9, 10, 3),   // 1×1/1
-    (8, 6, 1, 2, 0, 11, 13, 1),   // 1×1/2 (downsample)
-    (4, 3, 3, 1, 0, 5, 6, 1),     // no padding
-    (700, 4, 3, 1, 1, 6, 7, 1),   // many input channels: several panels
-    (2, 70, 1, 1, 0, 1, 1, 2),    // a 1×1 plane
-    (9, 11, 3, 1, 1, 40, 3, 1),   // a narrow, tall plane
-    (64, 48, 3, 1, 1, 30, 30, 1), // large enough to run on several threads
+    (3, 8, 7, 2, 3, 33, 29, 1),    // stem
+    (5, 7, 3, 1, 1, 13, 11, 2),    // 3×3/1
+    (6, 9, 3, 2, 1, 15, 17, 1),    // 3×3/2
+    (17, 5, 1, 1, 0, 9, 10, 3),    // 1×1/1
+    (8, 6, 1, 2, 0, 11, 13, 1),    // 1×1/2 (downsample)
+    (4, 3, 3, 1, 0, 5, 6, 1),      // no padding
+    (700, 4, 3, 1, 1, 6, 7, 1),    // many input channels: several panels
+    (2, 70, 1, 1, 0, 1, 1, 2),     // a 1×1 plane
+    (9, 11, 3, 1, 1, 40, 3, 1),    // a narrow, tall plane
+    (64, 48, 3, 1, 1, 30, 30, 1),  // large enough to run on several threads
     (16, 24, 3, 1, 1, 14, 14, 20), // a mask-head batch of RoIs, on several threads
 ];
 
@@ -128,7 +129,11 @@ fn sparse_gemm_matches_dense_reference() {
             for isa in Isa::available() {
                 let gemm = SparseGemm::with_isa(isa, n, &w, m, k, Some(&b)).unwrap();
                 for threads in [1, 2] {
-                    assert_close(&format!("gemm n {n} m {m} k {k} density {density} {} threads {threads}", isa.name()), &gemm.run(&x, threads).unwrap(), &want);
+                    assert_close(
+                        &format!("gemm n {n} m {m} k {k} density {density} {} threads {threads}", isa.name()),
+                        &gemm.run(&x, threads).unwrap(),
+                        &want,
+                    );
                 }
             }
         }

@@ -78,11 +78,26 @@ fn head_stages_match_the_original_export() {
         (
             "fasterrcnn_r18_fpn_voc",
             "/roi_heads/box_roi_pool/ScatterElements_3_output_0",
-            &[("/roi_heads/box_predictor/cls_score/Gemm_output_0", "class_logits"), ("/roi_heads/box_predictor/bbox_pred/Gemm_output_0", "box_deltas")],
+            &[
+                ("/roi_heads/box_predictor/cls_score/Gemm_output_0", "class_logits"),
+                ("/roi_heads/box_predictor/bbox_pred/Gemm_output_0", "box_deltas"),
+            ],
         ),
-        ("maskrcnn_r18_fpn", "/roi_heads/mask_roi_pool/ScatterElements_3_output_0", &[("/roi_heads/mask_predictor/mask_fcn_logits/Conv_output_0", "mask_logits")]),
-        ("maskrcnn_r50_fpn", "/roi_heads/mask_roi_pool/ScatterElements_3_output_0", &[("/roi_heads/mask_predictor/mask_fcn_logits/Conv_output_0", "mask_logits")]),
-        ("keypointrcnn_r50_fpn", "/roi_heads/keypoint_roi_pool/ScatterElements_3_output_0", &[("/roi_heads/keypoint_predictor/Resize_output_0", "heatmaps")]),
+        (
+            "maskrcnn_r18_fpn",
+            "/roi_heads/mask_roi_pool/ScatterElements_3_output_0",
+            &[("/roi_heads/mask_predictor/mask_fcn_logits/Conv_output_0", "mask_logits")],
+        ),
+        (
+            "maskrcnn_r50_fpn",
+            "/roi_heads/mask_roi_pool/ScatterElements_3_output_0",
+            &[("/roi_heads/mask_predictor/mask_fcn_logits/Conv_output_0", "mask_logits")],
+        ),
+        (
+            "keypointrcnn_r50_fpn",
+            "/roi_heads/keypoint_roi_pool/ScatterElements_3_output_0",
+            &[("/roi_heads/keypoint_predictor/Resize_output_0", "heatmaps")],
+        ),
     ];
     for (name, pooled_name, outs) in cases {
         let state = ModelState::import(&fixture(&format!("{name}.onnx"))).unwrap();

@@ -17,7 +17,6 @@ fn states(report: &serde_json::Value) -> Vec<String> {
     report["tasks"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap().to_string()).collect()
 }
 
-
 #[test]
 fn local_sweep_runs_resumes_retries_and_reports() {
     let dir = tempdir();
@@ -83,7 +82,8 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     // SIGKILL is delivered asynchronously: on a loaded machine the imp may still be exiting (and hold its run
     // folder's lock) after the sweep itself was reaped. Wait until no process of the group is left, as a
     // scheduler does before it requeues a task.
-    let group_gone = || !Command::new("kill").args(["-0", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status().unwrap().success();
+    let group_gone =
+        || !Command::new("kill").args(["-0", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status().unwrap().success();
     let t1 = Instant::now();
     while !group_gone() && t1.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
@@ -92,7 +92,11 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     assert_eq!(states(&st)[0], "interrupted", "{st}");
     assert_eq!(&states(&st)[1..], &["pending", "pending", "pending"]);
     // Task 0 resumed by the job-array entry point, its index from a Kubernetes Indexed Job's variable.
-    let k8s = Command::new(env!("CARGO_BIN_EXE_ticket")).args(["sweep".as_ref(), "--task".as_ref(), out_b.as_os_str()]).env("JOB_COMPLETION_INDEX", "0").output().unwrap();
+    let k8s = Command::new(env!("CARGO_BIN_EXE_ticket"))
+        .args(["sweep".as_ref(), "--task".as_ref(), out_b.as_os_str()])
+        .env("JOB_COMPLETION_INDEX", "0")
+        .output()
+        .unwrap();
     assert!(k8s.status.success(), "{}", String::from_utf8_lossy(&k8s.stderr));
     assert_eq!(states(&sweep_json(&[&"sweep", &"--status", &out_b]))[..2], ["done", "pending"]);
     let done = sweep_json(&[&"sweep", &spec, &"-o", &out_b, &"--local", &"2"]);
@@ -111,7 +115,10 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     let spec_f = root.join("flaky.toml");
     std::fs::write(
         &spec_f,
-        std::fs::read_to_string(&spec).unwrap().replace("[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]", &format!("sparsity = 0.5\n[grid]\nseed = [1]\ntrain-python = [{real:?}, {:?}]", flaky.to_string_lossy())),
+        std::fs::read_to_string(&spec).unwrap().replace(
+            "[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]",
+            &format!("sparsity = 0.5\n[grid]\nseed = [1]\ntrain-python = [{real:?}, {:?}]", flaky.to_string_lossy()),
+        ),
     )
     .unwrap();
     let out_f = root.join("sweep_f");
@@ -139,10 +146,17 @@ fn study_expands_into_a_sweep_and_reports() {
     mini_data(root);
     let model = fixture(MODEL);
     let common_args = |study: &'static str| -> Vec<std::ffi::OsString> {
-        [study.as_ref(), model.as_os_str(), "--coco".as_ref(), root.join("train/annotations.json").as_os_str(), "--val-coco".as_ref(), root.join("val/annotations.json").as_os_str()]
-            .iter()
-            .map(|s| s.to_os_string())
-            .collect()
+        [
+            study.as_ref(),
+            model.as_os_str(),
+            "--coco".as_ref(),
+            root.join("train/annotations.json").as_os_str(),
+            "--val-coco".as_ref(),
+            root.join("val/annotations.json").as_os_str(),
+        ]
+        .iter()
+        .map(|s| s.to_os_string())
+        .collect()
     };
     // Every study's spec parses and checks (printed, not run).
     for study in ["modules", "rounds", "scope", "rewind", "early-bird"] {
@@ -165,7 +179,24 @@ fn study_expands_into_a_sweep_and_reports() {
     let study_dir = root.join("rewind");
     let mut args = vec![std::ffi::OsString::from("study")];
     args.extend(common_args("rewind"));
-    for a in ["--seeds", "1", "--steps", "6", "--set", "warmup=1", "--set", "rois=32", "--set", "threads=1", "--set", "max-map-drop=1", "--local", "2", "--json", "-o"] {
+    for a in [
+        "--seeds",
+        "1",
+        "--steps",
+        "6",
+        "--set",
+        "warmup=1",
+        "--set",
+        "rois=32",
+        "--set",
+        "threads=1",
+        "--set",
+        "max-map-drop=1",
+        "--local",
+        "2",
+        "--json",
+        "-o",
+    ] {
         args.push(a.into());
     }
     args.push(study_dir.clone().into());
@@ -201,7 +232,12 @@ fn bad_specs_are_refused_before_anything_runs() {
         ("empty.toml", "seed = [1, 2]", "seed = []", &["empty list"]),
         ("nogrid.toml", "[grid]\nsparsity = [0.5, 0.8]\nseed = [1, 2]\n", "", &["[grid] is empty"]),
         ("badvalue.toml", "steps = 6", "steps = \"six\"", &["task 0", "--steps"]),
-        ("cells.toml", "seed = [1, 2]\n", "seed = [1, 2]\n[[cells]]\nsteps = 3\n", &["[[cells]] entry 1: steps is also in [fixed] or [grid]"]),
+        (
+            "cells.toml",
+            "seed = [1, 2]\n",
+            "seed = [1, 2]\n[[cells]]\nsteps = 3\n",
+            &["[[cells]] entry 1: steps is also in [fixed] or [grid]"],
+        ),
         ("badrewind.toml", "threads = 1", "threads = 1\nrewind = 50", &["--rewind 50"]),
     ];
     for (name, from, to, says) in cases {
@@ -213,7 +249,8 @@ fn bad_specs_are_refused_before_anything_runs() {
     // A SWEEP_DIR made from another spec is refused, and left as it was. The first spec's folder is made
     // without training: its training python is missing, so every task fails at once (exit 1).
     let other = variant("other.toml", "seed = [1, 2]", "seed = [1, 3]");
-    let first = variant("first.toml", "threads = 1", &format!("threads = 1\ntrain-python = {:?}", root.join("missing-python").to_string_lossy()));
+    let first =
+        variant("first.toml", "threads = 1", &format!("threads = 1\ntrain-python = {:?}", root.join("missing-python").to_string_lossy()));
     let r = ticket(&[&"sweep", &first, &"-o", &out]);
     assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
     let before = std::fs::read(out.join("sweep.json")).unwrap();
@@ -224,7 +261,11 @@ fn bad_specs_are_refused_before_anything_runs() {
     // --slurm without sbatch on PATH: exit 3, nothing written or submitted.
     let empty_path = root.join("empty-path");
     std::fs::create_dir_all(&empty_path).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ticket")).args(["sweep".as_ref(), spec.as_os_str(), "-o".as_ref(), root.join("slurm").as_os_str(), "--slurm".as_ref()]).env("PATH", &empty_path).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ticket"))
+        .args(["sweep".as_ref(), spec.as_os_str(), "-o".as_ref(), root.join("slurm").as_os_str(), "--slurm".as_ref()])
+        .env("PATH", &empty_path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("sbatch not found on PATH") && err.lines().count() == 1, "{err}");
@@ -249,20 +290,34 @@ fn transfer_study_prepares_runs_and_reports() {
     let root = dir.path();
     mini_data(root);
     for (name, n, seed) in [("ctrain", "8", "1"), ("cval", "4", "2")] {
-        let out = ticket(&[&"data", &"synth", &"--classify", &"--out", &root.join(name), &"--images", &n, &"--seed", &seed, &"--size", &"32"]);
+        let out =
+            ticket(&[&"data", &"synth", &"--classify", &"--out", &root.join(name), &"--images", &n, &"--seed", &seed, &"--size", &"32"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let study = root.join("transfer");
     let args = |batch: &'static str| -> Vec<std::ffi::OsString> {
-        let mut v: Vec<std::ffi::OsString> = vec!["study".into(), "transfer".into(), fixture(MODEL).into(), "--classifier".into(), fixture("train/resnet18_synth.onnx").into()];
+        let mut v: Vec<std::ffi::OsString> = vec![
+            "study".into(),
+            "transfer".into(),
+            fixture(MODEL).into(),
+            "--classifier".into(),
+            fixture("train/resnet18_synth.onnx").into(),
+        ];
         v.extend(["--classify".into(), root.join("ctrain").into(), "--val-classify".into(), root.join("cval").into()]);
-        for a in ["--cls-steps", "4", "--cls-ticket-steps", "2", "--cls-batch", batch, "--seeds", "1", "--steps", "6", "--local", "2", "--json"] {
+        for a in
+            ["--cls-steps", "4", "--cls-ticket-steps", "2", "--cls-batch", batch, "--seeds", "1", "--steps", "6", "--local", "2", "--json"]
+        {
             v.push(a.into());
         }
         for a in ["warmup=1", "rois=32", "threads=1", "max-map-drop=1", "lr=0.001"] {
             v.extend(["--set".into(), a.into()]);
         }
-        v.extend(["--coco".into(), root.join("train/annotations.json").into(), "--val-coco".into(), root.join("val/annotations.json").into()]);
+        v.extend([
+            "--coco".into(),
+            root.join("train/annotations.json").into(),
+            "--val-coco".into(),
+            root.join("val/annotations.json").into(),
+        ]);
         v.extend(["-o".into(), study.clone().into()]);
         v
     };
@@ -279,7 +334,15 @@ fn transfer_study_prepares_runs_and_reports() {
     assert_eq!(labels.len(), 4, "{labels:?}");
     assert!(labels[1].contains("rewind=1") && labels[2].contains("det_tt.onnx") && labels[3].contains("det_mt.onnx"), "{labels:?}");
     let prep = study.join("prep/seed_1");
-    for f in ["cls_pretrain/model.onnx", "cls_ticket/summary.json", "det_pretrained.onnx", "det_tt.onnx", "det_tt.safetensors", "det_mt.onnx", "det_mt.safetensors"] {
+    for f in [
+        "cls_pretrain/model.onnx",
+        "cls_ticket/summary.json",
+        "det_pretrained.onnx",
+        "det_tt.onnx",
+        "det_tt.safetensors",
+        "det_mt.onnx",
+        "det_mt.safetensors",
+    ] {
         assert!(prep.join(f).is_file(), "{f}");
     }
     // The transfer ticket's detector carries the classifier ticket's zeros in its body.

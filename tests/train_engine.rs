@@ -457,7 +457,12 @@ fn batchnorm_graph(dir: &Path, exported_in_train_mode: bool) -> PathBuf {
     let mean = b.f32_init("bn.mean", &[4], &[0.5, -0.5, 0.0, 1.0]);
     let var = b.f32_init("bn.var", &[4], &[1.0, 2.0, 0.5, 1.5]);
     let c = b.node("Conv", &[&x, &w], "conv", vec![("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
-    let bn = b.node("BatchNormalization", &[&c, &scale, &bias, &mean, &var], "bn", vec![("training_mode", Attr::Int(exported_in_train_mode as i64))]);
+    let bn = b.node(
+        "BatchNormalization",
+        &[&c, &scale, &bias, &mean, &var],
+        "bn",
+        vec![("training_mode", Attr::Int(exported_in_train_mode as i64))],
+    );
     let sq = b.node("Mul", &[&bn, &bn], "sq", vec![]);
     let loss = b.node("ReduceMean", &[&sq], "loss_value", vec![("keepdims", Attr::Int(0))]);
     b.output(&loss, "loss");

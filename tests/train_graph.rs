@@ -11,10 +11,10 @@ mod train_inputs;
 use common::*;
 use std::collections::BTreeMap;
 use ticket::graph::train::{training_graph, TrainGraph, TrainOptions, TrainShape};
-use ticket::train::Tensor;
-use train_inputs::{fixture_data, scalar, shape_of, Fixture};
 use ticket::model::{Mask, Masks, ModelState};
 use ticket::runtime::ort_check;
+use ticket::train::Tensor;
+use train_inputs::{fixture_data, scalar, shape_of, Fixture};
 
 const MODELS: &[&str] = &["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"];
 /// Ops with no gradient builder or no CPU gradient kernel in ORT 1.19 training (docs/engine-facts.md).
@@ -284,7 +284,8 @@ fn graph_is_trainable_by_ort_1_19() {
         }
         assert!(graph.trainable.iter().all(|t| !graph.frozen.contains(t)), "{name}: a parameter is both trainable and frozen");
         // Every prunable weight enters as W · M with M frozen, and W is zero where M is.
-        let consumers = |v: &str| g.node.iter().filter(|n| n.input.iter().any(|i| i == v)).map(|n| n.op_type().to_string()).collect::<Vec<_>>();
+        let consumers =
+            |v: &str| g.node.iter().filter(|n| n.input.iter().any(|i| i == v)).map(|n| n.op_type().to_string()).collect::<Vec<_>>();
         for w in state.prunable() {
             let mask = format!("{}.mask", w.name);
             assert!(graph.frozen.contains(&mask), "{name}: {mask} is not frozen");
@@ -311,7 +312,9 @@ fn bad_shapes_and_models_are_refused() {
     let state = state_with_masks("fasterrcnn_r18_fpn_voc", false);
     let ok = TrainShape { batch: 1, height: 128, width: 128, rois_per_image: 4, mask_rois_per_image: 0, keypoint_rois_per_image: 0 };
     assert!(training_graph(&state, &ok, &TrainOptions::default()).is_ok());
-    for bad in [TrainShape { height: 100, ..ok.clone() }, TrainShape { batch: 0, ..ok.clone() }, TrainShape { rois_per_image: 0, ..ok.clone() }] {
+    for bad in
+        [TrainShape { height: 100, ..ok.clone() }, TrainShape { batch: 0, ..ok.clone() }, TrainShape { rois_per_image: 0, ..ok.clone() }]
+    {
         assert!(training_graph(&state, &bad, &TrainOptions::default()).is_err(), "{bad:?}");
     }
     assert!(training_graph(&state, &ok, &TrainOptions { trainable_layers: 6 }).is_err());

@@ -32,10 +32,11 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
 
 /// `ticket train` arguments of the tests' runs: batch 2, a short warmup.
 fn train_args(model: &Path, ann: &Path, run: &Path, steps: &str) -> Vec<OsString> {
-    let mut v: Vec<OsString> = ["train".as_ref(), model.as_os_str(), "--coco".as_ref(), ann.as_os_str(), "--steps".as_ref(), steps.as_ref()]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
+    let mut v: Vec<OsString> =
+        ["train".as_ref(), model.as_os_str(), "--coco".as_ref(), ann.as_os_str(), "--steps".as_ref(), steps.as_ref()]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
     v.extend(["--warmup", "5", "--lr", "0.01", "--batch", "2", "-o"].map(OsString::from));
     v.push(run.into());
     v
@@ -63,7 +64,8 @@ fn loss_falls_and_the_run_folder_is_complete() {
     let mean = |s: &[(u64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
     let (first, last) = (mean(&l[..5]), mean(&l[19..]));
     assert!(last < 0.75 * first, "loss should fall on two images seen 24 times: first five {first:.3}, last five {last:.3}");
-    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     for term in ["loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask", "lr"] {
         assert!(line[term].as_f64().is_some_and(f64::is_finite), "log line lacks a finite '{term}': {line}");
     }
@@ -228,10 +230,17 @@ fn keypoint_rcnn_trains_on_the_persons() {
     let person = j["categories"].as_array().unwrap().iter().find(|c| c["name"] == "person").unwrap().clone();
     let pid = person["id"].clone();
     j["annotations"] = serde_json::Value::Array(
-        j["annotations"].as_array().unwrap().iter().filter(|a| a["category_id"] == pid).cloned().map(|mut a| {
-            a["category_id"] = 1.into();
-            a
-        }).collect(),
+        j["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["category_id"] == pid)
+            .cloned()
+            .map(|mut a| {
+                a["category_id"] = 1.into();
+                a
+            })
+            .collect(),
     );
     assert!(!j["annotations"].as_array().unwrap().is_empty(), "the synthetic images hold persons");
     let mut cat = person;
@@ -244,7 +253,8 @@ fn keypoint_rcnn_trains_on_the_persons() {
     let model = fixture("keypointrcnn_r50_fpn.onnx");
     let args = with(train_args(&model, &persons, &run, "4"), &[&"--images", &t.path().join("data/images"), &"--rois", &"32"]);
     ticket_json(&refs(&args));
-    let last: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().last().unwrap()).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().last().unwrap()).unwrap();
     assert!(last["loss_keypoint"].as_f64().is_some_and(f64::is_finite), "keypoint loss logged: {last}");
     let dets = t.path().join("dets.json");
     ticket_json(&[&"detect", &run.join("model.onnx"), &t.path().join("data/images/000001.png"), &"-o", &dets]);
@@ -255,8 +265,26 @@ fn faster_rcnn_trains_on_a_voc_folder() {
     // The VOC evaluation fixture's annotations (its made-up classes renamed to VOC ones) with patterned images, the
     // 20 VOC classes in labels.txt (their order is the model's label order), and the VOC Faster R-CNN fixture.
     const VOC: [&str; 20] = [
-        "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog", "horse",
-        "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+        "aeroplane",
+        "bicycle",
+        "bird",
+        "boat",
+        "bottle",
+        "bus",
+        "car",
+        "cat",
+        "chair",
+        "cow",
+        "diningtable",
+        "dog",
+        "horse",
+        "motorbike",
+        "person",
+        "pottedplant",
+        "sheep",
+        "sofa",
+        "train",
+        "tvmonitor",
     ];
     let t = tempdir();
     let voc = t.path().join("voc");
@@ -264,10 +292,19 @@ fn faster_rcnn_trains_on_a_voc_folder() {
     std::fs::write(voc.join("labels.txt"), VOC.join("\n") + "\n").unwrap();
     let run = t.path().join("run");
     let model = fixture("fasterrcnn_r18_fpn_voc.onnx");
-    let args: Vec<OsString> = ["train".as_ref(), model.as_os_str(), "--voc".as_ref(), voc.as_os_str(), "--steps".as_ref(), "3".as_ref(), "-o".as_ref(), run.as_os_str()]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
+    let args: Vec<OsString> = [
+        "train".as_ref(),
+        model.as_os_str(),
+        "--voc".as_ref(),
+        voc.as_os_str(),
+        "--steps".as_ref(),
+        "3".as_ref(),
+        "-o".as_ref(),
+        run.as_os_str(),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
     let report = ticket_json(&refs(&args));
     assert_eq!(report["steps"], 3);
     assert_eq!(losses(&run).len(), 3);

@@ -27,7 +27,8 @@ const LR: f32 = 1e-2;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn pruned(sparsity: f64, state: &mut ModelState) {
-    let p = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None };
+    let p =
+        PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None };
     prune(state, &p.check().unwrap()).unwrap();
 }
 
@@ -71,7 +72,6 @@ fn pruned_count(masks: &Masks) -> usize {
     masks.map.values().map(|m| m.len() - m.kept()).sum()
 }
 
-
 /// The first fixture image as the detectors take it: [3, H, W] in [0, 1].
 fn first_image(fx: &Fixture) -> ArrayD<f32> {
     let img = train_inputs::f32s(fx, "images_u8").index_axis(Axis(0), 0).to_owned();
@@ -107,9 +107,17 @@ fn masked_training_lowers_loss_and_exports_the_users_onnx_with_trained_weights()
     let mut sorted = step_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let median = (sorted[9] + sorted[10]) / 2.0;
-    eprintln!("{MODEL} {:?}: ORT step (train + optimizer + reset) median {median:.0} ms (min {:.0}, max {:.0})", shape_of(&fx), sorted[0], sorted[19]);
+    eprintln!(
+        "{MODEL} {:?}: ORT step (train + optimizer + reset) median {median:.0} ms (min {:.0}, max {:.0})",
+        shape_of(&fx),
+        sorted[0],
+        sorted[19]
+    );
     eprintln!("losses: {losses:?}");
-    assert!(losses[19] < 0.8 * losses[0] && losses[15..].iter().all(|l| *l < losses[0]), "20 AdamW steps (lr {LR}) did not lower the loss: {losses:?}");
+    assert!(
+        losses[19] < 0.8 * losses[0] && losses[15..].iter().all(|l| *l < losses[0]),
+        "20 AdamW steps (lr {LR}) did not lower the loss: {losses:?}"
+    );
     assert_eq!(s.steps(), 20);
 
     // A saved checkpoint holds the masked weights as exact zeros.
@@ -167,7 +175,11 @@ fn masked_training_lowers_loss_and_exports_the_users_onnx_with_trained_weights()
     let mut det = Detector::new(back, params).expect("tract detector on the trained export");
     let found = det.detect(img.view().into_dimensionality().unwrap()).expect("tract detection on the trained export");
     assert!(found.scores.iter().all(|v| v.is_finite()));
-    eprintln!("trained export: ORT outputs {:?}; tract found {} detections", outs.iter().map(|(n, _)| n).collect::<Vec<_>>(), found.scores.len());
+    eprintln!(
+        "trained export: ORT outputs {:?}; tract found {} detections",
+        outs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        found.scores.len()
+    );
 }
 
 #[test]
@@ -192,12 +204,17 @@ fn new_masks_stay_zero_and_rewinds_are_exact() {
     s.rewind(&ck0).unwrap();
     assert_eq!(s.checkpoint().unwrap(), ck0, "rewind is not exact");
     let replayed = s.step(&data).unwrap();
-    assert!((replayed.total - first.total).abs() <= 1e-5 * first.total.abs(), "the first step after a rewind: {replayed:?}, fresh {first:?}");
+    assert!(
+        (replayed.total - first.total).abs() <= 1e-5 * first.total.abs(),
+        "the first step after a rewind: {replayed:?}, fresh {first:?}"
+    );
     let replay = s.checkpoint().unwrap();
     let mut worst = (0f32, String::new());
     for (n, a) in &replay.params {
         let d = a.iter().zip(after_first.params[n].iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        if d > worst.0 { worst = (d, n.clone()); }
+        if d > worst.0 {
+            worst = (d, n.clone());
+        }
     }
     eprintln!("replayed first step: max |diff| {worst:?}");
     // ORT's multithreaded backward is not bitwise reproducible (≈1e-6 here); a surviving Adam state would move

@@ -155,19 +155,18 @@ fn low_quality_matches_with_ties_match_torchvision() {
     assert!(tied > gt.len(), "only {tied} best anchors for {} GT boxes", gt.len());
     assert!(!ints(&t, "rpn_matches").contains(&1), "duplicate GT 1 never wins over GT 0");
     // ...and low-quality matches happen: anchors matched although their best IoU is below 0.7.
-    let low: usize = ints(&t, "rpn_matches")
-        .iter()
-        .enumerate()
-        .filter(|&(j, &m)| m >= 0 && iou.column(j).iter().all(|&v| v < 0.7))
-        .count();
+    let low: usize = ints(&t, "rpn_matches").iter().enumerate().filter(|&(j, &m)| m >= 0 && iou.column(j).iter().all(|&v| v < 0.7)).count();
     assert!(low > 1, "{low} low-quality matches");
 }
 
 fn best_ties(iou: ArrayView2<f32>) -> usize {
-    iou.rows().into_iter().map(|r| {
-        let best = r.iter().copied().fold(f32::MIN, f32::max);
-        r.iter().filter(|&&v| v == best).count()
-    }).sum()
+    iou.rows()
+        .into_iter()
+        .map(|r| {
+            let best = r.iter().copied().fold(f32::MIN, f32::max);
+            r.iter().filter(|&&v| v == best).count()
+        })
+        .sum()
 }
 
 #[test]
@@ -216,7 +215,10 @@ fn training_proposals_match_filter_proposals() {
     assert!(anchors[0].len() > 2000, "level 0 must be cut by pre_nms_top_n");
 
     let train = train_rpn_params();
-    assert_eq!((train.pre_nms_top_n, train.post_nms_top_n, train.nms_thresh, train.score_thresh, train.min_size), (2000, 2000, 0.7, 0.0, 1e-3));
+    assert_eq!(
+        (train.pre_nms_top_n, train.post_nms_top_n, train.nms_thresh, train.score_thresh, train.min_size),
+        (2000, 2000, 0.7, 0.0, 1e-3)
+    );
     let small = RpnParams { pre_nms_top_n: 300, post_nms_top_n: 150, ..train_rpn_params() };
     let (mut worst_box, mut worst_score, mut exact_ties) = (0.0f64, 0.0f64, 0);
     for (prefix, params) in [("", &train), ("small.", &small)] {
@@ -258,5 +260,7 @@ fn training_proposals_match_filter_proposals() {
         }
     }
     assert!(exact_ties > 0, "the fixture should hold an exactly tied score pair");
-    eprintln!("training proposals: worst box relative error {worst_box:.2e}, worst score abs error {worst_score:.2e}, {exact_ties} exact ties");
+    eprintln!(
+        "training proposals: worst box relative error {worst_box:.2e}, worst score abs error {worst_score:.2e}, {exact_ties} exact ties"
+    );
 }

@@ -65,7 +65,12 @@ pub enum BenchCommand {
 
 /// Runs a tools/ baseline script with `--json` and returns its report; None when `python` is "none". The
 /// Python and the tools folder default to `runtime::env`'s.
-pub(crate) fn torch_baseline(python: Option<&str>, tools: Option<&std::path::Path>, script: &str, args: &[std::ffi::OsString]) -> Result<Option<serde_json::Value>> {
+pub(crate) fn torch_baseline(
+    python: Option<&str>,
+    tools: Option<&std::path::Path>,
+    script: &str,
+    args: &[std::ffi::OsString],
+) -> Result<Option<serde_json::Value>> {
     if python == Some("none") {
         return Ok(None);
     }
@@ -81,7 +86,11 @@ pub(crate) fn torch_baseline(python: Option<&str>, tools: Option<&std::path::Pat
         .output()
         .map_err(|e| Error::Runtime(format!("{python}: cannot run the torch baseline ({e}); run `ticket setup --torch` (or `tools/setup.sh torch`) or pass --torch-python none")))?;
     if !out.status.success() {
-        return Err(Error::Runtime(format!("{}: torch baseline failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))));
+        return Err(Error::Runtime(format!(
+            "{}: torch baseline failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        )));
     }
     serde_json::from_slice(&out.stdout).map(Some).map_err(|e| Error::Runtime(format!("{}: unreadable output ({e})", script.display())))
 }
@@ -118,7 +127,9 @@ struct PruneBench {
 
 pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
     match cmd {
-        BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => bench_prune(model, sparsity, repeat, torch_python, tools, json),
+        BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => {
+            bench_prune(model, sparsity, repeat, torch_python, tools, json)
+        }
         BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois, threads } => {
             crate::runtime::tract_stage::set_threads(threads);
             bench_stages(model, sparsity, repeat, size, rois, head_rois, crate::runtime::tract_stage::resolve_threads(threads), json)
@@ -129,7 +140,14 @@ pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
     }
 }
 
-fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Option<String>, tools: Option<PathBuf>, json: bool) -> Result<()> {
+fn bench_prune(
+    model: PathBuf,
+    sparsity: f64,
+    repeat: usize,
+    torch_python: Option<String>,
+    tools: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
     let state = ModelState::import(&model)?;
     let weights: Vec<&[f32]> = state.prunable().map(|w| &w.values[..]).collect();
     let n: usize = weights.iter().map(|w| w.len()).sum();
@@ -146,14 +164,19 @@ fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Optio
     });
     bar.inc(1);
     bar.finish_and_clear();
-    let torch = torch_baseline(torch_python.as_deref(), tools.as_deref(), "bench_prune_torch.py", &[
-        "--model".into(),
-        model.clone().into_os_string(),
-        "--sparsity".into(),
-        sparsity.to_string().into(),
-        "--repeat".into(),
-        repeat.to_string().into(),
-    ])?;
+    let torch = torch_baseline(
+        torch_python.as_deref(),
+        tools.as_deref(),
+        "bench_prune_torch.py",
+        &[
+            "--model".into(),
+            model.clone().into_os_string(),
+            "--sparsity".into(),
+            sparsity.to_string().into(),
+            "--repeat".into(),
+            repeat.to_string().into(),
+        ],
+    )?;
     let torch_ms = torch.as_ref().and_then(|t| t["torch_global_unstructured_ms"].as_f64());
     let r = PruneBench {
         model,
@@ -178,7 +201,6 @@ fn bench_prune(model: PathBuf, sparsity: f64, repeat: usize, torch_python: Optio
     });
     Ok(())
 }
-
 
 #[derive(Serialize)]
 struct EngineTiming {
@@ -230,10 +252,16 @@ fn stage_specs(state: &ModelState, size: usize, rois: usize, head_rois: usize) -
         StageSpec { name: "box head", input: vec![rois, c, 7, 7], emit: Box::new(move |s| stages::box_stage(s, rois)) },
     ];
     match state.arch.kind {
-        ModelKind::MaskRcnn => specs.push(StageSpec { name: "mask head", input: vec![head_rois, c, 14, 14], emit: Box::new(move |s| stages::mask_stage(s, head_rois)) }),
-        ModelKind::KeypointRcnn => {
-            specs.push(StageSpec { name: "keypoint head", input: vec![head_rois, c, 14, 14], emit: Box::new(move |s| stages::keypoint_stage(s, head_rois)) })
-        }
+        ModelKind::MaskRcnn => specs.push(StageSpec {
+            name: "mask head",
+            input: vec![head_rois, c, 14, 14],
+            emit: Box::new(move |s| stages::mask_stage(s, head_rois)),
+        }),
+        ModelKind::KeypointRcnn => specs.push(StageSpec {
+            name: "keypoint head",
+            input: vec![head_rois, c, 14, 14],
+            emit: Box::new(move |s| stages::keypoint_stage(s, head_rois)),
+        }),
         _ => {}
     }
     Ok(specs)
@@ -289,11 +317,22 @@ fn ort_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>, threads: u
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench_stages(model: PathBuf, sparsity: f64, repeat: usize, size: usize, rois: usize, head_rois: usize, threads: usize, json: bool) -> Result<()> {
+fn bench_stages(
+    model: PathBuf,
+    sparsity: f64,
+    repeat: usize,
+    size: usize,
+    rois: usize,
+    head_rois: usize,
+    threads: usize,
+    json: bool,
+) -> Result<()> {
     if repeat == 0 || rois == 0 || head_rois == 0 {
         return Err(Error::Input("--repeat, --rois and --head-rois must be at least 1".into()));
     }
-    let opts = PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None }.check()?;
+    let opts =
+        PruneParams { sparsity, scope: Scope::Global, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: None }
+            .check()?;
     let dense = ModelState::import(&model)?;
     if !dense.arch.kind.is_detector() {
         return Err(Error::input(&model, format!("is a {}, not a two-stage detector: it has no stage graphs", dense.arch.kind.label())));

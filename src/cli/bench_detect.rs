@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::model::ModelState;
 use crate::prune::channel::{costs, flops::nonzero_flops, prune_channels, ChannelParams, FlopsAt};
 use crate::prune::{PruneParams, Scope};
-use crate::sparse::Kernels;
 use crate::runtime::{ort_check, tract_stage};
+use crate::sparse::Kernels;
 use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -108,7 +108,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if args.weight_sparsities.iter().any(|s| !(0.0..1.0).contains(s)) || !(0.0..1.0).contains(&args.floor) {
         return Err(Error::Input("--weight-sparsities and --floor must lie in [0, 1)".into()));
     }
-    let kernels = Kernels::parse(&args.kernels).ok_or_else(|| Error::Input(format!("--kernels {}: give auto, dense or sparse", args.kernels)))?;
+    let kernels =
+        Kernels::parse(&args.kernels).ok_or_else(|| Error::Input(format!("--kernels {}: give auto, dense or sparse", args.kernels)))?;
     let threads = tract_stage::resolve_threads(args.threads);
     let dense = ModelState::import(&args.model)?;
     let mut params = DetectParams::from_model(&dense);
@@ -125,12 +126,22 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         variants.push((t.display().to_string(), ModelState::import(t)?, kernels));
     }
     for &s in &args.sparsities {
-        let (ticket, r) = prune_channels(&dense, &ChannelParams { sparsity: s, round_to: args.round_to, flops_at: at, ..Default::default() })?;
+        let (ticket, r) =
+            prune_channels(&dense, &ChannelParams { sparsity: s, round_to: args.round_to, flops_at: at, ..Default::default() })?;
         variants.push((format!("channel {:.0}% (−{:.0}% FLOPs)", 100.0 * s, 100.0 * r.flops_removed), ticket, kernels));
     }
     for &s in &args.weight_sparsities {
         let floor = (args.scope == Scope::Global && args.floor > 0.0).then_some(args.floor);
-        let opts = PruneParams { sparsity: s, scope: args.scope, modules: None, rounds: 1, round: 1, include_bias: false, min_layer_density: floor }.check()?;
+        let opts = PruneParams {
+            sparsity: s,
+            scope: args.scope,
+            modules: None,
+            rounds: 1,
+            round: 1,
+            include_bias: false,
+            min_layer_density: floor,
+        }
+        .check()?;
         let mut ticket = dense.clone();
         crate::prune::prune(&mut ticket, &opts)?;
         let scope = match (args.scope, floor) {
@@ -248,8 +259,22 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             r.size,
             r.threads,
             r.repeat
-        ) + &table(&["Variant", "Engine", "GFLOPs", "non-zero", "M params", "sparse layers", "ms", "range", "stage 1 / box / head ms", "/ORT dense", "/tract dense"], &body)
-            + "GFLOPs: convs and linears at this canvas, 1000 box RoIs, 100 mask/keypoint RoIs; non-zero: of the non-zero weights only\n"
+        ) + &table(
+            &[
+                "Variant",
+                "Engine",
+                "GFLOPs",
+                "non-zero",
+                "M params",
+                "sparse layers",
+                "ms",
+                "range",
+                "stage 1 / box / head ms",
+                "/ORT dense",
+                "/tract dense",
+            ],
+            &body,
+        ) + "GFLOPs: convs and linears at this canvas, 1000 box RoIs, 100 mask/keypoint RoIs; non-zero: of the non-zero weights only\n"
             + "sparse layers: conv/linear layers on the sparse kernels (stage 1 counted after the warm-up)\n"
     });
     Ok(())
@@ -258,5 +283,10 @@ pub fn run(args: Args, json: bool) -> Result<()> {
 /// Per-stage medians over runs.
 fn median_stages(st: &[StageTimes]) -> StageTimes {
     let m = |f: fn(&StageTimes) -> f64| super::median(&st.iter().map(f).collect::<Vec<_>>());
-    StageTimes { backbone_rpn_ms: m(|s| s.backbone_rpn_ms), box_head_ms: m(|s| s.box_head_ms), head_ms: m(|s| s.head_ms), total_ms: m(|s| s.total_ms) }
+    StageTimes {
+        backbone_rpn_ms: m(|s| s.backbone_rpn_ms),
+        box_head_ms: m(|s| s.box_head_ms),
+        head_ms: m(|s| s.head_ms),
+        total_ms: m(|s| s.total_ms),
+    }
 }

@@ -77,7 +77,11 @@ impl Shape {
         let out = match *self {
             Shape::Conv { k, s, p, cout, .. } => {
                 let bias = b.f32_init("b", &[cout], &vec![0.1; cout]);
-                let attrs = vec![("kernel_shape", Attr::Ints(vec![k as i64; 2])), ("strides", Attr::Ints(vec![s as i64; 2])), ("pads", Attr::Ints(vec![p as i64; 4]))];
+                let attrs = vec![
+                    ("kernel_shape", Attr::Ints(vec![k as i64; 2])),
+                    ("strides", Attr::Ints(vec![s as i64; 2])),
+                    ("pads", Attr::Ints(vec![p as i64; 4])),
+                ];
                 if sparse {
                     b.custom_node(DOMAIN, "SparseConv", &[&x, &w, &bias], "y", attrs)
                 } else {
@@ -192,8 +196,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     for (name, shape) in shapes {
         let n: usize = shape.weight_shape().iter().product();
         let dense_w: Vec<f32> = (0..n).map(|_| next()).collect();
-        let input = ArrayD::from_shape_vec(IxDyn(&shape.input_shape()), (0..shape.input_shape().iter().product()).map(|_| next()).collect::<Vec<f32>>())
-            .expect("shape and length agree");
+        let input = ArrayD::from_shape_vec(
+            IxDyn(&shape.input_shape()),
+            (0..shape.input_shape().iter().product()).map(|_| next()).collect::<Vec<f32>>(),
+        )
+        .expect("shape and length agree");
         let dense_ms = time_ms(&TractStage::new(name, &shape.graph(&dense_w, false))?, &input, args.repeat)?;
         bar.inc(1);
         let mut points = Vec::new();
@@ -213,7 +220,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             title: format!("sparse kernel speed-up over tract dense ({} px, {} threads)", args.size, threads),
             x_label: "density (fraction of non-zero weights)".into(),
             y_label: "speed-up (dense ms / sparse ms)".into(),
-            series: report.curves.iter().map(|c| Series { label: c.layer.clone(), points: c.points.iter().map(|p| (p.density, p.speedup, 0.0)).collect() }).collect(),
+            series: report
+                .curves
+                .iter()
+                .map(|c| Series { label: c.layer.clone(), points: c.points.iter().map(|p| (p.density, p.speedup, 0.0)).collect() })
+                .collect(),
             bands: vec![Band { label: "break-even (1×)".into(), mean: 1.0, std: 0.0 }],
             markers: true,
             x_range: Some((0.0, 1.0)),
@@ -238,7 +249,13 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             })
             .collect();
         let h: Vec<&str> = header.iter().map(String::as_str).collect();
-        format!("speed-up of the sparse kernel ({}) over tract dense, by density; {} threads, {} px\n{}", r.isa, r.threads, r.size, table(&h, &rows))
+        format!(
+            "speed-up of the sparse kernel ({}) over tract dense, by density; {} threads, {} px\n{}",
+            r.isa,
+            r.threads,
+            r.size,
+            table(&h, &rows)
+        )
     });
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! `ticket bench train`: ONNX Runtime training's step time on the emitted training core against PyTorch eager
 //! on the torchvision model, same weights, canvas and RoI count, measured in the same run.
 use super::emit;
+use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, SAMPLING_RATIO};
 use crate::error::{Error, Result};
 use crate::graph::train::{training_graph, ElemType, TrainOptions, TrainShape};
 use crate::model::ModelState;
-use crate::data::SeededRng;
 use crate::train::protocol::Tensor;
 use crate::train::worker::{Device, Optimizer, Worker};
 use ndarray::{ArrayD, IxDyn};
@@ -139,20 +139,39 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     worker.shutdown()?;
     bar.finish_and_clear();
     let ort_ms = super::median(&times);
-    let torch = super::bench::torch_baseline(args.torch_python.as_deref(), args.tools.as_deref(), "bench_train_torch.py", &[
-        "--model".into(),
-        args.model.clone().into_os_string(),
-        "--size".into(),
-        args.size.to_string().into(),
-        "--rois".into(),
-        args.rois.to_string().into(),
-        "--repeat".into(),
-        args.repeat.to_string().into(),
-    ])?;
+    let torch = super::bench::torch_baseline(
+        args.torch_python.as_deref(),
+        args.tools.as_deref(),
+        "bench_train_torch.py",
+        &[
+            "--model".into(),
+            args.model.clone().into_os_string(),
+            "--size".into(),
+            args.size.to_string().into(),
+            "--rois".into(),
+            args.rois.to_string().into(),
+            "--repeat".into(),
+            args.repeat.to_string().into(),
+        ],
+    )?;
     let torch_ms = torch.as_ref().and_then(|t| t["torch_step_ms"].as_f64());
-    let r = TrainBench { model: args.model, size: args.size, rois: args.rois, ort_step_ms: ort_ms, ort_over_torch: torch_ms.map(|t| ort_ms / t), torch };
+    let r = TrainBench {
+        model: args.model,
+        size: args.size,
+        rois: args.rois,
+        ort_step_ms: ort_ms,
+        ort_over_torch: torch_ms.map(|t| ort_ms / t),
+        torch,
+    };
     emit(json, &r, |r| {
-        let mut s = format!("{}: one training step, {}² canvas, {} RoIs\nONNX Runtime training: {:.0} ms (median of {})\n", r.model.display(), r.size, r.rois, r.ort_step_ms, args.repeat);
+        let mut s = format!(
+            "{}: one training step, {}² canvas, {} RoIs\nONNX Runtime training: {:.0} ms (median of {})\n",
+            r.model.display(),
+            r.size,
+            r.rois,
+            r.ort_step_ms,
+            args.repeat
+        );
         if let (Some(t), Some(x)) = (torch_ms, r.ort_over_torch) {
             s += &format!("PyTorch eager:         {t:.0} ms → ORT / torch = {x:.2}\n");
         }

@@ -53,7 +53,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         table(&["Output", "Shape", "Max abs diff"], &rows) + if r.passed { "passed\n" } else { "FAILED\n" }
     });
     if !passed {
-        return Err(Error::Reported(format!("{}: outputs differ from the reference by more than {}", args.model.display(), args.tolerance)));
+        return Err(Error::Reported(format!(
+            "{}: outputs differ from the reference by more than {}",
+            args.model.display(),
+            args.tolerance
+        )));
     }
     Ok(())
 }

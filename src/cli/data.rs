@@ -2,10 +2,10 @@
 //! `check` opens a COCO or VOC dataset the way training will and decodes every image, so a broken file fails in
 //! one line before a long run starts.
 use super::{emit, progress, table};
-use crate::error::{Error, Result};
 use crate::data::classify::write_classify;
 use crate::data::synth::{write_synth, SynthOptions};
 use crate::data::Dataset;
+use crate::error::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -121,7 +121,11 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let train = synth(&out.join("train"), a.train_images, 1)?;
     let val = synth(&out.join("val"), a.val_images, 2)?;
     let run_dir = out.join("run");
-    let start = if run_dir.join("run.json").exists() { ImpStart::Resume { model: None } } else { ImpStart::Fresh(Box::new(config(&a, &model, &train, &val)?)) };
+    let start = if run_dir.join("run.json").exists() {
+        ImpStart::Resume { model: None }
+    } else {
+        ImpStart::Fresh(Box::new(config(&a, &model, &train, &val)?))
+    };
     let mut on = super::imp::progress(json);
     let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
     let mut report = DemoReport { run_dir: run_dir.clone(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };
@@ -133,14 +137,18 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         masked.apply_masks(masks, &level)?;
         report.ort_equal = Some(crate::runtime::ort_check::verify_export(&masked, &run_dir.join("ticket.onnx")).is_ok());
         let packed = ModelState::import(&run_dir.join("ticket.tkt"))?;
-        report.compact_round_trip_exact = Some(packed.weights.tensors.iter().zip(&masked.weights.tensors).all(|(x, y)| x.values == y.values));
+        report.compact_round_trip_exact =
+            Some(packed.weights.tensors.iter().zip(&masked.weights.tensors).all(|(x, y)| x.values == y.values));
         report.validate = Some(validate(&run_dir, &val, report.imp.levels[r].selected_sparsity - 1e-3, report.imp.max_map_drop)?);
     }
     emit(json, &report, text);
     if report.imp.ticket_level.is_none() {
         return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
     }
-    if report.validate.as_ref().is_some_and(|v| v["passed"] != true) || report.ort_equal == Some(false) || report.compact_round_trip_exact == Some(false) {
+    if report.validate.as_ref().is_some_and(|v| v["passed"] != true)
+        || report.ort_equal == Some(false)
+        || report.compact_round_trip_exact == Some(false)
+    {
         return Err(Error::Reported("a check on the exported ticket failed (see above)".into()));
     }
     Ok(())
@@ -165,18 +173,25 @@ fn validate(run_dir: &Path, val: &Path, min_sparsity: f64, max_map_drop: f64) ->
         .arg("--json")
         .output()
         .map_err(|e| Error::Runtime(format!("cannot run ticket validate: {e}")))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::Runtime(format!("ticket validate printed no report ({e}): {}", String::from_utf8_lossy(&out.stderr).trim())))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Runtime(format!("ticket validate printed no report ({e}): {}", String::from_utf8_lossy(&out.stderr).trim())))
 }
 
 fn text(r: &DemoReport) -> String {
     let mut s = super::imp::text(&r.imp);
     if let Some(v) = &r.validate {
         let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
-        let drops: Vec<String> = v["map_drop"].as_object().map(|m| m.iter().map(|(k, d)| format!("{k} {:.3}", d.as_f64().unwrap_or(f64::NAN))).collect()).unwrap_or_default();
+        let drops: Vec<String> = v["map_drop"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, d)| format!("{k} {:.3}", d.as_f64().unwrap_or(f64::NAN))).collect())
+            .unwrap_or_default();
         s += &format!("ticket validate (sparsity and mAP-drop gates on the held-out images): {verdict}; mAP drop {}\n", drops.join(", "));
     }
     if let Some(eq) = r.ort_equal {
-        s += &format!("ONNX Runtime: the exported ticket {} the dense graph with its masks applied\n", if eq { "equals" } else { "DIFFERS from" });
+        s += &format!(
+            "ONNX Runtime: the exported ticket {} the dense graph with its masks applied\n",
+            if eq { "equals" } else { "DIFFERS from" }
+        );
     }
     if let Some(c) = r.compact_round_trip_exact {
         s += &format!("compact file: {}\n", if c { "restores every weight exactly" } else { "DOES NOT restore the weights" });

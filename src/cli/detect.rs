@@ -69,10 +69,13 @@ impl DetectOpts {
         let (score, nms) = (p.box_head.score_thresh, p.box_head.nms_thresh);
         // NaN compares false both ways: it would keep every candidate or none without a word.
         if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
-            return Err(Error::Input(format!("--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]")));
+            return Err(Error::Input(format!(
+                "--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]"
+            )));
         }
         if let Some(k) = &self.kernels {
-            p.kernels = crate::sparse::Kernels::parse(k).ok_or_else(|| Error::Input(format!("--kernels {k}: give auto, dense or sparse")))?;
+            p.kernels =
+                crate::sparse::Kernels::parse(k).ok_or_else(|| Error::Input(format!("--kernels {k}: give auto, dense or sparse")))?;
         }
         if p.min_size == 0 || p.max_size < p.min_size || p.box_head.detections_per_img == 0 || p.rpn.post_nms_top_n == 0 {
             return Err(Error::Input(format!(
@@ -85,7 +88,12 @@ impl DetectOpts {
 }
 
 /// Runs the detector over images with a progress bar, drawing each one into `draw` when asked.
-pub fn detect_images(det: &mut Detector, images: &[(u64, PathBuf)], json: bool, draw: Option<&Path>) -> Result<(Vec<CocoResult>, Vec<f64>)> {
+pub fn detect_images(
+    det: &mut Detector,
+    images: &[(u64, PathBuf)],
+    json: bool,
+    draw: Option<&Path>,
+) -> Result<(Vec<CocoResult>, Vec<f64>)> {
     let bar = progress(images.len() as u64, "detect", json);
     let out = crate::detect::images::detect_images(det, images, &bar, |path, img, dets| match draw {
         Some(dir) => draw_one(dir, path, img, dets),
@@ -107,7 +115,6 @@ fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect
         .map_err(|e| Error::input(&out, format!("cannot encode PNG: {e}")))?;
     crate::fsio::write_atomic(&out, &bytes)
 }
-
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -173,7 +180,12 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let rows = images
         .iter()
         .zip(&latency)
-        .map(|((id, p), l)| ImageRow { image_id: *id, file: p.clone(), detections: results.iter().filter(|r| r.image_id == *id).count(), latency_ms: *l })
+        .map(|((id, p), l)| ImageRow {
+            image_id: *id,
+            file: p.clone(),
+            detections: results.iter().filter(|r| r.image_id == *id).count(),
+            latency_ms: *l,
+        })
         .collect();
     let report = DetectReport {
         model: args.model,

@@ -52,7 +52,12 @@ pub struct Args {
 }
 
 /// Detections of `--model` over `images`, as records with the ground truth's image ids.
-fn model_detections(args: &Args, images: Vec<(u64, PathBuf)>, check: impl FnOnce(&crate::model::ModelState) -> Result<()>, json: bool) -> Result<DetSource> {
+fn model_detections(
+    args: &Args,
+    images: Vec<(u64, PathBuf)>,
+    check: impl FnOnce(&crate::model::ModelState) -> Result<()>,
+    json: bool,
+) -> Result<DetSource> {
     let model = args.model.as_ref().expect("clap: --model");
     let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
     check(&state)?;
@@ -75,9 +80,20 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         let report = crate::eval::classify::top1(&state, &data, side, &bar)?;
         bar.finish_and_clear();
         emit(json, &report, |r| {
-            let rows: Vec<Vec<String>> =
-                r.per_category.iter().map(|(c, n, t)| vec![c.clone(), n.to_string(), t.map_or("-".into(), |t| format!("{:.3}", t))]).collect();
-            format!("top-1 {:.4} ({} of {} images, {} px, {:.2} ms/image)\n{}", r.top1, r.correct, r.images, r.side, r.latency_ms, table(&["category", "images", "top-1"], &rows))
+            let rows: Vec<Vec<String>> = r
+                .per_category
+                .iter()
+                .map(|(c, n, t)| vec![c.clone(), n.to_string(), t.map_or("-".into(), |t| format!("{:.3}", t))])
+                .collect();
+            format!(
+                "top-1 {:.4} ({} of {} images, {} px, {:.2} ms/image)\n{}",
+                r.top1,
+                r.correct,
+                r.images,
+                r.side,
+                r.latency_ms,
+                table(&["category", "images", "top-1"], &rows)
+            )
         });
         return Ok(());
     }
@@ -104,9 +120,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         Some(d) => {
             let mut types = args.iou_type.clone().unwrap_or(vec![IouType::Bbox]);
             let mut seen = Vec::new();
-            types.retain(|t| !seen.contains(t) && {
-                seen.push(*t);
-                true
+            types.retain(|t| {
+                !seen.contains(t) && {
+                    seen.push(*t);
+                    true
+                }
             });
             let bar = progress(0, "evaluating", json);
             types.iter().map(|&t| gt.evaluate(DetSource::File(d.clone()), t, &opts, &bar)).collect::<Result<Vec<_>>>()?
@@ -195,7 +213,8 @@ fn coco_text(r: &CocoReport) -> String {
         .per_category
         .iter()
         .map(|c| {
-            let mut row = vec![c.name.clone(), c.id.to_string(), c.gt.to_string(), c.detections.to_string(), num(c.ap), num(c.ap50), num(c.ap75)];
+            let mut row =
+                vec![c.name.clone(), c.id.to_string(), c.gt.to_string(), c.detections.to_string(), num(c.ap), num(c.ap50), num(c.ap75)];
             if !kp {
                 row.push(num(c.ap_small));
             }
@@ -206,13 +225,15 @@ fn coco_text(r: &CocoReport) -> String {
     out += "\n";
     out += &table(&header, &rows);
 
-    let rows: Vec<Vec<String>> =
-        r.per_size.iter().map(|s| vec![s.area.clone(), area_range(s.range), num(s.ap), num(s.ar)]).collect();
+    let rows: Vec<Vec<String>> = r.per_size.iter().map(|s| vec![s.area.clone(), area_range(s.range), num(s.ap), num(s.ar)]).collect();
     out += "\n";
     out += &table(&["Size", "Area px²", "AP", "AR"], &rows);
 
     if let Some(t) = &r.tide {
-        out += &format!("\nTIDE errors at IoU {:.2} (background {:.2}); AP50 {:.3}, dAP = AP50 gained by fixing that type\n", t.pos_thr, t.bg_thr, t.ap_base);
+        out += &format!(
+            "\nTIDE errors at IoU {:.2} (background {:.2}); AP50 {:.3}, dAP = AP50 gained by fixing that type\n",
+            t.pos_thr, t.bg_thr, t.ap_base
+        );
         let rows: Vec<Vec<String>> = t
             .delta_ap
             .iter()
@@ -251,7 +272,16 @@ fn voc_text(r: &VocReport) -> String {
             ]
         })
         .collect();
-    rows.push(vec!["mAP".into(), String::new(), String::new(), String::new(), String::new(), String::new(), num(r.map_voc07), num(r.map_area)]);
+    rows.push(vec![
+        "mAP".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        num(r.map_voc07),
+        num(r.map_area),
+    ]);
     out += &table(&["Class", "GT", "Difficult", "Dets", "TP", "FP", "AP VOC07", "AP area"], &rows);
     out
 }

@@ -93,10 +93,16 @@ pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
     }
     let state = ModelState::import(model)?;
     let val = match (&a.val_coco, &a.val_voc, &a.val_classify) {
-        (Some(c), None, None) => ValSpec::Coco { annotations: abs(c), images: abs(&a.val_images.clone().unwrap_or_else(|| default_images(c))) },
+        (Some(c), None, None) => {
+            ValSpec::Coco { annotations: abs(c), images: abs(&a.val_images.clone().unwrap_or_else(|| default_images(c))) }
+        }
         (None, Some(v), None) => ValSpec::Voc { dir: abs(v), images: a.val_images.as_ref().map(abs) },
         (None, None, Some(d)) => ValSpec::Classify { dir: abs(d) },
-        _ => return Err(Error::Input("imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into())),
+        _ => {
+            return Err(Error::Input(
+                "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
+            ))
+        }
     };
     let sparsity = match (a.sparsity, &a.masks_from) {
         (Some(s), None) => s,
@@ -106,8 +112,12 @@ pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
     };
     let mut train = a.train.config(model, &state, None)?;
     train.data = match train.data {
-        crate::train::run::DataSpec::Coco { annotations, images } => crate::train::run::DataSpec::Coco { annotations: abs(&annotations), images: abs(&images) },
-        crate::train::run::DataSpec::Voc { dir, images } => crate::train::run::DataSpec::Voc { dir: abs(&dir), images: images.as_ref().map(abs) },
+        crate::train::run::DataSpec::Coco { annotations, images } => {
+            crate::train::run::DataSpec::Coco { annotations: abs(&annotations), images: abs(&images) }
+        }
+        crate::train::run::DataSpec::Voc { dir, images } => {
+            crate::train::run::DataSpec::Voc { dir: abs(&dir), images: images.as_ref().map(abs) }
+        }
         crate::train::run::DataSpec::Classify { dir } => crate::train::run::DataSpec::Classify { dir: abs(&dir) },
     };
     let dense_steps = a.dense_steps.unwrap_or(train.steps);
@@ -155,7 +165,9 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                 || a.val_classify.is_some()
                 || a.sparsity.is_some();
             if given {
-                return Err(Error::Input("--resume takes the data and settings from RUN_DIR/run.json; give only [MODEL] --resume RUN_DIR".into()));
+                return Err(Error::Input(
+                    "--resume takes the data and settings from RUN_DIR/run.json; give only [MODEL] --resume RUN_DIR".into(),
+                ));
             }
             (d.clone(), ImpStart::Resume { model: a.model.clone() })
         }
@@ -170,7 +182,11 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let summary = run_imp(&dir, start, &env, &mut on)?;
     emit(json, &summary, text);
     if summary.ticket_level.is_none() {
-        return Err(Error::Reported(format!("no level is within {} AP of dense (see {})", summary.max_map_drop, dir.join("summary.json").display())));
+        return Err(Error::Reported(format!(
+            "no level is within {} AP of dense (see {})",
+            summary.max_map_drop,
+            dir.join("summary.json").display()
+        )));
     }
     Ok(())
 }
@@ -184,7 +200,9 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
                 eprintln!("level {level}: {what}");
             }
         }
-        ImpEvent::TrainStart { level, total, start, batch } => view = Some(StepView::new(&format!("level {level}"), total, start, batch, json)),
+        ImpEvent::TrainStart { level, total, start, batch } => {
+            view = Some(StepView::new(&format!("level {level}"), total, start, batch, json))
+        }
         ImpEvent::Step { total, record, .. } => {
             if let Some(v) = &view {
                 v.show(record, total);
@@ -251,7 +269,12 @@ pub fn text(s: &ImpSummary) -> String {
                 }
                 row.push(if l.level == 0 { "-".into() } else { d.get(t).map_or("-".into(), |v| format!("{v:+.3}")) });
             }
-            row.extend([l.steps.to_string(), format!("{:.0}", l.train_s), format!("{:.0}", l.latency_ms), l.compact_bytes.map_or("-".into(), |b| b.to_string())]);
+            row.extend([
+                l.steps.to_string(),
+                format!("{:.0}", l.train_s),
+                format!("{:.0}", l.latency_ms),
+                l.compact_bytes.map_or("-".into(), |b| b.to_string()),
+            ]);
             row
         })
         .collect();
@@ -264,7 +287,12 @@ pub fn text(s: &ImpSummary) -> String {
     }
     if let Some(eb) = &s.early_bird {
         for m in &eb.masks {
-            out += &format!("early-bird mask at {:.0}% of dense training (step {}): IoU {:.3} with the final mask\n", 100.0 * m.fraction, m.step, m.iou_with_final);
+            out += &format!(
+                "early-bird mask at {:.0}% of dense training (step {}): IoU {:.3} with the final mask\n",
+                100.0 * m.fraction,
+                m.step,
+                m.iou_with_final
+            );
         }
         if let Some(step) = eb.stopped_at {
             out += &format!("early-bird stop rule ended dense training at step {step}\n");

@@ -92,7 +92,13 @@ pub fn report(state: &ModelState, layers: bool) -> InspectReport {
         sparsity: prunable_zeros as f64 / prunable.max(1) as f64,
         network_sparsity: all_zeros as f64 / total.max(1) as f64,
         constants: state.constants.clone(),
-        recovered_names: state.weights.tensors.iter().filter(|w| w.recovered_name).map(|w| format!("{} <- {}", w.name, w.initializer)).collect(),
+        recovered_names: state
+            .weights
+            .tensors
+            .iter()
+            .filter(|w| w.recovered_name)
+            .map(|w| format!("{} <- {}", w.name, w.initializer))
+            .collect(),
         layers: layers.then(|| {
             state
                 .weights
@@ -125,7 +131,8 @@ pub fn text(r: &InspectReport) -> String {
     out += &table(&["Module", "Params", "Share", "Prunable", "Sparsity"], &rows);
     out += &format!("network sparsity (exact zeros over all parameters): {}\n", pct(r.network_sparsity));
     if r.constants.tensors > 0 {
-        out += &format!("exporter constants and buffers (not parameters): {} tensors, {} values\n", r.constants.tensors, r.constants.values);
+        out +=
+            &format!("exporter constants and buffers (not parameters): {} tensors, {} values\n", r.constants.tensors, r.constants.values);
     }
     if !r.recovered_names.is_empty() {
         out += &format!(

@@ -65,7 +65,8 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
         MaskCommand::Iou { a, b } => {
             let r = ops::iou(&Masks::load(&a)?, &a, &Masks::load(&b)?, &b)?;
             emit(json, &r, |r| {
-                let mut out = format!("IoU {:.4} ({} kept in both, {} in either) over {} tensors\n", r.iou, r.intersection, r.union, r.tensors.len());
+                let mut out =
+                    format!("IoU {:.4} ({} kept in both, {} in either) over {} tensors\n", r.iou, r.intersection, r.union, r.tensors.len());
                 for (label, names) in [("only in the first", &r.only_in_a), ("only in the second", &r.only_in_b)] {
                     if !names.is_empty() {
                         out += &format!("{} tensors {label} (ignored)\n", names.len());
@@ -100,7 +101,13 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
                 verify: diffs,
             };
             emit(json, &r, |r| {
-                format!("{}: {} tensors masked, {} weights set to zero, {} bytes\n", r.output.display(), r.masked_tensors, r.pruned, r.sizes.output_bytes)
+                format!(
+                    "{}: {} tensors masked, {} weights set to zero, {} bytes\n",
+                    r.output.display(),
+                    r.masked_tensors,
+                    r.pruned,
+                    r.sizes.output_bytes
+                )
             });
             Ok(())
         }

@@ -142,7 +142,9 @@ pub(crate) fn progress(len: u64, msg: &str, json: bool) -> indicatif::ProgressBa
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message(msg.to_string());
     bar

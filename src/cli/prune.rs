@@ -2,10 +2,10 @@
 //! `--structure channel`, a channel ticket: the user's graph with whole channels removed from its initializers.
 use super::{emit, pct, table};
 use crate::error::{Error, Result};
-use crate::prune::channel::{ChannelParams, ChannelReport, Importance};
-use crate::model::{Masks, ModelState};
-use crate::prune::{PruneParams, PruneReport, Scope, Structure};
 use crate::export::Sizes;
+use crate::model::{Masks, ModelState};
+use crate::prune::channel::{ChannelParams, ChannelReport, Importance};
+use crate::prune::{PruneParams, PruneReport, Scope, Structure};
 use crate::runtime::ort_check::OutputDiff;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -97,10 +97,8 @@ pub fn text(r: &PruneOutput) -> String {
         e.0 += t.numel;
         e.1 += t.kept;
     }
-    let rows: Vec<Vec<String>> = groups
-        .iter()
-        .map(|(g, (n, k))| vec![g.label(), n.to_string(), k.to_string(), pct(1.0 - *k as f64 / (*n).max(1) as f64)])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        groups.iter().map(|(g, (n, k))| vec![g.label(), n.to_string(), k.to_string(), pct(1.0 - *k as f64 / (*n).max(1) as f64)]).collect();
     out += &table(&["Module", "Selected", "Kept", "Sparsity"], &rows);
     out += &format!(
         "selected sparsity {} ({} of {} kept); network sparsity {} ({} of {} parameters pruned)\n",
@@ -130,7 +128,9 @@ pub fn text(r: &PruneOutput) -> String {
 pub fn collapse_warning(p: &PruneReport) -> String {
     p.collapsed
         .iter()
-        .map(|(name, s)| format!("warning: {name} is {} pruned: the layer has all but collapsed (--min-layer-density F keeps a floor)\n", pct(*s)))
+        .map(|(name, s)| {
+            format!("warning: {name} is {} pruned: the layer has all but collapsed (--min-layer-density F keeps a floor)\n", pct(*s))
+        })
         .collect()
 }
 
@@ -162,7 +162,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     // ONNX Runtime rejecting the model is bad input (the user's graph): no outputs are left for it. Outputs that
     // differ (exit 1) stay, for the user to look into.
     if let Err(crate::error::Error::Input(_)) = &verify {
-        let outs: Vec<&Path> = [Some(args.output.as_path()), args.masks_out.as_deref(), args.compact.as_deref()].into_iter().flatten().collect();
+        let outs: Vec<&Path> =
+            [Some(args.output.as_path()), args.masks_out.as_deref(), args.compact.as_deref()].into_iter().flatten().collect();
         crate::export::remove_outputs(&outs);
     }
     let verify = verify?;
@@ -287,7 +288,10 @@ fn channel_text(r: &ChannelOutput) -> String {
     out += &format!("size: input {} bytes, output {} bytes\n", r.sizes.input_bytes, r.sizes.output_bytes);
     if let Some(v) = &r.verify {
         let worst = v.iter().map(|d| d.max_abs_diff).fold(0.0, f64::max);
-        out += &format!("ONNX Runtime: {} outputs equal to the input model with the removed channels zeroed (max abs diff {worst:e})\n", v.len());
+        out += &format!(
+            "ONNX Runtime: {} outputs equal to the input model with the removed channels zeroed (max abs diff {worst:e})\n",
+            v.len()
+        );
     }
     out
 }

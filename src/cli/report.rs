@@ -20,7 +20,10 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     emit(json, &r, |r| {
         let mut out = String::new();
         if r.models > 1 {
-            out += &format!("note: the runs come from {} different models; each model's runs form their own groups with their own dense baseline\n", r.models);
+            out += &format!(
+                "note: the runs come from {} different models; each model's runs form their own groups with their own dense baseline\n",
+                r.models
+            );
         }
         for (i, g) in r.groups.iter().enumerate() {
             out += &format!("group {i}: {} ({} run(s), model {}, figures show level {})\n", g.label, g.runs.len(), g.arch, g.shown_level);

@@ -69,10 +69,26 @@ fn text(d: &Doctor) -> String {
     };
     let yes = |ok: bool| if ok { "ok" } else { "MISSING" };
     let rows = vec![
-        vec!["data folder".into(), "".into(), d.data_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (set TICKET_HOME)".into())],
-        vec!["ONNX Runtime library".into(), yes(d.ort.ok).into(), d.ort_version.as_ref().map_or_else(|| place(&d.ort), |v| format!("{v} at {}", place(&d.ort)))],
-        vec!["training environment".into(), yes(d.train.ok).into(), d.train_onnxruntime.as_ref().map_or_else(|| place(&d.train), |v| format!("onnxruntime {v} at {}", place(&d.train)))],
-        vec!["CUDA provider (--device cuda)".into(), if d.cuda { "yes" } else { "no" }.into(), if d.train_providers.is_empty() { "-".into() } else { d.train_providers.join(", ") }],
+        vec![
+            "data folder".into(),
+            "".into(),
+            d.data_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (set TICKET_HOME)".into()),
+        ],
+        vec![
+            "ONNX Runtime library".into(),
+            yes(d.ort.ok).into(),
+            d.ort_version.as_ref().map_or_else(|| place(&d.ort), |v| format!("{v} at {}", place(&d.ort))),
+        ],
+        vec![
+            "training environment".into(),
+            yes(d.train.ok).into(),
+            d.train_onnxruntime.as_ref().map_or_else(|| place(&d.train), |v| format!("onnxruntime {v} at {}", place(&d.train))),
+        ],
+        vec![
+            "CUDA provider (--device cuda)".into(),
+            if d.cuda { "yes" } else { "no" }.into(),
+            if d.train_providers.is_empty() { "-".into() } else { d.train_providers.join(", ") },
+        ],
         vec!["torch environment (optional)".into(), if d.torch.ok { "ok" } else { "-" }.into(), place(&d.torch)],
         vec!["tool scripts".into(), "".into(), d.tools_dir.display().to_string()],
         vec!["cores".into(), "".into(), d.cores.to_string()],

@@ -16,7 +16,9 @@ impl StepView {
         let terminal = std::io::stderr().is_terminal();
         let bar = if json || !terminal { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {elapsed}<{eta} {msg}").expect("valid template").progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {elapsed}<{eta} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
         bar.set_position(start);

@@ -70,7 +70,9 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     let spec = if a.name == "transfer" {
         // Its spec names the files its preparation writes under DIR.
-        let out = a.out.as_ref().ok_or_else(|| Error::Input("study transfer prepares its detectors in DIR first: give -o DIR (with --print-spec too)".into()))?;
+        let out = a.out.as_ref().ok_or_else(|| {
+            Error::Input("study transfer prepares its detectors in DIR first: give -o DIR (with --print-spec too)".into())
+        })?;
         let dir = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
         super::study_transfer::transfer_study(&a.transfer, &a.models, &a.seeds, &fixed, a.steps, a.sparsity, &dir)?
     } else {
@@ -82,12 +84,15 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     let opts = super::sweep::ImpOptions::new();
     // Checked like a user's spec (the same parser), so a study never starts with a task that cannot run.
-    let plan = parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts, crate::lottery::sweep::spec::DEFAULT_MAX_TASKS).map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
+    let plan =
+        parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts, crate::lottery::sweep::spec::DEFAULT_MAX_TASKS)
+            .map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
     if a.print_spec {
         print!("{spec}");
         return Ok(());
     }
-    let dir = std::path::absolute(a.out.as_ref().expect("clap requires -o without --print-spec")).map_err(|e| Error::Input(e.to_string()))?;
+    let dir =
+        std::path::absolute(a.out.as_ref().expect("clap requires -o without --print-spec")).map_err(|e| Error::Input(e.to_string()))?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let spec_path = dir.join("study.toml");
     let sweep_dir = dir.join("sweep");
@@ -96,9 +101,21 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
     let todo = local::todo(&sweep_dir, &plan, false)?;
     super::sweep::run_here(&sweep_dir, &plan, &todo, a.local, &exe, "run", json)?;
-    let failed: Vec<usize> = plan.tasks.iter().filter(|t| matches!(folder::state(&sweep_dir, t), TaskState::Failed { .. })).map(|t| t.index).collect();
-    let report = if failed.len() < plan.tasks.len() { Some(crate::lottery::report::write_imp_report(&[sweep_dir.clone()], &dir.join("report"))?) } else { None };
-    let r = StudyReport { study: a.name.clone(), spec: spec_path, sweep_dir: sweep_dir.clone(), tasks: plan.tasks.len(), failed: failed.clone(), report };
+    let failed: Vec<usize> =
+        plan.tasks.iter().filter(|t| matches!(folder::state(&sweep_dir, t), TaskState::Failed { .. })).map(|t| t.index).collect();
+    let report = if failed.len() < plan.tasks.len() {
+        Some(crate::lottery::report::write_imp_report(&[sweep_dir.clone()], &dir.join("report"))?)
+    } else {
+        None
+    };
+    let r = StudyReport {
+        study: a.name.clone(),
+        spec: spec_path,
+        sweep_dir: sweep_dir.clone(),
+        tasks: plan.tasks.len(),
+        failed: failed.clone(),
+        report,
+    };
     emit(json, &r, |r| {
         let mut out = format!("study {}: {} runs in {}\n", r.study, r.tasks, r.sweep_dir.display());
         if let Some(rep) = &r.report {
@@ -111,4 +128,3 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     Ok(())
 }
-

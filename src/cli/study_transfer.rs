@@ -73,7 +73,8 @@ fn step(exe: &Path, args: &[&std::ffi::OsStr], log: &Path, what: &str, also_ok: 
 
 /// Pretrains the classifier, finds its ticket and builds the three detectors, for every seed.
 fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&str>, dir: &Path, exe: &Path) -> Result<Vec<Prepared>> {
-    let (cls, data, val) = (need(&t.classifier, "--classifier CLS.onnx")?, need(&t.classify, "--classify DIR")?, need(&t.val_classify, "--val-classify DIR")?);
+    let (cls, data, val) =
+        (need(&t.classifier, "--classifier CLS.onnx")?, need(&t.classify, "--classify DIR")?, need(&t.val_classify, "--val-classify DIR")?);
     let mut out = Vec::new();
     for &seed in seeds {
         let d = dir.join("prep").join(format!("seed_{seed}"));
@@ -85,7 +86,20 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
             common.extend([os("--threads"), os(n)]);
         }
         let (pre, ticket) = (d.join("cls_pretrain"), d.join("cls_ticket"));
-        let schedule = |steps: u64| vec![os("--steps"), os(&steps.to_string()), os("--batch"), os(&t.cls_batch.to_string()), os("--optimizer"), os("adamw"), os("--lr"), os("0.001"), os("--warmup"), os(&(steps / 30).max(1).to_string())];
+        let schedule = |steps: u64| {
+            vec![
+                os("--steps"),
+                os(&steps.to_string()),
+                os("--batch"),
+                os(&t.cls_batch.to_string()),
+                os("--optimizer"),
+                os("adamw"),
+                os("--lr"),
+                os("0.001"),
+                os("--warmup"),
+                os(&(steps / 30).max(1).to_string()),
+            ]
+        };
         if !pre.join("model.onnx").exists() {
             let mut args: Vec<std::ffi::OsString> = vec![os("train"), cls.into()];
             if pre.join("run.json").exists() {
@@ -103,7 +117,15 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
             if ticket.join("run.json").exists() {
                 args.extend([os("--resume"), ticket.clone().into()]);
             } else {
-                args.extend([cls.into(), os("--trained"), pre.join("model.onnx").into(), os("--classify"), data.into(), os("--val-classify"), val.into()]);
+                args.extend([
+                    cls.into(),
+                    os("--trained"),
+                    pre.join("model.onnx").into(),
+                    os("--classify"),
+                    data.into(),
+                    os("--val-classify"),
+                    val.into(),
+                ]);
                 args.extend([os("--sparsity"), os("0.8"), os("--rewind"), os("none"), os("--max-map-drop"), os("1")]);
                 args.extend(schedule(t.cls_ticket_steps));
                 args.extend(common.clone());
@@ -112,7 +134,12 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
             step(exe, &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), &log, "classifier ticket (imp)", IMP_NO_TICKET)?;
         }
         let (cls_model, cls_masks) = (ticket.join("level_1/model.onnx"), ticket.join("level_1/masks.safetensors"));
-        let p = Prepared { seed, pretrained: d.join("det_pretrained.onnx"), tt: (d.join("det_tt.onnx"), d.join("det_tt.safetensors")), mt: (d.join("det_mt.onnx"), d.join("det_mt.safetensors")) };
+        let p = Prepared {
+            seed,
+            pretrained: d.join("det_pretrained.onnx"),
+            tt: (d.join("det_tt.onnx"), d.join("det_tt.safetensors")),
+            mt: (d.join("det_mt.onnx"), d.join("det_mt.safetensors")),
+        };
         let builds: [(&Path, &Path, Option<&Path>, &str); 3] = [
             (&pre.join("model.onnx"), &p.pretrained, None, "transfer: pretrained backbone"),
             (&cls_model, &p.tt.0, Some(&p.tt.1), "transfer: transfer ticket"),
@@ -122,7 +149,8 @@ fn prepare(t: &TransferArgs, detector: &Path, seeds: &[u64], threads: Option<&st
             if to.exists() {
                 continue;
             }
-            let mut args: Vec<&std::ffi::OsStr> = vec!["transfer".as_ref(), from.as_os_str(), detector.as_os_str(), "-o".as_ref(), to.as_os_str()];
+            let mut args: Vec<&std::ffi::OsStr> =
+                vec!["transfer".as_ref(), from.as_os_str(), detector.as_os_str(), "-o".as_ref(), to.as_os_str()];
             if let Some(m) = masks_out {
                 args.extend(["--masks".as_ref(), cls_masks.as_os_str(), "--masks-out".as_ref(), m.as_os_str()]);
             }
@@ -148,17 +176,33 @@ fn spec(prep: &[Prepared], fixed: &[(String, String)], steps: u64, sparsity: f64
     let late = (steps * 5 / 100).max(1);
     for p in prep {
         for rewind in ["init".to_string(), late.to_string()] {
-            write!(s, "\n[[cells]]\nmodel = {}\nseed = {}\nsparsity = {sparsity}\nmodules = [\"base\"]\nrewind = {}\n", path(&p.pretrained), p.seed, toml_str(&rewind)).unwrap();
+            write!(
+                s,
+                "\n[[cells]]\nmodel = {}\nseed = {}\nsparsity = {sparsity}\nmodules = [\"base\"]\nrewind = {}\n",
+                path(&p.pretrained),
+                p.seed,
+                toml_str(&rewind)
+            )
+            .unwrap();
         }
         for (model, masks) in [&p.tt, &p.mt] {
-            write!(s, "\n[[cells]]\nmodel = {}\nseed = {}\nmasks-from = {}\nrewind = \"init\"\n", path(model), p.seed, path(masks)).unwrap();
+            write!(s, "\n[[cells]]\nmodel = {}\nseed = {}\nmasks-from = {}\nrewind = \"init\"\n", path(model), p.seed, path(masks))
+                .unwrap();
         }
     }
     s
 }
 
 /// Prepares the seeds' detectors and returns the study's spec.
-pub(crate) fn transfer_study(t: &TransferArgs, models: &[PathBuf], seeds: &[u64], fixed: &[(String, String)], steps: u64, sparsity: f64, dir: &Path) -> Result<String> {
+pub(crate) fn transfer_study(
+    t: &TransferArgs,
+    models: &[PathBuf],
+    seeds: &[u64],
+    fixed: &[(String, String)],
+    steps: u64,
+    sparsity: f64,
+    dir: &Path,
+) -> Result<String> {
     let [detector] = models else {
         return Err(Error::Input(format!("study transfer takes one MODEL, the detector ({} given)", models.len())));
     };

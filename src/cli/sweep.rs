@@ -67,7 +67,13 @@ pub struct SlurmArgs {
 
 impl SlurmArgs {
     fn options(&self) -> SlurmOptions {
-        SlurmOptions { partition: self.partition.clone(), max_parallel: self.max_parallel, gres: self.gres.clone(), time: self.time.clone(), cpus_per_task: self.cpus_per_task }
+        SlurmOptions {
+            partition: self.partition.clone(),
+            max_parallel: self.max_parallel,
+            gres: self.gres.clone(),
+            time: self.time.clone(),
+            cpus_per_task: self.cpus_per_task,
+        }
     }
 }
 
@@ -156,7 +162,10 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let state = task::run_task(dir, &plan, index, &exe, threads)?;
         eprintln!("task {index}: {}", state.name());
         return match state {
-            TaskState::Failed { exit_code, .. } => Err(Error::Check(format!("task {index} failed (exit {exit_code}); see {}", folder::task_dir(dir, &plan.tasks[index]).join(folder::LOG).display()))),
+            TaskState::Failed { exit_code, .. } => Err(Error::Check(format!(
+                "task {index} failed (exit {exit_code}); see {}",
+                folder::task_dir(dir, &plan.tasks[index]).join(folder::LOG).display()
+            ))),
             _ => Ok(()),
         };
     }
@@ -187,7 +196,8 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         if folder::is_sweep_dir(&dir) {
             folder::open_or_create(&dir, &plan)?;
         }
-        let indices: Vec<usize> = (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
+        let indices: Vec<usize> =
+            (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
         let script = (a.slurm && !indices.is_empty()).then(|| slurm::script(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
         let r = report(&dir, &plan, Vec::new(), script);
         emit(json, &r, text);
@@ -231,7 +241,12 @@ fn report(dir: &Path, plan: &Plan, submitted: Vec<slurm::Job>, script: Option<St
     let tasks = plan
         .tasks
         .iter()
-        .map(|t| TaskRow { index: t.index, hash: t.hash.clone(), cell: t.cell.clone(), state: slurm::refine(folder::state(dir, t), queue.get(&t.index)) })
+        .map(|t| TaskRow {
+            index: t.index,
+            hash: t.hash.clone(),
+            cell: t.cell.clone(),
+            state: slurm::refine(folder::state(dir, t), queue.get(&t.index)),
+        })
         .collect();
     SweepReport { sweep_dir: dir.to_path_buf(), name: plan.name.clone(), tasks, submitted, script }
 }
@@ -243,18 +258,18 @@ fn finish(json: bool, r: SweepReport) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Reported(format!("{} task(s) failed ({}): ticket sweep --retry-failed {}", failed.len(), slurm::array_ranges(&failed), r.sweep_dir.display())))
+        Err(Error::Reported(format!(
+            "{} task(s) failed ({}): ticket sweep --retry-failed {}",
+            failed.len(),
+            slurm::array_ranges(&failed),
+            r.sweep_dir.display()
+        )))
     }
 }
 
 fn text(r: &SweepReport) -> String {
-    let rows: Vec<Vec<String>> = r
-        .tasks
-        .iter()
-        .map(|t| {
-            vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell_label(&t.cell)]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> =
+        r.tasks.iter().map(|t| vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell_label(&t.cell)]).collect();
     let mut out = format!("sweep {} in {}\n", r.name, r.sweep_dir.display());
     out += &table(&["Task", "Folder", "State", "Settings"], &rows);
     for t in &r.tasks {

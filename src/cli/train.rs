@@ -3,11 +3,11 @@
 use super::emit;
 use crate::detect::pipeline::DetectParams;
 use crate::error::{Error, Result};
+use crate::eval::model::default_images;
 use crate::graph::train::TrainShape;
 use crate::model::ModelState;
 use crate::train::run::{fingerprint, DataSpec, Run, RunConfig, Start, StepRecord};
 use serde::Serialize;
-use crate::eval::model::default_images;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -121,7 +121,9 @@ impl TrainArgs {
     /// The data the options name (a new run needs one of --coco or --voc).
     pub fn data(&self) -> Result<DataSpec> {
         match (&self.coco, &self.voc, &self.classify) {
-            (Some(c), None, None) => Ok(DataSpec::Coco { annotations: c.clone(), images: self.images.clone().unwrap_or_else(|| default_images(c)) }),
+            (Some(c), None, None) => {
+                Ok(DataSpec::Coco { annotations: c.clone(), images: self.images.clone().unwrap_or_else(|| default_images(c)) })
+            }
             (None, Some(v), None) => Ok(DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
             (None, None, Some(d)) => Ok(DataSpec::Classify { dir: d.clone() }),
             _ => Err(Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into())),
@@ -160,7 +162,14 @@ impl TrainArgs {
             warmup_factor: 1e-3,
             decay_at: self.decay_at.clone(),
             gamma: self.gamma,
-            shape: TrainShape { batch: self.batch, height: canvas, width: canvas, rois_per_image: self.rois, mask_rois_per_image: head, keypoint_rois_per_image: head },
+            shape: TrainShape {
+                batch: self.batch,
+                height: canvas,
+                width: canvas,
+                rois_per_image: self.rois,
+                mask_rois_per_image: head,
+                keypoint_rois_per_image: head,
+            },
             min_size,
             max_size,
             trainable_layers: self.trainable_layers,
@@ -181,7 +190,9 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let (dir, start) = match (&a.resume, &a.out) {
         (Some(d), _) => {
             if a.train.coco.is_some() || a.train.voc.is_some() || a.train.classify.is_some() || a.masks.is_some() {
-                return Err(Error::Input("--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--classify/--masks".into()));
+                return Err(Error::Input(
+                    "--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--classify/--masks".into(),
+                ));
             }
             (d.clone(), Start::Resume { steps: a.train.steps })
         }
@@ -207,7 +218,16 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let wall = t0.elapsed().as_secs_f64();
     let images = (total - resumed_from) as f64 * run.config.shape.batch as f64;
     let model = run.finish()?;
-    let report = TrainReport { run_dir: dir, model, steps: total, resumed_from, first, last, wall_s: wall, images_per_s: if wall > 0.0 { images / wall } else { 0.0 } };
+    let report = TrainReport {
+        run_dir: dir,
+        model,
+        steps: total,
+        resumed_from,
+        first,
+        last,
+        wall_s: wall,
+        images_per_s: if wall > 0.0 { images / wall } else { 0.0 },
+    };
     emit(json, &report, |r| {
         let mut s = format!("trained {} → {}\n", a.model.display(), r.model.display());
         if let (Some(f), Some(l)) = (&r.first, &r.last) {

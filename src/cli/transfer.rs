@@ -57,7 +57,13 @@ pub fn run(a: Args, json: bool) -> Result<()> {
             r.setting
         );
         if let (Some(m), Some(t)) = (&r.masks_out, &r.transfer.masks) {
-            s += &format!("{}: {} backbone masks, {} weights pruned; classifier masks unused: {}\n", m.display(), t.transferred.len(), r.transfer.pruned, t.unused.join(", "));
+            s += &format!(
+                "{}: {} backbone masks, {} weights pruned; classifier masks unused: {}\n",
+                m.display(),
+                t.transferred.len(),
+                r.transfer.pruned,
+                t.unused.join(", ")
+            );
         }
         s
     });

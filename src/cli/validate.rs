@@ -7,12 +7,12 @@
 //! their latencies, keyed by what determines them — the dense model's and every image's fingerprint and the
 //! detection settings. A stale cache (any of those changed) is recomputed and rewritten, never trusted.
 use super::detect::{detect_images, DetectOpts};
-use crate::detect::images::folder_images;
-use crate::eval::model::{check_classes, coco_images, default_images, iou_types_of, median};
 use super::{emit, table};
+use crate::detect::images::folder_images;
 use crate::detect::pipeline::Detector;
 use crate::detect::results::CocoResult;
 use crate::error::{Error, Result};
+use crate::eval::model::{check_classes, coco_images, default_images, iou_types_of, median};
 use crate::eval::{CocoGt, DetSource, EvalOptions, IouType};
 use crate::model::ModelState;
 use serde::{Deserialize, Serialize};
@@ -152,7 +152,13 @@ fn sparsity(state: &ModelState) -> f64 {
 }
 
 /// Detections of the first run and the latencies of all `repeat` runs.
-fn run_model(state: ModelState, opts: &DetectOpts, images: &[(u64, PathBuf)], repeat: u32, json: bool) -> Result<(Vec<CocoResult>, Vec<f64>)> {
+fn run_model(
+    state: ModelState,
+    opts: &DetectOpts,
+    images: &[(u64, PathBuf)],
+    repeat: u32,
+    json: bool,
+) -> Result<(Vec<CocoResult>, Vec<f64>)> {
     let params = opts.params(&state)?;
     let mut det = Detector::new(state, params)?;
     let (results, mut latency) = detect_images(&mut det, images, json, None)?;
@@ -163,10 +169,16 @@ fn run_model(state: ModelState, opts: &DetectOpts, images: &[(u64, PathBuf)], re
 }
 
 /// The dense model's detections (and latencies, when timed here): read, reused from the cache, or run.
-fn dense_detections(args: &Args, dense: ModelState, images: &[(u64, PathBuf)], json: bool) -> Result<(Vec<CocoResult>, Option<Vec<f64>>, String)> {
+fn dense_detections(
+    args: &Args,
+    dense: ModelState,
+    images: &[(u64, PathBuf)],
+    json: bool,
+) -> Result<(Vec<CocoResult>, Option<Vec<f64>>, String)> {
     if let Some(file) = &args.dense_dets {
         let bytes = crate::fsio::read_limited(file, 4 << 30)?;
-        let dets: Vec<CocoResult> = serde_json::from_slice(&bytes).map_err(|e| Error::input(file, format!("not a COCO results list: {e}")))?;
+        let dets: Vec<CocoResult> =
+            serde_json::from_slice(&bytes).map_err(|e| Error::input(file, format!("not a COCO results list: {e}")))?;
         check_dense_file(file, &dets, images, dense.arch.num_classes.unwrap_or(0), None)?;
         return Ok((dets, None, format!("file {}", file.display())));
     }
@@ -201,7 +213,13 @@ fn dense_detections(args: &Args, dense: ModelState, images: &[(u64, PathBuf)], j
 /// only those the dense model found: the candidate's detections of another class are then unmatched detections
 /// of a category without reference objects, as COCO scores them, instead of an error. Every geometry the dense
 /// model gave is kept, so one reference serves each IoU type.
-fn pseudo_ground_truth(label: &Path, images: &[(u64, PathBuf)], dense: &[CocoResult], min_score: f64, num_classes: usize) -> Result<CocoGt> {
+fn pseudo_ground_truth(
+    label: &Path,
+    images: &[(u64, PathBuf)],
+    dense: &[CocoResult],
+    min_score: f64,
+    num_classes: usize,
+) -> Result<CocoGt> {
     let mut imgs = Vec::new();
     for (id, p) in images {
         let (w, h) = crate::detect::images::image_size(p)?;
@@ -233,7 +251,8 @@ fn pseudo_ground_truth(label: &Path, images: &[(u64, PathBuf)], dense: &[CocoRes
             format!("no detection scores at least --agreement-score {min_score} on the {} images: there is no reference to agree with (lower it, or give --coco)", images.len()),
         ));
     }
-    let kp_names: Vec<String> = dense.iter().find_map(|d| d.keypoints.as_ref()).map(|k| (0..k.len() / 3).map(|i| format!("k{i}")).collect()).unwrap_or_default();
+    let kp_names: Vec<String> =
+        dense.iter().find_map(|d| d.keypoints.as_ref()).map(|k| (0..k.len() / 3).map(|i| format!("k{i}")).collect()).unwrap_or_default();
     let categories: Vec<serde_json::Value> = cats
         .iter()
         .map(|c| {
@@ -250,9 +269,16 @@ fn pseudo_ground_truth(label: &Path, images: &[(u64, PathBuf)], dense: &[CocoRes
 
 fn evaluate(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<Scores> {
     let records = crate::eval::model::scored_records(gt, dets);
-    let r = gt.evaluate(DetSource::Records(records), iou, &EvalOptions { tide: false, ..Default::default() }, &indicatif::ProgressBar::hidden())?;
+    let r = gt.evaluate(
+        DetSource::Records(records),
+        iou,
+        &EvalOptions { tide: false, ..Default::default() },
+        &indicatif::ProgressBar::hidden(),
+    )?;
     // No AP: nothing in the reference to find. A gate on it would pass whatever the candidate does.
-    let ap = r.metric("AP").ok_or_else(|| Error::input(gt.path(), format!("has no reference objects to score {} on: the gate would pass any model", iou.as_str())))?;
+    let ap = r.metric("AP").ok_or_else(|| {
+        Error::input(gt.path(), format!("has no reference objects to score {} on: the gate would pass any model", iou.as_str()))
+    })?;
     Ok(Scores { ap, ap50: r.metric("AP50").unwrap_or(0.0) })
 }
 
@@ -292,13 +318,33 @@ fn check_settings(args: &Args) -> Result<()> {
 
 /// Dense detections read from `file` (--dense-dets or the cache) must be of the validated images and the
 /// model's classes, with finite scores and boxes; `latency_ms`, from the cache, must be finite timings.
-fn check_dense_file(file: &Path, dets: &[CocoResult], images: &[(u64, PathBuf)], num_classes: usize, latency_ms: Option<&[f64]>) -> Result<()> {
+fn check_dense_file(
+    file: &Path,
+    dets: &[CocoResult],
+    images: &[(u64, PathBuf)],
+    num_classes: usize,
+    latency_ms: Option<&[f64]>,
+) -> Result<()> {
     for (i, d) in dets.iter().enumerate() {
         if !images.iter().any(|(id, _)| *id == d.image_id) {
-            return Err(Error::input(file, format!("image_id {} is none of the {} images validated (ids 1..N in file-name order, or the ground truth's)", d.image_id, images.len())));
+            return Err(Error::input(
+                file,
+                format!(
+                    "image_id {} is none of the {} images validated (ids 1..N in file-name order, or the ground truth's)",
+                    d.image_id,
+                    images.len()
+                ),
+            ));
         }
         if d.category_id == 0 || d.category_id >= num_classes as u64 {
-            return Err(Error::input(file, format!("detection {i}: category_id {} is not one of the model's labels 1..{}", d.category_id, num_classes.saturating_sub(1))));
+            return Err(Error::input(
+                file,
+                format!(
+                    "detection {i}: category_id {} is not one of the model's labels 1..{}",
+                    d.category_id,
+                    num_classes.saturating_sub(1)
+                ),
+            ));
         }
         if !d.score.is_finite() || !d.bbox.iter().all(|v| v.is_finite()) {
             return Err(Error::input(file, format!("detection {i}: score or bbox is not finite")));
@@ -306,7 +352,10 @@ fn check_dense_file(file: &Path, dets: &[CocoResult], images: &[(u64, PathBuf)],
     }
     if let Some(ms) = latency_ms {
         if ms.len() < images.len() || !ms.iter().all(|v| v.is_finite() && *v >= 0.0) {
-            return Err(Error::input(file, format!("holds {} latencies for {} images, or one that is not a finite time", ms.len(), images.len())));
+            return Err(Error::input(
+                file,
+                format!("holds {} latencies for {} images, or one that is not a finite time", ms.len(), images.len()),
+            ));
         }
     }
     Ok(())
@@ -318,7 +367,10 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let dense_classes = dense.arch.num_classes.unwrap_or(0);
     let candidate = ModelState::load(&args.candidate, None)?;
     if dense.arch != candidate.arch {
-        return Err(Error::input(&args.candidate, format!("is a {}, but the dense model is a {}", candidate.arch.summary(), dense.arch.summary())));
+        return Err(Error::input(
+            &args.candidate,
+            format!("is a {}, but the dense model is a {}", candidate.arch.summary(), dense.arch.summary()),
+        ));
     }
     let types = match &args.iou_type {
         Some(t) => super::eval::check_types(&dense, t)?,
@@ -334,7 +386,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             ("annotations".to_string(), Some(gt), images)
         }
         None => {
-            let images = folder_images(args.images.as_deref().expect("clap: --images without --coco"))?.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect();
+            let images = folder_images(args.images.as_deref().expect("clap: --images without --coco"))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (i as u64 + 1, p))
+                .collect();
             ("agreement with the dense model".to_string(), None, images)
         }
     };
@@ -366,8 +422,18 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         reference,
         images: images.len(),
         dense_detections: dense_source,
-        dense: ModelRow { model: args.dense.clone(), sparsity: dense_sparsity, scores: dense_scores, latency: dense_ms.as_deref().map(Latency::of) },
-        candidate: ModelRow { model: args.candidate.clone(), sparsity: cand_sparsity, scores: cand_scores, latency: Some(Latency::of(&cand_ms)) },
+        dense: ModelRow {
+            model: args.dense.clone(),
+            sparsity: dense_sparsity,
+            scores: dense_scores,
+            latency: dense_ms.as_deref().map(Latency::of),
+        },
+        candidate: ModelRow {
+            model: args.candidate.clone(),
+            sparsity: cand_sparsity,
+            scores: cand_scores,
+            latency: Some(Latency::of(&cand_ms)),
+        },
         map_drop,
         gates,
         passed,
@@ -375,7 +441,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     emit(json, &report, text);
     if !passed {
         // The one place the verdict is spelled out: the text above marks each gate, this line (stderr) says FAILED.
-        let failed: Vec<String> = report.gates.iter().filter(|g| !g.passed).map(|g| format!("{} {:.4} (limit {})", g.name, g.value, g.limit)).collect();
+        let failed: Vec<String> =
+            report.gates.iter().filter(|g| !g.passed).map(|g| format!("{} {:.4} (limit {})", g.name, g.value, g.limit)).collect();
         return Err(Error::Reported(format!("{}: FAILED: {}", args.candidate.display(), failed.join(", "))));
     }
     Ok(())
@@ -394,7 +461,11 @@ fn text(r: &ValidateReport) -> String {
             row.extend([format!("{:.4}", s.ap), format!("{:.4}", s.ap50)]);
         }
         match &m.latency {
-            Some(l) => row.extend([format!("{:.1}", l.median_ms), format!("{:.1}–{:.1}", l.p10_ms, l.p90_ms), format!("{:.1}–{:.1}", l.min_ms, l.max_ms)]),
+            Some(l) => row.extend([
+                format!("{:.1}", l.median_ms),
+                format!("{:.1}–{:.1}", l.p10_ms, l.p90_ms),
+                format!("{:.1}–{:.1}", l.min_ms, l.max_ms),
+            ]),
             None => row.extend(["-".into(), "-".into(), "-".into()]),
         }
         row

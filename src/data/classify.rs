@@ -52,7 +52,8 @@ impl ClassifyDataset {
     pub fn load(dir: &Path) -> Result<Self> {
         let source = dir.join(LABELS);
         let bytes = crate::fsio::read_limited(&source, MAX_LABELS_BYTES)?;
-        let file: LabelsFile = serde_json::from_slice(&bytes).map_err(|e| Error::input(&source, format!("not a classification labels file: {e}")))?;
+        let file: LabelsFile =
+            serde_json::from_slice(&bytes).map_err(|e| Error::input(&source, format!("not a classification labels file: {e}")))?;
         if file.categories.is_empty() {
             return Err(Error::input(&source, "lists no categories"));
         }
@@ -66,7 +67,10 @@ impl ClassifyDataset {
         let mut items = Vec::with_capacity(file.images.len());
         for (i, e) in file.images.iter().enumerate() {
             let label = file.categories.iter().position(|c| *c == e.category).ok_or_else(|| {
-                Error::input(&source, format!("image {i} ('{}') has category '{}', which is not one of {:?}", e.file_name, e.category, file.categories))
+                Error::input(
+                    &source,
+                    format!("image {i} ('{}') has category '{}', which is not one of {:?}", e.file_name, e.category, file.categories),
+                )
             })?;
             let path = crate::fsio::confined_join(&image_dir, &e.file_name, "file_name").map_err(|m| Error::input(&source, m))?;
             if !path.is_file() {
@@ -114,10 +118,15 @@ impl ClassifyDataset {
         if w != h {
             return Err(Error::input(
                 first,
-                format!("is {w}x{h}: the classifier's side is taken from the first image of {}, which must be square (or give the side)", self.source.display()),
+                format!(
+                    "is {w}x{h}: the classifier's side is taken from the first image of {}, which must be square (or give the side)",
+                    self.source.display()
+                ),
             ));
         }
-        check_side(w as usize).map_err(|m| Error::input(first, format!("{m} (the first image of {} sets the side; give the side instead)", self.source.display())))
+        check_side(w as usize).map_err(|m| {
+            Error::input(first, format!("{m} (the first image of {} sets the side; give the side instead)", self.source.display()))
+        })
     }
     /// Images per class index.
     pub fn per_class(&self) -> Vec<usize> {
@@ -187,7 +196,8 @@ fn write_classify_files(out: &Path, images: usize, seed: u64, size: usize, bar: 
             let file_name = format!("{:06}.png", entries.len() + 1);
             let path = image_dir.join(&file_name);
             let mut png = Vec::new();
-            crop.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
+            crop.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
             crate::fsio::write_atomic(&path, &png)?;
             let c = d.category_id as usize - 1;
             per_category[c] += 1;

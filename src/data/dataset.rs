@@ -11,15 +11,14 @@
 //!   real COCO has a few, and refusing them would make train2017 unloadable; both counts are reported;
 //! - a box entirely outside its image is an input error: no clipping makes it right, it means the file's
 //!   `image_id` or coordinates are wrong.
+use super::keypoints::flip_map_from_names;
 use crate::detect::transform::{resized_size, rgb_to_chw, IMAGE_MEAN, IMAGE_STD};
 use crate::detect::{BoxXyxy, Hw};
 use crate::error::{Error, Result};
 use hotcoco::Segmentation;
 use ndarray::{s, Array3};
-use super::keypoints::flip_map_from_names;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
 
 #[derive(Clone, Debug)]
 pub struct Category {
@@ -208,7 +207,12 @@ impl Dataset {
         cats.sort_by_key(|c| c.id);
         let categories: Vec<Category> = cats
             .into_iter()
-            .map(|c| Category { id: c.id, name: c.name, keypoints: c.keypoints.unwrap_or_default(), skeleton: c.skeleton.unwrap_or_default() })
+            .map(|c| Category {
+                id: c.id,
+                name: c.name,
+                keypoints: c.keypoints.unwrap_or_default(),
+                skeleton: c.skeleton.unwrap_or_default(),
+            })
             .collect();
         let label_of: HashMap<u64, usize> = categories.iter().enumerate().map(|(i, c)| (c.id, i + 1)).collect();
         let kp_cat = categories.iter().filter(|c| !c.keypoints.is_empty()).max_by_key(|c| c.keypoints.len());
@@ -260,9 +264,18 @@ impl Dataset {
                 keypoints,
             });
         }
-        let has_masks = images.iter().flat_map(|i| &i.objects).all(|o| o.segmentation.is_some())
-            && images.iter().any(|i| !i.objects.is_empty());
-        Ok(Dataset { source: source.to_path_buf(), categories, images, has_masks, num_keypoints, keypoint_names, dropped_crowd, dropped_degenerate })
+        let has_masks =
+            images.iter().flat_map(|i| &i.objects).all(|o| o.segmentation.is_some()) && images.iter().any(|i| !i.objects.is_empty());
+        Ok(Dataset {
+            source: source.to_path_buf(),
+            categories,
+            images,
+            has_masks,
+            num_keypoints,
+            keypoint_names,
+            dropped_crowd,
+            dropped_degenerate,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -423,7 +436,16 @@ impl Sample {
             }
             out
         });
-        Ok(CanvasSample { image_id: self.image_id, image, resized_hw: (rh, rw), original_hw: hw, boxes, labels: self.labels.clone(), masks, keypoints })
+        Ok(CanvasSample {
+            image_id: self.image_id,
+            image,
+            resized_hw: (rh, rw),
+            original_hw: hw,
+            boxes,
+            labels: self.labels.clone(),
+            masks,
+            keypoints,
+        })
     }
 }
 

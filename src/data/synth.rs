@@ -88,7 +88,8 @@ fn write_synth_files(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressB
         let (img, drawn) = render(opts.seed, i as u64, opts.size)?;
         let path = image_dir.join(&file_name);
         let mut png = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
         crate::fsio::write_atomic(&path, &png)?;
         images.push(json!({ "id": id, "file_name": file_name, "width": opts.size, "height": opts.size }));
         for d in drawn {
@@ -297,11 +298,19 @@ pub(crate) fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbIm
             if !polys.iter().all(|p| inside(p, s)) || keypoints.is_some_and(|k| !k.iter().all(|p| inside(p, s))) {
                 continue;
             }
-            let rle = hotcoco::mask::fr_polys(&polys, size as u32, size as u32).map_err(|e| Error::Runtime(format!("rasterising a shape: {e}")))?;
+            let rle = hotcoco::mask::fr_polys(&polys, size as u32, size as u32)
+                .map_err(|e| Error::Runtime(format!("rasterising a shape: {e}")))?;
             let area = hotcoco::mask::area(&rle);
             let bbox = hotcoco::mask::to_bbox(&rle);
             // Too thin to see, or touching another object (2 px gap): try elsewhere.
-            if area < 16 || boxes.iter().any(|b| bbox[0] < b[0] + b[2] + 2.0 && b[0] < bbox[0] + bbox[2] + 2.0 && bbox[1] < b[1] + b[3] + 2.0 && b[1] < bbox[1] + bbox[3] + 2.0) {
+            if area < 16
+                || boxes.iter().any(|b| {
+                    bbox[0] < b[0] + b[2] + 2.0
+                        && b[0] < bbox[0] + bbox[2] + 2.0
+                        && bbox[1] < b[1] + b[3] + 2.0
+                        && b[1] < bbox[1] + bbox[3] + 2.0
+                })
+            {
                 continue;
             }
             // An object colour far from the background, with a little noise of its own.

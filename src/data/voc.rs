@@ -50,7 +50,12 @@ impl VocDataset {
         }
         let dataset = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
         if xml.len() != dataset.images.len() {
-            return Err(Error::Runtime(format!("{}: read {} images from {} annotation files", dir.display(), dataset.images.len(), xml.len())));
+            return Err(Error::Runtime(format!(
+                "{}: read {} images from {} annotation files",
+                dir.display(),
+                dataset.images.len(),
+                xml.len()
+            )));
         }
         let images = dataset
             .images
@@ -74,7 +79,8 @@ impl VocDataset {
         self.images
             .iter()
             .map(|im| {
-                let path = crate::fsio::confined_join(images_dir, &im.file_name, &format!("image {} filename", im.stem)).map_err(|m| Error::input(&self.dir, m))?;
+                let path = crate::fsio::confined_join(images_dir, &im.file_name, &format!("image {} filename", im.stem))
+                    .map_err(|m| Error::input(&self.dir, m))?;
                 Ok((im.id, path))
             })
             .collect()

@@ -43,7 +43,12 @@ pub fn resize_bilinear(input: ArrayView3<f32>, out_h: usize, out_w: usize) -> Ar
 
 /// [`resize_bilinear`] of the `[C, H, W]` image whose value at `(c, y, x)` is `src(c, y, x)`: the input is
 /// read where the taps fall and never held whole (a photo's float copy alone is 12 bytes a pixel).
-pub fn resize_bilinear_with(dim: (usize, usize, usize), src: impl Fn(usize, usize, usize) -> f32, out_h: usize, out_w: usize) -> Array3<f32> {
+pub fn resize_bilinear_with(
+    dim: (usize, usize, usize),
+    src: impl Fn(usize, usize, usize) -> f32,
+    out_h: usize,
+    out_w: usize,
+) -> Array3<f32> {
     resize_bilinear_window(dim, src, (out_h, out_w), 0..out_h, 0..out_w)
 }
 

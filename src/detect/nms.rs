@@ -124,7 +124,8 @@ fn area(b: &BoxXyxy) -> f32 {
 fn nms_compact(boxes: &[BoxXyxy], order: &[usize], iou_threshold: f64) -> Vec<usize> {
     let thr = f32_threshold(iou_threshold);
     let n = order.len();
-    let (mut x1, mut y1, mut x2, mut y2, mut ar) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut x1, mut y1, mut x2, mut y2, mut ar) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for &i in order {
         let b = &boxes[i];
         x1.push(b[0]);

@@ -11,8 +11,8 @@ use crate::graph::stages;
 use crate::model::{ModelKind, ModelState};
 use crate::runtime::tract_stage::TractStage;
 use crate::sparse::Kernels;
-use stages::Inference;
 use ndarray::{s, Array2, Array3, Array4, ArrayD, ArrayView3, Axis, Ix4};
+use stages::Inference;
 use std::collections::HashMap;
 
 /// Eval settings; defaults are torchvision's.
@@ -30,7 +30,14 @@ pub struct DetectParams {
 
 impl Default for DetectParams {
     fn default() -> Self {
-        DetectParams { min_size: 800, max_size: 1333, rpn: RpnParams::default(), box_head: BoxHeadParams::default(), threads: 0, kernels: Kernels::Auto }
+        DetectParams {
+            min_size: 800,
+            max_size: 1333,
+            rpn: RpnParams::default(),
+            box_head: BoxHeadParams::default(),
+            threads: 0,
+            kernels: Kernels::Auto,
+        }
     }
 }
 
@@ -118,7 +125,17 @@ impl Detector {
             _ => None,
         };
         let (notes, sparse_layers) = (p.notes, p.sparse_layers);
-        Ok(Detector { state, params, backbone: HashMap::new(), box_stage, mask_stage, keypoint_stage, notes, sparse_layers, last_times: StageTimes::default() })
+        Ok(Detector {
+            state,
+            params,
+            backbone: HashMap::new(),
+            box_stage,
+            mask_stage,
+            keypoint_stage,
+            notes,
+            sparse_layers,
+            last_times: StageTimes::default(),
+        })
     }
 
     pub fn state(&self) -> &ModelState {
@@ -181,11 +198,22 @@ impl Detector {
         times.box_head_ms = ms(s2);
         let logits = dims::<ndarray::Ix2>(take(&head, "class_logits")?, "class logits")?;
         let deltas = dims::<ndarray::Ix2>(take(&head, "box_deltas")?, "box deltas")?;
-        let dets = postprocess_detections(logits.slice(s![..n, ..]), deltas.slice(s![..n, ..]), &proposals.boxes, t.resized_hw, &self.params.box_head)?;
+        let dets = postprocess_detections(
+            logits.slice(s![..n, ..]),
+            deltas.slice(s![..n, ..]),
+            &proposals.boxes,
+            t.resized_hw,
+            &self.params.box_head,
+        )?;
 
         let original_boxes = transform::rescale_boxes(&dets.boxes, t.resized_hw, t.original_hw);
-        let mut out =
-            ImageDetections { boxes: original_boxes, scores: dets.scores.clone(), labels: dets.labels.clone(), image_hw: t.original_hw, ..Default::default() };
+        let mut out = ImageDetections {
+            boxes: original_boxes,
+            scores: dets.scores.clone(),
+            labels: dets.labels.clone(),
+            image_hw: t.original_hw,
+            ..Default::default()
+        };
         let m = dets.boxes.len();
         let rois = self.params.box_head.detections_per_img;
         let head_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
@@ -247,7 +275,9 @@ impl DetectParams {
     pub fn from_model(state: &ModelState) -> Self {
         use crate::onnx::proto::AttributeProto;
         let graph = state.source.graph();
-        let scalar = |a: &AttributeProto| a.t.as_ref().and_then(|t| crate::onnx::tensor::f32_values(t, t.raw_data.as_deref()).ok()).filter(|v| v.len() == 1).map(|v| v[0]);
+        let scalar = |a: &AttributeProto| {
+            a.t.as_ref().and_then(|t| crate::onnx::tensor::f32_values(t, t.raw_data.as_deref()).ok()).filter(|v| v.len() == 1).map(|v| v[0])
+        };
         let mut consts: HashMap<&str, f32> = HashMap::new();
         let mut producer: HashMap<&str, &str> = HashMap::new();
         for n in &graph.node {
@@ -270,7 +300,9 @@ impl DetectParams {
             n.input.iter().find_map(|i| consts.get(i.as_str()).copied())
         };
         let mut p = DetectParams::default();
-        if let (Some(min), Some(max)) = (const_input("/transform/Mul", Some("Reciprocal")), const_input("/transform/Mul_1", Some("Reciprocal"))) {
+        if let (Some(min), Some(max)) =
+            (const_input("/transform/Mul", Some("Reciprocal")), const_input("/transform/Mul_1", Some("Reciprocal")))
+        {
             if min >= 1.0 && max >= min {
                 p.min_size = min as usize;
                 p.max_size = max as usize;

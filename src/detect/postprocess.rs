@@ -95,19 +95,42 @@ mod tests {
 
     #[test]
     fn no_proposals_no_detections() {
-        let d = postprocess_detections(Array2::zeros((0, 3)).view(), Array2::zeros((0, 12)).view(), &[], (10, 10), &BoxHeadParams::default()).unwrap();
+        let d =
+            postprocess_detections(Array2::zeros((0, 3)).view(), Array2::zeros((0, 12)).view(), &[], (10, 10), &BoxHeadParams::default())
+                .unwrap();
         assert!(d.boxes.is_empty());
-        assert!(postprocess_detections(Array2::zeros((1, 3)).view(), Array2::zeros((1, 8)).view(), &[[0.0; 4]], (10, 10), &BoxHeadParams::default()).is_err());
+        assert!(postprocess_detections(
+            Array2::zeros((1, 3)).view(),
+            Array2::zeros((1, 8)).view(),
+            &[[0.0; 4]],
+            (10, 10),
+            &BoxHeadParams::default()
+        )
+        .is_err());
     }
 
     #[test]
     fn background_only_and_overlapping_duplicates() {
         // Two identical proposals, class 1 confident in both: one detection survives NMS; class 0 never does.
         let logits = Array2::from_shape_vec((2, 2), vec![0.0, 5.0, 0.0, 4.0]).unwrap();
-        let d = postprocess_detections(logits.view(), Array2::zeros((2, 8)).view(), &[[1.0, 1.0, 8.0, 8.0]; 2], (10, 10), &BoxHeadParams::default()).unwrap();
+        let d = postprocess_detections(
+            logits.view(),
+            Array2::zeros((2, 8)).view(),
+            &[[1.0, 1.0, 8.0, 8.0]; 2],
+            (10, 10),
+            &BoxHeadParams::default(),
+        )
+        .unwrap();
         assert_eq!((d.labels, d.rois), (vec![1], vec![0]));
         let only_bg = Array2::from_shape_vec((1, 2), vec![9.0, -9.0]).unwrap();
-        let d = postprocess_detections(only_bg.view(), Array2::zeros((1, 8)).view(), &[[1.0, 1.0, 8.0, 8.0]], (10, 10), &BoxHeadParams::default()).unwrap();
+        let d = postprocess_detections(
+            only_bg.view(),
+            Array2::zeros((1, 8)).view(),
+            &[[1.0, 1.0, 8.0, 8.0]],
+            (10, 10),
+            &BoxHeadParams::default(),
+        )
+        .unwrap();
         assert!(d.boxes.is_empty());
     }
 }

@@ -1,8 +1,8 @@
 //! Detections in the COCO results format (what `ticket detect` writes and `ticket eval` reads): boxes as
 //! [x, y, w, h], masks as compressed RLE of the probability map thresholded at 0.5 (torchvision's rule),
 //! keypoints as [x, y, v] triplets.
-use super::pipeline::ImageDetections;
 use super::paste::PastedMask;
+use super::pipeline::ImageDetections;
 use crate::error::Result;
 /// One detection record as COCO results files spell it (hotcoco's annotation type, which evaluation reads).
 pub use hotcoco::Annotation as Detection;
@@ -50,9 +50,10 @@ pub fn to_coco(dets: &ImageDetections, image_id: u64) -> Result<Vec<CocoResult>>
             let rle = rle_of(&m);
             RleJson { size: [rle.h, rle.w], counts: hotcoco::mask::rle_to_string(&rle) }
         });
-        let keypoints = dets.keypoints.as_ref().map(|k| {
-            k.index_axis(ndarray::Axis(0), i).outer_iter().flat_map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).collect()
-        });
+        let keypoints = dets
+            .keypoints
+            .as_ref()
+            .map(|k| k.index_axis(ndarray::Axis(0), i).outer_iter().flat_map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).collect());
         out.push(CocoResult {
             image_id,
             category_id: dets.labels[i] as u64,
@@ -116,7 +117,8 @@ mod tests {
     #[test]
     fn crop_runs_equal_the_canvas_encoding() {
         let hw = (13, 17);
-        let pattern = |h: usize, w: usize, k: usize| Array2::from_shape_fn((h, w), |(y, x)| if (x * 7 + y * 3 + k) % 5 < 2 { 0.9 } else { 0.2 });
+        let pattern =
+            |h: usize, w: usize, k: usize| Array2::from_shape_fn((h, w), |(y, x)| if (x * 7 + y * 3 + k) % 5 < 2 { 0.9 } else { 0.2 });
         let cases = [
             PastedMask { y0: 0, x0: 0, probs: pattern(13, 17, 0), image_hw: hw },
             PastedMask { y0: 3, x0: 4, probs: pattern(5, 6, 1), image_hw: hw },

@@ -176,7 +176,9 @@ impl MultiScaleRoIAlign {
     /// only differ between images when a size sits at a rounding boundary.)
     pub fn new(feature_hw: &[Hw], image_hw: Hw, output_size: usize, sampling_ratio: usize) -> Result<Self> {
         if feature_hw.is_empty() || image_hw.0 == 0 || feature_hw.iter().any(|&(h, w)| h == 0 || w == 0) {
-            return Err(bad_input(format!("MultiScaleRoIAlign needs non-empty feature maps and image, got {feature_hw:?} for {image_hw:?}")));
+            return Err(bad_input(format!(
+                "MultiScaleRoIAlign needs non-empty feature maps and image, got {feature_hw:?} for {image_hw:?}"
+            )));
         }
         if output_size == 0 || sampling_ratio == 0 {
             return Err(bad_input(format!("RoIAlign output size and sampling ratio must be positive ({output_size}, {sampling_ratio})")));

@@ -54,7 +54,12 @@ pub fn transform_chw(image: ArrayView3<f32>, min_size: usize, max_size: usize) -
 }
 
 /// The transform of the `[C, H, W]` image whose normalised value at `(c, y, x)` is `normalised(c, y, x)`.
-fn transform_with(dim: (usize, usize, usize), normalised: impl Fn(usize, usize, usize) -> f32, min_size: usize, max_size: usize) -> Result<Transformed> {
+fn transform_with(
+    dim: (usize, usize, usize),
+    normalised: impl Fn(usize, usize, usize) -> f32,
+    min_size: usize,
+    max_size: usize,
+) -> Result<Transformed> {
     let (c, h, w) = dim;
     if c != 3 || h == 0 || w == 0 {
         return Err(bad_input(format!("detector input must be a non-empty [3, H, W] image, got {:?}", [c, h, w])));

@@ -299,7 +299,10 @@ impl CocoGt {
         let mut ids: Vec<u64> = if iou == IouType::Keypoints {
             let kp = self.keypoint_categories();
             if kp.is_empty() {
-                return Err(Error::input(&self.path, "no category declares \"keypoints\": keypoint evaluation needs a person-like category"));
+                return Err(Error::input(
+                    &self.path,
+                    "no category declares \"keypoints\": keypoint evaluation needs a person-like category",
+                ));
             }
             kp.iter().map(|c| c.id).collect()
         } else {
@@ -324,7 +327,10 @@ impl CocoGt {
             if k != want {
                 return Err(Error::input(
                     &self.path,
-                    format!("category {} ({}) declares {k} keypoints but OKS has {want} sigmas (pass one sigma per keypoint)", c.id, c.name),
+                    format!(
+                        "category {} ({}) declares {k} keypoints but OKS has {want} sigmas (pass one sigma per keypoint)",
+                        c.id, c.name
+                    ),
                 ));
             }
         }

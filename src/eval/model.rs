@@ -17,7 +17,8 @@ pub fn coco_images(gt: &CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     gt.images()
         .iter()
         .map(|im| {
-            let path = crate::fsio::confined_join(dir, &im.file_name, &format!("image {} file_name", im.id)).map_err(|m| Error::input(gt.path(), m))?;
+            let path = crate::fsio::confined_join(dir, &im.file_name, &format!("image {} file_name", im.id))
+                .map_err(|m| Error::input(gt.path(), m))?;
             Ok((im.id, path))
         })
         .collect()
@@ -42,7 +43,13 @@ pub fn check_classes(state: &ModelState, gt: &CocoGt) -> Result<()> {
     if let Some(c) = gt.categories().iter().find(|c| c.id == 0 || c.id >= k) {
         return Err(Error::input(
             gt.path(),
-            format!("category id {} ('{}') is outside the model's labels 1..{} ({})", c.id, c.name, k.saturating_sub(1), state.path().display()),
+            format!(
+                "category id {} ('{}') is outside the model's labels 1..{} ({})",
+                c.id,
+                c.name,
+                k.saturating_sub(1),
+                state.path().display()
+            ),
         ));
     }
     Ok(())

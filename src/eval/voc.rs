@@ -83,7 +83,8 @@ impl VocDataset {
     /// Detection records from a file: image by stem, file name or id; class by name or id.
     fn read_dets(&self, path: &Path) -> Result<Vec<Detection>> {
         let records: Vec<VocDetRecord> = super::parse_json_list(path, &read_file(path)?)?;
-        let by_name: HashMap<&str, u64> = self.images.iter().flat_map(|i| [(i.stem.as_str(), i.id), (i.file_name.as_str(), i.id)]).collect();
+        let by_name: HashMap<&str, u64> =
+            self.images.iter().flat_map(|i| [(i.stem.as_str(), i.id), (i.file_name.as_str(), i.id)]).collect();
         let class_id: HashMap<&str, u64> = self.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u64 + 1)).collect();
         records
             .into_iter()
@@ -92,13 +93,15 @@ impl VocDataset {
                 let fail = |msg: String| Error::input(path, format!("detection {i}: {msg}"));
                 let image_id = match r.image_id {
                     IdOrName::Id(id) => id,
-                    IdOrName::Name(n) => *by_name.get(n.as_str()).ok_or_else(|| fail(format!("image \"{n}\" has no annotation file in {}", self.dir.display())))?,
+                    IdOrName::Name(n) => *by_name
+                        .get(n.as_str())
+                        .ok_or_else(|| fail(format!("image \"{n}\" has no annotation file in {}", self.dir.display())))?,
                 };
                 let category_id = match (r.category_id, r.category) {
                     (Some(IdOrName::Id(id)), _) => id,
-                    (Some(IdOrName::Name(n)), _) | (None, Some(n)) => *class_id
-                        .get(n.as_str())
-                        .ok_or_else(|| fail(format!("class \"{n}\" is not a class of {} (list all classes in labels.txt there)", self.dir.display())))?,
+                    (Some(IdOrName::Name(n)), _) | (None, Some(n)) => *class_id.get(n.as_str()).ok_or_else(|| {
+                        fail(format!("class \"{n}\" is not a class of {} (list all classes in labels.txt there)", self.dir.display()))
+                    })?,
                     (None, None) => return Err(fail("no category_id or category".into())),
                 };
                 Ok(Detection { image_id, category_id, bbox: Some(r.bbox), score: Some(r.score), ..Default::default() })

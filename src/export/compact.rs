@@ -71,7 +71,9 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
         }
         let values = match replace.get(&name) {
             Some(v) => v.clone(),
-            None => tensor::f32_values(t, t.raw_data.as_deref()).map_err(|e| Error::input(&model.path, format!("initializer '{name}': {e}")))?,
+            None => {
+                tensor::f32_values(t, t.raw_data.as_deref()).map_err(|e| Error::input(&model.path, format!("initializer '{name}': {e}")))?
+            }
         };
         let nnz = values.iter().filter(|v| v.to_bits() != 0).count();
         // Pack only where the bitmap plus the kept values is smaller than the dense tensor.

@@ -3,9 +3,9 @@
 pub mod compact;
 
 use crate::error::{Error, Result};
-use serde::Serialize;
 use crate::model::ModelState;
 use crate::onnx::SavedSizes;
+use serde::Serialize;
 use std::path::Path;
 
 /// Writes `state`'s weights into the source graph at `out` (atomically; the input is never touched).
@@ -48,7 +48,8 @@ pub fn write_outputs(
     }
     // All or nothing: when a later output fails, the ones this call already wrote are removed, so a failed
     // command never leaves a partial set of outputs behind.
-    let data = crate::onnx::external::model_dir(output).join(format!("{}.data", output.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let data = crate::onnx::external::model_dir(output)
+        .join(format!("{}.data", output.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let written: Vec<&Path> = all.iter().copied().chain(Some(data.as_path()).filter(|d| !d.exists())).collect();
     let result = (|| {
         let saved = crate::export::write_onnx(state, output)?;

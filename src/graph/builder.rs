@@ -29,7 +29,10 @@ fn value_info(name: &str, elem: DataType, shape: &[i64]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(elem as i32), shape: Some(TensorShapeProto { dim: dims }) })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem as i32),
+                shape: Some(TensorShapeProto { dim: dims }),
+            })),
             ..Default::default()
         }),
         ..Default::default()

@@ -17,14 +17,19 @@ use crate::onnx::proto::{tensor_proto::DataType, ModelProto};
 fn resnet(state: &ModelState) -> Result<&crate::model::arch::Backbone> {
     match (&state.arch.kind, &state.arch.backbone, state.arch.num_classes) {
         (ModelKind::Classifier, Some(b), Some(_)) => Ok(b),
-        _ => Err(Error::input(state.path(), format!("needs a torchvision ResNet classifier (body + fc); this is a {}", state.arch.summary()))),
+        _ => Err(Error::input(
+            state.path(),
+            format!("needs a torchvision ResNet classifier (body + fc); this is a {}", state.arch.summary()),
+        )),
     }
 }
 
 fn check_shape(batch: usize, side: usize) -> Result<()> {
     // The stem and four stages halve the side five times; below 32 px layer4 has no pixel left.
     if batch == 0 || side < 32 {
-        return Err(Error::Input(format!("classifier shape: batch must be ≥ 1 and the image side ≥ 32 px (got batch {batch}, side {side})")));
+        return Err(Error::Input(format!(
+            "classifier shape: batch must be ≥ 1 and the image side ≥ 32 px (got batch {batch}, side {side})"
+        )));
     }
     Ok(())
 }
@@ -39,7 +44,11 @@ pub fn training_graph(state: &ModelState, batch: usize, side: usize) -> Result<T
     let mut p = Masked::new(state, &TrainOptions { trainable_layers: 5 });
     let images = b.typed_input("images", DataType::Float, &[batch as i64, 3, side as i64, side as i64]);
     let labels = b.typed_input("labels", DataType::Int64, &[batch as i64]);
-    let logits = Net { b: &mut b, p: &mut p }.resnet_classifier(&V { name: images, shape: [batch, 3, side, side] }, backbone.block, &backbone.blocks_per_stage)?;
+    let logits = Net { b: &mut b, p: &mut p }.resnet_classifier(
+        &V { name: images, shape: [batch, 3, side, side] },
+        backbone.block,
+        &backbone.blocks_per_stage,
+    )?;
     // −mean log_softmax(logits)[label], spelled out: ORT's gradient of a SoftmaxCrossEntropyLoss node wants its
     // log-probability output, which the builder's single-output nodes do not declare.
     let logp = b.node("LogSoftmax", &[&logits], "", vec![("axis", Attr::Int(1))]);
@@ -69,7 +78,11 @@ pub fn inference_graph(state: &ModelState, batch: usize, side: usize) -> Result<
     let mut b = GraphBuilder::new("ticket_classifier");
     let images = b.input("images", &[batch as i64, 3, side as i64, side as i64]);
     let mut p = Constants(state);
-    let logits = Net { b: &mut b, p: &mut p }.resnet_classifier(&V { name: images, shape: [batch, 3, side, side] }, backbone.block, &backbone.blocks_per_stage)?;
+    let logits = Net { b: &mut b, p: &mut p }.resnet_classifier(
+        &V { name: images, shape: [batch, 3, side, side] },
+        backbone.block,
+        &backbone.blocks_per_stage,
+    )?;
     b.output(&logits, "logits");
     Ok(b.finish())
 }

@@ -57,7 +57,8 @@ pub fn rpn_forward(state: &ModelState, batch: usize, height: usize, width: usize
     let mut p = ParamInputs { state, values: HashMap::new() };
     let images = b.input("images", &[batch as i64, 3, height as i64, width as i64]);
     let mut net = Net { b: &mut b, p: &mut p };
-    let c = net.resnet(&V { name: images, shape: [batch, 3, height, width] }, "backbone.body.", backbone.block, &backbone.blocks_per_stage)?;
+    let c =
+        net.resnet(&V { name: images, shape: [batch, 3, height, width] }, "backbone.body.", backbone.block, &backbone.blocks_per_stage)?;
     let feats = net.fpn(&c)?;
     let heads = feats.iter().map(|f| net.rpn_head(f)).collect::<Result<Vec<_>>>()?;
     for (l, (obj, del)) in heads.iter().enumerate() {

@@ -31,10 +31,18 @@ use std::path::{Path, PathBuf};
 /// The validation set every level is scored on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ValSpec {
-    Coco { annotations: PathBuf, images: PathBuf },
-    Voc { dir: PathBuf, images: Option<PathBuf> },
+    Coco {
+        annotations: PathBuf,
+        images: PathBuf,
+    },
+    Voc {
+        dir: PathBuf,
+        images: Option<PathBuf>,
+    },
     /// A classification set: a classifier's levels are scored by top-1 accuracy.
-    Classify { dir: PathBuf },
+    Classify {
+        dir: PathBuf,
+    },
 }
 
 /// Everything that defines an IMP run; saved as RUN_DIR/run.json.
@@ -94,7 +102,10 @@ impl ImpConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Input(m));
         if self.rounds == 0 || self.rounds > MAX_ROUNDS {
-            return bad(format!("--rounds {} is outside 1..={MAX_ROUNDS} (each round is a level: a pruned, retrained and scored model)", self.rounds));
+            return bad(format!(
+                "--rounds {} is outside 1..={MAX_ROUNDS} (each round is a level: a pruned, retrained and scored model)",
+                self.rounds
+            ));
         }
         if self.masks_from.is_some() && self.rounds != 1 {
             return bad("--masks-from gives level 1's mask: it takes no --rounds".into());
@@ -126,7 +137,10 @@ impl ImpConfig {
             return bad(format!("--early-bird fraction {f} is outside (0, 1]"));
         }
         if self.early_bird.len() > MAX_EARLY_BIRD {
-            return bad(format!("--early-bird lists {} fractions; at most {MAX_EARLY_BIRD} (each saves a mask of the whole network)", self.early_bird.len()));
+            return bad(format!(
+                "--early-bird lists {} fractions; at most {MAX_EARLY_BIRD} (each saves a mask of the whole network)",
+                self.early_bird.len()
+            ));
         }
         if let Some(f) = self.early_bird.iter().enumerate().find_map(|(i, f)| self.early_bird[..i].contains(f).then_some(f)) {
             return bad(format!("--early-bird fraction {f} is given twice"));
@@ -220,18 +234,36 @@ pub struct ImpEnv {
 pub enum ImpStart {
     Fresh(Box<ImpConfig>),
     /// Continue the run; a model given here must be the one the run was started from.
-    Resume { model: Option<PathBuf> },
+    Resume {
+        model: Option<PathBuf>,
+    },
 }
 
 /// What the run reports while it works; the CLI turns these into bars and lines.
 pub enum ImpEvent<'a> {
     /// A level begins `what` (pruning, training, evaluating, exporting).
-    Phase { level: usize, what: &'a str },
-    TrainStart { level: usize, total: u64, start: u64, batch: usize },
-    Step { level: usize, total: u64, record: &'a StepRecord },
-    TrainEnd { level: usize },
+    Phase {
+        level: usize,
+        what: &'a str,
+    },
+    TrainStart {
+        level: usize,
+        total: u64,
+        start: u64,
+        batch: usize,
+    },
+    Step {
+        level: usize,
+        total: u64,
+        record: &'a StepRecord,
+    },
+    TrainEnd {
+        level: usize,
+    },
     /// Early-bird's stop rule ended dense training at this step.
-    EarlyStop { step: u64 },
+    EarlyStop {
+        step: u64,
+    },
     Level(&'a LevelRow),
 }
 
@@ -288,7 +320,10 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, crate::
             refuse_linked_levels(dir, config.rounds)?;
             let state = ModelState::import(&config.model)?;
             if !state.arch.kind.is_detector() && state.arch.kind != crate::model::ModelKind::Classifier {
-                return Err(Error::input(&config.model, "is neither a torchvision detector (Faster/Mask/Keypoint R-CNN) nor a ResNet classifier; imp trains and scores those"));
+                return Err(Error::input(
+                    &config.model,
+                    "is neither a torchvision detector (Faster/Mask/Keypoint R-CNN) nor a ResNet classifier; imp trains and scores those",
+                ));
             }
             if let Some(t) = &config.trained {
                 let trained = ModelState::import(t)?;
@@ -399,14 +434,16 @@ pub fn save_config(dir: &Path, config: &ImpConfig) -> Result<()> {
 pub fn read_config(dir: &Path) -> Result<ImpConfig> {
     let run_json = dir.join("run.json");
     let bytes = crate::fsio::read_limited(&run_json, 16 << 20).map_err(|e| Error::input(dir, format!("cannot resume: {e}")))?;
-    let mut v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
     let record = v.as_object_mut().and_then(|m| m.remove(CREATED_WITH));
     let config: ImpConfig = serde_json::from_value(v).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
     config.validate().map_err(|e| Error::input(&run_json, format!("holds settings a run cannot have: {e}")))?;
     let Some(record) = record else {
         return Err(Error::input(&run_json, format!("has no `{CREATED_WITH}` record of the settings the run was created with (edited, or written by an older ticket): start the run again in a new folder")));
     };
-    let was: BTreeMap<String, String> = serde_json::from_value(record).map_err(|e| Error::input(&run_json, format!("`{CREATED_WITH}` is not a settings record: {e}")))?;
+    let was: BTreeMap<String, String> =
+        serde_json::from_value(record).map_err(|e| Error::input(&run_json, format!("`{CREATED_WITH}` is not a settings record: {e}")))?;
     let changed = changed_settings(&was, &settings_record(&serde_json::to_value(&config).expect("serialises")));
     if !changed.is_empty() {
         return Err(Error::input(
@@ -437,7 +474,10 @@ fn refuse_linked_levels(dir: &Path, rounds: usize) -> Result<()> {
 fn same_parameters(a: &ModelState, b: &ModelState, b_path: &Path) -> Result<()> {
     let shapes = |s: &ModelState| s.weights.tensors.iter().map(|w| (w.name.clone(), w.shape.clone())).collect::<Vec<_>>();
     if shapes(a) != shapes(b) {
-        return Err(Error::input(b_path, format!("has other parameters than {} (names or shapes differ): --trained must be MODEL after training", a.path().display())));
+        return Err(Error::input(
+            b_path,
+            format!("has other parameters than {} (names or shapes differ): --trained must be MODEL after training", a.path().display()),
+        ));
     }
     Ok(())
 }
@@ -446,7 +486,11 @@ fn check_val(val: &ValSpec, state: &ModelState) -> Result<()> {
     if state.arch.kind.is_detector() == matches!(val, ValSpec::Classify { .. }) {
         return Err(Error::input(
             state.path(),
-            format!("is a {}: score it on {}", state.arch.kind.label(), if state.arch.kind.is_detector() { "--val-coco or --val-voc" } else { "--val-classify" }),
+            format!(
+                "is a {}: score it on {}",
+                state.arch.kind.label(),
+                if state.arch.kind.is_detector() { "--val-coco or --val-voc" } else { "--val-classify" }
+            ),
         ));
     }
     match val {
@@ -464,7 +508,15 @@ fn check_val(val: &ValSpec, state: &ModelState) -> Result<()> {
             let voc = VocDataset::load(dir)?;
             let k = state.arch.num_classes.unwrap_or(0);
             if k != voc.classes.len() + 1 {
-                return Err(Error::input(dir, format!("the validation set has {} classes but {} predicts {}", voc.classes.len(), state.path().display(), k.saturating_sub(1))));
+                return Err(Error::input(
+                    dir,
+                    format!(
+                        "the validation set has {} classes but {} predicts {}",
+                        voc.classes.len(),
+                        state.path().display(),
+                        k.saturating_sub(1)
+                    ),
+                ));
             }
         }
     }
@@ -476,7 +528,13 @@ fn ones(state: &ModelState) -> Masks {
     Masks { map: state.weights.tensors.iter().filter(|w| w.role == Role::Weight).map(|w| (w.name.clone(), Mask::ones(&w.shape))).collect() }
 }
 
-fn run_level(dir: &Path, config: &ImpConfig, r: usize, env: &ImpEnv, on: &mut dyn FnMut(ImpEvent)) -> Result<(LevelRow, Option<EarlyBirdReport>)> {
+fn run_level(
+    dir: &Path,
+    config: &ImpConfig,
+    r: usize,
+    env: &ImpEnv,
+    on: &mut dyn FnMut(ImpEvent),
+) -> Result<(LevelRow, Option<EarlyBirdReport>)> {
     let ldir = level::dir(dir, r);
     std::fs::create_dir_all(&ldir).map_err(|e| Error::io(&ldir, e))?;
     let model = ldir.join(level::MODEL);
@@ -533,7 +591,8 @@ fn run_level(dir: &Path, config: &ImpConfig, r: usize, env: &ImpEnv, on: &mut dy
     let (scores, reports, latency_ms) = evaluate(config, state.clone())?;
     on(ImpEvent::Phase { level: r, what: "exporting" });
     let compact = ldir.join(level::COMPACT);
-    let compact_bytes = if r == 0 { None } else { Some(crate::export::compact::pack(&state.source, &Default::default(), &compact)?.compact_bytes) };
+    let compact_bytes =
+        if r == 0 { None } else { Some(crate::export::compact::pack(&state.source, &Default::default(), &compact)?.compact_bytes) };
     let (steps, train_s) = level::train_time(&ldir);
     let row = level_row(config, &state, &masks, r, scores, steps, train_s, latency_ms, compact_bytes)?;
     let metrics = serde_json::json!({
@@ -605,7 +664,10 @@ fn check_level_settings(ldir: &Path, want: &RunConfig) -> Result<()> {
     let changed = changed_settings(&record(&have), &record(want));
     if !changed.is_empty() {
         let names = changed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-        return Err(Error::input(&path, format!("{names} differ from what the IMP run's run.json gives this level: restore the level's run.json, or start a new run")));
+        return Err(Error::input(
+            &path,
+            format!("{names} differ from what the IMP run's run.json gives this level: restore the level's run.json, or start a new run"),
+        ));
     }
     Ok(())
 }
@@ -684,7 +746,8 @@ fn channel_start(dir: &Path, config: &ImpConfig, r: usize) -> Result<()> {
     let ldir = level::dir(dir, r);
     let plan_path = ldir.join(CHANNELS);
     let plans: Vec<SavedPlan> = if plan_path.exists() {
-        serde_json::from_slice(&crate::fsio::read_limited(&plan_path, 64 << 20)?).map_err(|e| Error::input(&plan_path, format!("not a channel plan: {e}")))?
+        serde_json::from_slice(&crate::fsio::read_limited(&plan_path, 64 << 20)?)
+            .map_err(|e| Error::input(&plan_path, format!("not a channel plan: {e}")))?
     } else {
         let prev = ModelState::import(&level::dir(dir, r - 1).join(level::MODEL))?;
         let (_, plans) = channel::plan(&prev, &config.channel_params()?)?;
@@ -760,7 +823,14 @@ fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, S
                     };
                     (
                         name.to_string(),
-                        Scores { ap: size("AP"), ap50: size("AP50"), ap75: size("AP75"), ap_small: size("APs"), ap_medium: size("APm"), ap_large: size("APl") },
+                        Scores {
+                            ap: size("AP"),
+                            ap50: size("AP50"),
+                            ap75: size("AP75"),
+                            ap_small: size("APs"),
+                            ap_medium: size("APm"),
+                            ap_large: size("APl"),
+                        },
                     )
                 })
                 .collect();
@@ -775,7 +845,11 @@ fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, S
             let records = dets.iter().map(crate::detect::results::CocoResult::to_detection).collect();
             let report = voc.evaluate(crate::eval::DetSource::Records(records), &bar)?;
             let s = Scores { ap: None, ap50: report.map_area, ap75: None, ap_small: None, ap_medium: None, ap_large: None };
-            Ok((BTreeMap::from([("voc".to_string(), s)]), serde_json::to_value(&report).expect("serialises"), crate::eval::model::median(&latency)))
+            Ok((
+                BTreeMap::from([("voc".to_string(), s)]),
+                serde_json::to_value(&report).expect("serialises"),
+                crate::eval::model::median(&latency),
+            ))
         }
     }
 }
@@ -793,7 +867,8 @@ fn level_row(
     compact_bytes: Option<u64>,
 ) -> Result<LevelRow> {
     // Selected = the weights the prune ranks (its modules); the network counts every parameter.
-    let groups: Option<Vec<String>> = config.modules.as_ref().map(|m| m.iter().map(|g| crate::model::ModuleGroup::parse(g.trim()).key()).collect());
+    let groups: Option<Vec<String>> =
+        config.modules.as_ref().map(|m| m.iter().map(|g| crate::model::ModuleGroup::parse(g.trim()).key()).collect());
     let (mut sel_n, mut sel_kept) = (0usize, 0usize);
     let mut collapsed = Vec::new();
     for w in state.weights.tensors.iter().filter(|w| w.role == Role::Weight) {
@@ -809,7 +884,8 @@ fn level_row(
     }
     let network_pruned = masks.total() - masks.kept();
     let model_bytes = std::fs::metadata(state.path()).map(|m| m.len()).unwrap_or(0);
-    let (mut selected_sparsity, mut network_sparsity) = (1.0 - sel_kept as f64 / sel_n.max(1) as f64, network_pruned as f64 / state.weights.total().max(1) as f64);
+    let (mut selected_sparsity, mut network_sparsity) =
+        (1.0 - sel_kept as f64 / sel_n.max(1) as f64, network_pruned as f64 / state.weights.total().max(1) as f64);
     let mut flops_removed = None;
     if config.structure == Structure::Channel {
         // Channels leave the graph: count against the dense model, weights and FLOPs alike.
@@ -861,7 +937,8 @@ fn summarize(dir: &Path, config: &ImpConfig, levels: Vec<LevelRow>, early_bird: 
     let dense = levels[0].clone();
     let delta: Vec<BTreeMap<String, f64>> = levels.iter().map(|l| l.delta(&dense)).collect();
     // Sparsest level whose every IoU type stays within the gate.
-    let ticket_level = (1..levels.len()).rev().find(|&r| !delta[r].is_empty() && delta[r].values().all(|d| *d >= -config.max_map_drop - 1e-12));
+    let ticket_level =
+        (1..levels.len()).rev().find(|&r| !delta[r].is_empty() && delta[r].values().all(|d| *d >= -config.max_map_drop - 1e-12));
     let ticket = match ticket_level {
         Some(r) => {
             let l = level::dir(dir, r);
@@ -876,7 +953,8 @@ fn summarize(dir: &Path, config: &ImpConfig, levels: Vec<LevelRow>, early_bird: 
             None
         }
     };
-    let summary = ImpSummary { run_dir: dir.to_path_buf(), levels, delta, max_map_drop: config.max_map_drop, ticket_level, ticket, early_bird };
+    let summary =
+        ImpSummary { run_dir: dir.to_path_buf(), levels, delta, max_map_drop: config.max_map_drop, ticket_level, ticket, early_bird };
     write_atomic(&dir.join(SUMMARY), serde_json::to_string_pretty(&summary).expect("serialises").as_bytes())?;
     Ok(summary)
 }

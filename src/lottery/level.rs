@@ -69,14 +69,27 @@ impl LevelRow {
     pub fn check(&self) -> std::result::Result<(), String> {
         // Huge numbers in the message as 1e308, not 309 digits.
         let num = |v: f64| if v.abs() < 1e6 { v.to_string() } else { format!("{v:e}") };
-        let fraction = |name: String, v: f64| if v.is_finite() && (-1.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("{name} is {}, outside [-1, 1]", num(v))) };
+        let fraction = |name: String, v: f64| {
+            if v.is_finite() && (-1.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} is {}, outside [-1, 1]", num(v)))
+            }
+        };
         fraction("selected_sparsity".into(), self.selected_sparsity)?;
         fraction("network_sparsity".into(), self.network_sparsity)?;
         if let Some(f) = self.flops_removed {
             fraction("flops_removed".into(), f)?;
         }
         for (t, s) in &self.scores {
-            for (name, v) in [("ap", s.ap), ("ap50", s.ap50), ("ap75", s.ap75), ("ap_small", s.ap_small), ("ap_medium", s.ap_medium), ("ap_large", s.ap_large)] {
+            for (name, v) in [
+                ("ap", s.ap),
+                ("ap50", s.ap50),
+                ("ap75", s.ap75),
+                ("ap_small", s.ap_small),
+                ("ap_medium", s.ap_medium),
+                ("ap_large", s.ap_large),
+            ] {
                 if let Some(v) = v {
                     fraction(format!("scores.{t}.{name}"), v)?;
                 }
@@ -92,10 +105,7 @@ impl LevelRow {
 
     /// `primary` of this level minus the dense level's, per IoU type present in both.
     pub fn delta(&self, dense: &LevelRow) -> BTreeMap<String, f64> {
-        self.scores
-            .iter()
-            .filter_map(|(k, s)| Some((k.clone(), s.primary()? - dense.scores.get(k)?.primary()?)))
-            .collect()
+        self.scores.iter().filter_map(|(k, s)| Some((k.clone(), s.primary()? - dense.scores.get(k)?.primary()?))).collect()
     }
 }
 

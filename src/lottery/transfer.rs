@@ -39,12 +39,17 @@ pub fn transfer_backbone(
     masks: Option<(&crate::model::Masks, &Path)>,
 ) -> Result<(ModelState, BackboneTransfer)> {
     if classifier.arch.kind != ModelKind::Classifier {
-        return Err(Error::input(classifier.path(), format!("is a {}, not a ResNet classifier: there is no body to transfer", classifier.arch.kind.label())));
+        return Err(Error::input(
+            classifier.path(),
+            format!("is a {}, not a ResNet classifier: there is no body to transfer", classifier.arch.kind.label()),
+        ));
     }
     if !detector.arch.kind.is_detector() || detector.arch.backbone.is_none() {
         return Err(Error::input(detector.path(), format!("is a {}, not a detector with a ResNet backbone", detector.arch.summary())));
     }
-    let mismatch = |what: String| Err(Error::input(classifier.path(), format!("{what}: its body does not match the backbone of {}", detector.path().display())));
+    let mismatch = |what: String| {
+        Err(Error::input(classifier.path(), format!("{what}: its body does not match the backbone of {}", detector.path().display())))
+    };
     let mut edits: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     let mut values = 0;
     // Every conv weight of the body, both ways: a classifier with fewer blocks or other widths is refused.
@@ -59,7 +64,9 @@ pub fn transfer_backbone(
             None => return mismatch(format!("'{}' has no counterpart '{target}'", w.name)),
         }
     }
-    if let Some(d) = detector.weights.tensors.iter().find(|d| d.role == Role::Weight && d.name.starts_with(BODY) && !edits.contains_key(&d.name)) {
+    if let Some(d) =
+        detector.weights.tensors.iter().find(|d| d.role == Role::Weight && d.name.starts_with(BODY) && !edits.contains_key(&d.name))
+    {
         return mismatch(format!("it lacks '{}', which the detector has", d.name.trim_start_matches(BODY)));
     }
     let weights = edits.len();
@@ -85,7 +92,10 @@ pub fn transfer_backbone(
     for t in edits.keys() {
         let init = inits.get(t).ok_or_else(|| Error::input(detector.path(), format!("cannot find the initializer holding '{t}'")))?;
         if !seen.insert(init) {
-            return Err(Error::input(detector.path(), format!("initializer '{init}' holds more than one backbone tensor; it cannot take the classifier's values")));
+            return Err(Error::input(
+                detector.path(),
+                format!("initializer '{init}' holds more than one backbone tensor; it cannot take the classifier's values"),
+            ));
         }
     }
     let mut out = crate::prune::channel::shrink::rewrite(detector, &edits, Default::default())?;

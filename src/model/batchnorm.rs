@@ -21,7 +21,9 @@ pub fn frozen_bn_buffers(source: &OnnxModel) -> Result<BTreeMap<String, (Vec<usi
         let Some(module) = n.input[1].strip_suffix(".weight") else { continue };
         let eps = n.attribute.iter().find(|a| a.name() == "epsilon").and_then(|a| a.f).unwrap_or(1e-5);
         let values = |name: &str| -> Result<Option<Vec<f32>>> { source.initializer(name).map(|t| source.f32_values(t)).transpose() };
-        let (Some(gamma), Some(beta), Some(mean), Some(var)) = (values(&n.input[1])?, values(&n.input[2])?, values(&n.input[3])?, values(&n.input[4])?) else {
+        let (Some(gamma), Some(beta), Some(mean), Some(var)) =
+            (values(&n.input[1])?, values(&n.input[2])?, values(&n.input[3])?, values(&n.input[4])?)
+        else {
             continue;
         };
         let c = gamma.len();

@@ -176,10 +176,8 @@ impl ModelState {
 
         let shapes: arch::Shapes = weights.iter().map(|w| (w.name.clone(), w.shape.clone())).collect();
         let arch = ArchSpec::infer(&shapes);
-        let node_of: HashMap<String, String> = anonymous
-            .iter()
-            .filter_map(|(i, n)| n.clone().map(|n| (weights[*i].initializer.clone(), n)))
-            .collect();
+        let node_of: HashMap<String, String> =
+            anonymous.iter().filter_map(|(i, n)| n.clone().map(|n| (weights[*i].initializer.clone(), n))).collect();
         for w in weights.iter_mut() {
             w.group = match arch.kind {
                 k if k.is_detector() => ModuleGroup::of_detector_param(&w.name)
@@ -216,9 +214,10 @@ impl ModelState {
     /// Applies masks (checked against names and shapes) and zeroes the masked weights, as export will.
     pub fn apply_masks(&mut self, masks: Masks, masks_path: &Path) -> Result<()> {
         for (name, mask) in &masks.map {
-            let w = self.weights.tensors.iter_mut().find(|w| &w.name == name).ok_or_else(|| {
-                Error::input(masks_path, format!("mask '{name}' names no parameter of {}", self.source.path.display()))
-            })?;
+            let w =
+                self.weights.tensors.iter_mut().find(|w| &w.name == name).ok_or_else(|| {
+                    Error::input(masks_path, format!("mask '{name}' names no parameter of {}", self.source.path.display()))
+                })?;
             if w.shape != mask.shape {
                 return Err(Error::input(masks_path, format!("mask '{name}' has shape {:?}, the parameter has {:?}", mask.shape, w.shape)));
             }

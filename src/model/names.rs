@@ -72,6 +72,9 @@ mod tests {
             module_path_from_node("/backbone/body/layer2/layer2.0/downsample/downsample.1/Mul").as_deref(),
             Some("backbone.body.layer2.0.downsample.1")
         );
-        assert_eq!(module_path_from_node("/backbone/fpn/inner_blocks.3/inner_blocks.3.0/Conv").as_deref(), Some("backbone.fpn.inner_blocks.3.0"));
+        assert_eq!(
+            module_path_from_node("/backbone/fpn/inner_blocks.3/inner_blocks.3.0/Conv").as_deref(),
+            Some("backbone.fpn.inner_blocks.3.0")
+        );
     }
 }

@@ -45,7 +45,8 @@ pub fn model(path: &Path, graph: &GraphProto) -> Result<()> {
             };
             if let Some(t) = inits.get(w.as_str()) {
                 if !tensor::is_weight_float(t) {
-                    let ty = DataType::try_from(t.data_type()).map_or_else(|_| t.data_type().to_string(), |d| d.as_str_name().to_lowercase());
+                    let ty =
+                        DataType::try_from(t.data_type()).map_or_else(|_| t.data_type().to_string(), |d| d.as_str_name().to_lowercase());
                     return fail(format!("{} has weight '{w}' of type {ty}; a convolution's weight is a float tensor", describe(node)));
                 }
             }
@@ -53,11 +54,7 @@ pub fn model(path: &Path, graph: &GraphProto) -> Result<()> {
     }
 
     // Kahn's algorithm over the main graph: a node is ready once every node it reads from is done.
-    let mut pending: Vec<usize> = graph
-        .node
-        .iter()
-        .map(|n| n.input.iter().filter(|i| producer.contains_key(i.as_str())).count())
-        .collect();
+    let mut pending: Vec<usize> = graph.node.iter().map(|n| n.input.iter().filter(|i| producer.contains_key(i.as_str())).count()).collect();
     let mut consumers: HashMap<usize, Vec<usize>> = HashMap::new();
     for (j, node) in graph.node.iter().enumerate() {
         for i in node.input.iter().filter_map(|i| producer.get(i.as_str())) {

@@ -32,7 +32,10 @@ fn safe_path(model_path: &Path, tensor: &str, loc: &str) -> Result<PathBuf> {
     let rel = Path::new(loc);
     let escapes = rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if loc.is_empty() || escapes {
-        return Err(Error::input(model_path, format!("initializer '{tensor}': external data location '{loc}' is not a relative path inside the model's folder; refused")));
+        return Err(Error::input(
+            model_path,
+            format!("initializer '{tensor}': external data location '{loc}' is not a relative path inside the model's folder; refused"),
+        ));
     }
     let dir = model_dir(model_path);
     let full = dir.join(rel);
@@ -40,7 +43,10 @@ fn safe_path(model_path: &Path, tensor: &str, loc: &str) -> Result<PathBuf> {
     let canon = std::fs::canonicalize(&full)
         .map_err(|e| Error::input(model_path, format!("initializer '{tensor}': external data file '{loc}': {e}")))?;
     if !canon.starts_with(&canon_dir) {
-        return Err(Error::input(model_path, format!("initializer '{tensor}': external data location '{loc}' leads out of the model's folder; refused")));
+        return Err(Error::input(
+            model_path,
+            format!("initializer '{tensor}': external data location '{loc}' leads out of the model's folder; refused"),
+        ));
     }
     Ok(canon)
 }
@@ -66,7 +72,10 @@ pub fn load_all(model_path: &Path, graph: &GraphProto) -> Result<HashMap<String,
         let expected = super::tensor::byte_len(t).map_err(|e| Error::input(model_path, format!("initializer '{name}': {e}")))?;
         let length = parse_u64(model_path, name, "length", entry(t, "length"))?.unwrap_or(expected);
         if length != expected {
-            return Err(Error::input(model_path, format!("initializer '{name}': external data length {length} does not match its shape ({expected} bytes)")));
+            return Err(Error::input(
+                model_path,
+                format!("initializer '{name}': external data length {length} does not match its shape ({expected} bytes)"),
+            ));
         }
         if !files.contains_key(&path) {
             // Only a regular file: a FIFO named by a model would block the read forever.
@@ -76,7 +85,13 @@ pub fn load_all(model_path: &Path, graph: &GraphProto) -> Result<HashMap<String,
         }
         let (file, file_len) = files.get_mut(&path).expect("inserted above");
         let end = offset.checked_add(length).filter(|end| end <= file_len).ok_or_else(|| {
-            Error::input(&path, format!("initializer '{name}': bytes {offset}..{} are past the end of the file ({file_len} bytes)", offset.saturating_add(length)))
+            Error::input(
+                &path,
+                format!(
+                    "initializer '{name}': bytes {offset}..{} are past the end of the file ({file_len} bytes)",
+                    offset.saturating_add(length)
+                ),
+            )
         })?;
         let mut buf = vec![0u8; (end - offset) as usize];
         file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(|e| Error::io(&path, e))?;
@@ -113,11 +128,7 @@ impl Writer {
         let offset = self.buf.len();
         self.buf.extend_from_slice(bytes);
         t.raw_data = None;
-        t.external_data = vec![
-            kv("location", &self.location),
-            kv("offset", &offset.to_string()),
-            kv("length", &bytes.len().to_string()),
-        ];
+        t.external_data = vec![kv("location", &self.location), kv("offset", &offset.to_string()), kv("length", &bytes.len().to_string())];
     }
 
     pub fn finish(self) -> Result<u64> {

@@ -119,7 +119,8 @@ fn own_bytes(t: &TensorProto, raw: Option<&[u8]>, kind: FloatKind) -> Result<Vec
 }
 
 fn kind_of(t: &TensorProto) -> Result<FloatKind, String> {
-    FloatKind::of(t.data_type()).ok_or_else(|| format!("data type {} is not a float type (FLOAT, FLOAT16, BFLOAT16, DOUBLE)", t.data_type()))
+    FloatKind::of(t.data_type())
+        .ok_or_else(|| format!("data type {} is not a float type (FLOAT, FLOAT16, BFLOAT16, DOUBLE)", t.data_type()))
 }
 
 /// The values of a float tensor as f32. `raw` is its raw bytes (inline or external) when it has them.

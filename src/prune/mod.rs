@@ -144,7 +144,10 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
         .map(|(i, _)| i)
         .collect();
     if selected.is_empty() {
-        return Err(Error::input(state.path(), "no prunable weights (no float initializer feeds a Conv, ConvTranspose, Gemm or MatMul) in the selected modules"));
+        return Err(Error::input(
+            state.path(),
+            "no prunable weights (no float initializer feeds a Conv, ConvTranspose, Gemm or MatMul) in the selected modules",
+        ));
     }
     let fraction = opts.kept_fraction();
     let tensors = &state.weights.tensors;
@@ -156,7 +159,9 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
     let masks = match (p.scope, p.min_layer_density) {
         (Scope::Global, None) => select::keep_top_k(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum())),
         (Scope::Global, Some(f)) => select::keep_top_k_with_floor(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum()), f),
-        (Scope::Layer, _) => inputs.iter().map(|inp| select::keep_top_k(std::slice::from_ref(inp), keep_of(inp.values.len())).remove(0)).collect(),
+        (Scope::Layer, _) => {
+            inputs.iter().map(|inp| select::keep_top_k(std::slice::from_ref(inp), keep_of(inp.values.len())).remove(0)).collect()
+        }
     };
     drop(inputs);
 
@@ -176,11 +181,8 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
     let selected_kept: usize = reports.iter().map(|r| r.kept).sum();
     let network_weights = state.weights.total();
     let network_pruned = state.masks.total() - state.masks.kept();
-    let collapsed = reports
-        .iter()
-        .map(|r| (r.name.clone(), 1.0 - r.kept as f64 / r.numel.max(1) as f64))
-        .filter(|(_, s)| *s > NEAR_COLLAPSE)
-        .collect();
+    let collapsed =
+        reports.iter().map(|r| (r.name.clone(), 1.0 - r.kept as f64 / r.numel.max(1) as f64)).filter(|(_, s)| *s > NEAR_COLLAPSE).collect();
     Ok(PruneReport {
         scope: p.scope,
         round: p.round,

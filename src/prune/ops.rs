@@ -62,7 +62,10 @@ pub fn iou(a: &Masks, a_path: &Path, b: &Masks, b_path: &Path) -> Result<IouRepo
     for (name, ma) in &a.map {
         let Some(mb) = b.map.get(name) else { continue };
         if ma.shape != mb.shape {
-            return Err(Error::input(b_path, format!("mask '{name}' has shape {:?} here but {:?} in {}", mb.shape, ma.shape, a_path.display())));
+            return Err(Error::input(
+                b_path,
+                format!("mask '{name}' has shape {:?} here but {:?} in {}", mb.shape, ma.shape, a_path.display()),
+            ));
         }
         let i = ma.keep.iter().zip(&mb.keep).filter(|(x, y)| **x == 1 && **y == 1).count();
         let u = ma.keep.iter().zip(&mb.keep).filter(|(x, y)| **x == 1 || **y == 1).count();
@@ -135,13 +138,19 @@ pub fn transfer(src: &Masks, src_path: &Path, detector: &ModelState) -> Result<(
                 report.transferred.push(target);
             }
             Some(w) => {
-                return Err(Error::input(src_path, format!("mask '{name}' has shape {:?} but detector parameter '{target}' has {:?}", m.shape, w.shape)));
+                return Err(Error::input(
+                    src_path,
+                    format!("mask '{name}' has shape {:?} but detector parameter '{target}' has {:?}", m.shape, w.shape),
+                ));
             }
             None => report.unused.push(name.clone()),
         }
     }
     if out.map.is_empty() {
-        return Err(Error::input(src_path, format!("no mask matches a backbone (or, from a detector, an FPN, RPN or box-head) parameter of {}", detector.path().display())));
+        return Err(Error::input(
+            src_path,
+            format!("no mask matches a backbone (or, from a detector, an FPN, RPN or box-head) parameter of {}", detector.path().display()),
+        ));
     }
     Ok((out, report))
 }

@@ -84,16 +84,20 @@ pub fn keep_top_k(inputs: &[Input], k: usize) -> Vec<Vec<u8>> {
     }
 
     // Pass 1: histogram of the high key bits.
-    let hists = par_map(items(inputs), |i| i.values.len(), |run| {
-        let mut h = vec![0u64; BUCKETS];
-        for it in run {
-            match it.prev {
-                None => it.values.iter().for_each(|&v| h[(key(v, None) >> BUCKET_SHIFT) as usize] += 1),
-                Some(p) => it.values.iter().zip(p).for_each(|(&v, &m)| h[(key(v, Some(m)) >> BUCKET_SHIFT) as usize] += 1),
+    let hists = par_map(
+        items(inputs),
+        |i| i.values.len(),
+        |run| {
+            let mut h = vec![0u64; BUCKETS];
+            for it in run {
+                match it.prev {
+                    None => it.values.iter().for_each(|&v| h[(key(v, None) >> BUCKET_SHIFT) as usize] += 1),
+                    Some(p) => it.values.iter().zip(p).for_each(|(&v, &m)| h[(key(v, Some(m)) >> BUCKET_SHIFT) as usize] += 1),
+                }
             }
-        }
-        h
-    });
+            h
+        },
+    );
     let mut hist = vec![0u64; BUCKETS];
     for h in &hists {
         hist.iter_mut().zip(h).for_each(|(a, b)| *a += b);
@@ -123,20 +127,24 @@ pub fn keep_top_k(inputs: &[Input], k: usize) -> Vec<Vec<u8>> {
         }
     }
     let b = bucket as u32;
-    let cands = par_map(work, |(i, _)| i.values.len(), |run| {
-        let mut c: Vec<(u32, u64)> = Vec::new();
-        for (it, out) in run {
-            for (j, (&v, o)) in it.values.iter().zip(out.iter_mut()).enumerate() {
-                let kk = key(v, it.prev.map(|p| p[j]));
-                let hb = kk >> BUCKET_SHIFT;
-                *o = (hb > b) as u8;
-                if hb == b && kk != 0 {
-                    c.push((kk, it.pos + j as u64));
+    let cands = par_map(
+        work,
+        |(i, _)| i.values.len(),
+        |run| {
+            let mut c: Vec<(u32, u64)> = Vec::new();
+            for (it, out) in run {
+                for (j, (&v, o)) in it.values.iter().zip(out.iter_mut()).enumerate() {
+                    let kk = key(v, it.prev.map(|p| p[j]));
+                    let hb = kk >> BUCKET_SHIFT;
+                    *o = (hb > b) as u8;
+                    if hb == b && kk != 0 {
+                        c.push((kk, it.pos + j as u64));
+                    }
                 }
             }
-        }
-        c
-    });
+            c
+        },
+    );
     let mut cands: Vec<(u32, u64)> = cands.into_iter().flatten().collect();
     let need = (k as u64 - above).min(cands.len() as u64) as usize;
     if need < cands.len() {
@@ -205,13 +213,10 @@ mod tests {
         };
         for case in 0..40 {
             let n_t = 1 + (rnd() % 4) as usize;
-            let values: Vec<Vec<f32>> = (0..n_t)
-                .map(|_| (0..(rnd() % 700_000) as usize).map(|_| ((rnd() % 64) as f32 - 32.0) * 0.01).collect())
-                .collect();
-            let prev: Vec<Option<Vec<u8>>> = values
-                .iter()
-                .map(|v| (case % 2 == 0).then(|| v.iter().map(|_| (rnd() % 4 != 0) as u8).collect()))
-                .collect();
+            let values: Vec<Vec<f32>> =
+                (0..n_t).map(|_| (0..(rnd() % 700_000) as usize).map(|_| ((rnd() % 64) as f32 - 32.0) * 0.01).collect()).collect();
+            let prev: Vec<Option<Vec<u8>>> =
+                values.iter().map(|v| (case % 2 == 0).then(|| v.iter().map(|_| (rnd() % 4 != 0) as u8).collect())).collect();
             let total: usize = values.iter().map(Vec::len).sum();
             let k = if total == 0 { 0 } else { (rnd() as usize) % (total + 1) };
             let inputs: Vec<Input> = values.iter().zip(&prev).map(|(v, p)| Input { values: v, prev: p.as_deref() }).collect();

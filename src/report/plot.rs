@@ -114,7 +114,11 @@ impl LinePlot {
         root.fill(&WHITE)?;
         let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
         let (x_lo, x_hi) = xs.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-        let ys = self.series.iter().flat_map(|s| s.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])).chain(self.bands.iter().flat_map(|b| [b.mean - b.std, b.mean + b.std]));
+        let ys = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2]))
+            .chain(self.bands.iter().flat_map(|b| [b.mean - b.std, b.mean + b.std]));
         let (y_lo, y_hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
         let (x_lo, x_hi) = self.x_range.unwrap_or_else(|| span(x_lo, x_hi));
         let (y_lo, y_hi) = self.y_range.unwrap_or_else(|| span(y_lo, y_hi));
@@ -124,12 +128,19 @@ impl LinePlot {
             .x_label_area_size(45)
             .y_label_area_size(65)
             .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
-        chart.configure_mesh().x_desc(&self.x_label).y_desc(&self.y_label).label_style((FAMILY, 14)).axis_desc_style((FAMILY, 16)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style((FAMILY, 14))
+            .axis_desc_style((FAMILY, 16))
+            .draw()?;
         let n = self.series.len();
         for (i, b) in self.bands.iter().enumerate() {
             let c = colour(n + i);
             if b.std > 0.0 {
-                chart.draw_series(std::iter::once(Rectangle::new([(x_lo, b.mean - b.std), (x_hi, b.mean + b.std)], c.mix(0.2).filled())))?;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new([(x_lo, b.mean - b.std), (x_hi, b.mean + b.std)], c.mix(0.2).filled())))?;
             }
             chart.draw_series(LineSeries::new([(x_lo, b.mean), (x_hi, b.mean)], c.stroke_width(2)))?;
         }
@@ -139,7 +150,9 @@ impl LinePlot {
             if self.markers {
                 chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled())))?;
             }
-            chart.draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, c.stroke_width(2), 8)))?;
+            chart.draw_series(
+                s.points.iter().filter(|p| p.2 > 0.0).map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, c.stroke_width(2), 8)),
+            )?;
         }
         Ok(())
     }
@@ -216,7 +229,9 @@ impl Plot {
                 let bands = p.bands.iter().enumerate().map(|(i, b)| Entry { label: b.label.clone(), colour: colour(n + i), boxed: false });
                 series.chain(bands).collect()
             }
-            Plot::Bar(p) => p.series.iter().enumerate().map(|(i, (label, _))| Entry { label: label.clone(), colour: colour(i), boxed: true }).collect(),
+            Plot::Bar(p) => {
+                p.series.iter().enumerate().map(|(i, (label, _))| Entry { label: label.clone(), colour: colour(i), boxed: true }).collect()
+            }
         }
     }
 
@@ -243,7 +258,11 @@ impl Plot {
             } else {
                 legend.draw(&PathElement::new([(64, y), (90, y)], e.colour.stroke_width(3)))?;
             }
-            let text = if e.label.chars().count() > max_chars { e.label.chars().take(max_chars - 1).collect::<String>() + "…" } else { e.label.clone() };
+            let text = if e.label.chars().count() > max_chars {
+                e.label.chars().take(max_chars - 1).collect::<String>() + "…"
+            } else {
+                e.label.clone()
+            };
             legend.draw(&Text::new(text, (100, y - 8), (FAMILY, 14)))?;
         }
         root.present()

@@ -173,7 +173,11 @@ pub fn find_python(venv: Venv) -> Option<Found> {
 pub fn ort_library() -> Result<PathBuf> {
     let found = find_ort_library().ok_or_else(|| missing("ONNX Runtime library", "ORT_DYLIB_PATH", Venv::Check))?;
     if !found.path.is_file() {
-        return Err(Error::Runtime(format!("ONNX Runtime library not found: {}={} is not a file; {SETUP_HINT}", found.source, found.path.display())));
+        return Err(Error::Runtime(format!(
+            "ONNX Runtime library not found: {}={} is not a file; {SETUP_HINT}",
+            found.source,
+            found.path.display()
+        )));
     }
     Ok(found.path)
 }

@@ -2,9 +2,9 @@
 //! run time (the `onnxruntime` wheel's libonnxruntime.so, found by `runtime::env`: ORT_DYLIB_PATH, else the venv
 //! `ticket setup` or tools/setup.sh made), because ort's default download of binaries cannot work offline.
 use crate::error::{Error, Result};
+use crate::model::ModelState;
 use crate::onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto};
 use crate::onnx::OnnxModel;
-use crate::model::ModelState;
 use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::{Tensor, ValueType};
@@ -23,7 +23,9 @@ fn environment() -> Result<&'static ort::environment::Environment> {
         let env = ort::init_from(&path)
             .map_err(|e| format!("{path}: cannot load ONNX Runtime: {e}"))?
             .with_name("ticket")
-            .with_logger(std::sync::Arc::new(|_level: ort::logging::LogLevel, _category: &str, _id: &str, _location: &str, _message: &str| {}))
+            .with_logger(std::sync::Arc::new(
+                |_level: ort::logging::LogLevel, _category: &str, _id: &str, _location: &str, _message: &str| {},
+            ))
             .build()
             .map_err(|e| format!("{path}: cannot create an ONNX Runtime environment: {e}"))?;
         env.set_log_level(ort::logging::LogLevel::Fatal);
@@ -106,12 +108,7 @@ pub fn session_with_threads(model_bytes: &[u8], what: &str, threads: usize) -> R
     let env = environment()?;
     let err = |e: ort::Error| rejected(what, e);
     let threads = crate::runtime::tract_stage::resolve_threads(threads);
-    Session::builder(env)
-        .map_err(err)?
-        .with_intra_threads(threads)
-        .map_err(|e| err(e.into()))?
-        .commit_from_memory(model_bytes)
-        .map_err(err)
+    Session::builder(env).map_err(err)?.with_intra_threads(threads).map_err(|e| err(e.into()))?.commit_from_memory(model_bytes).map_err(err)
 }
 
 /// Runs an encoded model (external data already inlined) on the given inputs, returning outputs by name.
@@ -127,8 +124,12 @@ pub fn run(model_bytes: &[u8], inputs: &[(String, ArrayD<f32>)], what: &str) -> 
     let mut out = Vec::new();
     for (name, value) in outputs.iter() {
         let o = match value.dtype() {
-            ValueType::Tensor { ty: ort::value::TensorElementType::Float32, .. } => Output::F32(value.try_extract_array::<f32>().map_err(err)?.to_owned()),
-            ValueType::Tensor { ty: ort::value::TensorElementType::Int64, .. } => Output::I64(value.try_extract_array::<i64>().map_err(err)?.to_owned()),
+            ValueType::Tensor { ty: ort::value::TensorElementType::Float32, .. } => {
+                Output::F32(value.try_extract_array::<f32>().map_err(err)?.to_owned())
+            }
+            ValueType::Tensor { ty: ort::value::TensorElementType::Int64, .. } => {
+                Output::I64(value.try_extract_array::<i64>().map_err(err)?.to_owned())
+            }
             other => Output::Other(format!("{other:?}")),
         };
         out.push((name.to_string(), o));
@@ -174,7 +175,12 @@ pub fn verify_export(state: &ModelState, output: &Path) -> Result<Vec<OutputDiff
     let b = run(&reference, &inputs, &state.path().display().to_string())?;
     let diffs = compare(&a, &b);
     if let Some(d) = diffs.iter().find(|d| !d.same_shape || d.max_abs_diff > 1e-5) {
-        return Err(Error::Check(format!("{}: output '{}' differs from the masked input model (max abs diff {})", output.display(), d.name, d.max_abs_diff)));
+        return Err(Error::Check(format!(
+            "{}: output '{}' differs from the masked input model (max abs diff {})",
+            output.display(),
+            d.name,
+            d.max_abs_diff
+        )));
     }
     Ok(diffs)
 }

@@ -64,11 +64,7 @@ impl TractStage {
         // The sparse layers (SparseConv, SparseGemm) the stage graphs may use are ops of this crate.
         let mut onnx = tract_onnx::onnx();
         crate::sparse::tract_op::register(&mut onnx);
-        let plan = onnx
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(err)?;
+        let plan = onnx.model_for_read(&mut &bytes[..]).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable()).map_err(err)?;
         Ok(TractStage { name: name.to_string(), plan, outputs })
     }
 
@@ -77,9 +73,6 @@ impl TractStage {
         let err = |e: TractError| Error::Runtime(format!("tract, stage {}: {e:#}", self.name));
         let feed: TVec<TValue> = inputs.into_iter().map(|a| Tensor::from(a).into()).collect();
         let out = self.plan.run(feed).map_err(err)?;
-        out.into_iter()
-            .zip(&self.outputs)
-            .map(|(v, n)| Ok((n.clone(), v.to_plain_array_view::<f32>().map_err(err)?.to_owned())))
-            .collect()
+        out.into_iter().zip(&self.outputs).map(|(v, n)| Ok((n.clone(), v.to_plain_array_view::<f32>().map_err(err)?.to_owned()))).collect()
     }
 }

@@ -92,7 +92,10 @@ pub fn setup(opts: &SetupOptions, on: &mut dyn FnMut(Progress)) -> Result<Vec<Ma
 /// Creates the data folder if needed and proves it writable, or says which folder is not (exit 3).
 pub fn prepare_data_dir(data: &Path) -> Result<()> {
     let fault = |e: std::io::Error| {
-        Error::Runtime(one_line(&format!("data folder {} is not writable ({e}): set TICKET_HOME to a folder you can write", data.display())))
+        Error::Runtime(one_line(&format!(
+            "data folder {} is not writable ({e}): set TICKET_HOME to a folder you can write",
+            data.display()
+        )))
     };
     std::fs::create_dir_all(data).map_err(fault)?;
     tempfile::Builder::new().prefix(".write-test-").tempfile_in(data).map_err(fault)?;
@@ -145,9 +148,13 @@ fn check_venv(venv: Venv, dir: &Path) -> Result<()> {
     let python = env::venv_python(dir);
     match venv {
         Venv::Check => {
-            env::venv_ort_library(dir).ok_or_else(|| Error::Runtime(format!("{}: no libonnxruntime in the installed onnxruntime wheel", dir.display())))?;
+            env::venv_ort_library(dir)
+                .ok_or_else(|| Error::Runtime(format!("{}: no libonnxruntime in the installed onnxruntime wheel", dir.display())))?;
         }
-        Venv::Train => run(Command::new(&python).args(["-c", "import onnxruntime, onnx; assert onnxruntime.__version__ == '1.19.2'"]), "the training environment's onnxruntime")?,
+        Venv::Train => run(
+            Command::new(&python).args(["-c", "import onnxruntime, onnx; assert onnxruntime.__version__ == '1.19.2'"]),
+            "the training environment's onnxruntime",
+        )?,
         Venv::Torch => run(Command::new(&python).args(["-c", "import torch, torchvision"]), "the torch environment's torch")?,
     }
     Ok(())
@@ -176,7 +183,10 @@ fn write_tools(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<Made> {
         crate::fsio::write_atomic(&path, text.as_bytes()).map_err(|e| Error::Runtime(e.to_string()))?;
         built = true;
     }
-    on(Progress { piece: "tools".into(), message: format!("tool scripts {} ({})", if built { "written" } else { "up to date" }, dir.display()) });
+    on(Progress {
+        piece: "tools".into(),
+        message: format!("tool scripts {} ({})", if built { "written" } else { "up to date" }, dir.display()),
+    });
     Ok(Made { piece: "tools".into(), path: dir, built, seconds: started.elapsed().as_secs_f64() })
 }
 

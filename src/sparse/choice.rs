@@ -48,9 +48,14 @@ impl Kernels {
 /// The kernel classes the break-even is kept for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerShape {
-    Conv { kernel: usize, stride: usize },
+    Conv {
+        kernel: usize,
+        stride: usize,
+    },
     /// A Gemm with transB by its number of input features.
-    Gemm { inputs: usize },
+    Gemm {
+        inputs: usize,
+    },
 }
 
 impl LayerShape {

@@ -21,7 +21,13 @@ fn sparse_conv(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> Tr
     let kernel: TVec<usize> = node.get_attr_tvec("kernel_shape")?;
     let strides: TVec<usize> = node.get_attr_opt_tvec("strides")?.unwrap_or_else(|| tvec![1, 1]);
     let pads: TVec<usize> = node.get_attr_opt_tvec("pads")?.unwrap_or_else(|| tvec![0; 4]);
-    if kernel.len() != 2 || kernel[0] != kernel[1] || strides.len() != 2 || strides[0] != strides[1] || pads.len() != 4 || pads.iter().any(|&p| p != pads[0]) {
+    if kernel.len() != 2
+        || kernel[0] != kernel[1]
+        || strides.len() != 2
+        || strides[0] != strides[1]
+        || pads.len() != 4
+        || pads.iter().any(|&p| p != pads[0])
+    {
         bail!("SparseConv {}: square kernels, strides and pads only", node.name);
     }
     let relu = node.get_attr_opt::<i64>("relu")?.unwrap_or(0) != 0;
@@ -38,7 +44,12 @@ fn sparse_gemm(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> Tr
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SparseExpansion {
     /// `relu`: the conv's ReLU applied as it writes its output.
-    Conv { kernel: usize, stride: usize, pad: usize, relu: bool },
+    Conv {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        relu: bool,
+    },
     Gemm,
 }
 
@@ -87,7 +98,13 @@ impl Expansion for SparseExpansion {
             }
             Ok(t)
         };
-        let shape: TVec<usize> = model.outlet_fact(inputs[0])?.shape.iter().map(|d| d.to_usize().ok()).collect::<Option<_>>().with_context(|| format!("{prefix}: the input shape must be concrete"))?;
+        let shape: TVec<usize> = model
+            .outlet_fact(inputs[0])?
+            .shape
+            .iter()
+            .map(|d| d.to_usize().ok())
+            .collect::<Option<_>>()
+            .with_context(|| format!("{prefix}: the input shape must be concrete"))?;
         let w = konst(1)?;
         let b = if inputs.len() > 2 { Some(konst(2)?) } else { None };
         let wv = w.try_as_plain_ram()?;

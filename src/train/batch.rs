@@ -3,11 +3,11 @@
 //! session's parameters, then the detection code's filter with the training settings), RoI sampling with the
 //! GT appended, RoIAlign taps, mask and keypoint targets. The sampler draws from a generator seeded by
 //! `(seed, step)`, so a resumed run draws what the uninterrupted one would have.
-use crate::data::CanvasSample;
 use super::protocol::Tensor;
 use super::targets::{
     keypoint_targets, mask_targets, rpn_targets, sample_rois_with, BalancedSampler, Permutations, RoiSample, SeededPermutations,
 };
+use crate::data::CanvasSample;
 use crate::detect::anchors::AnchorGenerator;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
 use crate::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
@@ -100,7 +100,11 @@ impl StepBuilder {
         let mut out = Array4::<f32>::zeros((batch.len(), 3, h, w));
         for (i, s) in batch.iter().enumerate() {
             if s.image.dim() != (3, h, w) {
-                return Err(Error::Input(format!("image {} is {:?} on the canvas, the step expects [3, {h}, {w}]", s.image_id, s.image.dim())));
+                return Err(Error::Input(format!(
+                    "image {} is {:?} on the canvas, the step expects [3, {h}, {w}]",
+                    s.image_id,
+                    s.image.dim()
+                )));
             }
             out.index_axis_mut(Axis(0), i).assign(&s.image);
         }
@@ -109,16 +113,20 @@ impl StepBuilder {
 
     /// Every input of the training core for step `step`, in the core's order, from the batch, its images
     /// (`images`) and the RPN forward's outputs (`objectness_{l}`, `deltas_{l}`) on them.
-    pub fn inputs(&self, step: u64, batch: &[CanvasSample], images: Tensor, rpn: &[(String, Tensor)]) -> Result<(Vec<(String, Tensor)>, StepStats)> {
+    pub fn inputs(
+        &self,
+        step: u64,
+        batch: &[CanvasSample],
+        images: Tensor,
+        rpn: &[(String, Tensor)],
+    ) -> Result<(Vec<(String, Tensor)>, StepStats)> {
         let mut perms = SeededPermutations::new(self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17));
         let levels = self.rpn_levels(rpn)?;
         let mut stats = StepStats::default();
         let mut rows = Vec::with_capacity(batch.len());
         for (b, sample) in batch.iter().enumerate() {
-            let level_views: Vec<RpnLevel> = levels
-                .iter()
-                .map(|(o, d)| RpnLevel { objectness: o.index_axis(Axis(0), b), deltas: d.index_axis(Axis(0), b) })
-                .collect();
+            let level_views: Vec<RpnLevel> =
+                levels.iter().map(|(o, d)| RpnLevel { objectness: o.index_axis(Axis(0), b), deltas: d.index_axis(Axis(0), b) }).collect();
             let proposals = filter_proposals(&level_views, &self.anchors, sample.resized_hw, &self.rpn)?;
             stats.proposals += proposals.boxes.len();
             let r = self.image_rows(b, sample, &proposals.boxes, &mut perms)?;
@@ -177,7 +185,8 @@ impl StepBuilder {
                 let kps = s.keypoints.as_ref().ok_or_else(|| missing("keypoints"))?;
                 let k = self.keypoints;
                 let flat: Vec<f32> = kps.iter().flat_map(|o| o.iter().flat_map(|p| p.iter().copied())).collect();
-                let gt = Array3::from_shape_vec((kps.len(), k, 3), flat).map_err(|_| missing("the same keypoint count for every object"))?;
+                let gt =
+                    Array3::from_shape_vec((kps.len(), k, 3), flat).map_err(|_| missing("the same keypoint count for every object"))?;
                 let (boxes, targets, valid) = keypoint_targets(rois, gt.view())?.padded(self.shape.keypoint_rois_per_image)?;
                 let taps = self.head_pool.taps(&boxes, b, self.shape.batch)?;
                 Ok(vec![
@@ -195,18 +204,26 @@ impl StepBuilder {
     fn stack(&self, images: Tensor, rows: Vec<ImageRows>) -> Result<Vec<(String, Tensor)>> {
         let bsz = rows.len();
         let a = self.all_anchors.len();
-        let boxes4 = |v: Vec<[f32; 4]>| -> Array2<f32> { Array2::from_shape_vec((v.len(), 4), v.into_iter().flatten().collect()).expect("n×4") };
+        let boxes4 =
+            |v: Vec<[f32; 4]>| -> Array2<f32> { Array2::from_shape_vec((v.len(), 4), v.into_iter().flatten().collect()).expect("n×4") };
         let rpn_labels = Array2::from_shape_vec((bsz, a), rows.iter().flat_map(|r| r.rpn_labels.iter().copied()).collect()).expect("B×A");
-        let rpn_targets = boxes4(rows.iter().flat_map(|r| r.rpn_targets.iter().copied()).collect()).into_shape_with_order((bsz, a, 4)).expect("B×A×4");
+        let rpn_targets =
+            boxes4(rows.iter().flat_map(|r| r.rpn_targets.iter().copied()).collect()).into_shape_with_order((bsz, a, 4)).expect("B×A×4");
         let mut out = vec![
             ("images".to_string(), images),
             ("rpn_labels".into(), Tensor::F32(rpn_labels.into_dyn())),
             ("rpn_bbox_targets".into(), Tensor::F32(rpn_targets.into_dyn())),
             ("box_idx".into(), Tensor::I64(cat_dyn(rows.iter().map(|r| r.box_taps.index.view().into_dyn()).collect())?)),
             ("box_w".into(), Tensor::F32(cat_dyn(rows.iter().map(|r| r.box_taps.weight.view().into_dyn()).collect())?)),
-            ("roi_labels".into(), Tensor::I64(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_labels.iter().copied()).collect::<Vec<_>>()).into_dyn())),
+            (
+                "roi_labels".into(),
+                Tensor::I64(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_labels.iter().copied()).collect::<Vec<_>>()).into_dyn()),
+            ),
             ("roi_bbox_targets".into(), Tensor::F32(boxes4(rows.iter().flat_map(|r| r.roi_targets.iter().copied()).collect()).into_dyn())),
-            ("roi_weights".into(), Tensor::F32(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_weights.iter().copied()).collect::<Vec<_>>()).into_dyn())),
+            (
+                "roi_weights".into(),
+                Tensor::F32(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_weights.iter().copied()).collect::<Vec<_>>()).into_dyn()),
+            ),
         ];
         let head_names: Vec<&'static str> = rows.first().map(|r| r.head.iter().map(|(n, _)| *n).collect()).unwrap_or_default();
         for (k, name) in head_names.into_iter().enumerate() {

@@ -168,7 +168,8 @@ impl Tensor {
 
 /// Encodes one request: `header` (an object, `cmd` included) plus `tensors` in the payload.
 pub fn encode_frame(mut header: Map<String, Value>, tensors: &[(&str, &Tensor)]) -> Vec<u8> {
-    let descs: Vec<Value> = tensors.iter().map(|(name, t)| serde_json::json!({"name": name, "dtype": t.dtype(), "shape": t.shape()})).collect();
+    let descs: Vec<Value> =
+        tensors.iter().map(|(name, t)| serde_json::json!({"name": name, "dtype": t.dtype(), "shape": t.shape()})).collect();
     let payload_bytes: usize = tensors.iter().map(|(_, t)| t.byte_len()).sum();
     header.insert("tensors".into(), Value::Array(descs));
     header.insert("payload_bytes".into(), payload_bytes.into());

@@ -16,10 +16,10 @@
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
 use super::batch::{StepBuilder, StepStats};
 use super::batches::{BatchItem, Batches};
-use crate::data::{Canvas, CanvasSample, ClassifyDataset, Dataset};
 use super::session::{Losses, SessionOptions, TrainSession};
 use super::worker::{Device, Optimizer};
 use super::Tensor;
+use crate::data::{Canvas, CanvasSample, ClassifyDataset, Dataset};
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, DirLock};
 use crate::graph::train::{TrainOptions, TrainShape};
@@ -32,10 +32,18 @@ use std::time::Instant;
 /// Where the annotations are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum DataSpec {
-    Coco { annotations: PathBuf, images: PathBuf },
-    Voc { dir: PathBuf, images: Option<PathBuf> },
+    Coco {
+        annotations: PathBuf,
+        images: PathBuf,
+    },
+    Voc {
+        dir: PathBuf,
+        images: Option<PathBuf>,
+    },
     /// A classification set (`data::classify`): a classifier trains on it.
-    Classify { dir: PathBuf },
+    Classify {
+        dir: PathBuf,
+    },
 }
 
 impl DataSpec {
@@ -44,7 +52,9 @@ impl DataSpec {
         match self {
             DataSpec::Coco { annotations, images } => Dataset::from_coco(annotations, images),
             DataSpec::Voc { dir, images } => Dataset::from_voc(dir, images.as_deref()),
-            DataSpec::Classify { dir } => Err(Error::input(dir, "is a classification set; a detector trains on COCO or VOC data (--coco, --voc)")),
+            DataSpec::Classify { dir } => {
+                Err(Error::input(dir, "is a classification set; a detector trains on COCO or VOC data (--coco, --voc)"))
+            }
         }
     }
 }
@@ -153,7 +163,10 @@ impl RunConfig {
             return bad(format!("--rois {} is outside 1..={MAX_ROIS}", s.rois_per_image));
         }
         if self.min_size == 0 || self.max_size < self.min_size {
-            return bad(format!("the resize range {}..={} is empty (min_size must be at least 1 and at most max_size)", self.min_size, self.max_size));
+            return bad(format!(
+                "the resize range {}..={} is empty (min_size must be at least 1 and at most max_size)",
+                self.min_size, self.max_size
+            ));
         }
         if self.trainable_layers > 5 {
             return bad(format!("--trainable-layers {} is outside 0..=5 (torchvision's trainable backbone stages)", self.trainable_layers));
@@ -353,7 +366,10 @@ pub fn resume_point(dir: &Path) -> Result<Option<ResumePoint>> {
         let st: SavedState = serde_json::from_str(&text).map_err(|e| Error::input(&state_path, format!("not a run state: {e}")))?;
         // state.json is read, not trusted: its checkpoint must be one of this folder's, of the step it says.
         let name = st.checkpoint.strip_prefix("checkpoints/").filter(|n| step_of(n).is_some()).ok_or_else(|| {
-            Error::input(&state_path, format!("names checkpoint '{}', which is not checkpoints/step-NNNNNN.ckpt of this run", st.checkpoint))
+            Error::input(
+                &state_path,
+                format!("names checkpoint '{}', which is not checkpoints/step-NNNNNN.ckpt of this run", st.checkpoint),
+            )
         })?;
         if step_of(name) != Some(st.step) {
             return Err(Error::input(&state_path, format!("says step {} but names checkpoint {}", st.step, st.checkpoint)));
@@ -377,7 +393,10 @@ pub fn resume_point(dir: &Path) -> Result<Option<ResumePoint>> {
         }
     }
     if !saved.is_empty() {
-        return Err(Error::input(dir, format!("has saved checkpoints but none is intact, so it cannot resume ({}); nothing was changed", reasons.join("; "))));
+        return Err(Error::input(
+            dir,
+            format!("has saved checkpoints but none is intact, so it cannot resume ({}); nothing was changed", reasons.join("; ")),
+        ));
     }
     if let Some(step) = named {
         return Err(Error::input(&state_path, format!("names the checkpoint of step {step}, which is missing; nothing was changed")));
@@ -673,7 +692,8 @@ impl Run {
                     images.index_axis_mut(ndarray::Axis(0), i).assign(&img);
                     labels[i] = label as i64;
                 }
-                let inputs = vec![("images".to_string(), Tensor::F32(images.into_dyn())), ("labels".to_string(), Tensor::I64(labels.into_dyn()))];
+                let inputs =
+                    vec![("images".to_string(), Tensor::F32(images.into_dyn())), ("labels".to_string(), Tensor::I64(labels.into_dyn()))];
                 Ok((inputs, StepStats::default(), t0.elapsed().as_secs_f64(), 0.0))
             }
         }
@@ -767,7 +787,10 @@ fn refuse_existing_run(dir: &Path) -> Result<()> {
     }
     let has_checkpoints = std::fs::read_dir(dir.join(CHECKPOINTS)).is_ok_and(|mut d| d.next().is_some());
     if dir.join("state.json").exists() || has_checkpoints {
-        return Err(Error::input(dir, "holds checkpoints of a training run but no run.json; refusing to start a new run over them (use another folder)"));
+        return Err(Error::input(
+            dir,
+            "holds checkpoints of a training run but no run.json; refusing to start a new run over them (use another folder)",
+        ));
     }
     Ok(())
 }
@@ -805,13 +828,24 @@ fn open_log(dir: &Path, step: u64) -> Result<std::fs::File> {
 /// A classifier predicts one class per category of its set (no background).
 pub fn check_classify_classes(state: &ModelState, data: &ClassifyDataset) -> Result<()> {
     if state.arch.kind != ModelKind::Classifier {
-        return Err(Error::input(&data.source, format!("is a classification set, but {} is a {}; a detector trains on COCO or VOC data", state.path().display(), state.arch.kind.label())));
+        return Err(Error::input(
+            &data.source,
+            format!(
+                "is a classification set, but {} is a {}; a detector trains on COCO or VOC data",
+                state.path().display(),
+                state.arch.kind.label()
+            ),
+        ));
     }
     let want = state.arch.num_classes.unwrap_or(0);
     if want != data.categories.len() {
         return Err(Error::input(
             &data.source,
-            format!("has {} categories but {} predicts {want} classes: the classes do not match the model", data.categories.len(), state.path().display()),
+            format!(
+                "has {} categories but {} predicts {want} classes: the classes do not match the model",
+                data.categories.len(),
+                state.path().display()
+            ),
         ));
     }
     Ok(())

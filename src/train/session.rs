@@ -134,7 +134,8 @@ impl TrainSession {
         let art_dir = work.join("artifacts");
         if art_dir.exists() {
             // Artifacts of an earlier session in the same folder may be of another shape or model.
-            std::fs::remove_dir_all(&art_dir).map_err(|e| Error::Runtime(format!("{}: cannot clear old artifacts: {e}", art_dir.display())))?;
+            std::fs::remove_dir_all(&art_dir)
+                .map_err(|e| Error::Runtime(format!("{}: cannot clear old artifacts: {e}", art_dir.display())))?;
         }
         let artifacts = worker.generate_artifacts(&core, &trainable, &frozen, options.optimizer, &art_dir)?;
         let info = worker.open(&art_dir, None)?;
@@ -250,9 +251,10 @@ impl TrainSession {
     /// moments at newly masked entries would move W off zero). No artifacts are generated.
     pub fn set_masks(&mut self, masks: &Masks) -> Result<()> {
         for (name, m) in &masks.map {
-            let current = self.masks.get(name).ok_or_else(|| {
-                Error::Input(format!("mask '{name}' names no prunable weight of the training graph"))
-            })?;
+            let current = self
+                .masks
+                .get(name)
+                .ok_or_else(|| Error::Input(format!("mask '{name}' names no prunable weight of the training graph")))?;
             if current.shape != m.shape || m.keep.len() != m.shape.iter().product::<usize>() {
                 return Err(Error::Input(format!("mask '{name}' has shape {:?}, the parameter has {:?}", m.shape, current.shape)));
             }
@@ -305,7 +307,11 @@ impl TrainSession {
             }
             if let Some(m) = self.masks.get(name) {
                 if m.shape != w.shape() {
-                    return Err(Error::Input(format!("checkpoint parameter '{name}' has shape {:?}, the session {:?}", w.shape(), m.shape)));
+                    return Err(Error::Input(format!(
+                        "checkpoint parameter '{name}' has shape {:?}, the session {:?}",
+                        w.shape(),
+                        m.shape
+                    )));
                 }
                 for (v, &k) in w.iter_mut().zip(&m.keep) {
                     if k == 0 {
@@ -359,7 +365,8 @@ impl TrainSession {
             };
         }
         // Masks the model had, and any that prune something; all-ones masks of untouched weights stay out.
-        let masks = self.masks.iter().filter(|(n, m)| state.masks.map.contains_key(*n) || m.kept() < m.len()).map(|(n, m)| (n.clone(), m.clone()));
+        let masks =
+            self.masks.iter().filter(|(n, m)| state.masks.map.contains_key(*n) || m.kept() < m.len()).map(|(n, m)| (n.clone(), m.clone()));
         state.masks.merge(Masks { map: masks.collect() });
         Ok(())
     }

@@ -235,7 +235,18 @@ pub fn rpn_targets(anchors: &[BoxXyxy], gt_boxes: &[BoxXyxy], perms: &mut dyn Pe
     } else {
         let matches = Matcher::RPN.matches(box_iou(gt_boxes, anchors).view())?;
         let targets = anchors.iter().zip(&matches).map(|(&an, &m)| BoxCoder::RPN.encode_one(gt_boxes[m.max(0) as usize], an)).collect();
-        let pre = matches.iter().map(|&m| if m >= 0 { 1 } else if m == BELOW_LOW_THRESHOLD { 0 } else { -1 }).collect();
+        let pre = matches
+            .iter()
+            .map(|&m| {
+                if m >= 0 {
+                    1
+                } else if m == BELOW_LOW_THRESHOLD {
+                    0
+                } else {
+                    -1
+                }
+            })
+            .collect();
         (matches, targets, pre)
     };
     let sampled = BalancedSampler::RPN.sample(&pre, perms)?;
@@ -288,7 +299,12 @@ impl RoiSample {
         if n > rows {
             return Err(too_many("box-head RoIs", n, rows));
         }
-        let mut p = PaddedRois { boxes: self.boxes.clone(), labels: self.labels.clone(), bbox_targets: self.bbox_targets.clone(), weights: vec![1.0; n] };
+        let mut p = PaddedRois {
+            boxes: self.boxes.clone(),
+            labels: self.labels.clone(),
+            bbox_targets: self.bbox_targets.clone(),
+            weights: vec![1.0; n],
+        };
         p.boxes.resize(rows, PADDING_BOX);
         p.labels.resize(rows, 0);
         p.bbox_targets.resize(rows, [0.0; 4]);
@@ -490,7 +506,17 @@ mod tests {
 
     #[test]
     fn sampler_counts_and_seeded_permutations() {
-        let labels: Vec<i64> = (0..1000).map(|i| if i % 7 == 0 { 1 } else if i % 3 == 0 { -1 } else { 0 }).collect();
+        let labels: Vec<i64> = (0..1000)
+            .map(|i| {
+                if i % 7 == 0 {
+                    1
+                } else if i % 3 == 0 {
+                    -1
+                } else {
+                    0
+                }
+            })
+            .collect();
         let mut perms = SeededPermutations::new(5);
         let s = BalancedSampler::RPN.sample(&labels, &mut perms).unwrap();
         assert_eq!((s.positive.len(), s.negative.len()), (128, 128));

@@ -249,7 +249,9 @@ impl Worker {
             _script_dir: script_dir,
         };
         let hello = worker.call("hello", Map::new(), &[]).map_err(|e| match e {
-            Error::Runtime(m) | Error::Input(m) => Error::Runtime(format!("{m} (is {} the training venv's Python? {setup_hint})", python.display())),
+            Error::Runtime(m) | Error::Input(m) => {
+                Error::Runtime(format!("{m} (is {} the training venv's Python? {setup_hint})", python.display()))
+            }
             other => other,
         })?;
         let result = hello.0;
@@ -263,7 +265,12 @@ impl Worker {
         };
         let v = &worker.versions;
         if v.protocol != PROTOCOL_VERSION {
-            return Err(Error::Runtime(format!("{} speaks training protocol {}, this binary {}", script.display(), v.protocol, PROTOCOL_VERSION)));
+            return Err(Error::Runtime(format!(
+                "{} speaks training protocol {}, this binary {}",
+                script.display(),
+                v.protocol,
+                PROTOCOL_VERSION
+            )));
         }
         if v.onnxruntime != ORT_TRAINING_VERSION {
             return Err(Error::Runtime(format!(
@@ -476,7 +483,12 @@ impl Worker {
     }
 
     /// Sends one command and waits for its reply within the deadline.
-    fn call(&mut self, cmd: &str, mut args: Map<String, Value>, tensors: &[(&str, &Tensor)]) -> Result<(Map<String, Value>, Vec<(String, Tensor)>)> {
+    fn call(
+        &mut self,
+        cmd: &str,
+        mut args: Map<String, Value>,
+        tensors: &[(&str, &Tensor)],
+    ) -> Result<(Map<String, Value>, Vec<(String, Tensor)>)> {
         if let Some(why) = &self.dead {
             return Err(Error::Runtime(format!("training worker is no longer running ({why}); cannot run {cmd}")));
         }

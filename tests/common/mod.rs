@@ -203,12 +203,16 @@ pub fn run_with_deadline(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &st
     use std::time::{Duration, Instant};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
     cmd.args(args.iter().map(|a| a.as_ref())).envs(env.iter().copied());
-    let mut child = cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("ticket {:?} hung (killed after 60 s)", args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>());
+            panic!(
+                "ticket {:?} hung (killed after 60 s)",
+                args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

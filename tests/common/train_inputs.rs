@@ -40,7 +40,13 @@ pub fn shape_of(fx: &Fixture) -> TrainShape {
 
 /// RoIAlign taps of `boxes [rows·batch, 4]` (image-major, `per_image` rows each) into the feature table of
 /// levels `feature_hw` (P2..P5 first).
-pub fn taps(feature_hw: &[Hw], shape: &TrainShape, boxes: &ArrayD<f32>, per_image: usize, output_size: usize) -> (ArrayD<i64>, ArrayD<f32>) {
+pub fn taps(
+    feature_hw: &[Hw],
+    shape: &TrainShape,
+    boxes: &ArrayD<f32>,
+    per_image: usize,
+    output_size: usize,
+) -> (ArrayD<i64>, ArrayD<f32>) {
     let pooler = MultiScaleRoIAlign::new(&feature_hw[..4], (shape.height, shape.width), output_size, SAMPLING_RATIO).unwrap();
     let boxes = boxes.view().into_dimensionality::<ndarray::Ix2>().unwrap();
     let (mut idx, mut w) = (Vec::new(), Vec::new());

@@ -51,7 +51,9 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
     let rows: Vec<Vec<String>> = groups
         .iter()
         .enumerate()
-        .flat_map(|(i, g)| g.runs.iter().map(move |(dir, seed)| vec![format!("`{dir}`"), format!("{i}: {}", g.label), seed.to_string(), g.arch.clone()]))
+        .flat_map(|(i, g)| {
+            g.runs.iter().map(move |(dir, seed)| vec![format!("`{dir}`"), format!("{i}: {}", g.label), seed.to_string(), g.arch.clone()])
+        })
         .collect();
     out += &table(&["Run".into(), "Group".into(), "Seed".into(), "Model fingerprint".into()], &rows);
 
@@ -94,8 +96,19 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
         match &g.layers {
             Some(layers) => {
                 out += &format!("Group {i}, level {} (first seed):\n\n", g.shown);
-                let rows: Vec<Vec<String>> =
-                    layers.iter().enumerate().map(|(k, l)| vec![k.to_string(), format!("`{}`", l.name), l.group.clone(), l.numel.to_string(), format!("{:.2}%", 100.0 * l.sparsity)]).collect();
+                let rows: Vec<Vec<String>> = layers
+                    .iter()
+                    .enumerate()
+                    .map(|(k, l)| {
+                        vec![
+                            k.to_string(),
+                            format!("`{}`", l.name),
+                            l.group.clone(),
+                            l.numel.to_string(),
+                            format!("{:.2}%", 100.0 * l.sparsity),
+                        ]
+                    })
+                    .collect();
                 out += &table(&["#".into(), "Tensor".into(), "Module".into(), "Weights".into(), "Sparsity".into()], &rows);
             }
             None => out += &format!("Group {i}: no prune report at levels 1..={} (nothing to show per layer).\n\n", g.shown),

@@ -74,7 +74,12 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
         groups: groups
             .iter()
             .zip(&stats)
-            .map(|(g, s)| ReportGroup { label: g.label.clone(), arch: g.arch.clone(), runs: g.runs.iter().map(|r| r.dir.clone()).collect(), shown_level: s.shown })
+            .map(|(g, s)| ReportGroup {
+                label: g.label.clone(),
+                arch: g.arch.clone(),
+                runs: g.runs.iter().map(|r| r.dir.clone()).collect(),
+                shown_level: s.shown,
+            })
             .collect(),
     })
 }
@@ -141,9 +146,13 @@ fn run_folders(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![dir.to_path_buf()]);
     }
     let plan = folder::load(dir)?;
-    let done: Vec<PathBuf> = plan.tasks.iter().filter(|t| matches!(folder::state(dir, t), TaskState::Done { .. })).map(|t| folder::run_dir(dir, t)).collect();
+    let done: Vec<PathBuf> =
+        plan.tasks.iter().filter(|t| matches!(folder::state(dir, t), TaskState::Done { .. })).map(|t| folder::run_dir(dir, t)).collect();
     if done.is_empty() {
-        return Err(Error::input(dir, format!("no task of this sweep has finished yet ({} tasks; see ticket sweep --status)", plan.tasks.len())));
+        return Err(Error::input(
+            dir,
+            format!("no task of this sweep has finished yet ({} tasks; see ticket sweep --status)", plan.tasks.len()),
+        ));
     }
     Ok(done)
 }

@@ -59,8 +59,19 @@ fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> 
         .collect();
     let name = format!("{}_{t}", metric.to_lowercase());
     Some(Figure {
-        caption: format!("{metric} ({t}) against network sparsity: tickets per level (mean ± std over seeds), dense baseline as a band (mean ± std)."),
-        plot: Plot::Line(LinePlot { title: format!("{metric} ({t}) vs network sparsity"), x_label: "network sparsity (%)".into(), y_label: metric.into(), series, bands, markers: true, x_range: None, y_range: None }),
+        caption: format!(
+            "{metric} ({t}) against network sparsity: tickets per level (mean ± std over seeds), dense baseline as a band (mean ± std)."
+        ),
+        plot: Plot::Line(LinePlot {
+            title: format!("{metric} ({t}) vs network sparsity"),
+            x_label: "network sparsity (%)".into(),
+            y_label: metric.into(),
+            series,
+            bands,
+            markers: true,
+            x_range: None,
+            y_range: None,
+        }),
         name,
     })
 }
@@ -81,7 +92,10 @@ fn delta_bars(groups: &[GroupStats], t: &str, per_size: bool) -> Option<Figure> 
         .iter()
         .filter_map(|g| {
             let r = rows(g)?;
-            Some((format!("{} (level {})", g.label, g.shown), categories.iter().map(|c| r.iter().find(|(k, _)| k == c).map(|(_, s)| s.mean)).collect()))
+            Some((
+                format!("{} (level {})", g.label, g.shown),
+                categories.iter().map(|c| r.iter().find(|(k, _)| k == c).map(|(_, s)| s.mean)).collect(),
+            ))
         })
         .collect();
     if series.is_empty() || series.iter().all(|(_, v)| v.iter().all(Option::is_none)) {
@@ -116,7 +130,10 @@ fn layers(g: &GroupStats, i: usize) -> Option<Figure> {
     series[0].1 = layers.iter().map(|l| Some(100.0 * l.sparsity)).collect();
     Some(Figure {
         name: format!("layers_g{i}"),
-        caption: format!("Per-layer sparsity of the level-{} ticket of {} (first seed), tensor by tensor through the network, coloured by module group.", g.shown, g.label),
+        caption: format!(
+            "Per-layer sparsity of the level-{} ticket of {} (first seed), tensor by tensor through the network, coloured by module group.",
+            g.shown, g.label
+        ),
         plot: Plot::Bar(BarPlot {
             title: format!("Per-layer sparsity, level {} ({})", g.shown, g.label),
             y_label: "sparsity (%)".into(),
@@ -135,7 +152,10 @@ fn tide(g: &GroupStats, i: usize) -> Option<Figure> {
     }
     Some(Figure {
         name: format!("tide_g{i}"),
-        caption: format!("TIDE error breakdown ({t}, {}): AP50 each error type costs, dense vs the level-{} ticket (mean over seeds).", g.label, g.shown),
+        caption: format!(
+            "TIDE error breakdown ({t}, {}): AP50 each error type costs, dense vs the level-{} ticket (mean over seeds).",
+            g.label, g.shown
+        ),
         plot: Plot::Bar(BarPlot {
             title: format!("TIDE errors, dense vs ticket ({t})"),
             y_label: "ΔAP50 if fixed".into(),
@@ -167,14 +187,28 @@ fn loss_overview(groups: &[GroupStats]) -> Option<Figure> {
     let dense = groups.iter().find(|g| !g.loss_dense.is_empty())?;
     let window = (dense.loss_dense.len() / 50).max(1);
     let mut series = vec![Series { label: format!("dense (n={})", dense.runs.len()), points: smoothed(&dense.loss_dense, window) }];
-    series.extend(groups.iter().filter(|g| !g.loss_ticket.is_empty()).map(|g| Series { label: format!("{} (level {}, n={})", g.label, g.shown, g.runs.len()), points: smoothed(&g.loss_ticket, window) }));
+    series.extend(groups.iter().filter(|g| !g.loss_ticket.is_empty()).map(|g| Series {
+        label: format!("{} (level {}, n={})", g.label, g.shown, g.runs.len()),
+        points: smoothed(&g.loss_ticket, window),
+    }));
     if series.len() < 2 {
         return None;
     }
     Some(Figure {
         name: "loss_all".into(),
-        caption: format!("Training loss of every group's ticket against the dense model: mean over the seeds, running mean over {window} steps."),
-        plot: Plot::Line(LinePlot { title: "Training loss, dense vs tickets".into(), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false, x_range: None, y_range: None }),
+        caption: format!(
+            "Training loss of every group's ticket against the dense model: mean over the seeds, running mean over {window} steps."
+        ),
+        plot: Plot::Line(LinePlot {
+            title: "Training loss, dense vs tickets".into(),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series,
+            bands: vec![],
+            markers: false,
+            x_range: None,
+            y_range: None,
+        }),
     })
 }
 
@@ -191,8 +225,22 @@ fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
     }
     Some(Figure {
         name: format!("loss_g{i}"),
-        caption: format!("Training loss, dense vs the level-{} ticket ({}): mean over the {} seed(s), running mean over {window} steps.", g.shown, g.label, g.runs.len()),
-        plot: Plot::Line(LinePlot { title: format!("Training loss, group {i}"), x_label: "step".into(), y_label: "loss".into(), series, bands: vec![], markers: false, x_range: None, y_range: None }),
+        caption: format!(
+            "Training loss, dense vs the level-{} ticket ({}): mean over the {} seed(s), running mean over {window} steps.",
+            g.shown,
+            g.label,
+            g.runs.len()
+        ),
+        plot: Plot::Line(LinePlot {
+            title: format!("Training loss, group {i}"),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series,
+            bands: vec![],
+            markers: false,
+            x_range: None,
+            y_range: None,
+        }),
     })
 }
 
@@ -200,14 +248,18 @@ fn early_bird(groups: &[GroupStats]) -> Option<Figure> {
     let series: Vec<Series> = groups
         .iter()
         .filter(|g| !g.early_bird.is_empty())
-        .map(|g| Series { label: format!("{} (n={})", g.label, g.runs.len()), points: g.early_bird.iter().map(|(f, s)| (100.0 * f, s.mean, s.std)).collect() })
+        .map(|g| Series {
+            label: format!("{} (n={})", g.label, g.runs.len()),
+            points: g.early_bird.iter().map(|(f, s)| (100.0 * f, s.mean, s.std)).collect(),
+        })
         .collect();
     if series.is_empty() {
         return None;
     }
     Some(Figure {
         name: "early_bird".into(),
-        caption: "Early-bird tickets: IoU of the mask drawn at a fraction of dense training with the final mask (mean ± std over seeds).".into(),
+        caption: "Early-bird tickets: IoU of the mask drawn at a fraction of dense training with the final mask (mean ± std over seeds)."
+            .into(),
         plot: Plot::Line(LinePlot {
             title: "Early-bird mask IoU with the final mask".into(),
             x_label: "dense training (%)".into(),

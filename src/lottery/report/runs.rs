@@ -127,7 +127,11 @@ fn read_run(dir: &Path) -> Result<RunData> {
         if !metrics.is_file() {
             return Err(Error::input(
                 dir,
-                format!("level_{r} is missing ({} not found; the run has {} rounds): finish it with ticket imp --resume", metrics.display(), config.rounds),
+                format!(
+                    "level_{r} is missing ({} not found; the run has {} rounds): finish it with ticket imp --resume",
+                    metrics.display(),
+                    config.rounds
+                ),
             ));
         }
         #[derive(Deserialize)]
@@ -144,7 +148,9 @@ fn read_run(dir: &Path) -> Result<RunData> {
         f.row.check().map_err(|m| Error::input(&metrics, m))?;
         // COCO validation: a list of reports; VOC: one VOC report, which has no per-size rows or TIDE.
         let reports = match f.reports {
-            serde_json::Value::Array(_) => serde_json::from_value(f.reports).map_err(|e| Error::input(&metrics, format!("reports: {e}")))?,
+            serde_json::Value::Array(_) => {
+                serde_json::from_value(f.reports).map_err(|e| Error::input(&metrics, format!("reports: {e}")))?
+            }
             _ => Vec::new(),
         };
         let loss = read_loss(&ldir.join("log.jsonl"))?;
@@ -196,7 +202,8 @@ fn read_loss(path: &Path) -> Result<Vec<(u64, f64)>> {
     let text = String::from_utf8(bytes).map_err(|_| Error::input(path, "not UTF-8 text"))?;
     let mut by_step = BTreeMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let r: StepRecord = serde_json::from_str(line).map_err(|e| Error::input(path, format!("line {}: not a training step record: {e}", i + 1)))?;
+        let r: StepRecord =
+            serde_json::from_str(line).map_err(|e| Error::input(path, format!("line {}: not a training step record: {e}", i + 1)))?;
         by_step.insert(r.step, r.loss as f64);
     }
     Ok(by_step.into_iter().collect())
@@ -219,7 +226,19 @@ fn settings(run: &RunData) -> BTreeMap<String, String> {
     let c = &run.config;
     let mut v = serde_json::to_value(c).expect("serialises");
     // Models are told apart by architecture: the initial weights' own fingerprints differ between seeds.
-    for (obj, key) in [(None, "model"), (None, "model_fingerprint"), (None, "trained_fingerprint"), (None, "trained"), (None, "threads"), (Some("train"), "seed"), (Some("train"), "save_every"), (Some("train"), "device"), (Some("train"), "model"), (Some("train"), "model_fingerprint"), (Some("train"), "masks")] {
+    for (obj, key) in [
+        (None, "model"),
+        (None, "model_fingerprint"),
+        (None, "trained_fingerprint"),
+        (None, "trained"),
+        (None, "threads"),
+        (Some("train"), "seed"),
+        (Some("train"), "save_every"),
+        (Some("train"), "device"),
+        (Some("train"), "model"),
+        (Some("train"), "model_fingerprint"),
+        (Some("train"), "masks"),
+    ] {
         let target = match obj {
             Some(o) => v.get_mut(o),
             None => Some(&mut v),
@@ -261,7 +280,22 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 }
 
 /// The settings that make one method differ from another (as opposed to its schedule).
-const METHOD_KEYS: &[&str] = &["arch", "model_name", "structure", "sparsity", "rounds", "scope", "rewind", "modules", "min_layer_density", "masks_from", "early_bird", "importance", "round_to", "trained"];
+const METHOD_KEYS: &[&str] = &[
+    "arch",
+    "model_name",
+    "structure",
+    "sparsity",
+    "rounds",
+    "scope",
+    "rewind",
+    "modules",
+    "min_layer_density",
+    "masks_from",
+    "early_bird",
+    "importance",
+    "round_to",
+    "trained",
+];
 
 /// Groups runs into replicates, in the order of their first run. The label names what differs between groups.
 pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
@@ -282,7 +316,8 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
     // (steps, warmup, decay points of a shorter fine-tuning) only when it does not.
     let method: Vec<String> = differing.iter().filter(|k| METHOD_KEYS.contains(&k.as_str())).cloned().collect();
     let distinct = |keys: &[String]| {
-        let labels: std::collections::BTreeSet<Vec<Option<&String>>> = keyed.iter().map(|(k, _)| keys.iter().map(|x| k.get(x)).collect()).collect();
+        let labels: std::collections::BTreeSet<Vec<Option<&String>>> =
+            keyed.iter().map(|(k, _)| keys.iter().map(|x| k.get(x)).collect()).collect();
         labels.len() == keyed.len()
     };
     if !method.is_empty() && distinct(&method) {
@@ -292,9 +327,21 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
         .into_iter()
         .map(|(key, runs)| {
             let shown: Vec<String> = if differing.is_empty() {
-                ["sparsity", "rounds", "scope", "rewind"].iter().filter_map(|k| key.get(*k).map(|v| format!("{k}={}", v.trim_matches('"')))).collect()
+                ["sparsity", "rounds", "scope", "rewind"]
+                    .iter()
+                    .filter_map(|k| key.get(*k).map(|v| format!("{k}={}", v.trim_matches('"'))))
+                    .collect()
             } else {
-                differing.iter().map(|k| format!("{}={}", k.trim_start_matches("train."), key.get(k).map_or("-", |v| if v == "null" { "none" } else { v.trim_matches('"') }))).collect()
+                differing
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{}={}",
+                            k.trim_start_matches("train."),
+                            key.get(k).map_or("-", |v| if v == "null" { "none" } else { v.trim_matches('"') })
+                        )
+                    })
+                    .collect()
             };
             let arch = runs[0].arch.clone();
             Group { label: shown.join(", "), arch, runs }

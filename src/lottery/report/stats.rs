@@ -91,7 +91,9 @@ fn collect<T: Clone + Ord>(runs: &[RunData], mut f: impl FnMut(&RunData) -> Vec<
 fn level_stat(runs: &[RunData], l: usize) -> LevelStat {
     let rows: Vec<&LevelData> = runs.iter().map(|r| &r.levels[l]).collect();
     let stat = |f: &dyn Fn(&LevelData) -> f64| Stat::of(&rows.iter().map(|d| f(d)).collect::<Vec<_>>()).expect("at least one run");
-    let per_type = |f: &dyn Fn(&RunData) -> BTreeMap<String, f64>| -> BTreeMap<String, Stat> { collect(runs, |r| f(r).into_iter().collect()).into_iter().collect() };
+    let per_type = |f: &dyn Fn(&RunData) -> BTreeMap<String, f64>| -> BTreeMap<String, Stat> {
+        collect(runs, |r| f(r).into_iter().collect()).into_iter().collect()
+    };
     // In network order, each name once (replicates usually collapse the same tensors).
     let mut collapsed: Vec<String> = Vec::new();
     for name in rows.iter().flat_map(|d| d.row.collapsed.iter()) {
@@ -112,7 +114,11 @@ fn level_stat(runs: &[RunData], l: usize) -> LevelStat {
 }
 
 /// ΔAP of `level` against dense per key of `f` (object size or category), per IoU type.
-fn deltas(runs: &[RunData], level: usize, f: impl Fn(&super::runs::CocoView) -> Vec<(String, Option<f64>)>) -> BTreeMap<String, Vec<(String, Stat)>> {
+fn deltas(
+    runs: &[RunData],
+    level: usize,
+    f: impl Fn(&super::runs::CocoView) -> Vec<(String, Option<f64>)>,
+) -> BTreeMap<String, Vec<(String, Stat)>> {
     let types: Vec<String> = runs[0].levels[level].reports.iter().map(|r| r.iou_type.clone()).collect();
     types
         .into_iter()
@@ -133,7 +139,11 @@ fn deltas(runs: &[RunData], level: usize, f: impl Fn(&super::runs::CocoView) -> 
 fn mean_loss(runs: &[RunData], level: usize) -> Vec<(u64, f64)> {
     let curves: Vec<BTreeMap<u64, f64>> = runs.iter().map(|r| r.levels[level].loss.iter().copied().collect()).collect();
     let Some(first) = curves.first() else { return Vec::new() };
-    first.keys().filter(|s| curves.iter().all(|c| c.contains_key(s))).map(|s| (*s, curves.iter().map(|c| c[s]).sum::<f64>() / curves.len() as f64)).collect()
+    first
+        .keys()
+        .filter(|s| curves.iter().all(|c| c.contains_key(s)))
+        .map(|s| (*s, curves.iter().map(|c| c[s]).sum::<f64>() / curves.len() as f64))
+        .collect()
 }
 
 pub fn group_stats(g: &Group) -> GroupStats {
@@ -141,7 +151,8 @@ pub fn group_stats(g: &Group) -> GroupStats {
     let levels = (0..runs[0].levels.len()).map(|l| level_stat(runs, l)).collect();
     let first = &runs[0];
     let shown = first.shown_level();
-    let size_delta = deltas(runs, shown, |r| r.per_size.iter().filter(|s| SIZES.contains(&s.area.as_str())).map(|s| (s.area.clone(), s.ap)).collect());
+    let size_delta =
+        deltas(runs, shown, |r| r.per_size.iter().filter(|s| SIZES.contains(&s.area.as_str())).map(|s| (s.area.clone(), s.ap)).collect());
     let category_delta = deltas(runs, shown, |r| r.per_category.iter().map(|c| (c.name.clone(), c.ap)).collect());
     let tide = first.levels[shown].reports.iter().find(|r| r.tide.is_some()).map(|r| r.iou_type.clone()).map(|t| {
         let side = |level: usize| -> BTreeMap<String, Stat> {
@@ -160,7 +171,12 @@ pub fn group_stats(g: &Group) -> GroupStats {
     let layers = (1..=shown).rev().find_map(|l| first.levels[l].prune.as_ref()).map(|p| {
         p.tensors
             .iter()
-            .map(|t| LayerSparsity { name: t.name.clone(), group: t.group.clone(), numel: t.numel, sparsity: 1.0 - t.kept as f64 / t.numel.max(1) as f64 })
+            .map(|t| LayerSparsity {
+                name: t.name.clone(),
+                group: t.group.clone(),
+                numel: t.numel,
+                sparsity: 1.0 - t.kept as f64 / t.numel.max(1) as f64,
+            })
             .collect()
     });
     let early_bird = collect(runs, |r| {

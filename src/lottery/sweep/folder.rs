@@ -59,7 +59,15 @@ pub fn open_or_create(sweep_dir: &Path, plan: &Plan) -> Result<()> {
         if old.spec_hash != plan.spec_hash {
             return Err(Error::input(
                 sweep_dir,
-                format!("was made from another spec (`{}`, {} tasks, spec hash {}; this one: `{}`, {} tasks, {}): use a new SWEEP_DIR", old.name, old.tasks.len(), old.spec_hash, plan.name, plan.tasks.len(), plan.spec_hash),
+                format!(
+                    "was made from another spec (`{}`, {} tasks, spec hash {}; this one: `{}`, {} tasks, {}): use a new SWEEP_DIR",
+                    old.name,
+                    old.tasks.len(),
+                    old.spec_hash,
+                    plan.name,
+                    plan.tasks.len(),
+                    plan.spec_hash
+                ),
             ));
         }
         return Ok(());
@@ -108,11 +116,19 @@ pub enum TaskState {
     Pending,
     /// Waiting in the scheduler's queue.
     Queued,
-    Running { host: String, pid: u32 },
+    Running {
+        host: String,
+        pid: u32,
+    },
     /// Started and stopped before finishing (killed): the next run resumes it.
     Interrupted,
-    Done { exit_code: i32 },
-    Failed { exit_code: i32, tail: Vec<String> },
+    Done {
+        exit_code: i32,
+    },
+    Failed {
+        exit_code: i32,
+        tail: Vec<String>,
+    },
 }
 
 impl TaskState {

@@ -17,7 +17,8 @@ pub fn todo(sweep_dir: &Path, plan: &Plan, retry_failed: bool) -> Result<Vec<usi
             TaskState::Failed { .. } if !retry_failed => {}
             TaskState::Failed { .. } => {
                 let dir = folder::task_dir(sweep_dir, t);
-                std::fs::rename(dir.join(folder::FAILED), dir.join("failed.previous.json")).map_err(|e| crate::Error::io(dir.join(folder::FAILED), e))?;
+                std::fs::rename(dir.join(folder::FAILED), dir.join("failed.previous.json"))
+                    .map_err(|e| crate::Error::io(dir.join(folder::FAILED), e))?;
                 out.push(t.index);
             }
             _ => out.push(t.index),
@@ -27,7 +28,14 @@ pub fn todo(sweep_dir: &Path, plan: &Plan, retry_failed: bool) -> Result<Vec<usi
 }
 
 /// Runs `indices` with `parallel` workers; `on_done(index, state)` is called as each finishes.
-pub fn run_local(sweep_dir: &Path, plan: &Plan, indices: &[usize], parallel: usize, exe: &Path, on_done: &(dyn Fn(usize, &TaskState) + Sync)) -> Result<Vec<(usize, TaskState)>> {
+pub fn run_local(
+    sweep_dir: &Path,
+    plan: &Plan,
+    indices: &[usize],
+    parallel: usize,
+    exe: &Path,
+    on_done: &(dyn Fn(usize, &TaskState) + Sync),
+) -> Result<Vec<(usize, TaskState)>> {
     let parallel = parallel.clamp(1, indices.len().max(1));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = (cores / parallel).max(1);

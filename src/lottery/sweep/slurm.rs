@@ -110,10 +110,9 @@ fn quote(s: &str) -> String {
 /// `sbatch` on PATH, or the environment error (exit 3) that says so.
 pub fn require(tool: &str) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::Runtime(format!("{tool} not found on PATH: --slurm needs a Slurm client (or run the sweep here with --local N)")))
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file()).ok_or_else(|| {
+        Error::Runtime(format!("{tool} not found on PATH: --slurm needs a Slurm client (or run the sweep here with --local N)"))
+    })
 }
 
 /// Writes the script and submits it; returns the job id. Nothing is recorded unless sbatch accepted it.
@@ -123,7 +122,8 @@ pub fn submit(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(SCRIPT);
     crate::fsio::write_atomic(&path, script(sweep_dir, plan, indices, exe, o).as_bytes())?;
-    let out = Command::new(&sbatch).arg("--parsable").arg(&path).output().map_err(|e| Error::Runtime(format!("{}: {e}", sbatch.display())))?;
+    let out =
+        Command::new(&sbatch).arg("--parsable").arg(&path).output().map_err(|e| Error::Runtime(format!("{}: {e}", sbatch.display())))?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         return Err(Error::Runtime(crate::error::one_line(&format!("sbatch refused {}: {}", path.display(), msg.trim()))));
@@ -141,7 +141,10 @@ pub fn submit(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &
 }
 
 pub fn read_jobs(sweep_dir: &Path) -> Vec<Job> {
-    crate::fsio::read_limited(&slurm_dir(sweep_dir).join(JOBS), 16 << 20).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    crate::fsio::read_limited(&slurm_dir(sweep_dir).join(JOBS), 16 << 20)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// The queue's view of this sweep's array tasks: task index → PENDING/RUNNING/…, from `squeue` (one line per

@@ -133,7 +133,13 @@ pub fn read_spec(path: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> Re
 
 /// [`read_spec`] on text (a study's generated spec); errors are messages for the caller to place, one line each
 /// (a line break quoted from the spec is spelled `\n`).
-pub fn parse_spec(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> std::result::Result<Plan, String> {
+pub fn parse_spec(
+    text: &str,
+    default_name: &str,
+    base: &Path,
+    opts: &dyn CommandOptions,
+    max_tasks: usize,
+) -> std::result::Result<Plan, String> {
     expand(text, default_name, base, opts, max_tasks).map_err(|m| m.replace('\n', "\\n").replace('\r', "\\r"))
 }
 
@@ -191,7 +197,10 @@ fn expand(text: &str, default_name: &str, base: &Path, opts: &dyn CommandOptions
                 sizes.insert(0, format!("{} cells", listed.len()));
             }
             let n = count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
-            return Err(format!("the spec expands to {n} tasks ({}), more than the limit of {max_tasks}; raise it with --max-tasks if you mean it", sizes.join(" × ")));
+            return Err(format!(
+                "the spec expands to {n} tasks ({}), more than the limit of {max_tasks}; raise it with --max-tasks if you mean it",
+                sizes.join(" × ")
+            ));
         }
     }
     let mut tasks = Vec::new();
@@ -256,7 +265,10 @@ impl Plan {
             }
             let want = task_hash(&t.settings);
             if t.hash != want {
-                return Err(format!("task {i}'s folder name `{}` is not the hash of its settings ({want}): the plan was edited", t.hash.escape_debug()));
+                return Err(format!(
+                    "task {i}'s folder name `{}` is not the hash of its settings ({want}): the plan was edited",
+                    t.hash.escape_debug()
+                ));
             }
         }
         if self.spec_hash != spec_hash(&self.command, &self.tasks) {
@@ -321,7 +333,12 @@ fn known(key: &str, opts: &dyn CommandOptions) -> std::result::Result<OptionInfo
     opts.option(key).ok_or_else(|| format!("unknown setting `{key}`: not an option of ticket {COMMAND} (see ticket {COMMAND} --help)"))
 }
 
-fn settings_of(t: &toml::Table, section: &str, base: &Path, opts: &dyn CommandOptions) -> std::result::Result<BTreeMap<String, String>, String> {
+fn settings_of(
+    t: &toml::Table,
+    section: &str,
+    base: &Path,
+    opts: &dyn CommandOptions,
+) -> std::result::Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for (raw, v) in t {
         let key = normalise(raw);
@@ -357,7 +374,9 @@ fn render(key: &str, info: &OptionInfo, v: &toml::Value, base: &Path) -> std::re
         };
     }
     match v {
-        toml::Value::Array(items) if !info.positional => Ok(items.iter().map(scalar).collect::<std::result::Result<Vec<_>, _>>()?.join(",")),
+        toml::Value::Array(items) if !info.positional => {
+            Ok(items.iter().map(scalar).collect::<std::result::Result<Vec<_>, _>>()?.join(","))
+        }
         other => scalar(other),
     }
 }
@@ -380,7 +399,12 @@ fn product(axes: &[(String, Vec<String>)]) -> Vec<BTreeMap<String, String>> {
     cells
 }
 
-fn task_of(index: usize, cell: BTreeMap<String, String>, all: &BTreeMap<String, String>, opts: &dyn CommandOptions) -> std::result::Result<TaskDef, String> {
+fn task_of(
+    index: usize,
+    cell: BTreeMap<String, String>,
+    all: &BTreeMap<String, String>,
+    opts: &dyn CommandOptions,
+) -> std::result::Result<TaskDef, String> {
     let mut argv = Vec::new();
     let mut settings = BTreeMap::new();
     for (key, value) in all {

@@ -71,7 +71,8 @@ pub fn study_spec(name: &str, inp: &StudyInputs) -> Result<String> {
             if subsets.len() < 2 {
                 return Err(Error::input(&inp.models[0], "has fewer than two module groups: nothing for the modules study to compare"));
             }
-            let lists: Vec<String> = subsets.iter().map(|m| format!("[{}]", m.iter().map(|k| toml_str(k)).collect::<Vec<_>>().join(", "))).collect();
+            let lists: Vec<String> =
+                subsets.iter().map(|m| format!("[{}]", m.iter().map(|k| toml_str(k)).collect::<Vec<_>>().join(", "))).collect();
             writeln!(s, "modules = [{}]", lists.join(", ")).unwrap();
         }
         "rounds" => s += "rounds = [1, 2, 3, 5]\n",
@@ -93,14 +94,20 @@ pub fn study_spec(name: &str, inp: &StudyInputs) -> Result<String> {
         "early-bird" => {}
         "width" => {
             if inp.models.len() < 2 {
-                return Err(Error::Input("study width compares backbone widths: give one MODEL per width (tools/export_models.py --synth W)".into()));
+                return Err(Error::Input(
+                    "study width compares backbone widths: give one MODEL per width (tools/export_models.py --synth W)".into(),
+                ));
             }
             writeln!(s, "model = [{}]", inp.models.iter().map(model).collect::<Vec<_>>().join(", ")).unwrap();
             s += "sparsity = [0.5, 0.8, 0.9]\n";
         }
         // Its tasks start from files a preparation makes (a pretrained classifier and its ticket): the CLI
         // prepares them and writes that study's spec as cells.
-        "transfer" => return Err(Error::Input("study transfer is prepared and run by ticket study transfer (it pretrains a classifier first)".into())),
+        "transfer" => {
+            return Err(Error::Input(
+                "study transfer is prepared and run by ticket study transfer (it pretrains a classifier first)".into(),
+            ))
+        }
         _ => unreachable!("every study in STUDIES has a grid"),
     }
     Ok(s)

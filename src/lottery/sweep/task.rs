@@ -25,7 +25,8 @@ pub fn index_from_env() -> Option<usize> {
 /// Runs task `index` of the plan in SWEEP_DIR with `exe` (the `ticket` binary). `threads`: ORT threads when
 /// the spec does not fix them. Returns the state it left the task in.
 pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads: Option<usize>) -> Result<TaskState> {
-    let t = plan.tasks.get(index).ok_or_else(|| Error::input(sweep_dir, format!("has no task {index} (its plan has {})", plan.tasks.len())))?;
+    let t =
+        plan.tasks.get(index).ok_or_else(|| Error::input(sweep_dir, format!("has no task {index} (its plan has {})", plan.tasks.len())))?;
     let dir = folder::task_dir(sweep_dir, t);
     // The task writes only inside SWEEP_DIR: its folders must be folders, not links elsewhere.
     for p in [sweep_dir.join("tasks"), dir.clone(), dir.join(folder::RUN)] {
@@ -43,7 +44,8 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     let log_path = dir.join(folder::LOG);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
     let (mut cmd, resumed) = command(sweep_dir, t, exe, threads);
-    writeln!(&log, "# {} on {}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd)).map_err(|e| Error::io(&log_path, e))?;
+    writeln!(&log, "# {} on {}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd))
+        .map_err(|e| Error::io(&log_path, e))?;
     let started = Instant::now();
     let status = cmd
         .stdin(Stdio::null())

@@ -75,12 +75,17 @@ impl<'a> Builder<'a> {
             state.weights.get(t).map(|w| w.shape.clone()).or_else(|| state.buffers.get(t).map(|(s, _)| s.clone()))
         };
         let first = &self.group.producers[0];
-        let c = shape_of(&first.tensor).and_then(|s| s.get(first.axis).copied()).ok_or_else(|| refuse(state, &format!("'{}' is missing", first.tensor)))?;
+        let c = shape_of(&first.tensor)
+            .and_then(|s| s.get(first.axis).copied())
+            .ok_or_else(|| refuse(state, &format!("'{}' is missing", first.tensor)))?;
         for s in self.group.producers.iter_mut().chain(self.group.consumers.iter_mut()) {
             let shape = shape_of(&s.tensor).ok_or_else(|| refuse(state, &format!("'{}' is missing", s.tensor)))?;
             let n = shape.get(s.axis).copied().unwrap_or(0);
             if c == 0 || n % c != 0 {
-                return Err(refuse(state, &format!("'{}' has shape {shape:?}, which does not match {c} channels of {}", s.tensor, self.group.name)));
+                return Err(refuse(
+                    state,
+                    &format!("'{}' has shape {shape:?}, which does not match {c} channels of {}", s.tensor, self.group.name),
+                ));
             }
             s.block = n / c;
         }
@@ -133,14 +138,19 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
             let ds = format!("{block}.downsample");
             if stream.has(&format!("{ds}.0.weight")) {
                 stream.read_by(&format!("{ds}.0"), 1);
-                groups.push(std::mem::replace(&mut stream, Builder::new(state, format!("{layer} (residual stream)"), base.clone())).finish()?);
+                groups.push(
+                    std::mem::replace(&mut stream, Builder::new(state, format!("{layer} (residual stream)"), base.clone())).finish()?,
+                );
                 stream.produced_by(&format!("{ds}.0"), 0).frozen_bn(&format!("{ds}.1"));
             }
             stream.produced_by(&format!("{block}.conv{last_conv}"), 0).frozen_bn(&format!("{block}.bn{last_conv}"));
             // Inner channels of the block are free: one conv writes them, the next reads them.
             for k in 1..last_conv {
                 let mut inner = Builder::new(state, format!("{block}.conv{k} (inner)"), base.clone());
-                inner.produced_by(&format!("{block}.conv{k}"), 0).frozen_bn(&format!("{block}.bn{k}")).read_by(&format!("{block}.conv{}", k + 1), 1);
+                inner
+                    .produced_by(&format!("{block}.conv{k}"), 0)
+                    .frozen_bn(&format!("{block}.bn{k}"))
+                    .read_by(&format!("{block}.conv{}", k + 1), 1);
                 groups.push(inner.finish()?);
             }
         }
@@ -170,8 +180,10 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
     let rpn_conv = if out.has("rpn.head.conv.0.0.weight") { "rpn.head.conv.0.0" } else { "rpn.head.conv" };
     out.read_by(rpn_conv, 1).read_by("roi_heads.box_head.fc6", 1);
     let mask_convs = numbered(state, |i| [format!("roi_heads.mask_head.{i}.0"), format!("roi_heads.mask_head.mask_fcn{}", i + 1)]);
-    let keypoint_convs: Vec<String> =
-        (0..).map(|i| format!("roi_heads.keypoint_head.{}", 2 * i)).take_while(|p| state.weights.get(&format!("{p}.weight")).is_some()).collect();
+    let keypoint_convs: Vec<String> = (0..)
+        .map(|i| format!("roi_heads.keypoint_head.{}", 2 * i))
+        .take_while(|p| state.weights.get(&format!("{p}.weight")).is_some())
+        .collect();
     if let Some(first) = mask_convs.first() {
         out.read_by(first, 1);
     }
@@ -188,7 +200,9 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
     fc6.produced_by("roi_heads.box_head.fc6", 0).read_by("roi_heads.box_head.fc7", 1);
     groups.push(fc6.finish()?);
     let mut fc7 = Builder::new(state, "roi_heads.box_head.fc7 (hidden units)", ModuleGroup::BoxHead);
-    fc7.produced_by("roi_heads.box_head.fc7", 0).read_by("roi_heads.box_predictor.cls_score", 1).read_by("roi_heads.box_predictor.bbox_pred", 1);
+    fc7.produced_by("roi_heads.box_head.fc7", 0)
+        .read_by("roi_heads.box_predictor.cls_score", 1)
+        .read_by("roi_heads.box_predictor.bbox_pred", 1);
     groups.push(fc7.finish()?);
 
     // Mask head convs, then the predictor's ConvTranspose (weight [Cin, Cout, 2, 2]: input on axis 0) whose

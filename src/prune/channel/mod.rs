@@ -43,7 +43,14 @@ pub struct ChannelParams {
 
 impl Default for ChannelParams {
     fn default() -> Self {
-        ChannelParams { sparsity: 0.0, scope: Scope::Global, modules: None, importance: Importance::L1, round_to: 8, flops_at: FlopsAt::default() }
+        ChannelParams {
+            sparsity: 0.0,
+            scope: Scope::Global,
+            modules: None,
+            importance: Importance::L1,
+            round_to: 8,
+            flops_at: FlopsAt::default(),
+        }
     }
 }
 
@@ -53,7 +60,10 @@ pub struct ChannelValid(ChannelParams);
 impl ChannelParams {
     pub fn check(self) -> Result<ChannelValid> {
         if !(0.0..1.0).contains(&self.sparsity) || self.sparsity.is_nan() {
-            return Err(Error::Input(format!("--sparsity {} is outside [0, 1): a channel prune keeps at least one channel per group", self.sparsity)));
+            return Err(Error::Input(format!(
+                "--sparsity {} is outside [0, 1): a channel prune keeps at least one channel per group",
+                self.sparsity
+            )));
         }
         if self.round_to == 0 {
             return Err(Error::Input("--round-to 0: kept channel counts are rounded to multiples of N, so N must be at least 1".into()));
@@ -147,17 +157,14 @@ fn per_channel(values: &[f32], shape: &[usize], s: &Slice, channels: usize, f: i
 }
 
 fn values_of<'a>(state: &'a ModelState, t: &str) -> Option<(&'a [usize], &'a [f32])> {
-    state
-        .weights
-        .get(t)
-        .map(|w| (&w.shape[..], &w.values[..]))
-        .or_else(|| state.buffers.get(t).map(|(s, v)| (&s[..], &v[..])))
+    state.weights.get(t).map(|w| (&w.shape[..], &w.values[..])).or_else(|| state.buffers.get(t).map(|(s, v)| (&s[..], &v[..])))
 }
 
 /// Channel importance of a group, normalised by its mean so that global ranking compares groups of different
 /// fan-in on one scale (Torch-Pruning's "mean" normaliser).
 fn importance(state: &ModelState, g: &ChannelGroup, how: Importance) -> Vec<f64> {
-    let weights: Vec<&Slice> = g.producers.iter().filter(|s| state.weights.get(&s.tensor).is_some_and(|w| w.role == Role::Weight)).collect();
+    let weights: Vec<&Slice> =
+        g.producers.iter().filter(|s| state.weights.get(&s.tensor).is_some_and(|w| w.role == Role::Weight)).collect();
     let scales: Vec<&Slice> = g.producers.iter().filter(|s| s.tensor.ends_with(".scale")).collect();
     let sum = |slices: &[&Slice], f: &dyn Fn(f32) -> f64| {
         let mut acc = vec![0.0; g.channels];
@@ -193,7 +200,11 @@ pub fn plan(state: &ModelState, opts: &ChannelValid) -> Result<(Vec<ChannelGroup
 
     // Channels each group would keep before rounding.
     let raw_keep: Vec<usize> = match p.scope {
-        Scope::Layer => groups.iter().zip(&selected).map(|(g, &sel)| if sel { g.channels - (p.sparsity * g.channels as f64).floor() as usize } else { g.channels }).collect(),
+        Scope::Layer => groups
+            .iter()
+            .zip(&selected)
+            .map(|(g, &sel)| if sel { g.channels - (p.sparsity * g.channels as f64).floor() as usize } else { g.channels })
+            .collect(),
         Scope::Global => {
             let mut all: Vec<(f64, usize)> =
                 scores.iter().enumerate().filter(|(i, _)| selected[*i]).flat_map(|(i, s)| s.iter().map(move |&v| (v, i))).collect();
@@ -234,7 +245,8 @@ pub fn plan(state: &ModelState, opts: &ChannelValid) -> Result<(Vec<ChannelGroup
 /// Removes the channels `plan` drops: every producer and consumer slice is cut, masks follow.
 fn shrink(state: &ModelState, groups: &[ChannelGroup], plans: &[GroupPlan]) -> Result<ModelState> {
     let mut edits: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
-    let mut masks: HashMap<String, (Vec<usize>, Vec<u8>)> = state.masks.map.iter().map(|(n, m)| (n.clone(), (m.shape.clone(), m.keep.clone()))).collect();
+    let mut masks: HashMap<String, (Vec<usize>, Vec<u8>)> =
+        state.masks.map.iter().map(|(n, m)| (n.clone(), (m.shape.clone(), m.keep.clone()))).collect();
     for (g, plan) in groups.iter().zip(plans).filter(|(g, p)| p.kept < g.channels) {
         for s in g.producers.iter().chain(&g.consumers) {
             let (shape, values) = match edits.remove(&s.tensor) {
@@ -266,7 +278,13 @@ pub fn apply_plans(state: &ModelState, plans: &[SavedPlan]) -> Result<ModelState
     let plans: Vec<GroupPlan> = groups
         .iter()
         .zip(plans)
-        .map(|(g, p)| GroupPlan { name: p.name.clone(), module: g.module.clone(), channels: p.channels, kept: p.keep.len(), keep: p.keep.clone() })
+        .map(|(g, p)| GroupPlan {
+            name: p.name.clone(),
+            module: g.module.clone(),
+            channels: p.channels,
+            kept: p.keep.len(),
+            keep: p.keep.clone(),
+        })
         .collect();
     shrink(state, &groups, &plans)
 }
