@@ -285,7 +285,7 @@ fn early_bird_stop_rule_ends_dense_training() {
         &run,
     ]));
     let stopped = s["early_bird"]["stopped_at"].as_u64().expect("the rule fires at this learning rate");
-    assert!(stopped >= 10 && stopped < 40 && stopped % 2 == 0, "stopped at {stopped}");
+    assert!((10..40).contains(&stopped) && stopped.is_multiple_of(2), "stopped at {stopped}");
     let checks = s["early_bird"]["checks"].as_array().unwrap();
     let last = checks.last().unwrap();
     assert_eq!(last[0].as_u64(), Some(stopped));

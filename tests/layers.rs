@@ -177,7 +177,7 @@ fn no_module_imports_a_module_above_it() {
     let mut bad = Vec::new();
     let mut seen = BTreeSet::new();
     for f in &files {
-        let rel = f.strip_prefix(&root()).unwrap().display().to_string();
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
         if rel == "src/lib.rs" || rel == "src/main.rs" {
             continue;
         }
@@ -286,7 +286,7 @@ fn cli_files_hold_only_arguments_run_and_rendering() {
     let parsed: Vec<(String, Vec<Item>)> = files
         .iter()
         .map(|f| {
-            let rel = f.strip_prefix(&root()).unwrap().display().to_string();
+            let rel = f.strip_prefix(root()).unwrap().display().to_string();
             (rel, top_level_items(&code_only(&std::fs::read_to_string(f).unwrap())))
         })
         .collect();

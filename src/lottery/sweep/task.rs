@@ -36,9 +36,8 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     }
     // One runner per task, even if a scheduler starts an index twice.
     let _lock = DirLock::acquire(&dir)?;
-    match folder::state(sweep_dir, t) {
-        s @ (TaskState::Done { .. } | TaskState::Failed { .. }) => return Ok(s),
-        _ => {}
+    if let s @ (TaskState::Done { .. } | TaskState::Failed { .. }) = folder::state(sweep_dir, t) {
+        return Ok(s);
     }
     folder::write_json(&dir.join(folder::RUNNING), &Running { host: folder::hostname(), pid: std::process::id() })?;
     let log_path = dir.join(folder::LOG);
