@@ -148,3 +148,24 @@ fn remove_outputs(paths: &[&Path]) {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{export, import_masked, Outputs, Verify};
+    use std::path::Path;
+
+    #[test]
+    fn a_failure_after_the_first_write_leaves_no_output() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet18.onnx");
+        let m = import_masked(&fixture, None).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let (model, compact) = (t.path().join("o.onnx"), t.path().join("missing/o.tkt"));
+        let out = Outputs { model: &model, masks: None, compact: Some(&compact) };
+        // The model is written first; the compact form then fails (no such folder): the model goes too.
+        assert!(export(&m.state, out, &m.input_paths(), Verify::No).is_err());
+        assert!(!model.exists() && !compact.exists());
+        let out = Outputs { compact: None, ..out };
+        let done = export(&m.state, out, &m.input_paths(), Verify::No).unwrap();
+        assert!(model.is_file() && done.verify.is_none() && done.sizes.output_bytes > 0);
+    }
+}
