@@ -67,6 +67,45 @@ pub struct StructureArgs {
     pub round_to: usize,
 }
 
+impl Args {
+    /// The files read and written, and whether the export is checked.
+    pub fn files(&self) -> PruneFiles {
+        PruneFiles {
+            model: self.model.clone(),
+            masks: self.masks.clone(),
+            output: self.output.clone(),
+            masks_out: self.masks_out.clone(),
+            compact: self.compact.clone(),
+            verify: self.verify,
+        }
+    }
+
+    /// The weight-pruning settings as given.
+    pub fn params(&self) -> PruneParams {
+        PruneParams {
+            sparsity: self.sparsity,
+            scope: self.scope,
+            modules: self.modules.clone(),
+            rounds: self.rounds,
+            round: self.round,
+            include_bias: self.include_bias,
+            min_layer_density: self.min_layer_density,
+        }
+    }
+
+    /// The channel-pruning settings as given.
+    pub fn channel_params(&self) -> ChannelParams {
+        ChannelParams {
+            sparsity: self.sparsity,
+            scope: self.scope,
+            modules: self.modules.clone(),
+            importance: self.what.importance,
+            round_to: self.what.round_to,
+            ..Default::default()
+        }
+    }
+}
+
 fn render(r: &PruneOutput) -> String {
     let p = &r.prune;
     let mut out = format!(
@@ -119,45 +158,6 @@ fn render_collapse_warning(p: &PruneReport) -> String {
             format!("warning: {name} is {} pruned: the layer has all but collapsed (--min-layer-density F keeps a floor)\n", pct(*s))
         })
         .collect()
-}
-
-impl Args {
-    /// The files read and written, and whether the export is checked.
-    pub fn files(&self) -> PruneFiles {
-        PruneFiles {
-            model: self.model.clone(),
-            masks: self.masks.clone(),
-            output: self.output.clone(),
-            masks_out: self.masks_out.clone(),
-            compact: self.compact.clone(),
-            verify: self.verify,
-        }
-    }
-
-    /// The weight-pruning settings as given.
-    pub fn params(&self) -> PruneParams {
-        PruneParams {
-            sparsity: self.sparsity,
-            scope: self.scope,
-            modules: self.modules.clone(),
-            rounds: self.rounds,
-            round: self.round,
-            include_bias: self.include_bias,
-            min_layer_density: self.min_layer_density,
-        }
-    }
-
-    /// The channel-pruning settings as given.
-    pub fn channel_params(&self) -> ChannelParams {
-        ChannelParams {
-            sparsity: self.sparsity,
-            scope: self.scope,
-            modules: self.modules.clone(),
-            importance: self.what.importance,
-            round_to: self.what.round_to,
-            ..Default::default()
-        }
-    }
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
