@@ -99,32 +99,28 @@ fn detect_writes_coco_results_that_eval_scores() {
     assert_eq!(segm["summary"], from_model["segm"]["summary"]);
 }
 
+/// Images in DIR/images, the dense Mask R-CNN fixture, and its 50% magnitude ticket in DIR/ticket.onnx.
+fn half_pruned(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let imgs = dir.join("images");
+    std::fs::create_dir(&imgs).unwrap();
+    write_images(&imgs);
+    let dense = fixture("maskrcnn_r18_fpn.onnx");
+    let cand = dir.join("ticket.onnx");
+    ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
+    (imgs, dense, cand)
+}
+
 /// The gate as a library call, as `ticket demo` makes it (the model's own detection settings, nothing shown),
 /// gives the command's report: the same reference, scores, drops and gates.
 #[test]
 fn the_gate_as_a_library_call_gives_the_commands_report() {
     use ticket::eval::gate::{validate, DetectRun, GateSettings};
     let dir = tempdir();
-    let imgs = dir.path().join("images");
-    std::fs::create_dir(&imgs).unwrap();
-    write_images(&imgs);
-    let dense = fixture("maskrcnn_r18_fpn.onnx");
-    let cand = dir.path().join("ticket.onnx");
-    ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
-    let cli = ticket_json(&[
-        &"validate",
-        &cand,
-        &"--dense",
-        &dense,
-        &"--images",
-        &imgs,
-        &"--min-sparsity",
-        &"0.45",
-        &"--max-map-drop",
-        &"1.0",
-        &"--agreement-score",
-        &"0.28",
-    ]);
+    let (imgs, dense, cand) = half_pruned(dir.path());
+    let gates: [&dyn AsRef<std::ffi::OsStr>; 6] = [&"--min-sparsity", &"0.45", &"--max-map-drop", &"1.0", &"--agreement-score", &"0.28"];
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"validate", &cand, &"--dense", &dense, &"--images", &imgs];
+    args.extend(gates);
+    let cli = ticket_json(&args);
     let settings = GateSettings {
         images: Some(imgs.clone()),
         min_sparsity: Some(0.45),
@@ -150,12 +146,7 @@ fn the_gate_as_a_library_call_gives_the_commands_report() {
 #[test]
 fn validate_gates_sparsity_and_map_drop() {
     let dir = tempdir();
-    let imgs = dir.path().join("images");
-    std::fs::create_dir(&imgs).unwrap();
-    write_images(&imgs);
-    let dense = fixture("maskrcnn_r18_fpn.onnx");
-    let cand = dir.path().join("ticket.onnx");
-    ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
+    let (imgs, dense, cand) = half_pruned(dir.path());
 
     let r = ticket_json(&[
         &"validate",
