@@ -124,6 +124,26 @@ fn prune_verify_of_a_model_ort_rejects_leaves_no_output() {
     assert!(!o.exists() && !c.exists() && !k.exists(), "outputs left behind");
 }
 
+/// `mask apply` writes through the same export path as prune: when ONNX Runtime rejects the written model, the
+/// model and its compact form are removed, as prune's are.
+#[test]
+fn mask_apply_verify_of_a_model_ort_rejects_leaves_no_output() {
+    let t = tempdir();
+    let mut m = resnet();
+    mixed_types(&mut m);
+    let mixed = save(&m, &t.path().join("mixed.onnx"));
+    let (pruned, masks) = (t.path().join("pruned.onnx"), t.path().join("pruned.masks"));
+    let (code, _, err) = run(&[&"prune", &mixed, &"--sparsity", &"0.5", &"-o", &pruned, &"--masks-out", &masks], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (o, c) = (t.path().join("o.onnx"), t.path().join("o.tkt"));
+    refused(&[&"mask", &"apply", &mixed, &masks, &"-o", &o, &"--compact", &c, &"--verify"], &["ONNX Runtime rejects the model"]);
+    assert!(!o.exists() && !c.exists(), "outputs left behind");
+    // Without --verify the same apply writes both: the check, not the writing, refused the model above.
+    let (code, _, err) = run(&[&"mask", &"apply", &mixed, &masks, &"-o", &o, &"--compact", &c], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(o.is_file() && c.is_file());
+}
+
 /// Moves the first initializer's bytes out to external data with these entries (and its length).
 fn external_first(m: &mut ModelProto, entries: &[(&str, &str)]) {
     let t0 = &mut m.graph.as_mut().unwrap().initializer[0];

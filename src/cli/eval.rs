@@ -134,7 +134,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             let dir = args.images.clone().unwrap_or_else(|| default_images(gt_path));
             let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
             let types = match &args.iou_type {
-                Some(t) => check_types(&state, t)?,
+                Some(t) => crate::eval::model::check_types(&state, t)?,
                 None => iou_types_of(&state),
             };
             let params = args.opts.params(&state)?;
@@ -150,27 +150,6 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The asked IoU types, each one the model's outputs can be scored on, without repeats.
-pub(crate) fn check_types(state: &crate::model::ModelState, asked: &[IouType]) -> Result<Vec<IouType>> {
-    let has = iou_types_of(state);
-    let mut out = Vec::new();
-    for t in asked {
-        if !has.contains(t) {
-            let names: Vec<&str> = has.iter().map(|t| t.as_str()).collect();
-            return Err(crate::error::Error::Input(format!(
-                "--iou-type {}: {} has no such output (it can be scored on {})",
-                t.as_str(),
-                state.path().display(),
-                names.join(", ")
-            )));
-        }
-        if !out.contains(t) {
-            out.push(*t);
-        }
-    }
-    Ok(out)
 }
 
 /// VOC class ids are 1..=classes in the dataset's order; the model must have a label for each.

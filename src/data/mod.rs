@@ -1,6 +1,7 @@
 //! Datasets, read the same way by training and evaluation: COCO json and Pascal VOC folders ([`Dataset`]),
 //! the synthetic set (`synth`), COCO's keypoint conventions and the seeded generator everything random draws
 //! from. Below train and eval; it knows no model.
+pub mod check;
 pub mod classify;
 pub mod dataset;
 pub mod keypoints;

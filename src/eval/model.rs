@@ -64,6 +64,27 @@ pub fn iou_types_of(state: &ModelState) -> Vec<IouType> {
     }
 }
 
+/// The asked IoU types, each one the model's outputs can be scored on, without repeats.
+pub fn check_types(state: &ModelState, asked: &[IouType]) -> Result<Vec<IouType>> {
+    let has = iou_types_of(state);
+    let mut out = Vec::new();
+    for t in asked {
+        if !has.contains(t) {
+            let names: Vec<&str> = has.iter().map(|t| t.as_str()).collect();
+            return Err(Error::Input(format!(
+                "--iou-type {}: {} has no such output (it can be scored on {})",
+                t.as_str(),
+                state.path().display(),
+                names.join(", ")
+            )));
+        }
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    Ok(out)
+}
+
 /// One detection run of a model over ground truth, and its reports.
 pub struct ModelEval {
     pub detections: Vec<CocoResult>,

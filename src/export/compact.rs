@@ -162,3 +162,21 @@ pub fn unpack(path: &Path, bytes: &[u8]) -> Result<OnnxModel> {
     }
     OnnxModel::from_proto(path, proto)
 }
+
+/// `ticket unpack`'s report: the plain ONNX written and its size.
+#[derive(serde::Serialize)]
+pub struct Unpacked {
+    pub output: std::path::PathBuf,
+    pub bytes: u64,
+}
+
+/// A compact ticket file turned back into a plain ONNX model at `output`.
+pub fn unpack_file(compact: &Path, output: &Path) -> Result<Unpacked> {
+    let bytes = crate::fsio::read_limited(compact, 16 << 30)?;
+    if !looks_compact(&bytes) {
+        return Err(Error::input(compact, "not a compact ticket file"));
+    }
+    let model = unpack(compact, &bytes)?;
+    let saved = model.save_with(output, &Default::default())?;
+    Ok(Unpacked { output: output.to_path_buf(), bytes: saved.total() })
+}

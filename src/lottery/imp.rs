@@ -942,9 +942,9 @@ fn summarize(dir: &Path, config: &ImpConfig, levels: Vec<LevelRow>, early_bird: 
     let ticket = match ticket_level {
         Some(r) => {
             let l = level::dir(dir, r);
-            let out = dir.join("ticket.onnx");
-            write_atomic(&out, &crate::fsio::read_limited(&l.join(level::MODEL), 16 << 30)?)?;
-            write_atomic(&dir.join("ticket.tkt"), &crate::fsio::read_limited(&l.join(level::COMPACT), 16 << 30)?)?;
+            let (out, compact) = (dir.join("ticket.onnx"), dir.join("ticket.tkt"));
+            let outputs = crate::export::Outputs { model: &out, masks: None, compact: Some(&compact) };
+            crate::export::apply_masks(&l.join(level::MODEL), &l.join(level::MASKS), outputs, false)?;
             Some(out)
         }
         None => {

@@ -201,40 +201,9 @@ pub fn check_worker(python: &Path, device: &str) -> Result<()> {
     super::worker::Worker::start(python, device)?.shutdown()
 }
 
-/// FNV-1a 64 of a file, as 16 hex digits: cheap, stable across platforms and Rust versions.
-pub fn fingerprint(path: &Path) -> Result<String> {
-    Ok(format!("{:016x}", fnv_file(path)?.0))
-}
-
-/// FNV-1a 64 and length of a regular file, streamed (checkpoints are hundreds of MB).
-fn fnv_file(path: &Path) -> Result<(u64, u64)> {
-    use std::io::Read;
-    let (mut r, _) = crate::fsio::open_regular(path)?;
-    let mut h = FNV_OFFSET;
-    let mut len = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h = fnv1a(h, &buf[..n]);
-        len += n as u64;
-    }
-    Ok((h, len))
-}
-
-/// FNV-1a 64's starting value; [`fnv1a`] continues a hash over more bytes. Stable across Rust versions and
-/// machines (std's hashers are not), so names derived from it (fingerprints, sweep task folders) stay valid.
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+// The file fingerprints live in fsio, below every module that keys a file by its bytes (validate too).
+use crate::fsio::fnv_file;
+pub use crate::fsio::{fingerprint, fnv1a, FNV_OFFSET};
 
 /// One line of `log.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

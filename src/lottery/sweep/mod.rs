@@ -7,6 +7,7 @@ pub mod slurm;
 pub mod spec;
 pub mod study;
 pub mod task;
+pub mod transfer;
 
 pub use folder::TaskState;
 pub use spec::{parse_spec, read_spec, CommandOptions, OptionInfo, Plan, TaskDef};
