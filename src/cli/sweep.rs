@@ -120,7 +120,7 @@ impl CommandOptions for ImpOptions {
         let a = super::imp::Args::from_arg_matches(&m).map_err(first_line)?;
         let model = a.model.clone().ok_or("no model: set `model` (the initial weights)")?;
         // What `ticket imp` itself would refuse (files, combinations, schedules), refused before anything runs.
-        let cfg = super::imp::config(&a, &model).map_err(|e| e.to_string())?;
+        let cfg = a.config(&model).map_err(|e| e.to_string())?;
         cfg.validate().map_err(|e| e.to_string())?;
         // A missing dataset would fail every task; it is refused here, before the folder exists.
         cfg.check_files().map_err(|e| e.to_string())

@@ -188,8 +188,8 @@ fn dense_detections(
     };
     crate::fsio::ensure_distinct(cache, &[&args.dense, &args.candidate])?;
     let key = CacheKey {
-        dense_fingerprint: crate::train::run::fingerprint(&args.dense)?,
-        images: images.iter().map(|(id, p)| Ok((*id, p.clone(), crate::train::run::fingerprint(p)?))).collect::<Result<_>>()?,
+        dense_fingerprint: crate::fsio::fingerprint(&args.dense)?,
+        images: images.iter().map(|(id, p)| Ok((*id, p.clone(), crate::fsio::fingerprint(p)?))).collect::<Result<_>>()?,
         settings: format!("{:?}", args.opts.params(&dense)?),
     };
     let mut source = format!("cache {} (written)", cache.display());

@@ -28,7 +28,7 @@
 //! sparsity = 0.8
 //! ```
 use crate::error::{Error, Result};
-use crate::train::run::{fnv1a, FNV_OFFSET};
+use crate::fsio::{fnv1a, FNV_OFFSET};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
