@@ -721,7 +721,7 @@ mod runs {
         run_files: Vec<(String, Vec<u8>)>,
         spec: String,
         sweep_files: Vec<(String, Vec<u8>)>,
-        opts: ticket::cli::ImpOptions,
+        opts: ticket::lottery::sweep::OptionTable,
     }
 
     fn config(root: &Path) -> ImpConfig {
@@ -859,7 +859,7 @@ mod runs {
              early-bird = [0.25, 0.5]\nthreads = 1\n[grid]\nsparsity = [0.5, 0.8]\n",
             fixture("resnet18.onnx").to_string_lossy()
         );
-        let opts = ticket::cli::ImpOptions::new();
+        let opts = ticket::cli::ImpArgs::option_table();
         let plan = ticket::lottery::sweep::parse_spec(&spec, "fuzz", &root, &opts, 1000).unwrap();
         let sweep = root.join("sweep");
         folder::open_or_create(&sweep, &plan).unwrap();

@@ -5,6 +5,7 @@ use super::train::TrainArgs;
 use super::{emit, pct, table};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::lottery::sweep::{OptionInfo, OptionTable};
 use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpSettings, ImpStart, ImpSummary, Rewind};
 use crate::prune::Scope;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,23 @@ impl Args {
             threads: self.train.threads,
             train: self.train.settings(),
         }
+    }
+
+    /// `ticket imp`'s options as clap names them, for the sweep (which checks the values through the library).
+    pub fn option_table() -> OptionTable {
+        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("imp"));
+        let model = OptionInfo { takes_value: true, is_path: true, positional: true, default: None };
+        let options = cmd.get_arguments().filter_map(|a| {
+            let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            let info = OptionInfo {
+                takes_value: a.get_action().takes_values(),
+                is_path: a.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>(),
+                positional: false,
+                default: (!defaults.is_empty()).then(|| defaults.join(",")),
+            };
+            Some((a.get_long()?.to_string(), info))
+        });
+        OptionTable::new(std::iter::once(("model".to_string(), model)).chain(options))
     }
 
     /// The run the options define, for `model`.

@@ -12,6 +12,7 @@
 //! (bit for bit with one ORT thread, as training is).
 mod config;
 mod levels;
+pub mod options;
 mod score;
 mod summary;
 
