@@ -154,7 +154,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
         (None, Some(o)) => {
             let state = ModelState::import(&a.model)?;
-            (o.clone(), Start::Fresh(RunConfig::new(&a.model, &state, a.train.data()?, a.masks.clone(), &a.train.settings())?))
+            (o.clone(), Start::Fresh(Box::new(RunConfig::new(&a.model, &state, a.train.data()?, a.masks.clone(), &a.train.settings())?)))
         }
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };

@@ -187,7 +187,7 @@ impl RunConfig {
         if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.weight_decay) {
             return bad(format!("--momentum {} and --weight-decay {} must lie in [0, 1)", self.momentum, self.weight_decay));
         }
-        if !(self.gamma > 0.0 && self.gamma <= 1.0) || !(self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
+        if !(self.gamma > 0.0 && self.gamma <= 1.0 && self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
             return bad(format!("--gamma {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));
         }
         if let Some(d) = self.decay_at.iter().find(|&&d| d >= self.steps) {

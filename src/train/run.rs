@@ -85,7 +85,9 @@ impl TrainData {
 }
 
 /// What a run trains: a detector (images through the RPN forward, targets built in Rust, the detection
-/// core) or a classifier (images and labels, the cross-entropy core of `graph::classify`).
+/// core) or a classifier (images and labels, the cross-entropy core of `graph::classify`). One per run, so
+/// the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Task {
     Detect { dataset: Dataset, canvas: Canvas, builder: StepBuilder, rpn_model: PathBuf, flip_map: Vec<usize> },
     Classify { data: ClassifyDataset },
@@ -110,7 +112,7 @@ pub struct TrainReport {
 /// How a run is opened.
 pub enum Start {
     /// A new run in an empty (or missing) folder.
-    Fresh(RunConfig),
+    Fresh(Box<RunConfig>),
     /// Continue the run in the folder; `steps`, when given, replaces the planned step count.
     Resume { steps: Option<u64> },
 }
@@ -141,7 +143,7 @@ impl Run {
             Start::Fresh(config) => {
                 refuse_existing_run(dir)?;
                 config.validate()?;
-                (config, None)
+                (*config, None)
             }
             Start::Resume { steps } => {
                 let path = dir.join(folder::RUN_JSON);
@@ -308,7 +310,7 @@ impl Run {
     }
 
     /// Runs the next step, logs it, and saves a checkpoint when it falls on `save_every` or is the last.
-    pub fn next(&mut self) -> Result<StepRecord> {
+    pub fn train_step(&mut self) -> Result<StepRecord> {
         let step = self.step + 1;
         let (inputs, stats, data_s, rpn_s) = self.step_inputs(step)?;
         let t3 = Instant::now();
@@ -333,8 +335,8 @@ impl Run {
             step_s: (t4 - t3).as_secs_f64(),
         };
         let line = serde_json::to_string(&record).expect("serialises");
-        writeln!(self.log, "{line}").and_then(|_| self.log.flush()).map_err(|e| Error::io(&self.dir.join("log.jsonl"), e))?;
-        if step % self.config.save_every == 0 || step == self.config.steps {
+        writeln!(self.log, "{line}").and_then(|_| self.log.flush()).map_err(|e| Error::io(self.dir.join("log.jsonl"), e))?;
+        if step.is_multiple_of(self.config.save_every) || step == self.config.steps {
             self.save()?;
         }
         Ok(record)
@@ -364,7 +366,7 @@ impl Run {
         let t0 = Instant::now();
         let (mut first, mut last) = (None, None);
         while self.step < total {
-            let r = self.next()?;
+            let r = self.train_step()?;
             on_step(&r);
             first.get_or_insert(r.clone());
             last = Some(r);

@@ -113,7 +113,7 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
     let mut stop = if config.early_stop_every > 0 { Some(StopRule::open(&l0, config.early_stop_every, saved_step(&l0))?) } else { None };
     let hook = |run: &mut Run, step: u64| -> Result<bool> {
         let wants_mask = points.iter().any(|(f, s)| *s == step && !early_bird::mask_file(&l0, *f).exists())
-            || stop.as_ref().is_some_and(|s| step % s.every == 0);
+            || stop.as_ref().is_some_and(|s| step.is_multiple_of(s.every));
         let wants_rewind = rewind_at == Some(step) && !l0.join(REWIND).exists();
         if !wants_mask && !wants_rewind {
             return Ok(false);
@@ -131,7 +131,7 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
             std::fs::create_dir_all(file.parent().expect("in a folder")).map_err(|e| Error::io(&file, e))?;
             masks.save(&file, &[("step", step.to_string())])?;
         }
-        match stop.as_mut().filter(|s| step % s.every == 0) {
+        match stop.as_mut().filter(|s| step.is_multiple_of(s.every)) {
             Some(rule) => rule.observe(step, masks),
             None => Ok(false),
         }
@@ -174,6 +174,7 @@ pub const REWIND: &str = "rewind.onnx";
 /// and once at the resumed step) says stop; writes `ldir/model.onnx`. An early stop is checkpointed and then
 /// marked in `ldir/early_stop.txt`, so a resumed run finishes at that step instead of training on; the step
 /// is returned.
+#[allow(clippy::too_many_arguments)]
 fn train(
     model: &Path,
     ldir: &Path,
@@ -189,7 +190,7 @@ fn train(
         check_level_settings(ldir, &config)?;
         Start::Resume { steps: None }
     } else {
-        Start::Fresh(config)
+        Start::Fresh(Box::new(config))
     };
     let mut run = Run::open(model, ldir, start, &env.python, threads)?;
     let total = run.config.steps;
@@ -203,14 +204,14 @@ fn train(
         stopped = Some(run.step);
     }
     while stopped.is_none() && run.step < total {
-        let record = run.next()?;
+        let record = run.train_step()?;
         on(ImpEvent::Step { level, total, record: &record });
         if hook(&mut run, record.step)? {
             stopped = Some(record.step);
         }
     }
     if let Some(step) = stopped.filter(|_| !marker.exists()) {
-        if step % run.config.save_every != 0 && step != total {
+        if !step.is_multiple_of(run.config.save_every) && step != total {
             run.save()?;
         }
         write_atomic(&marker, step.to_string().as_bytes())?;
