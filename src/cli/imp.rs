@@ -85,14 +85,12 @@ pub struct Args {
 impl Args {
     /// The validation set the options name.
     pub fn val(&self) -> Result<DataSpec> {
-        match (&self.val_coco, &self.val_voc, &self.val_classify) {
-            (Some(c), None, None) => Ok(DataSpec::coco(c, self.val_images.as_deref())),
-            (None, Some(v), None) => Ok(DataSpec::Voc { dir: v.clone(), images: self.val_images.clone() }),
-            (None, None, Some(d)) => Ok(DataSpec::Classify { dir: d.clone() }),
-            _ => Err(Error::Input(
-                "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
-            )),
-        }
+        DataSpec::given(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
+            .ok_or_else(|| {
+                Error::Input(
+                    "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
+                )
+            })
     }
 
     /// The flags as the library's IMP settings.

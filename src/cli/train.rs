@@ -105,12 +105,8 @@ pub struct Args {
 impl TrainArgs {
     /// The data the options name (a new run needs one of --coco, --voc or --classify).
     pub fn data(&self) -> Result<DataSpec> {
-        match (&self.coco, &self.voc, &self.classify) {
-            (Some(c), None, None) => Ok(DataSpec::coco(c, self.images.as_deref())),
-            (None, Some(v), None) => Ok(DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
-            (None, None, Some(d)) => Ok(DataSpec::Classify { dir: d.clone() }),
-            _ => Err(Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into())),
-        }
+        DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
+            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into()))
     }
 
     /// The flags as the library's training settings.

@@ -40,6 +40,17 @@ pub fn default_images(annotations: &Path) -> PathBuf {
 }
 
 impl DataSpec {
+    /// The one dataset given, as a COCO json, a VOC folder or a classification set (`images`: the image folder of
+    /// the first two); `None` when none or more than one is given.
+    pub fn given(coco: Option<&Path>, voc: Option<&Path>, classify: Option<&Path>, images: Option<&Path>) -> Option<DataSpec> {
+        match (coco, voc, classify) {
+            (Some(c), None, None) => Some(DataSpec::coco(c, images)),
+            (None, Some(v), None) => Some(DataSpec::Voc { dir: v.to_path_buf(), images: images.map(Path::to_path_buf) }),
+            (None, None, Some(d)) => Some(DataSpec::Classify { dir: d.to_path_buf() }),
+            _ => None,
+        }
+    }
+
     /// A COCO set; its images default to the `images` folder next to the json.
     pub fn coco(annotations: &Path, images: Option<&Path>) -> DataSpec {
         DataSpec::Coco {

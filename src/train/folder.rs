@@ -37,7 +37,7 @@ impl Created {
 
     /// Removes what this process created (only for a fresh run: a resumed run's folder keeps its files).
     pub(super) fn undo(&self, fresh: bool) {
-        if !fresh || self.dir.join("run.json").exists() {
+        if !fresh || self.dir.join(RUN_JSON).exists() {
             return;
         }
         if !self.work_existed {

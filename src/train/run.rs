@@ -245,7 +245,7 @@ impl Run {
             session.set_lr(config.lr_at(step + 1))?;
         }
         if fresh {
-            write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
+            write_atomic(&dir.join(folder::RUN_JSON), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
         }
         let log = open_log(dir, step)?;
         let epoch = (0, batches.epoch(0));

@@ -44,20 +44,15 @@ pub fn check_settings(settings: &BTreeMap<String, String>) -> Result<ImpConfig, 
 
 impl Named {
     fn config(&self, model: &Path) -> crate::error::Result<ImpConfig> {
-        let val = one_of([
-            self.val_coco.as_deref().map(|c| DataSpec::coco(c, self.val_images.as_deref())),
-            self.val_voc.as_ref().map(|v| DataSpec::Voc { dir: v.clone(), images: self.val_images.clone() }),
-            self.val_classify.as_ref().map(|d| DataSpec::Classify { dir: d.clone() }),
-        ])
-        .ok_or_else(|| {
-            Error::Input("imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into())
-        })?;
-        let data = one_of([
-            self.coco.as_deref().map(|c| DataSpec::coco(c, self.images.as_deref())),
-            self.voc.as_ref().map(|v| DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
-            self.classify.as_ref().map(|d| DataSpec::Classify { dir: d.clone() }),
-        ])
-        .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into()))?;
+        let val =
+            DataSpec::given(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
+                .ok_or_else(|| {
+                    Error::Input(
+                        "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
+                    )
+                })?;
+        let data = DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
+            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into()))?;
         ImpConfig::new(model, val, data, &self.settings)
     }
 
@@ -115,13 +110,6 @@ impl Named {
         }
         Ok(())
     }
-}
-
-/// The one of several alternatives that is given; `None` for none or more than one.
-fn one_of<T, const N: usize>(options: [Option<T>; N]) -> Option<T> {
-    let mut given = options.into_iter().flatten();
-    let first = given.next()?;
-    given.next().is_none().then_some(first)
 }
 
 fn parse<T: FromStr>(v: &str) -> Result<T, String>
