@@ -698,10 +698,10 @@ fn fuzz_long() {
 // Three targets, kept in this block: `imp_run` (an IMP run folder: run.json with its settings record,
 // summary.json, each level's metrics.json and log.jsonl, and the folder's shape — a level gone, a level that is a
 // link), read as a resume reads it and as `ticket report` reads it, sometimes with a report written (and an
-// output inside the run, which must be refused); `sweep_spec` (a spec's TOML, expanded with the real `ticket imp`
-// parser and the task cap); `sweep_dir` (sweep.json and the task state files, read as `--status`, `--task` and
-// `report` read them, with the task run by a binary that does not exist, so nothing but the task's own files is
-// written).
+// output inside the run, which must be refused); `sweep_spec` (a spec's TOML, expanded with `ticket imp`'s option
+// table, the library's check of each task and the task cap); `sweep_dir` (sweep.json and the task state files,
+// read as `--status`, `--task` and `report` read them, with the task run by a binary that does not exist, so
+// nothing but the task's own files is written).
 mod runs {
     use super::*;
     use std::collections::BTreeMap;
