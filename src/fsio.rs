@@ -232,3 +232,9 @@ pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     }
     h
 }
+
+/// A path made absolute (a run.json holds absolute paths, so a resume works from any folder); as given when the
+/// working folder cannot be read.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

@@ -9,14 +9,16 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use ticket::data::DataSpec;
 use ticket::eval::{evaluate_coco, DetSource, Detection, IouType};
 use ticket::lottery::early_bird::{EarlyBirdMask, EarlyBirdReport};
 use ticket::lottery::imp::Structure;
 use ticket::lottery::level::Scores;
-use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
+use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind};
 use ticket::model::ModelState;
 use ticket::prune::Scope;
-use ticket::train::run::{DataSpec, RunConfig, StepRecord};
+use ticket::train::log::StepRecord;
+use ticket::train::RunConfig;
 
 const ROUNDS: usize = 2;
 
@@ -58,7 +60,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         trained: None,
         trained_fingerprint: None,
         masks_from: None,
-        val: ValSpec::Coco { annotations: gt, images: "images".into() },
+        val: DataSpec::Coco { annotations: gt, images: "images".into() },
         sparsity: 0.8,
         rounds: ROUNDS,
         scope,
@@ -239,7 +241,7 @@ fn figure_names(r: &serde_json::Value) -> Vec<String> {
 }
 
 fn runs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let fp = ticket::train::run::fingerprint(&fixture("maskrcnn_r18_fpn.onnx")).unwrap();
+    let fp = ticket::fsio::fingerprint(&fixture("maskrcnn_r18_fpn.onnx")).unwrap();
     let (a, b, c) = (dir.join("global_s1"), dir.join("global_s2"), dir.join("layer_s1"));
     write_run(&a, &config(1, Scope::Global, &fp), None);
     write_run(&b, &config(2, Scope::Global, &fp), None);

@@ -6,11 +6,11 @@
 //! checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table.
 //! Re-running resumes the same run folder.
 use super::emit;
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::lottery::demo::DemoReport;
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart, Rewind, ValSpec};
-use crate::model::ModelState;
-use crate::prune::Scope;
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpSettings, ImpStart};
+use crate::train::TrainSettings;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -42,50 +42,24 @@ pub struct Args {
 }
 
 fn config(a: &Args, model: &Path, train: &Path, val: &Path) -> Result<ImpConfig> {
-    let state = ModelState::import(model)?;
-    let mut targs = DemoTrain::default().0;
-    targs.coco = Some(train.to_path_buf());
-    targs.steps = Some(a.steps);
-    targs.warmup = a.steps / 15;
-    targs.decay_at = vec![a.steps * 2 / 3, a.steps * 13 / 15];
-    targs.rois = 64;
-    let train_cfg = targs.config(model, &state, None)?;
-    Ok(ImpConfig {
-        model: model.to_path_buf(),
-        model_fingerprint: crate::train::run::fingerprint(model)?,
-        trained: None,
-        trained_fingerprint: None,
-        masks_from: None,
-        val: ValSpec::Coco { annotations: val.to_path_buf(), images: val.parent().expect("in a folder").join("images") },
-        sparsity: a.sparsity,
+    let settings = ImpSettings {
+        sparsity: Some(a.sparsity),
         rounds: a.rounds,
-        scope: Scope::Global,
-        modules: None,
-        min_layer_density: None,
-        rewind: Rewind::Init,
-        dense_steps: a.steps,
-        train: train_cfg,
+        dense_steps: Some(a.steps),
         early_bird: vec![0.5],
-        early_stop_every: 0,
         max_map_drop: a.max_map_drop,
         // One thread: the demo's numbers repeat bit for bit on any machine with this build.
         threads: 1,
-        structure: crate::lottery::Structure::Weight,
-        importance: Default::default(),
-        round_to: 8,
-    })
-}
-
-/// `ticket train`'s defaults, parsed by clap so the demo trains exactly as the command would.
-struct DemoTrain(super::train::TrainArgs);
-
-impl Default for DemoTrain {
-    fn default() -> Self {
-        use clap::{Args as _, FromArgMatches};
-        let cmd = super::train::TrainArgs::augment_args(clap::Command::new("demo"));
-        let m = cmd.try_get_matches_from(["demo"]).expect("defaults parse");
-        DemoTrain(super::train::TrainArgs::from_arg_matches(&m).expect("defaults parse"))
-    }
+        train: TrainSettings {
+            steps: a.steps,
+            warmup: a.steps / 15,
+            decay_at: vec![a.steps * 2 / 3, a.steps * 13 / 15],
+            rois: 64,
+            ..TrainSettings::default()
+        },
+        ..ImpSettings::default()
+    };
+    ImpConfig::new(model, DataSpec::coco(val, None), DataSpec::coco(train, None), &settings)
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {
@@ -113,7 +87,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
 }
 
 fn render(r: &DemoReport) -> String {
-    let mut s = super::imp::text(&r.imp);
+    let mut s = super::imp::render_summary(&r.imp);
     if let Some(v) = &r.validate {
         let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
         let drops: Vec<String> = v["map_drop"]

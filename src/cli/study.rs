@@ -61,8 +61,8 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     if a.local == 0 {
         return Err(Error::Input("--local N needs N of at least 1".into()));
     }
-    let opts = super::sweep::ImpOptions::new();
-    // Checked like a user's spec (the same parser), so a study never starts with a task that cannot run.
+    let opts = super::imp::Args::option_table();
+    // Checked like a user's spec (the same checks), so a study never starts with a task that cannot run.
     let plan =
         parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts, crate::lottery::sweep::spec::DEFAULT_MAX_TASKS)
             .map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;

@@ -24,10 +24,7 @@ pub fn coco_images(gt: &CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         .collect()
 }
 
-/// The image folder of a COCO json when none is given: `images/` next to it, as `ticket train` reads it.
-pub fn default_images(annotations: &Path) -> PathBuf {
-    annotations.parent().unwrap_or(Path::new(".")).join("images")
-}
+pub use crate::data::default_images;
 
 /// A model's detections as records for scoring on `gt`: those of classes the ground truth has no category
 /// for are left out, as pycocotools scores only the ground truth's categories (hotcoco refuses them instead).

@@ -11,6 +11,6 @@ pub mod rewind;
 pub mod sweep;
 pub mod transfer;
 
-pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Structure, ValSpec};
+pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpSettings, ImpStart, ImpSummary, Structure};
 pub use level::LevelRow;
 pub use rewind::Rewind;
