@@ -122,6 +122,10 @@ impl Cause for serde_json::Error {}
 impl Cause for safetensors::SafeTensorError {}
 impl Cause for image::ImageError {}
 impl Cause for std::string::FromUtf8Error {}
+impl Cause for hotcoco::Error {}
+impl Cause for hotcoco::convert::ConvertError {}
+/// An error of this crate's under another path ("model.onnx: initializer 'w': w.bin: …"), kept as its text.
+impl Cause for Error {}
 
 /// The path (and what was being read) added to a failure: bad input, exit 2.
 pub trait Context<T> {

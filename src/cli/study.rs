@@ -2,7 +2,7 @@
 //! (DIR/sweep, resumable) and reported (DIR/report/report.md). `--print-spec` prints the spec instead, for
 //! `ticket sweep SPEC --slurm` on a cluster.
 use super::emit;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use crate::lottery::sweep::study::{study_spec, toml_str, StudyInputs};
 use crate::lottery::sweep::{folder, local, parse_spec, TaskState};
 use serde::Serialize;
@@ -59,7 +59,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let mut fixed = Vec::new();
     for (key, path) in [("coco", &a.coco), ("val-coco", &a.val_coco)] {
         if let Some(p) = path {
-            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).map_err(|e| Error::io(p, e))?.to_string_lossy())));
+            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).at(p)?.to_string_lossy())));
         }
     }
     for kv in &a.set {
@@ -73,7 +73,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let out = a.out.as_ref().ok_or_else(|| {
             Error::Input("study transfer prepares its detectors in DIR first: give -o DIR (with --print-spec too)".into())
         })?;
-        let dir = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
+        let dir = std::path::absolute(out).at(out)?;
         super::study_transfer::transfer_study(&a.transfer, &a.models, &a.seeds, &fixed, a.steps, a.sparsity, &dir)?
     } else {
         let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
@@ -93,7 +93,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     let dir =
         std::path::absolute(a.out.as_ref().expect("clap requires -o without --print-spec")).map_err(|e| Error::Input(e.to_string()))?;
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).writing(&dir)?;
     let spec_path = dir.join("study.toml");
     let sweep_dir = dir.join("sweep");
     folder::open_or_create(&sweep_dir, &plan)?;
@@ -104,7 +104,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let failed: Vec<usize> =
         plan.tasks.iter().filter(|t| matches!(folder::state(&sweep_dir, t), TaskState::Failed { .. })).map(|t| t.index).collect();
     let report = if failed.len() < plan.tasks.len() {
-        Some(crate::lottery::report::write_imp_report(&[sweep_dir.clone()], &dir.join("report"))?)
+        Some(crate::lottery::report::write_imp_report(std::slice::from_ref(&sweep_dir), &dir.join("report"))?)
     } else {
         None
     };

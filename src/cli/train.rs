@@ -205,16 +205,16 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let mut run = Run::open(&a.model, &dir, start, &a.train.python()?, a.train.threads)?;
     let resumed_from = run.step;
     let total = run.config.steps;
-    let view = super::steps::StepView::new("train", total, run.step, run.config.shape.batch, json);
+    let view = super::progress::progress_steps("train", total, run.step, run.config.shape.batch, json);
     let t0 = Instant::now();
     let (mut first, mut last) = (None, None);
     while run.step < total {
         let r = run.next()?;
-        view.show(&r, total);
+        view(Some(&r));
         first.get_or_insert(r.clone());
         last = Some(r);
     }
-    view.finish();
+    view(None);
     let wall = t0.elapsed().as_secs_f64();
     let images = (total - resumed_from) as f64 * run.config.shape.batch as f64;
     let model = run.finish()?;

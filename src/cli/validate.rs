@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "coco")]
     pub images: Option<PathBuf>,
     /// IoU types to score and gate, comma-separated (bbox,segm,keypoints); default: every type the model has.
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_parser = super::choice::parse_choice::<IouType>(), value_delimiter = ',')]
     pub iou_type: Option<Vec<IouType>>,
     /// Gate: the candidate's sparsity of prunable weights must be at least this.
     #[arg(long)]
@@ -269,12 +269,8 @@ fn pseudo_ground_truth(
 
 fn evaluate(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<Scores> {
     let records = crate::eval::model::scored_records(gt, dets);
-    let r = gt.evaluate(
-        DetSource::Records(records),
-        iou,
-        &EvalOptions { tide: false, ..Default::default() },
-        &indicatif::ProgressBar::hidden(),
-    )?;
+    let r =
+        gt.evaluate(DetSource::Records(records), iou, &EvalOptions { tide: false, ..Default::default() }, &mut crate::progress::silent)?;
     // No AP: nothing in the reference to find. A gate on it would pass whatever the candidate does.
     let ap = r.metric("AP").ok_or_else(|| {
         Error::input(gt.path(), format!("has no reference objects to score {} on: the gate would pass any model", iou.as_str()))

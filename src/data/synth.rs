@@ -1,5 +1,5 @@
 //! A synthetic COCO dataset small enough for a detector to learn on two cores: ~128 px images of flat shapes
-//! (square, disc, triangle, bar) and stick-figure persons with COCO's 17 keypoints, on striped, noisy
+//! (square, disc, triangle, on) and stick-figure persons with COCO's 17 keypoints, on striped, noisy
 //! backgrounds. Every mask is rasterised by hotcoco (pycocotools' rasteriser) from the very polygons written to
 //! the file, and the image is painted from that raster, so boxes, masks and pixels agree exactly.
 //!
@@ -7,7 +7,8 @@
 //! same bytes, and a larger `--images` only appends images.
 use super::keypoints::{COCO_KEYPOINTS, COCO_SKELETON};
 use super::rng::SeededRng;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
+use crate::progress::Progress;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -61,9 +62,9 @@ pub(crate) struct Drawn {
 
 /// Writes the new folder `out`: `images/NNNNNN.png` and `annotations.json`, built beside it and moved into
 /// place complete (`fsio::write_dir_atomic`): an existing non-empty `out` is refused, never mixed with.
-pub fn write_synth(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar) -> Result<SynthReport> {
+pub fn write_synth(out: &Path, opts: &SynthOptions, on: &mut dyn FnMut(Progress)) -> Result<SynthReport> {
     opts.validate()?;
-    let (objects, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_synth_files(dir, opts, bar))?;
+    let (objects, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_synth_files(dir, opts, on))?;
     Ok(SynthReport {
         out: out.to_path_buf(),
         annotations: out.join("annotations.json"),
@@ -76,9 +77,9 @@ pub fn write_synth(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar
 }
 
 /// The dataset's files in `out`; the object count and objects per category.
-fn write_synth_files(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar) -> Result<(usize, Vec<usize>)> {
+fn write_synth_files(out: &Path, opts: &SynthOptions, on: &mut dyn FnMut(Progress)) -> Result<(usize, Vec<usize>)> {
     let image_dir = out.join("images");
-    std::fs::create_dir_all(&image_dir).map_err(|e| Error::io(&image_dir, e))?;
+    std::fs::create_dir_all(&image_dir).writing(&image_dir)?;
     let mut images = Vec::with_capacity(opts.images);
     let mut annotations = Vec::new();
     let mut per_category = vec![0usize; CATEGORIES.len()];
@@ -109,8 +110,9 @@ fn write_synth_files(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressB
             }
             annotations.push(a);
         }
-        bar.inc(1);
+        on(Progress::Step);
     }
+    on(Progress::Done);
     let categories: Vec<Value> = CATEGORIES
         .iter()
         .enumerate()

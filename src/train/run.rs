@@ -551,7 +551,7 @@ impl Run {
             _ => {
                 let dataset = config.data.load()?;
                 check_classes(&state, &dataset)?;
-                dataset.verify(&indicatif::ProgressBar::hidden())?;
+                dataset.verify(&mut crate::progress::silent)?;
                 Loaded::Detect(dataset)
             }
         };
