@@ -4,7 +4,8 @@
 //! test needs no privileges and works as root too (root ignores folder permissions, not a read-only mount).
 mod common;
 use common::fixture;
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `ticket ARGS` with a fresh tmpfs (`mount -o OPTS`) over `dir`, inside its own namespace. Fails the test,
@@ -30,81 +31,80 @@ fn ticket_over_tmpfs(dir: &Path, opts: &str, args: &[&dyn AsRef<std::ffi::OsStr>
     out
 }
 
-/// Exit 3, one line on stderr naming `names`.
-fn refused_by_the_environment(out: &Output, names: &Path, reason: &str) {
+/// `ticket ARGS` writing under a folder with a tmpfs (`mount -o OPTS`) over it: exit 3 and one line on stderr
+/// that says `reason` and names `names`. `args` gets the folder and returns the arguments and what the error
+/// must name. With `--json` among the arguments, the report on stdout says exit 3 too.
+fn refused_by_the_environment(opts: &str, reason: &str, args: impl FnOnce(&Path) -> (Vec<OsString>, PathBuf)) {
+    let t = tempfile::tempdir().unwrap();
+    let mount = t.path().join("out");
+    std::fs::create_dir(&mount).unwrap();
+    let (args, names) = args(&mount);
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as _).collect();
+    let out = ticket_over_tmpfs(&mount, opts, &args);
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert_eq!(out.status.code(), Some(3), "expected exit 3: {err}");
     assert_eq!(err.lines().count(), 1, "one line expected: {err}");
     assert!(err.starts_with("error: ") && err.contains(names.to_str().unwrap()), "does not name {}: {err}", names.display());
     assert!(err.contains(reason), "does not say '{reason}': {err}");
+    if args.iter().any(|a| a.as_ref() == "--json") {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error report");
+        assert_eq!(v["exit_code"], 3, "{v}");
+    }
 }
 
-fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
+fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    args.iter().map(|a| a.as_ref().to_os_string()).collect()
 }
+
+const READ_ONLY: &str = "Read-only file system";
+const FULL: &str = "No space left on device";
 
 #[test]
 fn a_pruned_model_into_a_read_only_folder_exits_3_naming_it() {
-    let t = scratch();
-    let out_dir = t.path().join("ro");
-    std::fs::create_dir(&out_dir).unwrap();
-    let out = out_dir.join("pruned.onnx");
     let model = fixture("resnet18.onnx");
-    let o = ticket_over_tmpfs(&out_dir, "ro", &[&"prune", &model, &"--sparsity", &"0.5", &"-o", &out, &"--json"]);
-    refused_by_the_environment(&o, &out_dir, "Read-only file system");
-    // --json: the report on stdout says so too.
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON error report");
-    assert_eq!(v["exit_code"], 3, "{v}");
+    refused_by_the_environment("ro", READ_ONLY, |dir| {
+        (os(&[&"prune", &model, &"--sparsity", &"0.5", &"-o", &dir.join("pruned.onnx"), &"--json"]), dir.to_path_buf())
+    });
 }
 
 #[test]
 fn a_pruned_model_into_a_full_file_system_exits_3_naming_it() {
-    let t = scratch();
-    let out_dir = t.path().join("full");
-    std::fs::create_dir(&out_dir).unwrap();
-    let out = out_dir.join("pruned.onnx");
-    let model = fixture("resnet18.onnx");
     // The model is megabytes; the file system holds 16 KiB.
-    let o = ticket_over_tmpfs(&out_dir, "size=16k", &[&"prune", &model, &"--sparsity", &"0.5", &"-o", &out]);
-    refused_by_the_environment(&o, &out_dir, "No space left on device");
+    let model = fixture("resnet18.onnx");
+    refused_by_the_environment("size=16k", FULL, |dir| {
+        (os(&[&"prune", &model, &"--sparsity", &"0.5", &"-o", &dir.join("pruned.onnx")]), dir.join("pruned.onnx"))
+    });
 }
 
 #[test]
 fn a_synthetic_dataset_into_a_full_file_system_exits_3_naming_its_folder() {
-    let t = scratch();
-    let mount = t.path().join("full");
-    std::fs::create_dir(&mount).unwrap();
-    let out = mount.join("synth");
-    let o = ticket_over_tmpfs(&mount, "size=16k", &[&"data", &"synth", &"--out", &out, &"--images", &"8", &"--json"]);
-    refused_by_the_environment(&o, &out, "No space left on device");
+    refused_by_the_environment("size=16k", FULL, |dir| {
+        let out = dir.join("synth");
+        (os(&[&"data", &"synth", &"--out", &out, &"--images", &"8", &"--json"]), out)
+    });
 }
 
 #[test]
 fn a_synthetic_dataset_into_a_read_only_file_system_exits_3_naming_its_folder() {
-    let t = scratch();
-    let mount = t.path().join("ro");
-    std::fs::create_dir(&mount).unwrap();
-    let out = mount.join("synth");
-    let o = ticket_over_tmpfs(&mount, "ro", &[&"data", &"synth", &"--out", &out, &"--images", &"2", &"--json"]);
-    refused_by_the_environment(&o, &mount, "Read-only file system");
+    refused_by_the_environment("ro", READ_ONLY, |dir| {
+        (os(&[&"data", &"synth", &"--out", &dir.join("synth"), &"--images", &"2"]), dir.to_path_buf())
+    });
 }
 
 #[test]
 fn detections_into_a_read_only_folder_exit_3_naming_it() {
-    let t = scratch();
-    let out_dir = t.path().join("ro");
-    std::fs::create_dir(&out_dir).unwrap();
-    let out = out_dir.join("dets.json");
     let model = fixture("fasterrcnn_r18_fpn_voc.onnx");
-    let image = common::noise_images(t.path(), &[(128, 128)], 1).remove(0);
-    let o = ticket_over_tmpfs(&out_dir, "ro", &[&"detect", &model, &image, &"-o", &out, &"--json"]);
-    refused_by_the_environment(&o, &out_dir, "Read-only file system");
+    let images = tempfile::tempdir().unwrap();
+    let image = common::noise_images(images.path(), &[(128, 128)], 1).remove(0);
+    refused_by_the_environment("ro", READ_ONLY, |dir| {
+        (os(&[&"detect", &model, &image, &"-o", &dir.join("dets.json"), &"--json"]), dir.to_path_buf())
+    });
 }
 
 #[test]
 fn a_missing_output_folder_stays_bad_input() {
     // The user's path is wrong, not the environment: exit 2 as before, here on a working file system.
-    let t = scratch();
+    let t = tempfile::tempdir().unwrap();
     let out = t.path().join("no/such/folder/pruned.onnx");
     let err = common::run_err(&[&"prune", &fixture("resnet18.onnx"), &"--sparsity", &"0.5", &"-o", &out]);
     assert!(err.contains("no/such/folder"), "{err}");
