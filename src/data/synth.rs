@@ -271,32 +271,7 @@ pub(crate) fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbIm
     for category_id in wanted {
         // Up to 30 placements: objects never overlap, so every mask is the object's whole shape.
         for _attempt in 0..30 {
-            let (polys, keypoints) = match category_id {
-                1 => {
-                    let side = rng.range(18.0, 44.0) * scale;
-                    let (cx, cy) = (rng.range(0.0, s), rng.range(0.0, s));
-                    (vec![rotated_rect(cx, cy, side, side, rng.range(0.0, std::f64::consts::FRAC_PI_2))], None)
-                }
-                2 => {
-                    let r = rng.range(9.0, 22.0) * scale;
-                    (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 32, 0.0)], None)
-                }
-                3 => {
-                    let r = rng.range(11.0, 26.0) * scale;
-                    (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 3, rng.range(0.0, std::f64::consts::TAU))], None)
-                }
-                4 => {
-                    let len = rng.range(30.0, 60.0) * scale;
-                    let w = rng.range(6.0, 10.0) * scale;
-                    (vec![rotated_rect(rng.range(0.0, s), rng.range(0.0, s), len, w, rng.range(0.0, std::f64::consts::PI))], None)
-                }
-                _ => {
-                    let h = rng.range(48.0, 84.0) * scale;
-                    let (cx, top) = (rng.range(0.0, s), rng.range(0.0, s));
-                    let k = stick_figure(&mut rng, cx, top, h);
-                    (figure_polygons(&k, h), Some(k))
-                }
-            };
+            let (polys, keypoints) = shape(&mut rng, category_id, s, scale);
             if !polys.iter().all(|p| inside(p, s)) || keypoints.is_some_and(|k| !k.iter().all(|p| inside(p, s))) {
                 continue;
             }
@@ -349,4 +324,35 @@ pub(crate) fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbIm
         }
     }
     Ok((img, drawn))
+}
+
+/// One object of `category_id` at a random place on a `s`-pixel canvas (`scale` = s / 128): its polygons and,
+/// for a person, its 17 keypoints.
+fn shape(rng: &mut SeededRng, category_id: u64, s: f64, scale: f64) -> (Vec<Vec<f64>>, Option<[[f64; 2]; 17]>) {
+    match category_id {
+        1 => {
+            let side = rng.range(18.0, 44.0) * scale;
+            let (cx, cy) = (rng.range(0.0, s), rng.range(0.0, s));
+            (vec![rotated_rect(cx, cy, side, side, rng.range(0.0, std::f64::consts::FRAC_PI_2))], None)
+        }
+        2 => {
+            let r = rng.range(9.0, 22.0) * scale;
+            (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 32, 0.0)], None)
+        }
+        3 => {
+            let r = rng.range(11.0, 26.0) * scale;
+            (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 3, rng.range(0.0, std::f64::consts::TAU))], None)
+        }
+        4 => {
+            let len = rng.range(30.0, 60.0) * scale;
+            let w = rng.range(6.0, 10.0) * scale;
+            (vec![rotated_rect(rng.range(0.0, s), rng.range(0.0, s), len, w, rng.range(0.0, std::f64::consts::PI))], None)
+        }
+        _ => {
+            let h = rng.range(48.0, 84.0) * scale;
+            let (cx, top) = (rng.range(0.0, s), rng.range(0.0, s));
+            let k = stick_figure(rng, cx, top, h);
+            (figure_polygons(&k, h), Some(k))
+        }
+    }
 }

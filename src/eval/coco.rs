@@ -254,9 +254,39 @@ impl CocoGt {
         // Per category: the same evaluated cells re-accumulated over one category, so every number is
         // hotcoco's summarize over that category's slice of the precision array.
         on(Progress::Phase("categories"));
+        let per_category = self.per_category(&mut ev, &cat_ids, &defs, &det_counts, iou, on);
+        on(Progress::Done);
+
+        let gt_annotations = self.coco.dataset.annotations.iter().filter(|a| cat_ids.contains(&a.category_id)).count();
+        Ok(CocoReport {
+            gt: self.path.clone(),
+            dets: label,
+            iou_type: iou,
+            images: self.images().len(),
+            gt_annotations,
+            detections: n_dets,
+            summary: Summary(summary),
+            per_category,
+            per_size,
+            tide,
+            deviations,
+        })
+    }
+
+    /// One row per category: the evaluated cells re-accumulated over that category alone; `ev` is left set to
+    /// all of `cat_ids` again.
+    fn per_category(
+        &self,
+        ev: &mut COCOeval,
+        cat_ids: &[u64],
+        defs: &[hotcoco::MetricDef],
+        det_counts: &HashMap<u64, usize>,
+        iou: IouType,
+        on: &mut dyn FnMut(Progress),
+    ) -> Vec<CategoryRow> {
         let gt_counts = self.gt_counts(iou);
         let mut per_category = Vec::with_capacity(cat_ids.len());
-        for &c in &cat_ids {
+        for &c in cat_ids {
             ev.params.cat_ids = vec![c];
             ev.accumulate();
             ev.summarize_lines();
@@ -276,23 +306,8 @@ impl CocoGt {
             });
             on(Progress::Step);
         }
-        ev.params.cat_ids = cat_ids.clone();
-        on(Progress::Done);
-
-        let gt_annotations = self.coco.dataset.annotations.iter().filter(|a| cat_ids.contains(&a.category_id)).count();
-        Ok(CocoReport {
-            gt: self.path.clone(),
-            dets: label,
-            iou_type: iou,
-            images: self.images().len(),
-            gt_annotations,
-            detections: n_dets,
-            summary: Summary(summary),
-            per_category,
-            per_size,
-            tide,
-            deviations,
-        })
+        ev.params.cat_ids = cat_ids.to_vec();
+        per_category
     }
 
     fn evaluated_categories(&self, iou: IouType) -> Result<Vec<u64>> {
