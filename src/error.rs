@@ -25,9 +25,11 @@ pub enum Error {
         source: io::Error,
     },
     /// An output could not be written for a reason of the environment, not of the input. Exit code 3.
-    #[error("{}", at_line(path, Some("cannot write"), source))]
+    #[error("{}", at_line(path, Some(what.as_deref().unwrap_or("cannot write")), source))]
     Write {
         path: PathBuf,
+        /// What failed ("cannot create the work folder"), where "cannot write" would not say it.
+        what: Option<String>,
         #[source]
         source: io::Error,
     },
@@ -57,13 +59,17 @@ impl Error {
     /// Writing `path` failed. The environment's fault (exit 3) unless the path itself is what is wrong: a folder
     /// that does not exist, a file where a folder should be, a name the file system refuses (exit 2).
     pub fn write(path: impl AsRef<Path>, err: io::Error) -> Self {
+        Error::write_what(path.as_ref(), None, err)
+    }
+
+    fn write_what(path: &Path, what: Option<String>, err: io::Error) -> Self {
         use io::ErrorKind::*;
-        let path = path.as_ref().to_path_buf();
+        let path = path.to_path_buf();
         match err.kind() {
             NotFound | NotADirectory | IsADirectory | InvalidFilename | InvalidInput | AlreadyExists | DirectoryNotEmpty => {
-                Error::Io { path, what: None, source: err }
+                Error::Io { path, what, source: err }
             }
-            _ => Error::Write { path, source: err },
+            _ => Error::Write { path, what, source: err },
         }
     }
 
@@ -153,12 +159,19 @@ impl<T, E: Cause> Context<T> for std::result::Result<T, E> {
 
 /// An output's path added to a failed write: [`Error::write`] decides whose fault it was.
 pub trait WriteContext<T> {
+    /// `PATH: cannot write: ERROR`.
     fn writing(self, path: impl AsRef<Path>) -> Result<T>;
+    /// `PATH: WHAT: ERROR`, for a step that is not a plain write (making a folder, clearing one).
+    fn writing_context(self, path: impl AsRef<Path>, what: &str) -> Result<T>;
 }
 
 impl<T> WriteContext<T> for io::Result<T> {
     fn writing(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::write(path, e))
+    }
+
+    fn writing_context(self, path: impl AsRef<Path>, what: &str) -> Result<T> {
+        self.map_err(|e| Error::write_what(path.as_ref(), Some(what.to_string()), e))
     }
 }
 
@@ -186,6 +199,10 @@ mod tests {
         }
         let e = Err::<(), _>(io::Error::from(io::ErrorKind::NotFound)).writing("nowhere/x.onnx").unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        let e =
+            Err::<(), _>(io::Error::from(io::ErrorKind::StorageFull)).writing_context("work", "cannot create the work folder").unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.to_string().starts_with("work: cannot create the work folder: "), "{e}");
     }
 
     #[test]

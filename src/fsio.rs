@@ -201,9 +201,9 @@ pub fn write_dir_atomic<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>) ->
 /// temporary folder is gone by the time the user reads the error.
 fn named_in(e: Error, tmp: &Path, out: &Path) -> Error {
     match e {
-        Error::Write { path, source } => match path.strip_prefix(tmp) {
-            Ok(rel) => Error::Write { path: out.join(rel), source },
-            Err(_) => Error::Write { path, source },
+        Error::Write { path, what, source } => match path.strip_prefix(tmp) {
+            Ok(rel) => Error::Write { path: out.join(rel), what, source },
+            Err(_) => Error::Write { path, what, source },
         },
         other => other,
     }

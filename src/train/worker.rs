@@ -5,7 +5,7 @@
 //! reported), a dead worker (EOF, non-zero exit) becomes a Runtime error with the tail of its stderr, and
 //! after such a failure every further call says the worker is gone instead of blocking.
 use super::protocol::{self, Frame, Tensor, ORT_TRAINING_VERSION, PROTOCOL_VERSION};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use ndarray::ArrayD;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -189,8 +189,7 @@ impl Worker {
                     .tempdir()
                     .map_err(|e| Error::Runtime(format!("cannot create a folder for the training worker: {e}")))?;
                 let path = dir.path().join("train_worker.py");
-                std::fs::write(&path, WORKER_SOURCE)
-                    .map_err(|e| Error::Runtime(format!("{}: cannot write the training worker: {e}", path.display())))?;
+                std::fs::write(&path, WORKER_SOURCE).writing_context(&path, "cannot write the training worker")?;
                 (path, Some(dir))
             }
         };
