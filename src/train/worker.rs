@@ -170,6 +170,9 @@ pub struct Worker {
     _script_dir: Option<tempfile::TempDir>,
 }
 
+/// A worker's reply: its JSON fields and the tensors that came with them.
+type Reply = (Map<String, Value>, Vec<(String, Tensor)>);
+
 impl Worker {
     /// Starts the worker with `python` (the training venv's, `TICKET_TRAIN_PYTHON`) and checks its versions.
     pub fn start(python: &Path, device: Device) -> Result<Worker> {
@@ -481,13 +484,8 @@ impl Worker {
         self.call("_sleep", obj(json!({ "seconds": seconds })), &[]).map(drop)
     }
 
-    /// Sends one command and waits for its reply within the deadline.
-    fn call(
-        &mut self,
-        cmd: &str,
-        mut args: Map<String, Value>,
-        tensors: &[(&str, &Tensor)],
-    ) -> Result<(Map<String, Value>, Vec<(String, Tensor)>)> {
+    /// Sends one command and waits for its reply (a JSON object and named tensors) within the deadline.
+    fn call(&mut self, cmd: &str, mut args: Map<String, Value>, tensors: &[(&str, &Tensor)]) -> Result<Reply> {
         if let Some(why) = &self.dead {
             return Err(Error::Runtime(format!("training worker is no longer running ({why}); cannot run {cmd}")));
         }
