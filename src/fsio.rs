@@ -2,7 +2,7 @@
 //! fail, not hang or fill memory), paths taken from files confined to their folder, atomic writes (a failed run
 //! never leaves a partial output), the checks that keep an output from overwriting an input, and the folder
 //! lock that keeps two processes out of one run folder.
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -14,7 +14,7 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     }
     // The file may grow between the check and the read: never take more than the limit.
     let mut out = Vec::with_capacity(len as usize);
-    f.take(max_bytes.saturating_add(1)).read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+    f.take(max_bytes.saturating_add(1)).read_to_end(&mut out).at(path)?;
     if out.len() as u64 > max_bytes {
         return Err(Error::input(path, format!("grew past the {max_bytes} byte limit while being read")));
     }
@@ -23,7 +23,7 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
 
 /// [`read_limited`] as UTF-8 text.
 pub fn read_text_limited(path: &Path, max_bytes: u64) -> Result<String> {
-    String::from_utf8(read_limited(path, max_bytes)?).map_err(|e| Error::input(path, format!("not UTF-8 text: {e}")))
+    String::from_utf8(read_limited(path, max_bytes)?).context(path, "not UTF-8 text")
 }
 
 /// Opens a file for reading only if it is a regular file (checked on the open handle, so a FIFO swapped in
@@ -31,11 +31,11 @@ pub fn read_text_limited(path: &Path, max_bytes: u64) -> Result<String> {
 pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     // Checked on the path first too, so that even without O_NONBLOCK a FIFO is never opened.
-    if !std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_file() {
+    if !std::fs::metadata(path).at(path)?.is_file() {
         return Err(Error::input(path, "not a regular file"));
     }
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc_o_nonblock()).open(path).map_err(|e| Error::io(path, e))?;
-    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc_o_nonblock()).open(path).at(path)?;
+    let meta = f.metadata().at(path)?;
     if !meta.is_file() {
         return Err(Error::input(path, "not a regular file"));
     }
@@ -84,11 +84,10 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> s
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
     }
-    Ok(())
+    result.writing(path)
 }
 
 /// True when two paths name the same file (or would, once the output exists).
@@ -137,8 +136,7 @@ impl DirLock {
     /// Locks `dir` (which must exist), or fails at once with who holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE);
-        let mut file =
-            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).writing(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -148,7 +146,7 @@ impl DirLock {
                 let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
                 return Err(Error::input(dir, format!("is in use by {who} (lock {}); wait for it to finish or stop it", path.display())));
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::write(&path, e)),
         }
         // The holder's pid, for the error above; written only once the lock is ours.
         let written = file.set_len(0).and_then(|_| {
@@ -157,7 +155,7 @@ impl DirLock {
             write!(file, "{}", std::process::id())?;
             file.flush()
         });
-        written.map_err(|e| Error::io(&path, e))?;
+        written.writing(&path)?;
         Ok(DirLock { _file: file, path })
     }
 
@@ -183,17 +181,17 @@ pub fn write_dir_atomic<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>) ->
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    std::fs::create_dir_all(&parent).writing(&parent)?;
     let name = out.file_name().ok_or_else(|| Error::input(out, "not a folder path"))?.to_string_lossy().into_owned();
-    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempdir_in(&parent).map_err(|e| Error::io(&parent, e))?;
-    let value = fill(tmp.path())?;
+    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempdir_in(&parent).writing(&parent)?;
+    let value = fill(tmp.path()).map_err(|e| named_in(e, tmp.path(), out))?;
     {
         use std::os::unix::fs::PermissionsExt;
         // tempdir makes the folder private (0700); a dataset is an ordinary folder.
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(tmp.path(), e))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).writing(out)?;
     }
     // rename(2) replaces an empty folder, so an empty `out` (checked above) is taken over as it is.
-    std::fs::rename(tmp.path(), out).map_err(|e| Error::io(out, e))?;
+    std::fs::rename(tmp.path(), out).writing(out)?;
     // Moved: nothing is left for the guard to remove.
     let _ = tmp.keep();
     Ok(value)
@@ -237,4 +235,16 @@ pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 /// working folder cannot be read.
 pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A failed write inside the temporary folder of [`write_dir_atomic`], named by where the file was going: the
+/// temporary folder is gone by the time the user reads the error.
+fn named_in(e: Error, tmp: &Path, out: &Path) -> Error {
+    match e {
+        Error::Write { path, what, source } => match path.strip_prefix(tmp) {
+            Ok(rel) => Error::Write { path: out.join(rel), what, source },
+            Err(_) => Error::Write { path, what, source },
+        },
+        other => other,
+    }
 }

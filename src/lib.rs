@@ -13,6 +13,7 @@
 //!   emitted as training core and tract stages).
 //! - [`model`] (ArchSpec, Weights, Masks) over [`onnx`] (the protobuf types, external data, tensors).
 //! - [`error`] and [`fsio`] (bounded reads, atomic writes, confined paths) at the base.
+pub mod choice;
 pub mod cli;
 pub mod data;
 pub mod detect;
@@ -24,6 +25,7 @@ pub mod graph;
 pub mod lottery;
 pub mod model;
 pub mod onnx;
+pub mod progress;
 pub mod prune;
 pub mod report;
 pub mod runtime;

@@ -437,12 +437,12 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
             // Ground truth (through eval's and data check's reader) or detections, one of them mutated.
             let mutate = |rng: &mut Rng, b: &[u8]| if rng.below(3) == 0 { mutate_bytes(rng, b) } else { mutate_json(rng, b) };
             let opts = EvalOptions { tide: false, ..Default::default() };
-            let bar = indicatif::ProgressBar::hidden();
             let gp = dir.join("gt.json");
             if rng.below(2) == 0 {
                 let gt = mutate(&mut rng, &s.coco_gt);
-                let r = CocoGt::from_bytes(&gp, &gt)
-                    .and_then(|g| g.evaluate(DetSource::Records(s.coco_records.clone()), IouType::Bbox, &opts, &bar));
+                let r = CocoGt::from_bytes(&gp, &gt).and_then(|g| {
+                    g.evaluate(DetSource::Records(s.coco_records.clone()), IouType::Bbox, &opts, &mut ticket::progress::silent)
+                });
                 let out = check(r);
                 if let Outcome::Fail(_) = out {
                     return (out, gt);
@@ -452,7 +452,7 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
                 let dets = mutate(&mut rng, &s.coco_dets);
                 let dp = dir.join("dets.json");
                 std::fs::write(&dp, &dets).unwrap();
-                (check(s.coco_gt_loaded.evaluate(DetSource::File(dp), IouType::Bbox, &opts, &bar)), dets)
+                (check(s.coco_gt_loaded.evaluate(DetSource::File(dp), IouType::Bbox, &opts, &mut ticket::progress::silent)), dets)
             }
         }
         "voc" => {

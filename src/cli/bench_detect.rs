@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub weight_sparsities: Vec<f64>,
     /// How the weight tickets are pruned: every tensor to the same sparsity (layer), or ranked together (global).
-    #[arg(long, value_enum, default_value_t = Scope::Layer)]
+    #[arg(long, value_parser = super::choice::parse_choice::<Scope>(), default_value_t = Scope::Layer)]
     pub scope: Scope,
     /// Global weight tickets keep at least this fraction of every tensor, so no layer collapses (0: plain global).
     #[arg(long, default_value_t = 0.05)]

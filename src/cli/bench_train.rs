@@ -3,7 +3,7 @@
 use super::emit;
 use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, SAMPLING_RATIO};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::graph::train::{training_graph, ElemType, TrainOptions, TrainShape};
 use crate::model::ModelState;
 use crate::train::protocol::Tensor;
@@ -114,7 +114,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let graph = training_graph(&state, &shape, &TrainOptions::default())?;
     let dir = tempfile::tempdir().map_err(|e| Error::Runtime(format!("temporary folder: {e}")))?;
     let core = dir.path().join("core.onnx");
-    std::fs::write(&core, graph.model.encode_to_vec()).map_err(|e| Error::io(&core, e))?;
+    std::fs::write(&core, graph.model.encode_to_vec()).writing(&core)?;
     let bar = super::progress(args.repeat as u64 + 2, "bench", json);
     let mut worker = Worker::start(&crate::runtime::env::train_python(args.train_python.as_deref())?, args.device)?;
     let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();

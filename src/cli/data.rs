@@ -1,7 +1,7 @@
 //! `ticket data`: training data. `synth` writes a synthetic COCO dataset (shapes and stick-figure persons);
 //! `check` opens a COCO or VOC dataset the way training will and decodes every image, so a broken file fails in
 //! one line before a long run starts.
-use super::{emit, progress, table};
+use super::{emit, progress_bar, table};
 use crate::data::classify::write_classify;
 use crate::data::synth::{write_synth, SynthOptions};
 use crate::error::Result;
@@ -59,9 +59,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
         DataCommand::Synth(a) if a.classify => {
             let size = a.size.unwrap_or(64);
             SynthOptions { images: a.images, seed: a.seed, size }.validate()?;
-            let bar = progress(a.images as u64, "synth", json);
-            let report = write_classify(&a.out, a.images, a.seed, size, &bar)?;
-            bar.finish_and_clear();
+            let report = write_classify(&a.out, a.images, a.seed, size, &mut progress_bar(a.images as u64, "synth", json))?;
             emit(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.per_category.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
                 format!(
@@ -80,9 +78,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
         DataCommand::Synth(a) => {
             let opts = SynthOptions { images: a.images, seed: a.seed, size: a.size.unwrap_or(128) };
             opts.validate()?;
-            let bar = progress(a.images as u64, "synth", json);
-            let report = write_synth(&a.out, &opts, &bar)?;
-            bar.finish_and_clear();
+            let report = write_synth(&a.out, &opts, &mut progress_bar(a.images as u64, "synth", json))?;
             emit(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.per_category.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
                 format!(
@@ -100,9 +96,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
         }
         DataCommand::Check(a) => {
             let ds = crate::data::check::open(a.coco.as_deref(), a.voc.as_deref(), a.images.as_deref())?;
-            let bar = progress(ds.len() as u64, "decoding", json);
-            ds.verify(&bar)?;
-            bar.finish_and_clear();
+            ds.verify(&mut progress_bar(ds.len() as u64, "decoding", json))?;
             let report = ds.report();
             emit(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.categories.iter().map(|(id, n, c)| vec![n.clone(), id.to_string(), c.to_string()]).collect();

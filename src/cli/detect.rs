@@ -1,9 +1,9 @@
 //! `ticket detect`: a dense model or a ticket on CPU (tract stages + Rust post-processing), detections in the
 //! COCO results format, optionally drawn for a person to look at.
-use super::{emit, median, progress};
+use super::{emit, median, progress_bar};
 use crate::detect::pipeline::{DetectParams, Detector};
 use crate::detect::results::CocoResult;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use crate::model::ModelState;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -94,8 +94,8 @@ pub fn detect_images(
     json: bool,
     draw: Option<&Path>,
 ) -> Result<(Vec<CocoResult>, Vec<f64>)> {
-    let bar = progress(images.len() as u64, "detect", json);
-    let out = crate::detect::images::detect_images(det, images, &bar, |path, img, dets| match draw {
+    let mut on = progress_bar(images.len() as u64, "detect", json);
+    let out = crate::detect::images::detect_images(det, images, &mut on, |path, img, dets| match draw {
         Some(dir) => draw_one(dir, path, img, dets),
         None => Ok(()),
     });
@@ -110,9 +110,7 @@ fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     let out = dir.join(format!("{stem}.png"));
     let mut bytes = Vec::new();
-    drawn
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| Error::input(&out, format!("cannot encode PNG: {e}")))?;
+    drawn.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).context(&out, "cannot encode PNG")?;
     crate::fsio::write_atomic(&out, &bytes)
 }
 
@@ -169,7 +167,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let params = args.opts.params(&state)?;
     // Created once every setting has been checked: a refused run leaves nothing behind.
     if let Some(d) = &args.draw {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        std::fs::create_dir_all(d).writing(d)?;
     }
     let (min_size, max_size, score_thresh) = (params.min_size, params.max_size, params.box_head.score_thresh);
     let mut det = Detector::new(state, params)?;

@@ -1,5 +1,5 @@
 //! `ticket eval`: COCO metrics (hotcoco) or Pascal VOC AP for a detection results file.
-use super::{emit, progress, table};
+use super::{emit, progress_bar, table};
 use crate::error::Result;
 use crate::eval::model::{default_images, evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, CocoReport, DetSource, EvalOptions, IouType, VocDataset, VocReport};
@@ -34,7 +34,7 @@ pub struct Args {
     /// IoU types to score, comma-separated (bbox,segm,keypoints). With --model all come from one detection run
     /// and the default is every type the model has; with --dets the default is bbox. `--json` prints one report,
     /// or with several types an object keyed by type (`{"bbox": …, "segm": …}`).
-    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "voc")]
+    #[arg(long, value_parser = super::choice::parse_choice::<IouType>(), value_delimiter = ',', conflicts_with = "voc")]
     pub iou_type: Option<Vec<IouType>>,
     /// OKS sigmas, one per keypoint, for a skeleton that is not COCO's 17 person keypoints.
     #[arg(long, value_delimiter = ',', conflicts_with = "voc")]
@@ -76,9 +76,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             Some(s) => crate::data::classify::check_side(s).map_err(|m| crate::error::Error::Input(format!("--side: {m}")))?,
             None => data.side()?,
         };
-        let bar = progress(data.len() as u64, "classifying", json);
-        let report = crate::eval::classify::top1(&state, &data, side, &bar)?;
-        bar.finish_and_clear();
+        let report = crate::eval::classify::top1(&state, &data, side, &mut progress_bar(data.len() as u64, "classifying", json))?;
         emit(json, &report, |r| {
             let rows: Vec<Vec<String>> = r
                 .per_category
@@ -108,8 +106,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
                 model_detections(&args, images, |s| check_voc_classes(s, classes, dir), json)?
             }
         };
-        let bar = progress(0, "evaluating", json);
-        let report = voc.evaluate(dets, &bar)?;
+        let report = voc.evaluate(dets, &mut progress_bar(0, "evaluating", json))?;
         emit(json, &report, voc_text);
         return Ok(());
     }
@@ -126,8 +123,8 @@ pub fn run(args: Args, json: bool) -> Result<()> {
                     true
                 }
             });
-            let bar = progress(0, "evaluating", json);
-            types.iter().map(|&t| gt.evaluate(DetSource::File(d.clone()), t, &opts, &bar)).collect::<Result<Vec<_>>>()?
+            let mut on = progress_bar(0, "evaluating", json);
+            types.iter().map(|&t| gt.evaluate(DetSource::File(d.clone()), t, &opts, &mut on)).collect::<Result<Vec<_>>>()?
         }
         None => {
             let model = args.model.as_ref().expect("clap: --dets or --model");
@@ -138,8 +135,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
                 None => iou_types_of(&state),
             };
             let params = args.opts.params(&state)?;
-            let bar = progress(0, "detect", json);
-            evaluate_model(state, params, &gt, &dir, &types, &opts, &bar)?.reports
+            evaluate_model(state, params, &gt, &dir, &types, &opts, &mut progress_bar(0, "detect", json))?.reports
         }
     };
     match reports.as_slice() {

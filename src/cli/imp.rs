@@ -1,6 +1,6 @@
 //! `ticket imp`: find a lottery ticket — dense training, then K levels of magnitude pruning, rewinding,
 //! retraining and evaluation — in a resumable run folder (`lottery::imp`), and print whether it wins.
-use super::steps::StepView;
+use super::progress::progress_steps;
 use super::train::TrainArgs;
 use super::{emit, pct, table};
 use crate::data::DataSpec;
@@ -36,7 +36,7 @@ pub struct Args {
     /// Levels (IMP rounds): level r keeps (1-S)^(r/K) of the selected weights. 1 = one-shot.
     #[arg(long, default_value_t = ImpSettings::default().rounds)]
     pub rounds: usize,
-    #[arg(long, value_enum, default_value_t = ImpSettings::default().scope)]
+    #[arg(long, value_parser = super::choice::parse_choice::<Scope>(), default_value_t = ImpSettings::default().scope)]
     pub scope: Scope,
     /// Comma-separated module groups to prune (base, fpn, rpn, box_head, box_predictor, mask_head, …). Default: all.
     #[arg(long, value_delimiter = ',')]
@@ -179,25 +179,20 @@ pub fn run(a: Args, json: bool) -> Result<()> {
 
 /// How an IMP run shows itself: a line per phase and per finished level, a step view while training.
 pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
-    let mut view: Option<StepView> = None;
+    // Each level's training gets its own view at TrainStart; this one is never shown.
+    let mut view = progress_steps("", 0, 0, 1, true);
     move |e: ImpEvent| match e {
         ImpEvent::Phase { level, what } => {
             if !json {
                 eprintln!("level {level}: {what}");
             }
         }
-        ImpEvent::TrainStart { level, total, start, batch } => {
-            view = Some(StepView::new(&format!("level {level}"), total, start, batch, json))
-        }
-        ImpEvent::Step { total, record, .. } => {
-            if let Some(v) = &view {
-                v.show(record, total);
-            }
+        ImpEvent::TrainStart { level, total, start, batch } => view = progress_steps(&format!("level {level}"), total, start, batch, json),
+        ImpEvent::Step { record, .. } => {
+            view(Some(record));
         }
         ImpEvent::TrainEnd { .. } => {
-            if let Some(v) = view.take() {
-                v.finish();
-            }
+            view(None);
         }
         ImpEvent::EarlyStop { step } => eprintln!("early-bird: the mask stopped moving; dense training ends at step {step}"),
         ImpEvent::Level(row) => {

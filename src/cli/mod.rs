@@ -5,6 +5,7 @@ mod bench_detect;
 mod bench_sparse;
 mod bench_train;
 mod check;
+mod choice;
 mod data;
 mod demo;
 mod detect;
@@ -12,10 +13,10 @@ mod eval;
 mod imp;
 mod inspect;
 mod mask;
+mod progress;
 mod prune;
 mod report;
 mod setup;
-mod steps;
 mod study;
 mod study_transfer;
 mod sweep;
@@ -25,6 +26,7 @@ mod unpack;
 mod validate;
 
 pub use imp::Args as ImpArgs;
+pub(crate) use progress::{progress, progress_bar};
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
@@ -40,6 +42,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value per process, parsed once: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Show the detected architecture and, per module group, parameters, prunable weights and sparsity.
@@ -133,21 +137,6 @@ pub(crate) fn emit<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -
     } else {
         print!("{}", text(report));
     }
-}
-
-/// A progress bar on stderr, hidden for `--json` runs and when stderr is not a terminal.
-pub(crate) fn progress(len: u64, msg: &str, json: bool) -> indicatif::ProgressBar {
-    if json {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(msg.to_string());
-    bar
 }
 
 pub(crate) use crate::eval::model::median;

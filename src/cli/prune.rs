@@ -17,7 +17,7 @@ pub struct Args {
     pub sparsity: f64,
     #[command(flatten)]
     pub what: StructureArgs,
-    #[arg(long, value_enum, default_value_t = Scope::Global)]
+    #[arg(long, value_parser = super::choice::parse_choice::<Scope>(), default_value_t = Scope::Global)]
     pub scope: Scope,
     /// Comma-separated module groups to prune (base, top, fpn, rpn, box_head, box_predictor, mask_head,
     /// keypoint_head, fc, or a generic model's name prefixes). Default: all.
@@ -57,10 +57,10 @@ pub struct Args {
 pub struct StructureArgs {
     /// weight: unstructured magnitude masks (same shapes, zeros); channel: remove whole channels in coupled
     /// groups (a smaller, faster model).
-    #[arg(long, value_enum, default_value_t = Structure::Weight)]
+    #[arg(long, value_parser = super::choice::parse_choice::<Structure>(), default_value_t = Structure::Weight)]
     pub structure: Structure,
     /// Channel importance (--structure channel): group L1 or L2 norm, or FrozenBatchNorm's effective scale.
-    #[arg(long, value_enum, default_value_t = Importance::L1)]
+    #[arg(long, value_parser = super::choice::parse_choice::<Importance>(), default_value_t = Importance::L1)]
     pub importance: Importance,
     /// Kept channel counts are rounded up to multiples of N (--structure channel), for SIMD-friendly widths.
     #[arg(long, default_value_t = 8)]

@@ -2,7 +2,7 @@
 //! (DIR/sweep, resumable) and reported (DIR/report/report.md). `--print-spec` prints the spec instead, for
 //! `ticket sweep SPEC --slurm` on a cluster.
 use super::emit;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use crate::lottery::sweep::study::{fixed_settings, study_spec, StudyInputs, StudyReport};
 use crate::lottery::sweep::{folder, local, parse_spec, TaskState};
 use std::path::PathBuf;
@@ -52,7 +52,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let out = a.out.as_ref().ok_or_else(|| {
             Error::Input("study transfer prepares its detectors in DIR first: give -o DIR (with --print-spec too)".into())
         })?;
-        let dir = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
+        let dir = std::path::absolute(out).at(out)?;
         let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
         crate::lottery::sweep::transfer::transfer_study(&a.transfer.inputs(), &inputs, &dir, &exe)?
     } else {
@@ -72,7 +72,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     let dir =
         std::path::absolute(a.out.as_ref().expect("clap requires -o without --print-spec")).map_err(|e| Error::Input(e.to_string()))?;
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).writing(&dir)?;
     let spec_path = dir.join("study.toml");
     let sweep_dir = dir.join("sweep");
     folder::open_or_create(&sweep_dir, &plan)?;

@@ -156,9 +156,9 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     };
     let run = Run::open(&a.model, &dir, start, &a.train.python()?, a.train.threads)?;
     let total = run.config.steps;
-    let view = super::steps::StepView::new("train", total, run.step, run.config.shape.batch, json);
-    let report = run.train_to_end(&mut |r| view.show(r, total))?;
-    view.finish();
+    let view = super::progress::progress_steps("train", total, run.step, run.config.shape.batch, json);
+    let report = run.train_to_end(&mut |r| view(Some(r)))?;
+    view(None);
     emit(json, &report, |r| render_report(&a.model, r));
     Ok(())
 }

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "coco")]
     pub images: Option<PathBuf>,
     /// IoU types to score and gate, comma-separated (bbox,segm,keypoints); default: every type the model has.
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_parser = super::choice::parse_choice::<IouType>(), value_delimiter = ',')]
     pub iou_type: Option<Vec<IouType>>,
     /// Gate: the candidate's sparsity of prunable weights must be at least this.
     #[arg(long)]

@@ -15,7 +15,8 @@
 //! detector's objects, backgrounds and categories, so the backbone pretrains on what the detector will see.
 use super::synth::{render, CATEGORIES};
 use crate::detect::transform::{IMAGE_MEAN, IMAGE_STD};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
+use crate::progress::Progress;
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -52,8 +53,7 @@ impl ClassifyDataset {
     pub fn load(dir: &Path) -> Result<Self> {
         let source = dir.join(LABELS);
         let bytes = crate::fsio::read_limited(&source, MAX_LABELS_BYTES)?;
-        let file: LabelsFile =
-            serde_json::from_slice(&bytes).map_err(|e| Error::input(&source, format!("not a classification labels file: {e}")))?;
+        let file: LabelsFile = serde_json::from_slice(&bytes).context(&source, "not a classification labels file")?;
         if file.categories.is_empty() {
             return Err(Error::input(&source, "lists no categories"));
         }
@@ -72,7 +72,7 @@ impl ClassifyDataset {
                     format!("image {i} ('{}') has category '{}', which is not one of {:?}", e.file_name, e.category, file.categories),
                 )
             })?;
-            let path = crate::fsio::confined_join(&image_dir, &e.file_name, "file_name").map_err(|m| Error::input(&source, m))?;
+            let path = crate::fsio::confined_join(&image_dir, &e.file_name, "file_name").at(&source)?;
             if !path.is_file() {
                 return Err(Error::input(&path, format!("is listed in {} but is not a file", source.display())));
             }
@@ -167,9 +167,9 @@ pub struct ClassifyReport {
 /// and moved into place complete (`fsio::write_dir_atomic`): an existing non-empty `out` is refused, so new
 /// images never sit beside an older set's labels. Scene `i` is the synthetic detection set's image `i` of the
 /// same seed; its objects are cut in the order they were drawn.
-pub fn write_classify(out: &Path, images: usize, seed: u64, size: usize, bar: &indicatif::ProgressBar) -> Result<ClassifyReport> {
+pub fn write_classify(out: &Path, images: usize, seed: u64, size: usize, on: &mut dyn FnMut(Progress)) -> Result<ClassifyReport> {
     super::synth::SynthOptions { images, seed, size }.validate()?;
-    let (scenes, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_classify_files(dir, images, seed, size, bar))?;
+    let (scenes, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_classify_files(dir, images, seed, size, on))?;
     Ok(ClassifyReport {
         out: out.to_path_buf(),
         labels: out.join(LABELS),
@@ -182,9 +182,9 @@ pub fn write_classify(out: &Path, images: usize, seed: u64, size: usize, bar: &i
 }
 
 /// The set's files in `out`; the scenes drawn and the images per category.
-fn write_classify_files(out: &Path, images: usize, seed: u64, size: usize, bar: &indicatif::ProgressBar) -> Result<(usize, Vec<usize>)> {
+fn write_classify_files(out: &Path, images: usize, seed: u64, size: usize, on: &mut dyn FnMut(Progress)) -> Result<(usize, Vec<usize>)> {
     let image_dir = out.join("images");
-    std::fs::create_dir_all(&image_dir).map_err(|e| Error::io(&image_dir, e))?;
+    std::fs::create_dir_all(&image_dir).writing(&image_dir)?;
     let mut entries = Vec::with_capacity(images);
     let mut per_category = vec![0usize; CATEGORIES.len()];
     let mut scene = 0u64;
@@ -202,9 +202,10 @@ fn write_classify_files(out: &Path, images: usize, seed: u64, size: usize, bar: 
             let c = d.category_id as usize - 1;
             per_category[c] += 1;
             entries.push(LabelEntry { file_name, category: CATEGORIES[c].to_string() });
-            bar.inc(1);
+            on(Progress::Step);
         }
     }
+    on(Progress::Done);
     let file = LabelsFile { categories: CATEGORIES.iter().map(|s| s.to_string()).collect(), images: entries };
     let labels = out.join(LABELS);
     crate::fsio::write_atomic(&labels, serde_json::to_string(&file).expect("serialises").as_bytes())?;

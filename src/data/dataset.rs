@@ -14,7 +14,8 @@
 use super::keypoints::flip_map_from_names;
 use crate::detect::transform::{resized_size, rgb_to_chw, IMAGE_MEAN, IMAGE_STD};
 use crate::detect::{BoxXyxy, Hw};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
+use crate::progress::Progress;
 use hotcoco::Segmentation;
 use ndarray::{s, Array3};
 use std::collections::HashMap;
@@ -84,7 +85,7 @@ pub fn parse_coco(path: &Path, bytes: &[u8]) -> Result<hotcoco::Dataset> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::input(path, "empty file: expected COCO annotation json"));
     }
-    serde_json::from_slice(bytes).map_err(|e| Error::input(path, format!("not a COCO annotation file: {e}")))
+    serde_json::from_slice(bytes).context(path, "not a COCO annotation file")
 }
 
 /// The one check of ground truth, shared by `ticket data check`/training and `ticket eval`, so that neither
@@ -146,7 +147,7 @@ pub fn validate_gt(source: &Path, ds: &hotcoco::Dataset) -> Result<()> {
             }
         }
         if let Some(seg) = &a.segmentation {
-            check_rle(seg, (h, w)).map_err(|e| Error::input(source, format!("annotation {} (#{n}): segmentation: {e}", a.id)))?;
+            check_rle(seg, (h, w)).with_context(source, || format!("annotation {} (#{n}): segmentation", a.id))?;
         }
         let k = cat.keypoints.as_ref().map_or(0, Vec::len);
         if let Some(kp) = a.keypoints.as_ref().filter(|_| k > 0) {
@@ -192,7 +193,7 @@ impl Dataset {
         // VocDataset checks the folder and names the classes as evaluation does; it keeps its hotcoco dataset
         // to itself, so the boxes are read again through the same hotcoco converter.
         let voc = super::voc::VocDataset::load(dir)?;
-        let ds = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
+        let ds = hotcoco::convert::voc_to_coco(dir).at(dir)?;
         if ds.categories.len() != voc.classes.len() {
             return Err(Error::Runtime(format!("{}: read the classes twice and got different lists", dir.display())));
         }
@@ -312,7 +313,7 @@ impl Dataset {
                 let seg = o.segmentation.as_ref().expect("has_masks: every object has one");
                 let rle = seg
                     .to_rle(hw.0 as u32, hw.1 as u32)
-                    .map_err(|e| Error::input(&self.source, format!("annotation {}: segmentation: {e}", o.annotation_id)))?;
+                    .with_context(&self.source, || format!("annotation {}: segmentation", o.annotation_id))?;
                 // hotcoco decodes column-major (pycocotools' Fortran order): pixel (x, y) at y + h * x.
                 let col = hotcoco::mask::decode(&rle);
                 for x in 0..hw.1 {
@@ -343,11 +344,12 @@ impl Dataset {
     }
 
     /// Decodes every image once: the check `ticket data check` runs before a long training run.
-    pub fn verify(&self, bar: &indicatif::ProgressBar) -> Result<()> {
+    pub fn verify(&self, on: &mut dyn FnMut(Progress)) -> Result<()> {
         for i in 0..self.len() {
             self.sample(i)?;
-            bar.inc(1);
+            on(Progress::Step);
         }
+        on(Progress::Done);
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! A synthetic COCO dataset small enough for a detector to learn on two cores: ~128 px images of flat shapes
-//! (square, disc, triangle, bar) and stick-figure persons with COCO's 17 keypoints, on striped, noisy
+//! (square, disc, triangle, on) and stick-figure persons with COCO's 17 keypoints, on striped, noisy
 //! backgrounds. Every mask is rasterised by hotcoco (pycocotools' rasteriser) from the very polygons written to
 //! the file, and the image is painted from that raster, so boxes, masks and pixels agree exactly.
 //!
@@ -7,7 +7,8 @@
 //! same bytes, and a larger `--images` only appends images.
 use super::keypoints::{COCO_KEYPOINTS, COCO_SKELETON};
 use super::rng::SeededRng;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
+use crate::progress::Progress;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -61,9 +62,9 @@ pub(crate) struct Drawn {
 
 /// Writes the new folder `out`: `images/NNNNNN.png` and `annotations.json`, built beside it and moved into
 /// place complete (`fsio::write_dir_atomic`): an existing non-empty `out` is refused, never mixed with.
-pub fn write_synth(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar) -> Result<SynthReport> {
+pub fn write_synth(out: &Path, opts: &SynthOptions, on: &mut dyn FnMut(Progress)) -> Result<SynthReport> {
     opts.validate()?;
-    let (objects, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_synth_files(dir, opts, bar))?;
+    let (objects, per_category) = crate::fsio::write_dir_atomic(out, |dir| write_synth_files(dir, opts, on))?;
     Ok(SynthReport {
         out: out.to_path_buf(),
         annotations: out.join("annotations.json"),
@@ -76,9 +77,9 @@ pub fn write_synth(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar
 }
 
 /// The dataset's files in `out`; the object count and objects per category.
-fn write_synth_files(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressBar) -> Result<(usize, Vec<usize>)> {
+fn write_synth_files(out: &Path, opts: &SynthOptions, on: &mut dyn FnMut(Progress)) -> Result<(usize, Vec<usize>)> {
     let image_dir = out.join("images");
-    std::fs::create_dir_all(&image_dir).map_err(|e| Error::io(&image_dir, e))?;
+    std::fs::create_dir_all(&image_dir).writing(&image_dir)?;
     let mut images = Vec::with_capacity(opts.images);
     let mut annotations = Vec::new();
     let mut per_category = vec![0usize; CATEGORIES.len()];
@@ -109,8 +110,9 @@ fn write_synth_files(out: &Path, opts: &SynthOptions, bar: &indicatif::ProgressB
             }
             annotations.push(a);
         }
-        bar.inc(1);
+        on(Progress::Step);
     }
+    on(Progress::Done);
     let categories: Vec<Value> = CATEGORIES
         .iter()
         .enumerate()
@@ -269,32 +271,7 @@ pub(crate) fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbIm
     for category_id in wanted {
         // Up to 30 placements: objects never overlap, so every mask is the object's whole shape.
         for _attempt in 0..30 {
-            let (polys, keypoints) = match category_id {
-                1 => {
-                    let side = rng.range(18.0, 44.0) * scale;
-                    let (cx, cy) = (rng.range(0.0, s), rng.range(0.0, s));
-                    (vec![rotated_rect(cx, cy, side, side, rng.range(0.0, std::f64::consts::FRAC_PI_2))], None)
-                }
-                2 => {
-                    let r = rng.range(9.0, 22.0) * scale;
-                    (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 32, 0.0)], None)
-                }
-                3 => {
-                    let r = rng.range(11.0, 26.0) * scale;
-                    (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 3, rng.range(0.0, std::f64::consts::TAU))], None)
-                }
-                4 => {
-                    let len = rng.range(30.0, 60.0) * scale;
-                    let w = rng.range(6.0, 10.0) * scale;
-                    (vec![rotated_rect(rng.range(0.0, s), rng.range(0.0, s), len, w, rng.range(0.0, std::f64::consts::PI))], None)
-                }
-                _ => {
-                    let h = rng.range(48.0, 84.0) * scale;
-                    let (cx, top) = (rng.range(0.0, s), rng.range(0.0, s));
-                    let k = stick_figure(&mut rng, cx, top, h);
-                    (figure_polygons(&k, h), Some(k))
-                }
-            };
+            let (polys, keypoints) = shape(&mut rng, category_id, s, scale);
             if !polys.iter().all(|p| inside(p, s)) || keypoints.is_some_and(|k| !k.iter().all(|p| inside(p, s))) {
                 continue;
             }
@@ -347,4 +324,35 @@ pub(crate) fn render(seed: u64, index: u64, size: usize) -> Result<(image::RgbIm
         }
     }
     Ok((img, drawn))
+}
+
+/// One object of `category_id` at a random place on a `s`-pixel canvas (`scale` = s / 128): its polygons and,
+/// for a person, its 17 keypoints.
+fn shape(rng: &mut SeededRng, category_id: u64, s: f64, scale: f64) -> (Vec<Vec<f64>>, Option<[[f64; 2]; 17]>) {
+    match category_id {
+        1 => {
+            let side = rng.range(18.0, 44.0) * scale;
+            let (cx, cy) = (rng.range(0.0, s), rng.range(0.0, s));
+            (vec![rotated_rect(cx, cy, side, side, rng.range(0.0, std::f64::consts::FRAC_PI_2))], None)
+        }
+        2 => {
+            let r = rng.range(9.0, 22.0) * scale;
+            (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 32, 0.0)], None)
+        }
+        3 => {
+            let r = rng.range(11.0, 26.0) * scale;
+            (vec![regular_polygon(rng.range(0.0, s), rng.range(0.0, s), r, 3, rng.range(0.0, std::f64::consts::TAU))], None)
+        }
+        4 => {
+            let len = rng.range(30.0, 60.0) * scale;
+            let w = rng.range(6.0, 10.0) * scale;
+            (vec![rotated_rect(rng.range(0.0, s), rng.range(0.0, s), len, w, rng.range(0.0, std::f64::consts::PI))], None)
+        }
+        _ => {
+            let h = rng.range(48.0, 84.0) * scale;
+            let (cx, top) = (rng.range(0.0, s), rng.range(0.0, s));
+            let k = stick_figure(rng, cx, top, h);
+            (figure_polygons(&k, h), Some(k))
+        }
+    }
 }

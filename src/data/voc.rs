@@ -1,6 +1,6 @@
 //! Pascal VOC folders (`DIR/Annotations/*.xml` or `DIR/*.xml`), read by hotcoco into COCO form: the one reader
 //! behind training (`Dataset::from_voc`) and evaluation (`eval::voc`).
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -28,11 +28,11 @@ const MAX_XML_BYTES: u64 = 16 << 20;
 
 impl VocDataset {
     pub fn load(dir: &Path) -> Result<Self> {
-        std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::metadata(dir).at(dir)?;
         let ann_dir = if dir.join("Annotations").is_dir() { dir.join("Annotations") } else { dir.to_path_buf() };
         // voc_to_coco numbers images in the sorted order of the .xml files; list them the same way for the stems.
         let mut xml: Vec<PathBuf> = std::fs::read_dir(&ann_dir)
-            .map_err(|e| Error::io(&ann_dir, e))?
+            .at(&ann_dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("xml"))
             .collect();
@@ -48,7 +48,7 @@ impl VocDataset {
                 return Err(Error::input(p, format!("{len} bytes is larger than the {MAX_XML_BYTES} byte limit for a VOC file")));
             }
         }
-        let dataset = hotcoco::convert::voc_to_coco(dir).map_err(|e| Error::input(dir, e))?;
+        let dataset = hotcoco::convert::voc_to_coco(dir).at(dir)?;
         if xml.len() != dataset.images.len() {
             return Err(Error::Runtime(format!(
                 "{}: read {} images from {} annotation files",
@@ -79,8 +79,7 @@ impl VocDataset {
         self.images
             .iter()
             .map(|im| {
-                let path = crate::fsio::confined_join(images_dir, &im.file_name, &format!("image {} filename", im.stem))
-                    .map_err(|m| Error::input(&self.dir, m))?;
+                let path = crate::fsio::confined_join(images_dir, &im.file_name, &format!("image {} filename", im.stem)).at(&self.dir)?;
                 Ok((im.id, path))
             })
             .collect()

@@ -7,7 +7,8 @@
 //! [`MAX_IMAGE_PIXELS`] before any pixel is allocated (a 445 kB PNG can declare 12000×12000).
 use super::pipeline::{Detector, ImageDetections};
 use super::results::{to_coco, CocoResult};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
+use crate::progress::Progress;
 use image::ImageDecoder;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -43,8 +44,8 @@ fn open_decoder(path: &Path) -> Result<impl ImageDecoder> {
     }
     // The decoder reads only the header here; its size is checked below, with the numbers in the message (the
     // image crate's own allocation limit stays on as a second guard).
-    let reader = image::ImageReader::new(std::io::BufReader::new(file)).with_guessed_format().map_err(|e| Error::io(path, e))?;
-    let decoder = reader.into_decoder().map_err(|e| Error::input(path, format!("cannot decode the image: {e}")))?;
+    let reader = image::ImageReader::new(std::io::BufReader::new(file)).with_guessed_format().at(path)?;
+    let decoder = reader.into_decoder().context(path, "cannot decode the image")?;
     check_size(path, decoder.dimensions())?;
     Ok(decoder)
 }
@@ -57,14 +58,14 @@ pub fn image_size(path: &Path) -> Result<(u32, u32)> {
 /// Decodes an image file as RGB (see the module's limits).
 pub fn read_image(path: &Path) -> Result<image::RgbImage> {
     let decoder = open_decoder(path)?;
-    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::input(path, format!("cannot decode the image: {e}")))?;
+    let img = image::DynamicImage::from_decoder(decoder).context(path, "cannot decode the image")?;
     // No copy when the file is RGB already.
     Ok(img.into_rgb8())
 }
 
 /// Images of a folder, sorted by name (PNG and JPEG).
 pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).at(dir)?;
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -83,10 +84,10 @@ pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn detect_images(
     det: &mut Detector,
     images: &[(u64, PathBuf)],
-    bar: &indicatif::ProgressBar,
+    on: &mut dyn FnMut(Progress),
     mut each: impl FnMut(&Path, &image::RgbImage, &ImageDetections) -> Result<()>,
 ) -> Result<(Vec<CocoResult>, Vec<f64>)> {
-    bar.set_length(images.len() as u64);
+    on(Progress::Total(images.len() as u64));
     let mut results = Vec::new();
     let mut latency_ms = Vec::with_capacity(images.len());
     for (id, path) in images {
@@ -99,8 +100,8 @@ pub fn detect_images(
         latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
         results.extend(to_coco(&dets, *id)?);
         each(path, &img, &dets)?;
-        bar.inc(1);
+        on(Progress::Step);
     }
-    bar.finish_and_clear();
+    on(Progress::Done);
     Ok((results, latency_ms))
 }

@@ -3,6 +3,7 @@
 use crate::data::ClassifyDataset;
 use crate::error::Result;
 use crate::model::ModelState;
+use crate::progress::Progress;
 use crate::runtime::tract_stage::TractStage;
 use serde::Serialize;
 use std::time::Instant;
@@ -22,7 +23,7 @@ pub struct ClassifyReport {
 }
 
 /// Top-1 accuracy of `state` (masks applied) on `data`, images resized to `side`.
-pub fn top1(state: &ModelState, data: &ClassifyDataset, side: usize, bar: &indicatif::ProgressBar) -> Result<ClassifyReport> {
+pub fn top1(state: &ModelState, data: &ClassifyDataset, side: usize, on: &mut dyn FnMut(Progress)) -> Result<ClassifyReport> {
     crate::data::check_classify_classes(state, data)?;
     let stage = TractStage::new("classifier", &crate::graph::classify::inference_graph(state, 1, side)?)?;
     let k = data.categories.len();
@@ -38,8 +39,9 @@ pub fn top1(state: &ModelState, data: &ClassifyDataset, side: usize, bar: &indic
         let best = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &v)| if v > bv { (j, v) } else { (bi, bv) }).0;
         seen[label] += 1;
         hits[label] += (best == label) as usize;
-        bar.inc(1);
+        on(Progress::Step);
     }
+    on(Progress::Done);
     let correct = hits.iter().sum();
     Ok(ClassifyReport {
         images: data.len(),

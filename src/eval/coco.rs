@@ -1,20 +1,24 @@
 //! COCO evaluation (bbox, segm, keypoints) through hotcoco's `COCOeval`: the 12 (10 for keypoints) summary
 //! numbers, AP per category and per object size, and the TIDE error breakdown.
 use super::{computed, parse_json_list, read_file, DetSource, Detection};
-use crate::error::{Error, Result};
+use crate::choice::named_choices;
+use crate::error::{Context, Error, Result};
+use crate::progress::{silent, Progress};
 use hotcoco::{COCOeval, COCO};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IouType {
     Bbox,
     Segm,
     Keypoints,
 }
+
+named_choices!(IouType, "IoU type", [Bbox = "bbox", Segm = "segm", Keypoints = "keypoints"]);
 
 impl IouType {
     fn hotcoco(self) -> hotcoco::IouType {
@@ -26,11 +30,7 @@ impl IouType {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            IouType::Bbox => "bbox",
-            IouType::Segm => "segm",
-            IouType::Keypoints => "keypoints",
-        }
+        crate::choice::Choice::name(self)
     }
 }
 
@@ -149,9 +149,9 @@ pub struct CocoGt {
     coco: Arc<COCO>,
 }
 
-/// Evaluates detections against a COCO ground-truth file with default options and no progress bar.
+/// Evaluates detections against a COCO ground-truth file with default options, reporting no progress.
 pub fn evaluate_coco(gt: &Path, dets: DetSource, iou: IouType) -> Result<CocoReport> {
-    CocoGt::load(gt)?.evaluate(dets, iou, &EvalOptions::default(), &indicatif::ProgressBar::hidden())
+    CocoGt::load(gt)?.evaluate(dets, iou, &EvalOptions::default(), &mut silent)
 }
 
 impl CocoGt {
@@ -191,9 +191,9 @@ impl CocoGt {
     }
 
     /// Runs hotcoco's evaluate → accumulate → summarize, then TIDE and one re-accumulation per category.
-    /// `bar` counts those steps (hotcoco's batch evaluate has no per-image hook; `StreamingEval` has one but
+    /// `on` counts those steps (hotcoco's batch evaluate has no per-image hook; `StreamingEval` has one but
     /// drops the per-image records TIDE needs).
-    pub fn evaluate(&self, dets: DetSource, iou: IouType, opts: &EvalOptions, bar: &indicatif::ProgressBar) -> Result<CocoReport> {
+    pub fn evaluate(&self, dets: DetSource, iou: IouType, opts: &EvalOptions, on: &mut dyn FnMut(Progress)) -> Result<CocoReport> {
         let label = dets.label();
         let records = match dets {
             DetSource::File(p) => parse_json_list::<Detection>(&p, &read_file(&p)?)?,
@@ -209,23 +209,23 @@ impl CocoGt {
         for d in &records {
             *det_counts.entry(d.category_id).or_default() += 1;
         }
-        bar.set_length(4 + cat_ids.len() as u64);
-        bar.set_message("loading");
-        let dt = self.coco.load_res_anns(records).map_err(|e| Error::input(&label, e))?;
-        bar.inc(1);
+        on(Progress::Total(4 + cat_ids.len() as u64));
+        on(Progress::Phase("loading"));
+        let dt = self.coco.load_res_anns(records).at(&label)?;
+        on(Progress::Step);
 
         let mut ev = COCOeval::new(self.coco.clone(), dt, iou.hotcoco());
         ev.params.cat_ids = cat_ids.clone();
         if let Some(s) = sigmas {
             ev.params.kpt_oks_sigmas = s;
         }
-        bar.set_message("matching");
+        on(Progress::Phase("matching"));
         ev.evaluate().map_err(|e| Error::Input(format!("{} / {}: {e}", self.path.display(), label.display())))?;
-        bar.inc(1);
-        bar.set_message("accumulating");
+        on(Progress::Step);
+        on(Progress::Phase("accumulating"));
         ev.accumulate();
         ev.summarize_lines();
-        bar.inc(1);
+        on(Progress::Step);
         let stats = ev.stats().map(<[f64]>::to_vec).unwrap_or_default();
         let defs = ev.metric_defs();
         let summary: Vec<Metric> = defs
@@ -241,22 +241,52 @@ impl CocoGt {
             .collect();
         let per_size = per_size(&ev.params, &summary);
 
-        bar.set_message("TIDE");
+        on(Progress::Phase("TIDE"));
         // tidecv defines its errors for boxes and masks; OKS has no "background" overlap to speak of.
         let tide = if opts.tide && iou != IouType::Keypoints {
             Some(ev.tide_errors(0.5, 0.1).map_err(|e| Error::Runtime(format!("TIDE: {e}")))?)
         } else {
             None
         };
-        bar.inc(1);
+        on(Progress::Step);
         let deviations = ev.reference_deviations();
 
         // Per category: the same evaluated cells re-accumulated over one category, so every number is
         // hotcoco's summarize over that category's slice of the precision array.
-        bar.set_message("categories");
+        on(Progress::Phase("categories"));
+        let per_category = self.per_category(&mut ev, &cat_ids, &defs, &det_counts, iou, on);
+        on(Progress::Done);
+
+        let gt_annotations = self.coco.dataset.annotations.iter().filter(|a| cat_ids.contains(&a.category_id)).count();
+        Ok(CocoReport {
+            gt: self.path.clone(),
+            dets: label,
+            iou_type: iou,
+            images: self.images().len(),
+            gt_annotations,
+            detections: n_dets,
+            summary: Summary(summary),
+            per_category,
+            per_size,
+            tide,
+            deviations,
+        })
+    }
+
+    /// One row per category: the evaluated cells re-accumulated over that category alone; `ev` is left set to
+    /// all of `cat_ids` again.
+    fn per_category(
+        &self,
+        ev: &mut COCOeval,
+        cat_ids: &[u64],
+        defs: &[hotcoco::MetricDef],
+        det_counts: &HashMap<u64, usize>,
+        iou: IouType,
+        on: &mut dyn FnMut(Progress),
+    ) -> Vec<CategoryRow> {
         let gt_counts = self.gt_counts(iou);
         let mut per_category = Vec::with_capacity(cat_ids.len());
-        for &c in &cat_ids {
+        for &c in cat_ids {
             ev.params.cat_ids = vec![c];
             ev.accumulate();
             ev.summarize_lines();
@@ -274,25 +304,10 @@ impl CocoGt {
                 ap_medium: get("APm"),
                 ap_large: get("APl"),
             });
-            bar.inc(1);
+            on(Progress::Step);
         }
-        ev.params.cat_ids = cat_ids.clone();
-        bar.finish_and_clear();
-
-        let gt_annotations = self.coco.dataset.annotations.iter().filter(|a| cat_ids.contains(&a.category_id)).count();
-        Ok(CocoReport {
-            gt: self.path.clone(),
-            dets: label,
-            iou_type: iou,
-            images: self.images().len(),
-            gt_annotations,
-            detections: n_dets,
-            summary: Summary(summary),
-            per_category,
-            per_size,
-            tide,
-            deviations,
-        })
+        ev.params.cat_ids = cat_ids.to_vec();
+        per_category
     }
 
     fn evaluated_categories(&self, iou: IouType) -> Result<Vec<u64>> {

@@ -25,7 +25,7 @@ pub use voc::{evaluate_voc, VocClassRow, VocDataset, VocImage, VocReport};
 /// `Detection { image_id, category_id, score: Some(s), bbox: Some(b), ..Default::default() }`.
 pub use crate::detect::results::{Detection, Rle, Segmentation};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Where detections come from: a results file on disk, or records a model produced in memory.
@@ -72,7 +72,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// The bytes of a JSON list, or an error naming the file: a results file is a list, never an object.
 fn parse_json_list<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Vec<T>> {
-    serde_json::from_slice(bytes).map_err(|e| Error::input(path, format!("not a JSON list of detection records: {e}")))
+    serde_json::from_slice(bytes).context(path, "not a JSON list of detection records")
 }
 
 /// `-1` is hotcoco's (and pycocotools') "not computed": no ground truth in that slice. Reports say `null`.

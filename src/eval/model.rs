@@ -4,8 +4,9 @@ use super::{CocoGt, CocoReport, DetSource, EvalOptions, IouType};
 use crate::detect::images::detect_images;
 use crate::detect::pipeline::{DetectParams, Detector};
 use crate::detect::results::CocoResult;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::model::{ModelKind, ModelState};
+use crate::progress::{silent, Progress};
 use std::path::{Path, PathBuf};
 
 /// The ground truth's images under `dir` (by their `file_name`), with their ids. A `file_name` is a path from
@@ -17,8 +18,7 @@ pub fn coco_images(gt: &CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     gt.images()
         .iter()
         .map(|im| {
-            let path = crate::fsio::confined_join(dir, &im.file_name, &format!("image {} file_name", im.id))
-                .map_err(|m| Error::input(gt.path(), m))?;
+            let path = crate::fsio::confined_join(dir, &im.file_name, &format!("image {} file_name", im.id)).at(gt.path())?;
             Ok((im.id, path))
         })
         .collect()
@@ -97,16 +97,16 @@ pub fn evaluate_model(
     images_dir: &Path,
     iou_types: &[IouType],
     opts: &EvalOptions,
-    bar: &indicatif::ProgressBar,
+    on: &mut dyn FnMut(Progress),
 ) -> Result<ModelEval> {
     check_classes(&state, gt)?;
     let images = coco_images(gt, images_dir)?;
     let mut det = Detector::new(state, params)?;
-    let (detections, latency_ms) = detect_images(&mut det, &images, bar, |_, _, _| Ok(()))?;
+    let (detections, latency_ms) = detect_images(&mut det, &images, on, |_, _, _| Ok(()))?;
     let records = scored_records(gt, &detections);
     let reports = iou_types
         .iter()
-        .map(|&iou| gt.evaluate(DetSource::Records(records.clone()), iou, opts, &indicatif::ProgressBar::hidden()))
+        .map(|&iou| gt.evaluate(DetSource::Records(records.clone()), iou, opts, &mut silent))
         .collect::<Result<Vec<_>>>()?;
     Ok(ModelEval { detections, latency_ms, reports })
 }

@@ -11,6 +11,7 @@
 use super::{computed, read_file, DetSource, Detection};
 pub use crate::data::voc::{VocDataset, VocImage};
 use crate::error::{Error, Result};
+use crate::progress::{silent, Progress};
 use hotcoco::metrics::counts::{average_precision_all_points, average_precision_ranked, cumulative_tp_fp};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -56,7 +57,7 @@ pub struct VocReport {
 
 /// Evaluates detections against VOC annotations (see [`DetSource`] for the accepted record forms).
 pub fn evaluate_voc(voc: &Path, dets: DetSource) -> Result<VocReport> {
-    VocDataset::load(voc)?.evaluate(dets, &indicatif::ProgressBar::hidden())
+    VocDataset::load(voc)?.evaluate(dets, &mut silent)
 }
 
 /// A VOC detection record on disk: ids or names for image and class, a COCO `[x, y, w, h]` box in the frame
@@ -109,7 +110,7 @@ impl VocDataset {
             .collect()
     }
 
-    pub fn evaluate(&self, dets: DetSource, bar: &indicatif::ProgressBar) -> Result<VocReport> {
+    pub fn evaluate(&self, dets: DetSource, on: &mut dyn FnMut(Progress)) -> Result<VocReport> {
         let label = dets.label();
         let dets = match dets {
             DetSource::File(p) => self.read_dets(&p)?,
@@ -132,16 +133,16 @@ impl VocDataset {
             }
         }
 
-        bar.set_length(self.classes.len() as u64);
-        bar.set_message("classes");
+        on(Progress::Total(self.classes.len() as u64));
+        on(Progress::Phase("classes"));
         let classes: Vec<VocClassRow> = (1..=self.classes.len() as u64)
             .map(|c| {
                 let row = self.evaluate_class(c, &dets);
-                bar.inc(1);
+                on(Progress::Step);
                 row
             })
             .collect();
-        bar.finish_and_clear();
+        on(Progress::Done);
         let mean = |f: fn(&VocClassRow) -> Option<f64>| {
             let v: Vec<f64> = classes.iter().filter_map(f).collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)

@@ -3,7 +3,7 @@
 //! 1/32 + 0.2 of its dense bytes (about 0.23). ONNX's own SparseTensorProto would keep ORT able to load the file,
 //! but its int64 indices cost 8 bytes per kept weight (0.2·(4+8)/4 = 0.6 of dense), so it cannot reach the
 //! one-third goal; `ticket unpack` restores a plain ONNX for ORT.
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::onnx::{external, proto::ModelProto, tensor, OnnxModel};
 use prost::Message;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -71,9 +71,7 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
         }
         let values = match replace.get(&name) {
             Some(v) => v.clone(),
-            None => {
-                tensor::f32_values(t, t.raw_data.as_deref()).map_err(|e| Error::input(&model.path, format!("initializer '{name}': {e}")))?
-            }
+            None => tensor::f32_values(t, t.raw_data.as_deref()).with_context(&model.path, || format!("initializer '{name}'"))?,
         };
         let nnz = values.iter().filter(|v| v.to_bits() != 0).count();
         // Pack only where the bitmap plus the kept values is smaller than the dense tensor.
@@ -104,16 +102,14 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
     let graph_len = graph_bytes.len() as u64;
     let packed_tensors = payload.len() / 2;
     payload.push((GRAPH_KEY.to_string(), Dtype::U8, vec![graph_bytes.len()], graph_bytes));
-    let views = payload
-        .iter()
-        .map(|(k, d, s, b)| Ok((k.as_str(), TensorView::new(*d, s.clone(), b).map_err(|e| Error::input(out, e))?)))
-        .collect::<Result<Vec<_>>>()?;
+    let views =
+        payload.iter().map(|(k, d, s, b)| Ok((k.as_str(), TensorView::new(*d, s.clone(), b).at(out)?))).collect::<Result<Vec<_>>>()?;
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("version".to_string(), VERSION.to_string()),
         ("float_data".to_string(), serde_json::to_string(&float_data_names).expect("strings serialise")),
     ]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::input(out, e))?;
+    let bytes = safetensors::serialize(views, Some(meta)).at(out)?;
     crate::fsio::write_atomic(out, &bytes)?;
     Ok(PackReport { packed_tensors, compact_bytes: bytes.len() as u64, graph_bytes: graph_len })
 }

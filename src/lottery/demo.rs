@@ -49,7 +49,7 @@ fn synth(dir: &Path, images: usize, seed: u64) -> Result<PathBuf> {
     let ann = dir.join("annotations.json");
     if !ann.exists() {
         let opts = crate::data::synth::SynthOptions { images, seed, size: 128 };
-        crate::data::synth::write_synth(dir, &opts, &indicatif::ProgressBar::hidden())?;
+        crate::data::synth::write_synth(dir, &opts, &mut crate::progress::silent)?;
     }
     Ok(ann)
 }

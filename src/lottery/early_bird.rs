@@ -3,7 +3,7 @@
 //! mask (the seed reports IoU ≈ 0.96 by mid-training); and the automatic rule that ends dense training once
 //! the mask stops moving — the newest mask within normalised Hamming distance 0.1 of each of the 4 before it
 //! (a FIFO of 5, checked every `every` steps).
-use crate::error::{Error, Result};
+use crate::error::{Context, Result, WriteContext};
 use crate::model::{Masks, ModelState};
 use crate::prune::{ops, PruneValid};
 use serde::{Deserialize, Serialize};
@@ -115,8 +115,8 @@ impl StopRule {
         }
         let checks = dir.join(CHECKS);
         if checks.exists() {
-            let all: Vec<(u64, f64)> = serde_json::from_slice(&crate::fsio::read_limited(&checks, 16 << 20)?)
-                .map_err(|e| Error::input(&checks, format!("not an early-bird check list: {e}")))?;
+            let all: Vec<(u64, f64)> =
+                serde_json::from_slice(&crate::fsio::read_limited(&checks, 16 << 20)?).context(&checks, "not an early-bird check list")?;
             rule.checks = all.into_iter().filter(|(s, _)| *s <= step).collect();
         }
         Ok(rule)
@@ -143,7 +143,7 @@ impl StopRule {
             return Ok(self.checks.last().is_some_and(|(s, d)| *s == step && *d <= THRESHOLD));
         }
         let dir = self.level0.join(FOLDER);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).writing(&dir)?;
         masks.save(&check_file(&self.level0, step), &[("step", step.to_string())])?;
         // Only the FIFO is needed on disk.
         if let Some((old, _)) = self.window.front().filter(|_| self.window.len() == WINDOW) {

@@ -4,7 +4,7 @@
 //! the mask applied), the training run of `ticket train` (`run.json`, `log.jsonl`, `state.json`,
 //! `checkpoints/`), `model.onnx` (the trained level: a pruned ONNX, masked weights +0.0), `ticket.tkt` (its
 //! compact form) and `metrics.json` (written last: a level with it is finished and never recomputed).
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,11 +120,11 @@ pub fn read_row(run: &Path, level: usize) -> Result<Option<LevelRow>> {
     struct File {
         row: LevelRow,
     }
-    let f: File = serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a level metrics file: {e}")))?;
+    let f: File = serde_json::from_slice(&bytes).context(&path, "not a level metrics file")?;
     if f.row.level != level {
         return Err(Error::input(&path, format!("holds level {}, expected {level}", f.row.level)));
     }
-    f.row.check().map_err(|m| Error::input(&path, m))?;
+    f.row.check().at(&path)?;
     Ok(Some(f.row))
 }
 

@@ -1,6 +1,6 @@
 //! Pruning masks: one 0/1 tensor per parameter, kept beside the weights and stored as safetensors (U8), so
 //! that numpy/torch users can read them with the `safetensors` package.
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -80,11 +80,11 @@ impl Masks {
         let views = self
             .map
             .iter()
-            .map(|(name, m)| Ok((name.as_str(), TensorView::new(Dtype::U8, m.shape.clone(), &m.keep).map_err(|e| Error::input(path, e))?)))
+            .map(|(name, m)| Ok((name.as_str(), TensorView::new(Dtype::U8, m.shape.clone(), &m.keep).at(path)?)))
             .collect::<Result<Vec<_>>>()?;
         let mut info: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         info.insert("format".into(), FORMAT.into());
-        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| Error::input(path, e))?;
+        let bytes = safetensors::serialize(views, Some(info)).at(path)?;
         crate::fsio::write_atomic(path, &bytes)?;
         Ok(bytes.len() as u64)
     }

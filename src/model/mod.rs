@@ -7,7 +7,7 @@ pub mod inspect;
 pub mod masks;
 pub mod names;
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::onnx::{for_each_node, tensor, OnnxModel};
 pub use arch::{ArchSpec, ModelKind};
 pub use groups::ModuleGroup;
@@ -143,14 +143,14 @@ impl ModelState {
             if !named_param && use_.is_none() {
                 if let Some(b) = affine.get(name).and_then(|(op, node)| names::affine_buffer(op, node)) {
                     let v = source.f32_values(init)?;
-                    let shape = tensor::dims(init).map_err(|e| Error::input(&source.path, format!("initializer '{name}': {e}")))?;
+                    let shape = tensor::dims(init).with_context(&source.path, || format!("initializer '{name}'"))?;
                     buffers.entry(b).or_insert((shape, v));
                 }
                 constants.tensors += 1;
                 constants.values += tensor::numel(init).unwrap_or(0);
                 continue;
             }
-            let shape = tensor::dims(init).map_err(|e| Error::input(&source.path, format!("initializer '{name}': {e}")))?;
+            let shape = tensor::dims(init).with_context(&source.path, || format!("initializer '{name}'"))?;
             let values = source.f32_values(init)?;
             if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
                 return Err(Error::input(&source.path, format!("initializer '{name}' has a non-finite value at index {bad}")));

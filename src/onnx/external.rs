@@ -2,7 +2,7 @@
 //! when it stays inside the model's folder: absolute paths, `..` and links that lead out are refused, because
 //! a model file is untrusted input and must not make the tool read arbitrary files.
 use super::proto::{tensor_proto::DataLocation, GraphProto, StringStringEntryProto, TensorProto};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use prost::bytes::Bytes;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -39,9 +39,8 @@ fn safe_path(model_path: &Path, tensor: &str, loc: &str) -> Result<PathBuf> {
     }
     let dir = model_dir(model_path);
     let full = dir.join(rel);
-    let canon_dir = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
-    let canon = std::fs::canonicalize(&full)
-        .map_err(|e| Error::input(model_path, format!("initializer '{tensor}': external data file '{loc}': {e}")))?;
+    let canon_dir = std::fs::canonicalize(&dir).at(&dir)?;
+    let canon = std::fs::canonicalize(&full).with_context(model_path, || format!("initializer '{tensor}': external data file '{loc}'"))?;
     if !canon.starts_with(&canon_dir) {
         return Err(Error::input(
             model_path,
@@ -69,7 +68,7 @@ pub fn load_all(model_path: &Path, graph: &GraphProto) -> Result<HashMap<String,
         let loc = location(t).ok_or_else(|| Error::input(model_path, format!("initializer '{name}': external data without a location")))?;
         let path = safe_path(model_path, name, loc)?;
         let offset = parse_u64(model_path, name, "offset", entry(t, "offset"))?.unwrap_or(0);
-        let expected = super::tensor::byte_len(t).map_err(|e| Error::input(model_path, format!("initializer '{name}': {e}")))?;
+        let expected = super::tensor::byte_len(t).with_context(model_path, || format!("initializer '{name}'"))?;
         let length = parse_u64(model_path, name, "length", entry(t, "length"))?.unwrap_or(expected);
         if length != expected {
             return Err(Error::input(
@@ -80,7 +79,7 @@ pub fn load_all(model_path: &Path, graph: &GraphProto) -> Result<HashMap<String,
         if !files.contains_key(&path) {
             // Only a regular file: a FIFO named by a model would block the read forever.
             let (f, len) = crate::fsio::open_regular(&path)
-                .map_err(|e| Error::input(model_path, format!("initializer '{name}': external data file '{loc}': {e}")))?;
+                .with_context(model_path, || format!("initializer '{name}': external data file '{loc}'"))?;
             files.insert(path.clone(), (f, len));
         }
         let (file, file_len) = files.get_mut(&path).expect("inserted above");
@@ -94,7 +93,7 @@ pub fn load_all(model_path: &Path, graph: &GraphProto) -> Result<HashMap<String,
             )
         })?;
         let mut buf = vec![0u8; (end - offset) as usize];
-        file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(|e| Error::io(&path, e))?;
+        file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).at(&path)?;
         out.insert(name.to_string(), Bytes::from(buf));
     }
     Ok(out)

@@ -10,7 +10,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use prost::Message;
 use proto::{GraphProto, ModelProto, TensorProto};
 use std::collections::HashMap;
@@ -82,7 +82,7 @@ impl OnnxModel {
     }
 
     pub fn f32_values(&self, t: &TensorProto) -> Result<Vec<f32>> {
-        tensor::f32_values(t, self.raw_bytes(t)).map_err(|e| Error::input(&self.path, format!("initializer '{}': {e}", t.name())))
+        tensor::f32_values(t, self.raw_bytes(t)).with_context(&self.path, || format!("initializer '{}'", t.name()))
     }
 
     pub fn encoded_len(&self) -> usize {

@@ -3,29 +3,37 @@ pub mod channel;
 pub mod ops;
 pub mod select;
 
+use crate::choice::named_choices;
 use crate::error::{Error, Result};
 use crate::model::{Mask, ModelState, ModuleGroup, Role};
 use serde::{Deserialize, Serialize};
 
 /// What pruning removes: the choice `ticket prune` and every IMP level make.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Structure {
-    /// Single weights by magnitude (masks; the graph keeps its shapes).
     #[default]
     Weight,
-    /// Whole channels in coupled groups (a narrower graph that runs faster).
     Channel,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+named_choices!(Structure, "structure", [
+    Weight = "weight": "Single weights by magnitude (masks; the graph keeps its shapes)",
+    Channel = "channel": "Whole channels in coupled groups (a narrower graph that runs faster)",
+]);
+
+/// Which weights are ranked together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// Rank all selected weights together (the seed's choice above ~60% sparsity).
     Global,
-    /// Prune every tensor to the same fraction.
     Layer,
 }
+
+named_choices!(Scope, "scope", [
+    Global = "global": "Rank all selected weights together (the seed's choice above ~60% sparsity)",
+    Layer = "layer": "Prune every tensor to the same fraction",
+]);
 
 /// Options as the user gave them; `check` turns them into `PruneValid` or says what is wrong.
 #[derive(Clone, Debug)]

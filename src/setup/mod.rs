@@ -12,7 +12,7 @@
 //! Progress goes through a callback, one [`Progress`] per step; the CLI prints them.
 pub mod doctor;
 
-use crate::error::{one_line, Error, Result};
+use crate::error::{one_line, Error, Result, WriteContext};
 use crate::runtime::env::{self, Venv};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -121,12 +121,12 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{piece}.partial-"))
         .tempdir_in(&opts.data_dir)
-        .map_err(|e| Error::Runtime(format!("{}: cannot make a temporary folder ({e})", opts.data_dir.display())))?;
+        .writing_context(&opts.data_dir, "cannot make a temporary folder")?;
     let work = tmp.path().join(&piece);
     say(format!("creating the {} with {}", venv.describe(), opts.base_python.display()));
     run(Command::new(&opts.base_python).arg("-m").arg("venv").arg(&work), &format!("{} -m venv", opts.base_python.display()))?;
     let req = tmp.path().join("requirements.txt");
-    std::fs::write(&req, requirements(venv)).map_err(|e| Error::Runtime(format!("{}: {e}", req.display())))?;
+    std::fs::write(&req, requirements(venv)).writing(&req)?;
     let packages = requirements(venv).lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).count();
     say(format!("installing {packages} packages (pip; this takes minutes the first time)"));
     let python = env::venv_python(&work);
@@ -136,7 +136,7 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
     )?;
     say("checking what was installed".into());
     check_venv(venv, &work)?;
-    std::fs::write(work.join(RECORD), requirements(venv)).map_err(|e| Error::Runtime(format!("{}: {e}", work.display())))?;
+    std::fs::write(work.join(RECORD), requirements(venv)).writing(work.join(RECORD))?;
     replace_dir(&work, &target, tmp.path())?;
     let seconds = started.elapsed().as_secs_f64();
     say(format!("the {} is ready, {seconds:.0} s ({})", venv.describe(), target.display()));
@@ -173,7 +173,7 @@ fn replace_dir(work: &Path, target: &Path, scratch: &Path) -> Result<()> {
 fn write_tools(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<Made> {
     let started = Instant::now();
     let dir = data.join("tools");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Runtime(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).writing(&dir)?;
     let mut built = false;
     for (name, text) in TOOLS {
         let path = dir.join(name);
@@ -198,7 +198,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stderr.lines().chain(stdout.lines()).filter(|l| !l.trim().is_empty()).last().unwrap_or("no output").trim().to_string();
+    let last = stderr.lines().chain(stdout.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
     // pip's most telling line is its first ERROR, not a trailing notice.
     let reason = stderr.lines().find(|l| l.starts_with("ERROR:")).map(str::trim).map(String::from).unwrap_or(last);
     Err(Error::Runtime(one_line(&format!("{what} failed ({}): {reason}; nothing was changed", out.status))))

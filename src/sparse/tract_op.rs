@@ -118,7 +118,7 @@ impl Expansion for SparseExpansion {
                     bail!("{prefix}: weight shape {ws:?} does not fit input {shape:?} and kernel {kernel}");
                 }
                 let geom = ConvGeom { cin: ws[1], cout: ws[0], kernel, stride, pad, height: shape[2], width: shape[3] };
-                let mut conv = SparseConv::new(geom, wv, bv).map_err(|e| anyhow::anyhow!("{prefix}: {e}"))?;
+                let mut conv = SparseConv::new(geom, wv, bv).map_err(|e| format_err!("{prefix}: {e}"))?;
                 conv.relu = relu;
                 Layer::Conv { batch: shape[0], conv }
             }
@@ -127,7 +127,7 @@ impl Expansion for SparseExpansion {
                 if ws.len() != 2 || shape.len() != 2 || ws[1] != shape[1] {
                     bail!("{prefix}: weight shape {ws:?} does not fit input {shape:?}");
                 }
-                Layer::Gemm(SparseGemm::new(shape[0], wv, ws[0], ws[1], bv).map_err(|e| anyhow::anyhow!("{prefix}: {e}"))?)
+                Layer::Gemm(SparseGemm::new(shape[0], wv, ws[0], ws[1], bv).map_err(|e| format_err!("{prefix}: {e}"))?)
             }
         };
         model.wire_node(prefix, SparseOp { layer: Arc::new(layer) }, &inputs[..1])
@@ -197,7 +197,7 @@ impl EvalOp for SparseOp {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = args_1!(inputs);
         let view = x.try_as_plain_ram()?;
-        let y = self.layer.run(view.as_slice::<f32>()?, super::threads()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let y = self.layer.run(view.as_slice::<f32>()?, super::threads()).map_err(|e| format_err!("{e}"))?;
         let y = tract_ndarray::ArrayD::from_shape_vec(self.layer.output_shape().to_vec(), y)?;
         Ok(tvec!(Tensor::from(y).into_tvalue()))
     }

@@ -59,7 +59,7 @@ impl TrainData {
     pub fn verify(&self) -> Result<()> {
         match self {
             TrainData::Classify(data) => data.verify(),
-            TrainData::Detect(dataset) => dataset.verify(&indicatif::ProgressBar::hidden()),
+            TrainData::Detect(dataset) => dataset.verify(&mut crate::progress::silent),
         }
     }
 

@@ -15,7 +15,7 @@
 //!   `crate::export::write_onnx` writes the user's ONNX with trained initializers and nothing else changed.
 use super::protocol::Tensor;
 use super::worker::{Artifacts, Device, Optimizer, Params, SessionInfo, Worker, WorkerOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::graph::train::{training_graph, TensorSpec, TrainGraph, TrainOptions, TrainShape};
 use crate::model::{Mask, Masks, ModelState, Role};
 use std::collections::BTreeMap;
@@ -112,7 +112,7 @@ impl TrainSession {
     pub fn from_graph(state: &ModelState, graph: TrainGraph, shape: &TrainShape, options: &SessionOptions) -> Result<Self> {
         let (work, tmp) = match &options.work_dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| Error::Runtime(format!("{}: cannot create the work folder: {e}", d.display())))?;
+                std::fs::create_dir_all(d).writing_context(d, "cannot create the work folder")?;
                 (d.clone(), None)
             }
             None => {
@@ -124,8 +124,7 @@ impl TrainSession {
             }
         };
         let core = work.join("training_core.onnx");
-        std::fs::write(&core, prost::Message::encode_to_vec(&graph.model))
-            .map_err(|e| Error::Runtime(format!("{}: cannot write the training core: {e}", core.display())))?;
+        std::fs::write(&core, prost::Message::encode_to_vec(&graph.model)).writing_context(&core, "cannot write the training core")?;
 
         let masks = graph_masks(state, &graph)?;
         let mut worker = Worker::start_with(&options.python, options.device, options.worker.clone())?;
@@ -134,8 +133,7 @@ impl TrainSession {
         let art_dir = work.join("artifacts");
         if art_dir.exists() {
             // Artifacts of an earlier session in the same folder may be of another shape or model.
-            std::fs::remove_dir_all(&art_dir)
-                .map_err(|e| Error::Runtime(format!("{}: cannot clear old artifacts: {e}", art_dir.display())))?;
+            std::fs::remove_dir_all(&art_dir).writing_context(&art_dir, "cannot clear old artifacts")?;
         }
         let artifacts = worker.generate_artifacts(&core, &trainable, &frozen, options.optimizer, &art_dir)?;
         let info = worker.open(&art_dir, None)?;

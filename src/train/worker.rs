@@ -5,7 +5,7 @@
 //! reported), a dead worker (EOF, non-zero exit) becomes a Runtime error with the tail of its stderr, and
 //! after such a failure every further call says the worker is gone instead of blocking.
 use super::protocol::{self, Frame, Tensor, ORT_TRAINING_VERSION, PROTOCOL_VERSION};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use ndarray::ArrayD;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -181,10 +181,12 @@ fn worker_script(options: &WorkerOptions) -> Result<(PathBuf, Option<tempfile::T
         .tempdir()
         .map_err(|e| Error::Runtime(format!("cannot create a folder for the training worker: {e}")))?;
     let path = dir.path().join("train_worker.py");
-    std::fs::write(&path, WORKER_SOURCE)
-        .map_err(|e| Error::Runtime(format!("{}: cannot write the training worker: {e}", path.display())))?;
+    std::fs::write(&path, WORKER_SOURCE).writing_context(&path, "cannot write the training worker")?;
     Ok((path, Some(dir)))
 }
+
+/// A worker's reply: its JSON fields and the tensors that came with them.
+type Reply = (Map<String, Value>, Vec<(String, Tensor)>);
 
 impl Worker {
     /// Starts the worker with `python` (the training venv's, `TICKET_TRAIN_PYTHON`) and checks its versions.
@@ -492,13 +494,8 @@ impl Worker {
         self.call("_sleep", obj(json!({ "seconds": seconds })), &[]).map(drop)
     }
 
-    /// Sends one command and waits for its reply within the deadline.
-    fn call(
-        &mut self,
-        cmd: &str,
-        mut args: Map<String, Value>,
-        tensors: &[(&str, &Tensor)],
-    ) -> Result<(Map<String, Value>, Vec<(String, Tensor)>)> {
+    /// Sends one command and waits for its reply (a JSON object and named tensors) within the deadline.
+    fn call(&mut self, cmd: &str, mut args: Map<String, Value>, tensors: &[(&str, &Tensor)]) -> Result<Reply> {
         if let Some(why) = &self.dead {
             return Err(Error::Runtime(format!("training worker is no longer running ({why}); cannot run {cmd}")));
         }

@@ -31,12 +31,8 @@ pub fn gates(min_sparsity: Option<f64>, max_map_drop: Option<f64>, sparsity: f64
 /// AP and AP50 of `dets` on the reference for one IoU type.
 pub fn score(gt: &CocoGt, dets: &[CocoResult], iou: IouType) -> Result<Scores> {
     let records = crate::eval::model::scored_records(gt, dets);
-    let r = gt.evaluate(
-        DetSource::Records(records),
-        iou,
-        &EvalOptions { tide: false, ..Default::default() },
-        &indicatif::ProgressBar::hidden(),
-    )?;
+    let r =
+        gt.evaluate(DetSource::Records(records), iou, &EvalOptions { tide: false, ..Default::default() }, &mut crate::progress::silent)?;
     // No AP: nothing in the reference to find. A gate on it would pass whatever the candidate does.
     let ap = r.metric("AP").ok_or_else(|| {
         Error::input(gt.path(), format!("has no reference objects to score {} on: the gate would pass any model", iou.as_str()))

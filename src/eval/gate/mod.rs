@@ -46,9 +46,7 @@ impl Default for DetectRun<'_> {
     fn default() -> Self {
         DetectRun {
             params: Box::new(|s| Ok(DetectParams::from_model(s))),
-            run: Box::new(|det, images| {
-                crate::detect::images::detect_images(det, images, &indicatif::ProgressBar::hidden(), |_, _, _| Ok(()))
-            }),
+            run: Box::new(|det, images| crate::detect::images::detect_images(det, images, &mut crate::progress::silent, |_, _, _| Ok(()))),
         }
     }
 }

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 /// Scores, full reports (as JSON) and median latency of a model on the validation set, one detection run.
 pub(super) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
-    let bar = indicatif::ProgressBar::hidden();
     if let DataSpec::Classify { dir } = &config.val {
-        let report = crate::eval::classify::top1(&state, &ClassifyDataset::load(dir)?, config.train.shape.height, &bar)?;
+        let report =
+            crate::eval::classify::top1(&state, &ClassifyDataset::load(dir)?, config.train.shape.height, &mut crate::progress::silent)?;
         let s = Scores { ap: Some(report.top1), ap50: None, ap75: None, ap_small: None, ap_medium: None, ap_large: None };
         return Ok((BTreeMap::from([("top1".to_string(), s)]), serde_json::to_value(&report).expect("serialises"), report.latency_ms));
     }
@@ -26,7 +26,7 @@ pub(super) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMa
         DataSpec::Coco { annotations, images } => {
             let gt = CocoGt::load(annotations)?;
             let types = iou_types_of(&state);
-            let ev = evaluate_model(state, params, &gt, images, &types, &EvalOptions::default(), &bar)?;
+            let ev = evaluate_model(state, params, &gt, images, &types, &EvalOptions::default(), &mut crate::progress::silent)?;
             let scores = types
                 .iter()
                 .zip(&ev.reports)
@@ -57,9 +57,9 @@ pub(super) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMa
             let images_dir = images.clone().unwrap_or_else(|| dir.join("JPEGImages"));
             let list = voc.image_paths(&images_dir)?;
             let mut det = crate::detect::pipeline::Detector::new(state, params)?;
-            let (dets, latency) = crate::detect::images::detect_images(&mut det, &list, &bar, |_, _, _| Ok(()))?;
+            let (dets, latency) = crate::detect::images::detect_images(&mut det, &list, &mut crate::progress::silent, |_, _, _| Ok(()))?;
             let records = dets.iter().map(crate::detect::results::CocoResult::to_detection).collect();
-            let report = voc.evaluate(crate::eval::DetSource::Records(records), &bar)?;
+            let report = voc.evaluate(crate::eval::DetSource::Records(records), &mut crate::progress::silent)?;
             let s = Scores { ap: None, ap50: report.map_area, ap75: None, ap_small: None, ap_medium: None, ap_large: None };
             Ok((
                 BTreeMap::from([("voc".to_string(), s)]),

@@ -5,7 +5,7 @@ pub mod plots;
 pub mod runs;
 pub mod stats;
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -54,7 +54,7 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
     let figures = plots::figures(&stats);
     let rendered = figures.iter().map(|f| f.plot.render(&f.name)).collect::<Result<Vec<_>>>()?;
     let md = markdown::render(&stats, &figures);
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    std::fs::create_dir_all(out).writing(out)?;
     let mut pngs = Vec::new();
     for (f, (png, svg)) in figures.iter().zip(&rendered) {
         let p = out.join(format!("{}.png", f.name));
@@ -101,7 +101,7 @@ fn refuse_output_inside<'a>(out: &Path, inputs: impl Iterator<Item = &'a PathBuf
 /// `path` absolute, with `.` and `..` resolved by name (links left as they are).
 fn lexical(path: &Path) -> Result<PathBuf> {
     let mut out = PathBuf::new();
-    for c in std::path::absolute(path).map_err(|e| Error::io(path, e))?.components() {
+    for c in std::path::absolute(path).at(path)?.components() {
         match c {
             std::path::Component::ParentDir => {
                 out.pop();
@@ -115,7 +115,7 @@ fn lexical(path: &Path) -> Result<PathBuf> {
 
 /// `path` made absolute with its existing ancestors' symbolic links resolved (the folder may not exist yet).
 fn canonical_target(path: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let abs = std::path::absolute(path).at(path)?;
     let mut existing = abs.as_path();
     let mut rest = Vec::new();
     while std::fs::symlink_metadata(existing).is_err() {

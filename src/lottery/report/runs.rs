@@ -4,7 +4,7 @@
 //!
 //! The reports and the prune report are read through small views that name only the fields plotted, so the
 //! files written by `ticket imp` (serialise-only types) stay the one definition of the format.
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::lottery::early_bird::EarlyBirdReport;
 use crate::lottery::level::{self, LevelRow};
 use crate::lottery::ImpConfig;
@@ -104,7 +104,7 @@ impl RunData {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, max: u64, what: &str) -> Result<T> {
     let bytes = crate::fsio::read_limited(path, max)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not {what}: {e}")))
+    serde_json::from_slice(&bytes).with_context(path, || format!("not {what}"))
 }
 
 /// Reads a run folder; a level that is missing or unfinished is an error naming it. Its `arch` is filled by
@@ -119,7 +119,7 @@ fn read_run(dir: &Path) -> Result<RunData> {
     }
     let config: ImpConfig = read_json(&run_json, 16 << 20, "an IMP run file")?;
     // Read, not trusted: `rounds` sizes what is read below.
-    config.validate().map_err(|e| Error::input(&run_json, format!("holds settings a run cannot have: {e}")))?;
+    config.validate().context(&run_json, "holds settings a run cannot have")?;
     let mut levels = Vec::with_capacity(config.rounds + 1);
     for r in 0..=config.rounds {
         let ldir = level::dir(dir, r);
@@ -145,12 +145,10 @@ fn read_run(dir: &Path) -> Result<RunData> {
         if f.row.level != r {
             return Err(Error::input(&metrics, format!("holds level {}, expected {r}", f.row.level)));
         }
-        f.row.check().map_err(|m| Error::input(&metrics, m))?;
+        f.row.check().at(&metrics)?;
         // COCO validation: a list of reports; VOC: one VOC report, which has no per-size rows or TIDE.
         let reports = match f.reports {
-            serde_json::Value::Array(_) => {
-                serde_json::from_value(f.reports).map_err(|e| Error::input(&metrics, format!("reports: {e}")))?
-            }
+            serde_json::Value::Array(_) => serde_json::from_value(f.reports).context(&metrics, "reports")?,
             _ => Vec::new(),
         };
         let loss = read_loss(&ldir.join("log.jsonl"))?;
@@ -202,8 +200,7 @@ fn read_loss(path: &Path) -> Result<Vec<(u64, f64)>> {
     let text = String::from_utf8(bytes).map_err(|_| Error::input(path, "not UTF-8 text"))?;
     let mut by_step = BTreeMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let r: StepRecord =
-            serde_json::from_str(line).map_err(|e| Error::input(path, format!("line {}: not a training step record: {e}", i + 1)))?;
+        let r: StepRecord = serde_json::from_str(line).with_context(path, || format!("line {}: not a training step record", i + 1))?;
         by_step.insert(r.step, r.loss as f64);
     }
     Ok(by_step.into_iter().collect())

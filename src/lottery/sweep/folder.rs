@@ -7,7 +7,7 @@
 //!   code and the log's last lines);
 //! - `slurm/`: the array script and the submitted job ids.
 use super::spec::{Plan, TaskDef};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use crate::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -39,8 +39,8 @@ pub fn load(sweep_dir: &Path) -> Result<Plan> {
         return Err(Error::input(sweep_dir, "not a sweep folder (no sweep.json; make one with ticket sweep SPEC.toml -o SWEEP_DIR)"));
     }
     let bytes = crate::fsio::read_limited(&path, 64 << 20)?;
-    let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a sweep plan: {e}")))?;
-    plan.check().map_err(|m| Error::input(&path, m))?;
+    let plan: Plan = serde_json::from_slice(&bytes).context(&path, "not a sweep plan")?;
+    plan.check().at(&path)?;
     Ok(plan)
 }
 
@@ -48,7 +48,7 @@ pub fn load(sweep_dir: &Path) -> Result<Plan> {
 /// the tasks reads the plan this way.
 pub fn load_checked(sweep_dir: &Path, opts: &dyn super::CommandOptions) -> Result<Plan> {
     let plan = load(sweep_dir)?;
-    plan.check_arguments(opts).map_err(|m| Error::input(sweep_dir.join(PLAN), m))?;
+    plan.check_arguments(opts).at(sweep_dir.join(PLAN))?;
     Ok(plan)
 }
 
@@ -72,12 +72,12 @@ pub fn open_or_create(sweep_dir: &Path, plan: &Plan) -> Result<()> {
         }
         return Ok(());
     }
-    if sweep_dir.exists() && std::fs::read_dir(sweep_dir).map_err(|e| Error::io(sweep_dir, e))?.next().is_some() {
+    if sweep_dir.exists() && std::fs::read_dir(sweep_dir).at(sweep_dir)?.next().is_some() {
         return Err(Error::input(sweep_dir, "exists and is not a sweep folder: give a new or empty folder"));
     }
     for t in &plan.tasks {
         let dir = task_dir(sweep_dir, t);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).writing(&dir)?;
         write_json(&dir.join(TASK), t)?;
     }
     // Last: a folder with sweep.json is complete.

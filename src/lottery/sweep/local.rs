@@ -2,7 +2,7 @@
 use super::folder::{self, TaskState};
 use super::spec::Plan;
 use super::task::run_task;
-use crate::error::Result;
+use crate::error::{Result, WriteContext};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -17,8 +17,7 @@ pub fn todo(sweep_dir: &Path, plan: &Plan, retry_failed: bool) -> Result<Vec<usi
             TaskState::Failed { .. } if !retry_failed => {}
             TaskState::Failed { .. } => {
                 let dir = folder::task_dir(sweep_dir, t);
-                std::fs::rename(dir.join(folder::FAILED), dir.join("failed.previous.json"))
-                    .map_err(|e| crate::Error::io(dir.join(folder::FAILED), e))?;
+                std::fs::rename(dir.join(folder::FAILED), dir.join("failed.previous.json")).writing(dir.join(folder::FAILED))?;
                 out.push(t.index);
             }
             _ => out.push(t.index),

@@ -4,7 +4,7 @@
 //! JOB_COMPLETION_INDEX) and runs the task like the local executor does.
 use super::folder::TaskState;
 use super::spec::Plan;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ pub fn require(tool: &str) -> Result<PathBuf> {
 pub fn submit(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &SlurmOptions) -> Result<Job> {
     let sbatch = require("sbatch")?;
     let dir = slurm_dir(sweep_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).writing(&dir)?;
     let path = dir.join(SCRIPT);
     crate::fsio::write_atomic(&path, script(sweep_dir, plan, indices, exe, o).as_bytes())?;
     let out =

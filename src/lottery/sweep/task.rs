@@ -3,7 +3,7 @@
 //! one is left for `--retry-failed`.
 use super::folder::{self, Finished, Running, TaskState};
 use super::spec::{Plan, TaskDef};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result, WriteContext};
 use crate::fsio::DirLock;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -51,14 +51,13 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     }
     folder::write_json(&dir.join(folder::RUNNING), &Running { host: folder::hostname(), pid: std::process::id() })?;
     let log_path = dir.join(folder::LOG);
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).writing(&log_path)?;
     let (mut cmd, resumed) = command(sweep_dir, t, exe, threads);
-    writeln!(&log, "# {} on {}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd))
-        .map_err(|e| Error::io(&log_path, e))?;
+    writeln!(&log, "# {} on {}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd)).writing(&log_path)?;
     let started = Instant::now();
     let status = cmd
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| Error::io(&log_path, e))?)
+        .stdout(log.try_clone().at(&log_path)?)
         .stderr(log)
         .status()
         .map_err(|e| Error::Runtime(format!("{}: cannot start: {e}", exe.display())))?;

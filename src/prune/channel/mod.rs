@@ -6,6 +6,7 @@ pub mod flops;
 pub mod groups;
 pub mod shrink;
 
+use crate::choice::named_choices;
 use crate::error::{Error, Result};
 use crate::model::{Mask, Masks, ModelState, ModuleGroup, Role};
 use crate::prune::Scope;
@@ -14,18 +15,22 @@ pub use groups::{channel_groups, ChannelGroup, Slice};
 use serde::Serialize;
 use std::collections::HashMap;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+/// How a channel group's importance is measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Importance {
-    /// L1 norm of each channel's producing weights, summed over the group's producers.
     #[default]
     L1,
-    /// L2 norm of the same weights.
     L2,
-    /// FrozenBatchNorm's effective scale |w|/sqrt(var+eps) (the folded Mul constant), summed over the group's
-    /// BNs; groups without BN (FPN, heads) fall back to L2.
     Bn,
 }
+
+named_choices!(Importance, "importance", [
+    L1 = "l1": "L1 norm of each channel's producing weights, summed over the group's producers",
+    L2 = "l2": "L2 norm of the same weights",
+    Bn = "bn": "FrozenBatchNorm's effective scale |w|/sqrt(var+eps) (the folded Mul constant), summed over the group's BNs; \
+               groups without BN (FPN, heads) fall back to L2",
+]);
 
 /// Options as given; `check` validates them before anything is read or written.
 #[derive(Clone, Debug)]
