@@ -11,6 +11,8 @@
 //! - [`sparse`] (sparse conv and Gemm kernels as tract ops), [`runtime`] (tract stages, ONNX Runtime checks,
 //!   where the environments are), [`setup`] (making those environments), [`graph`] (the network described once,
 //!   emitted as training core and tract stages).
+//! - [`imaging`] (the `(height, width)` and box types, box helpers, the resize transform, interpolation, the
+//!   bounded image reader, RoIAlign sizes: the geometry detection, data and the training graph share).
 //! - [`model`] (ArchSpec, Weights, Masks) over [`onnx`] (the protobuf types, external data, tensors).
 //! - [`error`] and [`fsio`] (bounded reads, atomic writes, confined paths) at the base.
 pub mod cli;
@@ -21,6 +23,7 @@ pub mod eval;
 pub mod export;
 pub mod fsio;
 pub mod graph;
+pub mod imaging;
 pub mod lottery;
 pub mod model;
 pub mod onnx;

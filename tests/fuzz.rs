@@ -371,7 +371,7 @@ fn mutate_image(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 /// Reads an image as every command does; a decoded image must be within the caps and of its header's size.
 fn image_case(path: &Path) -> Outcome {
-    use ticket::detect::images::{image_size, read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
+    use ticket::imaging::reader::{image_size, read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
     let size = image_size(path);
     match read_image(path) {
         Ok(img) => {

@@ -2,9 +2,10 @@
 //! on the torchvision model, same weights, canvas and RoI count, measured in the same run.
 use super::emit;
 use crate::data::SeededRng;
-use crate::detect::roi_align::{MultiScaleRoIAlign, SAMPLING_RATIO};
+use crate::detect::roi_align::MultiScaleRoIAlign;
 use crate::error::{Error, Result};
 use crate::graph::train::{training_graph, ElemType, TrainOptions, TrainShape};
+use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
 use crate::train::protocol::Tensor;
 use crate::train::worker::{Device, Optimizer, Worker};

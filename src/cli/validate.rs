@@ -222,7 +222,7 @@ fn pseudo_ground_truth(
 ) -> Result<CocoGt> {
     let mut imgs = Vec::new();
     for (id, p) in images {
-        let (w, h) = crate::detect::images::image_size(p)?;
+        let (w, h) = crate::imaging::reader::image_size(p)?;
         imgs.push(serde_json::json!({"id": id, "file_name": p.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), "width": w, "height": h}));
     }
     let mut cats: Vec<u64> = dense.iter().map(|d| d.category_id).chain(1..num_classes.max(1) as u64).collect();

@@ -3,11 +3,12 @@
 //! zero-padded RoI count), since tract is fastest with concrete shapes.
 use super::anchors::AnchorGenerator;
 use super::postprocess::{postprocess_detections, BoxHeadParams};
-use super::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use super::roi_align::MultiScaleRoIAlign;
 use super::rpn::{filter_proposals, RpnLevel, RpnParams};
-use super::{transform, BoxXyxy, Hw};
 use crate::error::{Error, Result};
 use crate::graph::stages;
+use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use crate::imaging::{transform, BoxXyxy, Hw};
 use crate::model::{ModelKind, ModelState};
 use crate::runtime::tract_stage::TractStage;
 use crate::sparse::Kernels;

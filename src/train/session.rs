@@ -88,7 +88,7 @@ pub struct TrainSession {
     trainable: Vec<String>,
     frozen: Vec<String>,
     /// Feature-map sizes of P2..P5 and the pool level, for anchors and RoIAlign taps.
-    pub feature_hw: Vec<crate::detect::Hw>,
+    pub feature_hw: Vec<crate::imaging::Hw>,
     pub shape: TrainShape,
     /// Prunable weight → the mask the session holds (every prunable weight the graph uses; ones where the
     /// model had none).
