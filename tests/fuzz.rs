@@ -417,8 +417,8 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
         "compact" => {
             let bytes = mutate_bytes(&mut rng, &s.compact);
             let p = dir.join("m.tkt");
-            let r = if ticket::export::compact::looks_compact(&bytes) {
-                ticket::export::compact::unpack(&p, &bytes)
+            let r = if ticket::onnx::compact::looks_compact(&bytes) {
+                ticket::onnx::compact::unpack(&p, &bytes)
             } else {
                 ticket::onnx::OnnxModel::from_bytes(&p, &bytes)
             };

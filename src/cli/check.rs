@@ -31,7 +31,7 @@ struct CheckReport {
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
-    let model = crate::export::compact::load_any(&args.model)?;
+    let model = crate::onnx::compact::load_onnx_or_compact(&args.model)?;
     let inputs = ort_check::default_inputs(&model, args.dynamic_dim)?;
     let out = ort_check::run(&model.encode_inline(&Default::default())?, &inputs, &args.model.display().to_string())?;
     let diffs = match &args.reference {

@@ -228,7 +228,7 @@ fn run_channel(args: Args, json: bool) -> Result<()> {
 /// Runs the written ticket and the zeroed dense model in ONNX Runtime on the same input and compares.
 pub fn verify_channels(zeroed: &ModelState, output: &Path) -> Result<Vec<OutputDiff>> {
     use crate::runtime::ort_check::{compare, default_inputs, run};
-    let exported = crate::export::compact::load_any(output)?;
+    let exported = crate::onnx::compact::load_onnx_or_compact(output)?;
     let inputs = default_inputs(&exported, 128)?;
     let a = run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
     let b = run(&zeroed.source.encode_inline(&Default::default())?, &inputs, &zeroed.path().display().to_string())?;

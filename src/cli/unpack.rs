@@ -19,10 +19,10 @@ struct Unpacked {
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     let bytes = crate::fsio::read_limited(&args.compact, 16 << 30)?;
-    if !crate::export::compact::looks_compact(&bytes) {
+    if !crate::onnx::compact::looks_compact(&bytes) {
         return Err(Error::input(&args.compact, "not a compact ticket file"));
     }
-    let model = crate::export::compact::unpack(&args.compact, &bytes)?;
+    let model = crate::onnx::compact::unpack(&args.compact, &bytes)?;
     let saved = model.save_with(&args.output, &Default::default())?;
     emit(json, &Unpacked { output: args.output, bytes: saved.total() }, |r| format!("{}: {} bytes\n", r.output.display(), r.bytes));
     Ok(())

@@ -1,5 +1,5 @@
 //! Export: the user's graph with pruned (or trained) initializers replaced and nothing else changed, plus a
-//! compact form for edge storage.
+//! compact form for edge storage (written here; read by `onnx::compact`).
 pub mod compact;
 
 use crate::error::{Error, Result};

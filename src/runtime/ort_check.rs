@@ -168,7 +168,7 @@ pub fn compare(a: &[(String, Output)], b: &[(String, Output)]) -> Vec<OutputDiff
 
 /// Runs `output` and the source model with the state's masks applied in memory, in ONNX Runtime.
 pub fn verify_export(state: &ModelState, output: &Path) -> Result<Vec<OutputDiff>> {
-    let exported = crate::export::compact::load_any(output)?;
+    let exported = crate::onnx::compact::load_onnx_or_compact(output)?;
     let inputs = default_inputs(&exported, 128)?;
     let a = run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
     let reference = state.source.encode_inline(&state.changed_initializers()?)?;
