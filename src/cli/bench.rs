@@ -49,7 +49,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         head_rois: usize,
         /// Threads for both engines (tract matmuls, ORT intra-op); default one per core.
-        #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
+        #[arg(long, default_value_t = 0, value_parser = crate::runtime::threads::parse_threads)]
         threads: usize,
     },
     /// One ONNX Runtime training step (forward, backward, SGD) on the emitted training core vs one PyTorch
@@ -125,14 +125,26 @@ struct PruneBench {
     mask_over_copy: f64,
 }
 
+impl BenchCommand {
+    /// tract's threads for the benchmarks that run tract (0: one per core), set process-wide by
+    /// `cli::dispatch`; None for those that do not.
+    pub fn tract_threads(&self) -> Option<usize> {
+        match self {
+            BenchCommand::Stages { threads, .. } => Some(*threads),
+            BenchCommand::Detect(a) => Some(a.threads),
+            BenchCommand::Sparse(a) => Some(a.threads),
+            BenchCommand::Prune { .. } | BenchCommand::Train(_) => None,
+        }
+    }
+}
+
 pub fn run(cmd: BenchCommand, json: bool) -> Result<()> {
     match cmd {
         BenchCommand::Prune { model, sparsity, repeat, torch_python, tools } => {
             bench_prune(model, sparsity, repeat, torch_python, tools, json)
         }
         BenchCommand::Stages { model, sparsity, repeat, size, rois, head_rois, threads } => {
-            crate::runtime::tract_stage::set_threads(threads);
-            bench_stages(model, sparsity, repeat, size, rois, head_rois, crate::runtime::tract_stage::resolve_threads(threads), json)
+            bench_stages(model, sparsity, repeat, size, rois, head_rois, crate::runtime::threads::resolve(threads), json)
         }
         BenchCommand::Train(args) => super::bench_train::run(args, json),
         BenchCommand::Detect(args) => super::bench_detect::run(args, json),
@@ -182,7 +194,7 @@ fn bench_prune(
         model,
         weights: n,
         tensors: weights.len(),
-        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads: crate::runtime::threads::cores(),
         ticket_global_mask_ms: mask_ms,
         ticket_copy_ms: copy_ms,
         speedup_vs_torch: torch_ms.map(|t| t / mask_ms),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::ModelState;
 use crate::prune::channel::{costs, flops::nonzero_flops, prune_channels, ChannelParams, FlopsAt};
 use crate::prune::{PruneParams, Scope};
-use crate::runtime::{ort_check, tract_stage};
+use crate::runtime::ort_check;
 use crate::sparse::Kernels;
 use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     pub size: usize,
     /// Threads for both engines (tract matmuls, ORT intra-op); default one per core.
-    #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
+    #[arg(long, default_value_t = 0, value_parser = crate::runtime::threads::parse_threads)]
     pub threads: usize,
     /// Timed runs per variant (after one warm-up), the variants taking turns.
     #[arg(long, default_value_t = 5)]
@@ -110,12 +110,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     }
     let kernels =
         Kernels::parse(&args.kernels).ok_or_else(|| Error::Input(format!("--kernels {}: give auto, dense or sparse", args.kernels)))?;
-    let threads = tract_stage::resolve_threads(args.threads);
+    let threads = crate::runtime::threads::resolve(args.threads);
     let dense = ModelState::import(&args.model)?;
     let mut params = DetectParams::from_model(&dense);
     params.min_size = args.size;
     params.max_size = args.size;
-    params.threads = threads;
     let at = FlopsAt { height: args.size, width: args.size, ..Default::default() };
     let flops = |s: &ModelState| costs(s, &at).values().map(|c| c.flops).sum::<u64>() as f64 / 1e9;
     let nz_flops = |s: &ModelState| nonzero_flops(s, &at) as f64 / 1e9;

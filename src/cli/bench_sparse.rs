@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::graph::builder::{Attr, GraphBuilder};
 use crate::prune::select::{keep_top_k, Input};
 use crate::report::plot::{Band, LinePlot, Plot, Series};
-use crate::runtime::tract_stage::{self, TractStage};
+use crate::runtime::tract_stage::TractStage;
 use crate::sparse::tract_op::DOMAIN;
 use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
@@ -186,8 +186,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if args.repeat == 0 || args.densities.is_empty() || args.densities.iter().any(|d| !(0.0..=1.0).contains(d)) {
         return Err(Error::Input("--repeat must be at least 1 and --densities within [0, 1]".into()));
     }
-    tract_stage::set_threads(args.threads);
-    let threads = tract_stage::resolve_threads(args.threads);
+    let threads = crate::runtime::threads::resolve(args.threads);
     let shapes: Vec<_> = shapes(args.size).into_iter().filter(|(n, _)| args.only.as_ref().is_none_or(|o| n.contains(o.as_str()))).collect();
     let bar = super::progress((shapes.len() * (1 + args.densities.len())) as u64, "bench", json);
     let mut rng = crate::data::rng::SeededRng::new(0x5eed_1234_abcd_9876);

@@ -32,7 +32,7 @@ pub struct DetectOpts {
     pub rpn_post_nms_top_n: Option<usize>,
     /// Threads for tract's matrix products (default: one per core; at most 4 × cores unless
     /// TICKET_MAX_THREADS says more).
-    #[arg(long, value_parser = crate::runtime::tract_stage::parse_threads)]
+    #[arg(long, value_parser = crate::runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Kernels per layer: auto (sparse where a layer is sparse enough to gain, docs/sparse.md), dense, sparse.
     #[arg(long, value_parser = ["auto", "dense", "sparse"])]
@@ -40,6 +40,11 @@ pub struct DetectOpts {
 }
 
 impl DetectOpts {
+    /// tract's threads for the command (0: one per core), set process-wide by `cli::dispatch`.
+    pub fn tract_threads(&self) -> usize {
+        self.threads.unwrap_or(0)
+    }
+
     pub fn params(&self, state: &ModelState) -> Result<DetectParams> {
         let mut p = DetectParams::from_model(state);
         if let Some(v) = self.min_size {
@@ -60,11 +65,8 @@ impl DetectOpts {
         if let Some(v) = self.rpn_post_nms_top_n {
             p.rpn.post_nms_top_n = v;
         }
-        if let Some(n) = self.threads {
-            if n == 0 {
-                return Err(Error::Input("--threads 0: give at least 1 (leave it out for one per core)".into()));
-            }
-            p.threads = n;
+        if self.threads == Some(0) {
+            return Err(Error::Input("--threads 0: give at least 1 (leave it out for one per core)".into()));
         }
         let (score, nms) = (p.box_head.score_thresh, p.box_head.nms_thresh);
         // NaN compares false both ways: it would keep every candidate or none without a word.

@@ -101,8 +101,26 @@ pub enum Command {
     Doctor(setup::DoctorArgs),
 }
 
+impl Command {
+    /// tract's threads for the commands that run tract stages (0: one per core); None for the others.
+    fn tract_threads(&self) -> Option<usize> {
+        match self {
+            Command::Detect(a) => Some(a.opts.tract_threads()),
+            Command::Eval(a) => Some(a.opts.tract_threads()),
+            Command::Bench(c) => c.tract_threads(),
+            // Validation, the demo and IMP's level scoring detect with one thread per core.
+            Command::Validate(_) | Command::Demo(_) | Command::Imp(_) => Some(0),
+            _ => None,
+        }
+    }
+}
+
 pub fn dispatch(cli: Cli) -> Result<()> {
     let json = cli.json;
+    // tract's executor is process-wide: the command sets it once, before any stage runs.
+    if let Some(n) = cli.command.tract_threads() {
+        crate::runtime::tract_stage::set_threads(n);
+    }
     match cli.command {
         Command::Inspect(a) => inspect::run(a, json),
         Command::Prune(a) => prune::run(a, json),

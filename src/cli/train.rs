@@ -79,7 +79,7 @@ pub struct TrainArgs {
     pub save_every: u64,
     /// ONNX Runtime intra-op threads (0: one per core). 1 makes a run bit-for-bit repeatable: ORT's
     /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
-    #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
+    #[arg(long, default_value_t = 0, value_parser = crate::runtime::threads::parse_threads)]
     pub threads: usize,
     /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else the one `ticket setup` made, else
     /// .venv-train/bin/python).

@@ -23,8 +23,6 @@ pub struct DetectParams {
     pub max_size: usize,
     pub rpn: RpnParams,
     pub box_head: BoxHeadParams,
-    /// tract's matmul threads (and the sparse kernels'); 0: one per core.
-    pub threads: usize,
     /// Dense or sparse kernels per layer (sparse ones skip the zero weights of unstructured tickets).
     pub kernels: Kernels,
 }
@@ -36,7 +34,6 @@ impl Default for DetectParams {
             max_size: 1333,
             rpn: RpnParams::default(),
             box_head: BoxHeadParams::default(),
-            threads: 0,
             kernels: Kernels::Auto,
         }
     }
@@ -67,6 +64,8 @@ impl ImageDetections {
     }
 }
 
+/// The detector's stages and settings. Its matrix products run on tract's process-wide executor, which the
+/// command sets once (`runtime::tract_stage::set_threads`); without that, tract runs them on one thread.
 pub struct Detector {
     state: ModelState,
     pub params: DetectParams,
@@ -113,7 +112,6 @@ impl Detector {
         if !state.arch.kind.is_detector() {
             return Err(Error::input(state.path(), format!("is a {}, not a two-stage detector", state.arch.kind.label())));
         }
-        crate::runtime::tract_stage::set_threads(params.threads);
         let mut p = Inference::new(&state, params.kernels);
         let box_stage = TractStage::new("box head", &stages::box_stage_with(&mut p, params.rpn.post_nms_top_n)?)?;
         let rois = params.box_head.detections_per_img;

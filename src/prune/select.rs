@@ -46,8 +46,9 @@ fn items<'a>(inputs: &'a [Input<'a>]) -> Vec<Item<'a>> {
     out
 }
 
+/// One per core (the rule of `runtime::threads`), at most 16.
 fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(16)
+    crate::runtime::threads::resolve(0).min(16)
 }
 
 /// Splits `items` into contiguous runs of roughly equal size, one per thread, and maps them in parallel.

@@ -75,7 +75,7 @@ pub fn examine() -> Doctor {
         train,
         torch,
         tools_dir: env::tools_dir(),
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: crate::runtime::threads::cores(),
         simd: env::simd_level(),
     }
 }
