@@ -4,6 +4,7 @@
 //! - [`cli`]: one file per command — parses, calls the library, renders.
 //! - [`lottery`]: experiments over the stages — IMP levels, rewinds, early-bird masks, transfers, sweeps, studies,
 //!   the experiment report.
+//! - [`bench`]: the benchmarks behind `ticket bench` (beside lottery; it does not import it).
 //! - [`train`] (the ONNX Runtime training worker, targets, the loop), [`eval`] (hotcoco, VOC, the validate gate),
 //!   [`prune`] (magnitude and channel masks), [`export`] (pruned ONNX, compact files), [`report`] (plots, drawings).
 //! - [`detect`] (anchors, NMS, RoIAlign, post-processing: detection on CPU) and [`data`] (COCO, VOC, synthetic
@@ -15,6 +16,7 @@
 //!   bounded image reader, RoIAlign sizes: the geometry detection, data and the training graph share).
 //! - [`model`] (ArchSpec, Weights, Masks) over [`onnx`] (the protobuf types, external data, tensors).
 //! - [`error`] and [`fsio`] (bounded reads, atomic writes, confined paths) at the base.
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod detect;

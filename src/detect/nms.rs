@@ -150,7 +150,8 @@ fn nms_compact(boxes: &[BoxXyxy], order: &[usize], iou_threshold: f64) -> Vec<us
             y2[w] = y2[r];
             ar[w] = ar[r];
             id[w] = id[r];
-            w += usize::from(!(ovr > thr));
+            // Kept unless the overlap is above the threshold: a NaN overlap keeps the box, as in torch.
+            w += usize::from(ovr.partial_cmp(&thr) != Some(std::cmp::Ordering::Greater));
         }
         len = w;
         start += 1;

@@ -284,7 +284,7 @@ impl DetectParams {
                 producer.insert(o, n.op_type());
             }
             if n.op_type() == "Constant" {
-                if let (Some(o), Some(v)) = (n.output.first(), n.attribute.iter().find_map(|a| scalar(a))) {
+                if let (Some(o), Some(v)) = (n.output.first(), n.attribute.iter().find_map(scalar)) {
                     consts.insert(o, v);
                 }
             }

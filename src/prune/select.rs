@@ -52,7 +52,7 @@ fn threads() -> usize {
 }
 
 /// Splits `items` into contiguous runs of roughly equal size, one per thread, and maps them in parallel.
-fn par_map<'a, T: Send, R: Send>(work: Vec<T>, size: impl Fn(&T) -> usize, f: impl Fn(Vec<T>) -> R + Sync) -> Vec<R> {
+fn par_map<T: Send, R: Send>(work: Vec<T>, size: impl Fn(&T) -> usize, f: impl Fn(Vec<T>) -> R + Sync) -> Vec<R> {
     let n = threads();
     let total: usize = work.iter().map(&size).sum();
     let per = total.div_ceil(n).max(1);
