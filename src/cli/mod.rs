@@ -168,8 +168,6 @@ pub(crate) fn progress(len: u64, msg: &str, json: bool) -> indicatif::ProgressBa
     bar
 }
 
-pub(crate) use crate::eval::model::median;
-
 pub(crate) fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }

@@ -6,7 +6,7 @@
 //! reads them from a results file (`ticket detect DENSE … -o FILE`), and `--dense-cache FILE` keeps them with
 //! their latencies, keyed by what determines them — the dense model's and every image's fingerprint and the
 //! detection settings. A stale cache (any of those changed) is recomputed and rewritten, never trusted.
-use super::detect::{detect_images, DetectOpts};
+use super::detect::{run_detector as detect_images, DetectOpts};
 use super::{emit, table};
 use crate::detect::images::folder_images;
 use crate::detect::pipeline::Detector;
@@ -373,7 +373,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         ));
     }
     let types = match &args.iou_type {
-        Some(t) => super::eval::check_types(&dense, t)?,
+        Some(t) => crate::eval::model::check_iou_types(&dense, t)?,
         None => iou_types_of(&dense),
     };
     let (dense_sparsity, cand_sparsity) = (sparsity(&dense), sparsity(&candidate));

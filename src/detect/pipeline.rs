@@ -39,6 +39,26 @@ impl Default for DetectParams {
     }
 }
 
+impl DetectParams {
+    /// Refuses thresholds outside [0, 1] (NaN included) and sizes or counts that leave nothing to detect.
+    pub fn check(&self) -> Result<()> {
+        let (score, nms) = (self.box_head.score_thresh, self.box_head.nms_thresh);
+        // NaN compares false both ways: it would keep every candidate or none without a word.
+        if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
+            return Err(Error::Input(format!(
+                "--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]"
+            )));
+        }
+        if self.min_size == 0 || self.max_size < self.min_size || self.box_head.detections_per_img == 0 || self.rpn.post_nms_top_n == 0 {
+            return Err(Error::Input(format!(
+                "detection settings out of range: min_size {}, max_size {}, detections_per_img {}, rpn_post_nms_top_n {}",
+                self.min_size, self.max_size, self.box_head.detections_per_img, self.rpn.post_nms_top_n
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One image's detections in original-image pixels, best first.
 #[derive(Clone, Debug, Default)]
 pub struct ImageDetections {
@@ -311,5 +331,20 @@ impl DetectParams {
             p.box_head.score_thresh = t;
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_leave_nothing_to_detect_are_refused() {
+        assert!(DetectParams::default().check().is_ok());
+        let mut p = DetectParams::default();
+        p.box_head.score_thresh = f32::NAN;
+        assert!(p.check().unwrap_err().to_string().contains("must be numbers in [0, 1]"));
+        let p = DetectParams { min_size: 900, max_size: 800, ..Default::default() };
+        assert!(p.check().unwrap_err().to_string().contains("min_size 900, max_size 800"));
     }
 }
