@@ -6,7 +6,7 @@ use super::{median, Progress};
 use crate::error::{Error, Result};
 use crate::graph::builder::{Attr, GraphBuilder};
 use crate::prune::select::{keep_top_k, Input};
-use crate::report::plot::{Band, LinePlot, Plot, Series};
+use crate::report::chart::{Band, LinePlot, Plot, Series};
 use crate::runtime::tract_stage::TractStage;
 use crate::sparse::tract_op::DOMAIN;
 use ndarray::{ArrayD, IxDyn};
