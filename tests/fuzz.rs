@@ -739,7 +739,7 @@ mod runs {
             warmup_factor: 1e-3,
             decay_at: vec![],
             gamma: 0.1,
-            shape: ticket::graph::train::TrainShape {
+            shape: ticket::graph::train_core::TrainShape {
                 batch: 2,
                 height: 64,
                 width: 64,

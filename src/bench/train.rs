@@ -4,7 +4,7 @@ use super::{median, torch_baseline, Progress};
 use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
 use crate::error::{Error, Result};
-use crate::graph::train::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
+use crate::graph::train_core::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
 use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
 use crate::train::protocol::Tensor;

@@ -4,7 +4,7 @@ use super::emit;
 use crate::detect::pipeline::DetectParams;
 use crate::error::{Error, Result};
 use crate::eval::model::default_images;
-use crate::graph::train::TrainShape;
+use crate::graph::train_core::TrainShape;
 use crate::model::ModelState;
 use crate::train::run::{fingerprint, DataSpec, Run, RunConfig, Start, StepRecord};
 use serde::Serialize;

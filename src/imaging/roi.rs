@@ -1,5 +1,5 @@
 //! The RoIAlign sizes of torchvision's detectors: what detection pools with (`detect::roi_align`) and what the
-//! training graph's heads are shaped for (`graph::train`), so both read them from here.
+//! training graph's heads are shaped for (`graph::train_core`), so both read them from here.
 
 /// Samples per bin side in torchvision's detectors (`sampling_ratio=2`).
 pub const SAMPLING_RATIO: usize = 2;

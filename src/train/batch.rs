@@ -12,7 +12,7 @@ use crate::detect::anchors::AnchorGenerator;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
 use crate::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
 use crate::error::{Error, Result};
-use crate::graph::train::TrainShape;
+use crate::graph::train_core::TrainShape;
 use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
 use crate::imaging::{BoxXyxy, Hw};
 use crate::model::{ArchSpec, ModelKind};

@@ -22,7 +22,7 @@ use super::Tensor;
 use crate::data::{Canvas, CanvasSample, ClassifyDataset, Dataset};
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, DirLock};
-use crate::graph::train::{TrainOptions, TrainShape};
+use crate::graph::train_core::{TrainOptions, TrainShape};
 use crate::model::{Masks, ModelKind, ModelState};
 use serde::{Deserialize, Serialize};
 use std::io::Write;

@@ -16,7 +16,7 @@
 use super::protocol::Tensor;
 use super::worker::{Artifacts, Device, Optimizer, Params, SessionInfo, Worker, WorkerOptions};
 use crate::error::{Error, Result};
-use crate::graph::train::{training_graph, TensorSpec, TrainGraph, TrainOptions, TrainShape};
+use crate::graph::train_core::{training_graph, TensorSpec, TrainGraph, TrainOptions, TrainShape};
 use crate::model::{Mask, Masks, ModelState, Role};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
