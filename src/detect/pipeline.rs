@@ -233,22 +233,41 @@ impl Detector {
             image_hw: t.original_hw,
             ..Default::default()
         };
-        let m = dets.boxes.len();
+        self.run_heads(&mut out, &dets.boxes, &dets.labels, &feats[..4], &t, &mut times)?;
+        times.total_ms = ms(start);
+        self.last_times = times;
+        Ok(out)
+    }
+
+    /// The mask or keypoint head on the detections `boxes` (resized-image pixels) with their `labels`, pooled
+    /// from P2..P5, into `out` (keypoints in original-image pixels); its time into `times.head_ms`.
+    fn run_heads(
+        &self,
+        out: &mut ImageDetections,
+        boxes: &[BoxXyxy],
+        labels: &[i64],
+        pooled_levels: &[ArrayView3<f32>],
+        t: &transform::Transformed,
+        times: &mut StageTimes,
+    ) -> Result<()> {
+        let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
+        let m = boxes.len();
         let rois = self.params.box_head.detections_per_img;
-        let head_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
+        let feature_hw: Vec<Hw> = pooled_levels.iter().map(|f| (f.dim().1, f.dim().2)).collect();
+        let head_pool = MultiScaleRoIAlign::new(&feature_hw, t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
 
         if let Some(stage) = &self.mask_stage {
             let probs = if m == 0 {
                 Array3::<f32>::zeros((0, 28, 28))
             } else {
-                let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let pooled = head_pool.pool(pooled_levels, boxes)?;
                 let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
                 times.head_ms = ms(s3);
                 let logits = dims::<Ix4>(take(&outs, "mask_logits")?, "mask logits")?;
                 let (_, _, mh, mw) = logits.dim();
                 let mut probs = Array3::<f32>::zeros((m, mh, mw));
-                for (i, &label) in dets.labels.iter().enumerate() {
+                for (i, &label) in labels.iter().enumerate() {
                     probs.index_axis_mut(Axis(0), i).assign(&logits.slice(s![i, label as usize, .., ..]).mapv(super::rpn::sigmoid));
                 }
                 probs
@@ -262,12 +281,12 @@ impl Detector {
             let (points, scores) = if m == 0 {
                 (Array3::<f32>::zeros((0, k, 3)), Array2::<f32>::zeros((0, k)))
             } else {
-                let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let pooled = head_pool.pool(pooled_levels, boxes)?;
                 let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
                 times.head_ms = ms(s3);
                 let maps = dims::<Ix4>(take(&outs, "heatmaps")?, "heatmaps")?;
-                let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), &dets.boxes)?;
+                let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), boxes)?;
                 let mut points = kp.points;
                 for mut row in points.outer_iter_mut() {
                     let flat: Vec<[f32; 3]> = row.outer_iter().map(|p| [p[0], p[1], p[2]]).collect();
@@ -280,9 +299,7 @@ impl Detector {
             out.keypoints = Some(points);
             out.keypoint_scores = Some(scores);
         }
-        times.total_ms = ms(start);
-        self.last_times = times;
-        Ok(out)
+        Ok(())
     }
 }
 
