@@ -198,3 +198,43 @@ pub fn write_dir_atomic<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>) ->
     let _ = tmp.keep();
     Ok(value)
 }
+
+/// FNV-1a 64 of a file, as 16 hex digits: cheap, stable across platforms and Rust versions.
+pub fn fingerprint(path: &Path) -> Result<String> {
+    Ok(format!("{:016x}", fnv_file(path)?.0))
+}
+
+/// FNV-1a 64 and length of a regular file, streamed (checkpoints are hundreds of MB).
+pub fn fnv_file(path: &Path) -> Result<(u64, u64)> {
+    let (mut r, _) = open_regular(path)?;
+    let mut h = FNV_OFFSET;
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h = fnv1a(h, &buf[..n]);
+        len += n as u64;
+    }
+    Ok((h, len))
+}
+
+/// FNV-1a 64's starting value; [`fnv1a`] continues a hash over more bytes. Stable across Rust versions and
+/// machines (std's hashers are not), so names derived from it (fingerprints, sweep task folders) stay valid.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A path made absolute (a run.json holds absolute paths, so a resume works from any folder); as given when the
+/// working folder cannot be read.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ticket::data::keypoints::{COCO_FLIP_MAP, COCO_KEYPOINTS};
 use ticket::data::{Canvas, Dataset};
 use ticket::imaging::transform::resized_size;
-use ticket::train::batches::Batches;
+use ticket::train::order::Batches;
 
 fn synth(dir: &Path, images: usize, seed: u64) -> PathBuf {
     let out = ticket(&[&"data", &"synth", &"--out", &dir, &"--images", &images.to_string(), &"--seed", &seed.to_string(), &"--json"]);

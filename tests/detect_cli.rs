@@ -99,15 +99,54 @@ fn detect_writes_coco_results_that_eval_scores() {
     assert_eq!(segm["summary"], from_model["segm"]["summary"]);
 }
 
-#[test]
-fn validate_gates_sparsity_and_map_drop() {
-    let dir = tempdir();
-    let imgs = dir.path().join("images");
+/// Images in DIR/images, the dense Mask R-CNN fixture, and its 50% magnitude ticket in DIR/ticket.onnx.
+fn half_pruned(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let imgs = dir.join("images");
     std::fs::create_dir(&imgs).unwrap();
     write_images(&imgs);
     let dense = fixture("maskrcnn_r18_fpn.onnx");
-    let cand = dir.path().join("ticket.onnx");
+    let cand = dir.join("ticket.onnx");
     ticket_json(&[&"prune", &dense, &"--sparsity", &"0.5", &"-o", &cand]);
+    (imgs, dense, cand)
+}
+
+/// The gate as a library call, as `ticket demo` makes it (the model's own detection settings, nothing shown),
+/// gives the command's report: the same reference, scores, drops and gates.
+#[test]
+fn the_gate_as_a_library_call_gives_the_commands_report() {
+    use ticket::eval::gate::{validate, DetectRun, GateSettings};
+    let dir = tempdir();
+    let (imgs, dense, cand) = half_pruned(dir.path());
+    let gates: [&dyn AsRef<std::ffi::OsStr>; 6] = [&"--min-sparsity", &"0.45", &"--max-map-drop", &"1.0", &"--agreement-score", &"0.28"];
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"validate", &cand, &"--dense", &dense, &"--images", &imgs];
+    args.extend(gates);
+    let cli = ticket_json(&args);
+    let settings = GateSettings {
+        images: Some(imgs.clone()),
+        min_sparsity: Some(0.45),
+        max_map_drop: Some(1.0),
+        agreement_score: 0.28,
+        ..GateSettings::new(cand.clone(), dense.clone())
+    };
+    let lib = serde_json::to_value(validate(&settings, &mut DetectRun::default()).unwrap()).unwrap();
+    for key in ["reference", "images", "dense_detections", "map_drop", "gates", "passed"] {
+        assert_eq!(lib[key], cli[key], "{key}");
+    }
+    for model in ["dense", "candidate"] {
+        for key in ["model", "sparsity", "scores"] {
+            assert_eq!(lib[model][key], cli[model][key], "{model} {key}");
+        }
+    }
+    // A failed gate is a report that says so, not an error: the caller decides what it means.
+    let strict = GateSettings { min_sparsity: Some(0.9), ..settings };
+    let r = validate(&strict, &mut DetectRun::default()).unwrap();
+    assert!(!r.passed && r.failed().len() == 1 && r.failed()[0].starts_with("min sparsity"), "{:?}", r.failed());
+}
+
+#[test]
+fn validate_gates_sparsity_and_map_drop() {
+    let dir = tempdir();
+    let (imgs, dense, cand) = half_pruned(dir.path());
 
     let r = ticket_json(&[
         &"validate",

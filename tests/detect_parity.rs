@@ -97,8 +97,8 @@ fn tract_detections_equal_ort_on_the_full_export() {
             }
             if ours.mask_probs.is_some() {
                 let theirs_m = f32s(&theirs, "masks");
-                for i in 0..n {
-                    let pasted = ours.pasted_mask(pair[i]).unwrap().to_canvas();
+                for (i, &mine) in pair.iter().enumerate().take(n) {
+                    let pasted = ours.pasted_mask(mine).unwrap().to_canvas();
                     let iou = mask_iou(pasted.view(), theirs_m.slice(ndarray::s![i, 0, .., ..]).into_dimensionality().unwrap());
                     assert!(iou >= 0.99, "{name} {seed}: mask {i} IoU {iou}");
                     let a = pasted.view();
@@ -109,8 +109,8 @@ fn tract_detections_equal_ort_on_the_full_export() {
             if let Some(kps) = &ours.keypoints {
                 let theirs_k = f32s(&theirs, "keypoints");
                 let mut worst = 0f32;
-                for i in 0..n {
-                    for (a, b) in kps.index_axis(ndarray::Axis(0), pair[i]).iter().zip(theirs_k.index_axis(ndarray::Axis(0), i).iter()) {
+                for (i, &mine) in pair.iter().enumerate().take(n) {
+                    for (a, b) in kps.index_axis(ndarray::Axis(0), mine).iter().zip(theirs_k.index_axis(ndarray::Axis(0), i).iter()) {
                         worst = worst.max((a - b).abs());
                     }
                 }

@@ -260,7 +260,7 @@ fn seeds() -> Seeds {
     for step in [2u64, 4] {
         std::fs::write(ck.join(format!("step-{step:06}.ckpt")), vec![step as u8; 300 + step as usize]).unwrap();
         std::fs::write(ck.join(format!("step-{step:06}.ckpt.momentum.npz")), vec![7u8; 50]).unwrap();
-        ticket::train::run::describe_checkpoint(&ck, step).unwrap();
+        ticket::train::checkpoints::describe_checkpoint(&ck, step).unwrap();
     }
     std::fs::write(run.join("state.json"), br#"{"step":4,"checkpoint":"checkpoints/step-000004.ckpt"}"#).unwrap();
     let rec = |s: u64| {
@@ -532,11 +532,11 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
 
 fn run_folder_case(s: &Seeds, run: &Path, _mutated: &[u8]) -> Outcome {
     let log = std::fs::read(run.join("log.jsonl")).unwrap();
-    let kept = ticket::train::run::kept_log(&log, 4);
-    if kept.lines().any(|l| serde_json::from_str::<ticket::train::run::StepRecord>(l).map_or(true, |r| r.step > 4)) {
+    let kept = ticket::train::log::kept_log(&log, 4);
+    if kept.lines().any(|l| serde_json::from_str::<ticket::train::log::StepRecord>(l).map_or(true, |r| r.step > 4)) {
         return Outcome::Fail(format!("kept a log line that is not a record of steps 1..=4: {kept}"));
     }
-    let r = ticket::train::run::resume_point(run);
+    let r = ticket::train::checkpoints::resume_point(run);
     // A resume must start from a checkpoint exactly as saved: never from one whose bytes changed.
     if let Ok(Some(p)) = &r {
         let rel = p.checkpoint.strip_prefix(run).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
@@ -698,18 +698,19 @@ fn fuzz_long() {
 // Three targets, kept in this block: `imp_run` (an IMP run folder: run.json with its settings record,
 // summary.json, each level's metrics.json and log.jsonl, and the folder's shape — a level gone, a level that is a
 // link), read as a resume reads it and as `ticket report` reads it, sometimes with a report written (and an
-// output inside the run, which must be refused); `sweep_spec` (a spec's TOML, expanded with the real `ticket imp`
-// parser and the task cap); `sweep_dir` (sweep.json and the task state files, read as `--status`, `--task` and
-// `report` read them, with the task run by a binary that does not exist, so nothing but the task's own files is
-// written).
+// output inside the run, which must be refused); `sweep_spec` (a spec's TOML, expanded with `ticket imp`'s option
+// table, the library's check of each task and the task cap); `sweep_dir` (sweep.json and the task state files,
+// read as `--status`, `--task` and `report` read them, with the task run by a binary that does not exist, so
+// nothing but the task's own files is written).
 mod runs {
     use super::*;
     use std::collections::BTreeMap;
+    use ticket::data::DataSpec;
     use ticket::lottery::early_bird::EarlyBirdReport;
     use ticket::lottery::level::Scores;
     use ticket::lottery::sweep::folder;
-    use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
-    use ticket::train::run::{DataSpec, RunConfig};
+    use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind};
+    use ticket::train::RunConfig;
 
     pub const TARGETS: &[&str] = &["imp_run", "sweep_spec", "sweep_dir"];
 
@@ -720,7 +721,7 @@ mod runs {
         run_files: Vec<(String, Vec<u8>)>,
         spec: String,
         sweep_files: Vec<(String, Vec<u8>)>,
-        opts: ticket::cli::ImpOptions,
+        opts: ticket::lottery::sweep::OptionTable,
     }
 
     fn config(root: &Path) -> ImpConfig {
@@ -761,7 +762,7 @@ mod runs {
             trained: None,
             trained_fingerprint: None,
             masks_from: None,
-            val: ValSpec::Classify { dir: data },
+            val: DataSpec::Classify { dir: data },
             sparsity: 0.8,
             rounds: 2,
             scope: ticket::prune::Scope::Global,
@@ -858,7 +859,7 @@ mod runs {
              early-bird = [0.25, 0.5]\nthreads = 1\n[grid]\nsparsity = [0.5, 0.8]\n",
             fixture("resnet18.onnx").to_string_lossy()
         );
-        let opts = ticket::cli::ImpOptions::new();
+        let opts = ticket::cli::ImpArgs::option_table();
         let plan = ticket::lottery::sweep::parse_spec(&spec, "fuzz", &root, &opts, 1000).unwrap();
         let sweep = root.join("sweep");
         folder::open_or_create(&sweep, &plan).unwrap();

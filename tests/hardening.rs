@@ -124,6 +124,26 @@ fn prune_verify_of_a_model_ort_rejects_leaves_no_output() {
     assert!(!o.exists() && !c.exists() && !k.exists(), "outputs left behind");
 }
 
+/// `mask apply` writes through the same export path as prune: when ONNX Runtime rejects the written model, the
+/// model and its compact form are removed, as prune's are.
+#[test]
+fn mask_apply_verify_of_a_model_ort_rejects_leaves_no_output() {
+    let t = tempdir();
+    let mut m = resnet();
+    mixed_types(&mut m);
+    let mixed = save(&m, &t.path().join("mixed.onnx"));
+    let (pruned, masks) = (t.path().join("pruned.onnx"), t.path().join("pruned.masks"));
+    let (code, _, err) = run(&[&"prune", &mixed, &"--sparsity", &"0.5", &"-o", &pruned, &"--masks-out", &masks], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (o, c) = (t.path().join("o.onnx"), t.path().join("o.tkt"));
+    refused(&[&"mask", &"apply", &mixed, &masks, &"-o", &o, &"--compact", &c, &"--verify"], &["ONNX Runtime rejects the model"]);
+    assert!(!o.exists() && !c.exists(), "outputs left behind");
+    // Without --verify the same apply writes both: the check, not the writing, refused the model above.
+    let (code, _, err) = run(&[&"mask", &"apply", &mixed, &masks, &"-o", &o, &"--compact", &c], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(o.is_file() && c.is_file());
+}
+
 /// Moves the first initializer's bytes out to external data with these entries (and its length).
 fn external_first(m: &mut ModelProto, entries: &[(&str, &str)]) {
     let t0 = &mut m.graph.as_mut().unwrap().initializer[0];
@@ -416,14 +436,14 @@ fn fake_run(dir: &Path) {
     std::fs::create_dir_all(&ck).unwrap();
     for step in [2u64, 4] {
         std::fs::write(ck.join(format!("step-{step:06}.ckpt")), vec![step as u8; 1000]).unwrap();
-        ticket::train::run::describe_checkpoint(&ck, step).unwrap();
+        ticket::train::checkpoints::describe_checkpoint(&ck, step).unwrap();
     }
     std::fs::write(dir.join("state.json"), r#"{"step":4,"checkpoint":"checkpoints/step-000004.ckpt"}"#).unwrap();
 }
 
 #[test]
 fn state_json_is_checked_not_trusted() {
-    use ticket::train::run::resume_point;
+    use ticket::train::checkpoints::resume_point;
     let t = tempdir();
     let run = t.path().join("run");
     fake_run(&run);
@@ -461,16 +481,16 @@ fn log_truncated_mid_line_is_dropped() {
         |s: u64| format!(r#"{{"step":{s},"loss":1.5,"lr":0.01,"proposals":10,"positive_rois":2,"data_s":0.1,"rpn_s":0.1,"step_s":0.2}}"#);
     let mut log = (1..=3).map(|s| rec(s) + "\n").collect::<String>();
     log += &rec(4)[..40];
-    let kept = ticket::train::run::kept_log(log.as_bytes(), 4);
+    let kept = ticket::train::log::kept_log(log.as_bytes(), 4);
     assert_eq!(kept, (1..=3).map(|s| rec(s) + "\n").collect::<String>());
     // A whole line 4 without its newline is a write cut short too: dropped, and step 4 is redone.
-    let kept = ticket::train::run::kept_log(format!("{}{}", rec(1) + "\n", rec(2)).as_bytes(), 4);
+    let kept = ticket::train::log::kept_log(format!("{}{}", rec(1) + "\n", rec(2)).as_bytes(), 4);
     assert_eq!(kept, rec(1) + "\n");
     // Invalid UTF-8 in the middle loses that line, not the log.
     let mut bytes = (rec(1) + "\n").into_bytes();
     bytes.extend_from_slice(b"\xff\xfe\n");
     bytes.extend_from_slice((rec(2) + "\n").as_bytes());
-    assert_eq!(ticket::train::run::kept_log(&bytes, 4), rec(1) + "\n" + &rec(2) + "\n");
+    assert_eq!(ticket::train::log::kept_log(&bytes, 4), rec(1) + "\n" + &rec(2) + "\n");
 }
 
 #[test]

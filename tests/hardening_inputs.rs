@@ -312,6 +312,7 @@ fn validate_settings_and_the_dense_cache_are_checked() {
     let imgs = image_folder(t.path(), 2);
     let cache = t.path().join("cache.json");
     let m = mask_rcnn();
+    #[allow(clippy::ptr_arg)] // a &PathBuf coerces to &dyn AsRef<OsStr>; a &Path (unsized) does not
     fn with<'a>(m: &'a PathBuf, imgs: &'a PathBuf, cache: &'a PathBuf, extra: &[&'a dyn AsRef<OsStr>]) -> Vec<&'a dyn AsRef<OsStr>> {
         let mut a: Vec<&dyn AsRef<OsStr>> = vec![&"validate", m, &"--dense", m, &"--images", imgs, &"--dense-cache", cache];
         a.extend_from_slice(extra);

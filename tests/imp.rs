@@ -285,7 +285,7 @@ fn early_bird_stop_rule_ends_dense_training() {
         &run,
     ]));
     let stopped = s["early_bird"]["stopped_at"].as_u64().expect("the rule fires at this learning rate");
-    assert!(stopped >= 10 && stopped < 40 && stopped % 2 == 0, "stopped at {stopped}");
+    assert!((10..40).contains(&stopped) && stopped.is_multiple_of(2), "stopped at {stopped}");
     let checks = s["early_bird"]["checks"].as_array().unwrap();
     let last = checks.last().unwrap();
     assert_eq!(last[0].as_u64(), Some(stopped));
@@ -394,4 +394,39 @@ fn channel_imp_cuts_the_trained_model_and_the_initial_weights_alike() {
     }
     assert!(levels[2]["network_sparsity"].as_f64().unwrap() > 0.3, "{}", levels[2]);
     ticket_json(&[&"check", &run.join("ticket.onnx")]);
+}
+
+/// The library's defaults are the command line's: `ticket imp` (and the `ticket train` options it carries) with no
+/// option given maps onto exactly `ImpSettings::default()`, which the demo builds its run from.
+#[test]
+fn command_line_defaults_are_the_library_defaults() {
+    use clap::{Args as _, FromArgMatches};
+    use ticket::lottery::ImpSettings;
+    let m = ticket::cli::ImpArgs::augment_args(clap::Command::new("imp")).try_get_matches_from(["imp"]).unwrap();
+    let args = ticket::cli::ImpArgs::from_arg_matches(&m).unwrap();
+    assert_eq!(args.settings(), ImpSettings::default());
+    assert_eq!(args.train.settings(), ticket::train::TrainSettings::default());
+}
+
+/// A run built from settings resolves what they leave open from the model: a detector's canvas is its max_size
+/// rounded up to a multiple of 32, the resize range its own, the mask and keypoint heads a quarter of the RoIs.
+#[test]
+fn run_config_resolves_canvas_and_heads_from_the_model() {
+    use ticket::data::DataSpec;
+    use ticket::train::{RunConfig, TrainSettings};
+    let model = fixture(MODEL);
+    let state = ModelState::import(&model).unwrap();
+    let data = DataSpec::coco(Path::new("train/annotations.json"), None);
+    assert_eq!(data, DataSpec::Coco { annotations: "train/annotations.json".into(), images: "train/images".into() });
+    let settings = TrainSettings { rois: 50, ..TrainSettings::default() };
+    let c = RunConfig::new(&model, &state, data, None, &settings).unwrap();
+    let detect = ticket::detect::pipeline::DetectParams::from_model(&state);
+    assert_eq!(c.shape.height, detect.max_size.div_ceil(32) * 32);
+    assert_eq!((c.min_size, c.max_size), (detect.min_size.min(c.shape.height), detect.max_size.min(c.shape.height)));
+    assert_eq!((c.shape.mask_rois_per_image, c.shape.keypoint_rois_per_image), (13, 13));
+    assert!(c.model.is_absolute() && c.model_fingerprint == ticket::fsio::fingerprint(&model).unwrap());
+    c.validate().unwrap();
+    let c = RunConfig::new(&model, &state, c.data.clone(), None, &TrainSettings { canvas: Some(96), ..settings }).unwrap();
+    assert_eq!((c.shape.height, c.shape.width), (96, 96));
+    assert!(c.max_size <= 96 && c.min_size <= 96);
 }

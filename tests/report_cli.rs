@@ -9,14 +9,16 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use ticket::data::DataSpec;
 use ticket::eval::{evaluate_coco, DetSource, Detection, IouType};
 use ticket::lottery::early_bird::{EarlyBirdMask, EarlyBirdReport};
 use ticket::lottery::imp::Structure;
 use ticket::lottery::level::Scores;
-use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind, ValSpec};
+use ticket::lottery::{ImpConfig, ImpSummary, LevelRow, Rewind};
 use ticket::model::ModelState;
 use ticket::prune::Scope;
-use ticket::train::run::{DataSpec, RunConfig, StepRecord};
+use ticket::train::log::StepRecord;
+use ticket::train::RunConfig;
 
 const ROUNDS: usize = 2;
 
@@ -58,7 +60,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         trained: None,
         trained_fingerprint: None,
         masks_from: None,
-        val: ValSpec::Coco { annotations: gt, images: "images".into() },
+        val: DataSpec::Coco { annotations: gt, images: "images".into() },
         sparsity: 0.8,
         rounds: ROUNDS,
         scope,
@@ -212,7 +214,7 @@ fn check_figures(out: &Path, figures: &[String], md: &str) {
         let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).to_rgb8();
         // 900 × 540 for the chart, and a legend strip under it, a line per entry.
         let (w, h) = img.dimensions();
-        assert!(w == 900 && h >= 540 && h <= 540 + 12 + 22 * 16, "{f}: {w}×{h}");
+        assert!(w == 900 && (540..=540 + 12 + 22 * 16).contains(&h), "{f}: {w}×{h}");
         // Not blank: a plot has axes, text and data in several colours over a white page.
         let non_white = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
         let mut colours: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
@@ -239,7 +241,7 @@ fn figure_names(r: &serde_json::Value) -> Vec<String> {
 }
 
 fn runs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let fp = ticket::train::run::fingerprint(&fixture("maskrcnn_r18_fpn.onnx")).unwrap();
+    let fp = ticket::fsio::fingerprint(&fixture("maskrcnn_r18_fpn.onnx")).unwrap();
     let (a, b, c) = (dir.join("global_s1"), dir.join("global_s2"), dir.join("layer_s1"));
     write_run(&a, &config(1, Scope::Global, &fp), None);
     write_run(&b, &config(2, Scope::Global, &fp), None);

@@ -354,3 +354,63 @@ fn transfer_study_prepares_runs_and_reports() {
     assert!(again.status.success());
     assert_eq!(std::fs::read(prep.join("log.txt")).unwrap(), log, "the preparation ran again");
 }
+
+/// A sweep cell's settings go through the library's own check, which must know every option of `ticket imp`
+/// (clap only names them) and reach the run `ticket imp` itself would start from the same options.
+#[test]
+fn sweep_cells_are_checked_by_the_library_as_ticket_imp_builds_its_run() {
+    use std::collections::BTreeMap;
+    use ticket::lottery::imp::options::check_settings;
+    let table = ticket::cli::ImpArgs::option_table();
+    let names: Vec<&str> = table.names().collect();
+    assert!(names.contains(&"sparsity") && names.contains(&"val-coco") && names.contains(&"early-stop-eb"), "{names:?}");
+    for name in names {
+        if ["output", "resume"].contains(&name) {
+            continue;
+        }
+        let value = if name == "early-stop-eb" { "true" } else { "1" };
+        let err = check_settings(&BTreeMap::from([(name.to_string(), value.to_string())])).unwrap_err();
+        assert!(!err.contains("is not a setting"), "{name}: {err}");
+    }
+
+    let dir = tempdir();
+    let root = dir.path();
+    mini_data(root);
+    let model = fixture(MODEL);
+    let train = root.join("train/annotations.json");
+    let val = root.join("val/annotations.json");
+    let settings = [
+        ("coco", train.to_str().unwrap()),
+        ("val-coco", val.to_str().unwrap()),
+        ("sparsity", "0.8"),
+        ("rounds", "2"),
+        ("steps", "6"),
+        ("decay-at", "3,5"),
+        ("early-bird", "0.25,0.5"),
+        ("rewind", "2"),
+        ("scope", "layer"),
+        ("rois", "32"),
+        ("threads", "1"),
+    ];
+    let mut map: BTreeMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    map.insert("model".into(), model.to_string_lossy().into_owned());
+    let from_cell = check_settings(&map).unwrap();
+    // The same options through clap, as `ticket imp` parses its command line.
+    use clap::{Args as _, FromArgMatches};
+    let mut argv = vec!["imp".to_string(), model.to_string_lossy().into_owned()];
+    for (k, v) in settings {
+        argv.extend([format!("--{k}"), v.to_string()]);
+    }
+    let m = ticket::cli::ImpArgs::augment_args(clap::Command::new("imp")).try_get_matches_from(argv).unwrap();
+    let args = ticket::cli::ImpArgs::from_arg_matches(&m).unwrap();
+    assert_eq!(from_cell, args.config(&model).unwrap());
+    assert_eq!(from_cell.train.decay_at, [3, 5]);
+    assert_eq!(from_cell.scope, ticket::prune::Scope::Layer);
+
+    // What clap refused by itself before is refused by the library.
+    map.insert("eb-every".into(), "2".into());
+    assert!(check_settings(&map).unwrap_err().contains("--early-stop-eb"));
+    map.remove("eb-every");
+    map.insert("val-voc".into(), root.to_string_lossy().into_owned());
+    assert!(check_settings(&map).unwrap_err().contains("--val-coco VAL.json, --val-voc DIR or --val-classify DIR"));
+}

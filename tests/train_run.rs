@@ -144,7 +144,7 @@ fn a_killed_run_resumes_with_the_same_losses() {
     child.wait().unwrap();
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(killed.join("state.json")).unwrap()).unwrap();
     let at = saved["step"].as_u64().unwrap();
-    assert!(at >= 3 && at < 9, "killed after the checkpoint of step {at}");
+    assert!((3..9).contains(&at), "killed after the checkpoint of step {at}");
 
     let report = ticket_json(&[&"train", &model, &"--resume", &killed, &"--steps", &"9", &"--threads", &"1"]);
     assert_eq!(report["resumed_from"], at);

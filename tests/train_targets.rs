@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use ticket::detect::anchors::AnchorGenerator;
 use ticket::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
 use ticket::imaging::BoxXyxy;
-use ticket::train::batch::train_rpn_params;
+use ticket::train::step_inputs::train_rpn_params;
 use ticket::train::targets::{self, RecordedPermutations};
 
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;

@@ -4,9 +4,7 @@
 use super::{emit, progress, table};
 use crate::data::classify::write_classify;
 use crate::data::synth::{write_synth, SynthOptions};
-use crate::data::Dataset;
-use crate::error::{Error, Result};
-use serde::Serialize;
+use crate::error::Result;
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -56,18 +54,6 @@ pub struct CheckArgs {
     pub images: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct CheckReport {
-    source: PathBuf,
-    images: usize,
-    objects: usize,
-    categories: Vec<(u64, String, usize)>,
-    masks: bool,
-    keypoints: usize,
-    dropped_crowd: usize,
-    dropped_degenerate: usize,
-}
-
 pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
     match cmd {
         DataCommand::Synth(a) if a.classify => {
@@ -113,36 +99,11 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
             Ok(())
         }
         DataCommand::Check(a) => {
-            let ds = match (&a.coco, &a.voc) {
-                (Some(ann), _) => {
-                    let dir = a.images.clone().unwrap_or_else(|| ann.parent().unwrap_or(std::path::Path::new(".")).join("images"));
-                    if !dir.is_dir() {
-                        return Err(Error::input(&dir, "image folder not found (give it with --images)"));
-                    }
-                    Dataset::from_coco(ann, &dir)?
-                }
-                (None, Some(voc)) => Dataset::from_voc(voc, a.images.as_deref())?,
-                (None, None) => unreachable!("clap requires --coco or --voc"),
-            };
+            let ds = crate::data::check::open(a.coco.as_deref(), a.voc.as_deref(), a.images.as_deref())?;
             let bar = progress(ds.len() as u64, "decoding", json);
             ds.verify(&bar)?;
             bar.finish_and_clear();
-            let categories = ds
-                .categories
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.id, c.name.clone(), ds.images.iter().flat_map(|im| &im.objects).filter(|o| o.label == i + 1).count()))
-                .collect();
-            let report = CheckReport {
-                source: ds.source.clone(),
-                images: ds.len(),
-                objects: ds.num_objects(),
-                categories,
-                masks: ds.has_masks,
-                keypoints: ds.num_keypoints,
-                dropped_crowd: ds.dropped_crowd,
-                dropped_degenerate: ds.dropped_degenerate,
-            };
+            let report = ds.report();
             emit(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.categories.iter().map(|(id, n, c)| vec![n.clone(), id.to_string(), c.to_string()]).collect();
                 format!(

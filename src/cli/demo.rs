@@ -6,14 +6,12 @@
 //! checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table.
 //! Re-running resumes the same run folder.
 use super::emit;
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart, ImpSummary, Rewind, ValSpec};
-use crate::model::ModelState;
-use crate::prune::Scope;
-use serde::Serialize;
+use crate::lottery::demo::DemoReport;
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpSettings, ImpStart};
+use crate::train::TrainSettings;
 use std::path::{Path, PathBuf};
-
-const DEFAULT_MODEL: &[u8] = include_bytes!("../../tests/fixtures/train/maskrcnn_r18_fpn_synth.onnx");
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -43,83 +41,32 @@ pub struct Args {
     pub train_python: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct DemoReport {
-    run_dir: PathBuf,
-    imp: ImpSummary,
-    /// ONNX Runtime on the exported ticket equals the dense graph with the ticket's masks applied.
-    ort_equal: Option<bool>,
-    compact_round_trip_exact: Option<bool>,
-    /// `ticket validate`'s report on the ticket against the dense model.
-    validate: Option<serde_json::Value>,
-}
-
-fn synth(dir: &Path, images: usize, seed: u64) -> Result<PathBuf> {
-    let ann = dir.join("annotations.json");
-    if !ann.exists() {
-        let opts = crate::data::synth::SynthOptions { images, seed, size: 128 };
-        crate::data::synth::write_synth(dir, &opts, &indicatif::ProgressBar::hidden())?;
-    }
-    Ok(ann)
-}
-
 fn config(a: &Args, model: &Path, train: &Path, val: &Path) -> Result<ImpConfig> {
-    let state = ModelState::import(model)?;
-    let mut targs = DemoTrain::default().0;
-    targs.coco = Some(train.to_path_buf());
-    targs.steps = Some(a.steps);
-    targs.warmup = a.steps / 15;
-    targs.decay_at = vec![a.steps * 2 / 3, a.steps * 13 / 15];
-    targs.rois = 64;
-    let train_cfg = targs.config(model, &state, None)?;
-    Ok(ImpConfig {
-        model: model.to_path_buf(),
-        model_fingerprint: crate::train::run::fingerprint(model)?,
-        trained: None,
-        trained_fingerprint: None,
-        masks_from: None,
-        val: ValSpec::Coco { annotations: val.to_path_buf(), images: val.parent().expect("in a folder").join("images") },
-        sparsity: a.sparsity,
+    let settings = ImpSettings {
+        sparsity: Some(a.sparsity),
         rounds: a.rounds,
-        scope: Scope::Global,
-        modules: None,
-        min_layer_density: None,
-        rewind: Rewind::Init,
-        dense_steps: a.steps,
-        train: train_cfg,
+        dense_steps: Some(a.steps),
         early_bird: vec![0.5],
-        early_stop_every: 0,
         max_map_drop: a.max_map_drop,
         // One thread: the demo's numbers repeat bit for bit on any machine with this build.
         threads: 1,
-        structure: crate::lottery::Structure::Weight,
-        importance: Default::default(),
-        round_to: 8,
-    })
-}
-
-/// `ticket train`'s defaults, parsed by clap so the demo trains exactly as the command would.
-struct DemoTrain(super::train::TrainArgs);
-
-impl Default for DemoTrain {
-    fn default() -> Self {
-        use clap::{Args as _, FromArgMatches};
-        let cmd = super::train::TrainArgs::augment_args(clap::Command::new("demo"));
-        let m = cmd.try_get_matches_from(["demo"]).expect("defaults parse");
-        DemoTrain(super::train::TrainArgs::from_arg_matches(&m).expect("defaults parse"))
-    }
+        train: TrainSettings {
+            steps: a.steps,
+            warmup: a.steps / 15,
+            decay_at: vec![a.steps * 2 / 3, a.steps * 13 / 15],
+            rois: 64,
+            ..TrainSettings::default()
+        },
+        ..ImpSettings::default()
+    };
+    ImpConfig::new(model, DataSpec::coco(val, None), DataSpec::coco(train, None), &settings)
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {
     let python = crate::runtime::env::train_python(a.train_python.as_deref())?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let out = std::path::absolute(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    let model = out.join("initial.onnx");
-    if !model.exists() {
-        crate::fsio::write_atomic(&model, DEFAULT_MODEL)?;
-    }
-    let train = synth(&out.join("train"), a.train_images, 1)?;
-    let val = synth(&out.join("val"), a.val_images, 2)?;
+    let (model, train, val) = crate::lottery::demo::prepare(&out, a.train_images, a.val_images)?;
     let run_dir = out.join("run");
     let start = if run_dir.join("run.json").exists() {
         ImpStart::Resume { model: None }
@@ -128,57 +75,19 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     };
     let mut on = super::imp::progress(json);
     let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
-    let mut report = DemoReport { run_dir: run_dir.clone(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };
-    if let Some(r) = report.imp.ticket_level {
-        let level = crate::lottery::level::dir(&run_dir, r);
-        // The exported ticket in ORT equals the dense graph with the ticket's masks applied.
-        let mut masked = ModelState::import(&level.join(crate::lottery::level::MODEL))?;
-        let masks = crate::model::Masks::load(&level.join(crate::lottery::level::MASKS))?;
-        masked.apply_masks(masks, &level)?;
-        report.ort_equal = Some(crate::runtime::ort_check::verify_export(&masked, &run_dir.join("ticket.onnx")).is_ok());
-        let packed = ModelState::import(&run_dir.join("ticket.tkt"))?;
-        report.compact_round_trip_exact =
-            Some(packed.weights.tensors.iter().zip(&masked.weights.tensors).all(|(x, y)| x.values == y.values));
-        report.validate = Some(validate(&run_dir, &val, report.imp.levels[r].selected_sparsity - 1e-3, report.imp.max_map_drop)?);
-    }
-    emit(json, &report, text);
+    let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val)?;
+    emit(json, &report, render);
     if report.imp.ticket_level.is_none() {
         return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
     }
-    if report.validate.as_ref().is_some_and(|v| v["passed"] != true)
-        || report.ort_equal == Some(false)
-        || report.compact_round_trip_exact == Some(false)
-    {
+    if report.check_failed() {
         return Err(Error::Reported("a check on the exported ticket failed (see above)".into()));
     }
     Ok(())
 }
 
-/// `ticket validate` on the ticket against the dense model, as a user would run it in CI.
-fn validate(run_dir: &Path, val: &Path, min_sparsity: f64, max_map_drop: f64) -> Result<serde_json::Value> {
-    let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
-    let out = std::process::Command::new(exe)
-        .arg("validate")
-        .arg(run_dir.join("ticket.onnx"))
-        .arg("--dense")
-        .arg(crate::lottery::level::dir(run_dir, 0).join(crate::lottery::level::MODEL))
-        .arg("--coco")
-        .arg(val)
-        .arg("--images")
-        .arg(val.parent().expect("in a folder").join("images"))
-        .arg("--min-sparsity")
-        .arg(min_sparsity.to_string())
-        .arg("--max-map-drop")
-        .arg(max_map_drop.to_string())
-        .arg("--json")
-        .output()
-        .map_err(|e| Error::Runtime(format!("cannot run ticket validate: {e}")))?;
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Runtime(format!("ticket validate printed no report ({e}): {}", String::from_utf8_lossy(&out.stderr).trim())))
-}
-
-fn text(r: &DemoReport) -> String {
-    let mut s = super::imp::text(&r.imp);
+fn render(r: &DemoReport) -> String {
+    let mut s = super::imp::render_summary(&r.imp);
     if let Some(v) = &r.validate {
         let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
         let drops: Vec<String> = v["map_drop"]

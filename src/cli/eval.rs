@@ -1,7 +1,7 @@
 //! `ticket eval`: COCO metrics (hotcoco) or Pascal VOC AP for a detection results file.
 use super::{emit, progress, table};
 use crate::error::Result;
-use crate::eval::model::{check_iou_types, check_voc_classes, default_images, evaluate_model, iou_types_of};
+use crate::eval::model::{check_voc_classes, default_images, evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, CocoReport, DetSource, EvalOptions, IouType, VocDataset, VocReport};
 use std::path::PathBuf;
 
@@ -134,7 +134,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             let dir = args.images.clone().unwrap_or_else(|| default_images(gt_path));
             let state = crate::model::ModelState::load(model, args.masks.as_deref())?;
             let types = match &args.iou_type {
-                Some(t) => check_iou_types(&state, t)?,
+                Some(t) => crate::eval::model::check_types(&state, t)?,
                 None => iou_types_of(&state),
             };
             let params = args.opts.params(&state)?;

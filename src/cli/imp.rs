@@ -3,13 +3,12 @@
 use super::steps::StepView;
 use super::train::TrainArgs;
 use super::{emit, pct, table};
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
-use crate::eval::model::default_images;
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpStart, ImpSummary, Rewind, ValSpec};
-use crate::model::ModelState;
+use crate::lottery::sweep::{OptionInfo, OptionTable};
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpSettings, ImpStart, ImpSummary, Rewind};
 use crate::prune::Scope;
-use crate::train::run::fingerprint;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("val").args(["val_coco", "val_voc", "val_classify"])))]
@@ -35,9 +34,9 @@ pub struct Args {
     #[arg(long)]
     pub sparsity: Option<f64>,
     /// Levels (IMP rounds): level r keeps (1-S)^(r/K) of the selected weights. 1 = one-shot.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ImpSettings::default().rounds)]
     pub rounds: usize,
-    #[arg(long, value_enum, default_value_t = Scope::Global)]
+    #[arg(long, value_enum, default_value_t = ImpSettings::default().scope)]
     pub scope: Scope,
     /// Comma-separated module groups to prune (base, fpn, rpn, box_head, box_predictor, mask_head, …). Default: all.
     #[arg(long, value_delimiter = ',')]
@@ -73,7 +72,7 @@ pub struct Args {
     #[arg(long)]
     pub masks_from: Option<PathBuf>,
     /// The gate for RUN_DIR/ticket.onnx: AP at most this far below dense, for every IoU type (0.01 = 1 point).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = ImpSettings::default().max_map_drop)]
     pub max_map_drop: f64,
     /// Continue the run in RUN_DIR where it stopped (settings, --threads included, from its run.json).
     #[arg(long, conflicts_with = "out")]
@@ -83,75 +82,62 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-pub(crate) fn config(a: &Args, model: &PathBuf) -> Result<ImpConfig> {
-    // Conflicts are checked here rather than by clap, whose usage errors span several lines.
-    if a.trained.is_some() && a.dense_steps.is_some() {
-        return Err(Error::Input("--trained gives level 0's trained model; --dense-steps would train it: give one of them".into()));
+impl Args {
+    /// The validation set the options name.
+    pub fn val(&self) -> Result<DataSpec> {
+        DataSpec::given(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
+            .ok_or_else(|| {
+                Error::Input(
+                    "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
+                )
+            })
     }
-    if a.masks_from.is_some() && a.sparsity.is_some() {
-        return Err(Error::Input("--masks-from gives level 1's mask; --sparsity would draw one: give one of them".into()));
-    }
-    let state = ModelState::import(model)?;
-    let val = match (&a.val_coco, &a.val_voc, &a.val_classify) {
-        (Some(c), None, None) => {
-            ValSpec::Coco { annotations: abs(c), images: abs(&a.val_images.clone().unwrap_or_else(|| default_images(c))) }
-        }
-        (None, Some(v), None) => ValSpec::Voc { dir: abs(v), images: a.val_images.as_ref().map(abs) },
-        (None, None, Some(d)) => ValSpec::Classify { dir: abs(d) },
-        _ => {
-            return Err(Error::Input(
-                "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
-            ))
-        }
-    };
-    let sparsity = match (a.sparsity, &a.masks_from) {
-        (Some(s), None) => s,
-        // The given mask decides; the schedule's sparsity only names what level 1 would have drawn.
-        (None, Some(_)) => 0.0,
-        _ => return Err(Error::Input("give --sparsity S (or --masks-from FILE for level 1's mask)".into())),
-    };
-    let mut train = a.train.config(model, &state, None)?;
-    train.data = match train.data {
-        crate::train::run::DataSpec::Coco { annotations, images } => {
-            crate::train::run::DataSpec::Coco { annotations: abs(&annotations), images: abs(&images) }
-        }
-        crate::train::run::DataSpec::Voc { dir, images } => {
-            crate::train::run::DataSpec::Voc { dir: abs(&dir), images: images.as_ref().map(abs) }
-        }
-        crate::train::run::DataSpec::Classify { dir } => crate::train::run::DataSpec::Classify { dir: abs(&dir) },
-    };
-    let dense_steps = a.dense_steps.unwrap_or(train.steps);
-    if a.eb_every == Some(0) {
-        return Err(Error::Input("--eb-every 0: the early-bird rule is checked every N dense steps, so N must be at least 1".into()));
-    }
-    Ok(ImpConfig {
-        model: abs(model),
-        model_fingerprint: fingerprint(model)?,
-        trained: a.trained.as_ref().map(abs),
-        trained_fingerprint: a.trained.as_deref().map(fingerprint).transpose()?,
-        masks_from: a.masks_from.as_ref().map(abs),
-        val,
-        sparsity,
-        rounds: a.rounds,
-        scope: a.scope,
-        modules: a.modules.clone(),
-        min_layer_density: a.min_layer_density,
-        rewind: a.rewind,
-        dense_steps,
-        train,
-        early_bird: a.early_bird.clone(),
-        early_stop_every: if a.early_stop_eb { a.eb_every.unwrap_or((dense_steps / 20).max(1)) } else { 0 },
-        max_map_drop: a.max_map_drop,
-        threads: a.train.threads,
-        structure: a.what.structure,
-        importance: a.what.importance,
-        round_to: a.what.round_to,
-    })
-}
 
-/// Paths in run.json are absolute, so a resume works from any folder.
-fn abs(p: &PathBuf) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.clone())
+    /// The flags as the library's IMP settings.
+    pub fn settings(&self) -> ImpSettings {
+        ImpSettings {
+            sparsity: self.sparsity,
+            rounds: self.rounds,
+            scope: self.scope,
+            modules: self.modules.clone(),
+            min_layer_density: self.min_layer_density,
+            structure: self.what.structure,
+            importance: self.what.importance,
+            round_to: self.what.round_to,
+            rewind: self.rewind,
+            dense_steps: self.dense_steps,
+            trained: self.trained.clone(),
+            early_bird: self.early_bird.clone(),
+            early_stop_eb: self.early_stop_eb,
+            eb_every: self.eb_every,
+            masks_from: self.masks_from.clone(),
+            max_map_drop: self.max_map_drop,
+            threads: self.train.threads,
+            train: self.train.settings(),
+        }
+    }
+
+    /// `ticket imp`'s options as clap names them, for the sweep (which checks the values through the library).
+    pub fn option_table() -> OptionTable {
+        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("imp"));
+        let model = OptionInfo { takes_value: true, is_path: true, positional: true, default: None };
+        let options = cmd.get_arguments().filter_map(|a| {
+            let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            let info = OptionInfo {
+                takes_value: a.get_action().takes_values(),
+                is_path: a.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>(),
+                positional: false,
+                default: (!defaults.is_empty()).then(|| defaults.join(",")),
+            };
+            Some((a.get_long()?.to_string(), info))
+        });
+        OptionTable::new(std::iter::once(("model".to_string(), model)).chain(options))
+    }
+
+    /// The run the options define, for `model`.
+    pub fn config(&self, model: &Path) -> Result<ImpConfig> {
+        ImpConfig::new(model, self.val()?, self.train.data()?, &self.settings())
+    }
 }
 
 pub fn run(a: Args, json: bool) -> Result<()> {
@@ -173,14 +159,14 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
         (None, Some(o)) => {
             let model = a.model.as_ref().ok_or_else(|| Error::Input("give MODEL (the initial weights) for a new run".into()))?;
-            (o.clone(), ImpStart::Fresh(Box::new(config(&a, model)?)))
+            (o.clone(), ImpStart::Fresh(Box::new(a.config(model)?)))
         }
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };
     let env = ImpEnv { python: a.train.python()? };
     let mut on = progress(json);
     let summary = run_imp(&dir, start, &env, &mut on)?;
-    emit(json, &summary, text);
+    emit(json, &summary, render_summary);
     if summary.ticket_level.is_none() {
         return Err(Error::Reported(format!(
             "no level is within {} AP of dense (see {})",
@@ -216,7 +202,8 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
         ImpEvent::EarlyStop { step } => eprintln!("early-bird: the mask stopped moving; dense training ends at step {step}"),
         ImpEvent::Level(row) => {
             if !json {
-                let s: Vec<String> = row.scores.iter().map(|(k, s)| format!("{} {}", score_name(k), num(s.primary()))).collect();
+                let s: Vec<String> =
+                    row.scores.iter().map(|(k, s)| format!("{} {}", render_score_name(k), render_num(s.primary()))).collect();
                 eprintln!("level {} done: sparsity {} ({})", row.level, pct(row.selected_sparsity), s.join(", "));
             }
         }
@@ -224,7 +211,7 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
 }
 
 /// A level score's column name: `bbox AP`, …, or `top-1` for a classifier's `top1` entry (its `ap`).
-fn score_name(t: &str) -> String {
+fn render_score_name(t: &str) -> String {
     if t == "top1" {
         "top-1".into()
     } else {
@@ -232,11 +219,11 @@ fn score_name(t: &str) -> String {
     }
 }
 
-fn num(v: Option<f64>) -> String {
+fn render_num(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
-pub fn text(s: &ImpSummary) -> String {
+pub fn render_summary(s: &ImpSummary) -> String {
     let types: Vec<String> = s.levels[0].scores.keys().cloned().collect();
     let flops = s.levels.iter().any(|l| l.flops_removed.is_some());
     let mut header: Vec<String> = vec!["Level".into(), "Selected".into(), "Network".into()];
@@ -246,9 +233,9 @@ pub fn text(s: &ImpSummary) -> String {
     for t in &types {
         if t == "top1" {
             // A classifier's one number: no AP50.
-            header.extend([score_name(t), "Δtop-1".into()]);
+            header.extend([render_score_name(t), "Δtop-1".into()]);
         } else {
-            header.extend([score_name(t), format!("{t} AP50"), format!("{t} ΔAP")]);
+            header.extend([render_score_name(t), format!("{t} AP50"), format!("{t} ΔAP")]);
         }
     }
     header.extend(["Steps".into(), "Train s".into(), "Latency ms".into(), "Compact B".into()]);
@@ -263,9 +250,9 @@ pub fn text(s: &ImpSummary) -> String {
             }
             for t in &types {
                 let sc = l.scores.get(t);
-                row.push(num(sc.and_then(|x| x.primary())));
+                row.push(render_num(sc.and_then(|x| x.primary())));
                 if t != "top1" {
-                    row.push(num(sc.and_then(|x| x.ap50)));
+                    row.push(render_num(sc.and_then(|x| x.ap50)));
                 }
                 row.push(if l.level == 0 { "-".into() } else { d.get(t).map_or("-".into(), |v| format!("{v:+.3}")) });
             }

@@ -3,8 +3,7 @@ use super::{emit, pct, table};
 use crate::error::Result;
 use crate::model::{Masks, ModelState};
 use crate::prune::ops;
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum MaskCommand {
@@ -77,29 +76,8 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
             Ok(())
         }
         MaskCommand::Apply { model, masks, output, compact, verify } => {
-            let mut state = ModelState::import(&model)?;
-            let ext = state.source.external_files();
-            let mut inputs: Vec<&Path> = vec![&model, &masks];
-            inputs.extend(ext.iter().map(PathBuf::as_path));
-            state.apply_masks(Masks::load(&masks)?, &masks)?;
-            let sizes = crate::export::write_outputs(&state, &output, None, compact.as_deref(), &inputs)?;
-            let diffs = verify.then(|| crate::runtime::ort_check::verify_export(&state, &output)).transpose()?;
-            #[derive(Serialize)]
-            struct Applied {
-                output: PathBuf,
-                masked_tensors: usize,
-                pruned: usize,
-                sizes: crate::export::Sizes,
-                #[serde(skip_serializing_if = "Option::is_none")]
-                verify: Option<Vec<crate::runtime::ort_check::OutputDiff>>,
-            }
-            let r = Applied {
-                output,
-                masked_tensors: state.masks.map.len(),
-                pruned: state.masks.total() - state.masks.kept(),
-                sizes,
-                verify: diffs,
-            };
+            let out = crate::export::Outputs { model: &output, masks: None, compact: compact.as_deref() };
+            let r = crate::export::apply_masks(&model, &masks, out, verify)?;
             emit(json, &r, |r| {
                 format!(
                     "{}: {} tensors masked, {} weights set to zero, {} bytes\n",

@@ -24,7 +24,7 @@ mod transfer;
 mod unpack;
 mod validate;
 
-pub use sweep::ImpOptions;
+pub use imp::Args as ImpArgs;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};

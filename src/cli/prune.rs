@@ -1,14 +1,11 @@
 //! `ticket prune`: magnitude masks, exported as the user's graph with pruned initializers set to zero; or, with
 //! `--structure channel`, a channel ticket: the user's graph with whole channels removed from its initializers.
 use super::{emit, pct, table};
-use crate::error::{Error, Result};
-use crate::export::Sizes;
-use crate::model::{Masks, ModelState};
-use crate::prune::channel::{ChannelParams, ChannelReport, Importance};
+use crate::error::Result;
+use crate::lottery::oneshot::{prune_channels, prune_weights, ChannelOutput, PruneFiles, PruneOutput};
+use crate::prune::channel::{ChannelParams, Importance};
 use crate::prune::{PruneParams, PruneReport, Scope, Structure};
-use crate::runtime::ort_check::OutputDiff;
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -70,17 +67,46 @@ pub struct StructureArgs {
     pub round_to: usize,
 }
 
-#[derive(Serialize)]
-pub struct PruneOutput {
-    pub model: PathBuf,
-    pub output: PathBuf,
-    pub prune: PruneReport,
-    pub sizes: Sizes,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verify: Option<Vec<OutputDiff>>,
+impl Args {
+    /// The files read and written, and whether the export is checked.
+    pub fn files(&self) -> PruneFiles {
+        PruneFiles {
+            model: self.model.clone(),
+            masks: self.masks.clone(),
+            output: self.output.clone(),
+            masks_out: self.masks_out.clone(),
+            compact: self.compact.clone(),
+            verify: self.verify,
+        }
+    }
+
+    /// The weight-pruning settings as given.
+    pub fn params(&self) -> PruneParams {
+        PruneParams {
+            sparsity: self.sparsity,
+            scope: self.scope,
+            modules: self.modules.clone(),
+            rounds: self.rounds,
+            round: self.round,
+            include_bias: self.include_bias,
+            min_layer_density: self.min_layer_density,
+        }
+    }
+
+    /// The channel-pruning settings as given.
+    pub fn channel_params(&self) -> ChannelParams {
+        ChannelParams {
+            sparsity: self.sparsity,
+            scope: self.scope,
+            modules: self.modules.clone(),
+            importance: self.what.importance,
+            round_to: self.what.round_to,
+            ..Default::default()
+        }
+    }
 }
 
-pub fn text(r: &PruneOutput) -> String {
+fn render(r: &PruneOutput) -> String {
     let p = &r.prune;
     let mut out = format!(
         "{} → {}\n{:?} magnitude pruning, round {}/{}: target {} of the selected weights\n",
@@ -109,7 +135,7 @@ pub fn text(r: &PruneOutput) -> String {
         p.network_pruned,
         p.network_weights
     );
-    out += &collapse_warning(p);
+    out += &render_collapse_warning(p);
     out += &format!("size: input {} bytes, output {} bytes", r.sizes.input_bytes, r.sizes.output_bytes);
     if let (Some(c), Some(ratio), Some(g)) = (r.sizes.compact_bytes, r.sizes.compact_ratio, r.sizes.compact_graph_bytes) {
         // Small models are mostly graph; the weights' own ratio is what scales to full-size models.
@@ -125,7 +151,7 @@ pub fn text(r: &PruneOutput) -> String {
 }
 
 /// One warning line per tensor that pruning all but removed (none when nothing collapsed).
-pub fn collapse_warning(p: &PruneReport) -> String {
+fn render_collapse_warning(p: &PruneReport) -> String {
     p.collapsed
         .iter()
         .map(|(name, s)| {
@@ -136,115 +162,16 @@ pub fn collapse_warning(p: &PruneReport) -> String {
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     if args.what.structure == Structure::Channel {
-        return run_channel(args, json);
-    }
-    let params = PruneParams {
-        sparsity: args.sparsity,
-        scope: args.scope,
-        modules: args.modules.clone(),
-        rounds: args.rounds,
-        round: args.round,
-        include_bias: args.include_bias,
-        min_layer_density: args.min_layer_density,
-    }
-    .check()?;
-    let mut inputs: Vec<&Path> = vec![&args.model];
-    inputs.extend(args.masks.as_deref());
-    let mut state = ModelState::import(&args.model)?;
-    let ext = state.source.external_files();
-    inputs.extend(ext.iter().map(PathBuf::as_path));
-    if let Some(m) = &args.masks {
-        state.apply_masks(Masks::load(m)?, m)?;
-    }
-    let report = crate::prune::prune(&mut state, &params)?;
-    let sizes = crate::export::write_outputs(&state, &args.output, args.masks_out.as_deref(), args.compact.as_deref(), &inputs)?;
-    let verify = args.verify.then(|| crate::runtime::ort_check::verify_export(&state, &args.output)).transpose();
-    // ONNX Runtime rejecting the model is bad input (the user's graph): no outputs are left for it. Outputs that
-    // differ (exit 1) stay, for the user to look into.
-    if let Err(crate::error::Error::Input(_)) = &verify {
-        let outs: Vec<&Path> =
-            [Some(args.output.as_path()), args.masks_out.as_deref(), args.compact.as_deref()].into_iter().flatten().collect();
-        crate::export::remove_outputs(&outs);
-    }
-    let verify = verify?;
-    emit(json, &PruneOutput { model: args.model, output: args.output, prune: report, sizes, verify }, text);
-    Ok(())
-}
-
-#[derive(Serialize)]
-pub struct ChannelOutput {
-    pub model: PathBuf,
-    pub output: PathBuf,
-    pub structure: &'static str,
-    pub prune: ChannelReport,
-    pub sizes: Sizes,
-    /// ONNX Runtime: the output against the input model with the removed channels zeroed (same function).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verify: Option<Vec<OutputDiff>>,
-}
-
-/// Largest difference `--verify` accepts between the narrow model and the zeroed dense one: the same sums
-/// without their zero terms, in a different order (kernels block differently at other widths).
-pub const CHANNEL_VERIFY_TOL: f64 = 1e-3;
-
-fn run_channel(args: Args, json: bool) -> Result<()> {
-    let weight_only = [
-        (args.rounds != 1 || args.round != 1, "--rounds/--round"),
-        (args.include_bias, "--include-bias"),
-        (args.min_layer_density.is_some(), "--min-layer-density"),
-    ];
-    if let Some((_, flag)) = weight_only.iter().find(|(set, _)| *set) {
-        return Err(Error::Input(format!("{flag} applies to --structure weight, not to --structure channel")));
-    }
-    let params = ChannelParams {
-        sparsity: args.sparsity,
-        scope: args.scope,
-        modules: args.modules.clone(),
-        importance: args.what.importance,
-        round_to: args.what.round_to,
-        ..Default::default()
-    };
-    let valid = params.clone().check()?;
-    let mut inputs: Vec<&Path> = vec![&args.model];
-    inputs.extend(args.masks.as_deref());
-    let mut state = ModelState::import(&args.model)?;
-    let ext = state.source.external_files();
-    inputs.extend(ext.iter().map(PathBuf::as_path));
-    if let Some(m) = &args.masks {
-        state.apply_masks(Masks::load(m)?, m)?;
-    }
-    let (ticket, report) = crate::prune::channel::prune_channels(&state, valid.params())?;
-    let sizes = crate::export::write_outputs(&ticket, &args.output, args.masks_out.as_deref(), args.compact.as_deref(), &inputs)?;
-    let verify = if args.verify {
-        let zeroed = crate::prune::channel::zero_channels(&state, &report.groups)?;
-        Some(verify_channels(&zeroed, &args.output)?)
+        let out = prune_channels(&args.files(), args.channel_params(), &args.params())?;
+        emit(json, &out, render_channel);
     } else {
-        None
-    };
-    emit(json, &ChannelOutput { model: args.model, output: args.output, structure: "channel", prune: report, sizes, verify }, channel_text);
+        let out = prune_weights(&args.files(), args.params())?;
+        emit(json, &out, render);
+    }
     Ok(())
 }
 
-/// Runs the written ticket and the zeroed dense model in ONNX Runtime on the same input and compares.
-pub fn verify_channels(zeroed: &ModelState, output: &Path) -> Result<Vec<OutputDiff>> {
-    use crate::runtime::ort_check::{compare, default_inputs, run};
-    let exported = crate::onnx::compact::load_onnx_or_compact(output)?;
-    let inputs = default_inputs(&exported, 128)?;
-    let a = run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
-    let b = run(&zeroed.source.encode_inline(&Default::default())?, &inputs, &zeroed.path().display().to_string())?;
-    let diffs = compare(&a, &b);
-    if let Some(d) = diffs.iter().find(|d| !d.same_shape || d.max_abs_diff > CHANNEL_VERIFY_TOL) {
-        return Err(Error::Check(format!(
-            "{}: output '{}' differs from the input model with the removed channels zeroed (max abs diff {})",
-            output.display(),
-            d.name,
-            d.max_abs_diff
-        )));
-    }
-    Ok(diffs)
-}
-
-fn channel_text(r: &ChannelOutput) -> String {
+fn render_channel(r: &ChannelOutput) -> String {
     let p = &r.prune;
     let mut out = format!(
         "{} → {}\n{:?} channel pruning ({:?} importance, widths rounded to multiples of {}): {} of {} channels kept in {} groups\n",

@@ -1,6 +1,6 @@
 //! How a training loop shows itself: a progress bar on a terminal, and where stderr is a log (CI, `nohup`,
 //! a pipe) a plain line every few steps, so a long run is never silent.
-use crate::train::run::StepRecord;
+use crate::train::log::StepRecord;
 use std::io::IsTerminal;
 
 pub(crate) struct StepView {

@@ -3,9 +3,8 @@
 //! `ticket sweep SPEC --slurm` on a cluster.
 use super::emit;
 use crate::error::{Error, Result};
-use crate::lottery::sweep::study::{study_spec, toml_str, StudyInputs};
+use crate::lottery::sweep::study::{fixed_settings, study_spec, StudyInputs, StudyReport};
 use crate::lottery::sweep::{folder, local, parse_spec, TaskState};
-use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -45,45 +44,25 @@ pub struct Args {
     pub transfer: super::study_transfer::TransferArgs,
 }
 
-#[derive(Serialize)]
-struct StudyReport {
-    study: String,
-    spec: PathBuf,
-    sweep_dir: PathBuf,
-    tasks: usize,
-    failed: Vec<usize>,
-    report: Option<crate::lottery::report::ImpReport>,
-}
-
 pub fn run(a: Args, json: bool) -> Result<()> {
-    let mut fixed = Vec::new();
-    for (key, path) in [("coco", &a.coco), ("val-coco", &a.val_coco)] {
-        if let Some(p) = path {
-            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).map_err(|e| Error::io(p, e))?.to_string_lossy())));
-        }
-    }
-    for kv in &a.set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| Error::Input(format!("--set {kv}: give KEY=VALUE")))?;
-        // A bare word is a string: --set scope=layer.
-        let value = if toml::from_str::<toml::Table>(&format!("x = {v}")).is_ok() { v.to_string() } else { toml_str(v) };
-        fixed.push((k.trim().to_string(), value));
-    }
+    let fixed = fixed_settings(a.coco.as_deref(), a.val_coco.as_deref(), &a.set)?;
+    let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
     let spec = if a.name == "transfer" {
         // Its spec names the files its preparation writes under DIR.
         let out = a.out.as_ref().ok_or_else(|| {
             Error::Input("study transfer prepares its detectors in DIR first: give -o DIR (with --print-spec too)".into())
         })?;
         let dir = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
-        super::study_transfer::transfer_study(&a.transfer, &a.models, &a.seeds, &fixed, a.steps, a.sparsity, &dir)?
+        let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
+        crate::lottery::sweep::transfer::transfer_study(&a.transfer.inputs(), &inputs, &dir, &exe)?
     } else {
-        let inputs = StudyInputs { models: a.models.clone(), fixed, seeds: a.seeds.clone(), steps: a.steps, sparsity: a.sparsity };
         study_spec(&a.name, &inputs)?
     };
     if a.local == 0 {
         return Err(Error::Input("--local N needs N of at least 1".into()));
     }
-    let opts = super::sweep::ImpOptions::new();
-    // Checked like a user's spec (the same parser), so a study never starts with a task that cannot run.
+    let opts = super::imp::Args::option_table();
+    // Checked like a user's spec (the same checks), so a study never starts with a task that cannot run.
     let plan =
         parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts, crate::lottery::sweep::spec::DEFAULT_MAX_TASKS)
             .map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
@@ -104,7 +83,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let failed: Vec<usize> =
         plan.tasks.iter().filter(|t| matches!(folder::state(&sweep_dir, t), TaskState::Failed { .. })).map(|t| t.index).collect();
     let report = if failed.len() < plan.tasks.len() {
-        Some(crate::lottery::report::write_imp_report(&[sweep_dir.clone()], &dir.join("report"))?)
+        Some(crate::lottery::report::write_imp_report(std::slice::from_ref(&sweep_dir), &dir.join("report"))?)
     } else {
         None
     };
@@ -116,15 +95,17 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         failed: failed.clone(),
         report,
     };
-    emit(json, &r, |r| {
-        let mut out = format!("study {}: {} runs in {}\n", r.study, r.tasks, r.sweep_dir.display());
-        if let Some(rep) = &r.report {
-            out += &format!("report: {} ({} groups, {} figures)\n", rep.markdown.display(), rep.groups.len(), rep.figures.len());
-        }
-        out
-    });
+    emit(json, &r, render);
     if !failed.is_empty() {
         return Err(Error::Reported(format!("{} run(s) failed: ticket sweep --status {}", failed.len(), sweep_dir.display())));
     }
     Ok(())
+}
+
+fn render(r: &StudyReport) -> String {
+    let mut out = format!("study {}: {} runs in {}\n", r.study, r.tasks, r.sweep_dir.display());
+    if let Some(rep) = &r.report {
+        out += &format!("report: {} ({} groups, {} figures)\n", rep.markdown.display(), rep.groups.len(), rep.figures.len());
+    }
+    out
 }

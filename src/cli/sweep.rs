@@ -4,8 +4,7 @@ use super::{emit, table};
 use crate::error::{Error, Result};
 use crate::lottery::sweep::slurm::{self, SlurmOptions};
 use crate::lottery::sweep::spec::cell_label;
-use crate::lottery::sweep::{folder, local, task, CommandOptions, OptionInfo, Plan, TaskState};
-use serde::Serialize;
+use crate::lottery::sweep::{folder, local, task, Plan, SweepReport, TaskState};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -77,87 +76,11 @@ impl SlurmArgs {
     }
 }
 
-/// `ticket imp`'s options as clap knows them: the sweep checks every task against the real parser (public for
-/// the fuzz harness, which feeds sweep specs and plans through it).
-pub struct ImpOptions {
-    cmd: clap::Command,
-}
-
-impl ImpOptions {
-    pub fn new() -> Self {
-        let cmd = <super::imp::Args as clap::Args>::augment_args(clap::Command::new("imp")).no_binary_name(true);
-        ImpOptions { cmd }
-    }
-}
-
-impl Default for ImpOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl CommandOptions for ImpOptions {
-    fn option(&self, key: &str) -> Option<OptionInfo> {
-        if key == "model" {
-            return Some(OptionInfo { takes_value: true, is_path: true, positional: true, default: None });
-        }
-        let a = self.cmd.get_arguments().find(|a| a.get_long() == Some(key))?;
-        let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
-        Some(OptionInfo {
-            takes_value: a.get_action().takes_values(),
-            is_path: a.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>(),
-            positional: false,
-            default: (!defaults.is_empty()).then(|| defaults.join(",")),
-        })
-    }
-
-    fn check(&self, argv: &[String]) -> std::result::Result<(), String> {
-        use clap::FromArgMatches;
-        let mut full = argv.to_vec();
-        full.extend(["-o".into(), "RUN_DIR".into()]);
-        let first_line = |e: clap::Error| e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
-        let m = self.cmd.clone().try_get_matches_from(full).map_err(first_line)?;
-        let a = super::imp::Args::from_arg_matches(&m).map_err(first_line)?;
-        let model = a.model.clone().ok_or("no model: set `model` (the initial weights)")?;
-        // What `ticket imp` itself would refuse (files, combinations, schedules), refused before anything runs.
-        let cfg = super::imp::config(&a, &model).map_err(|e| e.to_string())?;
-        cfg.validate().map_err(|e| e.to_string())?;
-        // A missing dataset would fail every task; it is refused here, before the folder exists.
-        cfg.check_files().map_err(|e| e.to_string())
-    }
-}
-
-#[derive(Serialize)]
-struct TaskRow {
-    index: usize,
-    hash: String,
-    cell: std::collections::BTreeMap<String, String>,
-    #[serde(flatten)]
-    state: TaskState,
-}
-
-#[derive(Serialize)]
-struct SweepReport {
-    sweep_dir: PathBuf,
-    name: String,
-    tasks: Vec<TaskRow>,
-    /// Submitted job arrays (--slurm): job id and the task indices it holds.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    submitted: Vec<slurm::Job>,
-    /// The sbatch script (--slurm --dry-run).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    script: Option<String>,
-}
-
 pub fn run(a: Args, json: bool) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::Runtime(format!("cannot find the ticket binary: {e}")))?;
     if let Some(dir) = &a.task {
-        let plan = folder::load_checked(dir, &ImpOptions::new())?;
-        let index = a.index.or_else(task::index_from_env).ok_or_else(|| {
-            let set: Vec<String> = task::INDEX_VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v:?}"))).collect();
-            let found = if set.is_empty() { String::new() } else { format!(" ({} is not a task index)", set.join(", ")) };
-            Error::Input(format!("--task needs --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX{found}"))
-        })?;
+        let plan = folder::load_checked(dir, &super::imp::Args::option_table())?;
+        let index = task::resolve_index(a.index)?;
         let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok());
         let state = task::run_task(dir, &plan, index, &exe, threads)?;
         eprintln!("task {index}: {}", state.name());
@@ -171,14 +94,14 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     if let Some(dir) = &a.status {
         let plan = folder::load(dir)?;
-        return finish(json, report(dir, &plan, Vec::new(), None));
+        return print_report(json, SweepReport::new(dir, &plan, Vec::new(), None));
     }
     let (dir, plan, retry) = match (&a.spec, &a.retry_failed) {
         (Some(spec), _) => {
             let out = a.out.as_ref().ok_or_else(|| Error::Input("give -o SWEEP_DIR for the sweep's task folders".into()))?;
-            (out.clone(), crate::lottery::sweep::read_spec(spec, &ImpOptions::new(), a.max_tasks)?, false)
+            (out.clone(), crate::lottery::sweep::read_spec(spec, &super::imp::Args::option_table(), a.max_tasks)?, false)
         }
-        (None, Some(dir)) => (dir.clone(), folder::load_checked(dir, &ImpOptions::new())?, true),
+        (None, Some(dir)) => (dir.clone(), folder::load_checked(dir, &super::imp::Args::option_table())?, true),
         (None, None) => return Err(Error::Input("give SPEC.toml -o SWEEP_DIR, --status SWEEP_DIR or --retry-failed SWEEP_DIR".into())),
     };
     let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -199,8 +122,8 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let indices: Vec<usize> =
             (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
         let script = (a.slurm && !indices.is_empty()).then(|| slurm::script(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
-        let r = report(&dir, &plan, Vec::new(), script);
-        emit(json, &r, text);
+        let r = SweepReport::new(&dir, &plan, Vec::new(), script);
+        emit(json, &r, render_report);
         return Ok(());
     }
     folder::open_or_create(&dir, &plan)?;
@@ -214,12 +137,12 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                 eprintln!("submitted job array {} ({} task(s): {})", j.job_id, j.indices.len(), slurm::array_ranges(&j.indices));
             }
         }
-        emit(json, &report(&dir, &plan, submitted, None), text);
+        emit(json, &SweepReport::new(&dir, &plan, submitted, None), render_report);
         return Ok(());
     }
     let parallel = a.local.unwrap_or(1);
     run_here(&dir, &plan, &todo, parallel, &exe, "task", json)?;
-    finish(json, report(&dir, &plan, Vec::new(), None))
+    print_report(json, SweepReport::new(&dir, &plan, Vec::new(), None))
 }
 
 /// The local executor with a progress bar and a line per finished task (`what` names them: task, run).
@@ -236,25 +159,10 @@ pub(crate) fn run_here(dir: &Path, plan: &Plan, todo: &[usize], parallel: usize,
     Ok(())
 }
 
-fn report(dir: &Path, plan: &Plan, submitted: Vec<slurm::Job>, script: Option<String>) -> SweepReport {
-    let queue = slurm::queue_states(dir);
-    let tasks = plan
-        .tasks
-        .iter()
-        .map(|t| TaskRow {
-            index: t.index,
-            hash: t.hash.clone(),
-            cell: t.cell.clone(),
-            state: slurm::refine(folder::state(dir, t), queue.get(&t.index)),
-        })
-        .collect();
-    SweepReport { sweep_dir: dir.to_path_buf(), name: plan.name.clone(), tasks, submitted, script }
-}
-
 /// Prints the report; exit 1 when a task failed.
-fn finish(json: bool, r: SweepReport) -> Result<()> {
-    emit(json, &r, text);
-    let failed: Vec<usize> = r.tasks.iter().filter(|t| matches!(t.state, TaskState::Failed { .. })).map(|t| t.index).collect();
+fn print_report(json: bool, r: SweepReport) -> Result<()> {
+    emit(json, &r, render_report);
+    let failed = r.failed();
     if failed.is_empty() {
         Ok(())
     } else {
@@ -267,7 +175,7 @@ fn finish(json: bool, r: SweepReport) -> Result<()> {
     }
 }
 
-fn text(r: &SweepReport) -> String {
+fn render_report(r: &SweepReport) -> String {
     let rows: Vec<Vec<String>> =
         r.tasks.iter().map(|t| vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell_label(&t.cell)]).collect();
     let mut out = format!("sweep {} in {}\n", r.name, r.sweep_dir.display());

@@ -1,15 +1,12 @@
 //! `ticket train`: fine-tune a detector on a COCO or VOC dataset in ONNX Runtime training, with the targets
 //! computed in Rust; RUN_DIR gets the log, checkpoints and the trained model (see `train::run`).
 use super::emit;
-use crate::detect::pipeline::DetectParams;
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
-use crate::eval::model::default_images;
-use crate::graph::train_core::TrainShape;
 use crate::model::ModelState;
-use crate::train::run::{fingerprint, DataSpec, Run, RunConfig, Start, StepRecord};
-use serde::Serialize;
+use crate::train::run::TrainReport;
+use crate::train::{Run, RunConfig, Start, TrainSettings};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The training options `ticket train` and `ticket imp` share: data, schedule, optimizer, shapes, engine.
 #[derive(clap::Args, Debug, Clone)]
@@ -32,50 +29,50 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Base learning rate for the default batch of 2 (the README's runs on random-init detectors).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = TrainSettings::default().lr)]
     pub lr: f32,
     /// sgd (momentum + weight decay, torchvision's recipe) or adamw.
-    #[arg(long, default_value = "sgd")]
+    #[arg(long, default_value_t = TrainSettings::default().optimizer)]
     pub optimizer: String,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = TrainSettings::default().momentum)]
     pub momentum: f32,
     /// Weight decay of SGD (ORT's AdamW, as its artifact generator makes it, has none).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = TrainSettings::default().weight_decay)]
     pub weight_decay: f32,
     /// Linear warmup steps (from 0.001 · lr).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainSettings::default().warmup)]
     pub warmup: u64,
     /// Steps after which the learning rate is multiplied by --gamma (comma separated; each below --steps).
     #[arg(long, value_delimiter = ',')]
     pub decay_at: Vec<u64>,
     /// Learning-rate factor at each --decay-at step.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = TrainSettings::default().gamma)]
     pub gamma: f32,
     /// Images per step.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = TrainSettings::default().batch)]
     pub batch: usize,
     /// Box-head RoIs sampled per image (torchvision: 512); mask/keypoint heads take the positives (a quarter).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = TrainSettings::default().rois)]
     pub rois: usize,
     /// Canvas side (multiple of 32; default: the model's max_size rounded up).
     #[arg(long)]
     pub canvas: Option<usize>,
     /// Backbone stages that train, 0..=5 (torchvision's trainable_backbone_layers). Default 5, all: no
     /// pretrained backbone exists here, and a random-init stem must learn; use 3 to fine-tune a pretrained one.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = TrainSettings::default().trainable_layers)]
     pub trainable_layers: usize,
     /// Probability of a horizontal flip per image.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = TrainSettings::default().flip)]
     pub flip: f64,
     /// Seeds the data order, flips and RoI sampling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainSettings::default().seed)]
     pub seed: u64,
     /// cpu, or cuda (needs onnxruntime-training with CUDA in the training venv).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value_t = TrainSettings::default().device)]
     pub device: String,
     /// Checkpoint every N steps (and at the last).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainSettings::default().save_every)]
     pub save_every: u64,
     /// ONNX Runtime intra-op threads (0: one per core). 1 makes a run bit-for-bit repeatable: ORT's
     /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
@@ -105,79 +102,34 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct TrainReport {
-    run_dir: PathBuf,
-    model: PathBuf,
-    steps: u64,
-    resumed_from: u64,
-    first: Option<StepRecord>,
-    last: Option<StepRecord>,
-    wall_s: f64,
-    images_per_s: f64,
-}
-
 impl TrainArgs {
-    /// The data the options name (a new run needs one of --coco or --voc).
+    /// The data the options name (a new run needs one of --coco, --voc or --classify).
     pub fn data(&self) -> Result<DataSpec> {
-        match (&self.coco, &self.voc, &self.classify) {
-            (Some(c), None, None) => {
-                Ok(DataSpec::Coco { annotations: c.clone(), images: self.images.clone().unwrap_or_else(|| default_images(c)) })
-            }
-            (None, Some(v), None) => Ok(DataSpec::Voc { dir: v.clone(), images: self.images.clone() }),
-            (None, None, Some(d)) => Ok(DataSpec::Classify { dir: d.clone() }),
-            _ => Err(Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into())),
-        }
+        DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
+            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into()))
     }
 
-    /// The run settings for `model` (already imported as `state`), trained with `masks`.
-    pub fn config(&self, model: &Path, state: &ModelState, masks: Option<PathBuf>) -> Result<RunConfig> {
-        let data = self.data()?;
-        let (canvas, min_size, max_size) = match &data {
-            DataSpec::Classify { dir } => {
-                let side = match self.canvas {
-                    Some(c) => crate::data::classify::check_side(c).map_err(|m| Error::Input(format!("--canvas: {m}")))?,
-                    None => crate::data::ClassifyDataset::load(dir)?.side()?,
-                };
-                (side, side, side)
-            }
-            _ => {
-                let detect = DetectParams::from_model(state);
-                let canvas = self.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
-                (canvas, detect.min_size.min(canvas), detect.max_size.min(canvas))
-            }
-        };
-        let head = self.rois.div_ceil(4);
-        Ok(RunConfig {
-            model: std::path::absolute(model).unwrap_or(model.to_path_buf()),
-            model_fingerprint: fingerprint(model)?,
-            data,
-            masks,
-            steps: self.steps.unwrap_or(1000),
+    /// The flags as the library's training settings.
+    pub fn settings(&self) -> TrainSettings {
+        TrainSettings {
+            steps: self.steps.unwrap_or(TrainSettings::default().steps),
             lr: self.lr,
             optimizer: self.optimizer.clone(),
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             warmup: self.warmup,
-            warmup_factor: 1e-3,
             decay_at: self.decay_at.clone(),
             gamma: self.gamma,
-            shape: TrainShape {
-                batch: self.batch,
-                height: canvas,
-                width: canvas,
-                rois_per_image: self.rois,
-                mask_rois_per_image: head,
-                keypoint_rois_per_image: head,
-            },
-            min_size,
-            max_size,
+            batch: self.batch,
+            rois: self.rois,
+            canvas: self.canvas,
             trainable_layers: self.trainable_layers,
             flip: self.flip,
             seed: self.seed,
-            save_every: self.save_every,
             device: self.device.clone(),
-        })
+            save_every: self.save_every,
+            ..TrainSettings::default()
+        }
     }
 
     /// The training venv's python: the one given, else `runtime::env`'s (exit 3 naming `ticket setup`).
@@ -198,43 +150,24 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
         (None, Some(o)) => {
             let state = ModelState::import(&a.model)?;
-            (o.clone(), Start::Fresh(a.train.config(&a.model, &state, a.masks.clone())?))
+            (o.clone(), Start::Fresh(Box::new(RunConfig::new(&a.model, &state, a.train.data()?, a.masks.clone(), &a.train.settings())?)))
         }
         (None, None) => return Err(Error::Input("give -o RUN_DIR for a new run or --resume RUN_DIR".into())),
     };
-    let mut run = Run::open(&a.model, &dir, start, &a.train.python()?, a.train.threads)?;
-    let resumed_from = run.step;
+    let run = Run::open(&a.model, &dir, start, &a.train.python()?, a.train.threads)?;
     let total = run.config.steps;
     let view = super::steps::StepView::new("train", total, run.step, run.config.shape.batch, json);
-    let t0 = Instant::now();
-    let (mut first, mut last) = (None, None);
-    while run.step < total {
-        let r = run.next()?;
-        view.show(&r, total);
-        first.get_or_insert(r.clone());
-        last = Some(r);
-    }
+    let report = run.train_to_end(&mut |r| view.show(r, total))?;
     view.finish();
-    let wall = t0.elapsed().as_secs_f64();
-    let images = (total - resumed_from) as f64 * run.config.shape.batch as f64;
-    let model = run.finish()?;
-    let report = TrainReport {
-        run_dir: dir,
-        model,
-        steps: total,
-        resumed_from,
-        first,
-        last,
-        wall_s: wall,
-        images_per_s: if wall > 0.0 { images / wall } else { 0.0 },
-    };
-    emit(json, &report, |r| {
-        let mut s = format!("trained {} → {}\n", a.model.display(), r.model.display());
-        if let (Some(f), Some(l)) = (&r.first, &r.last) {
-            s += &format!("steps {}..{}: loss {:.4} → {:.4}\n", f.step, l.step, f.loss, l.loss);
-        }
-        s += &format!("{:.1} s, {:.2} images/s; log in {}\n", r.wall_s, r.images_per_s, r.run_dir.join("log.jsonl").display());
-        s
-    });
+    emit(json, &report, |r| render_report(&a.model, r));
     Ok(())
+}
+
+fn render_report(model: &Path, r: &TrainReport) -> String {
+    let mut s = format!("trained {} → {}\n", model.display(), r.model.display());
+    if let (Some(f), Some(l)) = (&r.first, &r.last) {
+        s += &format!("steps {}..{}: loss {:.4} → {:.4}\n", f.step, l.step, f.loss, l.loss);
+    }
+    s += &format!("{:.1} s, {:.2} images/s; log in {}\n", r.wall_s, r.images_per_s, r.run_dir.join("log.jsonl").display());
+    s
 }

@@ -2,9 +2,7 @@
 //! or mask transfer, by what is given (`lottery::transfer`).
 use super::emit;
 use crate::error::Result;
-use crate::lottery::transfer::{transfer_backbone, BackboneTransfer};
-use crate::model::{Masks, ModelState};
-use serde::Serialize;
+use crate::lottery::transfer::transfer_files;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -24,28 +22,8 @@ pub struct Args {
     pub masks_out: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct Report {
-    output: PathBuf,
-    masks_out: Option<PathBuf>,
-    setting: &'static str,
-    #[serde(flatten)]
-    transfer: BackboneTransfer,
-    sizes: crate::export::Sizes,
-}
-
 pub fn run(a: Args, json: bool) -> Result<()> {
-    let classifier = ModelState::import(&a.classifier)?;
-    let detector = ModelState::import(&a.detector)?;
-    let masks = a.masks.as_ref().map(|m| Masks::load(m).map(|l| (l, m.clone()))).transpose()?;
-    let (state, transfer) = transfer_backbone(&classifier, &detector, masks.as_ref().map(|(m, p)| (m, p.as_path())))?;
-    let mut inputs = vec![a.classifier.as_path(), a.detector.as_path()];
-    inputs.extend(a.masks.as_deref());
-    let sizes = crate::export::write_outputs(&state, &a.output, a.masks_out.as_deref(), None, &inputs)?;
-    // Whether the weights were a ticket's or the dense model's is the user's to say; with a mask, "ticket or
-    // mask transfer" names both.
-    let setting = if a.masks.is_some() { "ticket or mask transfer (classifier mask on the body)" } else { "pretrained backbone" };
-    let report = Report { output: a.output.clone(), masks_out: a.masks_out.clone(), setting, transfer, sizes };
+    let report = transfer_files(&a.classifier, &a.detector, a.masks.as_deref(), &a.output, a.masks_out.as_deref())?;
     emit(json, &report, |r| {
         let mut s = format!(
             "{}: backbone body from {} ({} conv weights, {} FrozenBatchNorm tensors, {} values); {}\n",

@@ -23,7 +23,7 @@ pub struct ClassifyReport {
 
 /// Top-1 accuracy of `state` (masks applied) on `data`, images resized to `side`.
 pub fn top1(state: &ModelState, data: &ClassifyDataset, side: usize, bar: &indicatif::ProgressBar) -> Result<ClassifyReport> {
-    crate::train::run::check_classify_classes(state, data)?;
+    crate::data::check_classify_classes(state, data)?;
     let stage = TractStage::new("classifier", &crate::graph::classify::inference_graph(state, 1, side)?)?;
     let k = data.categories.len();
     let (mut hits, mut seen) = (vec![0usize; k], vec![0usize; k]);

@@ -13,6 +13,7 @@
 //! ```
 pub mod classify;
 mod coco;
+pub mod gate;
 pub mod model;
 mod voc;
 

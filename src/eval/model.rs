@@ -24,10 +24,7 @@ pub fn coco_images(gt: &CocoGt, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         .collect()
 }
 
-/// The image folder of a COCO json when none is given: `images/` next to it, as `ticket train` reads it.
-pub fn default_images(annotations: &Path) -> PathBuf {
-    annotations.parent().unwrap_or(Path::new(".")).join("images")
-}
+pub use crate::data::default_images;
 
 /// A model's detections as records for scoring on `gt`: those of classes the ground truth has no category
 /// for are left out, as pycocotools scores only the ground truth's categories (hotcoco refuses them instead).
@@ -55,27 +52,6 @@ pub fn check_classes(state: &ModelState, gt: &CocoGt) -> Result<()> {
     Ok(())
 }
 
-/// The asked IoU types, each one the model's outputs can be scored on, without repeats.
-pub fn check_iou_types(state: &ModelState, asked: &[IouType]) -> Result<Vec<IouType>> {
-    let has = iou_types_of(state);
-    let mut out = Vec::new();
-    for t in asked {
-        if !has.contains(t) {
-            let names: Vec<&str> = has.iter().map(|t| t.as_str()).collect();
-            return Err(Error::Input(format!(
-                "--iou-type {}: {} has no such output (it can be scored on {})",
-                t.as_str(),
-                state.path().display(),
-                names.join(", ")
-            )));
-        }
-        if !out.contains(t) {
-            out.push(*t);
-        }
-    }
-    Ok(out)
-}
-
 /// VOC class ids are 1..=classes in the dataset's order (the set in `dir`); the model must have a label for each.
 pub fn check_voc_classes(state: &ModelState, classes: usize, dir: &Path) -> Result<()> {
     let k = state.arch.num_classes.unwrap_or(0);
@@ -95,6 +71,27 @@ pub fn iou_types_of(state: &ModelState) -> Vec<IouType> {
         ModelKind::KeypointRcnn => vec![IouType::Bbox, IouType::Keypoints],
         _ => vec![IouType::Bbox],
     }
+}
+
+/// The asked IoU types, each one the model's outputs can be scored on, without repeats.
+pub fn check_types(state: &ModelState, asked: &[IouType]) -> Result<Vec<IouType>> {
+    let has = iou_types_of(state);
+    let mut out = Vec::new();
+    for t in asked {
+        if !has.contains(t) {
+            let names: Vec<&str> = has.iter().map(|t| t.as_str()).collect();
+            return Err(Error::Input(format!(
+                "--iou-type {}: {} has no such output (it can be scored on {})",
+                t.as_str(),
+                state.path().display(),
+                names.join(", ")
+            )));
+        }
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    Ok(out)
 }
 
 /// One detection run of a model over ground truth, and its reports.

@@ -86,3 +86,21 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
     crate::fsio::write_atomic(out, &bytes)?;
     Ok(PackReport { packed_tensors, compact_bytes: bytes.len() as u64, graph_bytes: graph_len })
 }
+
+/// `ticket unpack`'s report: the plain ONNX written and its size.
+#[derive(serde::Serialize)]
+pub struct Unpacked {
+    pub output: std::path::PathBuf,
+    pub bytes: u64,
+}
+
+/// A compact ticket file turned back into a plain ONNX model at `output`.
+pub fn unpack_file(compact: &Path, output: &Path) -> Result<Unpacked> {
+    let bytes = crate::fsio::read_limited(compact, 16 << 30)?;
+    if !crate::onnx::compact::looks_compact(&bytes) {
+        return Err(Error::input(compact, "not a compact ticket file"));
+    }
+    let model = crate::onnx::compact::unpack(compact, &bytes)?;
+    let saved = model.save_with(output, &Default::default())?;
+    Ok(Unpacked { output: output.to_path_buf(), bytes: saved.total() })
+}

@@ -50,7 +50,7 @@ impl Params for ParamInputs<'_> {
 /// `deltas_{l}` [B, 4A, h, w] for the five levels. Every parameter it reads is an input.
 pub fn rpn_forward(state: &ModelState, batch: usize, height: usize, width: usize) -> Result<ModelProto> {
     let backbone = state.arch.backbone.as_ref().ok_or_else(|| Error::input(state.path(), "no ResNet backbone found"))?;
-    if batch == 0 || height == 0 || width == 0 || height % 32 != 0 || width % 32 != 0 {
+    if batch == 0 || height == 0 || width == 0 || !height.is_multiple_of(32) || !width.is_multiple_of(32) {
         return Err(Error::Input(format!("RPN forward: batch {batch} and canvas {height}×{width} (multiples of 32) must be positive")));
     }
     let mut b = GraphBuilder::new("ticket_rpn_forward");

@@ -86,7 +86,7 @@ pub fn backbone_rpn(state: &ModelState, height: usize, width: usize) -> Result<M
 pub fn backbone_rpn_with(p: &mut Inference, height: usize, width: usize) -> Result<ModelProto> {
     let state = p.state;
     let backbone = state.arch.backbone.as_ref().ok_or_else(|| Error::input(state.path(), "no ResNet backbone found"))?;
-    if height % 32 != 0 || width % 32 != 0 {
+    if !height.is_multiple_of(32) || !width.is_multiple_of(32) {
         return Err(Error::Input(format!("canvas {height}×{width} must be a multiple of 32")));
     }
     let mut b = GraphBuilder::new("ticket_backbone_rpn");

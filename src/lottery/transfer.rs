@@ -13,7 +13,7 @@ use crate::model::{ModelKind, ModelState, Role};
 use crate::prune::ops::{self, TransferReport};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const BODY: &str = "backbone.body.";
 
@@ -109,4 +109,38 @@ pub fn transfer_backbone(
         None => (None, 0),
     };
     Ok((out, BackboneTransfer { weights, norms, values, masks: report, pruned }))
+}
+
+/// `ticket transfer`'s report: the detector written, its mask, the setting and what moved.
+#[derive(Serialize)]
+pub struct TransferFiles {
+    pub output: PathBuf,
+    pub masks_out: Option<PathBuf>,
+    pub setting: &'static str,
+    #[serde(flatten)]
+    pub transfer: BackboneTransfer,
+    pub sizes: crate::export::Sizes,
+}
+
+/// The classifier's body (and its mask, when `masks` is given) onto the detector, written to `output` (and the
+/// detector's mask to `masks_out`) through `export`'s one path.
+pub fn transfer_files(
+    classifier: &Path,
+    detector: &Path,
+    masks: Option<&Path>,
+    output: &Path,
+    masks_out: Option<&Path>,
+) -> Result<TransferFiles> {
+    let cls = ModelState::import(classifier)?;
+    let det = ModelState::import(detector)?;
+    let loaded = masks.map(|m| crate::model::Masks::load(m).map(|l| (l, m))).transpose()?;
+    let (state, transfer) = transfer_backbone(&cls, &det, loaded.as_ref().map(|(m, p)| (m, *p)))?;
+    let mut inputs = vec![classifier, detector];
+    inputs.extend(masks);
+    let outputs = crate::export::Outputs { model: output, masks: masks_out, compact: None };
+    let sizes = crate::export::export(&state, outputs, &inputs, crate::export::Verify::No)?.sizes;
+    // Whether the weights were a ticket's or the dense model's is the user's to say; with a mask, "ticket or
+    // mask transfer" names both.
+    let setting = if masks.is_some() { "ticket or mask transfer (classifier mask on the body)" } else { "pretrained backbone" };
+    Ok(TransferFiles { output: output.to_path_buf(), masks_out: masks_out.map(Path::to_path_buf), setting, transfer, sizes })
 }

@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod batchnorm;
 pub mod groups;
+pub mod inspect;
 pub mod masks;
 pub mod names;
 

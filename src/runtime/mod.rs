@@ -1,4 +1,5 @@
-//! Engines that run ONNX graphs. ONNX Runtime (through `ort`) checks exports against the original model;
+//! Engines that run ONNX graphs. ONNX Runtime (through `ort`) runs models and compares outputs (export's
+//! check against the original model, `ticket check`, the benchmarks' baselines);
 //! `env` finds the Python environments and the ORT library; `threads` is the thread-count rule they all follow.
 pub mod env;
 pub mod ort_check;

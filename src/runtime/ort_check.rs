@@ -2,14 +2,12 @@
 //! run time (the `onnxruntime` wheel's libonnxruntime.so, found by `runtime::env`: ORT_DYLIB_PATH, else the venv
 //! `ticket setup` or tools/setup.sh made), because ort's default download of binaries cannot work offline.
 use crate::error::{Error, Result};
-use crate::model::ModelState;
 use crate::onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto};
 use crate::onnx::OnnxModel;
 use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::{Tensor, ValueType};
 use serde::Serialize;
-use std::path::Path;
 use std::sync::OnceLock;
 
 static ENV: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -164,23 +162,4 @@ pub fn compare(a: &[(String, Output)], b: &[(String, Output)]) -> Vec<OutputDiff
             OutputDiff { name: name.clone(), shape, same_shape, max_abs_diff: max }
         })
         .collect()
-}
-
-/// Runs `output` and the source model with the state's masks applied in memory, in ONNX Runtime.
-pub fn verify_export(state: &ModelState, output: &Path) -> Result<Vec<OutputDiff>> {
-    let exported = crate::onnx::compact::load_onnx_or_compact(output)?;
-    let inputs = default_inputs(&exported, 128)?;
-    let a = run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
-    let reference = state.source.encode_inline(&state.changed_initializers()?)?;
-    let b = run(&reference, &inputs, &state.path().display().to_string())?;
-    let diffs = compare(&a, &b);
-    if let Some(d) = diffs.iter().find(|d| !d.same_shape || d.max_abs_diff > 1e-5) {
-        return Err(Error::Check(format!(
-            "{}: output '{}' differs from the masked input model (max abs diff {})",
-            output.display(),
-            d.name,
-            d.max_abs_diff
-        )));
-    }
-    Ok(diffs)
 }

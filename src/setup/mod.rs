@@ -205,7 +205,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stderr.lines().chain(stdout.lines()).filter(|l| !l.trim().is_empty()).next_back().unwrap_or("no output").trim().to_string();
+    let last = stderr.lines().chain(stdout.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
     // pip's most telling line is its first ERROR, not a trailing notice.
     let reason = stderr.lines().find(|l| l.starts_with("ERROR:")).map(str::trim).map(String::from).unwrap_or(last);
     Err(Error::Runtime(one_line(&format!("{what} failed ({}): {reason}; nothing was changed", out.status))))

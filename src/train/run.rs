@@ -14,464 +14,105 @@
 //! - `.lock`: held (flock) by the process training in the folder, so a second one is refused;
 //! - `work/`: the training core, ORT's artifacts and the RPN forward graph (regenerated on resume);
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
-use super::batch::{StepBuilder, StepStats};
-use super::batches::{BatchItem, Batches};
+use super::checkpoints::{self, resume_point, ResumePoint, CHECKPOINTS};
+use super::config::{check_batch_fits, RunConfig};
+use super::folder::{self, refuse_existing_run, Created, MAX_SMALL_FILE};
+use super::log::{open_log, StepRecord};
+use super::order::{BatchItem, Batches};
 use super::session::{Losses, SessionOptions, TrainSession};
-use super::worker::{Device, Optimizer};
+use super::step_inputs::{StepBuilder, StepStats};
 use super::Tensor;
-use crate::data::{Canvas, CanvasSample, ClassifyDataset, Dataset};
+use crate::data::{check_classes, check_classify_classes, Canvas, CanvasSample, ClassifyDataset, DataSpec, Dataset};
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, DirLock};
-use crate::graph::train_core::{TrainOptions, TrainShape};
-use crate::model::{Masks, ModelKind, ModelState};
-use serde::{Deserialize, Serialize};
+use crate::graph::train_core::TrainOptions;
+use crate::model::{Masks, ModelState};
+use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Where the annotations are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum DataSpec {
-    Coco {
-        annotations: PathBuf,
-        images: PathBuf,
-    },
-    Voc {
-        dir: PathBuf,
-        images: Option<PathBuf>,
-    },
-    /// A classification set (`data::classify`): a classifier trains on it.
-    Classify {
-        dir: PathBuf,
-    },
-}
-
-impl DataSpec {
-    /// The detection dataset (COCO or VOC).
-    pub fn load(&self) -> Result<Dataset> {
-        match self {
-            DataSpec::Coco { annotations, images } => Dataset::from_coco(annotations, images),
-            DataSpec::Voc { dir, images } => Dataset::from_voc(dir, images.as_deref()),
-            DataSpec::Classify { dir } => {
-                Err(Error::input(dir, "is a classification set; a detector trains on COCO or VOC data (--coco, --voc)"))
-            }
-        }
-    }
-}
-
-/// The data of a run, loaded and checked before the folder is touched.
-enum Loaded {
+/// A run's training data, loaded and checked against the model (its classes, keypoints and masks) before the
+/// folder is touched.
+pub enum TrainData {
     Detect(Dataset),
     Classify(ClassifyDataset),
 }
 
+impl TrainData {
+    pub fn load(state: &ModelState, spec: &DataSpec) -> Result<TrainData> {
+        Ok(match spec {
+            DataSpec::Classify { dir } => {
+                let data = ClassifyDataset::load(dir)?;
+                check_classify_classes(state, &data)?;
+                TrainData::Classify(data)
+            }
+            _ => {
+                let dataset = spec.load()?;
+                check_classes(state, &dataset)?;
+                TrainData::Detect(dataset)
+            }
+        })
+    }
+
+    /// Every image reads: a missing or broken one fails here, in one line, not hours into the run.
+    pub fn verify(&self) -> Result<()> {
+        match self {
+            TrainData::Classify(data) => data.verify(),
+            TrainData::Detect(dataset) => dataset.verify(&indicatif::ProgressBar::hidden()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TrainData::Classify(c) => c.len(),
+            TrainData::Detect(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The set holds at least one batch.
+    pub fn check_batch(&self, batch: usize) -> Result<()> {
+        let source = match self {
+            TrainData::Classify(c) => &c.source,
+            TrainData::Detect(d) => &d.source,
+        };
+        check_batch_fits(self.len(), source, batch)
+    }
+}
+
 /// What a run trains: a detector (images through the RPN forward, targets built in Rust, the detection
-/// core) or a classifier (images and labels, the cross-entropy core of `graph::classify`).
+/// core) or a classifier (images and labels, the cross-entropy core of `graph::classify`). One per run, so
+/// the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Task {
     Detect { dataset: Dataset, canvas: Canvas, builder: StepBuilder, rpn_model: PathBuf, flip_map: Vec<usize> },
     Classify { data: ClassifyDataset },
 }
 
-/// Everything that defines a run; saved as `run.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunConfig {
+/// What a run reports when it has trained to its last step (`ticket train --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    pub run_dir: PathBuf,
+    /// RUN_DIR/model.onnx, the trained model.
     pub model: PathBuf,
-    /// FNV-1a 64 of the model file: a resume checks it.
-    pub model_fingerprint: String,
-    pub data: DataSpec,
-    pub masks: Option<PathBuf>,
     pub steps: u64,
-    pub lr: f32,
-    /// `sgd` (momentum + weight decay, torch's SGD) or `adamw` (ORT's AdamW).
-    pub optimizer: String,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    /// Linear warmup from `warmup_factor · lr` over this many steps (torchvision's reference recipe).
-    pub warmup: u64,
-    pub warmup_factor: f32,
-    /// Steps after which the learning rate is multiplied by `gamma`.
-    pub decay_at: Vec<u64>,
-    pub gamma: f32,
-    pub shape: TrainShape,
-    pub min_size: usize,
-    pub max_size: usize,
-    pub trainable_layers: usize,
-    pub flip: f64,
-    pub seed: u64,
-    pub save_every: u64,
-    pub device: String,
-}
-
-impl RunConfig {
-    /// The learning rate of step `step` (1-based): warmup, then step decay.
-    pub fn lr_at(&self, step: u64) -> f32 {
-        let warm = if self.warmup > 0 && step <= self.warmup {
-            let alpha = (step - 1) as f32 / self.warmup as f32;
-            self.warmup_factor * (1.0 - alpha) + alpha
-        } else {
-            1.0
-        };
-        let decays = self.decay_at.iter().filter(|&&d| step > d).count() as i32;
-        self.lr * warm * self.gamma.powi(decays)
-    }
-
-    fn optimizer(&self) -> Result<Optimizer> {
-        match self.optimizer.as_str() {
-            "sgd" => Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay }),
-            "adamw" => Ok(Optimizer::AdamW),
-            o => Err(Error::Input(format!("--optimizer must be sgd or adamw, got '{o}'"))),
-        }
-    }
-
-    fn device(&self) -> Result<Device> {
-        self.device.parse()
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Input(m));
-        if self.steps == 0 {
-            return bad("--steps must be at least 1".into());
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("--lr must be a positive number, got {}", self.lr));
-        }
-        if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.weight_decay) {
-            return bad(format!("--momentum {} and --weight-decay {} must lie in [0, 1)", self.momentum, self.weight_decay));
-        }
-        if !(self.gamma > 0.0 && self.gamma <= 1.0) || !(self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
-            return bad(format!("--gamma {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));
-        }
-        if let Some(d) = self.decay_at.iter().find(|&&d| d >= self.steps) {
-            return bad(format!("--decay-at {d} is not below --steps {}: the decay would never apply", self.steps));
-        }
-        if self.save_every == 0 {
-            return bad("--save-every must be at least 1".into());
-        }
-        let s = &self.shape;
-        if s.batch == 0 || s.batch > MAX_BATCH {
-            return bad(format!("--batch {} is outside 1..={MAX_BATCH}", s.batch));
-        }
-        // A detector's FPN upsamples exactly only on multiples of 32; a classifier takes any side from 32 up.
-        let classify = matches!(self.data, DataSpec::Classify { .. });
-        for side in [s.height, s.width] {
-            if !(32..=MAX_CANVAS).contains(&side) || (!classify && !side.is_multiple_of(32)) {
-                let what = if classify { "a side" } else { "a multiple of 32" };
-                return bad(format!("--canvas {side} must be {what} in 32..={MAX_CANVAS}"));
-            }
-        }
-        if s.rois_per_image == 0 || s.rois_per_image > MAX_ROIS || s.mask_rois_per_image == 0 || s.keypoint_rois_per_image == 0 {
-            return bad(format!("--rois {} is outside 1..={MAX_ROIS}", s.rois_per_image));
-        }
-        if self.min_size == 0 || self.max_size < self.min_size {
-            return bad(format!(
-                "the resize range {}..={} is empty (min_size must be at least 1 and at most max_size)",
-                self.min_size, self.max_size
-            ));
-        }
-        if self.trainable_layers > 5 {
-            return bad(format!("--trainable-layers {} is outside 0..=5 (torchvision's trainable backbone stages)", self.trainable_layers));
-        }
-        if !(0.0..=1.0).contains(&self.flip) {
-            return bad(format!("--flip {} is not a probability in [0, 1]", self.flip));
-        }
-        self.optimizer()?;
-        self.device()?;
-        Ok(())
-    }
-}
-
-/// Bounds on the training shape: beyond them a step would not fit in memory (a batch of 4096 images, a canvas
-/// of 8192² per image) and the error would come from the allocator, hours in, not from the option.
-pub const MAX_BATCH: usize = 1024;
-pub const MAX_CANVAS: usize = 4096;
-pub const MAX_ROIS: usize = 4096;
-
-/// A training set of `len` images (read from `source`) holds at least one batch.
-pub fn check_batch_fits(len: usize, source: &Path, batch: usize) -> Result<()> {
-    if len < batch {
-        return Err(Error::input(source, format!("has {len} images, fewer than one batch of {batch}")));
-    }
-    Ok(())
-}
-
-/// Starts the training worker once and stops it: a missing or broken training Python (or `--device cuda`
-/// without CUDA) is found before a run folder is written, not after (exit 3: the environment is at fault).
-pub fn check_worker(python: &Path, device: &str) -> Result<()> {
-    let device: Device = device.parse()?;
-    super::worker::Worker::start(python, device)?.shutdown()
-}
-
-/// FNV-1a 64 of a file, as 16 hex digits: cheap, stable across platforms and Rust versions.
-pub fn fingerprint(path: &Path) -> Result<String> {
-    Ok(format!("{:016x}", fnv_file(path)?.0))
-}
-
-/// FNV-1a 64 and length of a regular file, streamed (checkpoints are hundreds of MB).
-fn fnv_file(path: &Path) -> Result<(u64, u64)> {
-    use std::io::Read;
-    let (mut r, _) = crate::fsio::open_regular(path)?;
-    let mut h = FNV_OFFSET;
-    let mut len = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h = fnv1a(h, &buf[..n]);
-        len += n as u64;
-    }
-    Ok((h, len))
-}
-
-/// FNV-1a 64's starting value; [`fnv1a`] continues a hash over more bytes. Stable across Rust versions and
-/// machines (std's hashers are not), so names derived from it (fingerprints, sweep task folders) stay valid.
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// One line of `log.jsonl`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct StepRecord {
-    pub step: u64,
-    pub loss: f32,
-    #[serde(flatten)]
-    pub terms: std::collections::BTreeMap<String, f32>,
-    pub lr: f32,
-    pub proposals: usize,
-    pub positive_rois: usize,
-    /// Seconds spent loading images and building targets, in the RPN forward, and in the training step.
-    pub data_s: f64,
-    pub rpn_s: f64,
-    pub step_s: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedState {
-    step: u64,
-    checkpoint: String,
-}
-
-/// What `step-NNNNNN.ckpt.json` says about its checkpoint: the step and every file of it.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct CheckpointInfo {
-    step: u64,
-    files: Vec<CheckpointFile>,
-}
-
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct CheckpointFile {
-    /// A file name inside `checkpoints/`.
-    name: String,
-    bytes: u64,
-    fnv: String,
-}
-
-const CHECKPOINTS: &str = "checkpoints";
-/// run.json, state.json and a checkpoint's description are a few hundred bytes; the log is a line per step.
-const MAX_SMALL_FILE: u64 = 1 << 20;
-const MAX_LOG: u64 = 1 << 30;
-
-fn checkpoint_name(step: u64) -> String {
-    format!("step-{step:06}.ckpt")
-}
-
-/// The step a checkpoint file name stands for (`step-000006.ckpt` → 6); `None` for any other name.
-fn step_of(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("step-")?.strip_suffix(".ckpt")?;
-    (digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
-}
-
-/// Where a resumed run starts: the newest intact checkpoint, and the saved checkpoints newer than it that
-/// are damaged (they are kept, renamed `*.broken`, once the run really starts).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResumePoint {
-    pub step: u64,
-    /// The checkpoint file, inside RUN_DIR/checkpoints.
-    pub checkpoint: PathBuf,
-    /// Checkpoint files newer than `step` that do not match their description (or have none).
-    pub damaged: Vec<PathBuf>,
-}
-
-/// Writes `step-NNNNNN.ckpt.json` for the checkpoint of `step` in `ckdir` (the checkpoint and its momentum
-/// file, when there is one), after they are complete: from then on a resume may start from it.
-pub fn describe_checkpoint(ckdir: &Path, step: u64) -> Result<PathBuf> {
-    let name = checkpoint_name(step);
-    let mut files = Vec::new();
-    for f in [name.clone(), format!("{name}.momentum.npz")] {
-        let p = ckdir.join(&f);
-        if p.is_file() {
-            let (h, bytes) = fnv_file(&p)?;
-            files.push(CheckpointFile { name: f, bytes, fnv: format!("{h:016x}") });
-        }
-    }
-    if files.is_empty() {
-        return Err(Error::input(ckdir.join(&name), "no checkpoint to describe"));
-    }
-    let info = CheckpointInfo { step, files };
-    let path = ckdir.join(format!("{name}.json"));
-    write_atomic(&path, serde_json::to_string_pretty(&info).expect("serialises").as_bytes())?;
-    Ok(path)
-}
-
-/// Checks a checkpoint against its description; the error says what does not match.
-fn verify_checkpoint(dir: &Path, name: &str, step: u64) -> std::result::Result<(), String> {
-    let desc = dir.join(format!("{name}.json"));
-    let text = crate::fsio::read_text_limited(&desc, MAX_SMALL_FILE).map_err(|e| format!("no description ({e})"))?;
-    let info: CheckpointInfo = serde_json::from_str(&text).map_err(|e| format!("{}: not a checkpoint description: {e}", desc.display()))?;
-    if info.step != step {
-        return Err(format!("{} says step {}, the file name says {step}", desc.display(), info.step));
-    }
-    if !info.files.iter().any(|f| f.name == name) {
-        return Err(format!("{} does not describe {name}", desc.display()));
-    }
-    for f in &info.files {
-        // Names come from a file: only siblings of the checkpoint, never a path elsewhere.
-        if !f.name.starts_with(name) || f.name.contains('/') || f.name.contains('\\') || f.name.contains("..") {
-            return Err(format!("{} names '{}', which is not a file of this checkpoint", desc.display(), f.name));
-        }
-        let (h, len) = fnv_file(&dir.join(&f.name)).map_err(|e| e.to_string())?;
-        if len != f.bytes || format!("{h:016x}") != f.fnv {
-            return Err(format!("{} has {len} bytes (hash {h:016x}), its description says {} bytes (hash {})", f.name, f.bytes, f.fnv));
-        }
-    }
-    Ok(())
-}
-
-/// Finds where a run folder resumes (see the module comment); `None` when the run never saved a checkpoint.
-/// Reads only: a run folder as found, damaged or not, is left as it is.
-pub fn resume_point(dir: &Path) -> Result<Option<ResumePoint>> {
-    let ckdir = dir.join(CHECKPOINTS);
-    let mut saved: Vec<(u64, String)> = match std::fs::read_dir(&ckdir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                step_of(&name).map(|s| (s, name))
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(&ckdir, e)),
-    };
-    saved.sort();
-    let state_path = dir.join("state.json");
-    let named = if state_path.exists() {
-        let text = crate::fsio::read_text_limited(&state_path, MAX_SMALL_FILE)?;
-        let st: SavedState = serde_json::from_str(&text).map_err(|e| Error::input(&state_path, format!("not a run state: {e}")))?;
-        // state.json is read, not trusted: its checkpoint must be one of this folder's, of the step it says.
-        let name = st.checkpoint.strip_prefix("checkpoints/").filter(|n| step_of(n).is_some()).ok_or_else(|| {
-            Error::input(
-                &state_path,
-                format!("names checkpoint '{}', which is not checkpoints/step-NNNNNN.ckpt of this run", st.checkpoint),
-            )
-        })?;
-        if step_of(name) != Some(st.step) {
-            return Err(Error::input(&state_path, format!("says step {} but names checkpoint {}", st.step, st.checkpoint)));
-        }
-        Some(st.step)
-    } else {
-        None
-    };
-    let mut damaged = Vec::new();
-    let mut reasons = Vec::new();
-    for (step, name) in saved.iter().rev() {
-        match verify_checkpoint(&ckdir, name, *step) {
-            Ok(()) => {
-                damaged.reverse();
-                return Ok(Some(ResumePoint { step: *step, checkpoint: ckdir.join(name), damaged }));
-            }
-            Err(why) => {
-                damaged.push(ckdir.join(name));
-                reasons.push(format!("{name}: {why}"));
-            }
-        }
-    }
-    if !saved.is_empty() {
-        return Err(Error::input(
-            dir,
-            format!("has saved checkpoints but none is intact, so it cannot resume ({}); nothing was changed", reasons.join("; ")),
-        ));
-    }
-    if let Some(step) = named {
-        return Err(Error::input(&state_path, format!("names the checkpoint of step {step}, which is missing; nothing was changed")));
-    }
-    Ok(None)
-}
-
-/// Keeps a damaged checkpoint (and its companions) as `*.broken`, out of the way of the steps redone.
-fn set_aside(path: &Path) -> Result<()> {
-    let Some(dir) = path.parent() else { return Ok(()) };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for e in entries.filter_map(|e| e.ok()) {
-        let f = e.file_name().to_string_lossy().into_owned();
-        if f == name || (f.starts_with(&format!("{name}.")) && !f.ends_with(".broken")) {
-            let mut to = dir.join(format!("{f}.broken"));
-            let mut k = 1;
-            while to.exists() {
-                to = dir.join(format!("{f}.{k}.broken"));
-                k += 1;
-            }
-            std::fs::rename(e.path(), &to).map_err(|err| Error::io(e.path(), err))?;
-        }
-    }
-    Ok(())
-}
-
-/// What a fresh run found missing before it created its folder, `checkpoints/`, `work/` and `.lock`: a run
-/// that fails before its `run.json` is written removes them again, so the folder can be used as if the
-/// command had never run.
-struct Created {
-    dir: PathBuf,
-    dir_existed: bool,
-    checkpoints_existed: bool,
-    work_existed: bool,
-    lock_existed: bool,
-}
-
-impl Created {
-    fn note(dir: &Path) -> Created {
-        let has = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-        Created {
-            dir: dir.to_path_buf(),
-            dir_existed: has(dir),
-            checkpoints_existed: has(&dir.join(CHECKPOINTS)),
-            work_existed: has(&dir.join("work")),
-            lock_existed: has(&dir.join(crate::fsio::LOCK_FILE)),
-        }
-    }
-
-    /// Removes what this process created (only for a fresh run: a resumed run's folder keeps its files).
-    fn undo(&self, fresh: bool) {
-        if !fresh || self.dir.join("run.json").exists() {
-            return;
-        }
-        if !self.work_existed {
-            let _ = std::fs::remove_dir_all(self.dir.join("work"));
-        }
-        if !self.checkpoints_existed {
-            // Only when empty: a checkpoint is never deleted.
-            let _ = std::fs::remove_dir(self.dir.join(CHECKPOINTS));
-        }
-        if !self.lock_existed {
-            let _ = std::fs::remove_file(self.dir.join(crate::fsio::LOCK_FILE));
-        }
-        if !self.dir_existed {
-            let _ = std::fs::remove_dir(&self.dir);
-        }
-    }
+    /// The step the run resumed from (0 for a fresh run).
+    pub resumed_from: u64,
+    /// The first and last step trained by this process.
+    pub first: Option<StepRecord>,
+    pub last: Option<StepRecord>,
+    pub wall_s: f64,
+    pub images_per_s: f64,
 }
 
 /// How a run is opened.
 pub enum Start {
     /// A new run in an empty (or missing) folder.
-    Fresh(RunConfig),
+    Fresh(Box<RunConfig>),
     /// Continue the run in the folder; `steps`, when given, replaces the planned step count.
     Resume { steps: Option<u64> },
 }
@@ -502,28 +143,14 @@ impl Run {
             Start::Fresh(config) => {
                 refuse_existing_run(dir)?;
                 config.validate()?;
-                (config, None)
+                (*config, None)
             }
             Start::Resume { steps } => {
-                let path = dir.join("run.json");
-                if !path.is_file() {
-                    return Err(Error::input(&path, "cannot read the run to resume: no run.json in the folder"));
-                }
-                let text = crate::fsio::read_text_limited(&path, MAX_SMALL_FILE)
-                    .map_err(|e| Error::input(&path, format!("cannot read the run to resume: {e}")))?;
-                let mut config: RunConfig = serde_json::from_str(&text).map_err(|e| Error::input(&path, format!("not a run file: {e}")))?;
-                let have = fingerprint(model)?;
-                if have != config.model_fingerprint {
-                    return Err(Error::input(
-                        dir,
-                        format!(
-                            "was trained from another model ({} has fingerprint {have}, the run was started from {} with {})",
-                            model.display(),
-                            config.model.display(),
-                            config.model_fingerprint
-                        ),
-                    ));
-                }
+                let path = dir.join(folder::RUN_JSON);
+                let bytes = folder::read_run_json(dir, MAX_SMALL_FILE)?;
+                let mut config: RunConfig =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a run file: {e}")))?;
+                folder::check_model(dir, model, &config.model, &config.model_fingerprint)?;
                 if let Some(s) = steps {
                     config.steps = s;
                 }
@@ -540,27 +167,10 @@ impl Run {
         if let Some(m) = &config.masks {
             state.apply_masks(Masks::load(m)?, m)?;
         }
-        // A missing or broken image fails here, in one line, not hours into the run.
-        let data = match &config.data {
-            DataSpec::Classify { dir } => {
-                let data = ClassifyDataset::load(dir)?;
-                check_classify_classes(&state, &data)?;
-                data.verify()?;
-                Loaded::Classify(data)
-            }
-            _ => {
-                let dataset = config.data.load()?;
-                check_classes(&state, &dataset)?;
-                dataset.verify(&indicatif::ProgressBar::hidden())?;
-                Loaded::Detect(dataset)
-            }
-        };
-        let (len, source) = match &data {
-            Loaded::Classify(c) => (c.len(), c.source.clone()),
-            Loaded::Detect(d) => (d.len(), d.source.clone()),
-        };
-        let batches = Batches::new(len, config.shape.batch, config.seed, config.flip)?;
-        check_batch_fits(len, &source, config.shape.batch)?;
+        let data = TrainData::load(&state, &config.data)?;
+        data.verify()?;
+        let batches = Batches::new(data.len(), config.shape.batch, config.seed, config.flip)?;
+        data.check_batch(config.shape.batch)?;
 
         // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was. A fresh
         // run that fails from here on (the worker does not start, say) takes back what it created.
@@ -587,7 +197,7 @@ impl Run {
         config: RunConfig,
         saved: Option<ResumePoint>,
         state: ModelState,
-        data: Loaded,
+        data: TrainData,
         batches: Batches,
         python: &Path,
         threads: usize,
@@ -602,7 +212,7 @@ impl Run {
         if let Some(saved) = &saved {
             for d in &saved.damaged {
                 eprintln!("warning: {} does not match its description; kept as .broken, resuming from step {}", d.display(), saved.step);
-                set_aside(d)?;
+                checkpoints::set_aside(d)?;
             }
         }
         let work = dir.join("work");
@@ -613,12 +223,12 @@ impl Run {
         options.work_dir = Some(work.clone());
         options.worker.threads = threads;
         let (mut session, task) = match data {
-            Loaded::Classify(data) => {
+            TrainData::Classify(data) => {
                 let graph = crate::graph::classify::training_graph(&state, config.shape.batch, config.shape.height)?;
                 let session = TrainSession::from_graph(&state, graph, &config.shape, &options)?;
                 (session, Task::Classify { data })
             }
-            Loaded::Detect(dataset) => {
+            TrainData::Detect(dataset) => {
                 let train = TrainOptions { trainable_layers: config.trainable_layers };
                 let session = TrainSession::new(&state, &config.shape, &train, &options)?;
                 let rpn_model = work.join("rpn_forward.onnx");
@@ -635,7 +245,7 @@ impl Run {
             session.set_lr(config.lr_at(step + 1))?;
         }
         if fresh {
-            write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
+            write_atomic(&dir.join(folder::RUN_JSON), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
         }
         let log = open_log(dir, step)?;
         let epoch = (0, batches.epoch(0));
@@ -700,7 +310,7 @@ impl Run {
     }
 
     /// Runs the next step, logs it, and saves a checkpoint when it falls on `save_every` or is the last.
-    pub fn next(&mut self) -> Result<StepRecord> {
+    pub fn train_step(&mut self) -> Result<StepRecord> {
         let step = self.step + 1;
         let (inputs, stats, data_s, rpn_s) = self.step_inputs(step)?;
         let t3 = Instant::now();
@@ -725,8 +335,8 @@ impl Run {
             step_s: (t4 - t3).as_secs_f64(),
         };
         let line = serde_json::to_string(&record).expect("serialises");
-        writeln!(self.log, "{line}").and_then(|_| self.log.flush()).map_err(|e| Error::io(&self.dir.join("log.jsonl"), e))?;
-        if step % self.config.save_every == 0 || step == self.config.steps {
+        writeln!(self.log, "{line}").and_then(|_| self.log.flush()).map_err(|e| Error::io(self.dir.join("log.jsonl"), e))?;
+        if step.is_multiple_of(self.config.save_every) || step == self.config.steps {
             self.save()?;
         }
         Ok(record)
@@ -735,29 +345,9 @@ impl Run {
     /// A checkpoint of the current step (with optimizer state), its description, then `state.json`; older
     /// checkpoints beyond the last two are removed.
     pub fn save(&mut self) -> Result<PathBuf> {
-        let ckdir = self.dir.join(CHECKPOINTS);
-        let name = checkpoint_name(self.step);
-        let path = ckdir.join(&name);
+        let path = checkpoints::checkpoint_path(&self.dir, self.step);
         self.session.save(&path, true)?;
-        describe_checkpoint(&ckdir, self.step)?;
-        let saved = SavedState { step: self.step, checkpoint: format!("{CHECKPOINTS}/{name}") };
-        write_atomic(&self.dir.join("state.json"), serde_json::to_string(&saved).expect("serialises").as_bytes())?;
-        let mut old: Vec<(u64, String)> = std::fs::read_dir(&ckdir)
-            .map_err(|e| Error::io(&self.dir, e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                step_of(&n).map(|s| (s, n))
-            })
-            .filter(|(s, _)| *s < self.step)
-            .collect();
-        old.sort();
-        // The newest two are this one and the one before it; older ones go, with their companions.
-        for (_, n) in old.iter().rev().skip(1) {
-            for f in [n.clone(), format!("{n}.momentum.npz"), format!("{n}.json")] {
-                let _ = std::fs::remove_file(ckdir.join(f));
-            }
-        }
+        checkpoints::commit(&self.dir, self.step)?;
         Ok(path)
     }
 
@@ -769,6 +359,26 @@ impl Run {
         Ok(state)
     }
 
+    /// Trains the remaining steps, calling `on_step` after each, then [`Run::finish`]es.
+    pub fn train_to_end(mut self, on_step: &mut dyn FnMut(&StepRecord)) -> Result<TrainReport> {
+        let resumed_from = self.step;
+        let total = self.config.steps;
+        let t0 = Instant::now();
+        let (mut first, mut last) = (None, None);
+        while self.step < total {
+            let r = self.train_step()?;
+            on_step(&r);
+            first.get_or_insert(r.clone());
+            last = Some(r);
+        }
+        let wall_s = t0.elapsed().as_secs_f64();
+        let images = (total - resumed_from) as f64 * self.config.shape.batch as f64;
+        let run_dir = self.dir.clone();
+        let model = self.finish()?;
+        let images_per_s = if wall_s > 0.0 { images / wall_s } else { 0.0 };
+        Ok(TrainReport { run_dir, model, steps: total, resumed_from, first, last, wall_s, images_per_s })
+    }
+
     /// Writes the trained model as RUN_DIR/model.onnx (the user's graph, trained initializers) and stops the
     /// worker.
     pub fn finish(mut self) -> Result<PathBuf> {
@@ -778,103 +388,4 @@ impl Run {
         self.session.shutdown()?;
         Ok(out)
     }
-}
-
-/// A fresh run never starts over saved work: a folder with a run, its state or any checkpoint is refused.
-fn refuse_existing_run(dir: &Path) -> Result<()> {
-    if dir.join("run.json").exists() {
-        return Err(Error::input(dir, "already holds a training run (run.json); use --resume to continue it, or another folder"));
-    }
-    let has_checkpoints = std::fs::read_dir(dir.join(CHECKPOINTS)).is_ok_and(|mut d| d.next().is_some());
-    if dir.join("state.json").exists() || has_checkpoints {
-        return Err(Error::input(
-            dir,
-            "holds checkpoints of a training run but no run.json; refusing to start a new run over them (use another folder)",
-        ));
-    }
-    Ok(())
-}
-
-/// The lines of a log to keep when resuming at `step`: complete records of steps 1..=step, in order. A line
-/// cut short (a run killed mid-write), a line that is not a record, or a step out of order is dropped, so the
-/// resumed run appends to a log of whole lines.
-pub fn kept_log(bytes: &[u8], step: u64) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..i],
-        None => "",
-    };
-    let mut last = 0;
-    let mut out = String::new();
-    for line in complete.lines() {
-        let Ok(r) = serde_json::from_str::<StepRecord>(line) else { continue };
-        if r.step > last && r.step <= step {
-            last = r.step;
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// The log with lines after `step` dropped (a resumed run rewrites what it redoes).
-fn open_log(dir: &Path, step: u64) -> Result<std::fs::File> {
-    let path = dir.join("log.jsonl");
-    let kept = if path.exists() { kept_log(&crate::fsio::read_limited(&path, MAX_LOG)?, step) } else { String::new() };
-    write_atomic(&path, kept.as_bytes())?;
-    std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))
-}
-
-/// A classifier predicts one class per category of its set (no background).
-pub fn check_classify_classes(state: &ModelState, data: &ClassifyDataset) -> Result<()> {
-    if state.arch.kind != ModelKind::Classifier {
-        return Err(Error::input(
-            &data.source,
-            format!(
-                "is a classification set, but {} is a {}; a detector trains on COCO or VOC data",
-                state.path().display(),
-                state.arch.kind.label()
-            ),
-        ));
-    }
-    let want = state.arch.num_classes.unwrap_or(0);
-    if want != data.categories.len() {
-        return Err(Error::input(
-            &data.source,
-            format!(
-                "has {} categories but {} predicts {want} classes: the classes do not match the model",
-                data.categories.len(),
-                state.path().display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The dataset's classes (and keypoints) must be the model's: K categories for K + 1 outputs.
-pub fn check_classes(state: &ModelState, data: &Dataset) -> Result<()> {
-    let want = state.arch.num_classes.unwrap_or(0);
-    let have = data.categories.len() + 1;
-    if want != have {
-        return Err(Error::input(
-            &data.source,
-            format!(
-                "has {} categories but {} predicts {} classes (background + {}): the classes do not match the model",
-                data.categories.len(),
-                state.path().display(),
-                want,
-                want.saturating_sub(1)
-            ),
-        ));
-    }
-    if state.arch.kind == ModelKind::MaskRcnn && !data.has_masks {
-        return Err(Error::input(&data.source, "has no segmentation for every object; a Mask R-CNN trains on instance masks"));
-    }
-    if state.arch.kind == ModelKind::KeypointRcnn {
-        let k = state.arch.num_keypoints.unwrap_or(0);
-        if data.num_keypoints != k {
-            return Err(Error::input(&data.source, format!("has {} keypoints per object, the model predicts {k}", data.num_keypoints)));
-        }
-    }
-    Ok(())
 }

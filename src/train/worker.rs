@@ -170,6 +170,22 @@ pub struct Worker {
     _script_dir: Option<tempfile::TempDir>,
 }
 
+/// The worker's script: the caller's (tests), or the embedded source written to a private temporary folder that
+/// lives as long as the worker.
+fn worker_script(options: &WorkerOptions) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(p) = &options.script {
+        return Ok((p.clone(), None));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("ticket-train-worker-")
+        .tempdir()
+        .map_err(|e| Error::Runtime(format!("cannot create a folder for the training worker: {e}")))?;
+    let path = dir.path().join("train_worker.py");
+    std::fs::write(&path, WORKER_SOURCE)
+        .map_err(|e| Error::Runtime(format!("{}: cannot write the training worker: {e}", path.display())))?;
+    Ok((path, Some(dir)))
+}
+
 impl Worker {
     /// Starts the worker with `python` (the training venv's, `TICKET_TRAIN_PYTHON`) and checks its versions.
     pub fn start(python: &Path, device: Device) -> Result<Worker> {
@@ -181,19 +197,7 @@ impl Worker {
         if !python.is_file() {
             return Err(Error::Runtime(format!("training Python {} does not exist: {setup_hint}", python.display())));
         }
-        let (script, script_dir) = match &options.script {
-            Some(p) => (p.clone(), None),
-            None => {
-                let dir = tempfile::Builder::new()
-                    .prefix("ticket-train-worker-")
-                    .tempdir()
-                    .map_err(|e| Error::Runtime(format!("cannot create a folder for the training worker: {e}")))?;
-                let path = dir.path().join("train_worker.py");
-                std::fs::write(&path, WORKER_SOURCE)
-                    .map_err(|e| Error::Runtime(format!("{}: cannot write the training worker: {e}", path.display())))?;
-                (path, Some(dir))
-            }
-        };
+        let (script, script_dir) = worker_script(&options)?;
         let mut child = Command::new(python)
             .arg("-u")
             .arg(&script)
@@ -248,7 +252,14 @@ impl Worker {
             last_checkpoint: None,
             _script_dir: script_dir,
         };
-        let hello = worker.call("hello", Map::new(), &[]).map_err(|e| match e {
+        worker.hello(python, &script, setup_hint)?;
+        worker.timeout = options.timeout;
+        Ok(worker)
+    }
+
+    /// The first call: the worker's protocol, onnxruntime version and providers, checked against this binary's.
+    fn hello(&mut self, python: &Path, script: &Path, setup_hint: &str) -> Result<()> {
+        let hello = self.call("hello", Map::new(), &[]).map_err(|e| match e {
             Error::Runtime(m) | Error::Input(m) => {
                 Error::Runtime(format!("{m} (is {} the training venv's Python? {setup_hint})", python.display()))
             }
@@ -256,14 +267,14 @@ impl Worker {
         })?;
         let result = hello.0;
         let s = |k: &str| result.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        worker.versions = Versions {
+        self.versions = Versions {
             protocol: result.get("protocol").and_then(Value::as_u64).unwrap_or(0),
             onnxruntime: s("onnxruntime"),
             onnx: s("onnx"),
             python: s("python"),
             providers: str_list(&result, "providers"),
         };
-        let v = &worker.versions;
+        let v = &self.versions;
         if v.protocol != PROTOCOL_VERSION {
             return Err(Error::Runtime(format!(
                 "{} speaks training protocol {}, this binary {}",
@@ -278,15 +289,14 @@ impl Worker {
                 v.onnxruntime
             )));
         }
-        if device == Device::Cuda && !v.providers.iter().any(|p| p == "CUDAExecutionProvider") {
+        if self.device == Device::Cuda && !v.providers.iter().any(|p| p == "CUDAExecutionProvider") {
             return Err(Error::Runtime(format!(
                 "--device cuda: the training venv's onnxruntime has no CUDA provider (providers: {}); install \
                  tools/requirements-train-cuda.txt into .venv-train (see src/train/protocol.rs, CUDA)",
                 v.providers.join(", ")
             )));
         }
-        worker.timeout = options.timeout;
-        Ok(worker)
+        Ok(())
     }
 
     pub fn versions(&self) -> &Versions {

@@ -32,17 +32,38 @@ fn figure(out: &mut String, f: &Figure) {
     *out += &format!("![{}]({}.png)\n\n{} ([SVG]({}.svg))\n\n", f.name, f.name, f.caption, f.name);
 }
 
+/// The report: runs and groups, then one section per kind of figure, each with the tables behind its plots.
 pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
-    let types = iou_types(groups);
     let mut out = String::from("# IMP report\n\n");
+    runs_section(&mut out, groups);
+    levels_section(&mut out, groups);
+    figures_where(&mut out, figures, |n| n.starts_with("ap"));
+    layers_section(&mut out, groups);
+    figures_where(&mut out, figures, |n| n.starts_with("layers"));
+    deltas_section(&mut out, groups);
+    figures_where(&mut out, figures, |n| n.starts_with("delta"));
+    tide_section(&mut out, groups);
+    figures_where(&mut out, figures, |n| n.starts_with("tide") || n.starts_with("loss"));
+    early_bird_section(&mut out, groups);
+    figures_where(&mut out, figures, |n| n == "early_bird");
+    out
+}
+
+fn figures_where(out: &mut String, figures: &[Figure], pick: impl Fn(&str) -> bool) {
+    for f in figures.iter().filter(|f| pick(&f.name)) {
+        figure(out, f);
+    }
+}
+
+fn runs_section(out: &mut String, groups: &[GroupStats]) {
     let runs: usize = groups.iter().map(|g| g.runs.len()).sum();
-    out += &format!("{runs} run(s) in {} group(s); runs with identical settings except the seed (data order, and the initial weights when they come from a seed) are replicates (mean ± std).\n\n", groups.len());
+    *out += &format!("{runs} run(s) in {} group(s); runs with identical settings except the seed (data order, and the initial weights when they come from a seed) are replicates (mean ± std).\n\n", groups.len());
     let mut models: Vec<&str> = groups.iter().map(|g| g.arch.as_str()).collect();
     models.dedup();
     models.sort();
     models.dedup();
     if models.len() > 1 {
-        out += &format!(
+        *out += &format!(
             "**These runs come from {} different architectures** ({}): each group holds one model's runs and is compared with its own dense level only; groups of different models share a plot but not a baseline.\n\n",
             models.len(),
             models.join(", ")
@@ -55,11 +76,14 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
             g.runs.iter().map(move |(dir, seed)| vec![format!("`{dir}`"), format!("{i}: {}", g.label), seed.to_string(), g.arch.clone()])
         })
         .collect();
-    out += &table(&["Run".into(), "Group".into(), "Seed".into(), "Model fingerprint".into()], &rows);
+    *out += &table(&["Run".into(), "Group".into(), "Seed".into(), "Model fingerprint".into()], &rows);
+}
 
-    out += "## Levels\n\n";
+fn levels_section(out: &mut String, groups: &[GroupStats]) {
+    let types = iou_types(groups);
+    *out += "## Levels\n\n";
     for (i, g) in groups.iter().enumerate() {
-        out += &format!("### Group {i}: {}\n\n", g.label);
+        *out += &format!("### Group {i}: {}\n\n", g.label);
         let flops = g.levels.iter().any(|l| l.flops_removed.is_some());
         let mut header: Vec<String> = vec!["Level".into(), "Network sparsity".into(), "Selected sparsity".into()];
         // Channel runs remove whole channels: what they save shows as FLOPs (a column only where present).
@@ -85,17 +109,16 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
                 row
             })
             .collect();
-        out += &table(&header, &rows);
+        *out += &table(&header, &rows);
     }
-    for f in figures.iter().filter(|f| f.name.starts_with("ap")) {
-        figure(&mut out, f);
-    }
+}
 
-    out += "## Per layer\n\n";
+fn layers_section(out: &mut String, groups: &[GroupStats]) {
+    *out += "## Per layer\n\n";
     for (i, g) in groups.iter().enumerate() {
         match &g.layers {
             Some(layers) => {
-                out += &format!("Group {i}, level {} (first seed):\n\n", g.shown);
+                *out += &format!("Group {i}, level {} (first seed):\n\n", g.shown);
                 let rows: Vec<Vec<String>> = layers
                     .iter()
                     .enumerate()
@@ -109,58 +132,55 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
                         ]
                     })
                     .collect();
-                out += &table(&["#".into(), "Tensor".into(), "Module".into(), "Weights".into(), "Sparsity".into()], &rows);
+                *out += &table(&["#".into(), "Tensor".into(), "Module".into(), "Weights".into(), "Sparsity".into()], &rows);
             }
-            None => out += &format!("Group {i}: no prune report at levels 1..={} (nothing to show per layer).\n\n", g.shown),
+            None => *out += &format!("Group {i}: no prune report at levels 1..={} (nothing to show per layer).\n\n", g.shown),
         }
     }
-    for f in figures.iter().filter(|f| f.name.starts_with("layers")) {
-        figure(&mut out, f);
-    }
+}
 
-    out += "## Per object size and category (ticket − dense)\n\n";
+/// A two-column table of labelled statistics (size or category → ΔAP).
+fn stat_rows(rows: &[(String, Stat)]) -> Vec<Vec<String>> {
+    rows.iter().map(|(k, s)| vec![k.clone(), num(Some(s))]).collect()
+}
+
+fn deltas_section(out: &mut String, groups: &[GroupStats]) {
+    *out += "## Per object size and category (ticket − dense)\n\n";
     for (i, g) in groups.iter().enumerate() {
         for (t, rows) in &g.size_delta {
-            out += &format!("Group {i}, {t}, level {} vs dense, per object size:\n\n", g.shown);
-            out += &table(&["Size".into(), "ΔAP".into()], &rows.iter().map(|(k, s)| vec![k.clone(), num(Some(s))]).collect::<Vec<_>>());
+            *out += &format!("Group {i}, {t}, level {} vs dense, per object size:\n\n", g.shown);
+            *out += &table(&["Size".into(), "ΔAP".into()], &stat_rows(rows));
         }
         for (t, rows) in &g.category_delta {
-            out += &format!("Group {i}, {t}, level {} vs dense, per category:\n\n", g.shown);
-            out += &table(&["Category".into(), "ΔAP".into()], &rows.iter().map(|(k, s)| vec![k.clone(), num(Some(s))]).collect::<Vec<_>>());
+            *out += &format!("Group {i}, {t}, level {} vs dense, per category:\n\n", g.shown);
+            *out += &table(&["Category".into(), "ΔAP".into()], &stat_rows(rows));
         }
     }
-    for f in figures.iter().filter(|f| f.name.starts_with("delta")) {
-        figure(&mut out, f);
-    }
+}
 
-    out += "## Errors (TIDE) and training\n\n";
+fn tide_section(out: &mut String, groups: &[GroupStats]) {
+    *out += "## Errors (TIDE) and training\n\n";
     for (i, g) in groups.iter().enumerate() {
         if let Some((t, rows)) = &g.tide {
-            out += &format!("Group {i}, {t}: AP50 gained by fixing each error type, dense vs level {}:\n\n", g.shown);
-            out += &table(
+            *out += &format!("Group {i}, {t}: AP50 gained by fixing each error type, dense vs level {}:\n\n", g.shown);
+            *out += &table(
                 &["Error".into(), "Dense".into(), format!("Level {}", g.shown)],
                 &rows.iter().map(|(e, d, k)| vec![e.clone(), num(Some(d)), num(Some(k))]).collect::<Vec<_>>(),
             );
         }
     }
-    for f in figures.iter().filter(|f| f.name.starts_with("tide") || f.name.starts_with("loss")) {
-        figure(&mut out, f);
-    }
+}
 
-    out += "## Early-bird tickets\n\n";
-    let eb: Vec<&GroupStats> = groups.iter().filter(|g| !g.early_bird.is_empty()).collect();
-    if eb.is_empty() {
-        out += "No early-bird masks in these runs (ticket imp --early-bird F1,F2,…).\n\n";
+fn early_bird_section(out: &mut String, groups: &[GroupStats]) {
+    *out += "## Early-bird tickets\n\n";
+    if groups.iter().all(|g| g.early_bird.is_empty()) {
+        *out += "No early-bird masks in these runs (ticket imp --early-bird F1,F2,…).\n\n";
     }
     for (i, g) in groups.iter().enumerate().filter(|(_, g)| !g.early_bird.is_empty()) {
-        out += &format!("Group {i}:\n\n");
-        out += &table(
+        *out += &format!("Group {i}:\n\n");
+        *out += &table(
             &["Fraction of dense training".into(), "Mask IoU with final".into()],
             &g.early_bird.iter().map(|(f, s)| vec![format!("{f:.3}"), num(Some(s))]).collect::<Vec<_>>(),
         );
     }
-    for f in figures.iter().filter(|f| f.name == "early_bird") {
-        figure(&mut out, f);
-    }
-    out
 }

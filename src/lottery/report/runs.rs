@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::lottery::early_bird::EarlyBirdReport;
 use crate::lottery::level::{self, LevelRow};
 use crate::lottery::ImpConfig;
-use crate::train::run::StepRecord;
+use crate::train::log::StepRecord;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -180,7 +180,7 @@ pub fn read_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
 /// FNV-1a of the initial model's parameter names and shapes; the file's own fingerprint when it cannot be
 /// read any more (moved since the run).
 fn arch_fingerprint(c: &ImpConfig) -> String {
-    use crate::train::run::{fnv1a, FNV_OFFSET};
+    use crate::fsio::{fnv1a, FNV_OFFSET};
     match crate::model::ModelState::import(&c.model) {
         Ok(state) => {
             let mut h = FNV_OFFSET;

@@ -5,8 +5,11 @@ pub mod folder;
 pub mod local;
 pub mod slurm;
 pub mod spec;
+pub mod status;
 pub mod study;
 pub mod task;
+pub mod transfer;
 
 pub use folder::TaskState;
-pub use spec::{parse_spec, read_spec, CommandOptions, OptionInfo, Plan, TaskDef};
+pub use spec::{parse_spec, read_spec, CommandOptions, OptionInfo, OptionTable, Plan, TaskDef};
+pub use status::{SweepReport, TaskRow};

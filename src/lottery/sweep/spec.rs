@@ -28,7 +28,7 @@
 //! sparsity = 0.8
 //! ```
 use crate::error::{Error, Result};
-use crate::train::run::{fnv1a, FNV_OFFSET};
+use crate::fsio::{fnv1a, FNV_OFFSET};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,13 +39,35 @@ pub const COMMAND: &str = "imp";
 /// Settings a sweep sets itself: the task's folder, resuming, output format.
 const RESERVED: [&str; 5] = ["output", "resume", "json", "help", "version"];
 
-/// What the sweep needs to know of the command's options. The CLI owns the parser, so it answers (the sweep,
-/// below the CLI, must not import it).
+/// What the sweep needs to know of the command's options: their names, which take a value or a path, their
+/// defaults. The CLI owns the parser, so it answers (the sweep, below the CLI, must not import it); the values
+/// of a task are checked by the library ([`crate::lottery::imp::options`]).
 pub trait CommandOptions {
     /// The option named `key` (its long name; `model` for the positional), or None when there is none.
     fn option(&self, key: &str) -> Option<OptionInfo>;
-    /// Parses one task's argument list as the command would; Err(first line of the parser's message).
-    fn check(&self, argv: &[String]) -> std::result::Result<(), String>;
+}
+
+/// The command's options by name, as its parser lists them.
+#[derive(Clone, Debug, Default)]
+pub struct OptionTable {
+    options: BTreeMap<String, OptionInfo>,
+}
+
+impl OptionTable {
+    pub fn new(options: impl IntoIterator<Item = (String, OptionInfo)>) -> OptionTable {
+        OptionTable { options: options.into_iter().collect() }
+    }
+
+    /// The options' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.options.keys().map(String::as_str)
+    }
+}
+
+impl CommandOptions for OptionTable {
+    fn option(&self, key: &str) -> Option<OptionInfo> {
+        self.options.get(key).cloned()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -121,7 +143,7 @@ struct SpecFile {
 /// before it is expanded, not after hours of checks.
 pub const DEFAULT_MAX_TASKS: usize = 1000;
 
-/// Reads and expands a spec file; every task's arguments are checked by the command's parser, so a bad value
+/// Reads and expands a spec file; every task's settings are checked as `ticket imp` checks a new run's, so a bad value
 /// fails here, before anything runs or is submitted. A spec of more than `max_tasks` tasks is refused before
 /// it is expanded.
 pub fn read_spec(path: &Path, opts: &dyn CommandOptions, max_tasks: usize) -> Result<Plan> {
@@ -424,6 +446,7 @@ fn task_of(
             settings.insert(key.clone(), value.clone());
         }
     }
-    opts.check(&argv).map_err(|e| format!("task {index} ({}): {e}", cell_label(&cell)))?;
+    // What `ticket imp` itself would refuse (values, files, combinations, schedules), refused before anything runs.
+    crate::lottery::imp::options::check_settings(all).map_err(|e| format!("task {index} ({}): {e}", cell_label(&cell)))?;
     Ok(TaskDef { index, hash: task_hash(&settings), cell, settings, argv })
 }

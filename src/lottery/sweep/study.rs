@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::model::{ModelState, ModuleGroup};
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Every study, with what it varies.
 pub const STUDIES: &[(&str, &str)] = &[
@@ -142,4 +142,33 @@ fn cumulative_modules(present: &[ModuleGroup]) -> Vec<Vec<String>> {
 /// A TOML basic string: JSON's string escapes (\\, \", \n, \uXXXX, …) are all TOML's too.
 pub fn toml_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
+}
+
+/// `ticket study`'s report: the spec written, the sweep's folder and tasks, those that failed, and the report
+/// over the finished ones.
+#[derive(serde::Serialize)]
+pub struct StudyReport {
+    pub study: String,
+    pub spec: PathBuf,
+    pub sweep_dir: PathBuf,
+    pub tasks: usize,
+    pub failed: Vec<usize>,
+    pub report: Option<crate::lottery::report::ImpReport>,
+}
+
+/// A study's fixed settings as `key = TOML value` pairs: the training and validation data (absolute paths), and
+/// every `KEY=VALUE` of `set` (a TOML value, or a bare word taken as a string: `scope=layer`).
+pub fn fixed_settings(coco: Option<&Path>, val_coco: Option<&Path>, set: &[String]) -> Result<Vec<(String, String)>> {
+    let mut fixed = Vec::new();
+    for (key, path) in [("coco", coco), ("val-coco", val_coco)] {
+        if let Some(p) = path {
+            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).map_err(|e| Error::io(p, e))?.to_string_lossy())));
+        }
+    }
+    for kv in set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| Error::Input(format!("--set {kv}: give KEY=VALUE")))?;
+        let value = if toml::from_str::<toml::Table>(&format!("x = {v}")).is_ok() { v.to_string() } else { toml_str(v) };
+        fixed.push((k.trim().to_string(), value));
+    }
+    Ok(fixed)
 }

@@ -22,6 +22,16 @@ pub fn index_from_env() -> Option<usize> {
     INDEX_VARS.iter().find_map(|k| std::env::var(k).ok()?.trim().parse().ok())
 }
 
+/// The index of the task to run: the one given, else the scheduler's ([`index_from_env`]); the error names what
+/// the environment holds.
+pub fn resolve_index(given: Option<usize>) -> Result<usize> {
+    given.or_else(index_from_env).ok_or_else(|| {
+        let set: Vec<String> = INDEX_VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v:?}"))).collect();
+        let found = if set.is_empty() { String::new() } else { format!(" ({} is not a task index)", set.join(", ")) };
+        Error::Input(format!("--task needs --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX{found}"))
+    })
+}
+
 /// Runs task `index` of the plan in SWEEP_DIR with `exe` (the `ticket` binary). `threads`: ORT threads when
 /// the spec does not fix them. Returns the state it left the task in.
 pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads: Option<usize>) -> Result<TaskState> {
@@ -36,9 +46,8 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     }
     // One runner per task, even if a scheduler starts an index twice.
     let _lock = DirLock::acquire(&dir)?;
-    match folder::state(sweep_dir, t) {
-        s @ (TaskState::Done { .. } | TaskState::Failed { .. }) => return Ok(s),
-        _ => {}
+    if let s @ (TaskState::Done { .. } | TaskState::Failed { .. }) = folder::state(sweep_dir, t) {
+        return Ok(s);
     }
     folder::write_json(&dir.join(folder::RUNNING), &Running { host: folder::hostname(), pid: std::process::id() })?;
     let log_path = dir.join(folder::LOG);

@@ -117,6 +117,16 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
             ))
         }
     };
+    let mut groups = backbone_groups(state, backbone)?;
+    let levels = backbone.blocks_per_stage.len();
+    fpn_and_head_groups(state, levels, &mut groups)?;
+    check_unique(state, &groups)?;
+    Ok(groups)
+}
+
+/// The ResNet body: one group per residual stream (a new one at each downsample) and one per block's inner
+/// channels; the FPN's lateral convs read the streams.
+fn backbone_groups(state: &ModelState, backbone: &crate::model::arch::Backbone) -> Result<Vec<ChannelGroup>> {
     let body = "backbone.body";
     let base = ModuleGroup::Base;
     let mut groups = Vec::new();
@@ -162,8 +172,12 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
         stream.read_by(&lateral, 1);
     }
     groups.push(stream.finish()?);
+    Ok(groups)
+}
 
-    let levels = backbone.blocks_per_stage.len();
+/// The FPN (lateral and output channels), the RPN's hidden conv, the box head's hidden units, and the mask and
+/// keypoint head convs.
+fn fpn_and_head_groups(state: &ModelState, levels: usize, groups: &mut Vec<ChannelGroup>) -> Result<()> {
     let fpn = ModuleGroup::Fpn;
     // Lateral outputs are added top-down (after 2× upsampling), so all levels share one set of channels.
     let mut lateral = Builder::new(state, "backbone.fpn.inner_blocks (lateral, top-down adds)", fpn.clone());
@@ -207,16 +221,14 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
 
     // Mask head convs, then the predictor's ConvTranspose (weight [Cin, Cout, 2, 2]: input on axis 0) whose
     // hidden outputs feed the 1×1 logits conv.
-    chain(state, &mut groups, &mask_convs, "roi_heads.mask_predictor.conv5_mask", ModuleGroup::MaskHead)?;
+    chain(state, groups, &mask_convs, "roi_heads.mask_predictor.conv5_mask", ModuleGroup::MaskHead)?;
     if !mask_convs.is_empty() {
         let mut up = Builder::new(state, "roi_heads.mask_predictor.conv5_mask (hidden)", ModuleGroup::MaskHead);
         up.produced_by("roi_heads.mask_predictor.conv5_mask", 1).read_by("roi_heads.mask_predictor.mask_fcn_logits", 1);
         groups.push(up.finish()?);
     }
     // Keypoint head convs; the predictor's ConvTranspose makes the heatmaps, which stay.
-    chain(state, &mut groups, &keypoint_convs, "roi_heads.keypoint_predictor.kps_score_lowres", ModuleGroup::KeypointHead)?;
-    check_unique(state, &groups)?;
-    Ok(groups)
+    chain(state, groups, &keypoint_convs, "roi_heads.keypoint_predictor.kps_score_lowres", ModuleGroup::KeypointHead)
 }
 
 /// Layers named by `names(i)` (either spelling) for i = 0, 1, ... while one exists.

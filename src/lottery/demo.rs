@@ -1,0 +1,81 @@
+//! `ticket demo`'s pieces: the embedded detector and the synthetic sets it trains and is scored on, and the
+//! checks on the ticket it exports — ONNX Runtime against the dense graph with the ticket's masks, the compact
+//! file's round trip, and the validate gate on the held-out images.
+use super::{level, ImpSummary};
+use crate::error::Result;
+use crate::eval::gate::{DetectRun, GateSettings};
+use crate::model::{Masks, ModelState};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The narrow random-init Mask R-CNN R18-FPN of the training tests (tools/export_models.py --synth 4, 123 k
+/// parameters, 0.8 MB).
+pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../tests/fixtures/train/maskrcnn_r18_fpn_synth.onnx");
+
+#[derive(Serialize)]
+pub struct DemoReport {
+    pub run_dir: PathBuf,
+    pub imp: ImpSummary,
+    /// ONNX Runtime on the exported ticket equals the dense graph with the ticket's masks applied.
+    pub ort_equal: Option<bool>,
+    pub compact_round_trip_exact: Option<bool>,
+    /// `ticket validate`'s report on the ticket against the dense model, as a JSON value (its keys in the order
+    /// a JSON object holds them, as when the report was read back from `ticket validate --json`).
+    pub validate: Option<serde_json::Value>,
+}
+
+impl DemoReport {
+    /// Whether a check on the exported ticket failed.
+    pub fn check_failed(&self) -> bool {
+        self.validate.as_ref().is_some_and(|v| v["passed"] != true)
+            || self.ort_equal == Some(false)
+            || self.compact_round_trip_exact == Some(false)
+    }
+}
+
+/// The demo's inputs in `out`: the embedded model (initial.onnx) and the synthetic training (seed 1) and
+/// held-out (seed 2) sets; each one kept when an earlier demo wrote it. Returns (model, train json, val json).
+pub fn prepare(out: &Path, train_images: usize, val_images: usize) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let model = out.join("initial.onnx");
+    if !model.exists() {
+        crate::fsio::write_atomic(&model, DEFAULT_MODEL)?;
+    }
+    let train = synth(&out.join("train"), train_images, 1)?;
+    let val = synth(&out.join("val"), val_images, 2)?;
+    Ok((model, train, val))
+}
+
+fn synth(dir: &Path, images: usize, seed: u64) -> Result<PathBuf> {
+    let ann = dir.join("annotations.json");
+    if !ann.exists() {
+        let opts = crate::data::synth::SynthOptions { images, seed, size: 128 };
+        crate::data::synth::write_synth(dir, &opts, &indicatif::ProgressBar::hidden())?;
+    }
+    Ok(ann)
+}
+
+/// The report of a finished IMP run, with the exported ticket checked when there is one: in ONNX Runtime, its
+/// compact file, and the validate gate (sparsity at least the level's, the run's mAP drop) on `val`.
+pub fn check_ticket(run_dir: &Path, imp: ImpSummary, val: &Path) -> Result<DemoReport> {
+    let mut report = DemoReport { run_dir: run_dir.to_path_buf(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };
+    let Some(r) = report.imp.ticket_level else {
+        return Ok(report);
+    };
+    let ldir = level::dir(run_dir, r);
+    // The exported ticket in ORT equals the dense graph with the ticket's masks applied.
+    let mut masked = ModelState::import(&ldir.join(level::MODEL))?;
+    masked.apply_masks(Masks::load(&ldir.join(level::MASKS))?, &ldir)?;
+    report.ort_equal = Some(crate::export::verify_export(&masked, &run_dir.join("ticket.onnx")).is_ok());
+    let packed = ModelState::import(&run_dir.join("ticket.tkt"))?;
+    report.compact_round_trip_exact = Some(packed.weights.tensors.iter().zip(&masked.weights.tensors).all(|(x, y)| x.values == y.values));
+    let settings = GateSettings {
+        coco: Some(val.to_path_buf()),
+        images: Some(val.parent().unwrap_or(Path::new(".")).join("images")),
+        min_sparsity: Some(report.imp.levels[r].selected_sparsity - 1e-3),
+        max_map_drop: Some(report.imp.max_map_drop),
+        ..GateSettings::new(run_dir.join("ticket.onnx"), level::dir(run_dir, 0).join(level::MODEL))
+    };
+    let gate = crate::eval::gate::validate(&settings, &mut DetectRun::default())?;
+    report.validate = Some(serde_json::to_value(&gate).expect("serialises"));
+    Ok(report)
+}

@@ -1,0 +1,251 @@
+//! What defines a training run (`run.json`): the settings, the learning-rate schedule and their checks.
+use super::worker::{Device, Optimizer};
+use crate::data::{ClassifyDataset, DataSpec};
+use crate::detect::pipeline::DetectParams;
+use crate::error::{Error, Result};
+use crate::fsio::fingerprint;
+use crate::graph::train_core::TrainShape;
+use crate::model::ModelState;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything that defines a run; saved as `run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub model: PathBuf,
+    /// FNV-1a 64 of the model file: a resume checks it.
+    pub model_fingerprint: String,
+    pub data: DataSpec,
+    pub masks: Option<PathBuf>,
+    pub steps: u64,
+    pub lr: f32,
+    /// `sgd` (momentum + weight decay, torch's SGD) or `adamw` (ORT's AdamW).
+    pub optimizer: String,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// Linear warmup from `warmup_factor · lr` over this many steps (torchvision's reference recipe).
+    pub warmup: u64,
+    pub warmup_factor: f32,
+    /// Steps after which the learning rate is multiplied by `gamma`.
+    pub decay_at: Vec<u64>,
+    pub gamma: f32,
+    pub shape: TrainShape,
+    pub min_size: usize,
+    pub max_size: usize,
+    pub trainable_layers: usize,
+    pub flip: f64,
+    pub seed: u64,
+    pub save_every: u64,
+    pub device: String,
+}
+
+/// The settings of a training run a user chooses; [`RunConfig::new`] resolves them against a model and its data
+/// (the canvas, the resize range, the heads' RoIs) into the run's configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSettings {
+    pub steps: u64,
+    /// Base learning rate for the default batch of 2.
+    pub lr: f32,
+    /// `sgd` (momentum + weight decay, torchvision's recipe) or `adamw`.
+    pub optimizer: String,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// Linear warmup steps, from `warmup_factor · lr`.
+    pub warmup: u64,
+    pub warmup_factor: f32,
+    /// Steps after which the learning rate is multiplied by `gamma`.
+    pub decay_at: Vec<u64>,
+    pub gamma: f32,
+    /// Images per step.
+    pub batch: usize,
+    /// Box-head RoIs sampled per image (torchvision: 512); the mask and keypoint heads take a quarter.
+    pub rois: usize,
+    /// Canvas side; `None`: the model's max_size rounded up to a multiple of 32 (a detector), the first
+    /// image's side (a classifier).
+    pub canvas: Option<usize>,
+    /// Backbone stages that train, 0..=5. All by default: no pretrained backbone exists here, and a
+    /// random-init stem must learn; 3 fine-tunes a pretrained one.
+    pub trainable_layers: usize,
+    /// Probability of a horizontal flip per image.
+    pub flip: f64,
+    /// Seeds the data order, flips and RoI sampling.
+    pub seed: u64,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// Checkpoint every this many steps (and at the last).
+    pub save_every: u64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            steps: 1000,
+            lr: 0.01,
+            optimizer: "sgd".into(),
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            warmup: 100,
+            warmup_factor: 1e-3,
+            decay_at: Vec::new(),
+            gamma: 0.1,
+            batch: 2,
+            rois: 128,
+            canvas: None,
+            trainable_layers: 5,
+            flip: 0.5,
+            seed: 0,
+            device: "cpu".into(),
+            save_every: 100,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The run that trains `model` (already imported as `state`) on `data` with `masks` held: the settings with
+    /// what they leave open derived from the model (a detector's canvas and resize range) or the data (a
+    /// classifier's side). Not yet validated ([`RunConfig::validate`]).
+    pub fn new(model: &Path, state: &ModelState, data: DataSpec, masks: Option<PathBuf>, s: &TrainSettings) -> Result<RunConfig> {
+        let (canvas, min_size, max_size) = match &data {
+            DataSpec::Classify { dir } => {
+                let side = match s.canvas {
+                    Some(c) => crate::data::classify::check_side(c).map_err(|m| Error::Input(format!("--canvas: {m}")))?,
+                    None => ClassifyDataset::load(dir)?.side()?,
+                };
+                (side, side, side)
+            }
+            _ => {
+                let detect = DetectParams::from_model(state);
+                let canvas = s.canvas.unwrap_or(detect.max_size.div_ceil(32) * 32);
+                (canvas, detect.min_size.min(canvas), detect.max_size.min(canvas))
+            }
+        };
+        let head = s.rois.div_ceil(4);
+        Ok(RunConfig {
+            model: crate::fsio::absolute(model),
+            model_fingerprint: fingerprint(model)?,
+            data,
+            masks,
+            steps: s.steps,
+            lr: s.lr,
+            optimizer: s.optimizer.clone(),
+            momentum: s.momentum,
+            weight_decay: s.weight_decay,
+            warmup: s.warmup,
+            warmup_factor: s.warmup_factor,
+            decay_at: s.decay_at.clone(),
+            gamma: s.gamma,
+            shape: TrainShape {
+                batch: s.batch,
+                height: canvas,
+                width: canvas,
+                rois_per_image: s.rois,
+                mask_rois_per_image: head,
+                keypoint_rois_per_image: head,
+            },
+            min_size,
+            max_size,
+            trainable_layers: s.trainable_layers,
+            flip: s.flip,
+            seed: s.seed,
+            save_every: s.save_every,
+            device: s.device.clone(),
+        })
+    }
+
+    /// The learning rate of step `step` (1-based): warmup, then step decay.
+    pub fn lr_at(&self, step: u64) -> f32 {
+        let warm = if self.warmup > 0 && step <= self.warmup {
+            let alpha = (step - 1) as f32 / self.warmup as f32;
+            self.warmup_factor * (1.0 - alpha) + alpha
+        } else {
+            1.0
+        };
+        let decays = self.decay_at.iter().filter(|&&d| step > d).count() as i32;
+        self.lr * warm * self.gamma.powi(decays)
+    }
+
+    pub fn optimizer(&self) -> Result<Optimizer> {
+        match self.optimizer.as_str() {
+            "sgd" => Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay }),
+            "adamw" => Ok(Optimizer::AdamW),
+            o => Err(Error::Input(format!("--optimizer must be sgd or adamw, got '{o}'"))),
+        }
+    }
+
+    pub fn device(&self) -> Result<Device> {
+        self.device.parse()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Input(m));
+        if self.steps == 0 {
+            return bad("--steps must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("--lr must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.weight_decay) {
+            return bad(format!("--momentum {} and --weight-decay {} must lie in [0, 1)", self.momentum, self.weight_decay));
+        }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0 && self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
+            return bad(format!("--gamma {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));
+        }
+        if let Some(d) = self.decay_at.iter().find(|&&d| d >= self.steps) {
+            return bad(format!("--decay-at {d} is not below --steps {}: the decay would never apply", self.steps));
+        }
+        if self.save_every == 0 {
+            return bad("--save-every must be at least 1".into());
+        }
+        let s = &self.shape;
+        if s.batch == 0 || s.batch > MAX_BATCH {
+            return bad(format!("--batch {} is outside 1..={MAX_BATCH}", s.batch));
+        }
+        // A detector's FPN upsamples exactly only on multiples of 32; a classifier takes any side from 32 up.
+        let classify = matches!(self.data, DataSpec::Classify { .. });
+        for side in [s.height, s.width] {
+            if !(32..=MAX_CANVAS).contains(&side) || (!classify && !side.is_multiple_of(32)) {
+                let what = if classify { "a side" } else { "a multiple of 32" };
+                return bad(format!("--canvas {side} must be {what} in 32..={MAX_CANVAS}"));
+            }
+        }
+        if s.rois_per_image == 0 || s.rois_per_image > MAX_ROIS || s.mask_rois_per_image == 0 || s.keypoint_rois_per_image == 0 {
+            return bad(format!("--rois {} is outside 1..={MAX_ROIS}", s.rois_per_image));
+        }
+        if self.min_size == 0 || self.max_size < self.min_size {
+            return bad(format!(
+                "the resize range {}..={} is empty (min_size must be at least 1 and at most max_size)",
+                self.min_size, self.max_size
+            ));
+        }
+        if self.trainable_layers > 5 {
+            return bad(format!("--trainable-layers {} is outside 0..=5 (torchvision's trainable backbone stages)", self.trainable_layers));
+        }
+        if !(0.0..=1.0).contains(&self.flip) {
+            return bad(format!("--flip {} is not a probability in [0, 1]", self.flip));
+        }
+        self.optimizer()?;
+        self.device()?;
+        Ok(())
+    }
+}
+
+/// Bounds on the training shape: beyond them a step would not fit in memory (a batch of 4096 images, a canvas
+/// of 8192² per image) and the error would come from the allocator, hours in, not from the option.
+pub const MAX_BATCH: usize = 1024;
+pub const MAX_CANVAS: usize = 4096;
+pub const MAX_ROIS: usize = 4096;
+
+/// A training set of `len` images (read from `source`) holds at least one batch.
+pub fn check_batch_fits(len: usize, source: &Path, batch: usize) -> Result<()> {
+    if len < batch {
+        return Err(Error::input(source, format!("has {len} images, fewer than one batch of {batch}")));
+    }
+    Ok(())
+}
+
+/// Starts the training worker once and stops it: a missing or broken training Python (or `--device cuda`
+/// without CUDA) is found before a run folder is written, not after (exit 3: the environment is at fault).
+pub fn check_worker(python: &Path, device: &str) -> Result<()> {
+    let device: Device = device.parse()?;
+    super::worker::Worker::start(python, device)?.shutdown()
+}
