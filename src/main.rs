@@ -1,4 +1,4 @@
-//! The `ticket` command line: parse, dispatch, map errors to exit codes (0 ok, 1 a check or gate failed,
+//! The `ticket` command line: parse, run, map errors to exit codes (0 ok, 1 a check or gate failed,
 //! 2 bad input, 3 the environment could not do the work).
 use clap::Parser;
 
@@ -8,7 +8,7 @@ fn main() {
         Err(e) => usage_error(e),
     };
     let json = cli.json;
-    if let Err(e) = ticket::cli::dispatch(cli) {
+    if let Err(e) = ticket::cli::run(cli) {
         let code = e.exit_code();
         if json && !matches!(e, ticket::Error::Reported(_)) {
             println!("{}", serde_json::json!({ "error": e.to_string(), "exit_code": code }));

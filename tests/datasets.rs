@@ -6,7 +6,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use ticket::data::keypoints::{COCO_FLIP_MAP, COCO_KEYPOINTS};
 use ticket::data::{Canvas, Dataset};
-use ticket::detect::transform::resized_size;
+use ticket::imaging::transform::resized_size;
 use ticket::train::order::Batches;
 
 fn synth(dir: &Path, images: usize, seed: u64) -> PathBuf {

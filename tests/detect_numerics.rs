@@ -8,15 +8,17 @@ use ndarray::{Array2, Array3, Array4, ArrayD, Axis, Ix2, Ix3, Ix4};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use ticket::detect::anchors::AnchorGenerator;
-use ticket::detect::box_coder::{clip_boxes_to_image, remove_small_boxes, BoxCoder};
+use ticket::detect::box_coder::BoxCoder;
 use ticket::detect::keypoints::heatmaps_to_keypoints;
 use ticket::detect::nms::{batched_nms, nms};
 use ticket::detect::paste::paste_masks_in_image;
 use ticket::detect::postprocess::{postprocess_detections, BoxHeadParams};
-use ticket::detect::roi_align::{feature_table, roi_align, MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use ticket::detect::roi_align::{feature_table, roi_align, MultiScaleRoIAlign};
 use ticket::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
-use ticket::detect::transform::{rescale_boxes, rescale_keypoints, transform_chw, transform_rgb};
-use ticket::detect::BoxXyxy;
+use ticket::imaging::boxes::{clip_boxes_to_image, remove_small_boxes};
+use ticket::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use ticket::imaging::transform::{rescale_boxes, rescale_keypoints, transform_chw, transform_rgb};
+use ticket::imaging::BoxXyxy;
 
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 

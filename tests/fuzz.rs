@@ -371,7 +371,7 @@ fn mutate_image(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 /// Reads an image as every command does; a decoded image must be within the caps and of its header's size.
 fn image_case(path: &Path) -> Outcome {
-    use ticket::detect::images::{image_size, read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
+    use ticket::imaging::reader::{image_size, read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
     let size = image_size(path);
     match read_image(path) {
         Ok(img) => {
@@ -417,8 +417,8 @@ fn run_case(s: &Seeds, target: &str, case: u64, seed: u64) -> (Outcome, Vec<u8>)
         "compact" => {
             let bytes = mutate_bytes(&mut rng, &s.compact);
             let p = dir.join("m.tkt");
-            let r = if ticket::export::compact::looks_compact(&bytes) {
-                ticket::export::compact::unpack(&p, &bytes)
+            let r = if ticket::onnx::compact::looks_compact(&bytes) {
+                ticket::onnx::compact::unpack(&p, &bytes)
             } else {
                 ticket::onnx::OnnxModel::from_bytes(&p, &bytes)
             };
@@ -740,7 +740,7 @@ mod runs {
             warmup_factor: 1e-3,
             decay_at: vec![],
             gamma: 0.1,
-            shape: ticket::graph::train::TrainShape {
+            shape: ticket::graph::train_core::TrainShape {
                 batch: 2,
                 height: 64,
                 width: 64,

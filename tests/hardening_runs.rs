@@ -161,7 +161,7 @@ fn report_with_ap_of_plus_and_minus_1e308_ends() {
     assert!(!rep.exists());
 
     // The plot itself keeps a finite range whatever its values (a deadline: it used to spin).
-    use ticket::report::plot::{LinePlot, Plot, Series};
+    use ticket::report::chart::{LinePlot, Plot, Series};
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let series = vec![Series { label: "ticket".into(), points: vec![(0.0, -1e308, 0.0), (50.0, 1e308, 1e308), (80.0, f64::MAX, 0.0)] }];

@@ -38,7 +38,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         warmup_factor: 1e-3,
         decay_at: vec![],
         gamma: 0.1,
-        shape: ticket::graph::train::TrainShape {
+        shape: ticket::graph::train_core::TrainShape {
             batch: 2,
             height: 128,
             width: 128,

@@ -10,7 +10,7 @@ mod common;
 mod train_inputs;
 use common::*;
 use std::collections::BTreeMap;
-use ticket::graph::train::{training_graph, TrainGraph, TrainOptions, TrainShape};
+use ticket::graph::train_core::{training_graph, TrainGraph, TrainOptions, TrainShape};
 use ticket::model::{Mask, Masks, ModelState};
 use ticket::runtime::ort_check;
 use ticket::train::Tensor;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 use ticket::detect::pipeline::{DetectParams, Detector};
-use ticket::graph::train::TrainOptions;
+use ticket::graph::train_core::TrainOptions;
 use ticket::model::{Masks, ModelState};
 use ticket::prune::{prune, PruneParams, Scope};
 use ticket::runtime::ort_check::{self, Output};

@@ -11,7 +11,7 @@ use ndarray::{Array3, Array4, ArrayView2, Axis};
 use std::collections::BTreeMap;
 use ticket::detect::anchors::AnchorGenerator;
 use ticket::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
-use ticket::detect::BoxXyxy;
+use ticket::imaging::BoxXyxy;
 use ticket::train::step_inputs::train_rpn_params;
 use ticket::train::targets::{self, RecordedPermutations};
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference losses for the training core (src/graph/train.rs): what torchvision 0.23 computes in training mode.
+"""Reference losses for the training core (src/graph/train_core.rs): what torchvision 0.23 computes in training mode.
 
 For each narrow fixture detector (tests/fixtures/NAME.onnx) this script rebuilds the torchvision model of the
 same construction (tools/export_models.py), loads the ONNX weights into it, runs ONE training forward

@@ -1,5 +1,5 @@
 //! `ticket check`: run a model in ONNX Runtime; with a reference, compare the two output by output.
-use super::{emit, table};
+use super::{print_report, render_table};
 use crate::error::{Error, Result};
 use crate::export::CheckReport;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(args: Args, json: bool) -> Result<()> {
     let report =
         crate::export::check_model(&args.model, args.reference.as_deref(), args.masks.as_deref(), args.dynamic_dim, args.tolerance)?;
-    emit(json, &report, render);
+    print_report(json, &report, render);
     if !report.passed {
         return Err(Error::Reported(format!(
             "{}: outputs differ from the reference by more than {}",
@@ -38,5 +38,5 @@ pub fn run(args: Args, json: bool) -> Result<()> {
 fn render(r: &CheckReport) -> String {
     let rows: Vec<Vec<String>> =
         r.outputs.iter().map(|d| vec![d.name.clone(), format!("{:?}", d.shape), format!("{:e}", d.max_abs_diff)]).collect();
-    table(&["Output", "Shape", "Max abs diff"], &rows) + if r.passed { "passed\n" } else { "FAILED\n" }
+    render_table(&["Output", "Shape", "Max abs diff"], &rows) + if r.passed { "passed\n" } else { "FAILED\n" }
 }

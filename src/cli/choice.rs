@@ -1,5 +1,5 @@
 //! clap value parsers for the library's named settings (`crate::choice`): the accepted values and their help
-//! come from the setting's own table, the value from its `FromStr`.
+//! come from the setting's own render_table, the value from its `FromStr`.
 use crate::choice::Choice;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 

@@ -1,7 +1,7 @@
 //! `ticket data`: training data. `synth` writes a synthetic COCO dataset (shapes and stick-figure persons);
 //! `check` opens a COCO or VOC dataset the way training will and decodes every image, so a broken file fails in
 //! one line before a long run starts.
-use super::{emit, progress_bar, table};
+use super::{print_report, progress_bar, render_table};
 use crate::data::classify::write_classify;
 use crate::data::synth::{write_synth, SynthOptions};
 use crate::error::Result;
@@ -60,7 +60,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
             let size = a.size.unwrap_or(64);
             SynthOptions { images: a.images, seed: a.seed, size }.validate()?;
             let report = write_classify(&a.out, a.images, a.seed, size, &mut progress_bar(a.images as u64, "synth", json))?;
-            emit(json, &report, |r| {
+            print_report(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.per_category.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
                 format!(
                     "wrote {} object crops ({}x{} px, seed {}, from {} scenes) to {}\n{}",
@@ -70,7 +70,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
                     r.seed,
                     r.scenes,
                     r.labels.display(),
-                    table(&["category", "images"], &rows)
+                    render_table(&["category", "images"], &rows)
                 )
             });
             Ok(())
@@ -79,7 +79,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
             let opts = SynthOptions { images: a.images, seed: a.seed, size: a.size.unwrap_or(128) };
             opts.validate()?;
             let report = write_synth(&a.out, &opts, &mut progress_bar(a.images as u64, "synth", json))?;
-            emit(json, &report, |r| {
+            print_report(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.per_category.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
                 format!(
                     "wrote {} images ({}x{} px, seed {}) and {} objects to {}\n{}",
@@ -89,7 +89,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
                     r.seed,
                     r.objects,
                     r.annotations.display(),
-                    table(&["category", "objects"], &rows)
+                    render_table(&["category", "objects"], &rows)
                 )
             });
             Ok(())
@@ -98,7 +98,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
             let ds = crate::data::check::open(a.coco.as_deref(), a.voc.as_deref(), a.images.as_deref())?;
             ds.verify(&mut progress_bar(ds.len() as u64, "decoding", json))?;
             let report = ds.report();
-            emit(json, &report, |r| {
+            print_report(json, &report, |r| {
                 let rows: Vec<Vec<String>> = r.categories.iter().map(|(id, n, c)| vec![n.clone(), id.to_string(), c.to_string()]).collect();
                 format!(
                     "{}: {} images, {} objects, masks {}, {} keypoints; dropped {} crowd and {} degenerate annotations\n{}",
@@ -109,7 +109,7 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
                     r.keypoints,
                     r.dropped_crowd,
                     r.dropped_degenerate,
-                    table(&["category", "id", "objects"], &rows)
+                    render_table(&["category", "id", "objects"], &rows)
                 )
             });
             Ok(())

@@ -5,13 +5,12 @@
 //! magnitude pruning rewound to init and retrained) towards 80%, exports the sparsest level within the gate,
 //! checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table.
 //! Re-running resumes the same run folder.
-use super::emit;
+use super::print_report;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::lottery::demo::DemoReport;
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpSettings, ImpStart};
-use crate::train::TrainSettings;
-use std::path::{Path, PathBuf};
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -41,27 +40,6 @@ pub struct Args {
     pub train_python: Option<PathBuf>,
 }
 
-fn config(a: &Args, model: &Path, train: &Path, val: &Path) -> Result<ImpConfig> {
-    let settings = ImpSettings {
-        sparsity: Some(a.sparsity),
-        rounds: a.rounds,
-        dense_steps: Some(a.steps),
-        early_bird: vec![0.5],
-        max_map_drop: a.max_map_drop,
-        // One thread: the demo's numbers repeat bit for bit on any machine with this build.
-        threads: 1,
-        train: TrainSettings {
-            steps: a.steps,
-            warmup: a.steps / 15,
-            decay_at: vec![a.steps * 2 / 3, a.steps * 13 / 15],
-            rois: 64,
-            ..TrainSettings::default()
-        },
-        ..ImpSettings::default()
-    };
-    ImpConfig::new(model, DataSpec::coco(val, None), DataSpec::coco(train, None), &settings)
-}
-
 pub fn run(a: Args, json: bool) -> Result<()> {
     let python = crate::runtime::env::train_python(a.train_python.as_deref())?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
@@ -71,12 +49,15 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let start = if run_dir.join("run.json").exists() {
         ImpStart::Resume { model: None }
     } else {
-        ImpStart::Fresh(Box::new(config(&a, &model, &train, &val)?))
+        {
+            let settings = crate::lottery::demo::imp_settings(a.sparsity, a.rounds, a.steps, a.max_map_drop);
+            ImpStart::Fresh(Box::new(ImpConfig::new(&model, DataSpec::coco(&val, None), DataSpec::coco(&train, None), &settings)?))
+        }
     };
     let mut on = super::imp::progress(json);
     let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
     let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val)?;
-    emit(json, &report, render);
+    print_report(json, &report, render);
     if report.imp.ticket_level.is_none() {
         return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
     }

@@ -1,11 +1,11 @@
 //! `ticket detect`: a dense model or a ticket on CPU (tract stages + Rust post-processing), detections in the
 //! COCO results format, optionally drawn for a person to look at.
-use super::{emit, median, progress_bar};
+use super::{print_report, progress_bar};
 use crate::detect::pipeline::{DetectParams, Detector};
+use crate::detect::report::DetectReport;
 use crate::detect::results::CocoResult;
-use crate::error::{Context, Error, Result, WriteContext};
+use crate::error::{Error, Result, WriteContext};
 use crate::model::ModelState;
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Settings shared by detect, eval --model and validate. Unset ones come from the model's graph where it
@@ -32,7 +32,7 @@ pub struct DetectOpts {
     pub rpn_post_nms_top_n: Option<usize>,
     /// Threads for tract's matrix products (default: one per core; at most 4 × cores unless
     /// TICKET_MAX_THREADS says more).
-    #[arg(long, value_parser = crate::runtime::tract_stage::parse_threads)]
+    #[arg(long, value_parser = crate::runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Kernels per layer: auto (sparse where a layer is sparse enough to gain, docs/sparse.md), dense, sparse.
     #[arg(long, value_parser = ["auto", "dense", "sparse"])]
@@ -40,6 +40,11 @@ pub struct DetectOpts {
 }
 
 impl DetectOpts {
+    /// tract's threads for the command (0: one per core), set process-wide by `cli::run`.
+    pub fn tract_threads(&self) -> usize {
+        self.threads.unwrap_or(0)
+    }
+
     pub fn params(&self, state: &ModelState) -> Result<DetectParams> {
         let mut p = DetectParams::from_model(state);
         if let Some(v) = self.min_size {
@@ -60,58 +65,30 @@ impl DetectOpts {
         if let Some(v) = self.rpn_post_nms_top_n {
             p.rpn.post_nms_top_n = v;
         }
-        if let Some(n) = self.threads {
-            if n == 0 {
-                return Err(Error::Input("--threads 0: give at least 1 (leave it out for one per core)".into()));
-            }
-            p.threads = n;
-        }
-        let (score, nms) = (p.box_head.score_thresh, p.box_head.nms_thresh);
-        // NaN compares false both ways: it would keep every candidate or none without a word.
-        if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
-            return Err(Error::Input(format!(
-                "--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]"
-            )));
+        if self.threads == Some(0) {
+            return Err(Error::Input("--threads 0: give at least 1 (leave it out for one per core)".into()));
         }
         if let Some(k) = &self.kernels {
             p.kernels =
                 crate::sparse::Kernels::parse(k).ok_or_else(|| Error::Input(format!("--kernels {k}: give auto, dense or sparse")))?;
         }
-        if p.min_size == 0 || p.max_size < p.min_size || p.box_head.detections_per_img == 0 || p.rpn.post_nms_top_n == 0 {
-            return Err(Error::Input(format!(
-                "detection settings out of range: min_size {}, max_size {}, detections_per_img {}, rpn_post_nms_top_n {}",
-                p.min_size, p.max_size, p.box_head.detections_per_img, p.rpn.post_nms_top_n
-            )));
-        }
+        p.check()?;
         Ok(p)
     }
 }
 
-/// Runs the detector over images with a progress bar, drawing each one into `draw` when asked.
-pub fn detect_images(
-    det: &mut Detector,
-    images: &[(u64, PathBuf)],
-    json: bool,
-    draw: Option<&Path>,
-) -> Result<(Vec<CocoResult>, Vec<f64>)> {
+/// Runs the detector over images with a progress bar, drawing each one into `draw` when asked; prints the
+/// detector's notes.
+pub fn run_detector(det: &mut Detector, images: &[(u64, PathBuf)], json: bool, draw: Option<&Path>) -> Result<(Vec<CocoResult>, Vec<f64>)> {
     let mut on = progress_bar(images.len() as u64, "detect", json);
     let out = crate::detect::images::detect_images(det, images, &mut on, |path, img, dets| match draw {
-        Some(dir) => draw_one(dir, path, img, dets),
+        Some(dir) => crate::report::draw::write_drawn(dir, path, img, dets),
         None => Ok(()),
     });
     for note in det.notes.drain(..) {
         eprintln!("note: {note}");
     }
     out
-}
-
-fn draw_one(dir: &Path, path: &Path, img: &image::RgbImage, dets: &crate::detect::pipeline::ImageDetections) -> Result<()> {
-    let drawn = crate::report::draw_detections(img, dets, 0.0, None);
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
-    let out = dir.join(format!("{stem}.png"));
-    let mut bytes = Vec::new();
-    drawn.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).context(&out, "cannot encode PNG")?;
-    crate::fsio::write_atomic(&out, &bytes)
 }
 
 #[derive(clap::Args, Debug)]
@@ -134,26 +111,6 @@ pub struct Args {
     pub opts: DetectOpts,
 }
 
-#[derive(Serialize)]
-struct DetectReport {
-    model: PathBuf,
-    output: PathBuf,
-    images: Vec<ImageRow>,
-    detections: usize,
-    median_latency_ms: f64,
-    min_size: usize,
-    max_size: usize,
-    score_thresh: f32,
-}
-
-#[derive(Serialize)]
-struct ImageRow {
-    image_id: u64,
-    file: PathBuf,
-    detections: usize,
-    latency_ms: f64,
-}
-
 pub fn run(args: Args, json: bool) -> Result<()> {
     let mut inputs: Vec<&Path> = vec![&args.model];
     inputs.extend(args.masks.as_deref());
@@ -169,38 +126,20 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if let Some(d) = &args.draw {
         std::fs::create_dir_all(d).writing(d)?;
     }
-    let (min_size, max_size, score_thresh) = (params.min_size, params.max_size, params.box_head.score_thresh);
-    let mut det = Detector::new(state, params)?;
+    let mut det = Detector::new(state, params.clone())?;
     let images: Vec<(u64, PathBuf)> = args.images.iter().enumerate().map(|(i, p)| (i as u64 + 1, p.clone())).collect();
-    let (results, latency) = detect_images(&mut det, &images, json, args.draw.as_deref())?;
+    let (results, latency) = run_detector(&mut det, &images, json, args.draw.as_deref())?;
     let bytes = serde_json::to_vec(&results).map_err(|e| Error::Runtime(e.to_string()))?;
     crate::fsio::write_atomic(&args.output, &bytes)?;
-    let rows = images
-        .iter()
-        .zip(&latency)
-        .map(|((id, p), l)| ImageRow {
-            image_id: *id,
-            file: p.clone(),
-            detections: results.iter().filter(|r| r.image_id == *id).count(),
-            latency_ms: *l,
-        })
-        .collect();
-    let report = DetectReport {
-        model: args.model,
-        output: args.output,
-        images: rows,
-        detections: results.len(),
-        median_latency_ms: median(&latency),
-        min_size,
-        max_size,
-        score_thresh,
-    };
-    emit(json, &report, |r| {
-        let mut s = String::new();
-        for i in &r.images {
-            s += &format!("{} (image_id {}): {} detections, {:.0} ms\n", i.file.display(), i.image_id, i.detections, i.latency_ms);
-        }
-        s + &format!("{} detections → {} (median {:.0} ms per image)\n", r.detections, r.output.display(), r.median_latency_ms)
-    });
+    let report = DetectReport::new(args.model, args.output, &params, &images, &results, &latency);
+    print_report(json, &report, render);
     Ok(())
+}
+
+fn render(r: &DetectReport) -> String {
+    let mut s = String::new();
+    for i in &r.images {
+        s += &format!("{} (image_id {}): {} detections, {:.0} ms\n", i.file.display(), i.image_id, i.detections, i.latency_ms);
+    }
+    s + &format!("{} detections → {} (median {:.0} ms per image)\n", r.detections, r.output.display(), r.median_latency_ms)
 }

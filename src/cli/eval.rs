@@ -1,7 +1,7 @@
 //! `ticket eval`: COCO metrics (hotcoco) or Pascal VOC AP for a detection results file.
-use super::{emit, progress_bar, table};
+use super::{print_report, progress_bar, render_table};
 use crate::error::Result;
-use crate::eval::model::{default_images, evaluate_model, iou_types_of};
+use crate::eval::model::{check_voc_classes, default_images, evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, CocoReport, DetSource, EvalOptions, IouType, VocDataset, VocReport};
 use std::path::PathBuf;
 
@@ -51,8 +51,8 @@ pub struct Args {
     pub no_tide: bool,
 }
 
-/// Detections of `--model` over `images`, as records with the ground truth's image ids.
-fn model_detections(
+/// Runs `--model` over `images`: its detections as records with the ground truth's image ids.
+fn run_model_detections(
     args: &Args,
     images: Vec<(u64, PathBuf)>,
     check: impl FnOnce(&crate::model::ModelState) -> Result<()>,
@@ -63,7 +63,7 @@ fn model_detections(
     check(&state)?;
     let params = args.opts.params(&state)?;
     let mut det = crate::detect::pipeline::Detector::new(state, params)?;
-    let (results, _) = super::detect::detect_images(&mut det, &images, json, None)?;
+    let (results, _) = super::detect::run_detector(&mut det, &images, json, None)?;
     Ok(DetSource::Records(results.iter().map(crate::detect::results::CocoResult::to_detection).collect()))
 }
 
@@ -77,7 +77,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             None => data.side()?,
         };
         let report = crate::eval::classify::top1(&state, &data, side, &mut progress_bar(data.len() as u64, "classifying", json))?;
-        emit(json, &report, |r| {
+        print_report(json, &report, |r| {
             let rows: Vec<Vec<String>> = r
                 .per_category
                 .iter()
@@ -90,7 +90,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
                 r.images,
                 r.side,
                 r.latency_ms,
-                table(&["category", "images", "top-1"], &rows)
+                render_table(&["category", "images", "top-1"], &rows)
             )
         });
         return Ok(());
@@ -103,11 +103,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
                 let images_dir = args.images.clone().unwrap_or_else(|| dir.join("JPEGImages"));
                 let images = voc.image_paths(&images_dir)?;
                 let classes = voc.classes.len();
-                model_detections(&args, images, |s| check_voc_classes(s, classes, dir), json)?
+                run_model_detections(&args, images, |s| check_voc_classes(s, classes, dir), json)?
             }
         };
         let report = voc.evaluate(dets, &mut progress_bar(0, "evaluating", json))?;
-        emit(json, &report, voc_text);
+        print_report(json, &report, render_voc);
         return Ok(());
     }
     let gt_path = args.coco.as_ref().expect("clap requires --coco or --voc");
@@ -139,32 +139,20 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         }
     };
     match reports.as_slice() {
-        [one] => emit(json, one, coco_text),
+        [one] => print_report(json, one, render_coco),
         many => {
             let keyed: std::collections::BTreeMap<&str, &CocoReport> = many.iter().map(|r| (r.iou_type.as_str(), r)).collect();
-            emit(json, &keyed, |_| many.iter().map(coco_text).collect::<Vec<_>>().join("\n"))
+            print_report(json, &keyed, |_| many.iter().map(render_coco).collect::<Vec<_>>().join("\n"))
         }
     }
     Ok(())
 }
 
-/// VOC class ids are 1..=classes in the dataset's order; the model must have a label for each.
-fn check_voc_classes(state: &crate::model::ModelState, classes: usize, dir: &std::path::Path) -> Result<()> {
-    let k = state.arch.num_classes.unwrap_or(0);
-    if k != classes + 1 {
-        return Err(crate::error::Error::input(
-            dir,
-            format!("the dataset has {classes} classes but {} predicts {} (plus background)", state.path().display(), k.saturating_sub(1)),
-        ));
-    }
-    Ok(())
-}
-
-fn num(v: Option<f64>) -> String {
+fn render_num(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
-fn coco_text(r: &CocoReport) -> String {
+fn render_coco(r: &CocoReport) -> String {
     let iou = r.iou_type.as_str();
     let mut out = format!(
         "COCO {iou} evaluation (hotcoco): {} images, {} ground-truth annotations, {} detections\n  gt:   {}\n  dets: {}\n\n",
@@ -174,9 +162,12 @@ fn coco_text(r: &CocoReport) -> String {
         r.gt.display(),
         r.dets.display()
     );
-    let rows: Vec<Vec<String>> =
-        r.summary.iter().map(|m| vec![m.name.clone(), num(m.value), m.iou.clone(), m.area.clone(), m.max_dets.to_string()]).collect();
-    out += &table(&["Metric", "Value", "IoU", "Area", "MaxDets"], &rows);
+    let rows: Vec<Vec<String>> = r
+        .summary
+        .iter()
+        .map(|m| vec![m.name.clone(), render_num(m.value), m.iou.clone(), m.area.clone(), m.max_dets.to_string()])
+        .collect();
+    out += &render_table(&["Metric", "Value", "IoU", "Area", "MaxDets"], &rows);
 
     let kp = r.iou_type == IouType::Keypoints;
     let mut header = vec!["Category", "Id", "GT", "Dets", "AP", "AP50", "AP75"];
@@ -188,21 +179,29 @@ fn coco_text(r: &CocoReport) -> String {
         .per_category
         .iter()
         .map(|c| {
-            let mut row =
-                vec![c.name.clone(), c.id.to_string(), c.gt.to_string(), c.detections.to_string(), num(c.ap), num(c.ap50), num(c.ap75)];
+            let mut row = vec![
+                c.name.clone(),
+                c.id.to_string(),
+                c.gt.to_string(),
+                c.detections.to_string(),
+                render_num(c.ap),
+                render_num(c.ap50),
+                render_num(c.ap75),
+            ];
             if !kp {
-                row.push(num(c.ap_small));
+                row.push(render_num(c.ap_small));
             }
-            row.extend([num(c.ap_medium), num(c.ap_large)]);
+            row.extend([render_num(c.ap_medium), render_num(c.ap_large)]);
             row
         })
         .collect();
     out += "\n";
-    out += &table(&header, &rows);
+    out += &render_table(&header, &rows);
 
-    let rows: Vec<Vec<String>> = r.per_size.iter().map(|s| vec![s.area.clone(), area_range(s.range), num(s.ap), num(s.ar)]).collect();
+    let rows: Vec<Vec<String>> =
+        r.per_size.iter().map(|s| vec![s.area.clone(), render_area_range(s.range), render_num(s.ap), render_num(s.ar)]).collect();
     out += "\n";
-    out += &table(&["Size", "Area px²", "AP", "AR"], &rows);
+    out += &render_table(&["Size", "Area px²", "AP", "AR"], &rows);
 
     if let Some(t) = &r.tide {
         out += &format!(
@@ -214,7 +213,7 @@ fn coco_text(r: &CocoReport) -> String {
             .iter()
             .map(|(k, v)| vec![k.clone(), t.counts.get(k).map_or("-".into(), |c| c.to_string()), format!("{v:.3}")])
             .collect();
-        out += &table(&["Error", "Count", "dAP"], &rows);
+        out += &render_table(&["Error", "Count", "dAP"], &rows);
     }
     for d in &r.deviations {
         out += &format!("note: {d}\n");
@@ -222,7 +221,7 @@ fn coco_text(r: &CocoReport) -> String {
     out
 }
 
-fn voc_text(r: &VocReport) -> String {
+fn render_voc(r: &VocReport) -> String {
     let mut out = format!(
         "Pascal VOC evaluation (IoU > {}): {} images, {} detections\n  gt:   {}\n  dets: {}\n\n",
         r.iou_threshold,
@@ -242,8 +241,8 @@ fn voc_text(r: &VocReport) -> String {
                 c.detections.to_string(),
                 c.tp.to_string(),
                 c.fp.to_string(),
-                num(c.ap_voc07),
-                num(c.ap_area),
+                render_num(c.ap_voc07),
+                render_num(c.ap_area),
             ]
         })
         .collect();
@@ -254,15 +253,15 @@ fn voc_text(r: &VocReport) -> String {
         String::new(),
         String::new(),
         String::new(),
-        num(r.map_voc07),
-        num(r.map_area),
+        render_num(r.map_voc07),
+        render_num(r.map_area),
     ]);
-    out += &table(&["Class", "GT", "Difficult", "Dets", "TP", "FP", "AP VOC07", "AP area"], &rows);
+    out += &render_table(&["Class", "GT", "Difficult", "Dets", "TP", "FP", "AP VOC07", "AP area"], &rows);
     out
 }
 
 /// COCO's "no upper bound" is 1e10 (1e5²); show it as such.
-fn area_range([lo, hi]: [f64; 2]) -> String {
+fn render_area_range([lo, hi]: [f64; 2]) -> String {
     if hi >= 1e10 {
         format!("≥ {lo}")
     } else {

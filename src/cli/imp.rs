@@ -2,7 +2,7 @@
 //! retraining and evaluation — in a resumable run folder (`lottery::imp`), and print whether it wins.
 use super::progress::progress_steps;
 use super::train::TrainArgs;
-use super::{emit, pct, table};
+use super::{print_report, render_pct, render_table};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::lottery::sweep::{OptionInfo, OptionTable};
@@ -166,7 +166,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let env = ImpEnv { python: a.train.python()? };
     let mut on = progress(json);
     let summary = run_imp(&dir, start, &env, &mut on)?;
-    emit(json, &summary, render_summary);
+    print_report(json, &summary, render_summary);
     if summary.ticket_level.is_none() {
         return Err(Error::Reported(format!(
             "no level is within {} AP of dense (see {})",
@@ -199,7 +199,7 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
             if !json {
                 let s: Vec<String> =
                     row.scores.iter().map(|(k, s)| format!("{} {}", render_score_name(k), render_num(s.primary()))).collect();
-                eprintln!("level {} done: sparsity {} ({})", row.level, pct(row.selected_sparsity), s.join(", "));
+                eprintln!("level {} done: sparsity {} ({})", row.level, render_pct(row.selected_sparsity), s.join(", "));
             }
         }
     }
@@ -239,9 +239,9 @@ pub fn render_summary(s: &ImpSummary) -> String {
         .iter()
         .zip(&s.delta)
         .map(|(l, d)| {
-            let mut row = vec![l.level.to_string(), pct(l.selected_sparsity), pct(l.network_sparsity)];
+            let mut row = vec![l.level.to_string(), render_pct(l.selected_sparsity), render_pct(l.network_sparsity)];
             if flops {
-                row.push(l.flops_removed.map_or("-".into(), pct));
+                row.push(l.flops_removed.map_or("-".into(), render_pct));
             }
             for t in &types {
                 let sc = l.scores.get(t);
@@ -261,7 +261,7 @@ pub fn render_summary(s: &ImpSummary) -> String {
         })
         .collect();
     let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
-    let mut out = table(&header_refs, &rows);
+    let mut out = render_table(&header_refs, &rows);
     for l in &s.levels {
         for name in &l.collapsed {
             out += &format!("warning: level {}: {name} is more than 99% pruned (the layer has all but collapsed)\n", l.level);
@@ -283,7 +283,7 @@ pub fn render_summary(s: &ImpSummary) -> String {
     out += &match (&s.ticket_level, &s.ticket) {
         (Some(r), Some(p)) => format!(
             "ticket: level {r} ({} of the selected weights pruned) is within {} AP of dense → {}\n",
-            pct(s.levels[*r].selected_sparsity),
+            render_pct(s.levels[*r].selected_sparsity),
             s.max_map_drop,
             p.display()
         ),

@@ -1,5 +1,5 @@
 //! `ticket inspect`: what the model is, and where its weights are.
-use super::{emit, pct, table};
+use super::{print_report, render_pct, render_table};
 use crate::error::Result;
 use crate::model::inspect::{report, InspectReport};
 use crate::model::ModelState;
@@ -19,11 +19,11 @@ fn render(r: &InspectReport) -> String {
     let mut rows: Vec<Vec<String>> = r
         .groups
         .iter()
-        .map(|g| vec![g.label.clone(), g.params.to_string(), pct(g.share), g.prunable.to_string(), pct(g.sparsity)])
+        .map(|g| vec![g.label.clone(), g.params.to_string(), render_pct(g.share), g.prunable.to_string(), render_pct(g.sparsity)])
         .collect();
-    rows.push(vec!["Total".into(), r.params.to_string(), pct(1.0), r.prunable.to_string(), pct(r.sparsity)]);
-    out += &table(&["Module", "Params", "Share", "Prunable", "Sparsity"], &rows);
-    out += &format!("network sparsity (exact zeros over all parameters): {}\n", pct(r.network_sparsity));
+    rows.push(vec!["Total".into(), r.params.to_string(), render_pct(1.0), r.prunable.to_string(), render_pct(r.sparsity)]);
+    out += &render_table(&["Module", "Params", "Share", "Prunable", "Sparsity"], &rows);
+    out += &format!("network sparsity (exact zeros over all parameters): {}\n", render_pct(r.network_sparsity));
     if r.constants.tensors > 0 {
         out +=
             &format!("exporter constants and buffers (not parameters): {} tensors, {} values\n", r.constants.tensors, r.constants.values);
@@ -52,17 +52,17 @@ fn render(r: &InspectReport) -> String {
                     l.op.clone().unwrap_or_default(),
                     format!("{:?}", l.shape),
                     l.numel.to_string(),
-                    pct(l.zeros as f64 / l.numel.max(1) as f64),
+                    render_pct(l.zeros as f64 / l.numel.max(1) as f64),
                 ]
             })
             .collect();
-        out += &table(&["Parameter", "Group", "Role", "Op", "Shape", "Numel", "Zeros"], &rows);
+        out += &render_table(&["Parameter", "Group", "Role", "Op", "Shape", "Numel", "Zeros"], &rows);
     }
     out
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     let state = ModelState::import(&args.model)?;
-    emit(json, &report(&state, args.layers), render);
+    print_report(json, &report(&state, args.layers), render);
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `ticket mask`: statistics, IoU (early-bird tickets), apply, and classifier → detector transfer.
-use super::{emit, pct, table};
+use super::{print_report, render_pct, render_table};
 use crate::error::Result;
 use crate::model::{Masks, ModelState};
 use crate::prune::ops;
@@ -50,20 +50,23 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
     match cmd {
         MaskCommand::Stats { masks, layers } => {
             let s = ops::stats(&Masks::load(&masks)?);
-            emit(json, &s, |s| {
+            print_report(json, &s, |s| {
                 let mut out = String::new();
                 if layers {
-                    let rows: Vec<Vec<String>> =
-                        s.tensors.iter().map(|t| vec![t.name.clone(), t.numel.to_string(), t.kept.to_string(), pct(t.sparsity)]).collect();
-                    out += &table(&["Tensor", "Numel", "Kept", "Sparsity"], &rows);
+                    let rows: Vec<Vec<String>> = s
+                        .tensors
+                        .iter()
+                        .map(|t| vec![t.name.clone(), t.numel.to_string(), t.kept.to_string(), render_pct(t.sparsity)])
+                        .collect();
+                    out += &render_table(&["Tensor", "Numel", "Kept", "Sparsity"], &rows);
                 }
-                out + &format!("{} tensors, {} weights, {} kept, sparsity {}\n", s.tensors.len(), s.numel, s.kept, pct(s.sparsity))
+                out + &format!("{} tensors, {} weights, {} kept, sparsity {}\n", s.tensors.len(), s.numel, s.kept, render_pct(s.sparsity))
             });
             Ok(())
         }
         MaskCommand::Iou { a, b } => {
             let r = ops::iou(&Masks::load(&a)?, &a, &Masks::load(&b)?, &b)?;
-            emit(json, &r, |r| {
+            print_report(json, &r, |r| {
                 let mut out =
                     format!("IoU {:.4} ({} kept in both, {} in either) over {} tensors\n", r.iou, r.intersection, r.union, r.tensors.len());
                 for (label, names) in [("only in the first", &r.only_in_a), ("only in the second", &r.only_in_b)] {
@@ -78,7 +81,7 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
         MaskCommand::Apply { model, masks, output, compact, verify } => {
             let out = crate::export::Outputs { model: &output, masks: None, compact: compact.as_deref() };
             let r = crate::export::apply_masks(&model, &masks, out, verify)?;
-            emit(json, &r, |r| {
+            print_report(json, &r, |r| {
                 format!(
                     "{}: {} tensors masked, {} weights set to zero, {} bytes\n",
                     r.output.display(),
@@ -95,7 +98,7 @@ pub fn run(cmd: MaskCommand, json: bool) -> Result<()> {
             let detector = ModelState::import(&to)?;
             let (out, report) = ops::transfer(&src, &masks, &detector)?;
             out.save(&output, &[("transferred_from", masks.display().to_string()), ("model", to.display().to_string())])?;
-            emit(json, &report, |r| {
+            print_report(json, &report, |r| {
                 format!(
                     "{}: {} masks transferred, {} source masks unused ({})\n",
                     output.display(),

@@ -1,4 +1,4 @@
-//! One file per command. Each command computes a serialisable report; `emit` prints it as JSON (`--json`) or
+//! One file per command. Each command computes a serialisable report; `print_report` prints it as JSON (`--json`) or
 //! as the command's text form.
 mod bench;
 mod bench_detect;
@@ -105,8 +105,26 @@ pub enum Command {
     Doctor(setup::DoctorArgs),
 }
 
-pub fn dispatch(cli: Cli) -> Result<()> {
+impl Command {
+    /// tract's threads for the commands that run tract stages (0: one per core); None for the others.
+    fn tract_threads(&self) -> Option<usize> {
+        match self {
+            Command::Detect(a) => Some(a.opts.tract_threads()),
+            Command::Eval(a) => Some(a.opts.tract_threads()),
+            Command::Bench(c) => c.tract_threads(),
+            // Validation, the demo and IMP's level scoring detect with one thread per core.
+            Command::Validate(_) | Command::Demo(_) | Command::Imp(_) => Some(0),
+            _ => None,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
+    // tract's executor is process-wide: the command sets it once, before any stage runs.
+    if let Some(n) = cli.command.tract_threads() {
+        crate::runtime::tract_stage::set_threads(n);
+    }
     match cli.command {
         Command::Inspect(a) => inspect::run(a, json),
         Command::Prune(a) => prune::run(a, json),
@@ -131,7 +149,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 }
 
 /// Prints a report: JSON when asked, else the text the command renders.
-pub(crate) fn emit<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
+pub(crate) fn print_report<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
     if json {
         println!("{}", serde_json::to_string_pretty(report).expect("reports serialise"));
     } else {
@@ -139,14 +157,12 @@ pub(crate) fn emit<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -
     }
 }
 
-pub(crate) use crate::eval::model::median;
-
-pub(crate) fn pct(x: f64) -> String {
+pub(crate) fn render_pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
 /// Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {

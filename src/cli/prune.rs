@@ -1,6 +1,6 @@
 //! `ticket prune`: magnitude masks, exported as the user's graph with pruned initializers set to zero; or, with
 //! `--structure channel`, a channel ticket: the user's graph with whole channels removed from its initializers.
-use super::{emit, pct, table};
+use super::{print_report, render_pct, render_table};
 use crate::error::Result;
 use crate::lottery::oneshot::{prune_channels, prune_weights, ChannelOutput, PruneFiles, PruneOutput};
 use crate::prune::channel::{ChannelParams, Importance};
@@ -115,7 +115,7 @@ fn render(r: &PruneOutput) -> String {
         p.scope,
         p.round,
         p.rounds,
-        pct(p.target_sparsity)
+        render_pct(p.target_sparsity)
     );
     let mut groups: std::collections::BTreeMap<_, (usize, usize)> = Default::default();
     for t in &p.tensors {
@@ -123,15 +123,17 @@ fn render(r: &PruneOutput) -> String {
         e.0 += t.numel;
         e.1 += t.kept;
     }
-    let rows: Vec<Vec<String>> =
-        groups.iter().map(|(g, (n, k))| vec![g.label(), n.to_string(), k.to_string(), pct(1.0 - *k as f64 / (*n).max(1) as f64)]).collect();
-    out += &table(&["Module", "Selected", "Kept", "Sparsity"], &rows);
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|(g, (n, k))| vec![g.label(), n.to_string(), k.to_string(), render_pct(1.0 - *k as f64 / (*n).max(1) as f64)])
+        .collect();
+    out += &render_table(&["Module", "Selected", "Kept", "Sparsity"], &rows);
     out += &format!(
         "selected sparsity {} ({} of {} kept); network sparsity {} ({} of {} parameters pruned)\n",
-        pct(p.selected_sparsity),
+        render_pct(p.selected_sparsity),
         p.selected_kept,
         p.selected_weights,
-        pct(p.network_sparsity),
+        render_pct(p.network_sparsity),
         p.network_pruned,
         p.network_weights
     );
@@ -155,7 +157,7 @@ fn render_collapse_warning(p: &PruneReport) -> String {
     p.collapsed
         .iter()
         .map(|(name, s)| {
-            format!("warning: {name} is {} pruned: the layer has all but collapsed (--min-layer-density F keeps a floor)\n", pct(*s))
+            format!("warning: {name} is {} pruned: the layer has all but collapsed (--min-layer-density F keeps a floor)\n", render_pct(*s))
         })
         .collect()
 }
@@ -163,10 +165,10 @@ fn render_collapse_warning(p: &PruneReport) -> String {
 pub fn run(args: Args, json: bool) -> Result<()> {
     if args.what.structure == Structure::Channel {
         let out = prune_channels(&args.files(), args.channel_params(), &args.params())?;
-        emit(json, &out, render_channel);
+        print_report(json, &out, render_channel);
     } else {
         let out = prune_weights(&args.files(), args.params())?;
-        emit(json, &out, render);
+        print_report(json, &out, render);
     }
     Ok(())
 }
@@ -194,19 +196,19 @@ fn render_channel(r: &ChannelOutput) -> String {
                 m.params_after.to_string(),
                 format!("{:.3}", m.flops_before as f64 / 1e9),
                 format!("{:.3}", m.flops_after as f64 / 1e9),
-                pct(1.0 - m.flops_after as f64 / m.flops_before.max(1) as f64),
+                render_pct(1.0 - m.flops_after as f64 / m.flops_before.max(1) as f64),
             ]
         })
         .collect();
-    out += &table(&["Module", "Params", "Kept", "GFLOPs", "After", "FLOPs removed"], &rows);
+    out += &render_table(&["Module", "Params", "Kept", "GFLOPs", "After", "FLOPs removed"], &rows);
     out += &format!(
         "parameters {} → {} ({} removed); GFLOPs {:.3} → {:.3} ({} removed) at {}×{}, {} box RoIs, {} mask/keypoint RoIs\n",
         p.params_before,
         p.params_after,
-        pct(p.params_removed),
+        render_pct(p.params_removed),
         p.flops_before as f64 / 1e9,
         p.flops_after as f64 / 1e9,
-        pct(p.flops_removed),
+        render_pct(p.flops_removed),
         p.flops_at.height,
         p.flops_at.width,
         p.flops_at.box_rois,

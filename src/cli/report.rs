@@ -1,5 +1,5 @@
 //! `ticket report`: a Markdown report with plots (PNG and SVG) from one or many `ticket imp` run folders.
-use super::emit;
+use super::print_report;
 use crate::error::Result;
 use std::path::PathBuf;
 
@@ -17,7 +17,7 @@ pub struct Args {
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     let r = crate::lottery::report::write_imp_report(&args.runs, &args.output)?;
-    emit(json, &r, |r| {
+    print_report(json, &r, |r| {
         let mut out = String::new();
         if r.models > 1 {
             out += &format!(

@@ -1,10 +1,9 @@
 //! `ticket setup` (the Python environments in the data folder) and `ticket doctor` (what was found where).
-use super::emit;
+use super::print_report;
 use crate::error::{Error, Result};
 use crate::runtime::env;
 use crate::setup::doctor::{self, Doctor, Piece};
-use crate::setup::{self as lib, Progress, SetupOptions};
-use serde::Serialize;
+use crate::setup::{self as lib, Progress, SetupOptions, SetupReport};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -24,12 +23,6 @@ pub struct SetupArgs {
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {}
 
-#[derive(Serialize)]
-struct SetupReport {
-    data_dir: PathBuf,
-    made: Vec<lib::Made>,
-}
-
 pub fn run_setup(a: SetupArgs, json: bool) -> Result<()> {
     if a.check {
         return run_doctor(DoctorArgs {}, json);
@@ -42,7 +35,7 @@ pub fn run_setup(a: SetupArgs, json: bool) -> Result<()> {
         }
     };
     let made = lib::setup(&opts, &mut on)?;
-    emit(json, &SetupReport { data_dir, made }, |r| {
+    print_report(json, &SetupReport { data_dir, made }, |r| {
         format!("ticket is set up in {} (`ticket doctor` shows what was found where)\n", r.data_dir.display())
     });
     Ok(())
@@ -50,7 +43,7 @@ pub fn run_setup(a: SetupArgs, json: bool) -> Result<()> {
 
 pub fn run_doctor(_a: DoctorArgs, json: bool) -> Result<()> {
     let d = doctor::examine();
-    emit(json, &d, text);
+    print_report(json, &d, render_doctor);
     let missing = d.missing();
     if missing.is_empty() {
         Ok(())
@@ -60,7 +53,7 @@ pub fn run_doctor(_a: DoctorArgs, json: bool) -> Result<()> {
     }
 }
 
-fn text(d: &Doctor) -> String {
+fn render_doctor(d: &Doctor) -> String {
     let place = |p: &Piece| match (&p.found, &p.error) {
         (Some(f), None) => format!("{} ({})", f.path.display(), f.source),
         (Some(f), Some(e)) => format!("{} ({}): {e}", f.path.display(), f.source),
@@ -68,7 +61,7 @@ fn text(d: &Doctor) -> String {
         (None, None) => "not found".into(),
     };
     let yes = |ok: bool| if ok { "ok" } else { "MISSING" };
-    let rows = vec![
+    let rows = [
         vec![
             "data folder".into(),
             "".into(),

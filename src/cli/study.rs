@@ -1,7 +1,7 @@
 //! `ticket study NAME MODEL…`: one of the paper's studies as a sweep spec (DIR/study.toml), run here
 //! (DIR/sweep, resumable) and reported (DIR/report/report.md). `--print-spec` prints the spec instead, for
 //! `ticket sweep SPEC --slurm` on a cluster.
-use super::emit;
+use super::print_report;
 use crate::error::{Context, Error, Result, WriteContext};
 use crate::lottery::sweep::study::{fixed_settings, study_spec, StudyInputs, StudyReport};
 use crate::lottery::sweep::{folder, local, parse_spec, TaskState};
@@ -95,7 +95,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         failed: failed.clone(),
         report,
     };
-    emit(json, &r, render);
+    print_report(json, &r, render);
     if !failed.is_empty() {
         return Err(Error::Reported(format!("{} run(s) failed: ticket sweep --status {}", failed.len(), sweep_dir.display())));
     }

@@ -1,6 +1,6 @@
 //! `ticket sweep`: a grid of IMP runs from a spec, run here (`--local N`) or as a Slurm job array (`--slurm`),
 //! with `--status`, `--retry-failed` and `--dry-run`; `ticket report SWEEP_DIR` aggregates it.
-use super::{emit, table};
+use super::{print_report, render_table};
 use crate::error::{Error, Result};
 use crate::lottery::sweep::slurm::{self, SlurmOptions};
 use crate::lottery::sweep::spec::cell_label;
@@ -94,7 +94,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     }
     if let Some(dir) = &a.status {
         let plan = folder::load(dir)?;
-        return print_report(json, SweepReport::new(dir, &plan, Vec::new(), None));
+        return print_sweep(json, SweepReport::new(dir, &plan, Vec::new(), None));
     }
     let (dir, plan, retry) = match (&a.spec, &a.retry_failed) {
         (Some(spec), _) => {
@@ -123,7 +123,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
             (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
         let script = (a.slurm && !indices.is_empty()).then(|| slurm::script(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
         let r = SweepReport::new(&dir, &plan, Vec::new(), script);
-        emit(json, &r, render_report);
+        print_report(json, &r, render_report);
         return Ok(());
     }
     folder::open_or_create(&dir, &plan)?;
@@ -137,12 +137,12 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                 eprintln!("submitted job array {} ({} task(s): {})", j.job_id, j.indices.len(), slurm::array_ranges(&j.indices));
             }
         }
-        emit(json, &SweepReport::new(&dir, &plan, submitted, None), render_report);
+        print_report(json, &SweepReport::new(&dir, &plan, submitted, None), render_report);
         return Ok(());
     }
     let parallel = a.local.unwrap_or(1);
     run_here(&dir, &plan, &todo, parallel, &exe, "task", json)?;
-    print_report(json, SweepReport::new(&dir, &plan, Vec::new(), None))
+    print_sweep(json, SweepReport::new(&dir, &plan, Vec::new(), None))
 }
 
 /// The local executor with a progress bar and a line per finished task (`what` names them: task, run).
@@ -160,8 +160,8 @@ pub(crate) fn run_here(dir: &Path, plan: &Plan, todo: &[usize], parallel: usize,
 }
 
 /// Prints the report; exit 1 when a task failed.
-fn print_report(json: bool, r: SweepReport) -> Result<()> {
-    emit(json, &r, render_report);
+fn print_sweep(json: bool, r: SweepReport) -> Result<()> {
+    print_report(json, &r, render_report);
     let failed = r.failed();
     if failed.is_empty() {
         Ok(())
@@ -179,7 +179,7 @@ fn render_report(r: &SweepReport) -> String {
     let rows: Vec<Vec<String>> =
         r.tasks.iter().map(|t| vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell_label(&t.cell)]).collect();
     let mut out = format!("sweep {} in {}\n", r.name, r.sweep_dir.display());
-    out += &table(&["Task", "Folder", "State", "Settings"], &rows);
+    out += &render_table(&["Task", "Folder", "State", "Settings"], &rows);
     for t in &r.tasks {
         if let TaskState::Failed { exit_code, tail } = &t.state {
             out += &format!("task {} failed (exit {exit_code}); its log ends:\n", t.index);

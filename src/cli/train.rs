@@ -1,6 +1,6 @@
 //! `ticket train`: fine-tune a detector on a COCO or VOC dataset in ONNX Runtime training, with the targets
 //! computed in Rust; RUN_DIR gets the log, checkpoints and the trained model (see `train::run`).
-use super::emit;
+use super::print_report;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::model::ModelState;
@@ -76,7 +76,7 @@ pub struct TrainArgs {
     pub save_every: u64,
     /// ONNX Runtime intra-op threads (0: one per core). 1 makes a run bit-for-bit repeatable: ORT's
     /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
-    #[arg(long, default_value_t = 0, value_parser = crate::runtime::tract_stage::parse_threads)]
+    #[arg(long, default_value_t = 0, value_parser = crate::runtime::threads::parse_threads)]
     pub threads: usize,
     /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else the one `ticket setup` made, else
     /// .venv-train/bin/python).
@@ -159,7 +159,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let view = super::progress::progress_steps("train", total, run.step, run.config.shape.batch, json);
     let report = run.train_to_end(&mut |r| view(Some(r)))?;
     view(None);
-    emit(json, &report, |r| render_report(&a.model, r));
+    print_report(json, &report, |r| render_report(&a.model, r));
     Ok(())
 }
 

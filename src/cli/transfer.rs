@@ -1,6 +1,6 @@
 //! `ticket transfer`: a detector whose backbone body is a classifier's — pretrained backbone, transfer ticket
 //! or mask transfer, by what is given (`lottery::transfer`).
-use super::emit;
+use super::print_report;
 use crate::error::Result;
 use crate::lottery::transfer::transfer_files;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(a: Args, json: bool) -> Result<()> {
     let report = transfer_files(&a.classifier, &a.detector, a.masks.as_deref(), &a.output, a.masks_out.as_deref())?;
-    emit(json, &report, |r| {
+    print_report(json, &report, |r| {
         let mut s = format!(
             "{}: backbone body from {} ({} conv weights, {} FrozenBatchNorm tensors, {} values); {}\n",
             r.output.display(),

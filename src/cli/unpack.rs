@@ -1,5 +1,5 @@
 //! `ticket unpack`: compact ticket file → plain ONNX that ONNX Runtime and onnx.checker accept.
-use super::emit;
+use super::print_report;
 use crate::error::Result;
 use std::path::PathBuf;
 
@@ -12,6 +12,6 @@ pub struct Args {
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     let report = crate::export::compact::unpack_file(&args.compact, &args.output)?;
-    emit(json, &report, |r| format!("{}: {} bytes\n", r.output.display(), r.bytes));
+    print_report(json, &report, |r| format!("{}: {} bytes\n", r.output.display(), r.bytes));
     Ok(())
 }

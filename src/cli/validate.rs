@@ -7,8 +7,8 @@
 //! reads them from a results file (`ticket detect DENSE … -o FILE`), and `--dense-cache FILE` keeps them with
 //! their latencies, keyed by what determines them — the dense model's and every image's fingerprint and the
 //! detection settings. A stale cache (any of those changed) is recomputed and rewritten, never trusted.
-use super::detect::{detect_images, DetectOpts};
-use super::{emit, table};
+use super::detect::{run_detector as detect_images, DetectOpts};
+use super::{print_report, render_table};
 use crate::error::{Error, Result};
 use crate::eval::gate::{DetectRun, GateSettings, ModelRow, ValidateReport, DEFAULT_AGREEMENT_SCORE};
 use crate::eval::IouType;
@@ -78,7 +78,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     let mut detect =
         DetectRun { params: Box::new(|s| args.opts.params(s)), run: Box::new(|det, images| detect_images(det, images, json, None)) };
     let report = crate::eval::gate::validate(&args.settings(), &mut detect)?;
-    emit(json, &report, render);
+    print_report(json, &report, render);
     if !report.passed {
         // The one place the verdict is spelled out: the text above marks each gate, this line (stderr) says FAILED.
         return Err(Error::Reported(format!("{}: FAILED: {}", args.candidate.display(), report.failed().join(", "))));
@@ -95,7 +95,7 @@ fn render(r: &ValidateReport) -> String {
     header.extend(["Latency ms median".into(), "p10–p90".into(), "min–max".into()]);
     let mut s = format!("reference: {} ({} images); dense detections: {}\n", r.reference, r.images, r.dense_detections);
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    s += &table(&header, &[render_row(&r.dense, "dense"), render_row(&r.candidate, "candidate")]);
+    s += &render_table(&header, &[render_row(&r.dense, "dense"), render_row(&r.candidate, "candidate")]);
     if let Some(l) = &r.candidate.latency {
         s += &format!("latency over {} timed images\n", l.samples);
     }
@@ -109,7 +109,7 @@ fn render(r: &ValidateReport) -> String {
 }
 
 fn render_row(m: &ModelRow, label: &str) -> Vec<String> {
-    let mut row = vec![label.to_string(), m.model.display().to_string(), super::pct(m.sparsity)];
+    let mut row = vec![label.to_string(), m.model.display().to_string(), super::render_pct(m.sparsity)];
     for s in m.scores.values() {
         row.extend([format!("{:.4}", s.ap), format!("{:.4}", s.ap50)]);
     }

@@ -14,8 +14,8 @@
 //! rather than scenes of one object, because they give every image exactly one label while keeping the
 //! detector's objects, backgrounds and categories, so the backbone pretrains on what the detector will see.
 use super::synth::{render, CATEGORIES};
-use crate::detect::transform::{IMAGE_MEAN, IMAGE_STD};
 use crate::error::{Context, Error, Result, WriteContext};
+use crate::imaging::transform::{IMAGE_MEAN, IMAGE_STD};
 use crate::progress::Progress;
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
@@ -94,13 +94,13 @@ impl ClassifyDataset {
     /// its class index.
     pub fn sample(&self, i: usize, side: usize) -> Result<(Array3<f32>, usize)> {
         let (path, label) = &self.items[i];
-        let img = crate::detect::images::read_image(path)?;
+        let img = crate::imaging::reader::read_image(path)?;
         // Converted and normalised where the resize reads it (no float copy of the whole image); at the same
         // size the resize's weights are 1 and 0, so the values are `to_tensor` then normalise, exactly.
         let (w, h) = (img.width() as usize, img.height() as usize);
         let raw = img.as_raw();
         let normalised = |c: usize, y: usize, x: usize| (raw[(y * w + x) * 3 + c] as f32 / 255.0 - IMAGE_MEAN[c]) / IMAGE_STD[c];
-        let image = crate::detect::interpolate::resize_bilinear_with((3, h, w), normalised, side, side);
+        let image = crate::imaging::interpolate::resize_bilinear_with((3, h, w), normalised, side, side);
         Ok((image, *label))
     }
 
@@ -114,7 +114,7 @@ impl ClassifyDataset {
     /// 1×20000 strip made a 20000 px classifier that needed 4.75 GB); the other images are resized to it.
     pub fn side(&self) -> Result<usize> {
         let first = &self.items[0].0;
-        let (w, h) = crate::detect::images::image_size(first)?;
+        let (w, h) = crate::imaging::reader::image_size(first)?;
         if w != h {
             return Err(Error::input(
                 first,

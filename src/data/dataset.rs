@@ -12,9 +12,9 @@
 //! - a box entirely outside its image is an input error: no clipping makes it right, it means the file's
 //!   `image_id` or coordinates are wrong.
 use super::keypoints::flip_map_from_names;
-use crate::detect::transform::{resized_size, rgb_to_chw, IMAGE_MEAN, IMAGE_STD};
-use crate::detect::{BoxXyxy, Hw};
 use crate::error::{Context, Error, Result};
+use crate::imaging::transform::{resized_size, rgb_to_chw, IMAGE_MEAN, IMAGE_STD};
+use crate::imaging::{BoxXyxy, Hw};
 use crate::progress::Progress;
 use hotcoco::Segmentation;
 use ndarray::{s, Array3};
@@ -299,7 +299,7 @@ impl Dataset {
     /// Decodes image `i` with its objects at the image's own size.
     pub fn sample(&self, i: usize) -> Result<Sample> {
         let entry = &self.images[i];
-        let img = crate::detect::images::read_image(&entry.path)?;
+        let img = crate::imaging::reader::read_image(&entry.path)?;
         let hw = (img.height() as usize, img.width() as usize);
         if hw != entry.hw {
             return Err(Error::input(
@@ -416,7 +416,7 @@ impl Sample {
         for (c, mut plane) in chw.outer_iter_mut().enumerate() {
             plane.mapv_inplace(|v| (v - IMAGE_MEAN[c]) / IMAGE_STD[c]);
         }
-        let resized = crate::detect::interpolate::resize_bilinear(chw.view(), rh, rw);
+        let resized = crate::imaging::interpolate::resize_bilinear(chw.view(), rh, rw);
         let mut image = Array3::<f32>::zeros((3, canvas.hw.0, canvas.hw.1));
         image.slice_mut(s![.., ..rh, ..rw]).assign(&resized);
         // torchvision's resize_boxes / resize_keypoints: new / old per side, in float32.

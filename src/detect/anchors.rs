@@ -2,8 +2,8 @@
 //! aspect ratio, rounded to integers) shifted over the feature grid. The order is torchvision's — level, then
 //! y, then x, then cell anchor (ratio-major) — which is also the order of the RPN head's outputs once
 //! flattened, and of the training targets (docs/engine-facts.md).
-use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
+use crate::imaging::{BoxXyxy, Hw};
 
 /// Anchor sizes and aspect ratios (height / width) per feature level.
 #[derive(Clone, Debug, PartialEq)]

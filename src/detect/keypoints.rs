@@ -2,10 +2,10 @@
 //! bicubic interpolation to the RoI's size rounded up, the argmax pixel of each keypoint's map gives its
 //! position (pixel centre, `+0.5`, scaled back by `size / ceil(size)` and offset by the RoI corner), and its
 //! score is the resized map's value there. RoIs are the detections in resized-image pixels; map the points to
-//! the original image with [`super::transform::rescale_keypoints`].
-use super::interpolate::resize_bicubic;
-use super::BoxXyxy;
+//! the original image with [`crate::imaging::transform::rescale_keypoints`].
 use crate::error::{bad_input, Result};
+use crate::imaging::interpolate::resize_bicubic;
+use crate::imaging::BoxXyxy;
 use ndarray::{Array2, Array3, ArrayView4, Axis};
 
 /// Keypoints of N RoIs.

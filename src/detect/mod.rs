@@ -5,24 +5,18 @@
 //! tests/detect_numerics.rs checks that against tools/detect_reference.py.
 //!
 //! Boxes are `[x1, y1, x2, y2]` in pixels of the resized image unless a function says otherwise. Tensors are
-//! ndarray views in torch's layout (CHW, one image).
+//! ndarray views in torch's layout (CHW, one image). The types and the geometry detection shares with training
+//! (boxes, the resize transform, interpolation, RoIAlign sizes, the image reader) are in `imaging`.
 pub mod anchors;
 pub mod box_coder;
 pub mod images;
-pub mod interpolate;
 pub mod keypoints;
 pub mod nms;
 pub mod order;
 pub mod paste;
 pub mod pipeline;
 pub mod postprocess;
+pub mod report;
 pub mod results;
 pub mod roi_align;
 pub mod rpn;
-pub mod transform;
-
-/// A box as torchvision stores it: `(x1, y1, x2, y2)`.
-pub type BoxXyxy = [f32; 4];
-
-/// `(height, width)` of an image or feature map, in torch's order.
-pub type Hw = (usize, usize);

@@ -8,7 +8,7 @@
 //! box only scans what is still alive; above [`GRID_ABOVE`] boxes a uniform grid limits the scan to kept boxes
 //! that share a cell, which is exact because a suppressing pair must overlap with positive area.
 use super::order::{argsort_descending, argsort_descending_stable};
-use super::BoxXyxy;
+use crate::imaging::BoxXyxy;
 
 /// `batched_nms` on CPU runs one NMS per class above this many boxes (`boxes.numel() > 4000`) and a single NMS
 /// over class-offset boxes at or below it. The two can differ by float rounding, so both are reproduced.
@@ -150,7 +150,8 @@ fn nms_compact(boxes: &[BoxXyxy], order: &[usize], iou_threshold: f64) -> Vec<us
             y2[w] = y2[r];
             ar[w] = ar[r];
             id[w] = id[r];
-            w += usize::from(!(ovr > thr));
+            // Kept unless the overlap is above the threshold: a NaN overlap keeps the box, as in torch.
+            w += usize::from(ovr.partial_cmp(&thr) != Some(std::cmp::Ordering::Greater));
         }
         len = w;
         start += 1;

@@ -1,13 +1,13 @@
 //! `paste_masks_in_image` (eval path): each detection's mask probabilities `[M, M]` (M = 28, the class the box
 //! was detected as) are padded by one pixel, the box is enlarged by the same factor `(M + 2) / M` and cut to
 //! integers, the padded mask is resized bilinearly to the integer box size, and the part inside the image is
-//! placed on a zero canvas. Boxes are in original-image pixels (after [`super::transform::rescale_boxes`]). The
+//! placed on a zero canvas. Boxes are in original-image pixels (after [`crate::imaging::transform::rescale_boxes`]). The
 //! result is probabilities; torchvision's users threshold them at 0.5.
 //!
 //! torchvision's traced variant (`_onnx_paste_mask_in_image`) computes the same canvas.
-use super::interpolate::resize_bilinear_window;
-use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
+use crate::imaging::interpolate::resize_bilinear_window;
+use crate::imaging::{BoxXyxy, Hw};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 /// Pixels of zero padding around each mask (`padding=1`).
@@ -127,7 +127,7 @@ mod tests {
             let [x0, y0, x1, y1] = expand_box(b, scale);
             let mut padded = Array3::<f32>::zeros((1, 30, 30));
             padded.slice_mut(s![0, 1..29, 1..29]).assign(&mask);
-            let full = crate::detect::interpolate::resize_bilinear(padded.view(), (y1 - y0 + 1) as usize, (x1 - x0 + 1) as usize);
+            let full = crate::imaging::interpolate::resize_bilinear(padded.view(), (y1 - y0 + 1) as usize, (x1 - x0 + 1) as usize);
             for ((y, x), &v) in canvas.indexed_iter() {
                 let (yy, xx) = (y as i64 - y0, x as i64 - x0);
                 let want = if yy >= 0 && xx >= 0 && yy <= y1 - y0 && xx <= x1 - x0 { full[[0, yy as usize, xx as usize]] } else { 0.0 };

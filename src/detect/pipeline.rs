@@ -3,11 +3,12 @@
 //! zero-padded RoI count), since tract is fastest with concrete shapes.
 use super::anchors::AnchorGenerator;
 use super::postprocess::{postprocess_detections, BoxHeadParams};
-use super::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use super::roi_align::MultiScaleRoIAlign;
 use super::rpn::{filter_proposals, RpnLevel, RpnParams};
-use super::{transform, BoxXyxy, Hw};
 use crate::error::{Error, Result};
 use crate::graph::stages;
+use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use crate::imaging::{transform, BoxXyxy, Hw};
 use crate::model::{ModelKind, ModelState};
 use crate::runtime::tract_stage::TractStage;
 use crate::sparse::Kernels;
@@ -22,8 +23,6 @@ pub struct DetectParams {
     pub max_size: usize,
     pub rpn: RpnParams,
     pub box_head: BoxHeadParams,
-    /// tract's matmul threads (and the sparse kernels'); 0: one per core.
-    pub threads: usize,
     /// Dense or sparse kernels per layer (sparse ones skip the zero weights of unstructured tickets).
     pub kernels: Kernels,
 }
@@ -35,9 +34,28 @@ impl Default for DetectParams {
             max_size: 1333,
             rpn: RpnParams::default(),
             box_head: BoxHeadParams::default(),
-            threads: 0,
             kernels: Kernels::Auto,
         }
+    }
+}
+
+impl DetectParams {
+    /// Refuses thresholds outside [0, 1] (NaN included) and sizes or counts that leave nothing to detect.
+    pub fn check(&self) -> Result<()> {
+        let (score, nms) = (self.box_head.score_thresh, self.box_head.nms_thresh);
+        // NaN compares false both ways: it would keep every candidate or none without a word.
+        if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
+            return Err(Error::Input(format!(
+                "--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]"
+            )));
+        }
+        if self.min_size == 0 || self.max_size < self.min_size || self.box_head.detections_per_img == 0 || self.rpn.post_nms_top_n == 0 {
+            return Err(Error::Input(format!(
+                "detection settings out of range: min_size {}, max_size {}, detections_per_img {}, rpn_post_nms_top_n {}",
+                self.min_size, self.max_size, self.box_head.detections_per_img, self.rpn.post_nms_top_n
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -66,6 +84,8 @@ impl ImageDetections {
     }
 }
 
+/// The detector's stages and settings. Its matrix products run on tract's process-wide executor, which the
+/// command sets once (`runtime::tract_stage::set_threads`); without that, tract runs them on one thread.
 pub struct Detector {
     state: ModelState,
     pub params: DetectParams,
@@ -112,7 +132,6 @@ impl Detector {
         if !state.arch.kind.is_detector() {
             return Err(Error::input(state.path(), format!("is a {}, not a two-stage detector", state.arch.kind.label())));
         }
-        crate::runtime::tract_stage::set_threads(params.threads);
         let mut p = Inference::new(&state, params.kernels);
         let box_stage = TractStage::new("box head", &stages::box_stage_with(&mut p, params.rpn.post_nms_top_n)?)?;
         let rois = params.box_head.detections_per_img;
@@ -214,22 +233,41 @@ impl Detector {
             image_hw: t.original_hw,
             ..Default::default()
         };
-        let m = dets.boxes.len();
+        self.run_heads(&mut out, &dets.boxes, &dets.labels, &feats[..4], &t, &mut times)?;
+        times.total_ms = ms(start);
+        self.last_times = times;
+        Ok(out)
+    }
+
+    /// The mask or keypoint head on the detections `boxes` (resized-image pixels) with their `labels`, pooled
+    /// from P2..P5, into `out` (keypoints in original-image pixels); its time into `times.head_ms`.
+    fn run_heads(
+        &self,
+        out: &mut ImageDetections,
+        boxes: &[BoxXyxy],
+        labels: &[i64],
+        pooled_levels: &[ArrayView3<f32>],
+        t: &transform::Transformed,
+        times: &mut StageTimes,
+    ) -> Result<()> {
+        let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
+        let m = boxes.len();
         let rois = self.params.box_head.detections_per_img;
-        let head_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
+        let feature_hw: Vec<Hw> = pooled_levels.iter().map(|f| (f.dim().1, f.dim().2)).collect();
+        let head_pool = MultiScaleRoIAlign::new(&feature_hw, t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
 
         if let Some(stage) = &self.mask_stage {
             let probs = if m == 0 {
                 Array3::<f32>::zeros((0, 28, 28))
             } else {
-                let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let pooled = head_pool.pool(pooled_levels, boxes)?;
                 let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
                 times.head_ms = ms(s3);
                 let logits = dims::<Ix4>(take(&outs, "mask_logits")?, "mask logits")?;
                 let (_, _, mh, mw) = logits.dim();
                 let mut probs = Array3::<f32>::zeros((m, mh, mw));
-                for (i, &label) in dets.labels.iter().enumerate() {
+                for (i, &label) in labels.iter().enumerate() {
                     probs.index_axis_mut(Axis(0), i).assign(&logits.slice(s![i, label as usize, .., ..]).mapv(super::rpn::sigmoid));
                 }
                 probs
@@ -243,12 +281,12 @@ impl Detector {
             let (points, scores) = if m == 0 {
                 (Array3::<f32>::zeros((0, k, 3)), Array2::<f32>::zeros((0, k)))
             } else {
-                let pooled = head_pool.pool(pooled_levels, &dets.boxes)?;
+                let pooled = head_pool.pool(pooled_levels, boxes)?;
                 let s3 = std::time::Instant::now();
                 let outs = stage.run(vec![pad_rows(pooled, rois)])?;
                 times.head_ms = ms(s3);
                 let maps = dims::<Ix4>(take(&outs, "heatmaps")?, "heatmaps")?;
-                let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), &dets.boxes)?;
+                let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), boxes)?;
                 let mut points = kp.points;
                 for mut row in points.outer_iter_mut() {
                     let flat: Vec<[f32; 3]> = row.outer_iter().map(|p| [p[0], p[1], p[2]]).collect();
@@ -261,9 +299,7 @@ impl Detector {
             out.keypoints = Some(points);
             out.keypoint_scores = Some(scores);
         }
-        times.total_ms = ms(start);
-        self.last_times = times;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -285,7 +321,7 @@ impl DetectParams {
                 producer.insert(o, n.op_type());
             }
             if n.op_type() == "Constant" {
-                if let (Some(o), Some(v)) = (n.output.first(), n.attribute.iter().find_map(|a| scalar(a))) {
+                if let (Some(o), Some(v)) = (n.output.first(), n.attribute.iter().find_map(scalar)) {
                     consts.insert(o, v);
                 }
             }
@@ -312,5 +348,20 @@ impl DetectParams {
             p.box_head.score_thresh = t;
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_leave_nothing_to_detect_are_refused() {
+        assert!(DetectParams::default().check().is_ok());
+        let mut p = DetectParams::default();
+        p.box_head.score_thresh = f32::NAN;
+        assert!(p.check().unwrap_err().to_string().contains("must be numbers in [0, 1]"));
+        let p = DetectParams { min_size: 900, max_size: 800, ..Default::default() };
+        assert!(p.check().unwrap_err().to_string().contains("min_size 900, max_size 800"));
     }
 }

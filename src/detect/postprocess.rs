@@ -1,10 +1,11 @@
 //! `RoIHeads.postprocess_detections` for one image: softmax over the class logits, class-specific boxes decoded
 //! with weights (10, 10, 5, 5) and clipped, background dropped, every (RoI, class) pair above the score
 //! threshold a candidate, tiny boxes dropped, NMS per class, the best `detections_per_img` kept.
-use super::box_coder::{clip_box, remove_small_boxes, BoxCoder};
+use super::box_coder::BoxCoder;
 use super::nms::batched_nms;
-use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
+use crate::imaging::boxes::{clip_box, remove_small_boxes};
+use crate::imaging::{BoxXyxy, Hw};
 use ndarray::ArrayView2;
 
 /// Candidates need both sides at least this long (torchvision's fixed `min_size=1e-2`).

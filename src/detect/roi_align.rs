@@ -7,17 +7,10 @@
 //! `sampling_ratio²` samples per bin at `start + bin·size + (i + 0.5)·size / ratio`, a sample with y < -1,
 //! y > H, x < -1 or x > W contributes 0, otherwise coordinates are clamped to `[0, H-1]` / `[0, W-1]` before
 //! bilinear interpolation; the bin value is the sum over samples divided by `sampling_ratio²`.
-use super::box_coder::box_area;
-use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
+use crate::imaging::boxes::box_area;
+use crate::imaging::{BoxXyxy, Hw};
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, Axis};
-
-/// Samples per bin side in torchvision's detectors (`sampling_ratio=2`).
-pub const SAMPLING_RATIO: usize = 2;
-/// Output side of the box head's pooling.
-pub const BOX_OUTPUT_SIZE: usize = 7;
-/// Output side of the mask and keypoint heads' pooling.
-pub const MASK_OUTPUT_SIZE: usize = 14;
 
 /// One bilinear sample: four flat indices into an `H·W` plane and their weights (all 0 for a sample outside).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -2,10 +2,11 @@
 //! layers` and `box_coder.decode`), for one image: per level the top `pre_nms_top_n` anchors by objectness
 //! logit, decoded with weights (1, 1, 1, 1), sigmoid, clipped to the resized image, small boxes and low scores
 //! dropped, NMS per level, the best `post_nms_top_n` kept.
-use super::box_coder::{clip_box, remove_small_boxes, BoxCoder};
+use super::box_coder::BoxCoder;
 use super::nms::batched_nms;
-use super::{BoxXyxy, Hw};
 use crate::error::{bad_input, Result};
+use crate::imaging::boxes::{clip_box, remove_small_boxes};
+use crate::imaging::{BoxXyxy, Hw};
 use ndarray::ArrayView3;
 
 /// Eval-time RPN settings; [`Default`] is torchvision's Faster/Mask/Keypoint R-CNN test setting.

@@ -52,6 +52,18 @@ pub fn check_classes(state: &ModelState, gt: &CocoGt) -> Result<()> {
     Ok(())
 }
 
+/// VOC class ids are 1..=classes in the dataset's order (the set in `dir`); the model must have a label for each.
+pub fn check_voc_classes(state: &ModelState, classes: usize, dir: &Path) -> Result<()> {
+    let k = state.arch.num_classes.unwrap_or(0);
+    if k != classes + 1 {
+        return Err(Error::input(
+            dir,
+            format!("the dataset has {classes} classes but {} predicts {} (plus background)", state.path().display(), k.saturating_sub(1)),
+        ));
+    }
+    Ok(())
+}
+
 /// The IoU types a model's outputs can be scored on: boxes always, masks and keypoints where it has the head.
 pub fn iou_types_of(state: &ModelState) -> Vec<IouType> {
     match state.arch.kind {
@@ -111,12 +123,5 @@ pub fn evaluate_model(
     Ok(ModelEval { detections, latency_ms, reports })
 }
 
-/// The median of timings (the upper one of an even count); 0 for none.
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
-}
+/// Latencies are summarised as detection summarises them.
+pub use crate::detect::report::median;

@@ -1,5 +1,5 @@
 //! Export: the user's graph with pruned (or trained) initializers replaced and nothing else changed, plus a
-//! compact form for edge storage; every output written through one path (`outputs`) and checked in ONNX
+//! compact form for edge storage (written here; read by `onnx::compact`); every output written through one path (`outputs`) and checked in ONNX
 //! Runtime against its reference (`verify`).
 pub mod compact;
 mod outputs;

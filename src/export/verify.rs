@@ -45,7 +45,7 @@ fn within(diffs: Vec<OutputDiff>, tol: f64, output: &Path, reference: &str) -> R
 /// The written model (ONNX or compact) and the encoded reference (named `reference_path` in errors), run on the
 /// written model's default inputs.
 fn run_both(output: &Path, reference: &[u8], reference_path: &Path) -> Result<Vec<OutputDiff>> {
-    let exported = super::compact::load_any(output)?;
+    let exported = crate::onnx::compact::load_onnx_or_compact(output)?;
     let inputs = default_inputs(&exported, 128)?;
     let a = run(&exported.encode_inline(&Default::default())?, &inputs, &output.display().to_string())?;
     let b = run(reference, &inputs, &reference_path.display().to_string())?;
@@ -70,7 +70,7 @@ pub fn check_model(
     dynamic_dim: usize,
     tolerance: f64,
 ) -> Result<CheckReport> {
-    let onnx = super::compact::load_any(model)?;
+    let onnx = crate::onnx::compact::load_onnx_or_compact(model)?;
     let inputs = default_inputs(&onnx, dynamic_dim)?;
     let out = run(&onnx.encode_inline(&Default::default())?, &inputs, &model.display().to_string())?;
     let diffs = match reference {

@@ -8,7 +8,7 @@
 //! - [`inference_graph`]: images → logits, with the model's (masked) values as constants, for tract.
 use super::builder::{Attr, GraphBuilder};
 use super::net::{Constants, Net, V};
-use super::train::{ElemType, Masked, TensorSpec, TrainGraph, TrainOptions};
+use super::train_core::{ElemType, Masked, TensorSpec, TrainGraph, TrainOptions};
 use crate::error::{Error, Result};
 use crate::model::{ModelKind, ModelState};
 use crate::onnx::proto::{tensor_proto::DataType, ModelProto};

@@ -5,4 +5,4 @@ pub mod classify;
 pub mod net;
 pub mod proposals;
 pub mod stages;
-pub mod train;
+pub mod train_core;

@@ -79,3 +79,25 @@ pub fn check_ticket(run_dir: &Path, imp: ImpSummary, val: &Path) -> Result<DemoR
     report.validate = Some(serde_json::to_value(&gate).expect("serialises"));
     Ok(report)
 }
+
+/// The demo's IMP settings: the user's sparsity, levels, steps and gate over a fixed schedule (warmup over the
+/// first 1/15 of the steps, decays at 2/3 and 13/15, 64 RoIs, early-bird at half of dense training).
+pub fn imp_settings(sparsity: f64, rounds: usize, steps: u64, max_map_drop: f64) -> crate::lottery::ImpSettings {
+    crate::lottery::ImpSettings {
+        sparsity: Some(sparsity),
+        rounds,
+        dense_steps: Some(steps),
+        early_bird: vec![0.5],
+        max_map_drop,
+        // One thread: the demo's numbers repeat bit for bit on any machine with this build.
+        threads: 1,
+        train: crate::train::TrainSettings {
+            steps,
+            warmup: steps / 15,
+            decay_at: vec![steps * 2 / 3, steps * 13 / 15],
+            rois: 64,
+            ..crate::train::TrainSettings::default()
+        },
+        ..crate::lottery::ImpSettings::default()
+    }
+}

@@ -93,7 +93,7 @@ const BUFFER_SUFFIXES: &[&str] = &[".running_mean", ".running_var", ".num_batche
 
 impl ModelState {
     pub fn import(path: &Path) -> Result<Self> {
-        Self::from_onnx(crate::export::compact::load_any(path)?)
+        Self::from_onnx(crate::onnx::compact::load_onnx_or_compact(path)?)
     }
 
     /// Imports a model and applies a mask file when one is given (a ticket is dense weights + masks).

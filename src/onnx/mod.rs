@@ -2,6 +2,7 @@
 //! A model that is decoded and encoded again loses nothing: every field of onnx.proto is in the schema, and
 //! the only thing the tool ever changes in a user's model is initializer data.
 pub mod check;
+pub mod compact;
 pub mod external;
 pub mod tensor;
 

@@ -46,12 +46,13 @@ fn items<'a>(inputs: &'a [Input<'a>]) -> Vec<Item<'a>> {
     out
 }
 
+/// One per core (the rule of `runtime::threads`), at most 16.
 fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(16)
+    crate::runtime::threads::resolve(0).min(16)
 }
 
 /// Splits `items` into contiguous runs of roughly equal size, one per thread, and maps them in parallel.
-fn par_map<'a, T: Send, R: Send>(work: Vec<T>, size: impl Fn(&T) -> usize, f: impl Fn(Vec<T>) -> R + Sync) -> Vec<R> {
+fn par_map<T: Send, R: Send>(work: Vec<T>, size: impl Fn(&T) -> usize, f: impl Fn(Vec<T>) -> R + Sync) -> Vec<R> {
     let n = threads();
     let total: usize = work.iter().map(&size).sum();
     let per = total.div_ceil(n).max(1);

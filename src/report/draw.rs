@@ -5,7 +5,9 @@
 //! Everything is clipped per pixel, so boxes, masks and keypoints partly (or wholly) outside the image draw
 //! what falls inside and nothing else.
 use crate::detect::pipeline::ImageDetections;
+use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
+use std::path::Path;
 
 /// torchvision's mask threshold when it binarises Mask R-CNN probabilities.
 pub const MASK_THRESHOLD: f32 = 0.5;
@@ -75,6 +77,18 @@ fn text_colour(c: Rgb<u8>) -> Rgb<u8> {
     } else {
         Rgb([255, 255, 255])
     }
+}
+
+/// Draws `dets` on `img` (read from `image_path`) and writes it as `dir/<image stem>.png`.
+pub fn write_drawn(dir: &Path, image_path: &Path, img: &RgbImage, dets: &ImageDetections) -> Result<()> {
+    let drawn = draw_detections(img, dets, 0.0, None);
+    let stem = image_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let out = dir.join(format!("{stem}.png"));
+    let mut bytes = Vec::new();
+    drawn
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| Error::input(&out, format!("cannot encode PNG: {e}")))?;
+    crate::fsio::write_atomic(&out, &bytes)
 }
 
 /// Draws the detections with score ≥ `score_min` on a copy of `img`. Labels index `class_names` (torchvision's

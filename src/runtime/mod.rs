@@ -1,6 +1,7 @@
 //! Engines that run ONNX graphs. ONNX Runtime (through `ort`) runs models and compares outputs (export's
 //! check against the original model, `ticket check`, the benchmarks' baselines);
-//! `env` finds the Python environments and the ORT library.
+//! `env` finds the Python environments and the ORT library; `threads` is the thread-count rule they all follow.
 pub mod env;
 pub mod ort_check;
+pub mod threads;
 pub mod tract_stage;

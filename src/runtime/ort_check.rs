@@ -105,7 +105,7 @@ pub fn session(model_bytes: &[u8], what: &str) -> Result<Session> {
 pub fn session_with_threads(model_bytes: &[u8], what: &str, threads: usize) -> Result<Session> {
     let env = environment()?;
     let err = |e: ort::Error| rejected(what, e);
-    let threads = crate::runtime::tract_stage::resolve_threads(threads);
+    let threads = crate::runtime::threads::resolve(threads);
     Session::builder(env).map_err(err)?.with_intra_threads(threads).map_err(|e| err(e.into()))?.commit_from_memory(model_bytes).map_err(err)
 }
 

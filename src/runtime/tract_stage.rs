@@ -5,47 +5,13 @@ use ndarray::ArrayD;
 use prost::Message;
 use tract_onnx::prelude::*;
 
-/// The number of threads `n` stands for: 0 is one per core; never more than [`max_threads`].
-pub fn resolve_threads(n: usize) -> usize {
-    if n == 0 {
-        cores()
-    } else {
-        n.min(max_threads())
-    }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-/// Environment variable that sets the thread cap instead of 4 × cores.
-pub const MAX_THREADS_VAR: &str = "TICKET_MAX_THREADS";
-
-/// The most threads any `--threads` may ask for: 4 × the cores (more only adds switching), or
-/// `TICKET_MAX_THREADS` when set to a number.
-pub fn max_threads() -> usize {
-    std::env::var(MAX_THREADS_VAR).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(4 * cores())
-}
-
-/// A `--threads` value, checked once for every command that takes one (tract's matmul threads, ORT's
-/// intra-op threads): a number (0 where the command means one per core) of at most [`max_threads`], so that
-/// `--threads 10000` is refused before anything starts instead of spawning ten thousand threads.
-pub fn parse_threads(s: &str) -> std::result::Result<usize, String> {
-    let n: usize = s.trim().parse().map_err(|e| format!("'{s}' is not a thread count: {e}"))?;
-    let max = max_threads();
-    if n > max {
-        let why = if max == 4 * cores() { format!("4 × {} cores", cores()) } else { format!("{MAX_THREADS_VAR}={max}") };
-        return Err(format!("{n} threads is more than the {max} allowed ({why}); set {MAX_THREADS_VAR}={n} to allow it"));
-    }
-    Ok(n)
-}
-
-/// Sets the threads tract's matrix products use from now on, process-wide (tract-linalg's `multithread-mm`;
-/// without it every stage runs on one core). Nodes still run one after another; small products stay on one
-/// thread.
+/// Sets the threads tract's matrix products (and the sparse kernels) use from now on, process-wide
+/// (tract-linalg's `multithread-mm`; without it every stage runs on one core). `n` follows
+/// [`super::threads::resolve`]. Nodes still run one after another; small products stay on one thread. Being
+/// process-wide, this is the command's to call, once, before it runs any stage.
 pub fn set_threads(n: usize) {
     use tract_linalg::multithread::{set_default_executor, Executor};
-    let n = resolve_threads(n);
+    let n = super::threads::resolve(n);
     crate::sparse::set_threads(n);
     set_default_executor(if n <= 1 { Executor::SingleThread } else { Executor::multithread(n) });
 }

@@ -47,7 +47,7 @@ impl Piece {
 pub fn examine() -> Doctor {
     let ort_found = env::find_ort_library();
     let ort_version = ort_found.as_ref().and_then(|f| env::ort_library_version(&f.path));
-    let ort = Piece::of(ort_found, |_| crate::runtime::ort_check::load(), || env::ort_library().err().expect("nothing found"));
+    let ort = Piece::of(ort_found, |_| crate::runtime::ort_check::load(), || env::ort_library().expect_err("nothing found"));
     let mut versions = None;
     let train = Piece::of(
         env::find_python(Venv::Train),
@@ -56,12 +56,12 @@ pub fn examine() -> Doctor {
             versions = Some(worker.versions().clone());
             Ok(())
         },
-        || env::python(Venv::Train).err().expect("nothing found"),
+        || env::python(Venv::Train).expect_err("nothing found"),
     );
     let torch = Piece::of(
         env::find_python(Venv::Torch),
         |f| if f.path.is_file() { Ok(()) } else { Err(crate::Error::Runtime(format!("{} is not a file", f.path.display()))) },
-        || env::python(Venv::Torch).err().expect("nothing found"),
+        || env::python(Venv::Torch).expect_err("nothing found"),
     );
     let providers = versions.as_ref().map(|v| v.providers.clone()).unwrap_or_default();
     Doctor {
@@ -75,7 +75,7 @@ pub fn examine() -> Doctor {
         train,
         torch,
         tools_dir: env::tools_dir(),
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: crate::runtime::threads::cores(),
         simd: env::simd_level(),
     }
 }

@@ -58,6 +58,13 @@ pub struct Progress {
     pub message: String,
 }
 
+/// What `ticket setup` reports: the data folder and what it made there.
+#[derive(serde::Serialize)]
+pub struct SetupReport {
+    pub data_dir: PathBuf,
+    pub made: Vec<Made>,
+}
+
 /// What setup did to one piece.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Made {

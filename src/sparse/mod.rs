@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Threads the sparse layers use from now on, process-wide (set with tract's, by `tract_stage::set_threads`).
+/// Threads the sparse layers use from now on, process-wide (set with tract's, by `runtime::tract_stage::set_threads`).
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }

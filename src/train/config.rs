@@ -4,7 +4,7 @@ use crate::data::{ClassifyDataset, DataSpec};
 use crate::detect::pipeline::DetectParams;
 use crate::error::{Error, Result};
 use crate::fsio::fingerprint;
-use crate::graph::train::TrainShape;
+use crate::graph::train_core::TrainShape;
 use crate::model::ModelState;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

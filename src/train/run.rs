@@ -25,7 +25,7 @@ use super::Tensor;
 use crate::data::{check_classes, check_classify_classes, Canvas, CanvasSample, ClassifyDataset, DataSpec, Dataset};
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, DirLock};
-use crate::graph::train::TrainOptions;
+use crate::graph::train_core::TrainOptions;
 use crate::model::{Masks, ModelState};
 use serde::Serialize;
 use std::io::Write;

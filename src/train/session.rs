@@ -16,7 +16,7 @@
 use super::protocol::Tensor;
 use super::worker::{Artifacts, Device, Optimizer, Params, SessionInfo, Worker, WorkerOptions};
 use crate::error::{Error, Result, WriteContext};
-use crate::graph::train::{training_graph, TensorSpec, TrainGraph, TrainOptions, TrainShape};
+use crate::graph::train_core::{training_graph, TensorSpec, TrainGraph, TrainOptions, TrainShape};
 use crate::model::{Mask, Masks, ModelState, Role};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ pub struct TrainSession {
     trainable: Vec<String>,
     frozen: Vec<String>,
     /// Feature-map sizes of P2..P5 and the pool level, for anchors and RoIAlign taps.
-    pub feature_hw: Vec<crate::detect::Hw>,
+    pub feature_hw: Vec<crate::imaging::Hw>,
     pub shape: TrainShape,
     /// Prunable weight → the mask the session holds (every prunable weight the graph uses; ones where the
     /// model had none).

@@ -9,11 +9,12 @@ use super::targets::{
 };
 use crate::data::CanvasSample;
 use crate::detect::anchors::AnchorGenerator;
-use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
 use crate::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
-use crate::detect::{BoxXyxy, Hw};
 use crate::error::{Error, Result};
-use crate::graph::train::TrainShape;
+use crate::graph::train_core::TrainShape;
+use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use crate::imaging::{BoxXyxy, Hw};
 use crate::model::{ArchSpec, ModelKind};
 use ndarray::{concatenate, Array2, Array3, Array4, ArrayD, ArrayView4, Axis};
 

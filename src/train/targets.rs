@@ -16,9 +16,10 @@
 //! training core's layout (src/graph/train.rs): rows in torchvision's order, with `padded` helpers that append
 //! weight-0 rows up to a fixed count.
 use crate::data::SeededRng;
-use crate::detect::box_coder::{box_area, BoxCoder};
-use crate::detect::BoxXyxy;
+use crate::detect::box_coder::BoxCoder;
 use crate::error::{bad_input, Result};
+use crate::imaging::boxes::box_area;
+use crate::imaging::BoxXyxy;
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
 use std::collections::VecDeque;
 

@@ -7,9 +7,10 @@
 use crate::common::{fixture, read_safetensors};
 use ndarray::{concatenate, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
-use ticket::detect::roi_align::{MultiScaleRoIAlign, BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
-use ticket::detect::Hw;
-use ticket::graph::train::{ElemType, TensorSpec, TrainShape};
+use ticket::detect::roi_align::MultiScaleRoIAlign;
+use ticket::graph::train_core::{ElemType, TensorSpec, TrainShape};
+use ticket::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use ticket::imaging::Hw;
 use ticket::train::Tensor;
 
 pub type Fixture = BTreeMap<String, (Vec<usize>, Vec<f64>)>;

@@ -18,7 +18,7 @@ pub fn pseudo_ground_truth(
 ) -> Result<CocoGt> {
     let mut imgs = Vec::new();
     for (id, p) in images {
-        let (w, h) = crate::detect::images::image_size(p)?;
+        let (w, h) = crate::imaging::reader::image_size(p)?;
         imgs.push(serde_json::json!({"id": id, "file_name": p.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), "width": w, "height": h}));
     }
     let anns = annotations(dense, min_score);

@@ -89,7 +89,7 @@ impl Named {
             "seed" => t.seed = parse(v)?,
             "device" => t.device = v.to_string(),
             "save-every" => t.save_every = parse(v)?,
-            "threads" => s.threads = crate::runtime::tract_stage::parse_threads(v)?,
+            "threads" => s.threads = crate::runtime::threads::parse_threads(v)?,
             "sparsity" => s.sparsity = Some(parse(v)?),
             "rounds" => s.rounds = parse(v)?,
             "scope" => s.scope = named(v)?,

@@ -1,6 +1,6 @@
 //! The Markdown of an IMP report: which runs, how they were grouped, a table per group with the numbers
 //! behind every figure, and each figure (PNG, with its SVG linked).
-use super::plots::{iou_types, Figure};
+use super::figures::{iou_types, Figure};
 use super::stats::{GroupStats, Stat};
 
 /// `0.4123` for one run, `0.4123 ± 0.0100` over replicates; `-` for none.

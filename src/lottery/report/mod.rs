@@ -1,7 +1,7 @@
 //! `ticket report`: IMP run folders read, replicates grouped, and a Markdown report written with its figures.
-//! It sits with the experiments because it reads their run folders; the plotting itself is `report::plot`.
+//! It sits with the experiments because it reads their run folders; the plotting itself is `report::chart`.
+pub mod figures;
 pub mod markdown;
-pub mod plots;
 pub mod runs;
 pub mod stats;
 
@@ -51,7 +51,7 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
     let runs = runs::read_runs(&dirs)?;
     let groups = runs::group_runs(runs);
     let stats: Vec<stats::GroupStats> = groups.iter().map(stats::group_stats).collect();
-    let figures = plots::figures(&stats);
+    let figures = figures::figures(&stats);
     let rendered = figures.iter().map(|f| f.plot.render(&f.name)).collect::<Result<Vec<_>>>()?;
     let md = markdown::render(&stats, &figures);
     std::fs::create_dir_all(out).writing(out)?;

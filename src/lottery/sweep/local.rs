@@ -36,8 +36,7 @@ pub fn run_local(
     on_done: &(dyn Fn(usize, &TaskState) + Sync),
 ) -> Result<Vec<(usize, TaskState)>> {
     let parallel = parallel.clamp(1, indices.len().max(1));
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = (cores / parallel).max(1);
+    let threads = crate::runtime::threads::per_worker(parallel);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<TaskState>)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {

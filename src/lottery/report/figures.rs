@@ -3,7 +3,7 @@
 //! category (Fig. 4, 5), TIDE errors dense vs ticket (App. C), training loss dense vs ticket (App. D) and
 //! early-bird mask IoU over training (Fig. 2f).
 use super::stats::{GroupStats, SIZES};
-use crate::report::plot::{Band, BarPlot, LinePlot, Plot, Series};
+use crate::report::chart::{Band, BarPlot, LinePlot, Plot, Series};
 use std::collections::BTreeSet;
 
 /// One figure: the file stem (`NAME.png`, `NAME.svg`), what the Markdown says about it, and the plot.

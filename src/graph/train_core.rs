@@ -19,9 +19,9 @@
 //! Where torchvision would divide by zero (nothing sampled) a term is 0.
 use super::builder::{Attr, GraphBuilder};
 use super::net::{Constants, Net, Params, V};
-use crate::detect::roi_align::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
-use crate::detect::Hw;
 use crate::error::{Error, Result};
+use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
+use crate::imaging::Hw;
 use crate::model::{ModelKind, ModelState, Role};
 use crate::onnx::proto::{tensor_proto::DataType, ModelProto};
 use serde::Serialize;

@@ -1,0 +1,106 @@
+//! `ticket bench prune|stages|sparse|train` (the harness in `ticket::bench`, the command in cli/): each runs on
+//! the small fixtures, and its `--json` report and printed table keep their fields, order and headers.
+mod common;
+use common::*;
+
+/// The report's top-level keys in the order printed, and the report.
+fn report(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (Vec<String>, serde_json::Value) {
+    let mut with_json: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"--json"];
+    with_json.extend_from_slice(args);
+    let out = text(&with_json);
+    let keys = out.lines().filter_map(|l| l.strip_prefix("  \"")).filter_map(|l| l.split('"').next()).map(String::from).collect();
+    (keys, serde_json::from_str(&out).unwrap())
+}
+
+/// A nested object's keys, sorted (the top-level order is checked by [`report`]).
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
+fn sorted<'a>(k: &[&'a str]) -> Vec<&'a str> {
+    let mut k = k.to_vec();
+    k.sort();
+    k
+}
+
+fn text(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let o = ticket(args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn bench_prune_and_stages_report_their_fields() {
+    let model = fixture("fasterrcnn_r18_fpn_voc.onnx");
+    let (order, r) = report(&[&"bench", &"prune", &model, &"--repeat", &"1", &"--torch-python", &"none"]);
+    assert_eq!(
+        order,
+        [
+            "model",
+            "weights",
+            "tensors",
+            "threads",
+            "ticket_global_mask_ms",
+            "ticket_copy_ms",
+            "torch",
+            "speedup_vs_torch",
+            "mask_over_copy"
+        ]
+    );
+    assert!(r["weights"].as_u64().unwrap() > 0 && r["torch"].is_null() && r["speedup_vs_torch"].is_null());
+    let t = text(&[&"bench", &"prune", &model, &"--repeat", &"1", &"--torch-python", &"none"]);
+    assert!(t.contains("prunable weights in") && t.contains("(goal ≤ 2)") && !t.contains("torch global_unstructured"), "{t}");
+
+    let mask = fixture("maskrcnn_r18_fpn.onnx");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 13] =
+        [&"bench", &"stages", &mask, &"--repeat", &"1", &"--size", &"64", &"--rois", &"8", &"--head-rois", &"4", &"--threads", &"1"];
+    let (order, r) = report(&args);
+    assert_eq!(order, ["model", "kind", "repeat", "target_sparsity", "network_sparsity", "tract_threads", "ort_threads", "stages"]);
+    let stages: Vec<&str> = r["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["backbone+RPN", "box head", "mask head"]);
+    assert_eq!(keys(&r["stages"][0]), sorted(&["stage", "input", "tract", "ort", "tract_over_ort_dense", "tract_over_ort_pruned"]));
+    assert_eq!(r["tract_threads"], 1);
+    let t = text(&args);
+    assert!(t.contains("Stage [input]") && t.contains("mask head [4×16×14×14]") && t.contains("1 matmul threads"), "{t}");
+    let o = ticket(&[&"bench", &"stages", &fixture("resnet18.onnx"), &"--size", &"64"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a two-stage detector"));
+}
+
+#[test]
+fn bench_sparse_reports_the_curve_and_draws_it() {
+    let t = tempdir();
+    let plot = t.path().join("curve");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 12] =
+        [&"bench", &"sparse", &"--size", &"64", &"--densities", &"1,0.1", &"--repeat", &"1", &"--only", &"stem", &"--threads", &"1"];
+    let mut with_plot: Vec<&dyn AsRef<std::ffi::OsStr>> = args.to_vec();
+    with_plot.extend([&"--plot" as &dyn AsRef<std::ffi::OsStr>, &plot]);
+    let (order, r) = report(&with_plot);
+    assert_eq!(order, ["size", "threads", "repeat", "isa", "curves"]);
+    let curves = r["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 1);
+    assert_eq!(keys(&curves[0]), sorted(&["layer", "dense_ms", "dense_gflops", "points", "break_even"]));
+    assert_eq!(curves[0]["points"].as_array().unwrap().len(), 2);
+    assert!(plot.with_extension("png").is_file() && plot.with_extension("svg").is_file());
+    let t = text(&args);
+    assert!(t.contains("speed-up of the sparse kernel") && t.contains("break-even") && t.contains("10%"), "{t}");
+    let o = ticket(&[&"bench", &"sparse", &"--size", &"32"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--size 32: give a multiple of 32, at least 64"));
+}
+
+#[test]
+fn bench_train_times_one_ort_step() {
+    let model = fixture("fasterrcnn_r18_fpn_voc.onnx");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 12] =
+        [&"bench", &"train", &model, &"--size", &"64", &"--rois", &"8", &"--head-rois", &"4", &"--repeat", &"1", &"--torch-python"];
+    let mut args = args.to_vec();
+    args.push(&"none");
+    let (order, r) = report(&args);
+    assert_eq!(order, ["model", "size", "rois", "ort_step_ms", "torch", "ort_over_torch"]);
+    assert!(r["ort_step_ms"].as_f64().unwrap() > 0.0 && r["torch"].is_null());
+    let t = text(&args);
+    assert!(t.contains("one training step, 64² canvas, 8 RoIs") && t.contains("ONNX Runtime training:"), "{t}");
+}
