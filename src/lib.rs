@@ -1,21 +1,27 @@
 //! ticket: dense two-stage detectors in, sparse lottery tickets out.
 //!
-//! The layers, top to bottom (nothing imports upward; docs/layout.md has the whole map):
-//! - [`cli`]: one file per command — parses, calls the library, renders.
-//! - [`lottery`]: experiments over the stages — IMP levels, rewinds, early-bird masks, transfers, sweeps, studies,
-//!   the experiment report.
-//! - [`bench`]: the benchmarks behind `ticket bench` (beside lottery; it does not import it).
-//! - [`train`] (the ONNX Runtime training worker, targets, the loop), [`eval`] (hotcoco, VOC, the validate gate),
-//!   [`prune`] (magnitude and channel masks), [`export`] (pruned ONNX, compact files), [`report`] (plots, drawings).
+//! The layers, top to bottom, as README's "Layers" block lists them (a module imports only modules on a lower
+//! line; tests/layers.rs holds the tree to it; docs/layout.md has the file-by-file map):
+//! - [`cli`]: one file per command — its arguments, a `run` that calls the library, and rendering.
+//! - [`lottery`] (experiments over the stages: IMP levels, rewinds, early-bird masks, transfers, sweeps,
+//!   studies, one-shot pruning of a file, the demo's checks, the experiment report) and [`bench`] (the
+//!   benchmarks behind `ticket bench`).
+//! - [`setup`]: making the Python environments (`ticket setup`, `ticket doctor`).
+//! - [`train`] (settings → RunConfig, the run folder, the ONNX Runtime training worker, targets, the loop) and
+//!   [`eval`] (hotcoco, VOC, scoring a model, the validate gate).
+//! - [`prune`] (magnitude and channel masks), [`export`] (the one path a model is written through, compact
+//!   files, the ONNX Runtime check of an export), [`report`] (plots, drawings).
 //! - [`detect`] (anchors, NMS, RoIAlign, post-processing: detection on CPU) and [`data`] (COCO, VOC, synthetic
-//!   and classification sets).
-//! - [`sparse`] (sparse conv and Gemm kernels as tract ops), [`runtime`] (tract stages, ONNX Runtime checks,
-//!   where the environments are), [`setup`] (making those environments), [`graph`] (the network described once,
-//!   emitted as training core and tract stages).
-//! - [`imaging`] (the `(height, width)` and box types, box helpers, the resize transform, interpolation, the
-//!   bounded image reader, RoIAlign sizes: the geometry detection, data and the training graph share).
-//! - [`model`] (ArchSpec, Weights, Masks) over [`onnx`] (the protobuf types, external data, tensors).
-//! - [`error`] and [`fsio`] (bounded reads, atomic writes, confined paths) at the base.
+//!   and classification sets, `DataSpec`, class checks).
+//! - [`runtime`] (tract stages, ONNX Runtime sessions, thread counts, where the environments are) and [`graph`]
+//!   (the network described once, emitted as training core and tract stages).
+//! - [`imaging`] (the `(height, width)` and box types, the resize transform, interpolation, the bounded image
+//!   reader, RoIAlign sizes), [`sparse`] (sparse conv and Gemm kernels as tract ops) and [`model`] (ArchSpec,
+//!   Weights, Masks).
+//! - [`onnx`]: the protobuf types, external data, tensors, the compact format's reader.
+//! - [`fsio`]: bounded reads, atomic writes, confined paths, file fingerprints.
+//! - [`error`] (one error type, exit codes, context traits), [`progress`] (the events long work reports through a
+//!   callback) and [`choice`] (settings named by a word: FromStr/Display from one table).
 pub mod bench;
 pub mod choice;
 pub mod cli;
