@@ -1,4 +1,4 @@
-//! A training session on one model and one fixed shape: the training core (`graph::train`) emitted from a
+//! A training session on one model and one fixed shape: the training core (`graph::train_core`) emitted from a
 //! [`ModelState`] and its masks, ORT artifacts generated in a work folder by the worker, and the session opened.
 //!
 //! What it offers, in the terms of iterative magnitude pruning:

@@ -13,7 +13,7 @@
 //!
 //! All arithmetic is float32 in torchvision's operation order, so IoUs (and therefore matches, ties included)
 //! are bit-identical; tests/train_targets.rs checks this against tools/targets_reference.py. Outputs are in the
-//! training core's layout (src/graph/train.rs): rows in torchvision's order, with `padded` helpers that append
+//! training core's layout (src/graph/train_core.rs): rows in torchvision's order, with `padded` helpers that append
 //! weight-0 rows up to a fixed count.
 use crate::data::SeededRng;
 use crate::detect::box_coder::BoxCoder;
