@@ -3,7 +3,7 @@
 use super::{median, torch_baseline, Progress};
 use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::graph::train_core::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
 use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
@@ -109,7 +109,7 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
     let graph = training_graph(&state, &shape, &TrainOptions::default())?;
     let dir = tempfile::tempdir().map_err(|e| Error::Runtime(format!("temporary folder: {e}")))?;
     let core = dir.path().join("core.onnx");
-    std::fs::write(&core, graph.model.encode_to_vec()).map_err(|e| Error::io(&core, e))?;
+    std::fs::write(&core, graph.model.encode_to_vec()).writing(&core)?;
     progress(Progress::Total(s.repeat as u64 + 2));
     let mut worker = Worker::start(&crate::runtime::env::train_python(s.train_python.as_deref())?, s.device)?;
     let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();

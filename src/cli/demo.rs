@@ -7,7 +7,7 @@
 //! Re-running resumes the same run folder.
 use super::print_report;
 use crate::data::DataSpec;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::lottery::demo::DemoReport;
 use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart};
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub struct Args {
 
 pub fn run(a: Args, json: bool) -> Result<()> {
     let python = crate::runtime::env::train_python(a.train_python.as_deref())?;
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    std::fs::create_dir_all(&a.out).writing(&a.out)?;
     let out = std::path::absolute(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let (model, train, val) = crate::lottery::demo::prepare(&out, a.train_images, a.val_images)?;
     let run_dir = out.join("run");

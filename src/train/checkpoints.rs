@@ -4,7 +4,7 @@
 //! description, whatever `state.json` says; a damaged checkpoint newer than that is renamed `*.broken`, never
 //! deleted.
 use super::folder::MAX_SMALL_FILE;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{fnv_file, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -170,7 +170,7 @@ pub(super) fn set_aside(path: &Path) -> Result<()> {
                 to = dir.join(format!("{f}.{k}.broken"));
                 k += 1;
             }
-            std::fs::rename(e.path(), &to).map_err(|err| Error::io(e.path(), err))?;
+            std::fs::rename(e.path(), &to).writing(e.path())?;
         }
     }
     Ok(())

@@ -23,7 +23,7 @@ use super::session::{Losses, SessionOptions, TrainSession};
 use super::step_inputs::{StepBuilder, StepStats};
 use super::Tensor;
 use crate::data::{check_classes, check_classify_classes, Canvas, CanvasSample, ClassifyDataset, DataSpec, Dataset};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{write_atomic, DirLock};
 use crate::graph::train_core::TrainOptions;
 use crate::model::{Masks, ModelState};
@@ -175,7 +175,7 @@ impl Run {
         // Everything above only reads; a bad model, dataset or resume folder leaves RUN_DIR as it was. A fresh
         // run that fails from here on (the worker does not start, say) takes back what it created.
         let created = Created::note(dir);
-        std::fs::create_dir_all(dir.join(CHECKPOINTS)).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir.join(CHECKPOINTS)).writing(dir)?;
         // The folder is locked once everything above has read it (a refused command leaves it as it was, lock
         // file included): a run still training there is refused here, not found out when both write the same
         // checkpoints. What was read is checked again under the lock, in case another process wrote meanwhile.

@@ -4,7 +4,7 @@
 use super::config::{changed_settings, settings_record};
 use super::score::{evaluate, level_row};
 use super::{ImpConfig, ImpEnv, ImpEvent, Structure};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{fingerprint, write_atomic};
 use crate::lottery::early_bird::{self, EarlyBirdReport, StopRule};
 use crate::lottery::level::{self, LevelRow};
@@ -29,7 +29,7 @@ pub(super) fn run_level(
     on: &mut dyn FnMut(ImpEvent),
 ) -> Result<(LevelRow, Option<EarlyBirdReport>)> {
     let ldir = level::dir(dir, r);
-    std::fs::create_dir_all(&ldir).map_err(|e| Error::io(&ldir, e))?;
+    std::fs::create_dir_all(&ldir).writing(&ldir)?;
     let model = ldir.join(level::MODEL);
     let masks_path = ldir.join(level::MASKS);
     let mut early = None;
@@ -128,7 +128,7 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
         let masks = early_bird::draw(&state, &level1)?;
         for (f, _) in points.iter().filter(|(_, s)| *s == step) {
             let file = early_bird::mask_file(&l0, *f);
-            std::fs::create_dir_all(file.parent().expect("in a folder")).map_err(|e| Error::io(&file, e))?;
+            std::fs::create_dir_all(file.parent().expect("in a folder")).writing(&file)?;
             masks.save(&file, &[("step", step.to_string())])?;
         }
         match stop.as_mut().filter(|s| step.is_multiple_of(s.every)) {

@@ -24,7 +24,7 @@ use super::early_bird;
 use super::level::{self, LevelRow};
 use crate::data::voc::VocDataset;
 use crate::data::{ClassifyDataset, DataSpec};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use crate::eval::CocoGt;
 use crate::fsio::DirLock;
 use crate::model::{Masks, ModelState};
@@ -125,7 +125,7 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
             check_val(&config.val, &state)?;
             TrainData::load(&state, &config.train.data)?.check_batch(config.train.shape.batch)?;
             crate::train::config::check_worker(&env.python, &config.train.device)?;
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::create_dir_all(dir).writing(dir)?;
             let lock = DirLock::acquire(dir)?;
             folder::refuse_existing(dir, "an IMP run")?;
             save_config(dir, &config)?;

@@ -7,7 +7,7 @@
 //! as a sweep's tasks do. The sweep then lists its tasks as cells (they vary model and mask together).
 use super::study::{toml_str, StudyInputs};
 use super::task::tail;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteContext};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -188,7 +188,7 @@ fn prepare(t: &TransferInputs, detector: &Path, seeds: &[u64], threads: Option<&
     let mut out = Vec::new();
     for &seed in seeds {
         let d = dir.join("prep").join(format!("seed_{seed}"));
-        std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        std::fs::create_dir_all(&d).writing(&d)?;
         let s = Seed { t, cls, data, val, seed, threads, log: d.join("log.txt"), dir: d };
         let pretrained = s.pretrain(exe)?;
         let level = s.ticket(exe, &pretrained)?;
