@@ -335,7 +335,7 @@ impl Run {
             step_s: (t4 - t3).as_secs_f64(),
         };
         let line = serde_json::to_string(&record).expect("serialises");
-        writeln!(self.log, "{line}").and_then(|_| self.log.flush()).map_err(|e| Error::io(self.dir.join("log.jsonl"), e))?;
+        writeln!(self.log, "{line}").and_then(|_| self.log.flush()).writing(self.dir.join("log.jsonl"))?;
         if step.is_multiple_of(self.config.save_every) || step == self.config.steps {
             self.save()?;
         }

@@ -81,8 +81,8 @@ fn os(s: &str) -> OsString {
 
 /// Appends `line` to the preparation's log.
 fn log_line(log: &Path, line: &str) -> Result<std::fs::File> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| Error::io(log, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(log, e))?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).writing(log)?;
+    writeln!(f, "{line}").writing(log)?;
     Ok(f)
 }
 
