@@ -1,5 +1,5 @@
 //! The end of an IMP run: the table of levels, each level's score against dense, the ticket chosen (the
-//! sparsest level within the gate, exported to RUN_DIR/ticket.onnx + ticket.tkt), the early-bird report.
+//! sparsest level within the gate, copied to RUN_DIR/ticket.onnx + ticket.tkt), the early-bird report.
 use super::ImpConfig;
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
@@ -17,7 +17,7 @@ pub struct ImpSummary {
     /// Per level: primary score minus dense, per IoU type.
     pub delta: Vec<BTreeMap<String, f64>>,
     pub max_map_drop: f64,
-    /// The sparsest level within the gate, exported to RUN_DIR/ticket.onnx (+ ticket.tkt).
+    /// The sparsest level within the gate, copied to RUN_DIR/ticket.onnx (+ ticket.tkt).
     pub ticket_level: Option<usize>,
     pub ticket: Option<PathBuf>,
     pub early_bird: Option<EarlyBirdReport>,
@@ -56,9 +56,14 @@ pub(super) fn summarize(dir: &Path, config: &ImpConfig, levels: Vec<LevelRow>, e
     let ticket = match ticket_level {
         Some(r) => {
             let l = level::dir(dir, r);
+            // The level wrote (and checked) its model and compact file through export's one path already: the
+            // ticket is a copy of them, and never one without the other.
             let (out, compact) = (dir.join("ticket.onnx"), dir.join("ticket.tkt"));
-            let outputs = crate::export::Outputs { model: &out, masks: None, compact: Some(&compact) };
-            crate::export::apply_masks(&l.join(level::MODEL), &l.join(level::MASKS), outputs, false)?;
+            let copy = |from: &str, to: &Path| write_atomic(to, &crate::fsio::read_limited(&l.join(from), 16 << 30)?);
+            if let Err(e) = copy(level::MODEL, &out).and_then(|_| copy(level::COMPACT, &compact)) {
+                let _ = std::fs::remove_file(&out);
+                return Err(e);
+            }
             Some(out)
         }
         None => {
