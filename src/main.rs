@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    ticket::runtime::heap::keep_freed_memory();
     let cli = match ticket::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),

@@ -12,7 +12,7 @@ use crate::imaging::{transform, BoxXyxy, Hw};
 use crate::model::{ModelKind, ModelState};
 use crate::runtime::tract_stage::TractStage;
 use crate::sparse::Kernels;
-use ndarray::{s, Array2, Array3, Array4, ArrayD, ArrayView3, Axis, Ix4};
+use ndarray::{s, Array2, Array3, ArrayD, ArrayView3, Axis, Ix4};
 use stages::Inference;
 use std::collections::HashMap;
 
@@ -111,12 +111,11 @@ pub struct StageTimes {
     pub total_ms: f64,
 }
 
-/// Pads rows of pooled features to the stage's fixed RoI count.
-fn pad_rows(pooled: Array4<f32>, rows: usize) -> ArrayD<f32> {
-    let (n, c, h, w) = pooled.dim();
-    let mut out = Array4::<f32>::zeros((rows, c, h, w));
-    out.slice_mut(s![..n.min(rows), .., .., ..]).assign(&pooled.slice(s![..n.min(rows), .., .., ..]));
-    out.into_dyn()
+/// The pooled features of `boxes` as a stage's input: its fixed RoI count of rows (zero past the boxes), the
+/// RoIs split over the stages' threads.
+fn pool_for_stage(pool: &MultiScaleRoIAlign, levels: &[ArrayView3<f32>], boxes: &[BoxXyxy], rows: usize) -> Result<ArrayD<f32>> {
+    let boxes = &boxes[..boxes.len().min(rows)];
+    Ok(pool.pool_rows(levels, boxes, rows, crate::runtime::tract_stage::threads())?.into_dyn())
 }
 
 fn take<'a>(outs: &'a [(String, ArrayD<f32>)], name: &str) -> Result<&'a ArrayD<f32>> {
@@ -211,9 +210,9 @@ impl Detector {
         let pooled_levels = &feats[..4];
         let box_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, BOX_OUTPUT_SIZE, SAMPLING_RATIO)?;
         let n = proposals.boxes.len();
-        let pooled = box_pool.pool(pooled_levels, &proposals.boxes)?;
+        let pooled = pool_for_stage(&box_pool, pooled_levels, &proposals.boxes, self.params.rpn.post_nms_top_n)?;
         let s2 = std::time::Instant::now();
-        let head = self.box_stage.run(vec![pad_rows(pooled, self.params.rpn.post_nms_top_n)])?;
+        let head = self.box_stage.run(vec![pooled])?;
         times.box_head_ms = ms(s2);
         let logits = dims::<ndarray::Ix2>(take(&head, "class_logits")?, "class logits")?;
         let deltas = dims::<ndarray::Ix2>(take(&head, "box_deltas")?, "box deltas")?;
@@ -260,9 +259,9 @@ impl Detector {
             let probs = if m == 0 {
                 Array3::<f32>::zeros((0, 28, 28))
             } else {
-                let pooled = head_pool.pool(pooled_levels, boxes)?;
+                let pooled = pool_for_stage(&head_pool, pooled_levels, boxes, rois)?;
                 let s3 = std::time::Instant::now();
-                let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                let outs = stage.run(vec![pooled])?;
                 times.head_ms = ms(s3);
                 let logits = dims::<Ix4>(take(&outs, "mask_logits")?, "mask logits")?;
                 let (_, _, mh, mw) = logits.dim();
@@ -281,9 +280,9 @@ impl Detector {
             let (points, scores) = if m == 0 {
                 (Array3::<f32>::zeros((0, k, 3)), Array2::<f32>::zeros((0, k)))
             } else {
-                let pooled = head_pool.pool(pooled_levels, boxes)?;
+                let pooled = pool_for_stage(&head_pool, pooled_levels, boxes, rois)?;
                 let s3 = std::time::Instant::now();
-                let outs = stage.run(vec![pad_rows(pooled, rois)])?;
+                let outs = stage.run(vec![pooled])?;
                 times.head_ms = ms(s3);
                 let maps = dims::<Ix4>(take(&outs, "heatmaps")?, "heatmaps")?;
                 let kp = super::keypoints::heatmaps_to_keypoints(maps.slice(s![..m, .., .., ..]), boxes)?;

@@ -115,6 +115,39 @@ fn roi_align_into(feature: ArrayView3<f32>, roi: BoxXyxy, spatial_scale: f32, sa
     }
 }
 
+/// RoIAlign of one RoI from `feature [H, W, C]` (standard layout) into `out [C, P, P]`: per bin, each sample's
+/// four taps `w0·v0 + w1·v1 + w2·v2 + w3·v3` added to the bin's sum in torchvision's order, for all channels at
+/// once (`acc` holds one value per channel).
+fn pool_channel_last(
+    feature: ArrayView3<f32>,
+    roi: BoxXyxy,
+    spatial_scale: f32,
+    sampling_ratio: usize,
+    mut out: ndarray::ArrayViewMut3<f32>,
+    acc: &mut [f32],
+) {
+    let (h, w, c) = feature.dim();
+    let p = out.dim().1;
+    let (pre, per_bin) = samples((h, w), roi, spatial_scale, p, sampling_ratio);
+    let count = per_bin.max(1) as f32;
+    let feature = feature.as_slice().expect("standard layout");
+    let out = out.as_slice_mut().expect("a row of a standard-layout array");
+    for (bin, bin_samples) in pre.chunks(per_bin).enumerate() {
+        acc.fill(0.0);
+        for s in bin_samples {
+            let tap = |k: usize| &feature[s.pos[k] * c..s.pos[k] * c + c];
+            let (v0, v1, v2, v3) = (tap(0), tap(1), tap(2), tap(3));
+            let [w0, w1, w2, w3] = s.w;
+            for ch in 0..c {
+                acc[ch] += w0 * v0[ch] + w1 * v1[ch] + w2 * v2[ch] + w3 * v3[ch];
+            }
+        }
+        for (ch, a) in acc.iter().enumerate() {
+            out[ch * p * p + bin] = a / count;
+        }
+    }
+}
+
 /// Torchvision's `LevelMapper`: the FPN level of a box from its size (FPN paper eq. 1),
 /// `floor(4 + log2(sqrt(area) / 224) + 1e-6)` clamped to `[k_min, k_max]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -204,19 +237,43 @@ impl MultiScaleRoIAlign {
     /// Pools `boxes` (resized-image pixels) from `features` (`[C, H, W]` per level): `[N, C, P, P]`, rows in
     /// input order.
     pub fn pool(&self, features: &[ArrayView3<f32>], boxes: &[BoxXyxy]) -> Result<Array4<f32>> {
+        self.pool_rows(features, boxes, boxes.len(), 1)
+    }
+
+    /// [`Self::pool`] into `rows` ≥ N rows (the rows past the boxes zero: a stage's fixed RoI count), the RoIs
+    /// split over `threads`. The features are read channel-last so that each bilinear tap is one contiguous
+    /// multiply-add over all channels; every channel still sums its samples in torchvision's order, so the
+    /// result is the same bit for bit as pooling one plane at a time.
+    pub fn pool_rows(&self, features: &[ArrayView3<f32>], boxes: &[BoxXyxy], rows: usize, threads: usize) -> Result<Array4<f32>> {
         self.check(features.iter().map(|f| (f.dim().1, f.dim().2)))?;
         let c = features[0].dim().0;
         if features.iter().any(|f| f.dim().0 != c) {
             return Err(bad_input("RoIAlign feature levels have different channel counts".to_string()));
         }
         let p = self.output_size;
-        let features: Vec<_> = features.iter().map(|f| f.as_standard_layout()).collect();
-        let mut out = Array4::<f32>::zeros((boxes.len(), c, p, p));
-        for (n, (&b, level)) in boxes.iter().zip(self.levels(boxes)).enumerate() {
-            if let Some(l) = level {
-                roi_align_into(features[l].view(), b, self.scales[l], self.sampling_ratio, out.index_axis_mut(Axis(0), n));
-            }
+        let mut out = Array4::<f32>::zeros((rows.max(boxes.len()), c, p, p));
+        if boxes.is_empty() || c == 0 {
+            return Ok(out);
         }
+        // [C, H, W] → [H, W, C]
+        let hwc: Vec<Array3<f32>> = features.iter().map(|f| f.view().permuted_axes([1, 2, 0]).as_standard_layout().into_owned()).collect();
+        let levels = self.levels(boxes);
+        let per_thread = boxes.len().div_ceil(threads.clamp(1, boxes.len()));
+        std::thread::scope(|scope| {
+            let chunks = out.axis_chunks_iter_mut(Axis(0), per_thread).zip(boxes.chunks(per_thread)).zip(levels.chunks(per_thread));
+            for ((mut out, boxes), levels) in chunks {
+                let hwc = &hwc;
+                scope.spawn(move || {
+                    let mut acc = vec![0f32; c];
+                    for (n, (&b, level)) in boxes.iter().zip(levels).enumerate() {
+                        if let Some(l) = *level {
+                            let row = out.index_axis_mut(Axis(0), n);
+                            pool_channel_last(hwc[l].view(), b, self.scales[l], self.sampling_ratio, row, &mut acc);
+                        }
+                    }
+                });
+            }
+        });
         Ok(out)
     }
 
@@ -332,6 +389,40 @@ mod tests {
         assert_eq!(m.level([0.0, 0.0, 1.0, 1.0]), Some(0));
         assert_eq!(m.level([0.0, 0.0, 5000.0, 5000.0]), Some(3));
         assert_eq!(m.level([10.0, 0.0, 5.0, 5.0]), None);
+    }
+
+    #[test]
+    fn threaded_channel_last_pooling_equals_plane_by_plane_bit_for_bit() {
+        // Three levels, odd channel count, boxes on every level, outside the map, inverted and degenerate.
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let hw = [(24, 20), (12, 10), (6, 5)];
+        let feats: Vec<Array3<f32>> = hw.iter().map(|&(h, w)| Array3::from_shape_fn((5, h, w), |_| rnd() * 2.0 - 1.0)).collect();
+        let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
+        let pooler = MultiScaleRoIAlign::new(&hw, (96, 80), 7, 2).unwrap();
+        let mut boxes: Vec<BoxXyxy> = (0..37)
+            .map(|_| {
+                let (x, y) = (rnd() * 90.0 - 5.0, rnd() * 100.0 - 5.0);
+                [x, y, x + rnd() * 70.0, y + rnd() * 70.0]
+            })
+            .collect();
+        boxes.extend([[200.0, 200.0, 260.0, 260.0], [9.0, 9.0, 3.0, 30.0], [4.0, 4.0, 4.0, 4.0]]);
+        for threads in [1, 3, 64] {
+            let pooled = pooler.pool_rows(&views, &boxes, 50, threads).unwrap();
+            assert_eq!(pooled.dim(), (50, 5, 7, 7));
+            for (n, (&b, level)) in boxes.iter().zip(pooler.levels(&boxes)).enumerate() {
+                let expect = match level {
+                    Some(l) => roi_align(feats[l].view(), &[b], pooler.scales[l], 7, 2).index_axis_move(Axis(0), 0),
+                    None => Array3::zeros((5, 7, 7)),
+                };
+                let got = pooled.index_axis(Axis(0), n);
+                assert!(got.iter().zip(&expect).all(|(a, e)| a.to_bits() == e.to_bits()), "box {n} {b:?}, {threads} threads");
+            }
+            assert!(pooled.slice(ndarray::s![boxes.len().., .., .., ..]).iter().all(|&v| v == 0.0));
+        }
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub fn set_threads(n: usize) {
     set_default_executor(if n <= 1 { Executor::SingleThread } else { Executor::multithread(n) });
 }
 
+/// The threads [`set_threads`] set (1 before it is called): what the stages' products use, and so what the
+/// work between stages may use too.
+pub fn threads() -> usize {
+    crate::sparse::threads()
+}
+
 pub struct TractStage {
     name: String,
     plan: std::sync::Arc<TypedRunnableModel>,
