@@ -104,3 +104,47 @@ fn bench_train_times_one_ort_step() {
     let t = text(&args);
     assert!(t.contains("one training step, 64² canvas, 8 RoIs") && t.contains("ONNX Runtime training:"), "{t}");
 }
+
+#[test]
+fn bench_train_profile_takes_the_ort_step_apart() {
+    let model = fixture("maskrcnn_r18_fpn.onnx");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 14] = [
+        &"bench",
+        &"train",
+        &model,
+        &"--size",
+        &"64",
+        &"--rois",
+        &"8",
+        &"--head-rois",
+        &"4",
+        &"--repeat",
+        &"2",
+        &"--profile",
+        &"--torch-python",
+        &"none",
+    ];
+    let (order, r) = report(&args);
+    assert_eq!(order, ["model", "size", "rois", "ort_step_ms", "torch", "ort_over_torch", "step_wall_ms", "ort_profile"]);
+    let p = &r["ort_profile"];
+    assert_eq!(p["steps"], 2);
+    let kernels = p["kernels_ms"].as_f64().unwrap();
+    assert!(kernels > 0.0 && p["train_session_ms"].as_f64().unwrap() >= kernels, "{p}");
+    // Every kernel is counted once by operator and once by part; the network's parts come in graph order,
+    // and the heads' convolutions have gradients.
+    let total = |rows: &serde_json::Value| {
+        rows.as_array().unwrap().iter().map(|r| r["forward_ms"].as_f64().unwrap() + r["backward_ms"].as_f64().unwrap()).sum::<f64>()
+    };
+    assert!((total(&p["ops"]) - kernels).abs() < 1e-6 * kernels && (total(&p["parts"]) - kernels).abs() < 1e-6 * kernels, "{p}");
+    let parts: Vec<&str> = p["parts"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        &parts[..10],
+        ["backbone", "FPN", "RPN head", "RPN losses", "box RoIAlign", "box head", "box losses", "mask RoIAlign", "mask head", "mask loss"]
+    );
+    let mask_head = &p["parts"][8];
+    assert!(mask_head["forward_ms"].as_f64().unwrap() > 0.0 && mask_head["backward_ms"].as_f64().unwrap() > 0.0, "{p}");
+    let ops: Vec<&str> = p["ops"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"ConvGrad") && ops.contains(&"GatherNDGrad"), "{ops:?}");
+    let t = text(&args);
+    assert!(t.contains("Where the ORT step goes") && t.contains("ORT by operator type"), "{t}");
+}

@@ -613,9 +613,12 @@ class Session:
             raise input_error(f"{checkpoint}: not a readable training checkpoint ({one_line(e)})")
         self.check_checkpoint_matches(checkpoint, manifest)
         options = session_options(worker.ort, threads)
-        if os.environ.get("TICKET_ORT_PROFILE"):
+        profile = os.environ.get("TICKET_ORT_PROFILE")
+        if profile:
+            # One prefix per session: ORT names a profile by prefix and the second it started, so sessions made in
+            # the same second would write into one file over each other.
             options.enable_profiling = True
-            options.profile_file_prefix = os.environ["TICKET_ORT_PROFILE"]
+            options.profile_file_prefix = profile + "train"
         try:
             self.module = api.Module(files["training_model"], self.state, files["eval_model"], device=device, session_options=options)
         except Exception as e:
@@ -628,6 +631,8 @@ class Session:
                 self.optimizer.set_learning_rate(lr)
                 self.lr = lr
         elif os.path.isfile(files["optimizer_model"]):
+            if profile:
+                options.profile_file_prefix = profile + "optimizer"
             try:
                 self.optimizer = api.Optimizer(files["optimizer_model"], self.module)
             except Exception as e:

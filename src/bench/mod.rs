@@ -3,7 +3,8 @@
 //! renders it (`--json` or a table).
 //! - [`prune`]: the global magnitude mask against torch's `global_unstructured` and a plain copy;
 //! - [`stages`]: every tract stage graph in tract and ONNX Runtime, dense and pruned;
-//! - [`train`]: one ONNX Runtime training step against one PyTorch eager step;
+//! - [`train`]: one ONNX Runtime training step against one PyTorch eager step; [`train_profile`]: where the
+//!   ORT step's time goes;
 //! - [`detect`]: end-to-end detection latency of dense models and tickets;
 //! - [`sparse`]: the sparse kernels' speed-up over tract's dense ones against density.
 pub mod detect;
@@ -11,6 +12,7 @@ pub mod prune;
 pub mod sparse;
 pub mod stages;
 pub mod train;
+pub mod train_profile;
 
 use crate::error::{Error, Result};
 use ndarray::{ArrayD, IxDyn};

@@ -1,5 +1,6 @@
 //! ONNX Runtime training's step time on the emitted training core against PyTorch eager on the torchvision
 //! model (tools/bench_train_torch.py), same weights, canvas and RoI count, measured in the same run.
+use super::train_profile::{analyse_files, OrtProfile};
 use super::{median, torch_baseline, Progress};
 use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
@@ -8,7 +9,7 @@ use crate::graph::train_core::{training_graph, ElemType, TrainGraph, TrainOption
 use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
 use crate::train::protocol::Tensor;
-use crate::train::worker::{Device, Optimizer, Worker};
+use crate::train::worker::{Device, Optimizer, Worker, WorkerOptions};
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 use serde::Serialize;
@@ -31,6 +32,9 @@ pub struct Settings {
     pub torch_python: Option<String>,
     /// Folder of the tools/ scripts (None: `runtime::env`'s).
     pub tools: Option<PathBuf>,
+    /// Also take the step apart: ORT's profiler on the training session, torch's profiler on the baseline (both
+    /// then run with their profiler on).
+    pub profile: bool,
 }
 
 #[derive(Serialize)]
@@ -42,6 +46,12 @@ pub struct TrainBench {
     pub torch: Option<serde_json::Value>,
     /// ORT step time / torch eager step time.
     pub ort_over_torch: Option<f64>,
+    /// With `profile`: the mean wall time of a step as the Rust side sees it (train step, optimizer step, gradient
+    /// reset, each a round trip to the worker), and ORT's own account of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_wall_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ort_profile: Option<OrtProfile>,
 }
 
 impl TrainBench {
@@ -111,7 +121,9 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
     let core = dir.path().join("core.onnx");
     std::fs::write(&core, graph.model.encode_to_vec()).writing(&core)?;
     progress(Progress::Total(s.repeat as u64 + 2));
-    let mut worker = Worker::start(&crate::runtime::env::train_python(s.train_python.as_deref())?, s.device)?;
+    let profile_prefix = dir.path().join("ort_");
+    let options = WorkerOptions { profile: s.profile.then(|| profile_prefix.clone()), ..WorkerOptions::default() };
+    let mut worker = Worker::start_with(&crate::runtime::env::train_python(s.train_python.as_deref())?, s.device, options)?;
     let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();
     let frozen: Vec<&str> = graph.frozen.iter().map(String::as_str).collect();
     let artifacts = dir.path().join("artifacts");
@@ -134,6 +146,8 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
     worker.shutdown()?;
     progress(Progress::Done);
     let ort_ms = median(&times);
+    let ort_profile = if s.profile { Some(analyse_files(&profile_prefix, &graph.parts)?) } else { None };
+    let step_wall_ms = s.profile.then(|| times.iter().sum::<f64>() / times.len().max(1) as f64);
     let torch = torch_baseline(
         s.torch_python.as_deref(),
         s.tools.as_deref(),
@@ -147,9 +161,19 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
             s.rois.to_string().into(),
             "--repeat".into(),
             s.repeat.to_string().into(),
+            if s.profile { "--profile" } else { "--no-profile" }.into(),
         ],
     )?;
-    let mut r = TrainBench { model: s.model, size: s.size, rois: s.rois, ort_step_ms: ort_ms, torch, ort_over_torch: None };
+    let mut r = TrainBench {
+        model: s.model,
+        size: s.size,
+        rois: s.rois,
+        ort_step_ms: ort_ms,
+        torch,
+        ort_over_torch: None,
+        step_wall_ms,
+        ort_profile,
+    };
     r.ort_over_torch = r.torch_ms().map(|t| ort_ms / t);
     Ok(r)
 }

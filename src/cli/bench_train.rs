@@ -1,7 +1,8 @@
 //! `ticket bench train`: ONNX Runtime training's step time on the emitted training core against PyTorch eager
 //! on the torchvision model, same weights, canvas and RoI count, measured in the same run (`crate::bench::train`).
-use super::print_report;
+use super::{print_report, render_pct, render_table};
 use crate::bench::train::{Settings, TrainBench};
+use crate::bench::train_profile::OrtProfile;
 use crate::error::Result;
 use crate::train::worker::Device;
 use std::path::PathBuf;
@@ -35,6 +36,10 @@ pub struct Args {
     /// Folder of the tools/ scripts (default: ./tools in a checkout, else the data folder's).
     #[arg(long)]
     pub tools: Option<PathBuf>,
+    /// Also print where a step's time goes: per operator type and per part of the network, forward and backward,
+    /// from ONNX Runtime's profiler, beside torch's profiler on the baseline (both run with their profiler on).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 impl Args {
@@ -49,6 +54,7 @@ impl Args {
             train_python: self.train_python,
             torch_python: self.torch_python,
             tools: self.tools,
+            profile: self.profile,
         }
     }
 }
@@ -71,6 +77,66 @@ fn render(r: &TrainBench, repeat: usize) -> String {
     );
     if let (Some(t), Some(x)) = (r.torch_ms(), r.ort_over_torch) {
         s += &format!("PyTorch eager:         {t:.0} ms → ORT / torch = {x:.2}\n");
+    }
+    if let Some(p) = &r.ort_profile {
+        s += &render_profile(p, r.step_wall_ms.unwrap_or(0.0), r.torch.as_ref().map(|t| &t["profile"]));
+    }
+    s
+}
+
+/// The ORT step taken apart, with torch's account of its step beside it where the baseline ran.
+fn render_profile(p: &OrtProfile, wall: f64, torch: Option<&serde_json::Value>) -> String {
+    let ms = |v: f64| format!("{v:.1}");
+    let mut s = format!(
+        "\nWhere the ORT step goes (ms per step, mean of {} steps after the warm-up, profiler on):\n\
+         step as the Rust side sees it {}: training session {} (kernels {}), optimizer session {}, outside ORT {} \
+         (the worker's Python, tensors over the pipe, the gradient reset)\n",
+        p.steps,
+        ms(wall),
+        ms(p.train_session_ms),
+        ms(p.kernels_ms),
+        ms(p.optimizer_ms),
+        ms(wall - p.train_session_ms - p.optimizer_ms)
+    );
+    let torch_parts: Vec<(String, f64)> = torch
+        .and_then(|t| t["parts_forward"].as_array())
+        .map(|a| a.iter().filter_map(|r| Some((r["part"].as_str()?.to_string(), r["ms"].as_f64()?))).collect())
+        .unwrap_or_default();
+    let mut rows: Vec<Vec<String>> = p
+        .parts
+        .iter()
+        .map(|r| {
+            let t = torch_parts.iter().find(|(n, _)| *n == r.name).map(|(_, v)| ms(*v)).unwrap_or_default();
+            vec![r.name.clone(), ms(r.forward_ms), ms(r.backward_ms), ms(r.ms()), render_pct(r.ms() / p.kernels_ms.max(1e-9)), t]
+        })
+        .collect();
+    for (name, v) in torch_parts.iter().filter(|(n, _)| !p.parts.iter().any(|r| r.name == *n)) {
+        rows.push(vec![name.clone(), String::new(), String::new(), String::new(), String::new(), ms(*v)]);
+    }
+    s += &render_table(&["part", "ORT fwd", "ORT bwd", "ORT total", "of kernels", "torch fwd"], &rows);
+    let ops: Vec<Vec<String>> = p
+        .ops
+        .iter()
+        .take(15)
+        .map(|r| vec![r.name.clone(), ms(r.forward_ms), ms(r.backward_ms), render_pct(r.ms() / p.kernels_ms.max(1e-9))])
+        .collect();
+    s += "\nORT by operator type (top 15):\n";
+    s += &render_table(&["op", "fwd ms", "bwd ms", "of kernels"], &ops);
+    if let Some(t) = torch {
+        let split = &t["split"];
+        s += &format!(
+            "\nPyTorch eager (torch.profiler): forward {}, backward {}, optimizer {} ms per step; by operator (self CPU, top 15):\n",
+            ms(split["forward"].as_f64().unwrap_or(0.0)),
+            ms(split["backward"].as_f64().unwrap_or(0.0)),
+            ms(split["optimizer"].as_f64().unwrap_or(0.0))
+        );
+        let ops: Vec<Vec<String>> = t["ops"]
+            .as_array()
+            .map(|a| {
+                a.iter().take(15).map(|r| vec![r["op"].as_str().unwrap_or("").to_string(), ms(r["ms"].as_f64().unwrap_or(0.0))]).collect()
+            })
+            .unwrap_or_default();
+        s += &render_table(&["op", "ms"], &ops);
     }
     s
 }

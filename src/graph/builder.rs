@@ -110,6 +110,16 @@ impl GraphBuilder {
         self.f32_init(&name, shape, data)
     }
 
+    /// Nodes added so far: where a part of the network starts (see `graph::train_core::TrainGraph::parts`).
+    pub fn node_count(&self) -> usize {
+        self.graph.node.len()
+    }
+
+    /// The names of the nodes added from index `start` on.
+    pub fn node_names_from(&self, start: usize) -> Vec<String> {
+        self.graph.node[start.min(self.graph.node.len())..].iter().map(|n| n.name().to_string()).collect()
+    }
+
     fn fresh(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}_{}", self.counter)

@@ -90,6 +90,10 @@ pub struct TrainGraph {
     pub inputs: Vec<TensorSpec>,
     /// `loss` (the sum of the terms) first, then the terms in torchvision's order.
     pub outputs: Vec<String>,
+    /// The forward nodes of each part of the network, in graph order (backbone, FPN, RPN head, RPN losses, box
+    /// RoIAlign, box head, box losses, and the mask or keypoint head's three): what a profile of a step is
+    /// attributed to (ORT names a gradient node after the forward node it differentiates).
+    pub parts: Vec<(String, Vec<String>)>,
     /// Feature-map sizes of P2..P5 and the pool level: what anchors and RoIAlign taps are built for.
     pub feature_hw: Vec<Hw>,
 }
@@ -198,14 +202,24 @@ pub fn training_graph(state: &ModelState, shape: &TrainShape, options: &TrainOpt
     check(state, shape, options)?;
     let backbone = state.arch.backbone.as_ref().expect("checked");
     let (bsz, h, w) = (shape.batch, shape.height, shape.width);
-    let mut core = Core { b: GraphBuilder::new("ticket_training_core"), p: Masked::new(state, options), inputs: vec![], losses: vec![] };
+    let mut core = Core {
+        b: GraphBuilder::new("ticket_training_core"),
+        p: Masked::new(state, options),
+        inputs: vec![],
+        losses: vec![],
+        marks: vec![],
+    };
 
     let images = core.input("images", ElemType::F32, &[bsz, 3, h, w]);
-    let mut net = core.net();
-    let c = net.resnet(&V { name: images, shape: [bsz, 3, h, w] }, "backbone.body.", backbone.block, &backbone.blocks_per_stage)?;
-    let feats = net.fpn(&c)?;
-    let heads = feats.iter().map(|f| net.rpn_head(f)).collect::<Result<Vec<_>>>()?;
+    core.mark("backbone");
+    let c = core.net().resnet(&V { name: images, shape: [bsz, 3, h, w] }, "backbone.body.", backbone.block, &backbone.blocks_per_stage)?;
+    core.mark("FPN");
+    let feats = core.net().fpn(&c)?;
+    core.mark("RPN head");
+    let heads = feats.iter().map(|f| core.net().rpn_head(f)).collect::<Result<Vec<_>>>()?;
+    core.mark("RPN losses");
     core.rpn_losses(&heads)?;
+    core.mark("box RoIAlign");
     let table = core.feature_table(&feats[..4]);
     let fpn_c = feats[0].shape[1];
     core.box_losses(&table, bsz * shape.rois_per_image, fpn_c)?;
@@ -215,7 +229,8 @@ pub fn training_graph(state: &ModelState, shape: &TrainShape, options: &TrainOpt
         _ => {}
     }
 
-    let Core { mut b, p, inputs, mut losses } = core;
+    core.mark("loss sum");
+    let Core { mut b, p, inputs, mut losses, marks } = core;
     let mut g = Ops(&mut b);
     let mut total = losses[0].0.clone();
     for (v, _) in &losses[1..] {
@@ -225,7 +240,18 @@ pub fn training_graph(state: &ModelState, shape: &TrainShape, options: &TrainOpt
     for (v, name) in &losses {
         b.typed_output(v, name, DataType::Float, &[]);
     }
+    let parts = marks
+        .iter()
+        .enumerate()
+        .map(|(i, (name, start))| {
+            let end = marks.get(i + 1).map_or(b.node_count(), |m| m.1);
+            let mut names = b.node_names_from(*start);
+            names.truncate(end - start);
+            (name.clone(), names)
+        })
+        .collect();
     Ok(TrainGraph {
+        parts,
         model: b.finish(),
         trainable: p.trainable,
         frozen: p.frozen,
@@ -241,9 +267,16 @@ struct Core<'a> {
     p: Masked<'a>,
     inputs: Vec<TensorSpec>,
     losses: Vec<(String, String)>,
+    /// (part, index of its first node): see [`TrainGraph::parts`].
+    marks: Vec<(String, usize)>,
 }
 
 impl<'a> Core<'a> {
+    /// The nodes added from here on belong to `part`.
+    fn mark(&mut self, part: &str) {
+        self.marks.push((part.to_string(), self.b.node_count()));
+    }
+
     fn input(&mut self, name: &str, elem: ElemType, dims: &[usize]) -> String {
         let dt = match elem {
             ElemType::F32 => DataType::Float,
@@ -330,7 +363,9 @@ impl<'a> Core<'a> {
         let labels = self.input("roi_labels", ElemType::I64, &[rows]);
         let targets = self.input("roi_bbox_targets", ElemType::F32, &[rows, 4]);
         let weights = self.input("roi_weights", ElemType::F32, &[rows]);
+        self.mark("box head");
         let (cls, deltas) = self.net().box_head(&pooled)?;
+        self.mark("box losses");
         let classes = self.p.shape("roi_heads.box_predictor.cls_score.weight")?[0] as i64;
 
         let mut g = self.ops();
@@ -364,8 +399,11 @@ impl<'a> Core<'a> {
 
     /// `loss_mask` on `rows` mask RoIs.
     fn mask_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
+        self.mark("mask RoIAlign");
         let pooled = self.pooled_rois("mask", table, rows, c, MASK_OUTPUT_SIZE);
+        self.mark("mask head");
         let logits = self.net().mask_head(&pooled)?;
+        self.mark("mask loss");
         let [_, k, mh, mw] = logits.shape;
         let labels = self.input("mask_labels", ElemType::I64, &[rows]);
         let targets = self.input("mask_targets", ElemType::F32, &[rows, mh, mw]);
@@ -389,8 +427,11 @@ impl<'a> Core<'a> {
 
     /// `loss_keypoint` on `rows` keypoint RoIs.
     fn keypoint_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
+        self.mark("keypoint RoIAlign");
         let pooled = self.pooled_rois("kp", table, rows, c, MASK_OUTPUT_SIZE);
+        self.mark("keypoint head");
         let heatmaps = self.net().keypoint_head(&pooled)?;
+        self.mark("keypoint loss");
         let [_, k, hh, hw] = heatmaps.shape;
         let targets = self.input("kp_targets", ElemType::I64, &[rows, k]);
         let valid = self.input("kp_valid", ElemType::F32, &[rows, k]);

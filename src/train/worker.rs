@@ -76,13 +76,22 @@ pub struct WorkerOptions {
     pub script: Option<PathBuf>,
     /// ORT intra-op threads; 0 lets ORT choose (one per core).
     pub threads: usize,
+    /// Write ONNX Runtime's per-operator profile of the training session (chrome-trace JSON) to files starting
+    /// with this path; they are complete once the worker has shut down.
+    pub profile: Option<PathBuf>,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
         // A detector training step is 4–8 s on 2 cores and artifact generation for R50 well under a minute;
         // 15 minutes only catches a worker that is really stuck.
-        WorkerOptions { timeout: Duration::from_secs(900), start_timeout: Duration::from_secs(120), script: None, threads: 0 }
+        WorkerOptions {
+            timeout: Duration::from_secs(900),
+            start_timeout: Duration::from_secs(120),
+            script: None,
+            threads: 0,
+            profile: None,
+        }
     }
 }
 
@@ -200,7 +209,11 @@ impl Worker {
             return Err(Error::Runtime(format!("training Python {} does not exist: {setup_hint}", python.display())));
         }
         let (script, script_dir) = worker_script(&options)?;
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        if let Some(prefix) = &options.profile {
+            command.env("TICKET_ORT_PROFILE", prefix);
+        }
+        let mut child = command
             .arg("-u")
             .arg(&script)
             .stdin(Stdio::piped())
