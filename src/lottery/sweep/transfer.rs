@@ -71,8 +71,9 @@ struct Seed<'a> {
     log: PathBuf,
 }
 
-fn need<'a>(v: &'a Option<PathBuf>, flag: &str) -> Result<&'a PathBuf> {
-    v.as_ref().ok_or_else(|| Error::Input(format!("study transfer needs {flag}")))
+/// A file the preparation needs: `what` names its setting in backticks.
+fn need<'a>(v: &'a Option<PathBuf>, setting: &'static str, what: &str) -> Result<&'a PathBuf> {
+    v.as_ref().ok_or_else(|| Error::setting(setting, format!("study transfer needs {what}")))
 }
 
 fn os(s: &str) -> OsString {
@@ -183,8 +184,11 @@ impl Seed<'_> {
 
 /// Pretrains the classifier, finds its ticket and builds the three detectors, for every seed.
 fn prepare(t: &TransferInputs, detector: &Path, seeds: &[u64], threads: Option<&str>, dir: &Path, exe: &Path) -> Result<Vec<Prepared>> {
-    let (cls, data, val) =
-        (need(&t.classifier, "--classifier CLS.onnx")?, need(&t.classify, "--classify DIR")?, need(&t.val_classify, "--val-classify DIR")?);
+    let (cls, data, val) = (
+        need(&t.classifier, "classifier", "`classifier` CLS.onnx")?,
+        need(&t.classify, "classify", "`classify` DIR")?,
+        need(&t.val_classify, "val_classify", "`val_classify` DIR")?,
+    );
     let mut out = Vec::new();
     for &seed in seeds {
         let d = dir.join("prep").join(format!("seed_{seed}"));
@@ -236,7 +240,7 @@ pub fn transfer_study(t: &TransferInputs, inputs: &StudyInputs, dir: &Path, exe:
         return Err(Error::Input(format!("study transfer takes one MODEL, the detector ({} given)", inputs.models.len())));
     };
     if inputs.seeds.is_empty() {
-        return Err(Error::Input("--seeds is empty: give at least one seed".into()));
+        return Err(Error::setting("seeds", "`seeds` is empty: give at least one seed"));
     }
     let threads = inputs.fixed.iter().find(|(k, _)| k == "threads").map(|(_, v)| v.as_str());
     let detector = std::path::absolute(detector).map_err(|e| Error::io(detector, e))?;
