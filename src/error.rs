@@ -155,15 +155,19 @@ pub fn one_line(msg: &str) -> String {
     msg.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
+/// `WHAT: MSG`, or `MSG` alone.
+fn with_what(what: Option<String>, msg: impl std::fmt::Display) -> String {
+    match what {
+        Some(w) => format!("{w}: {msg}"),
+        None => msg.to_string(),
+    }
+}
+
 /// A failure that becomes bad input naming a path: an I/O error stays the source ([`Error::Io`]); any other
 /// error (a parser's, a message) is kept as its text.
 pub trait Cause: std::fmt::Display + Sized {
     fn at_path(self, path: &Path, what: Option<String>) -> Error {
-        let msg = match what {
-            Some(w) => format!("{w}: {self}"),
-            None => self.to_string(),
-        };
-        Error::input(path, msg)
+        Error::input(path, with_what(what, self))
     }
 }
 
@@ -186,20 +190,8 @@ impl Cause for hotcoco::convert::ConvertError {}
 impl Cause for Error {
     fn at_path(self, path: &Path, what: Option<String>) -> Error {
         match self {
-            Error::Setting { setting, message } => {
-                let message = match what {
-                    Some(w) => format!("{w}: {message}"),
-                    None => message,
-                };
-                Error::setting_at(path, setting, message)
-            }
-            e => Error::input(
-                path,
-                match what {
-                    Some(w) => format!("{w}: {e}"),
-                    None => e.to_string(),
-                },
-            ),
+            Error::Setting { setting, message } => Error::setting_at(path, setting, with_what(what, message)),
+            e => Error::input(path, with_what(what, e)),
         }
     }
 }

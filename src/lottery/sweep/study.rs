@@ -1,7 +1,7 @@
 //! The seed paper's studies as sweep specs: `ticket study NAME` writes the spec (the same TOML a user gives
 //! `ticket sweep`, so a study runs on a cluster unchanged: `ticket study NAME … --print-spec > s.toml` then
 //! `ticket sweep s.toml --slurm`), runs it, and reports it.
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::model::{ModelState, ModuleGroup};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ pub fn fixed_settings(coco: Option<&Path>, val_coco: Option<&Path>, set: &[Strin
     let mut fixed = Vec::new();
     for (key, path) in [("coco", coco), ("val-coco", val_coco)] {
         if let Some(p) = path {
-            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).map_err(|e| Error::io(p, e))?.to_string_lossy())));
+            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).at(p)?.to_string_lossy())));
         }
     }
     for kv in set {

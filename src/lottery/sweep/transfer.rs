@@ -7,7 +7,7 @@
 //! as a sweep's tasks do. The sweep then lists its tasks as cells (they vary model and mask together).
 use super::study::{toml_str, StudyInputs};
 use super::task::tail;
-use crate::error::{Error, Result, WriteContext};
+use crate::error::{Context, Error, Result, WriteContext};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -94,7 +94,7 @@ fn step(exe: &Path, args: &[OsString], log: &Path, what: &str, also_ok: Option<i
     let status = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(f.try_clone().map_err(|e| Error::io(log, e))?)
+        .stdout(f.try_clone().at(log)?)
         .stderr(f)
         .status()
         .map_err(|e| Error::Runtime(format!("{}: {e}", exe.display())))?;
@@ -243,7 +243,7 @@ pub fn transfer_study(t: &TransferInputs, inputs: &StudyInputs, dir: &Path, exe:
         return Err(Error::setting("seeds", "`seeds` is empty: give at least one seed"));
     }
     let threads = inputs.fixed.iter().find(|(k, _)| k == "threads").map(|(_, v)| v.as_str());
-    let detector = std::path::absolute(detector).map_err(|e| Error::io(detector, e))?;
+    let detector = std::path::absolute(detector).at(detector)?;
     let prep = prepare(t, &detector, &inputs.seeds, threads, dir, exe)?;
     Ok(spec(&prep, &inputs.fixed, inputs.steps, inputs.sparsity))
 }
