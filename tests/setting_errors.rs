@@ -8,7 +8,7 @@ use common::{tempdir, ticket};
 use std::path::{Path, PathBuf};
 use ticket::cli::render_error;
 use ticket::data::synth::SynthOptions;
-use ticket::prune::{PruneParams, Scope};
+use ticket::eval::gate::GateSettings;
 use ticket::Error;
 
 /// Literals that name a flag and stay: (file, a piece of the literal, why).
@@ -19,31 +19,15 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("src/lottery/report/markdown.rs", "(ticket imp --early-bird F1,F2,…)", "report text naming the command that makes the masks"),
     ("src/lottery/sweep/slurm.rs", "#SBATCH --", "the directives of the batch script the sweep submits"),
     ("src/lottery/sweep/slurm.rs", "sweep --task", "the command line of the batch script the sweep submits"),
-    (
-        "src/lottery/sweep/slurm.rs",
-        "--slurm needs a Slurm client (or run the sweep here with --local N)",
-        "the environment's failure (exit 3), naming the sweep's two executors",
-    ),
+    ("src/lottery/sweep/slurm.rs", "--slurm needs a Slurm client", "the environment's failure (exit 3), naming the other executor"),
     ("src/lottery/sweep/spec.rs", "--{key}", "the task's `ticket imp` command line, built from the cell's option names"),
-    (
-        "src/lottery/sweep/spec.rs",
-        "raise it with --max-tasks",
-        "a spec's messages are in the spec's terms for their caller to place (parse_spec), naming the sweep's limit",
-    ),
+    ("src/lottery/sweep/spec.rs", "raise it with --max-tasks", "a spec's messages are strings in its terms (parse_spec)"),
     ("src/lottery/sweep/spec.rs", "(see ticket {COMMAND} --help)", "a hint naming the command whose options a spec sets"),
     ("src/lottery/imp/options.rs", "for --{key}", "a sweep cell names its settings by `ticket imp`'s options"),
     ("src/lottery/imp/options.rs", "--{}", "a sweep cell names its settings by `ticket imp`'s options (as_option)"),
     ("src/lottery/sweep/study.rs", "tools/export_models.py --synth W", "a hint naming the tool that exports the models"),
-    (
-        "src/train/worker.rs",
-        "--device cuda: the training venv's onnxruntime has no CUDA provider",
-        "the environment's failure (exit 3): the device asked for, which this environment lacks",
-    ),
-    (
-        "src/bench/mod.rs",
-        "run `ticket setup --torch` (or `tools/setup.sh torch`) or pass --torch-python none",
-        "the environment's failure (exit 3), naming the commands that make the baseline's environment",
-    ),
+    ("src/train/worker.rs", "--device cuda: the training venv", "the environment's failure (exit 3): no CUDA for the device asked"),
+    ("src/bench/mod.rs", "or pass --torch-python none", "the environment's failure (exit 3): the ways to a torch baseline"),
 ];
 
 /// Backticked words in library literals that are not settings: (word, why).
@@ -183,20 +167,12 @@ fn every_setting_a_library_literal_names_prints_as_a_flag() {
 
 #[test]
 fn a_bad_setting_names_the_setting_and_the_command_line_its_flag() {
-    let params = PruneParams {
-        sparsity: 1.5,
-        scope: Scope::Global,
-        modules: None,
-        rounds: 1,
-        round: 1,
-        include_bias: false,
-        min_layer_density: None,
-    };
-    let e = params.check().unwrap_err();
-    assert!(matches!(e, Error::Setting { setting: "sparsity", .. }), "{e:?}");
-    assert_eq!(e.to_string(), "`sparsity` 1.5 is outside [0, 1)");
+    let gate = GateSettings { max_map_drop: Some(1.5), images: Some(".".into()), ..GateSettings::new("c.onnx".into(), "d.onnx".into()) };
+    let e = gate.check().unwrap_err();
+    assert!(matches!(e, Error::Setting { setting: "max_map_drop", .. }), "{e:?}");
+    assert_eq!(e.to_string(), "`max_map_drop` 1.5: give a number in [0, 1]");
     assert_eq!(e.exit_code(), 2);
-    assert_eq!(render_error(&e), "--sparsity 1.5 is outside [0, 1)");
+    assert_eq!(render_error(&e), "--max-map-drop 1.5: give a number in [0, 1]");
 
     let e = SynthOptions { images: 0, seed: 0, size: 64 }.validate().unwrap_err();
     assert!(matches!(e, Error::Setting { setting: "images", .. }) && !e.to_string().contains("--"), "{e:?}");
