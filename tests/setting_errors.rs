@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("src/lottery/sweep/slurm.rs", "#SBATCH --", "the directives of the batch script the sweep submits"),
     ("src/lottery/sweep/slurm.rs", "sweep --task", "the command line of the batch script the sweep submits"),
     ("src/lottery/sweep/slurm.rs", "--slurm needs a Slurm client", "the environment's failure (exit 3), naming the other executor"),
-    ("src/lottery/sweep/spec.rs", "--{key}", "the task's `ticket imp` command line, built from the cell's option names"),
+    ("src/lottery/sweep/spec.rs", "--{key}", "a task's `ticket imp` command line: built from a cell, read back (settings_of_argv)"),
     ("src/lottery/sweep/spec.rs", "raise it with --max-tasks", "a spec's messages are strings in its terms (parse_spec)"),
     ("src/lottery/sweep/spec.rs", "(see ticket {COMMAND} --help)", "a hint naming the command whose options a spec sets"),
     ("src/lottery/imp/options.rs", "for --{key}", "a sweep cell names its settings by `ticket imp`'s options"),
