@@ -4,6 +4,10 @@
 //! environment refuses to take (a full disk, a read-only file system, a folder without write permission) is the
 //! environment's (3).
 //!
+//! A setting the user chose that cannot be used is an [`Error::Setting`]: the library names settings by their own
+//! names (the fields of its settings structs: `batch`, `max_map_drop`), and the command line renders them as its
+//! flags ([`Error::render_settings`]).
+//!
 //! [`Context`] adds the path (and what was being read) to a failure, the way tract's `with_context` does:
 //! `std::fs::read(path).at(path)?`, `serde_json::from_slice(&b).context(path, "not a COCO file")?`, and
 //! [`WriteContext::writing`] for outputs.
@@ -15,6 +19,11 @@ pub enum Error {
     /// The user's input (a file, an option, a combination of both) is wrong. Exit code 2.
     #[error("{0}")]
     Input(String),
+    /// A setting (or a combination of settings) cannot be used. Exit code 2. `message` is the whole line, and it
+    /// writes each setting it names in backticks by its library name: "`batch` 0 is outside 1..=1024", "`rewind`
+    /// STEP needs the dense training that `trained` skips". `setting` is the one at fault (the first named).
+    #[error("{message}")]
+    Setting { setting: &'static str, message: String },
     /// A file or folder the user named cannot be read or used. Exit code 2.
     #[error("{}", at_line(path, what.as_deref(), source))]
     Io {
@@ -51,6 +60,43 @@ impl Error {
         Error::Input(one_line(&format!("{}: {}", path.as_ref().display(), msg)))
     }
 
+    /// `message` (naming `setting` and any other setting in backticks) about `setting`.
+    pub fn setting(setting: &'static str, message: impl std::fmt::Display) -> Self {
+        Error::Setting { setting, message: one_line(&message.to_string()) }
+    }
+
+    /// [`Error::setting`] about the file or folder `path` ("RUN_DIR: `steps` 5 is below …").
+    pub fn setting_at(path: impl AsRef<Path>, setting: &'static str, message: impl std::fmt::Display) -> Self {
+        Error::setting(setting, format!("{}: {message}", path.as_ref().display()))
+    }
+
+    /// The one-line message with each setting an [`Error::Setting`] names written as `name` spells it (a front
+    /// end's flag: `batch` → `--batch`); a backticked word `name` does not know stays as it is. Any other error
+    /// is its `Display`.
+    pub fn render_settings(&self, name: impl Fn(&str) -> Option<String>) -> String {
+        let Error::Setting { message, .. } = self else {
+            return self.to_string();
+        };
+        let mut out = String::with_capacity(message.len());
+        let mut rest = message.as_str();
+        while let Some(open) = rest.find('`') {
+            out += &rest[..open];
+            let after = &rest[open + 1..];
+            let word = after.find('`').map(|close| &after[..close]).filter(|w| is_setting_name(w));
+            match word.and_then(|w| name(w).map(|n| (w.len(), n))) {
+                Some((len, n)) => {
+                    out += &n;
+                    rest = &after[len + 1..];
+                }
+                None => {
+                    out.push('`');
+                    rest = after;
+                }
+            }
+        }
+        out + rest
+    }
+
     /// Reading (or using) `path` failed: bad input, with the I/O error kept as the source.
     pub fn io(path: impl AsRef<Path>, err: io::Error) -> Self {
         Error::Io { path: path.as_ref().to_path_buf(), what: None, source: err }
@@ -76,10 +122,15 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Check(_) | Error::Reported(_) => 1,
-            Error::Input(_) | Error::Io { .. } => 2,
+            Error::Input(_) | Error::Setting { .. } | Error::Io { .. } => 2,
             Error::Runtime(_) | Error::Write { .. } => 3,
         }
     }
+}
+
+/// A setting's library name: a word of lowercase letters, digits and underscores.
+fn is_setting_name(w: &str) -> bool {
+    !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// `PATH: WHAT: ERROR` on one line.
@@ -104,15 +155,19 @@ pub fn one_line(msg: &str) -> String {
     msg.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
+/// `WHAT: MSG`, or `MSG` alone.
+fn with_what(what: Option<String>, msg: impl std::fmt::Display) -> String {
+    match what {
+        Some(w) => format!("{w}: {msg}"),
+        None => msg.to_string(),
+    }
+}
+
 /// A failure that becomes bad input naming a path: an I/O error stays the source ([`Error::Io`]); any other
 /// error (a parser's, a message) is kept as its text.
 pub trait Cause: std::fmt::Display + Sized {
     fn at_path(self, path: &Path, what: Option<String>) -> Error {
-        let msg = match what {
-            Some(w) => format!("{w}: {self}"),
-            None => self.to_string(),
-        };
-        Error::input(path, msg)
+        Error::input(path, with_what(what, self))
     }
 }
 
@@ -130,8 +185,16 @@ impl Cause for image::ImageError {}
 impl Cause for std::string::FromUtf8Error {}
 impl Cause for hotcoco::Error {}
 impl Cause for hotcoco::convert::ConvertError {}
-/// An error of this crate's under another path ("model.onnx: initializer 'w': w.bin: …"), kept as its text.
-impl Cause for Error {}
+/// An error of this crate's under another path ("model.onnx: initializer 'w': w.bin: …"), kept as its text; a
+/// setting's error stays one, so that the settings it names are still rendered by the front end.
+impl Cause for Error {
+    fn at_path(self, path: &Path, what: Option<String>) -> Error {
+        match self {
+            Error::Setting { setting, message } => Error::setting_at(path, setting, with_what(what, message)),
+            e => Error::input(path, with_what(what, e)),
+        }
+    }
+}
 
 /// The path (and what was being read) added to a failure: bad input, exit 2.
 pub trait Context<T> {
@@ -203,6 +266,24 @@ mod tests {
             Err::<(), _>(io::Error::from(io::ErrorKind::StorageFull)).writing_context("work", "cannot create the work folder").unwrap_err();
         assert_eq!(e.exit_code(), 3);
         assert!(e.to_string().starts_with("work: cannot create the work folder: "), "{e}");
+    }
+
+    #[test]
+    fn a_setting_error_names_the_setting_and_a_front_end_renders_it() {
+        let e = Error::setting("max_map_drop", "`max_map_drop` -1 must be ≥ 0, with `rounds` > 1");
+        assert!(matches!(e, Error::Setting { setting: "max_map_drop", .. }));
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.to_string(), "`max_map_drop` -1 must be ≥ 0, with `rounds` > 1");
+        let flag = |k: &str| (k != "rounds").then(|| format!("--{}", k.replace('_', "-")));
+        assert_eq!(e.render_settings(flag), "--max-map-drop -1 must be ≥ 0, with `rounds` > 1");
+        // Under a path, through the context helpers, it stays a setting's error.
+        let e = Err::<(), _>(e).context("run.json", "holds settings a run cannot have").unwrap_err();
+        assert!(matches!(e, Error::Setting { setting: "max_map_drop", .. }));
+        assert_eq!(e.render_settings(flag), "run.json: holds settings a run cannot have: --max-map-drop -1 must be ≥ 0, with `rounds` > 1");
+        // A lone backtick, or one that closes nothing the front end knows, is left alone.
+        let e = Error::setting_at("a`b", "batch", "`batch` 0 is outside `x");
+        assert_eq!(e.render_settings(flag), "a`b: --batch 0 is outside `x");
+        assert_eq!(Error::Input("`batch`".into()).render_settings(flag), "`batch`");
     }
 
     #[test]

@@ -11,10 +11,11 @@ fn main() {
     let json = cli.json;
     if let Err(e) = ticket::cli::run(cli) {
         let code = e.exit_code();
+        let msg = ticket::cli::render_error(&e);
         if json && !matches!(e, ticket::Error::Reported(_)) {
-            println!("{}", serde_json::json!({ "error": e.to_string(), "exit_code": code }));
+            println!("{}", serde_json::json!({ "error": msg, "exit_code": code }));
         }
-        eprintln!("error: {e}");
+        eprintln!("error: {msg}");
         std::process::exit(code);
     }
 }

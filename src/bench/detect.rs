@@ -87,15 +87,15 @@ struct Measured {
 /// The settings checked; the kernels of the ticket rows.
 fn check(s: &Settings) -> Result<Kernels> {
     if s.size == 0 || !s.size.is_multiple_of(32) {
-        return Err(Error::Input(format!("--size {}: give a positive multiple of 32", s.size)));
+        return Err(Error::setting("size", format!("`size` {}: give a positive multiple of 32", s.size)));
     }
     if s.repeat == 0 {
-        return Err(Error::Input("--repeat must be at least 1".into()));
+        return Err(Error::setting("repeat", "`repeat` must be at least 1"));
     }
     if s.weight_sparsities.iter().any(|s| !(0.0..1.0).contains(s)) || !(0.0..1.0).contains(&s.floor) {
-        return Err(Error::Input("--weight-sparsities and --floor must lie in [0, 1)".into()));
+        return Err(Error::setting("weight_sparsities", "`weight_sparsities` and `floor` must lie in [0, 1)"));
     }
-    Kernels::parse(&s.kernels).ok_or_else(|| Error::Input(format!("--kernels {}: give auto, dense or sparse", s.kernels)))
+    Kernels::parse(&s.kernels).ok_or_else(|| Error::setting("kernels", format!("`kernels` {}: give auto, dense or sparse", s.kernels)))
 }
 
 /// The models to run in tract: dense, the ticket files, the channel and weight tickets made in memory.

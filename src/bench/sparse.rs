@@ -172,10 +172,10 @@ fn break_even(points: &[Point]) -> Option<f64> {
 
 pub fn run(s: &Settings, progress: &mut dyn FnMut(Progress)) -> Result<SparseBench> {
     if s.size < 64 || !s.size.is_multiple_of(32) {
-        return Err(Error::Input(format!("--size {}: give a multiple of 32, at least 64", s.size)));
+        return Err(Error::setting("size", format!("`size` {}: give a multiple of 32, at least 64", s.size)));
     }
     if s.repeat == 0 || s.densities.is_empty() || s.densities.iter().any(|d| !(0.0..=1.0).contains(d)) {
-        return Err(Error::Input("--repeat must be at least 1 and --densities within [0, 1]".into()));
+        return Err(Error::setting("repeat", "`repeat` must be at least 1 and `densities` within [0, 1]"));
     }
     let threads = crate::runtime::threads::resolve(s.threads);
     let shapes: Vec<_> = shapes(s.size).into_iter().filter(|(n, _)| s.only.as_ref().is_none_or(|o| n.contains(o.as_str()))).collect();

@@ -133,7 +133,7 @@ fn ort_runner<'a>(name: &str, graph: &ModelProto, x: &'a ArrayD<f32>, threads: u
 
 pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<StagesBench> {
     if s.repeat == 0 || s.rois == 0 || s.head_rois == 0 {
-        return Err(Error::Input("--repeat, --rois and --head-rois must be at least 1".into()));
+        return Err(Error::setting("repeat", "`repeat`, `rois` and `head_rois` must be at least 1"));
     }
     let opts = PruneParams {
         sparsity: s.sparsity,

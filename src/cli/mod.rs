@@ -148,6 +148,24 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// An error's one line as the command line says it: each setting a library error names, as its flag.
+pub fn render_error(e: &crate::Error) -> String {
+    e.render_settings(render_flag)
+}
+
+/// The flag of a setting a library error names: the setting's name with dashes (`max_map_drop` →
+/// `--max-map-drop`), the same in every command. The list holds every setting the library's errors name
+/// (tests/setting_errors.rs checks it against src/); one left out would print as the library writes it.
+fn render_flag(setting: &str) -> Option<String> {
+    const SETTINGS: &str = "agreement_score batch canvas classifier classify coco cpus_per_task decay_at dense_steps densities \
+         device early_bird early_stop_eb eb_every flip floor gamma gres head_rois images include_bias index \
+         iou_type kernels lr masks masks_from max_map_drop max_parallel min_layer_density min_sparsity \
+         modules momentum nms_thresh optimizer partition repeat resume rewind rois round round_to rounds \
+         save_every scope score_thresh seeds set size sparsity steps structure task time trainable_layers \
+         trained val_classify val_coco val_voc voc weight_decay weight_sparsities";
+    SETTINGS.split_whitespace().any(|s| s == setting).then(|| format!("--{}", setting.replace('_', "-")))
+}
+
 /// Prints a report: JSON when asked, else the text the command renders.
 pub(crate) fn print_report<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
     if json {

@@ -24,7 +24,7 @@ pub fn open(coco: Option<&Path>, voc: Option<&Path>, images: Option<&Path>) -> R
         (Some(ann), _) => {
             let dir = images.map(Path::to_path_buf).unwrap_or_else(|| ann.parent().unwrap_or(Path::new(".")).join("images"));
             if !dir.is_dir() {
-                return Err(Error::input(&dir, "image folder not found (give it with --images)"));
+                return Err(Error::setting_at(&dir, "images", "image folder not found (give it with `images`)"));
             }
             Dataset::from_coco(ann, &dir)
         }

@@ -29,10 +29,10 @@ impl SynthOptions {
     /// The checked form: sizes below 32 px leave no room for a shape, above 1024 the masks get slow for no gain.
     pub fn validate(&self) -> Result<()> {
         if self.images == 0 {
-            return Err(Error::Input("--images must be at least 1".into()));
+            return Err(Error::setting("images", "`images` must be at least 1"));
         }
         if !(32..=1024).contains(&self.size) {
-            return Err(Error::Input(format!("--size {} is outside 32..=1024 pixels", self.size)));
+            return Err(Error::setting("size", format!("`size` {} is outside 32..=1024 pixels", self.size)));
         }
         Ok(())
     }

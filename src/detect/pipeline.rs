@@ -45,9 +45,10 @@ impl DetectParams {
         let (score, nms) = (self.box_head.score_thresh, self.box_head.nms_thresh);
         // NaN compares false both ways: it would keep every candidate or none without a word.
         if !((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&nms)) {
-            return Err(Error::Input(format!(
-                "--score-thresh {score} / --nms-thresh {nms} (as given, or read from the model's graph) must be numbers in [0, 1]"
-            )));
+            return Err(Error::setting(
+                "score_thresh",
+                format!("`score_thresh` {score} / `nms_thresh` {nms} (as given, or read from the model's graph) must be numbers in [0, 1]"),
+            ));
         }
         if self.min_size == 0 || self.max_size < self.min_size || self.box_head.detections_per_img == 0 || self.rpn.post_nms_top_n == 0 {
             return Err(Error::Input(format!(

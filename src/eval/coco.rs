@@ -361,9 +361,10 @@ impl CocoGt {
                 IouType::Keypoints => a.keypoints.as_ref().is_some_and(|k| k.len() != 3 * n_kpts).then_some("3 values per keypoint"),
             };
             if let Some(what) = missing {
-                return Err(Error::input(
+                return Err(Error::setting_at(
                     &self.path,
-                    format!("annotation {} (image {}) lacks {what}, needed for --iou-type {}", a.id, a.image_id, iou.as_str()),
+                    "iou_type",
+                    format!("annotation {} (image {}) lacks {what}, needed for `iou_type` {}", a.id, a.image_id, iou.as_str()),
                 ));
             }
         }
@@ -402,7 +403,11 @@ impl CocoGt {
                     IouType::Segm => "a segmentation (RLE or polygons)".to_string(),
                     IouType::Keypoints => format!("{} keypoint values", 3 * n_kpts),
                 };
-                return fail(format!("lacks {what}, needed for --iou-type {}", iou.as_str()));
+                return Err(Error::setting_at(
+                    label,
+                    "iou_type",
+                    format!("detection {i}: lacks {what}, needed for `iou_type` {}", iou.as_str()),
+                ));
             }
         }
         Ok(())

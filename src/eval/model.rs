@@ -80,12 +80,15 @@ pub fn check_types(state: &ModelState, asked: &[IouType]) -> Result<Vec<IouType>
     for t in asked {
         if !has.contains(t) {
             let names: Vec<&str> = has.iter().map(|t| t.as_str()).collect();
-            return Err(Error::Input(format!(
-                "--iou-type {}: {} has no such output (it can be scored on {})",
-                t.as_str(),
-                state.path().display(),
-                names.join(", ")
-            )));
+            return Err(Error::setting(
+                "iou_type",
+                format!(
+                    "`iou_type` {}: {} has no such output (it can be scored on {})",
+                    t.as_str(),
+                    state.path().display(),
+                    names.join(", ")
+                ),
+            ));
         }
         if !out.contains(t) {
             out.push(*t);

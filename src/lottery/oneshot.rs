@@ -63,12 +63,12 @@ pub fn prune_weights(files: &PruneFiles, params: PruneParams) -> Result<PruneOut
 /// weight-pruning settings as given: those a channel ticket has no use for are refused, not ignored.
 pub fn prune_channels(files: &PruneFiles, params: ChannelParams, weight_only: &PruneParams) -> Result<ChannelOutput> {
     let unused = [
-        (weight_only.rounds != 1 || weight_only.round != 1, "--rounds/--round"),
-        (weight_only.include_bias, "--include-bias"),
-        (weight_only.min_layer_density.is_some(), "--min-layer-density"),
+        (weight_only.rounds != 1 || weight_only.round != 1, "rounds", "`rounds`/`round`"),
+        (weight_only.include_bias, "include_bias", "`include_bias`"),
+        (weight_only.min_layer_density.is_some(), "min_layer_density", "`min_layer_density`"),
     ];
-    if let Some((_, flag)) = unused.iter().find(|(set, _)| *set) {
-        return Err(Error::Input(format!("{flag} applies to --structure weight, not to --structure channel")));
+    if let Some((_, setting, named)) = unused.iter().find(|(set, ..)| *set) {
+        return Err(Error::setting(setting, format!("{named} applies to `structure` weight, not to `structure` channel")));
     }
     let valid = params.check()?;
     let m = import_masked(&files.model, files.masks.as_deref())?;

@@ -19,7 +19,7 @@ impl std::str::FromStr for Rewind {
         match s {
             "init" => Ok(Rewind::Init),
             "none" => Ok(Rewind::None),
-            n => n.parse::<u64>().map(Rewind::Step).map_err(|_| format!("--rewind takes init, none or a step count, got '{s}'")),
+            n => n.parse::<u64>().map(Rewind::Step).map_err(|_| format!("unknown rewind '{s}' (one of: init, none, or a step count)")),
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn unpack(path: &Path, bytes: &[u8]) -> Result<OnnxModel> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("neither ONNX nor a compact ticket file ({e})")))?;
     let info = meta.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(bad("a safetensors file, but not a compact ticket model (a mask file? use --masks)".into()));
+        return Err(Error::setting_at(path, "masks", "a safetensors file, but not a compact ticket model (a mask file? use `masks`)"));
     }
     if info.get("version").map(String::as_str) != Some(VERSION) {
         return Err(bad(format!("compact format version {:?} is not supported", info.get("version"))));

@@ -59,25 +59,28 @@ pub struct PruneValid(PruneParams);
 impl PruneParams {
     pub fn check(self) -> Result<PruneValid> {
         if !(0.0..1.0).contains(&self.sparsity) || self.sparsity.is_nan() {
-            return Err(Error::Input(format!("--sparsity {} is outside [0, 1)", self.sparsity)));
+            return Err(Error::setting("sparsity", format!("`sparsity` {} is outside [0, 1)", self.sparsity)));
         }
         if self.rounds == 0 {
-            return Err(Error::Input("--rounds must be at least 1".into()));
+            return Err(Error::setting("rounds", "`rounds` must be at least 1"));
         }
         if self.round == 0 || self.round > self.rounds {
-            return Err(Error::Input(format!("--round {} is outside 1..={}", self.round, self.rounds)));
+            return Err(Error::setting("round", format!("`round` {} is outside 1..={}", self.round, self.rounds)));
         }
         if let Some(f) = self.min_layer_density {
             if !(0.0..=1.0).contains(&f) {
-                return Err(Error::Input(format!("--min-layer-density {f} is outside [0, 1]")));
+                return Err(Error::setting("min_layer_density", format!("`min_layer_density` {f} is outside [0, 1]")));
             }
             if f > 1.0 - self.sparsity {
-                return Err(Error::Input(format!("--min-layer-density {f} keeps more than the 1 - {} the sparsity allows", self.sparsity)));
+                return Err(Error::setting(
+                    "min_layer_density",
+                    format!("`min_layer_density` {f} keeps more than the 1 - {} the sparsity allows", self.sparsity),
+                ));
             }
         }
         if let Some(m) = &self.modules {
             if m.is_empty() {
-                return Err(Error::Input("--modules is empty".into()));
+                return Err(Error::setting("modules", "`modules` is empty"));
             }
         }
         Ok(PruneValid(self))

@@ -108,7 +108,7 @@ impl RunConfig {
         let (canvas, min_size, max_size) = match &data {
             DataSpec::Classify { dir } => {
                 let side = match s.canvas {
-                    Some(c) => crate::data::classify::check_side(c).map_err(|m| Error::Input(format!("--canvas: {m}")))?,
+                    Some(c) => crate::data::classify::check_side(c).map_err(|m| Error::setting("canvas", format!("`canvas`: {m}")))?,
                     None => ClassifyDataset::load(dir)?.side()?,
                 };
                 (side, side, side)
@@ -168,7 +168,7 @@ impl RunConfig {
         match self.optimizer.as_str() {
             "sgd" => Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay }),
             "adamw" => Ok(Optimizer::AdamW),
-            o => Err(Error::Input(format!("--optimizer must be sgd or adamw, got '{o}'"))),
+            o => Err(Error::setting("optimizer", format!("`optimizer` must be sgd or adamw, got '{o}'"))),
         }
     }
 
@@ -177,51 +177,54 @@ impl RunConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Input(m));
+        let bad = |setting, m: String| Err(Error::setting(setting, m));
         if self.steps == 0 {
-            return bad("--steps must be at least 1".into());
+            return bad("steps", "`steps` must be at least 1".into());
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("--lr must be a positive number, got {}", self.lr));
+            return bad("lr", format!("`lr` must be a positive number, got {}", self.lr));
         }
         if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.weight_decay) {
-            return bad(format!("--momentum {} and --weight-decay {} must lie in [0, 1)", self.momentum, self.weight_decay));
+            return bad("momentum", format!("`momentum` {} and `weight_decay` {} must lie in [0, 1)", self.momentum, self.weight_decay));
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0 && self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
-            return bad(format!("--gamma {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));
+            return bad("gamma", format!("`gamma` {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));
         }
         if let Some(d) = self.decay_at.iter().find(|&&d| d >= self.steps) {
-            return bad(format!("--decay-at {d} is not below --steps {}: the decay would never apply", self.steps));
+            return bad("decay_at", format!("`decay_at` {d} is not below `steps` {}: the decay would never apply", self.steps));
         }
         if self.save_every == 0 {
-            return bad("--save-every must be at least 1".into());
+            return bad("save_every", "`save_every` must be at least 1".into());
         }
         let s = &self.shape;
         if s.batch == 0 || s.batch > MAX_BATCH {
-            return bad(format!("--batch {} is outside 1..={MAX_BATCH}", s.batch));
+            return bad("batch", format!("`batch` {} is outside 1..={MAX_BATCH}", s.batch));
         }
         // A detector's FPN upsamples exactly only on multiples of 32; a classifier takes any side from 32 up.
         let classify = matches!(self.data, DataSpec::Classify { .. });
         for side in [s.height, s.width] {
             if !(32..=MAX_CANVAS).contains(&side) || (!classify && !side.is_multiple_of(32)) {
                 let what = if classify { "a side" } else { "a multiple of 32" };
-                return bad(format!("--canvas {side} must be {what} in 32..={MAX_CANVAS}"));
+                return bad("canvas", format!("`canvas` {side} must be {what} in 32..={MAX_CANVAS}"));
             }
         }
         if s.rois_per_image == 0 || s.rois_per_image > MAX_ROIS || s.mask_rois_per_image == 0 || s.keypoint_rois_per_image == 0 {
-            return bad(format!("--rois {} is outside 1..={MAX_ROIS}", s.rois_per_image));
+            return bad("rois", format!("`rois` {} is outside 1..={MAX_ROIS}", s.rois_per_image));
         }
         if self.min_size == 0 || self.max_size < self.min_size {
-            return bad(format!(
+            return Err(Error::Input(format!(
                 "the resize range {}..={} is empty (min_size must be at least 1 and at most max_size)",
                 self.min_size, self.max_size
-            ));
+            )));
         }
         if self.trainable_layers > 5 {
-            return bad(format!("--trainable-layers {} is outside 0..=5 (torchvision's trainable backbone stages)", self.trainable_layers));
+            return bad(
+                "trainable_layers",
+                format!("`trainable_layers` {} is outside 0..=5 (torchvision's trainable backbone stages)", self.trainable_layers),
+            );
         }
         if !(0.0..=1.0).contains(&self.flip) {
-            return bad(format!("--flip {} is not a probability in [0, 1]", self.flip));
+            return bad("flip", format!("`flip` {} is not a probability in [0, 1]", self.flip));
         }
         self.optimizer()?;
         self.device()?;

@@ -2,7 +2,7 @@
 //! fingerprint a resume is checked against, the lock held by the process working in it, and what a fresh run
 //! created and takes back when it fails before `run.json` exists.
 use super::checkpoints::CHECKPOINTS;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::fsio::fingerprint;
 use std::path::{Path, PathBuf};
 
@@ -73,7 +73,11 @@ pub(super) fn refuse_existing_run(dir: &Path) -> Result<()> {
 /// "an IMP run").
 pub fn refuse_existing(dir: &Path, kind: &str) -> Result<()> {
     if dir.join(RUN_JSON).exists() {
-        return Err(Error::input(dir, format!("already holds {kind} (run.json); use --resume to continue it, or another folder")));
+        return Err(Error::setting_at(
+            dir,
+            "resume",
+            format!("already holds {kind} (run.json); use `resume` to continue it, or another folder"),
+        ));
     }
     Ok(())
 }
@@ -84,7 +88,7 @@ pub fn read_run_json(dir: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     if !path.is_file() {
         return Err(Error::input(&path, "cannot read the run to resume: no run.json in the folder"));
     }
-    crate::fsio::read_limited(&path, max_bytes).map_err(|e| Error::input(&path, format!("cannot read the run to resume: {e}")))
+    crate::fsio::read_limited(&path, max_bytes).context(&path, "cannot read the run to resume")
 }
 
 /// A resume's model must be the one the run was started from (`started_from`, whose fingerprint was

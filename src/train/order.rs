@@ -26,7 +26,7 @@ impl Batches {
             return Err(Error::Input("the dataset has no images to batch".into()));
         }
         if batch_size == 0 {
-            return Err(Error::Input("--batch-size must be at least 1".into()));
+            return Err(Error::setting("batch", "`batch` must be at least 1"));
         }
         if !(0.0..=1.0).contains(&flip_prob) {
             return Err(Error::Input(format!("flip probability {flip_prob} is not in [0, 1]")));

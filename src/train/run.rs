@@ -23,7 +23,7 @@ use super::session::{Losses, SessionOptions, TrainSession};
 use super::step_inputs::{StepBuilder, StepStats};
 use super::Tensor;
 use crate::data::{check_classes, check_classify_classes, Canvas, CanvasSample, ClassifyDataset, DataSpec, Dataset};
-use crate::error::{Error, Result, WriteContext};
+use crate::error::{Context, Error, Result, WriteContext};
 use crate::fsio::{write_atomic, DirLock};
 use crate::graph::train_core::TrainOptions;
 use crate::model::{Masks, ModelState};
@@ -148,8 +148,7 @@ impl Run {
             Start::Resume { steps } => {
                 let path = dir.join(folder::RUN_JSON);
                 let bytes = folder::read_run_json(dir, MAX_SMALL_FILE)?;
-                let mut config: RunConfig =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not a run file: {e}")))?;
+                let mut config: RunConfig = serde_json::from_slice(&bytes).context(&path, "not a run file")?;
                 folder::check_model(dir, model, &config.model, &config.model_fingerprint)?;
                 if let Some(s) = steps {
                     config.steps = s;
@@ -158,7 +157,11 @@ impl Run {
                 let saved = resume_point(dir)?;
                 let at = saved.as_ref().map_or(0, |s| s.step);
                 if config.steps < at {
-                    return Err(Error::input(dir, format!("--steps {} is below the step of its last checkpoint, {at}", config.steps)));
+                    return Err(Error::setting_at(
+                        dir,
+                        "steps",
+                        format!("`steps` {} is below the step of its last checkpoint, {at}", config.steps),
+                    ));
                 }
                 (config, saved)
             }

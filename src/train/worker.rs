@@ -41,7 +41,7 @@ impl std::str::FromStr for Device {
         match s {
             "cpu" => Ok(Device::Cpu),
             "cuda" => Ok(Device::Cuda),
-            _ => Err(Error::Input(format!("--device must be cpu or cuda, got '{s}'"))),
+            _ => Err(Error::setting("device", format!("`device` must be cpu or cuda, got '{s}'"))),
         }
     }
 }

@@ -120,7 +120,7 @@ fn reference(s: &GateSettings, dense: &ModelState) -> Result<(String, Option<Coc
             Ok(("annotations".to_string(), Some(gt), images))
         }
         None => {
-            let dir = s.images.as_deref().ok_or_else(|| Error::Input("without --coco, give --images DIR".into()))?;
+            let dir = s.images.as_deref().ok_or_else(|| Error::setting("images", "without `coco`, give `images` DIR"))?;
             let images = folder_images(dir)?.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect();
             Ok(("agreement with the dense model".to_string(), None, images))
         }

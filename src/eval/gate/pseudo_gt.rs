@@ -23,9 +23,13 @@ pub fn pseudo_ground_truth(
     }
     let anns = annotations(dense, min_score);
     if anns.is_empty() {
-        return Err(Error::input(
+        return Err(Error::setting_at(
             label,
-            format!("no detection scores at least --agreement-score {min_score} on the {} images: there is no reference to agree with (lower it, or give --coco)", images.len()),
+            "agreement_score",
+            format!(
+                "no detection scores at least `agreement_score` {min_score} on the {} images: there is no reference to agree with (lower it, or give `coco`)",
+                images.len()
+            ),
         ));
     }
     let gt = serde_json::json!({"images": imgs, "annotations": anns, "categories": categories(dense, num_classes)});

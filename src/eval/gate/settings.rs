@@ -55,25 +55,25 @@ impl GateSettings {
     /// Fractions must be finite and in [0, 1] (NaN compares false both ways, so a NaN limit would pass or fail
     /// every gate silently); the cache's folder must exist and the cache, if there, be a regular file.
     pub fn check(&self) -> Result<()> {
-        let fraction = |flag: &str, v: f64| {
+        let fraction = |setting: &'static str, v: f64| {
             if v.is_finite() && (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(Error::Input(format!("{flag} {v}: give a number in [0, 1]")))
+                Err(Error::setting(setting, format!("`{setting}` {v}: give a number in [0, 1]")))
             }
         };
-        fraction("--agreement-score", self.agreement_score)?;
+        fraction("agreement_score", self.agreement_score)?;
         if let Some(v) = self.min_sparsity {
-            fraction("--min-sparsity", v)?;
+            fraction("min_sparsity", v)?;
         }
         if let Some(v) = self.max_map_drop {
-            fraction("--max-map-drop", v)?;
+            fraction("max_map_drop", v)?;
         }
         if self.repeat == 0 {
-            return Err(Error::Input("--repeat 0: give at least 1".into()));
+            return Err(Error::setting("repeat", "`repeat` 0: give at least 1"));
         }
         if self.coco.is_none() && self.images.is_none() {
-            return Err(Error::Input("without --coco, give --images DIR: the images to compare the models on".into()));
+            return Err(Error::setting("images", "without `coco`, give `images` DIR: the images to compare the models on"));
         }
         if let Some(cache) = &self.dense_cache {
             let dir = cache.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -96,20 +96,22 @@ impl GateSettings {
 #[cfg(test)]
 mod tests {
     use super::GateSettings;
+    use crate::Error;
 
     #[test]
     fn fractions_outside_0_1_and_nan_are_refused_by_their_name() {
         let ok = GateSettings { images: Some(".".into()), ..GateSettings::new("c.onnx".into(), "d.onnx".into()) };
         assert!(ok.check().is_ok());
-        for (s, name) in [
-            (GateSettings { agreement_score: f64::NAN, ..ok.clone() }, "--agreement-score NaN"),
-            (GateSettings { min_sparsity: Some(1.5), ..ok.clone() }, "--min-sparsity 1.5"),
-            (GateSettings { max_map_drop: Some(-0.1), ..ok.clone() }, "--max-map-drop -0.1"),
-            (GateSettings { repeat: 0, ..ok.clone() }, "--repeat 0"),
-            (GateSettings { images: None, ..ok.clone() }, "--images"),
+        for (s, setting, name) in [
+            (GateSettings { agreement_score: f64::NAN, ..ok.clone() }, "agreement_score", "`agreement_score` NaN"),
+            (GateSettings { min_sparsity: Some(1.5), ..ok.clone() }, "min_sparsity", "`min_sparsity` 1.5"),
+            (GateSettings { max_map_drop: Some(-0.1), ..ok.clone() }, "max_map_drop", "`max_map_drop` -0.1"),
+            (GateSettings { repeat: 0, ..ok.clone() }, "repeat", "`repeat` 0"),
+            (GateSettings { images: None, ..ok.clone() }, "images", "`images`"),
         ] {
-            let e = s.check().unwrap_err().to_string();
-            assert!(e.contains(name), "{e}");
+            let e = s.check().unwrap_err();
+            assert!(matches!(e, Error::Setting { setting: s, .. } if s == setting), "{e:?}");
+            assert!(e.to_string().contains(name), "{e}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! run was created with, against which a resume is checked.
 use crate::data::spec::check_file;
 use crate::data::DataSpec;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::fsio::{absolute, fingerprint, write_atomic};
 use crate::lottery::rewind::Rewind;
 use crate::model::ModelState;
@@ -130,22 +130,28 @@ impl ImpConfig {
     pub fn new(model: &Path, val: DataSpec, data: DataSpec, s: &ImpSettings) -> Result<ImpConfig> {
         // Conflicts are checked here rather than by a parser, whose usage errors span several lines.
         if s.trained.is_some() && s.dense_steps.is_some() {
-            return Err(Error::Input("--trained gives level 0's trained model; --dense-steps would train it: give one of them".into()));
+            return Err(Error::setting(
+                "trained",
+                "`trained` gives level 0's trained model; `dense_steps` would train it: give one of them",
+            ));
         }
         if s.masks_from.is_some() && s.sparsity.is_some() {
-            return Err(Error::Input("--masks-from gives level 1's mask; --sparsity would draw one: give one of them".into()));
+            return Err(Error::setting("masks_from", "`masks_from` gives level 1's mask; `sparsity` would draw one: give one of them"));
         }
         let state = ModelState::import(model)?;
         let sparsity = match (s.sparsity, &s.masks_from) {
             (Some(x), None) => x,
             // The given mask decides; the schedule's sparsity only names what level 1 would have drawn.
             (None, Some(_)) => 0.0,
-            _ => return Err(Error::Input("give --sparsity S (or --masks-from FILE for level 1's mask)".into())),
+            _ => return Err(Error::setting("sparsity", "give `sparsity` S (or `masks_from` FILE for level 1's mask)")),
         };
         let train = RunConfig::new(model, &state, data.absolute(), None, &s.train)?;
         let dense_steps = s.dense_steps.unwrap_or(train.steps);
         if s.eb_every == Some(0) {
-            return Err(Error::Input("--eb-every 0: the early-bird rule is checked every N dense steps, so N must be at least 1".into()));
+            return Err(Error::setting(
+                "eb_every",
+                "`eb_every` 0: the early-bird rule is checked every N dense steps, so N must be at least 1",
+            ));
         }
         Ok(ImpConfig {
             model: absolute(model),
@@ -173,57 +179,66 @@ impl ImpConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Input(m));
+        let bad = |setting, m: String| Err(Error::setting(setting, m));
         if self.rounds == 0 || self.rounds > MAX_ROUNDS {
-            return bad(format!(
-                "--rounds {} is outside 1..={MAX_ROUNDS} (each round is a level: a pruned, retrained and scored model)",
-                self.rounds
-            ));
+            return bad(
+                "rounds",
+                format!(
+                    "`rounds` {} is outside 1..={MAX_ROUNDS} (each round is a level: a pruned, retrained and scored model)",
+                    self.rounds
+                ),
+            );
         }
         if self.masks_from.is_some() && self.rounds != 1 {
-            return bad("--masks-from gives level 1's mask: it takes no --rounds".into());
+            return bad("masks_from", "`masks_from` gives level 1's mask: it takes no `rounds`".into());
         }
         self.prune_params(1)?;
         if self.trained.is_some() {
             if let Rewind::Step(_) = self.rewind {
-                return bad("--rewind STEP needs the dense training that --trained skips".into());
+                return bad("rewind", "`rewind` STEP needs the dense training that `trained` skips".into());
             }
             if !self.early_bird.is_empty() || self.early_stop_every > 0 {
-                return bad("--early-bird and --early-stop-eb watch dense training, which --trained skips".into());
+                return bad("early_bird", "`early_bird` and `early_stop_eb` watch dense training, which `trained` skips".into());
             }
         }
         if let Rewind::Step(k) = self.rewind {
             if k == 0 || k > self.dense_steps {
-                return bad(format!("--rewind {k} is outside the dense training's steps 1..={}", self.dense_steps));
+                return bad("rewind", format!("`rewind` {k} is outside the dense training's steps 1..={}", self.dense_steps));
             }
         }
         if self.structure == Structure::Channel {
             if self.masks_from.is_some() || self.min_layer_density.is_some() || !self.early_bird.is_empty() || self.early_stop_every > 0 {
-                return bad("--structure channel removes channels by group importance: --masks-from, --min-layer-density and the early-bird options are for weight masks".into());
+                return bad(
+                    "structure",
+                    "`structure` channel removes channels by group importance: `masks_from`, `min_layer_density` and the early-bird options are for weight masks".into(),
+                );
             }
             self.channel_params()?;
         }
         if self.dense_steps == 0 {
-            return bad("--dense-steps must be at least 1".into());
+            return bad("dense_steps", "`dense_steps` must be at least 1".into());
         }
         if let Some(f) = self.early_bird.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
-            return bad(format!("--early-bird fraction {f} is outside (0, 1]"));
+            return bad("early_bird", format!("`early_bird` fraction {f} is outside (0, 1]"));
         }
         if self.early_bird.len() > MAX_EARLY_BIRD {
-            return bad(format!(
-                "--early-bird lists {} fractions; at most {MAX_EARLY_BIRD} (each saves a mask of the whole network)",
-                self.early_bird.len()
-            ));
+            return bad(
+                "early_bird",
+                format!(
+                    "`early_bird` lists {} fractions; at most {MAX_EARLY_BIRD} (each saves a mask of the whole network)",
+                    self.early_bird.len()
+                ),
+            );
         }
         if let Some(f) = self.early_bird.iter().enumerate().find_map(|(i, f)| self.early_bird[..i].contains(f).then_some(f)) {
-            return bad(format!("--early-bird fraction {f} is given twice"));
+            return bad("early_bird", format!("`early_bird` fraction {f} is given twice"));
         }
         // run.json stores it: JSON has no infinity, and a run whose settings do not read back is lost.
         if !(self.max_map_drop.is_finite() && self.max_map_drop >= 0.0) {
-            return bad(format!("--max-map-drop {} must be a finite number ≥ 0", self.max_map_drop));
+            return bad("max_map_drop", format!("`max_map_drop` {} must be a finite number ≥ 0", self.max_map_drop));
         }
         if self.round_to == 0 || self.round_to > crate::prune::channel::MAX_ROUND_TO {
-            return bad(format!("--round-to {} is outside 1..={}", self.round_to, crate::prune::channel::MAX_ROUND_TO));
+            return bad("round_to", format!("`round_to` {} is outside 1..={}", self.round_to, crate::prune::channel::MAX_ROUND_TO));
         }
         self.train.validate()?;
         self.dense_config().validate()
@@ -331,16 +346,15 @@ pub fn save_config(dir: &Path, config: &ImpConfig) -> Result<()> {
 pub fn read_config(dir: &Path) -> Result<ImpConfig> {
     let run_json = dir.join(folder::RUN_JSON);
     let bytes = folder::read_run_json(dir, 16 << 20)?;
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).context(&run_json, "not an IMP run file")?;
     let record = v.as_object_mut().and_then(|m| m.remove(CREATED_WITH));
-    let config: ImpConfig = serde_json::from_value(v).map_err(|e| Error::input(&run_json, format!("not an IMP run file: {e}")))?;
-    config.validate().map_err(|e| Error::input(&run_json, format!("holds settings a run cannot have: {e}")))?;
+    let config: ImpConfig = serde_json::from_value(v).context(&run_json, "not an IMP run file")?;
+    config.validate().context(&run_json, "holds settings a run cannot have")?;
     let Some(record) = record else {
         return Err(Error::input(&run_json, format!("has no `{CREATED_WITH}` record of the settings the run was created with (edited, or written by an older ticket): start the run again in a new folder")));
     };
     let was: BTreeMap<String, String> =
-        serde_json::from_value(record).map_err(|e| Error::input(&run_json, format!("`{CREATED_WITH}` is not a settings record: {e}")))?;
+        serde_json::from_value(record).with_context(&run_json, || format!("`{CREATED_WITH}` is not a settings record"))?;
     let changed = changed_settings(&was, &settings_record(&serde_json::to_value(&config).expect("serialises")));
     if !changed.is_empty() {
         return Err(Error::input(

@@ -164,9 +164,10 @@ fn refuse_linked_levels(dir: &Path, rounds: usize) -> Result<()> {
 fn same_parameters(a: &ModelState, b: &ModelState, b_path: &Path) -> Result<()> {
     let shapes = |s: &ModelState| s.weights.tensors.iter().map(|w| (w.name.clone(), w.shape.clone())).collect::<Vec<_>>();
     if shapes(a) != shapes(b) {
-        return Err(Error::input(
+        return Err(Error::setting_at(
             b_path,
-            format!("has other parameters than {} (names or shapes differ): --trained must be MODEL after training", a.path().display()),
+            "trained",
+            format!("has other parameters than {} (names or shapes differ): `trained` must be MODEL after training", a.path().display()),
         ));
     }
     Ok(())
@@ -174,14 +175,9 @@ fn same_parameters(a: &ModelState, b: &ModelState, b_path: &Path) -> Result<()> 
 
 fn check_val(val: &DataSpec, state: &ModelState) -> Result<()> {
     if state.arch.kind.is_detector() == matches!(val, DataSpec::Classify { .. }) {
-        return Err(Error::input(
-            state.path(),
-            format!(
-                "is a {}: score it on {}",
-                state.arch.kind.label(),
-                if state.arch.kind.is_detector() { "--val-coco or --val-voc" } else { "--val-classify" }
-            ),
-        ));
+        let (setting, on) =
+            if state.arch.kind.is_detector() { ("val_coco", "`val_coco` or `val_voc`") } else { ("val_classify", "`val_classify`") };
+        return Err(Error::setting_at(state.path(), setting, format!("is a {}: score it on {on}", state.arch.kind.label())));
     }
     match val {
         DataSpec::Classify { dir } => {

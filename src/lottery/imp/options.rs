@@ -6,7 +6,7 @@ use super::{ImpConfig, ImpSettings};
 use crate::data::DataSpec;
 use crate::error::Error;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// What the named settings give besides [`ImpSettings`]: the model and where the data are.
@@ -25,35 +25,44 @@ struct Named {
 }
 
 /// The run `settings` define (each by its option name; `model` for the initial weights), checked as a new run's
-/// settings are, with the files it names: the first problem, one line.
+/// settings are, with the files it names: the first problem, one line, naming settings as the cell does.
 pub fn check_settings(settings: &BTreeMap<String, String>) -> Result<ImpConfig, String> {
     let mut n = Named::default();
     for (key, value) in settings {
+        // `key` is the cell's own: `ticket imp`'s option, as the task's command line will spell it.
         n.set(key, value).map_err(|e| format!("invalid value '{value}' for --{key}: {e}"))?;
     }
-    if n.settings.eb_every.is_some() && !n.settings.early_stop_eb {
-        return Err("--eb-every sets how often the early-bird rule is checked: it needs --early-stop-eb".into());
-    }
-    let model = n.model.clone().ok_or("no model: set `model` (the initial weights)")?;
-    let config = n.config(&model).map_err(|e| e.to_string())?;
-    config.validate().map_err(|e| e.to_string())?;
-    // A missing dataset would fail every task; it is refused here, before the folder exists.
-    config.check_files().map_err(|e| e.to_string())?;
-    Ok(config)
+    n.checked().map_err(|e| e.render_settings(as_option))
+}
+
+/// A setting as a cell names it: `ticket imp`'s option, the setting's name with dashes (`eb_every` →
+/// `--eb-every`; [`Named::set`] reads the same names).
+fn as_option(setting: &str) -> Option<String> {
+    Some(format!("--{}", setting.replace('_', "-")))
 }
 
 impl Named {
-    fn config(&self, model: &Path) -> crate::error::Result<ImpConfig> {
+    /// The run, checked as a new run's settings are, with the files it names.
+    fn checked(&self) -> crate::error::Result<ImpConfig> {
+        if self.settings.eb_every.is_some() && !self.settings.early_stop_eb {
+            return Err(Error::setting("eb_every", "`eb_every` sets how often the early-bird rule is checked: it needs `early_stop_eb`"));
+        }
+        let model = self.model.as_deref().ok_or_else(|| Error::Input("no model: set `model` (the initial weights)".into()))?;
         let val =
             DataSpec::given(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
                 .ok_or_else(|| {
-                    Error::Input(
-                        "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
+                    Error::setting(
+                        "val_coco",
+                        "imp scores every level on a validation set: give `val_coco` VAL.json, `val_voc` DIR or `val_classify` DIR",
                     )
                 })?;
         let data = DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
-            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into()))?;
-        ImpConfig::new(model, val, data, &self.settings)
+            .ok_or_else(|| Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR or `classify` DIR"))?;
+        let config = ImpConfig::new(model, val, data, &self.settings)?;
+        config.validate()?;
+        // A missing dataset would fail every task; it is refused here, before the folder exists.
+        config.check_files()?;
+        Ok(config)
     }
 
     /// One named setting. The names are `ticket imp`'s options (tests/sweep.rs checks that every one is known here).

@@ -27,16 +27,16 @@ impl SlurmOptions {
     /// Each value becomes a line of the sbatch script: one word, no line break (which would add a line of the
     /// user's choosing to the script), and no zero counts.
     pub fn check(&self) -> Result<()> {
-        for (flag, v) in [("--partition", &self.partition), ("--gres", &self.gres), ("--time", &self.time)] {
+        for (setting, v) in [("partition", &self.partition), ("gres", &self.gres), ("time", &self.time)] {
             if let Some(v) = v {
                 if v.is_empty() || v.len() > 256 || v.chars().any(|c| c.is_control() || c.is_whitespace() || c == '#') {
-                    return Err(Error::Input(format!("{flag} {:?} must be one word: no spaces, line breaks or #", v)));
+                    return Err(Error::setting(setting, format!("`{setting}` {:?} must be one word: no spaces, line breaks or #", v)));
                 }
             }
         }
-        for (flag, v) in [("--max-parallel", self.max_parallel), ("--cpus-per-task", self.cpus_per_task)] {
+        for (setting, v) in [("max_parallel", self.max_parallel), ("cpus_per_task", self.cpus_per_task)] {
             if v == Some(0) {
-                return Err(Error::Input(format!("{flag} must be at least 1")));
+                return Err(Error::setting(setting, format!("`{setting}` must be at least 1")));
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The seed paper's studies as sweep specs: `ticket study NAME` writes the spec (the same TOML a user gives
 //! `ticket sweep`, so a study runs on a cluster unchanged: `ticket study NAME … --print-spec > s.toml` then
 //! `ticket sweep s.toml --slurm`), runs it, and reports it.
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::model::{ModelState, ModuleGroup};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub fn study_spec(name: &str, inp: &StudyInputs) -> Result<String> {
         return Err(Error::Input(format!("study {name} takes one MODEL ({} given; several are for the width study)", inp.models.len())));
     }
     if inp.seeds.is_empty() {
-        return Err(Error::Input("--seeds is empty: give at least one seed".into()));
+        return Err(Error::setting("seeds", "`seeds` is empty: give at least one seed"));
     }
     let mut s = format!("# ticket study {name}: {what}\nname = \"{}\"\n\n[fixed]\n", name.replace('-', "_"));
     let model = |p: &PathBuf| toml_str(&std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy());
@@ -162,11 +162,11 @@ pub fn fixed_settings(coco: Option<&Path>, val_coco: Option<&Path>, set: &[Strin
     let mut fixed = Vec::new();
     for (key, path) in [("coco", coco), ("val-coco", val_coco)] {
         if let Some(p) = path {
-            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).map_err(|e| Error::io(p, e))?.to_string_lossy())));
+            fixed.push((key.to_string(), toml_str(&std::path::absolute(p).at(p)?.to_string_lossy())));
         }
     }
     for kv in set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| Error::Input(format!("--set {kv}: give KEY=VALUE")))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| Error::setting("set", format!("`set` {kv}: give KEY=VALUE")))?;
         let value = if toml::from_str::<toml::Table>(&format!("x = {v}")).is_ok() { v.to_string() } else { toml_str(v) };
         fixed.push((k.trim().to_string(), value));
     }

@@ -28,7 +28,7 @@ pub fn resolve_index(given: Option<usize>) -> Result<usize> {
     given.or_else(index_from_env).ok_or_else(|| {
         let set: Vec<String> = INDEX_VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v:?}"))).collect();
         let found = if set.is_empty() { String::new() } else { format!(" ({} is not a task index)", set.join(", ")) };
-        Error::Input(format!("--task needs --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX{found}"))
+        Error::setting("index", format!("`task` needs `index`, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX{found}"))
     })
 }
 

@@ -7,7 +7,7 @@
 //! as a sweep's tasks do. The sweep then lists its tasks as cells (they vary model and mask together).
 use super::study::{toml_str, StudyInputs};
 use super::task::tail;
-use crate::error::{Error, Result, WriteContext};
+use crate::error::{Context, Error, Result, WriteContext};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -71,8 +71,9 @@ struct Seed<'a> {
     log: PathBuf,
 }
 
-fn need<'a>(v: &'a Option<PathBuf>, flag: &str) -> Result<&'a PathBuf> {
-    v.as_ref().ok_or_else(|| Error::Input(format!("study transfer needs {flag}")))
+/// A file the preparation needs: `what` names its setting in backticks.
+fn need<'a>(v: &'a Option<PathBuf>, setting: &'static str, what: &str) -> Result<&'a PathBuf> {
+    v.as_ref().ok_or_else(|| Error::setting(setting, format!("study transfer needs {what}")))
 }
 
 fn os(s: &str) -> OsString {
@@ -93,7 +94,7 @@ fn step(exe: &Path, args: &[OsString], log: &Path, what: &str, also_ok: Option<i
     let status = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(f.try_clone().map_err(|e| Error::io(log, e))?)
+        .stdout(f.try_clone().at(log)?)
         .stderr(f)
         .status()
         .map_err(|e| Error::Runtime(format!("{}: {e}", exe.display())))?;
@@ -183,8 +184,11 @@ impl Seed<'_> {
 
 /// Pretrains the classifier, finds its ticket and builds the three detectors, for every seed.
 fn prepare(t: &TransferInputs, detector: &Path, seeds: &[u64], threads: Option<&str>, dir: &Path, exe: &Path) -> Result<Vec<Prepared>> {
-    let (cls, data, val) =
-        (need(&t.classifier, "--classifier CLS.onnx")?, need(&t.classify, "--classify DIR")?, need(&t.val_classify, "--val-classify DIR")?);
+    let (cls, data, val) = (
+        need(&t.classifier, "classifier", "`classifier` CLS.onnx")?,
+        need(&t.classify, "classify", "`classify` DIR")?,
+        need(&t.val_classify, "val_classify", "`val_classify` DIR")?,
+    );
     let mut out = Vec::new();
     for &seed in seeds {
         let d = dir.join("prep").join(format!("seed_{seed}"));
@@ -236,10 +240,10 @@ pub fn transfer_study(t: &TransferInputs, inputs: &StudyInputs, dir: &Path, exe:
         return Err(Error::Input(format!("study transfer takes one MODEL, the detector ({} given)", inputs.models.len())));
     };
     if inputs.seeds.is_empty() {
-        return Err(Error::Input("--seeds is empty: give at least one seed".into()));
+        return Err(Error::setting("seeds", "`seeds` is empty: give at least one seed"));
     }
     let threads = inputs.fixed.iter().find(|(k, _)| k == "threads").map(|(_, v)| v.as_str());
-    let detector = std::path::absolute(detector).map_err(|e| Error::io(detector, e))?;
+    let detector = std::path::absolute(detector).at(detector)?;
     let prep = prepare(t, &detector, &inputs.seeds, threads, dir, exe)?;
     Ok(spec(&prep, &inputs.fixed, inputs.steps, inputs.sparsity))
 }

@@ -106,12 +106,13 @@ pub fn channel_groups(state: &ModelState) -> Result<Vec<ChannelGroup>> {
     let backbone = match (&arch.backbone, arch.kind.is_detector(), arch.fpn_channels) {
         (Some(b), true, Some(_)) => b,
         _ => {
-            return Err(Error::input(
+            return Err(Error::setting_at(
                 state.path(),
+                "structure",
                 format!(
-                    "--structure channel needs a torchvision ResNet-FPN Faster/Mask/Keypoint R-CNN, where the coupling of channels \
+                    "`structure` channel needs a torchvision ResNet-FPN Faster/Mask/Keypoint R-CNN, where the coupling of channels \
                      (residual adds, FPN top-down adds, shared heads) is known; this is a {}, whose channel coupling cannot be \
-                     derived here, so no channel is removed (use --structure weight)",
+                     derived here, so no channel is removed (use `structure` weight)",
                     arch.summary()
                 ),
             ))

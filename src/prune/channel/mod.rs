@@ -65,22 +65,28 @@ pub struct ChannelValid(ChannelParams);
 impl ChannelParams {
     pub fn check(self) -> Result<ChannelValid> {
         if !(0.0..1.0).contains(&self.sparsity) || self.sparsity.is_nan() {
-            return Err(Error::Input(format!(
-                "--sparsity {} is outside [0, 1): a channel prune keeps at least one channel per group",
-                self.sparsity
-            )));
+            return Err(Error::setting(
+                "sparsity",
+                format!("`sparsity` {} is outside [0, 1): a channel prune keeps at least one channel per group", self.sparsity),
+            ));
         }
         if self.round_to == 0 {
-            return Err(Error::Input("--round-to 0: kept channel counts are rounded to multiples of N, so N must be at least 1".into()));
+            return Err(Error::setting(
+                "round_to",
+                "`round_to` 0: kept channel counts are rounded to multiples of N, so N must be at least 1",
+            ));
         }
         if self.round_to > MAX_ROUND_TO {
-            return Err(Error::Input(format!(
-                "--round-to {} is above {MAX_ROUND_TO}: every layer would round up to all of its channels and nothing would be removed",
-                self.round_to
-            )));
+            return Err(Error::setting(
+                "round_to",
+                format!(
+                    "`round_to` {} is above {MAX_ROUND_TO}: every layer would round up to all of its channels and nothing would be removed",
+                    self.round_to
+                ),
+            ));
         }
         if self.modules.as_ref().is_some_and(|m| m.is_empty()) {
-            return Err(Error::Input("--modules is empty".into()));
+            return Err(Error::setting("modules", "`modules` is empty"));
         }
         Ok(ChannelValid(self))
     }
@@ -225,10 +231,11 @@ pub fn plan(state: &ModelState, opts: &ChannelValid) -> Result<(Vec<ChannelGroup
     let mut plans = Vec::with_capacity(groups.len());
     for ((g, s), raw) in groups.iter().zip(&scores).zip(raw_keep) {
         if raw == 0 {
-            return Err(Error::input(
+            return Err(Error::setting_at(
                 state.path(),
+                "sparsity",
                 format!(
-                    "--sparsity {} would remove every channel of {} ({} channels): lower --sparsity, use --scope layer, or leave its module out of --modules",
+                    "`sparsity` {} would remove every channel of {} ({} channels): lower `sparsity`, use `scope` layer, or leave its module out of `modules`",
                     p.sparsity, g.name, g.channels
                 ),
             ));
@@ -242,7 +249,7 @@ pub fn plan(state: &ModelState, opts: &ChannelValid) -> Result<(Vec<ChannelGroup
         plans.push(GroupPlan { name: g.name.clone(), module: g.module.clone(), channels: g.channels, kept, keep });
     }
     if selected.iter().all(|s| !s) {
-        return Err(Error::input(state.path(), "no channel group in the selected --modules"));
+        return Err(Error::setting_at(state.path(), "modules", "no channel group in the selected `modules`"));
     }
     Ok((groups, plans))
 }
