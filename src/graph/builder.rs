@@ -79,6 +79,20 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// A uint8 initializer (a sparse weight's bitmap of non-zero positions).
+    pub fn u8_init(&mut self, name: &str, shape: &[usize], data: &[u8]) -> String {
+        if !self.graph.initializer.iter().any(|t| t.name() == name) {
+            self.graph.initializer.push(TensorProto {
+                name: Some(name.to_string()),
+                dims: shape.iter().map(|&d| d as i64).collect(),
+                data_type: Some(DataType::Uint8 as i32),
+                raw_data: Some(data.to_vec().into()),
+                ..Default::default()
+            });
+        }
+        name.to_string()
+    }
+
     pub fn i64_const(&mut self, values: &[i64]) -> String {
         let name = self.fresh("const");
         self.graph.initializer.push(TensorProto {
