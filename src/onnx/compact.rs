@@ -51,8 +51,7 @@ impl Packed {
         if bits.len() != len.div_ceil(8) {
             return Err("packed data does not match its shape".into());
         }
-        let set: usize = (0..len).filter(|&i| bits[i / 8] >> (i % 8) & 1 == 1).count();
-        match set.cmp(&values.len()) {
+        match count_set(&bits, len).cmp(&values.len()) {
             std::cmp::Ordering::Greater => Err("fewer values than set bits".into()),
             std::cmp::Ordering::Less => Err("more values than set bits".into()),
             std::cmp::Ordering::Equal => Ok(Packed { len, bits, values, float_data }),
@@ -79,7 +78,7 @@ impl Packed {
 
     /// The set positions, in order (one per value).
     pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len).filter(|&i| self.bits[i / 8] >> (i % 8) & 1 == 1)
+        set_positions(&self.bits, self.len)
     }
 
     pub fn dense(&self) -> Vec<f32> {
@@ -100,6 +99,30 @@ impl Packed {
         let values = self.positions().zip(&self.values).map(|(i, v)| v * scale[i / per_row.max(1)]).collect();
         Packed { values, ..self.clone() }
     }
+}
+
+/// How many of the first `len` bits of a bitmap are set (bits past `len` in the last byte are not counted).
+pub fn count_set(bits: &[u8], len: usize) -> usize {
+    let (full, rest) = (len / 8, len % 8);
+    let tail = bits.get(full).filter(|_| rest > 0).map_or(0, |b| (b & ((1u8 << rest) - 1)).count_ones());
+    bits[..full.min(bits.len())].iter().map(|b| b.count_ones() as usize).sum::<usize>() + tail as usize
+}
+
+/// The positions below `len` whose bits are set, in order (a byte at a time).
+pub fn set_positions(bits: &[u8], len: usize) -> impl Iterator<Item = usize> + '_ {
+    bits.iter()
+        .enumerate()
+        .flat_map(move |(j, &b)| {
+            let mut b = b;
+            std::iter::from_fn(move || {
+                (b != 0).then(|| {
+                    let i = j * 8 + b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    i
+                })
+            })
+        })
+        .take_while(move |&i| i < len)
 }
 
 /// Loads an ONNX model or a compact ticket file, whichever `path` holds. A compact file's packed tensors stay
@@ -168,5 +191,24 @@ mod tests {
         let e = unpack(Path::new("m.safetensors"), &bytes).unwrap_err().to_string();
         assert!(e.contains("m.safetensors") && e.contains("not a compact ticket model"), "{e}");
         assert_eq!((bits_key("w"), values_key("w")), ("bits/w".to_string(), "values/w".to_string()));
+    }
+
+    #[test]
+    fn packed_tensors_check_their_bits_and_read_back_dense() {
+        let dense = [0.0, 2.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 3.0, -0.0];
+        let p = Packed::from_dense(&dense);
+        // -0.0 is kept as a value, so the dense form comes back bit for bit.
+        assert_eq!((p.bits.clone(), p.values.len()), (vec![0b0001_0010, 0b0000_0110], 4));
+        assert_eq!(p.positions().collect::<Vec<_>>(), vec![1, 4, 9, 10]);
+        assert_eq!(p.dense().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), dense.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!((p.nonzeros(), p.scale_rows(5, &[10.0, 1.0, 2.0]).values), (3, vec![20.0, -10.0, 3.0, -0.0]));
+        // A bit past the tensor's end is not a position: the values must match the bits inside it.
+        let trailing = vec![0b0001_0010, 0b1000_0010];
+        assert_eq!(count_set(&trailing, 11), 3);
+        assert_eq!(set_positions(&trailing, 11).collect::<Vec<_>>(), vec![1, 4, 9]);
+        assert!(Packed::new(11, trailing, vec![2.0, -1.0, 3.0], false).is_ok());
+        assert_eq!(Packed::new(11, vec![0b11, 0], vec![1.0], false).unwrap_err(), "fewer values than set bits");
+        assert_eq!(Packed::new(11, vec![0b1, 0], vec![1.0, 2.0], false).unwrap_err(), "more values than set bits");
+        assert_eq!(Packed::new(11, vec![0b1], vec![1.0], false).unwrap_err(), "packed data does not match its shape");
     }
 }

@@ -32,7 +32,7 @@ impl WeightsIn<'_> {
     /// Refuses a bitmap that does not cover `len` positions or sets another number of bits than there are values.
     pub fn check(&self) -> Result<()> {
         let WeightsIn::Bitmap { len, bits, values } = *self else { return Ok(()) };
-        let set = (0..len).filter(|&i| bits.get(i / 8).is_some_and(|b| b >> (i % 8) & 1 == 1)).count();
+        let set = if bits.len() == len.div_ceil(8) { crate::onnx::compact::count_set(bits, len) } else { 0 };
         if bits.len() != len.div_ceil(8) || set != values.len() {
             return Err(Error::Input(format!(
                 "sparse pack: a bitmap of {} bytes with {set} bits set, {} values, for {len} weights",
