@@ -159,6 +159,33 @@ fn a_compact_ticket_detects_as_its_onnx_on_the_sparse_kernels() {
 }
 
 #[test]
+fn a_channel_ticket_pruned_again_by_weight_runs_both_and_detects_the_same() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    for name in ["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"] {
+        // Half of every group's channels removed, then 80% of the remaining weights of every layer zeroed.
+        let (narrow, ticket) = (dir.path().join(format!("{name}_ch.onnx")), dir.path().join(format!("{name}_ch_w80.tkt")));
+        let ch = fixture(&format!("{name}.onnx"));
+        let args: [&dyn AsRef<std::ffi::OsStr>; 12] =
+            [&"prune", &ch, &"--structure", &"channel", &"--sparsity", &"0.5", &"--scope", &"layer", &"--round-to", &"1", &"-o", &narrow];
+        ticket_json(&args);
+        let weight_onnx = dir.path().join(format!("{name}_ch_w80.onnx"));
+        ticket_json(&[&"prune", &narrow, &"--scope", &"layer", &"--sparsity", &"0.8", &"-o", &weight_onnx, &"--compact", &ticket]);
+        let dense_state = ModelState::load(&fixture(&format!("{name}.onnx")), None).unwrap();
+        let state = ModelState::load(&ticket, None).unwrap();
+        let width = |s: &ModelState| s.weights.get("backbone.body.layer1.0.conv1.weight").unwrap().shape[0];
+        assert!(width(&state) < width(&dense_state), "{name}: the channel ticket is narrower");
+        let mut p = Inference::new(&state, Kernels::Auto);
+        stages::backbone_rpn_with(&mut p, 128, 128).unwrap();
+        stages::box_stage_with(&mut p, 16).unwrap();
+        assert!(p.sparse_layers.len() > 10, "{name}: the remaining channels' masks run sparse: {:?}", p.sparse_layers);
+        let dense = detect(&ticket, &images, "dense", &dir.path().join(format!("{name}_ch_dense.json")));
+        let sparse = detect(&ticket, &images, "sparse", &dir.path().join(format!("{name}_ch_sparse.json")));
+        same_detections(&format!("{name}, channel + weight ticket"), &dense, &sparse);
+    }
+}
+
+#[test]
 fn a_compact_ticket_reaches_the_sparse_ops_without_dense_weights() {
     let dir = tempdir();
     let (_, tkt) = ticket_files(dir.path(), "maskrcnn_r18_fpn");
