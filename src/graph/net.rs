@@ -21,13 +21,13 @@ pub trait Params {
     fn sparse(&mut self, _name: &str, _shape: LayerShape) -> bool {
         false
     }
+    /// The non-zeros of a constant weight (as a compact file stores them), for a layer that runs sparse.
+    fn packed(&self, _name: &str) -> Option<Arc<Packed>> {
+        None
+    }
     /// The values of a constant parameter, where the graph holds them as constants (to fold a FrozenBatchNorm
     /// into a sparse conv); `None` for trainable ones.
     fn values(&self, _name: &str) -> Option<Vec<f32>> {
-        None
-    }
-    /// The non-zeros of a constant weight (as a compact file stores them), for a layer that runs sparse.
-    fn packed(&self, _name: &str) -> Option<Arc<Packed>> {
         None
     }
 }
