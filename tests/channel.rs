@@ -207,7 +207,7 @@ fn unstructured_masks_follow_the_kept_channels() {
     let state = ModelState::load(&out, Some(&cm)).unwrap();
     for (name, m) in &state.masks.map {
         let w = state.weights.get(name).unwrap();
-        assert!(w.values.iter().zip(&m.keep).all(|(v, &k)| k == 1 || *v == 0.0), "{name}");
+        assert!(w.values.dense().iter().zip(&m.keep).all(|(v, &k)| k == 1 || *v == 0.0), "{name}");
     }
     assert!(state.masks.kept() < state.masks.total());
 }

@@ -154,7 +154,7 @@ fn classifier_pretrains_prunes_and_transfers_onto_a_detector() {
     let cls_ticket = ModelState::load(&ticket_model, Some(&ticket_masks)).unwrap();
     let pruned = cls_ticket.weights.get("layer2.0.conv1.weight").unwrap();
     let m = &cls_ticket.masks.map["layer2.0.conv1.weight"];
-    assert!(m.keep.iter().zip(&pruned.values).all(|(&k, &v)| k == 1 || v == 0.0), "pruned weights are zero in the ticket");
+    assert!(m.keep.iter().zip(pruned.values.dense().iter()).all(|(&k, &v)| k == 1 || v == 0.0), "pruned weights are zero in the ticket");
 
     // Transfer onto the detector: pretrained backbone (weights only) …
     let det = fixture(DETECTOR);
@@ -222,7 +222,7 @@ fn classifier_pretrains_prunes_and_transfers_onto_a_detector() {
     let l1 = ModelState::load(&dimp.join("level_1/model.onnx"), None).unwrap();
     let lw = l1.weights.get("backbone.body.layer2.0.conv1.weight").unwrap();
     assert!(
-        moved.map["backbone.body.layer2.0.conv1.weight"].keep.iter().zip(&lw.values).all(|(&k, &v)| k == 1 || v == 0.0),
+        moved.map["backbone.body.layer2.0.conv1.weight"].keep.iter().zip(lw.values.dense().iter()).all(|(&k, &v)| k == 1 || v == 0.0),
         "the transferred mask holds through training"
     );
     assert_ne!(lw.values, tw.values, "the transferred ticket trained");

@@ -230,8 +230,10 @@ fn seeds() -> Seeds {
     let mut map = std::collections::BTreeMap::new();
     for w in state.prunable() {
         let keep: Vec<u8> = (0..w.numel()).map(|i| (i % 2) as u8).collect();
-        replace
-            .insert(w.initializer.clone(), w.values.iter().zip(&keep).map(|(v, k)| if *k == 1 { *v } else { 0.0 }).collect::<Vec<f32>>());
+        replace.insert(
+            w.initializer.clone(),
+            w.values.dense().iter().zip(&keep).map(|(v, k)| if *k == 1 { *v } else { 0.0 }).collect::<Vec<f32>>(),
+        );
         map.insert(w.name.clone(), Mask { shape: w.shape.clone(), keep });
     }
     let compact_path = scratch.path().join("seed.tkt");

@@ -85,7 +85,7 @@ fn row(run: &Path, l: usize) -> serde_json::Value {
 }
 
 fn weights(path: &Path) -> BTreeMap<String, Vec<f32>> {
-    ModelState::import(path).unwrap().weights.tensors.into_iter().map(|w| (w.name, w.values)).collect()
+    ModelState::import(path).unwrap().weights.tensors.into_iter().map(|w| (w.name, w.values.into_dense())).collect()
 }
 
 #[test]
@@ -386,7 +386,8 @@ fn channel_imp_cuts_the_trained_model_and_the_initial_weights_alike() {
             serde_json::from_slice(&std::fs::read(level(&run, l).join("channels.json")).unwrap()).unwrap();
         expect = ticket::prune::channel::apply_plans(&expect, &plans).unwrap();
         let start = weights(&level(&run, l).join("start.onnx"));
-        let want: BTreeMap<String, Vec<f32>> = expect.weights.tensors.iter().map(|w| (w.name.clone(), w.values.clone())).collect();
+        let want: BTreeMap<String, Vec<f32>> =
+            expect.weights.tensors.iter().map(|w| (w.name.clone(), w.values.dense().into_owned())).collect();
         assert!(start == want, "level {l} starts from the initial weights cut by plans 1..={l}");
         let trained = ModelState::import(&level(&run, l).join("model.onnx")).unwrap();
         let narrow: usize = trained.weights.total();

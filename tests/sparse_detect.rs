@@ -124,6 +124,131 @@ fn kernel_choice_decides_the_ops_of_the_stage_graphs() {
     assert!(p.sparse_layers.is_empty(), "dense model under auto: {:?}", p.sparse_layers);
 }
 
+/// A layer-wise 80% ticket of `name` saved as .onnx and as .tkt, in `dir`.
+fn ticket_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (onnx, tkt) = (dir.join(format!("{name}_80.onnx")), dir.join(format!("{name}_80.tkt")));
+    ticket_json(&[
+        &"prune",
+        &fixture(&format!("{name}.onnx")),
+        &"--scope",
+        &"layer",
+        &"--sparsity",
+        &"0.8",
+        &"-o",
+        &onnx,
+        &"--compact",
+        &tkt,
+    ]);
+    (onnx, tkt)
+}
+
+#[test]
+fn a_compact_ticket_detects_as_its_onnx_on_the_sparse_kernels() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    for name in ["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"] {
+        let (onnx, tkt) = ticket_files(dir.path(), name);
+        for kernels in ["sparse", "auto"] {
+            let from_onnx = detect(&onnx, &images, kernels, &dir.path().join(format!("{name}_{kernels}_onnx.json")));
+            let from_tkt = detect(&tkt, &images, kernels, &dir.path().join(format!("{name}_{kernels}_tkt.json")));
+            // The same non-zeros reach the same kernels, whichever file they were read from.
+            assert_eq!(from_onnx, from_tkt, "{name}, --kernels {kernels}");
+            same_detections(&format!("{name}, --kernels {kernels}"), &from_onnx, &from_tkt);
+        }
+    }
+}
+
+#[test]
+fn a_channel_ticket_pruned_again_by_weight_runs_both_and_detects_the_same() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    for name in ["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn", "keypointrcnn_r50_fpn"] {
+        // Half of every group's channels removed, then 80% of the remaining weights of every layer zeroed.
+        let (narrow, ticket) = (dir.path().join(format!("{name}_ch.onnx")), dir.path().join(format!("{name}_ch_w80.tkt")));
+        let ch = fixture(&format!("{name}.onnx"));
+        let args: [&dyn AsRef<std::ffi::OsStr>; 12] =
+            [&"prune", &ch, &"--structure", &"channel", &"--sparsity", &"0.5", &"--scope", &"layer", &"--round-to", &"1", &"-o", &narrow];
+        ticket_json(&args);
+        let weight_onnx = dir.path().join(format!("{name}_ch_w80.onnx"));
+        ticket_json(&[&"prune", &narrow, &"--scope", &"layer", &"--sparsity", &"0.8", &"-o", &weight_onnx, &"--compact", &ticket]);
+        let dense_state = ModelState::load(&fixture(&format!("{name}.onnx")), None).unwrap();
+        let state = ModelState::load(&ticket, None).unwrap();
+        let width = |s: &ModelState| s.weights.get("backbone.body.layer1.0.conv1.weight").unwrap().shape[0];
+        assert!(width(&state) < width(&dense_state), "{name}: the channel ticket is narrower");
+        let mut p = Inference::new(&state, Kernels::Auto);
+        stages::backbone_rpn_with(&mut p, 128, 128).unwrap();
+        stages::box_stage_with(&mut p, 16).unwrap();
+        assert!(p.sparse_layers.len() > 10, "{name}: the remaining channels' masks run sparse: {:?}", p.sparse_layers);
+        let dense = detect(&ticket, &images, "dense", &dir.path().join(format!("{name}_ch_dense.json")));
+        let sparse = detect(&ticket, &images, "sparse", &dir.path().join(format!("{name}_ch_sparse.json")));
+        same_detections(&format!("{name}, channel + weight ticket"), &dense, &sparse);
+    }
+}
+
+#[test]
+fn a_compact_ticket_reaches_the_sparse_ops_without_dense_weights() {
+    let dir = tempdir();
+    let (_, tkt) = ticket_files(dir.path(), "maskrcnn_r18_fpn");
+    let state = ModelState::load(&tkt, None).unwrap();
+    // Every pruned layer is held as the file stores it: bitmap and non-zero values.
+    let convs: Vec<_> = state.prunable().filter(|w| w.shape.len() == 4 && w.shape[2] == w.shape[3] && w.shape[2] > 1).collect();
+    assert!(convs.len() > 10 && convs.iter().all(|w| w.values.packed().is_some()), "pruned convs held packed");
+    let mut p = Inference::new(&state, Kernels::Sparse);
+    let graphs = [
+        stages::backbone_rpn_with(&mut p, 128, 128).unwrap(),
+        stages::box_stage_with(&mut p, 16).unwrap(),
+        stages::mask_stage_with(&mut p, 4).unwrap(),
+    ];
+    let mut sparse_nodes = 0;
+    for g in graphs.iter().map(|g| g.graph.as_ref().unwrap()) {
+        let init = |name: &str| g.initializer.iter().find(|t| t.name() == name);
+        for n in g.node.iter().filter(|n| n.op_type().starts_with("Sparse")) {
+            sparse_nodes += 1;
+            let shape = &n.attribute.iter().find(|a| a.name() == "weight_shape").expect("a packed weight").ints;
+            let numel: i64 = shape.iter().product();
+            let (bits, values) = (init(&n.input[1]).unwrap(), init(&n.input[2]).unwrap());
+            assert_eq!(bits.data_type(), 2, "{}: the bitmap is uint8", n.name());
+            assert_eq!(bits.dims, vec![(numel + 7) / 8], "{}", n.name());
+            assert!(values.dims[0] < numel, "{}: {} values for {numel} weights", n.name(), values.dims[0]);
+            // No initializer of the graph is as large as the dense weight.
+            assert!(n.input[1..].iter().all(|i| init(i).is_none_or(|t| t.dims.iter().product::<i64>() < numel)), "{}", n.name());
+        }
+    }
+    assert!(sparse_nodes > 20, "{sparse_nodes} sparse nodes");
+    for w in &p.sparse_layers {
+        assert!(graphs.iter().all(|g| g.graph.as_ref().unwrap().initializer.iter().all(|t| t.name() != w)), "{w}: a dense initializer");
+    }
+}
+
+#[test]
+fn a_corrupt_compact_ticket_is_refused_by_detect() {
+    let dir = tempdir();
+    let images = write_images(dir.path());
+    let (_, tkt) = ticket_files(dir.path(), "fasterrcnn_r18_fpn_voc");
+    let bytes = std::fs::read(&tkt).unwrap();
+    let out = dir.path().join("o.json");
+    // Cut short.
+    let cut = dir.path().join("cut.tkt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = run_err(&[&"detect", &cut, &images[0], &"-o", &out]);
+    assert!(err.contains("cut.tkt"), "{err}");
+    // A bitmap that sets one bit more than there are values.
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let bits = tensors.iter_mut().find(|t| t.0.starts_with("bits/") && t.3.iter().any(|b| *b != 0xff)).unwrap();
+    let byte = bits.3.iter().position(|b| *b != 0xff).unwrap();
+    bits.3[byte] |= 1 << bits.3[byte].trailing_ones();
+    let name = bits.0.trim_start_matches("bits/").to_string();
+    let views = tensors.iter().map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()));
+    let bad = dir.path().join("bits.tkt");
+    std::fs::write(&bad, safetensors::serialize(views, meta.metadata().clone()).unwrap()).unwrap();
+    let err = run_err(&[&"detect", &bad, &images[0], &"-o", &out]);
+    assert!(err.contains("bits.tkt") && err.contains(&name) && err.contains("fewer values than set bits"), "{err}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn bad_kernels_value_is_exit_2() {
     let dir = tempdir();

@@ -150,3 +150,34 @@ fn bad_shapes_are_refused_not_run() {
     assert!(conv.run(&[0.0; 5], 1, 1).is_err(), "input of the wrong size");
     assert!(SparseGemm::new(4, &[1.0; 6], 2, 3, Some(&[0.0; 5])).is_err(), "bias of the wrong size");
 }
+
+#[test]
+fn weights_given_as_a_bitmap_pack_as_the_same_weights_given_dense() {
+    use ticket::onnx::compact::Packed;
+    use ticket::sparse::layer::WeightsIn;
+    let mut rng = Rng(SeededRng::new(11));
+    let isa = Isa::detect();
+    let g = ConvGeom { cin: 5, cout: 7, kernel: 3, stride: 2, pad: 1, height: 13, width: 11 };
+    let mut w = rng.weights(g.cout, g.cin * 9, 0.2, true);
+    w[3] = -0.0; // a kept -0.0 is a value of the bitmap, and still no non-zero
+    let b: Vec<f32> = (0..g.cout).map(|_| rng.normal_ish()).collect();
+    let x: Vec<f32> = (0..2 * g.cin * g.height * g.width).map(|_| rng.normal_ish()).collect();
+    let p = Packed::from_dense(&w);
+    let bitmap = WeightsIn::Bitmap { len: p.len, bits: &p.bits, values: &p.values };
+    let dense = SparseConv::with_isa(isa, g, &w, Some(&b)).unwrap();
+    let packed = SparseConv::packing(isa, g, bitmap, Some(&b)).unwrap();
+    assert_eq!(packed.nnz(), dense.nnz());
+    assert_eq!(packed.run(&x, 2, 2).unwrap(), dense.run(&x, 2, 2).unwrap(), "conv");
+    let (m, k, n) = (9, 23, 6);
+    let w = rng.weights(m, k, 0.15, false);
+    let x: Vec<f32> = (0..n * k).map(|_| rng.normal_ish()).collect();
+    let p = Packed::from_dense(&w);
+    let bitmap = WeightsIn::Bitmap { len: p.len, bits: &p.bits, values: &p.values };
+    let packed = SparseGemm::packing(isa, n, bitmap, m, k, None).unwrap();
+    assert_eq!(packed.run(&x, 1).unwrap(), SparseGemm::with_isa(isa, n, &w, m, k, None).unwrap().run(&x, 1).unwrap(), "gemm");
+    // A bitmap that does not match its values, or its shape, is refused.
+    let short = WeightsIn::Bitmap { len: p.len, bits: &p.bits, values: &p.values[1..] };
+    assert!(SparseGemm::packing(isa, n, short, m, k, None).is_err(), "one value missing");
+    let cut = WeightsIn::Bitmap { len: p.len, bits: &p.bits[1..], values: &p.values };
+    assert!(SparseGemm::packing(isa, n, cut, m, k, None).is_err(), "bitmap too short");
+}

@@ -145,7 +145,7 @@ fn masked_training_lowers_loss_and_exports_the_users_onnx_with_trained_weights()
     let mut zeros = 0;
     for (name, m) in &masks.map {
         let w = back.weights.get(name).unwrap();
-        for (&v, &k) in w.values.iter().zip(&m.keep) {
+        for (&v, &k) in w.values.dense().iter().zip(&m.keep) {
             if k == 0 {
                 assert_eq!(v.to_bits(), 0, "{name}: a masked weight is {v} in the exported ONNX, not +0.0");
                 zeros += 1;

@@ -41,7 +41,8 @@ impl PruneBench {
 
 pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<PruneBench> {
     let state = ModelState::import(&s.model)?;
-    let weights: Vec<&[f32]> = state.prunable().map(|w| &w.values[..]).collect();
+    let dense: Vec<std::borrow::Cow<[f32]>> = state.prunable().map(|w| w.values.dense()).collect();
+    let weights: Vec<&[f32]> = dense.iter().map(|w| &w[..]).collect();
     let n: usize = weights.iter().map(|w| w.len()).sum();
     let k = ((n as f64) * (1.0 - s.sparsity)).round() as usize;
     progress(Progress::Total(2));

@@ -1,7 +1,7 @@
 //! Writes the compact ticket file (the format and its reader: `onnx::compact`): the ONNX graph with the sparse
 //! initializers taken out, and for each of those a bitmap of its non-zero positions plus the non-zero values.
 use crate::error::{Context, Error, Result};
-use crate::onnx::compact::{bits_key, values_key, FORMAT, GRAPH_KEY, VERSION};
+use crate::onnx::compact::{bits_key, values_key, Packed, FORMAT, GRAPH_KEY, VERSION};
 use crate::onnx::{external, proto::ModelProto, tensor, OnnxModel};
 use prost::Message;
 use safetensors::{tensor::TensorView, Dtype};
@@ -38,34 +38,37 @@ pub fn pack(model: &OnnxModel, replace: &HashMap<String, Vec<f32>>, out: &Path) 
             }
             continue;
         }
-        let values = match replace.get(&name) {
-            Some(v) => v.clone(),
-            None => tensor::f32_values(t, t.raw_data.as_deref()).with_context(&model.path, || format!("initializer '{name}'"))?,
+        // A tensor read packed and not replaced is written as it was read, without a dense copy.
+        let own = model.packed.get(&name).filter(|_| !replace.contains_key(&name));
+        let packed = match own {
+            Some(p) => std::borrow::Cow::Borrowed(&**p),
+            None => {
+                let values = match replace.get(&name) {
+                    Some(v) => std::borrow::Cow::Borrowed(&v[..]),
+                    None => model.f32_values(t)?.into(),
+                };
+                let p = Packed::from_dense(&values);
+                // Pack only where the bitmap plus the kept values is smaller than the dense tensor.
+                if !Packed::smaller_than_dense(p.len, p.values.len()) {
+                    if replace.contains_key(&name) || model.packed.contains_key(&name) {
+                        if model.packed.get(&name).is_some_and(|p| !p.float_data) {
+                            t.raw_data = Some(Vec::new().into());
+                        }
+                        tensor::set_f32_values(t, &values);
+                    }
+                    continue;
+                }
+                std::borrow::Cow::Owned(p)
+            }
         };
-        let nnz = values.iter().filter(|v| v.to_bits() != 0).count();
-        // Pack only where the bitmap plus the kept values is smaller than the dense tensor.
-        if values.len().div_ceil(8) + 4 * nnz >= 4 * values.len() {
-            if replace.contains_key(&name) {
-                tensor::set_f32_values(t, &values);
-            }
-            continue;
-        }
-        let mut bits = vec![0u8; values.len().div_ceil(8)];
-        let mut kept = Vec::with_capacity(nnz * 4);
-        for (i, v) in values.iter().enumerate() {
-            // -0.0 is kept as a value so that unpacking is bit-exact.
-            if v.to_bits() != 0 {
-                bits[i / 8] |= 1 << (i % 8);
-                kept.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        if t.raw_data.is_none() {
+        if model.packed.get(&name).map_or(t.raw_data.is_none(), |p| p.float_data) {
             float_data_names.push(name.clone());
         }
         t.raw_data = None;
         t.float_data.clear();
-        payload.push((bits_key(&name), Dtype::U8, vec![bits.len()], bits));
-        payload.push((values_key(&name), Dtype::F32, vec![nnz], kept));
+        let kept = tensor::f32_to_le_bytes(&packed.values);
+        payload.push((bits_key(&name), Dtype::U8, vec![packed.bits.len()], packed.bits.clone()));
+        payload.push((values_key(&name), Dtype::F32, vec![packed.values.len()], kept));
     }
     let graph_bytes = proto.encode_to_vec();
     let graph_len = graph_bytes.len() as u64;

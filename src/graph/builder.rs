@@ -67,12 +67,22 @@ impl GraphBuilder {
     }
 
     pub fn f32_init(&mut self, name: &str, shape: &[usize], data: &[f32]) -> String {
+        self.raw_init(name, DataType::Float, shape, || crate::onnx::tensor::f32_to_le_bytes(data))
+    }
+
+    /// A uint8 initializer (a sparse weight's bitmap of non-zero positions).
+    pub fn u8_init(&mut self, name: &str, shape: &[usize], data: &[u8]) -> String {
+        self.raw_init(name, DataType::Uint8, shape, || data.to_vec())
+    }
+
+    /// An initializer holding `bytes()` as raw data, added once per name.
+    fn raw_init(&mut self, name: &str, elem: DataType, shape: &[usize], bytes: impl FnOnce() -> Vec<u8>) -> String {
         if !self.graph.initializer.iter().any(|t| t.name() == name) {
             self.graph.initializer.push(TensorProto {
                 name: Some(name.to_string()),
                 dims: shape.iter().map(|&d| d as i64).collect(),
-                data_type: Some(DataType::Float as i32),
-                raw_data: Some(crate::onnx::tensor::f32_to_le_bytes(data).into()),
+                data_type: Some(elem as i32),
+                raw_data: Some(bytes().into()),
                 ..Default::default()
             });
         }

@@ -5,8 +5,11 @@ use super::builder::{Attr, GraphBuilder};
 use crate::error::{Error, Result};
 use crate::model::arch::BlockKind;
 use crate::model::ModelState;
+use crate::onnx::compact::Packed;
 use crate::sparse::tract_op::DOMAIN as SPARSE_DOMAIN;
+use crate::sparse::tract_op::WEIGHT_SHAPE;
 use crate::sparse::LayerShape;
+use std::sync::Arc;
 
 /// How parameters enter a graph: as constants (inference) or as trainable weights times frozen masks.
 pub trait Params {
@@ -17,6 +20,10 @@ pub trait Params {
     /// Whether the layer with weight `name` is emitted as this crate's sparse op (inference stages only).
     fn sparse(&mut self, _name: &str, _shape: LayerShape) -> bool {
         false
+    }
+    /// The non-zeros of a constant weight (as a compact file stores them), for a layer that runs sparse.
+    fn packed(&self, _name: &str) -> Option<Arc<Packed>> {
+        None
     }
     /// The values of a constant parameter, where the graph holds them as constants (to fold a FrozenBatchNorm
     /// into a sparse conv); `None` for trainable ones.
@@ -48,7 +55,7 @@ impl Params for Constants<'_> {
 
     fn param(&mut self, b: &mut GraphBuilder, name: &str) -> Result<String> {
         match (self.0.weights.get(name), self.0.buffers.get(name)) {
-            (Some(w), _) => Ok(b.f32_init(name, &w.shape, &w.values)),
+            (Some(w), _) => Ok(b.f32_init(name, &w.shape, &w.values.dense())),
             (None, Some((s, v))) => Ok(b.f32_init(name, s, v)),
             _ => Err(missing(self.0, name)),
         }
@@ -91,19 +98,38 @@ impl<P: Params> Net<'_, P> {
         let w = format!("{prefix}.weight");
         let ws = self.p.shape(&w)?;
         let (cout, k) = (ws[0], ws[2]);
-        let mut inputs = vec![x.name.clone(), self.p.param(self.b, &w)?];
+        let attrs = conv_attrs(k, stride, pad);
+        let packed = (ws[2] == ws[3] && self.p.sparse(&w, LayerShape::Conv { kernel: k, stride })).then(|| self.p.packed(&w)).flatten();
+        let mut inputs = vec![x.name.clone()];
+        match &packed {
+            Some(p) => inputs.extend(self.packed_weight(&w, p)),
+            None => inputs.push(self.p.param(self.b, &w)?),
+        }
         let bias = format!("{prefix}.bias");
         if self.p.has(&bias) {
             inputs.push(self.p.param(self.b, &bias)?);
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let attrs = conv_attrs(k, stride, pad);
-        let out = if ws[2] == ws[3] && self.p.sparse(&w, LayerShape::Conv { kernel: k, stride }) {
-            self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &refs, &format!("{prefix}/SparseConv"), attrs)
-        } else {
-            self.b.node("Conv", &refs, &format!("{prefix}/Conv"), attrs)
+        let out = match packed {
+            Some(_) => self.sparse_node("SparseConv", &refs, &format!("{prefix}/SparseConv"), attrs, &ws),
+            None => self.b.node("Conv", &refs, &format!("{prefix}/Conv"), attrs),
         };
         Ok(conv_output(x, out, cout, k, stride, pad))
+    }
+
+    /// A sparse layer's weight as the sparse ops take it: `{name}.bits`, the bitmap of its non-zero positions
+    /// (uint8), and `{name}.nonzeros`, the values at those positions in order — no dense tensor in the graph.
+    fn packed_weight(&mut self, name: &str, p: &Packed) -> [String; 2] {
+        [
+            self.b.u8_init(&format!("{name}.bits"), &[p.bits.len()], &p.bits),
+            self.b.f32_init(&format!("{name}.nonzeros"), &[p.values.len()], &p.values),
+        ]
+    }
+
+    /// A sparse op node on a packed weight of shape `shape` (its `weight_shape` attribute).
+    fn sparse_node(&mut self, op: &str, inputs: &[&str], name: &str, mut attrs: Vec<(&'static str, Attr)>, shape: &[usize]) -> String {
+        attrs.push((WEIGHT_SHAPE, Attr::Ints(shape.iter().map(|&d| d as i64).collect())));
+        self.b.custom_node(SPARSE_DOMAIN, op, inputs, name, attrs)
     }
 
     /// A conv followed by its FrozenBatchNorm. A conv on the sparse kernels takes the normalisation folded into
@@ -119,26 +145,23 @@ impl<P: Params> Net<'_, P> {
             (Some(sc), Some(sh)) if square && sc.len() == ws[0] && sh.len() == ws[0] => Some((sc, sh)),
             _ => None,
         };
-        // The weights are copied only for a layer that runs sparse (a parameter that can run sparse has values).
+        // The non-zeros are read only for a layer that runs sparse (a parameter that can run sparse has them).
         let folded = bn_values
             .filter(|_| self.p.sparse(&w, LayerShape::Conv { kernel: ws[2], stride }))
-            .and_then(|(sc, sh)| Some((self.p.values(&w)?, sc, sh)));
-        let Some((mut wv, sc, sh)) = folded else {
+            .and_then(|(sc, sh)| Some((self.p.packed(&w)?, sc, sh)));
+        let Some((packed, sc, sh)) = folded else {
             let y = self.conv(x, conv, stride, pad)?;
             let y = self.frozen_bn(&y, bn)?;
             return Ok(if relu { self.relu(&y) } else { y });
         };
-        let per = wv.len() / ws[0];
-        for (co, row) in wv.chunks_mut(per).enumerate() {
-            row.iter_mut().for_each(|v| *v *= sc[co]);
-        }
+        let scaled = packed.scale_rows(packed.len / ws[0], &sc);
         let bias = self.p.values(&format!("{conv}.bias"));
         let bv: Vec<f32> = (0..ws[0]).map(|c| bias.as_ref().map_or(0.0, |b| b[c]) * sc[c] + sh[c]).collect();
-        let wn = self.b.f32_init(&format!("{conv}.weight_bn"), &ws, &wv);
+        let [bits, nonzeros] = self.packed_weight(&format!("{conv}.weight_bn"), &scaled);
         let bn_ = self.b.f32_init(&format!("{conv}.bias_bn"), &[ws[0]], &bv);
         let mut attrs = conv_attrs(ws[2], stride, pad);
         attrs.push(("relu", Attr::Int(relu as i64)));
-        let out = self.b.custom_node(SPARSE_DOMAIN, "SparseConv", &[&x.name, &wn, &bn_], &format!("{conv}/SparseConv"), attrs);
+        let out = self.sparse_node("SparseConv", &[&x.name, &bits, &nonzeros, &bn_], &format!("{conv}/SparseConv"), attrs, &ws);
         Ok(conv_output(x, out, ws[0], ws[2], stride, pad))
     }
 
@@ -262,15 +285,21 @@ impl<P: Params> Net<'_, P> {
 
     fn linear(&mut self, x: &str, prefix: &str) -> Result<String> {
         let name = format!("{prefix}.weight");
-        let inputs = self.p.shape(&name)?.get(1).copied().unwrap_or(0);
-        let sparse = self.p.sparse(&name, LayerShape::Gemm { inputs });
-        let w = self.p.param(self.b, &name)?;
-        let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
+        let shape = self.p.shape(&name)?;
+        let inputs = shape.get(1).copied().unwrap_or(0);
+        let packed = self.p.sparse(&name, LayerShape::Gemm { inputs }).then(|| self.p.packed(&name)).flatten();
         let attrs = vec![("transB", Attr::Int(1))];
-        Ok(if sparse {
-            self.b.custom_node(SPARSE_DOMAIN, "SparseGemm", &[x, &w, &bias], &format!("{prefix}/SparseGemm"), attrs)
-        } else {
-            self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), attrs)
+        Ok(match packed {
+            Some(p) => {
+                let [bits, nonzeros] = self.packed_weight(&name, &p);
+                let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
+                self.sparse_node("SparseGemm", &[x, &bits, &nonzeros, &bias], &format!("{prefix}/SparseGemm"), attrs, &shape)
+            }
+            None => {
+                let w = self.p.param(self.b, &name)?;
+                let bias = self.p.param(self.b, &format!("{prefix}.bias"))?;
+                self.b.node("Gemm", &[x, &w, &bias], &format!("{prefix}/Gemm"), attrs)
+            }
         })
     }
 

@@ -7,8 +7,10 @@ use super::builder::GraphBuilder as Builder;
 use super::net::{Constants, Net, Params, V};
 use crate::error::{Error, Result};
 use crate::model::ModelState;
+use crate::onnx::compact::Packed;
 use crate::onnx::proto::ModelProto;
 use crate::sparse::{choice::density, Kernels, LayerShape};
+use std::sync::Arc;
 
 /// Inference parameters with a kernel choice: a conv or linear layer becomes a sparse op when `kernels` says so
 /// for its density. Layers the sparse path cannot run stay dense, with a note when sparse was asked for.
@@ -41,10 +43,18 @@ impl Params for Inference<'_> {
 
     fn values(&self, name: &str) -> Option<Vec<f32>> {
         match (self.state.weights.get(name), self.state.buffers.get(name)) {
-            (Some(w), _) => Some(w.values.clone()),
+            (Some(w), _) => Some(w.values.dense().into_owned()),
             (None, Some((_, v))) => Some(v.clone()),
             _ => None,
         }
+    }
+
+    fn packed(&self, name: &str) -> Option<Arc<Packed>> {
+        let w = self.state.weights.get(name)?;
+        Some(match w.values.packed() {
+            Some(p) => p.clone(),
+            None => Arc::new(Packed::from_dense(&w.values.dense())),
+        })
     }
 
     fn sparse(&mut self, name: &str, shape: LayerShape) -> bool {
@@ -62,7 +72,7 @@ impl Params for Inference<'_> {
             }
             return false;
         }
-        let sparse = self.kernels.use_sparse(shape, density(&w.values));
+        let sparse = self.kernels.use_sparse(shape, density(w.values.nonzeros(), w.values.len()));
         if sparse {
             self.sparse_layers.push(name.to_string());
         }

@@ -177,14 +177,14 @@ impl Params for Masked<'_> {
                         }
                         None => vec![1.0; w.values.len()],
                     };
-                    let masked: Vec<f32> = w.values.iter().zip(&keep).map(|(v, m)| if *m == 0.0 { 0.0 } else { *v }).collect();
+                    let masked: Vec<f32> = w.values.dense().iter().zip(&keep).map(|(v, m)| if *m == 0.0 { 0.0 } else { *v }).collect();
                     let mask_name = format!("{name}.mask");
                     let wi = b.f32_init(name, &w.shape, &masked);
                     let mi = b.f32_init(&mask_name, &w.shape, &keep);
                     self.frozen.push(mask_name);
                     b.node("Mul", &[&wi, &mi], &format!("{name}/masked"), vec![])
                 } else {
-                    b.f32_init(name, &w.shape, &w.values)
+                    b.f32_init(name, &w.shape, &w.values.dense())
                 }
             }
             // Folded FrozenBatchNorm scale/shift: constants, as in torchvision (buffers, never trained).

@@ -57,7 +57,7 @@ pub fn transfer_backbone(
         let target = format!("{BODY}{}", w.name);
         match detector.weights.get(&target) {
             Some(d) if d.shape == w.shape => {
-                edits.insert(target, (d.shape.clone(), w.values.clone()));
+                edits.insert(target, (d.shape.clone(), w.values.dense().into_owned()));
                 values += w.values.len();
             }
             Some(d) => return mismatch(format!("'{}' has shape {:?}, the detector's '{target}' {:?}", w.name, w.shape, d.shape)),

@@ -6,6 +6,7 @@ pub mod groups;
 pub mod inspect;
 pub mod masks;
 pub mod names;
+pub mod values;
 
 use crate::error::{Context, Error, Result};
 use crate::onnx::{for_each_node, tensor, OnnxModel};
@@ -15,6 +16,8 @@ pub use masks::{Mask, Masks};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+pub use values::Values;
 
 /// How a parameter is used by the graph; only `Weight` is pruned by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -35,7 +38,8 @@ pub struct WeightTensor {
     /// The ONNX initializer that holds it.
     pub initializer: String,
     pub shape: Vec<usize>,
-    pub values: Vec<f32>,
+    /// Dense, or packed as read from a compact ticket file.
+    pub values: Values,
     pub role: Role,
     /// The op that consumes it as weight or bias, when there is one.
     pub op: Option<String>,
@@ -50,7 +54,7 @@ impl WeightTensor {
     }
 
     pub fn zeros(&self) -> usize {
-        self.values.iter().filter(|v| **v == 0.0).count()
+        self.values.len() - self.values.nonzeros()
     }
 }
 
@@ -87,6 +91,14 @@ pub struct ModelState {
     /// Folded FrozenBatchNorm affine tensors (`backbone.body.bn1.scale` / `.shift`), found by their position
     /// after a Conv (the consuming Mul/Add node's scope). Not parameters: the emitted graphs need them.
     pub buffers: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+/// The index of the first value that is not finite (of a packed tensor: in the dense order).
+fn non_finite(values: &Values) -> Option<usize> {
+    match values {
+        Values::Dense(v) => v.iter().position(|v| !v.is_finite()),
+        Values::Packed(p) => p.positions().zip(&p.values).find(|(_, v)| !v.is_finite()).map(|(i, _)| i),
+    }
 }
 
 const BUFFER_SUFFIXES: &[&str] = &[".running_mean", ".running_var", ".num_batches_tracked"];
@@ -151,8 +163,11 @@ impl ModelState {
                 continue;
             }
             let shape = tensor::dims(init).with_context(&source.path, || format!("initializer '{name}'"))?;
-            let values = source.f32_values(init)?;
-            if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            let values = match source.packed.get(name) {
+                Some(p) => Values::Packed(p.clone()),
+                None => Values::Dense(source.f32_values(init)?),
+            };
+            if let Some(bad) = non_finite(&values) {
                 return Err(Error::input(&source.path, format!("initializer '{name}' has a non-finite value at index {bad}")));
             }
             let (role, op, node) = match use_ {
@@ -222,7 +237,7 @@ impl ModelState {
             if w.shape != mask.shape {
                 return Err(Error::input(masks_path, format!("mask '{name}' has shape {:?}, the parameter has {:?}", mask.shape, w.shape)));
             }
-            for (v, &m) in w.values.iter_mut().zip(&mask.keep) {
+            for (v, &m) in w.values.to_mut().iter_mut().zip(&mask.keep) {
                 if m == 0 {
                     *v = 0.0;
                 }
@@ -236,9 +251,14 @@ impl ModelState {
     pub fn changed_initializers(&self) -> Result<HashMap<String, Vec<f32>>> {
         let mut out = HashMap::new();
         for w in &self.weights.tensors {
+            // A tensor still held packed as imported is the source's own.
+            let imported = self.source.packed.get(&w.initializer);
+            if w.values.packed().is_some_and(|p| imported.is_some_and(|i| Arc::ptr_eq(p, i))) {
+                continue;
+            }
             let init = self.source.initializer(&w.initializer).expect("imported from this model");
-            if self.source.f32_values(init)? != w.values {
-                out.insert(w.initializer.clone(), w.values.clone());
+            if self.source.f32_values(init)? != *w.values.dense() {
+                out.insert(w.initializer.clone(), w.values.dense().into_owned());
             }
         }
         Ok(out)

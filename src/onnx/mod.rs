@@ -16,6 +16,7 @@ use prost::Message;
 use proto::{GraphProto, ModelProto, TensorProto};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Protobuf cannot encode a message over 2 GiB; larger models must use external data.
 pub const MAX_PROTO_BYTES: u64 = (2u64 << 30) - 1;
@@ -27,6 +28,9 @@ pub struct OnnxModel {
     pub proto: ModelProto,
     /// Initializer name → its bytes, for initializers whose data lives in external files (already checked).
     pub external: HashMap<String, prost::bytes::Bytes>,
+    /// Initializer name → its data as a compact file stores it, for the initializers of a compact file that
+    /// were packed (their proto tensors hold no data): filled in only where a dense tensor is needed.
+    pub packed: HashMap<String, Arc<compact::Packed>>,
 }
 
 impl OnnxModel {
@@ -59,10 +63,31 @@ impl OnnxModel {
 
     /// A decoded model, checked (see [`check::model`]) and with its external data read.
     pub fn from_proto(path: &Path, proto: ModelProto) -> Result<Self> {
-        let graph = proto.graph.as_ref().ok_or_else(|| Error::input(path, "not an ONNX model: it has no graph"))?;
-        check::model(path, graph)?;
+        Self::from_proto_packed(path, proto, HashMap::new())
+    }
+
+    /// [`OnnxModel::from_proto`] for a compact file's graph, whose initializers named in `packed` hold their
+    /// data there (already checked against their shapes) instead of in the proto.
+    pub fn from_proto_packed(path: &Path, mut proto: ModelProto, packed: HashMap<String, Arc<compact::Packed>>) -> Result<Self> {
+        let graph = proto.graph.as_mut().ok_or_else(|| Error::input(path, "not an ONNX model: it has no graph"))?;
+        for t in graph.initializer.iter_mut().filter(|t| packed.contains_key(t.name())) {
+            t.raw_data = None;
+            t.float_data.clear();
+        }
+        check::model_with(path, graph, &|name| packed.contains_key(name))?;
         let external = external::load_all(path, graph)?;
-        Ok(OnnxModel { path: path.to_path_buf(), proto, external })
+        Ok(OnnxModel { path: path.to_path_buf(), proto, external, packed })
+    }
+
+    /// Writes every packed initializer's data into the proto as dense values (a plain ONNX model again).
+    pub fn materialise(&mut self) {
+        let graph = self.proto.graph.as_mut().expect("checked at load");
+        for t in graph.initializer.iter_mut() {
+            if let Some(p) = self.packed.get(t.name()) {
+                fill_packed(t, p, None);
+            }
+        }
+        self.packed.clear();
     }
 
     pub fn graph(&self) -> &GraphProto {
@@ -83,6 +108,9 @@ impl OnnxModel {
     }
 
     pub fn f32_values(&self, t: &TensorProto) -> Result<Vec<f32>> {
+        if let Some(p) = self.packed.get(t.name()) {
+            return Ok(p.dense());
+        }
         tensor::f32_values(t, self.raw_bytes(t)).with_context(&self.path, || format!("initializer '{}'", t.name()))
     }
 
@@ -112,6 +140,8 @@ impl OnnxModel {
                     None => original.to_vec(),
                 };
                 w.append(t, &bytes);
+            } else if let Some(p) = self.packed.get(t.name()) {
+                fill_packed(t, p, new_values);
             } else if let Some(v) = new_values {
                 tensor::set_f32_values(t, v);
             }
@@ -156,6 +186,19 @@ impl SavedSizes {
     }
 }
 
+/// Gives a packed initializer dense data again — `values` where given, else its own — in the field it was read
+/// from (`raw_data` or `float_data`).
+fn fill_packed(t: &mut TensorProto, p: &compact::Packed, values: Option<&Vec<f32>>) {
+    let dense = values.cloned().unwrap_or_else(|| p.dense());
+    if p.float_data {
+        t.raw_data = None;
+        t.float_data = dense;
+    } else {
+        t.float_data.clear();
+        t.raw_data = Some(tensor::f32_to_le_bytes(&dense).into());
+    }
+}
+
 /// Visits every node of a graph and of the graphs nested in its attributes (If/Loop/Scan bodies).
 pub fn for_each_node<'a>(graph: &'a GraphProto, f: &mut impl FnMut(&'a proto::NodeProto)) {
     for node in &graph.node {
@@ -183,7 +226,9 @@ impl OnnxModel {
                 t.data_location = None;
                 t.external_data.clear();
             }
-            if let Some(v) = replace.get(t.name()) {
+            if let Some(p) = self.packed.get(t.name()) {
+                fill_packed(t, p, replace.get(t.name()));
+            } else if let Some(v) = replace.get(t.name()) {
                 tensor::set_f32_values(t, v);
             }
         }

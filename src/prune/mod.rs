@@ -162,9 +162,11 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
     }
     let fraction = opts.kept_fraction();
     let tensors = &state.weights.tensors;
+    let dense: Vec<std::borrow::Cow<[f32]>> = selected.iter().map(|&i| tensors[i].values.dense()).collect();
     let inputs: Vec<select::Input> = selected
         .iter()
-        .map(|&i| select::Input { values: &tensors[i].values, prev: state.masks.map.get(&tensors[i].name).map(|m| &m.keep[..]) })
+        .zip(&dense)
+        .map(|(&i, values)| select::Input { values, prev: state.masks.map.get(&tensors[i].name).map(|m| &m.keep[..]) })
         .collect();
     let keep_of = |n: usize| ((n as f64) * fraction).round() as usize;
     let masks = match (p.scope, p.min_layer_density) {
@@ -175,11 +177,12 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
         }
     };
     drop(inputs);
+    drop(dense);
 
     let mut reports = Vec::with_capacity(selected.len());
     for (&i, keep) in selected.iter().zip(masks) {
         let w = &mut state.weights.tensors[i];
-        for (v, &k) in w.values.iter_mut().zip(&keep) {
+        for (v, &k) in w.values.to_mut().iter_mut().zip(&keep) {
             if k == 0 {
                 *v = 0.0;
             }

@@ -75,10 +75,10 @@ impl LayerShape {
     }
 }
 
-/// Fraction of non-zero values.
-pub fn density(values: &[f32]) -> f64 {
-    if values.is_empty() {
+/// Fraction of non-zero values, of `len` values with `nonzeros` non-zero (1 for none).
+pub fn density(nonzeros: usize, len: usize) -> f64 {
+    if len == 0 {
         return 1.0;
     }
-    values.iter().filter(|v| **v != 0.0).count() as f64 / values.len() as f64
+    nonzeros as f64 / len as f64
 }

@@ -9,7 +9,7 @@
 //!
 //! Gemm: y[n, m] = Σₖ W[m, k] · x[n, k] + b[m] is the same computation with x transposed to [k][n] rows.
 use super::kernel::Isa;
-use super::layer::{par_ranges, SendPtr, SparseRows};
+use super::layer::{par_ranges, SendPtr, SparseRows, WeightsIn};
 use crate::error::{Error, Result};
 
 /// One buffer for the prepared input, shared by all sparse layers (plan nodes run one after another): it
@@ -93,6 +93,11 @@ impl SparseConv {
 
     /// [`SparseConv::new`] on a given instruction set (one this CPU has; tests compare them).
     pub fn with_isa(isa: Isa, geom: ConvGeom, weights: &[f32], bias: Option<&[f32]>) -> Result<SparseConv> {
+        Self::packing(isa, geom, WeightsIn::Dense(weights), bias)
+    }
+
+    /// Packs weights given dense or as a bitmap and non-zero values (a compact ticket file's form).
+    pub fn packing(isa: Isa, geom: ConvGeom, weights: WeightsIn, bias: Option<&[f32]>) -> Result<SparseConv> {
         if !geom.valid() {
             return Err(Error::Input(format!("sparse conv: unsupported shape {geom:?}")));
         }
@@ -232,6 +237,11 @@ impl SparseGemm {
 
     /// [`SparseGemm::new`] on a given instruction set (one this CPU has).
     pub fn with_isa(isa: Isa, n: usize, weights: &[f32], m: usize, k: usize, bias: Option<&[f32]>) -> Result<SparseGemm> {
+        Self::packing(isa, n, WeightsIn::Dense(weights), m, k, bias)
+    }
+
+    /// Packs weights [m, k] given dense or as a bitmap and non-zero values (a compact ticket file's form).
+    pub fn packing(isa: Isa, n: usize, weights: WeightsIn, m: usize, k: usize, bias: Option<&[f32]>) -> Result<SparseGemm> {
         if n == 0 || m == 0 || k == 0 {
             return Err(Error::Input(format!("sparse gemm: empty shape n {n}, m {m}, k {k}")));
         }

@@ -9,6 +9,54 @@
 use super::kernel::{tile, Isa};
 use crate::error::{Error, Result};
 
+/// A layer's weights as packing reads them: dense, or as a compact ticket file stores them — a bitmap of the
+/// non-zero positions (bit `i % 8` of byte `i / 8`) and the values at those positions in order.
+#[derive(Clone, Copy, Debug)]
+pub enum WeightsIn<'a> {
+    Dense(&'a [f32]),
+    Bitmap { len: usize, bits: &'a [u8], values: &'a [f32] },
+}
+
+impl WeightsIn<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            WeightsIn::Dense(w) => w.len(),
+            WeightsIn::Bitmap { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses a bitmap that does not cover `len` positions or sets another number of bits than there are values.
+    pub fn check(&self) -> Result<()> {
+        let WeightsIn::Bitmap { len, bits, values } = *self else { return Ok(()) };
+        let set = if bits.len() == len.div_ceil(8) { crate::onnx::compact::count_set(bits, len) } else { 0 };
+        if bits.len() != len.div_ceil(8) || set != values.len() {
+            return Err(Error::Input(format!(
+                "sparse pack: a bitmap of {} bytes with {set} bits set, {} values, for {len} weights",
+                bits.len(),
+                values.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The weight at position `i`, for positions asked in increasing order: `cursor` counts the values of the
+    /// set bits passed so far (start it at 0).
+    fn next_at(&self, i: usize, cursor: &mut usize) -> f32 {
+        match self {
+            WeightsIn::Dense(w) => w[i],
+            WeightsIn::Bitmap { bits, values, .. } if bits[i / 8] >> (i % 8) & 1 == 1 => {
+                *cursor += 1;
+                values[*cursor - 1]
+            }
+            WeightsIn::Bitmap { .. } => 0.0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct SparseRows {
     pub isa: Isa,
@@ -50,7 +98,7 @@ impl SparseRows {
     #[allow(clippy::too_many_arguments)]
     pub fn pack(
         isa: Isa,
-        weights: &[f32],
+        weights: WeightsIn,
         rows: usize,
         cols_per_channel: usize,
         channels: usize,
@@ -63,6 +111,7 @@ impl SparseRows {
             return Err(Error::Input(format!("sparse pack: this CPU cannot run {}", isa.name())));
         }
         let cols = cols_per_channel * channels;
+        weights.check()?;
         if weights.len() != rows * cols {
             return Err(Error::Input(format!("sparse pack: {} weights for {rows} rows × {cols} columns", weights.len())));
         }
@@ -75,12 +124,17 @@ impl SparseRows {
         let per_panel = (PANEL_BYTES / (4 * (touch_per_channel + t)).max(1)).clamp(1, channels.max(1));
         let panels = channels.div_ceil(per_panel).max(1);
         let (mut ptr, mut offs, mut vals, mut max_off) = (vec![0u32], Vec::new(), Vec::new(), 0u32);
+        // Rows and their panels are visited in position order, as `next_at` needs.
+        let mut cursor = 0;
         for r in 0..rows {
-            let row = &weights[r * cols..(r + 1) * cols];
             for p in 0..panels {
                 let c0 = p * per_panel * cols_per_channel;
                 let c1 = ((p + 1) * per_panel * cols_per_channel).min(cols);
-                let mut entries: Vec<(u32, f32)> = (c0..c1).filter(|&c| row[c] != 0.0).map(|c| (offset(c) as u32, row[c])).collect();
+                let mut entries: Vec<(u32, f32)> = (c0..c1)
+                    .map(|c| (c, weights.next_at(r * cols + c, &mut cursor)))
+                    .filter(|(_, v)| *v != 0.0)
+                    .map(|(c, v)| (offset(c) as u32, v))
+                    .collect();
                 entries.sort_by_key(|e| e.0);
                 for (o, v) in entries {
                     max_off = max_off.max(o);

@@ -1,20 +1,33 @@
 //! The sparse layers as tract ops, so a stage stays one tract plan. The stage graphs name them
-//! `SparseConv` (attributes kernel_shape, strides, pads as Conv, and relu = 1 for a fused ReLU; inputs X, W,
-//! optional B) and `SparseGemm`
-//! (a Gemm with transB = 1; inputs A, B, optional C) in the domain [`DOMAIN`]; W / B must be initializers.
-//! At load, the ONNX node is an expansion whose `wire` packs the constant weights once for the input shape
-//! it sees and wires a [`SparseOp`] that only takes the activations.
+//! `SparseConv` (attributes kernel_shape, strides, pads as Conv, and relu = 1 for a fused ReLU) and
+//! `SparseGemm` (a Gemm with transB = 1) in the domain [`DOMAIN`]. The weight comes in one of two forms:
+//! - dense: inputs X, W, optional B (W as Conv's or Gemm's);
+//! - packed, with the attribute [`WEIGHT_SHAPE`]: inputs X, the bitmap of W's non-zero positions (uint8, bit
+//!   `i % 8` of byte `i / 8`), the non-zero values in order (float), optional B — a compact ticket file's form,
+//!   so a graph carries no dense copy of a sparse weight.
+//!
+//! W (or bitmap and values) and B must be initializers. At load, the ONNX node is an expansion whose `wire`
+//! packs the constant weights once for the input shape it sees and wires a [`SparseOp`] that only takes the
+//! activations.
 use super::conv::{ConvGeom, SparseConv, SparseGemm};
+use super::kernel::Isa;
+use super::layer::WeightsIn;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
 pub const DOMAIN: &str = "ai.ticket";
+/// The attribute that marks a packed weight and gives its dense shape.
+pub const WEIGHT_SHAPE: &str = "weight_shape";
 
 /// Adds `SparseConv` and `SparseGemm` to an ONNX loader's op registry.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert("SparseConv", sparse_conv);
     onnx.op_register.insert("SparseGemm", sparse_gemm);
+}
+
+fn weight_shape(node: &NodeProto) -> TractResult<Option<Vec<usize>>> {
+    Ok(node.get_attr_opt_tvec::<usize>(WEIGHT_SHAPE)?.map(|s| s.to_vec()))
 }
 
 fn sparse_conv(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
@@ -31,14 +44,15 @@ fn sparse_conv(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> Tr
         bail!("SparseConv {}: square kernels, strides and pads only", node.name);
     }
     let relu = node.get_attr_opt::<i64>("relu")?.unwrap_or(0) != 0;
-    Ok((expand(SparseExpansion::Conv { kernel: kernel[0], stride: strides[0], pad: pads[0], relu }), vec![]))
+    let packed = weight_shape(node)?;
+    Ok((expand(SparseExpansion::Conv { kernel: kernel[0], stride: strides[0], pad: pads[0], relu, packed }), vec![]))
 }
 
 fn sparse_gemm(_ctx: &tract_onnx::model::ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     if node.get_attr_opt::<i64>("transB")?.unwrap_or(0) != 1 || node.get_attr_opt::<i64>("transA")?.unwrap_or(0) != 0 {
         bail!("SparseGemm {}: transA = 0, transB = 1 only", node.name);
     }
-    Ok((expand(SparseExpansion::Gemm), vec![]))
+    Ok((expand(SparseExpansion::Gemm { packed: weight_shape(node)? }), vec![]))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -49,55 +63,71 @@ pub enum SparseExpansion {
         stride: usize,
         pad: usize,
         relu: bool,
+        /// The weight's shape when it comes packed (bitmap and values).
+        packed: Option<Vec<usize>>,
     },
-    Gemm,
+    Gemm {
+        packed: Option<Vec<usize>>,
+    },
+}
+
+impl SparseExpansion {
+    fn packed(&self) -> Option<&[usize]> {
+        match self {
+            SparseExpansion::Conv { packed, .. } | SparseExpansion::Gemm { packed } => packed.as_deref(),
+        }
+    }
+
+    /// Inputs the weight takes (after X): W, or bitmap and values.
+    fn weight_inputs(&self) -> usize {
+        1 + usize::from(self.packed().is_some())
+    }
 }
 
 fn out_dim(i: &TDim, k: usize, s: usize, p: usize) -> TDim {
     i.to_usize().map(|i| TDim::from((i + 2 * p).saturating_sub(k) / s + 1)).unwrap_or_else(|_| (i.clone() + 2 * p - k) / s + 1)
 }
 
+/// Input `i` of a node being wired, which must be a constant of type `T`.
+fn constant<T: Datum>(model: &TypedModel, inputs: &[OutletId], i: usize, prefix: &str) -> TractResult<Arc<Tensor>> {
+    let t = model.outlet_fact(inputs[i])?.konst.clone().with_context(|| format!("{prefix}: input {i} must be a constant"))?;
+    if t.datum_type() != T::datum_type() {
+        bail!("{prefix}: input {i} must be {:?}", T::datum_type());
+    }
+    Ok(t)
+}
+
 impl Expansion for SparseExpansion {
     fn name(&self) -> StaticName {
         match self {
             SparseExpansion::Conv { .. } => "SparseConv".into(),
-            SparseExpansion::Gemm => "SparseGemm".into(),
+            SparseExpansion::Gemm { .. } => "SparseGemm".into(),
         }
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(&'s self, s: &mut Solver<'r>, inputs: &'p [TensorProxy], outputs: &'p [TensorProxy]) -> InferenceResult {
-        if inputs.len() != 2 && inputs.len() != 3 {
-            bail!("{} takes 2 or 3 inputs, got {}", self.name(), inputs.len());
+        let w = self.weight_inputs();
+        if inputs.len() != 1 + w && inputs.len() != 2 + w {
+            bail!("{} takes {} or {} inputs, got {}", self.name(), 1 + w, 2 + w, inputs.len());
         }
         check_output_arity(outputs, 1)?;
         s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
-        match *self {
-            SparseExpansion::Conv { kernel, stride, pad, .. } => {
-                s.equals(&inputs[0].rank, 4)?;
-                s.equals(&outputs[0].rank, 4)?;
-                s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-                s.equals(&outputs[0].shape[1], &inputs[1].shape[0])?;
-                s.given(&inputs[0].shape[2], move |s, h| s.equals(&outputs[0].shape[2], out_dim(&h, kernel, stride, pad)))?;
-                s.given(&inputs[0].shape[3], move |s, w| s.equals(&outputs[0].shape[3], out_dim(&w, kernel, stride, pad)))?;
-            }
-            SparseExpansion::Gemm => {
-                s.equals(&inputs[0].rank, 2)?;
-                s.equals(&outputs[0].rank, 2)?;
-                s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-                s.equals(&outputs[0].shape[1], &inputs[1].shape[0])?;
-            }
+        match self.packed() {
+            Some(shape) => s.equals(&outputs[0].shape[1], TDim::from(shape.first().copied().unwrap_or(0)))?,
+            None => s.equals(&outputs[0].shape[1], &inputs[1].shape[0])?,
+        }
+        let rank = if matches!(self, SparseExpansion::Conv { .. }) { 4 } else { 2 };
+        s.equals(&inputs[0].rank, rank)?;
+        s.equals(&outputs[0].rank, rank)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        if let SparseExpansion::Conv { kernel, stride, pad, .. } = *self {
+            s.given(&inputs[0].shape[2], move |s, h| s.equals(&outputs[0].shape[2], out_dim(&h, kernel, stride, pad)))?;
+            s.given(&inputs[0].shape[3], move |s, w| s.equals(&outputs[0].shape[3], out_dim(&w, kernel, stride, pad)))?;
         }
         Ok(())
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let konst = |i: usize| -> TractResult<Arc<Tensor>> {
-            let t = model.outlet_fact(inputs[i])?.konst.clone().with_context(|| format!("{prefix}: input {i} must be a constant"))?;
-            if t.datum_type() != f32::datum_type() {
-                bail!("{prefix}: input {i} must be f32");
-            }
-            Ok(t)
-        };
         let shape: TVec<usize> = model
             .outlet_fact(inputs[0])?
             .shape
@@ -105,32 +135,49 @@ impl Expansion for SparseExpansion {
             .map(|d| d.to_usize().ok())
             .collect::<Option<_>>()
             .with_context(|| format!("{prefix}: the input shape must be concrete"))?;
-        let w = konst(1)?;
-        let b = if inputs.len() > 2 { Some(konst(2)?) } else { None };
-        let wv = w.try_as_plain_ram()?;
-        let wv = wv.as_slice::<f32>()?;
+        let nw = self.weight_inputs();
+        let b = if inputs.len() > 1 + nw { Some(constant::<f32>(model, inputs, 1 + nw, prefix)?) } else { None };
         let bv = b.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
         let bv = bv.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
-        let layer = match *self {
-            SparseExpansion::Conv { kernel, stride, pad, relu } => {
-                let ws = w.shape();
+        let layer = match self.packed() {
+            Some(ws) => {
+                let (bits, values) = (constant::<u8>(model, inputs, 1, prefix)?, constant::<f32>(model, inputs, 2, prefix)?);
+                let (bits, values) = (bits.try_as_plain_ram()?, values.try_as_plain_ram()?);
+                let len = ws.iter().product();
+                let weights = WeightsIn::Bitmap { len, bits: bits.as_slice::<u8>()?, values: values.as_slice::<f32>()? };
+                self.layer(prefix, &shape, ws, weights, bv)?
+            }
+            None => {
+                let w = constant::<f32>(model, inputs, 1, prefix)?;
+                let wv = w.try_as_plain_ram()?;
+                self.layer(prefix, &shape, w.shape(), WeightsIn::Dense(wv.as_slice::<f32>()?), bv)?
+            }
+        };
+        model.wire_node(prefix, SparseOp { layer: Arc::new(layer) }, &inputs[..1])
+    }
+}
+
+impl SparseExpansion {
+    /// The packed layer for input `shape` and weights of shape `ws`.
+    fn layer(&self, prefix: &str, shape: &[usize], ws: &[usize], weights: WeightsIn, bias: Option<&[f32]>) -> TractResult<Layer> {
+        Ok(match *self {
+            SparseExpansion::Conv { kernel, stride, pad, relu, .. } => {
                 if ws.len() != 4 || ws[2] != kernel || ws[3] != kernel || shape.len() != 4 || ws[1] != shape[1] {
                     bail!("{prefix}: weight shape {ws:?} does not fit input {shape:?} and kernel {kernel}");
                 }
                 let geom = ConvGeom { cin: ws[1], cout: ws[0], kernel, stride, pad, height: shape[2], width: shape[3] };
-                let mut conv = SparseConv::new(geom, wv, bv).map_err(|e| format_err!("{prefix}: {e}"))?;
+                let mut conv = SparseConv::packing(Isa::detect(), geom, weights, bias).map_err(|e| format_err!("{prefix}: {e}"))?;
                 conv.relu = relu;
                 Layer::Conv { batch: shape[0], conv }
             }
-            SparseExpansion::Gemm => {
-                let ws = w.shape();
+            SparseExpansion::Gemm { .. } => {
                 if ws.len() != 2 || shape.len() != 2 || ws[1] != shape[1] {
                     bail!("{prefix}: weight shape {ws:?} does not fit input {shape:?}");
                 }
-                Layer::Gemm(SparseGemm::new(shape[0], wv, ws[0], ws[1], bv).map_err(|e| format_err!("{prefix}: {e}"))?)
+                let gemm = SparseGemm::packing(Isa::detect(), shape[0], weights, ws[0], ws[1], bias);
+                Layer::Gemm(gemm.map_err(|e| format_err!("{prefix}: {e}"))?)
             }
-        };
-        model.wire_node(prefix, SparseOp { layer: Arc::new(layer) }, &inputs[..1])
+        })
     }
 }
 

@@ -358,9 +358,10 @@ impl TrainSession {
             }
             let keep = self.masks.get(name).filter(|_| w.role == Role::Weight).map(|m| &m.keep[..]);
             w.values = match keep {
-                Some(k) => a.iter().zip(k).map(|(&v, &k)| if k == 0 { 0.0 } else { v }).collect(),
+                Some(k) => a.iter().zip(k).map(|(&v, &k)| if k == 0 { 0.0 } else { v }).collect::<Vec<f32>>(),
                 None => a.iter().copied().collect(),
-            };
+            }
+            .into();
         }
         // Masks the model had, and any that prune something; all-ones masks of untouched weights stay out.
         let masks =

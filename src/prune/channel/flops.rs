@@ -87,6 +87,6 @@ pub fn nonzero_flops(state: &ModelState, at: &FlopsAt) -> u64 {
         .tensors
         .iter()
         .filter(|w| w.role == Role::Weight)
-        .map(|w| 2 * w.values.iter().filter(|v| **v != 0.0).count() as u64 * positions(state, &w.name, at))
+        .map(|w| 2 * w.values.nonzeros() as u64 * positions(state, &w.name, at))
         .sum()
 }

@@ -167,8 +167,8 @@ fn per_channel(values: &[f32], shape: &[usize], s: &Slice, channels: usize, f: i
     out
 }
 
-fn values_of<'a>(state: &'a ModelState, t: &str) -> Option<(&'a [usize], &'a [f32])> {
-    state.weights.get(t).map(|w| (&w.shape[..], &w.values[..])).or_else(|| state.buffers.get(t).map(|(s, v)| (&s[..], &v[..])))
+fn values_of<'a>(state: &'a ModelState, t: &str) -> Option<(&'a [usize], std::borrow::Cow<'a, [f32]>)> {
+    state.weights.get(t).map(|w| (&w.shape[..], w.values.dense())).or_else(|| state.buffers.get(t).map(|(s, v)| (&s[..], v[..].into())))
 }
 
 /// Channel importance of a group, normalised by its mean so that global ranking compares groups of different
@@ -181,7 +181,7 @@ fn importance(state: &ModelState, g: &ChannelGroup, how: Importance) -> Vec<f64>
         let mut acc = vec![0.0; g.channels];
         for s in slices {
             if let Some((shape, values)) = values_of(state, &s.tensor) {
-                for (a, v) in acc.iter_mut().zip(per_channel(values, shape, s, g.channels, f)) {
+                for (a, v) in acc.iter_mut().zip(per_channel(&values, shape, s, g.channels, f)) {
                     *a += v;
                 }
             }
@@ -265,7 +265,7 @@ fn shrink(state: &ModelState, groups: &[ChannelGroup], plans: &[GroupPlan]) -> R
                 Some(e) => e,
                 None => {
                     let (sh, v) = values_of(state, &s.tensor).expect("groups only name existing tensors");
-                    (sh.to_vec(), v.to_vec())
+                    (sh.to_vec(), v.into_owned())
                 }
             };
             let (v, sh) = shrink::take(&values, &shape, s.axis, s.block, &plan.keep);
@@ -327,7 +327,7 @@ pub fn zero_channels(state: &ModelState, plans: &[GroupPlan]) -> Result<ModelSta
         for s in &g.producers {
             let entry = edits.entry(s.tensor.clone()).or_insert_with(|| {
                 let (sh, v) = values_of(state, &s.tensor).expect("groups only name existing tensors");
-                (sh.to_vec(), v.to_vec())
+                (sh.to_vec(), v.into_owned())
             });
             let inner: usize = entry.0[s.axis + 1..].iter().product();
             let n = entry.0[s.axis];

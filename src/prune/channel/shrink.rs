@@ -63,6 +63,10 @@ pub fn rewrite(state: &ModelState, edits: &HashMap<String, (Vec<usize>, Vec<f32>
         if let Some(shape) = reshaped.get(t.name()) {
             t.dims = shape.iter().map(|&d| d as i64).collect();
         }
+        // A replaced tensor read packed holds its new values in the proto from now on.
+        if source.packed.remove(t.name()).is_some_and(|p| !p.float_data) {
+            t.raw_data = Some(Vec::new().into());
+        }
         // A replaced tensor that lived in an external file is kept inline from now on; saving decides again.
         if external::is_external(t) {
             source.external.remove(t.name());
