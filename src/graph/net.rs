@@ -30,11 +30,6 @@ pub trait Params {
     fn values(&self, _name: &str) -> Option<Vec<f32>> {
         None
     }
-    /// Whether the RoI heads' 3×3 convs run on the RoIs stacked into one tall image (see
-    /// [`Net::roi_conv_chain`]); the training core's choice.
-    fn stack_rois(&self) -> bool {
-        false
-    }
 }
 
 /// Inference: every parameter is an initializer holding the model's (masked) values.
@@ -341,7 +336,7 @@ impl<P: Params> Net<'_, P> {
 
     /// MaskRCNNHeads + MaskRCNNPredictor on pooled [M, C, 14, 14]: logits [M, K, 28, 28].
     pub fn mask_head(&mut self, pooled: &V) -> Result<V> {
-        let mut prefixes = Vec::new();
+        let mut x = pooled.clone();
         for i in 0.. {
             let (new, old) = (format!("roi_heads.mask_head.{i}.0"), format!("roi_heads.mask_head.mask_fcn{}", i + 1));
             let prefix = if self.p.has(&format!("{new}.weight")) {
@@ -351,65 +346,25 @@ impl<P: Params> Net<'_, P> {
             } else {
                 break;
             };
-            prefixes.push(prefix);
+            x = self.conv(&x, &prefix, 1, 1)?;
+            x = self.relu(&x);
         }
-        let x = self.roi_conv_chain(pooled, &prefixes)?;
         let x = self.conv_transpose_2x2(&x, "roi_heads.mask_predictor.conv5_mask")?;
         let x = self.relu(&x);
         self.conv(&x, "roi_heads.mask_predictor.mask_fcn_logits", 1, 0)
-    }
-
-    /// A RoI head's chain of 3×3/1 convs (padding 1), each followed by ReLU, on `x [N, C, S, S]`.
-    ///
-    /// Where [`Params::stack_rois`] says so, the N RoIs are stacked into one image of N·(S+1) rows, each RoI
-    /// followed by one zero row, so each conv is one large product instead of N small ones: ORT's CPU Conv and
-    /// ConvGrad run an image at a time (im2col and a GEMM of 196 columns per 14×14 RoI). A 3×3 conv with
-    /// padding 1 sees at most one row past a RoI's edge, which is the zero row (or the padding), so every real
-    /// output equals the per-RoI conv's up to summation order; the zero rows' outputs are set back to zero
-    /// (a constant 0/1 row mask) before the next conv. 7% more rows; the same weights and gradients.
-    fn roi_conv_chain(&mut self, x: &V, prefixes: &[String]) -> Result<V> {
-        let [n, c, s, w] = x.shape;
-        if !self.p.stack_rois() || prefixes.is_empty() || n < 2 {
-            let mut x = x.clone();
-            for prefix in prefixes {
-                x = self.conv(&x, prefix, 1, 1)?;
-                x = self.relu(&x);
-            }
-            return Ok(x);
-        }
-        let rows = n * (s + 1);
-        let zero = self.b.f32_const("roi_gap", &[n, c, 1, w], &vec![0.0; n * c * w]);
-        let gapped = self.b.node("Concat", &[&x.name, &zero], "", vec![("axis", Attr::Int(2))]);
-        let t = self.b.node("Transpose", &[&gapped], "", vec![("perm", Attr::Ints(vec![1, 0, 2, 3]))]);
-        let shape = self.b.i64_const(&[1, c as i64, rows as i64, w as i64]);
-        let mut y = V { name: self.b.node("Reshape", &[&t, &shape], "", vec![]), shape: [1, c, rows, w] };
-        let keep: Vec<f32> = (0..rows).map(|r| if r % (s + 1) < s { 1.0 } else { 0.0 }).collect();
-        let keep = self.b.f32_const("roi_rows", &[1, 1, rows, 1], &keep);
-        for prefix in prefixes {
-            y = self.conv(&y, prefix, 1, 1)?;
-            y = self.relu(&y);
-            y.name = self.b.node("Mul", &[&y.name, &keep], "", vec![]);
-        }
-        let cout = y.shape[1];
-        let shape = self.b.i64_const(&[cout as i64, n as i64, (s + 1) as i64, w as i64]);
-        let r = self.b.node("Reshape", &[&y.name, &shape], "", vec![]);
-        let (starts, ends, axes) = (self.b.i64_const(&[0]), self.b.i64_const(&[s as i64]), self.b.i64_const(&[2]));
-        let sliced = self.b.node("Slice", &[&r, &starts, &ends, &axes], "", vec![]);
-        let out = self.b.node("Transpose", &[&sliced], "", vec![("perm", Attr::Ints(vec![1, 0, 2, 3]))]);
-        Ok(V { name: out, shape: [n, cout, s, w] })
     }
 
     /// KeypointRCNNHeads + KeypointRCNNPredictor on pooled [M, C, 14, 14]: heatmap logits [M, K, 56, 56]. The
     /// predictor's ConvTranspose and bilinear upsampling are emitted in exact forms that ORT training can
     /// differentiate on CPU; tract runs them as well.
     pub fn keypoint_head(&mut self, pooled: &V) -> Result<V> {
-        let mut prefixes = Vec::new();
+        let mut x = pooled.clone();
         let mut i = 0;
         while self.p.has(&format!("roi_heads.keypoint_head.{i}.weight")) {
-            prefixes.push(format!("roi_heads.keypoint_head.{i}"));
+            x = self.conv(&x, &format!("roi_heads.keypoint_head.{i}"), 1, 1)?;
+            x = self.relu(&x);
             i += 2; // nn.Sequential(conv, relu, conv, relu, ...): weights sit at even indices
         }
-        let x = self.roi_conv_chain(pooled, &prefixes)?;
         let lowres = self.conv_transpose_4x4_s2(&x, "roi_heads.keypoint_predictor.kps_score_lowres")?;
         Ok(self.bilinear_upsample2x(&lowres))
     }

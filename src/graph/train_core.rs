@@ -55,14 +55,11 @@ pub struct TrainOptions {
     /// layer1, conv1 train; the rest of the ResNet body is frozen. torchvision's default with a pretrained
     /// backbone is 3.
     pub trainable_layers: usize,
-    /// Run the RoI heads' 3×3 convs on the RoIs stacked into one image (`graph::net::Net::roi_conv_chain`):
-    /// the same values up to summation order, one large convolution instead of one per RoI.
-    pub stack_rois: bool,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { trainable_layers: 3, stack_rois: true }
+        TrainOptions { trainable_layers: 3 }
     }
 }
 
@@ -114,7 +111,6 @@ impl TrainGraph {
 pub struct Masked<'a> {
     state: &'a ModelState,
     trainable_layers: usize,
-    stack_rois: bool,
     values: HashMap<String, String>,
     pub trainable: Vec<String>,
     pub frozen: Vec<String>,
@@ -122,14 +118,7 @@ pub struct Masked<'a> {
 
 impl<'a> Masked<'a> {
     pub fn new(state: &'a ModelState, options: &TrainOptions) -> Self {
-        Masked {
-            state,
-            trainable_layers: options.trainable_layers,
-            stack_rois: options.stack_rois,
-            values: HashMap::new(),
-            trainable: vec![],
-            frozen: vec![],
-        }
+        Masked { state, trainable_layers: options.trainable_layers, values: HashMap::new(), trainable: vec![], frozen: vec![] }
     }
 
     /// torchvision's `_resnet_fpn_extractor`: a body parameter trains when its name starts with one of the
@@ -145,10 +134,6 @@ impl<'a> Masked<'a> {
 }
 
 impl Params for Masked<'_> {
-    fn stack_rois(&self) -> bool {
-        self.stack_rois
-    }
-
     fn has(&self, name: &str) -> bool {
         self.state.weights.get(name).is_some() || self.state.buffers.contains_key(name)
     }
