@@ -1,6 +1,8 @@
 //! The library's structure, checked: every `crate::` path under src/ against README's layer list (a module imports
 //! only modules on a lower line), and every file in src/cli/ against the rule that a command file holds its
 //! arguments, a `run` function and rendering — anything another command or a library user needs lives below cli/.
+mod common;
+use common::rust_files;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -20,17 +22,6 @@ fn layers(readme: &str) -> BTreeMap<String, usize> {
         }
     }
     rank
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 /// The top-level module a file under src/ belongs to (`src/detect/nms.rs` → `detect`, `src/fsio.rs` → `fsio`).

@@ -4,8 +4,8 @@
 //! hints that name a command, each listed here with its reason.
 mod common;
 
-use common::{tempdir, ticket};
-use std::path::{Path, PathBuf};
+use common::{rust_files, tempdir, ticket};
+use std::path::Path;
 use ticket::cli::render_error;
 use ticket::data::synth::SynthOptions;
 use ticket::eval::gate::GateSettings;
@@ -101,19 +101,9 @@ fn flags_named(file: &str, text: &str) -> Vec<String> {
 
 /// The library's files: src/ without src/cli/ and main.rs, as (path relative to the crate, text).
 fn library_files() -> Vec<(String, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    walk(&root.join("src"), &mut files);
+    rust_files(&root.join("src"), &mut files);
     files.sort();
     files
         .into_iter()

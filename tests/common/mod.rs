@@ -11,6 +11,18 @@ pub fn fixtures() -> PathBuf {
     std::env::var_os("TICKET_FIXTURES").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
 }
 
+/// Every `.rs` file below `dir`, added to `out` (the tests that read the crate's own sources).
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     let p = fixtures().join(name);
     assert!(p.exists(), "missing fixture {} (regenerate with tools/export_models.py)", p.display());
