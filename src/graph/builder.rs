@@ -125,9 +125,9 @@ impl GraphBuilder {
         self.graph.node.len()
     }
 
-    /// The names of the nodes added from index `start` on.
-    pub fn node_names_from(&self, start: usize) -> Vec<String> {
-        self.graph.node[start.min(self.graph.node.len())..].iter().map(|n| n.name().to_string()).collect()
+    /// The names of the nodes at indices `range` (in the order they were added).
+    pub fn node_names(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        self.graph.node[range].iter().map(|n| n.name().to_string()).collect()
     }
 
     fn fresh(&mut self, prefix: &str) -> String {

@@ -59,7 +59,7 @@ pub fn training_graph(state: &ModelState, batch: usize, side: usize) -> Result<T
     let loss = b.node("Neg", &[&mean], "loss_classifier", vec![]);
     b.typed_output(&loss, "loss", DataType::Float, &[]);
     Ok(TrainGraph {
-        parts: vec![("classifier".into(), b.node_names_from(0))],
+        parts: vec![("classifier".into(), b.node_names(0..b.node_count()))],
         model: b.finish(),
         trainable: p.trainable,
         frozen: p.frozen,

@@ -245,9 +245,7 @@ pub fn training_graph(state: &ModelState, shape: &TrainShape, options: &TrainOpt
         .enumerate()
         .map(|(i, (name, start))| {
             let end = marks.get(i + 1).map_or(b.node_count(), |m| m.1);
-            let mut names = b.node_names_from(*start);
-            names.truncate(end - start);
-            (name.clone(), names)
+            (name.clone(), b.node_names(*start..end))
         })
         .collect();
     Ok(TrainGraph {

@@ -48,14 +48,8 @@ pub struct Packed {
 impl Packed {
     /// Checks that `bits` covers `len` positions and sets exactly as many of them as there are `values`.
     pub fn new(len: usize, bits: Vec<u8>, values: Vec<f32>, float_data: bool) -> std::result::Result<Packed, String> {
-        if bits.len() != len.div_ceil(8) {
-            return Err("packed data does not match its shape".into());
-        }
-        match count_set(&bits, len).cmp(&values.len()) {
-            std::cmp::Ordering::Greater => Err("fewer values than set bits".into()),
-            std::cmp::Ordering::Less => Err("more values than set bits".into()),
-            std::cmp::Ordering::Equal => Ok(Packed { len, bits, values, float_data }),
-        }
+        check_bitmap(len, &bits, values.len())?;
+        Ok(Packed { len, bits, values, float_data })
     }
 
     /// The positions of `values` that are not bit-for-bit zero, and those values.
@@ -98,6 +92,19 @@ impl Packed {
     pub fn scale_rows(&self, per_row: usize, scale: &[f32]) -> Packed {
         let values = self.positions().zip(&self.values).map(|(i, v)| v * scale[i / per_row.max(1)]).collect();
         Packed { values, ..self.clone() }
+    }
+}
+
+/// Whether `bits` covers `len` positions and sets exactly `values` of them: what every reader of a packed tensor
+/// (this file's, the sparse ops') checks before walking it.
+pub fn check_bitmap(len: usize, bits: &[u8], values: usize) -> std::result::Result<(), &'static str> {
+    if bits.len() != len.div_ceil(8) {
+        return Err("packed data does not match its shape");
+    }
+    match count_set(bits, len).cmp(&values) {
+        std::cmp::Ordering::Greater => Err("fewer values than set bits"),
+        std::cmp::Ordering::Less => Err("more values than set bits"),
+        std::cmp::Ordering::Equal => Ok(()),
     }
 }
 

@@ -32,8 +32,8 @@ impl WeightsIn<'_> {
     /// Refuses a bitmap that does not cover `len` positions or sets another number of bits than there are values.
     pub fn check(&self) -> Result<()> {
         let WeightsIn::Bitmap { len, bits, values } = *self else { return Ok(()) };
-        let set = if bits.len() == len.div_ceil(8) { crate::onnx::compact::count_set(bits, len) } else { 0 };
-        if bits.len() != len.div_ceil(8) || set != values.len() {
+        if crate::onnx::compact::check_bitmap(len, bits, values.len()).is_err() {
+            let set = if bits.len() == len.div_ceil(8) { crate::onnx::compact::count_set(bits, len) } else { 0 };
             return Err(Error::Input(format!(
                 "sparse pack: a bitmap of {} bytes with {set} bits set, {} values, for {len} weights",
                 bits.len(),
