@@ -3,7 +3,7 @@
 //! zero-padded RoI count), since tract is fastest with concrete shapes.
 use super::anchors::AnchorGenerator;
 use super::postprocess::{postprocess_detections, BoxHeadParams};
-use super::roi_align::MultiScaleRoIAlign;
+use super::roi_align::{ChannelLast, MultiScaleRoIAlign};
 use super::rpn::{filter_proposals, RpnLevel, RpnParams};
 use crate::error::{Error, Result};
 use crate::graph::stages;
@@ -114,7 +114,7 @@ pub struct StageTimes {
 
 /// The pooled features of `boxes` as a stage's input: its fixed RoI count of rows (zero past the boxes), the
 /// RoIs split over the stages' threads.
-fn pool_for_stage(pool: &MultiScaleRoIAlign, levels: &[ArrayView3<f32>], boxes: &[BoxXyxy], rows: usize) -> Result<ArrayD<f32>> {
+fn pool_for_stage(pool: &MultiScaleRoIAlign, levels: &ChannelLast, boxes: &[BoxXyxy], rows: usize) -> Result<ArrayD<f32>> {
     let boxes = &boxes[..boxes.len().min(rows)];
     Ok(pool.pool_rows(levels, boxes, rows, crate::runtime::tract_stage::threads())?.into_dyn())
 }
@@ -207,11 +207,12 @@ impl Detector {
         let anchors = AnchorGenerator::fpn().anchors(canvas, &feature_hw)?;
         let proposals = filter_proposals(&levels, &anchors, t.resized_hw, &self.params.rpn)?;
 
-        // MultiScaleRoIAlign pools from P2..P5 (not the pool level).
-        let pooled_levels = &feats[..4];
+        // MultiScaleRoIAlign pools from P2..P5 (not the pool level); the box and mask/keypoint heads pool the
+        // same maps, laid out channel-last once.
+        let pooled_levels = ChannelLast::new(&feats[..4])?;
         let box_pool = MultiScaleRoIAlign::new(&feature_hw[..4], t.resized_hw, BOX_OUTPUT_SIZE, SAMPLING_RATIO)?;
         let n = proposals.boxes.len();
-        let pooled = pool_for_stage(&box_pool, pooled_levels, &proposals.boxes, self.params.rpn.post_nms_top_n)?;
+        let pooled = pool_for_stage(&box_pool, &pooled_levels, &proposals.boxes, self.params.rpn.post_nms_top_n)?;
         let s2 = std::time::Instant::now();
         let head = self.box_stage.run(vec![pooled])?;
         times.box_head_ms = ms(s2);
@@ -233,7 +234,7 @@ impl Detector {
             image_hw: t.original_hw,
             ..Default::default()
         };
-        self.run_heads(&mut out, &dets.boxes, &dets.labels, &feats[..4], &t, &mut times)?;
+        self.run_heads(&mut out, &dets.boxes, &dets.labels, &pooled_levels, &t, &mut times)?;
         times.total_ms = ms(start);
         self.last_times = times;
         Ok(out)
@@ -246,14 +247,14 @@ impl Detector {
         out: &mut ImageDetections,
         boxes: &[BoxXyxy],
         labels: &[i64],
-        pooled_levels: &[ArrayView3<f32>],
+        pooled_levels: &ChannelLast,
         t: &transform::Transformed,
         times: &mut StageTimes,
     ) -> Result<()> {
         let ms = |s: std::time::Instant| s.elapsed().as_secs_f64() * 1e3;
         let m = boxes.len();
         let rois = self.params.box_head.detections_per_img;
-        let feature_hw: Vec<Hw> = pooled_levels.iter().map(|f| (f.dim().1, f.dim().2)).collect();
+        let feature_hw: Vec<Hw> = pooled_levels.hw().collect();
         let head_pool = MultiScaleRoIAlign::new(&feature_hw, t.resized_hw, MASK_OUTPUT_SIZE, SAMPLING_RATIO)?;
 
         if let Some(stage) = &self.mask_stage {

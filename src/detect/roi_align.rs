@@ -188,6 +188,30 @@ pub struct MultiScaleRoIAlign {
     pub sampling_ratio: usize,
 }
 
+/// FPN levels laid out `[H, W, C]`, as [`MultiScaleRoIAlign::pool_rows`] reads them: made once per image and
+/// shared by every pooling of it (the box head's and the mask or keypoint head's).
+pub struct ChannelLast(Vec<Array3<f32>>);
+
+impl ChannelLast {
+    /// `features` `[C, H, W]` per level, all with the same channel count.
+    pub fn new(features: &[ArrayView3<f32>]) -> Result<Self> {
+        let c = features.first().map_or(0, |f| f.dim().0);
+        if features.iter().any(|f| f.dim().0 != c) {
+            return Err(bad_input("RoIAlign feature levels have different channel counts".to_string()));
+        }
+        Ok(ChannelLast(features.iter().map(|f| f.view().permuted_axes([1, 2, 0]).as_standard_layout().into_owned()).collect()))
+    }
+
+    /// Height and width of each level.
+    pub fn hw(&self) -> impl Iterator<Item = Hw> + '_ {
+        self.0.iter().map(|f| (f.dim().0, f.dim().1))
+    }
+
+    pub fn channels(&self) -> usize {
+        self.0.first().map_or(0, |f| f.dim().2)
+    }
+}
+
 /// The inputs' rows in the feature table of [`feature_table`] and their weights: `[N, P·P, 4·ratio²]` each.
 /// `pooled[n, c, bin] = Σ_t weight[n, bin, t] · table[index[n, bin, t], c]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -237,32 +261,26 @@ impl MultiScaleRoIAlign {
     /// Pools `boxes` (resized-image pixels) from `features` (`[C, H, W]` per level): `[N, C, P, P]`, rows in
     /// input order.
     pub fn pool(&self, features: &[ArrayView3<f32>], boxes: &[BoxXyxy]) -> Result<Array4<f32>> {
-        self.pool_rows(features, boxes, boxes.len(), 1)
+        self.pool_rows(&ChannelLast::new(features)?, boxes, boxes.len(), 1)
     }
 
-    /// [`Self::pool`] into `rows` ≥ N rows (the rows past the boxes zero: a stage's fixed RoI count), the RoIs
-    /// split over `threads`. The features are read channel-last so that each bilinear tap is one contiguous
+    /// [`Self::pool`] from features already laid out channel-last, into `rows` ≥ N rows (the rows past the boxes
+    /// zero: a stage's fixed RoI count), the RoIs split over `threads`. Each bilinear tap is one contiguous
     /// multiply-add over all channels; every channel still sums its samples in torchvision's order, so the
     /// result is the same bit for bit as pooling one plane at a time.
-    pub fn pool_rows(&self, features: &[ArrayView3<f32>], boxes: &[BoxXyxy], rows: usize, threads: usize) -> Result<Array4<f32>> {
-        self.check(features.iter().map(|f| (f.dim().1, f.dim().2)))?;
-        let c = features[0].dim().0;
-        if features.iter().any(|f| f.dim().0 != c) {
-            return Err(bad_input("RoIAlign feature levels have different channel counts".to_string()));
-        }
-        let p = self.output_size;
+    pub fn pool_rows(&self, features: &ChannelLast, boxes: &[BoxXyxy], rows: usize, threads: usize) -> Result<Array4<f32>> {
+        self.check(features.hw())?;
+        let (c, p) = (features.channels(), self.output_size);
         let mut out = Array4::<f32>::zeros((rows.max(boxes.len()), c, p, p));
         if boxes.is_empty() || c == 0 {
             return Ok(out);
         }
-        // [C, H, W] → [H, W, C]
-        let hwc: Vec<Array3<f32>> = features.iter().map(|f| f.view().permuted_axes([1, 2, 0]).as_standard_layout().into_owned()).collect();
+        let hwc = &features.0;
         let levels = self.levels(boxes);
         let per_thread = boxes.len().div_ceil(threads.clamp(1, boxes.len()));
         std::thread::scope(|scope| {
             let chunks = out.axis_chunks_iter_mut(Axis(0), per_thread).zip(boxes.chunks(per_thread)).zip(levels.chunks(per_thread));
             for ((mut out, boxes), levels) in chunks {
-                let hwc = &hwc;
                 scope.spawn(move || {
                     let mut acc = vec![0f32; c];
                     for (n, (&b, level)) in boxes.iter().zip(levels).enumerate() {
@@ -411,7 +429,7 @@ mod tests {
             .collect();
         boxes.extend([[200.0, 200.0, 260.0, 260.0], [9.0, 9.0, 3.0, 30.0], [4.0, 4.0, 4.0, 4.0]]);
         for threads in [1, 3, 64] {
-            let pooled = pooler.pool_rows(&views, &boxes, 50, threads).unwrap();
+            let pooled = pooler.pool_rows(&ChannelLast::new(&views).unwrap(), &boxes, 50, threads).unwrap();
             assert_eq!(pooled.dim(), (50, 5, 7, 7));
             for (n, (&b, level)) in boxes.iter().zip(pooler.levels(&boxes)).enumerate() {
                 let expect = match level {
