@@ -299,7 +299,7 @@ fn graph_is_trainable_by_ort_1_19() {
         assert!(graph.frozen.contains(&"backbone.body.layer1.0.conv1.weight".to_string()));
         assert!(graph.trainable.contains(&"backbone.body.layer2.0.conv1.weight".to_string()));
         assert!(graph.trainable.contains(&"rpn.head.cls_logits.bias".to_string()));
-        let all = training_graph(&state, &shape, &TrainOptions { trainable_layers: 5 }).unwrap();
+        let all = training_graph(&state, &shape, &TrainOptions { trainable_layers: 5, ..Default::default() }).unwrap();
         assert!(all.frozen.iter().all(|f| f.ends_with(".mask")), "{name}: {:?}", all.frozen);
         // RoI inputs follow the shape: N = batch · rois_per_image, T = 16 taps.
         assert_eq!(graph.input("box_idx").unwrap().shape, vec![16, 49, 16]);
@@ -317,7 +317,7 @@ fn bad_shapes_and_models_are_refused() {
     {
         assert!(training_graph(&state, &bad, &TrainOptions::default()).is_err(), "{bad:?}");
     }
-    assert!(training_graph(&state, &ok, &TrainOptions { trainable_layers: 6 }).is_err());
+    assert!(training_graph(&state, &ok, &TrainOptions { trainable_layers: 6, ..Default::default() }).is_err());
     let mask = state_with_masks("maskrcnn_r18_fpn", false);
     let err = training_graph(&mask, &ok, &TrainOptions::default()).unwrap_err().to_string();
     assert!(err.contains("mask_rois_per_image"), "{err}");

@@ -41,7 +41,7 @@ pub fn training_graph(state: &ModelState, batch: usize, side: usize) -> Result<T
     check_shape(batch, side)?;
     let mut b = GraphBuilder::new("ticket_classifier_training_core");
     // All five stages train: `trainable_layers` is the detectors' fine-tuning rule.
-    let mut p = Masked::new(state, &TrainOptions { trainable_layers: 5 });
+    let mut p = Masked::new(state, &TrainOptions { trainable_layers: 5, ..Default::default() });
     let images = b.typed_input("images", DataType::Float, &[batch as i64, 3, side as i64, side as i64]);
     let labels = b.typed_input("labels", DataType::Int64, &[batch as i64]);
     let logits = Net { b: &mut b, p: &mut p }.resnet_classifier(

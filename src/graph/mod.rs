@@ -2,6 +2,8 @@
 //! training cores) assembles it with its own inputs, outputs and way of holding parameters.
 pub mod builder;
 pub mod classify;
+pub mod distill;
+pub(crate) mod loss_ops;
 pub mod net;
 pub mod proposals;
 pub mod stages;

@@ -17,7 +17,9 @@
 //!   (`keypointrcnn_loss`).
 //!
 //! Where torchvision would divide by zero (nothing sampled) a term is 0.
-use super::builder::{Attr, GraphBuilder};
+use super::builder::GraphBuilder;
+use super::distill::{self, Distill, Student};
+use super::loss_ops::Ops;
 use super::net::{Constants, Net, Params, V};
 use crate::error::{Error, Result};
 use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
@@ -55,11 +57,13 @@ pub struct TrainOptions {
     /// layer1, conv1 train; the rest of the ResNet body is frozen. torchvision's default with a pretrained
     /// backbone is 3.
     pub trainable_layers: usize,
+    /// Distillation terms and their teacher's width (`graph::distill`); none by default.
+    pub distill: Option<Distill>,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { trainable_layers: 3 }
+        TrainOptions { trainable_layers: 3, distill: None }
     }
 }
 
@@ -218,15 +222,27 @@ pub fn training_graph(state: &ModelState, shape: &TrainShape, options: &TrainOpt
     core.mark("RPN head");
     let heads = feats.iter().map(|f| core.net().rpn_head(f)).collect::<Result<Vec<_>>>()?;
     core.mark("RPN losses");
-    core.rpn_losses(&heads)?;
+    let objectness = core.rpn_losses(&heads)?;
     core.mark("box RoIAlign");
-    let table = core.feature_table(&feats[..4]);
+    let table = core.ops().feature_table(&feats[..4]);
     let fpn_c = feats[0].shape[1];
-    core.box_losses(&table, bsz * shape.rois_per_image, fpn_c)?;
+    let boxes = core.box_losses(&table, bsz * shape.rois_per_image, fpn_c)?;
+    let mut mask = None;
     match state.arch.kind {
-        ModelKind::MaskRcnn => core.mask_loss(&table, bsz * shape.mask_rois_per_image, fpn_c)?,
+        ModelKind::MaskRcnn => mask = Some(core.mask_loss(&table, bsz * shape.mask_rois_per_image, fpn_c)?),
         ModelKind::KeypointRcnn => core.keypoint_loss(&table, bsz * shape.keypoint_rois_per_image, fpn_c)?,
         _ => {}
+    }
+    if let Some(d) = &options.distill {
+        core.mark("distillation");
+        let classes = core.p.shape("roi_heads.box_predictor.cls_score.weight")?[0];
+        let student = Student { feats: feats.clone(), objectness, boxes: Some(boxes), mask };
+        let Core { b, inputs, losses, .. } = &mut core;
+        let mut input = |b: &mut GraphBuilder, name: &str, dims: &[usize]| {
+            inputs.push(TensorSpec { name: name.to_string(), elem: ElemType::F32, shape: dims.to_vec() });
+            b.typed_input(name, DataType::Float, &dims.iter().map(|&d| d as i64).collect::<Vec<_>>())
+        };
+        losses.extend(distill::terms(b, d, &student, shape, classes, &mut input));
     }
 
     core.mark("loss sum");
@@ -299,25 +315,13 @@ impl<'a> Core<'a> {
     }
 
     /// `loss_objectness` and `loss_rpn_box_reg` from the per-level head outputs, flattened in torchvision's
-    /// `concat_box_prediction_layers` order (image, level, y, x, anchor).
-    fn rpn_losses(&mut self, heads: &[(V, V)]) -> Result<()> {
+    /// `concat_box_prediction_layers` order (image, level, y, x, anchor). Returns the flattened objectness
+    /// `[B·A]` and the sampled-anchor weights (1 sampled, 0 not) for the distillation terms.
+    fn rpn_losses(&mut self, heads: &[(V, V)]) -> Result<(String, String, usize)> {
         let a = self.p.shape("rpn.head.cls_logits.weight")?[0] as i64;
         let bs = heads[0].0.shape[0] as i64;
         let anchors: i64 = heads.iter().map(|(o, _)| (o.shape[2] * o.shape[3]) as i64 * a).sum();
-        let mut g = self.ops();
-        let (mut obj, mut del) = (Vec::new(), Vec::new());
-        for (o, d) in heads {
-            let (fh, fw) = (o.shape[2] as i64, o.shape[3] as i64);
-            let t = g.transpose(&o.name, &[0, 2, 3, 1]);
-            obj.push(g.reshape(&t, &[bs, fh * fw * a]));
-            let r = g.reshape(&d.name, &[bs, a, 4, fh, fw]);
-            let t = g.transpose(&r, &[0, 3, 4, 1, 2]);
-            del.push(g.reshape(&t, &[bs, fh * fw * a, 4]));
-        }
-        let obj = g.concat(&obj, 1);
-        let obj = g.reshape(&obj, &[bs * anchors]);
-        let del = g.concat(&del, 1);
-        let del = g.reshape(&del, &[bs * anchors, 4]);
+        let (obj, del) = self.ops().flatten_rpn(heads, a);
         let labels = self.input("rpn_labels", ElemType::F32, &[bs as usize, anchors as usize]);
         let targets = self.input("rpn_bbox_targets", ElemType::F32, &[bs as usize, anchors as usize, 4]);
 
@@ -338,25 +342,11 @@ impl<'a> Core<'a> {
         let box_reg = g.weighted_sum(&l1, &positive);
         self.term(&objectness, &n_sampled, "loss_objectness");
         self.term(&box_reg, &n_sampled, "loss_rpn_box_reg");
-        Ok(())
+        Ok((obj, sampled, (bs * anchors) as usize))
     }
 
-    /// RoIAlign's feature table: P2..P5 as rows [B·h·w, C], in `detect::roi_align::feature_table` order.
-    fn feature_table(&mut self, levels: &[V]) -> String {
-        let mut g = self.ops();
-        let rows: Vec<String> = levels
-            .iter()
-            .map(|f| {
-                let [b, c, h, w] = f.shape;
-                let t = g.transpose(&f.name, &[0, 2, 3, 1]);
-                g.reshape(&t, &[(b * h * w) as i64, c as i64])
-            })
-            .collect();
-        g.concat(&rows, 0)
-    }
-
-    /// `loss_classifier` and `loss_box_reg` on `rows` RoIs.
-    fn box_losses(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
+    /// `loss_classifier` and `loss_box_reg` on `rows` RoIs; returns the class logits and the deltas.
+    fn box_losses(&mut self, table: &str, rows: usize, c: usize) -> Result<(String, String)> {
         let pooled = self.pooled_rois("box", table, rows, c, BOX_OUTPUT_SIZE);
         let labels = self.input("roi_labels", ElemType::I64, &[rows]);
         let targets = self.input("roi_bbox_targets", ElemType::F32, &[rows, 4]);
@@ -383,7 +373,7 @@ impl<'a> Core<'a> {
         let box_reg = g.weighted_sum(&l1, &pos_w);
         self.term(&classifier, &n_rois, "loss_classifier");
         self.term(&box_reg, &n_rois, "loss_box_reg");
-        Ok(())
+        Ok((cls, deltas))
     }
 
     /// RoIAlign of `rows` RoIs as Gather taps into the feature table: inputs `{prefix}_idx` and `{prefix}_w`
@@ -395,8 +385,8 @@ impl<'a> Core<'a> {
         self.ops().pool(table, &idx, &w, rows, c, size)
     }
 
-    /// `loss_mask` on `rows` mask RoIs.
-    fn mask_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
+    /// `loss_mask` on `rows` mask RoIs; returns the mask logits.
+    fn mask_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<V> {
         self.mark("mask RoIAlign");
         let pooled = self.pooled_rois("mask", table, rows, c, MASK_OUTPUT_SIZE);
         self.mark("mask head");
@@ -420,7 +410,7 @@ impl<'a> Core<'a> {
         let px = g.scalar(pixels as f32);
         let denominator = g.op("Mul", &[&count, &px]);
         self.term(&sum, &denominator, "loss_mask");
-        Ok(())
+        Ok(logits)
     }
 
     /// `loss_keypoint` on `rows` keypoint RoIs.
@@ -471,115 +461,4 @@ fn check(state: &ModelState, shape: &TrainShape, options: &TrainOptions) -> Resu
         return Err(Error::Input(format!("trainable_layers is {}; torchvision allows 0..=5", options.trainable_layers)));
     }
     Ok(())
-}
-
-/// Loss arithmetic on a builder.
-struct Ops<'a>(&'a mut GraphBuilder);
-
-impl Ops<'_> {
-    fn op(&mut self, op: &str, inputs: &[&str]) -> String {
-        self.0.node(op, inputs, "", vec![])
-    }
-
-    fn scalar(&mut self, v: f32) -> String {
-        self.0.f32_const("scalar", &[], &[v])
-    }
-
-    fn reshape(&mut self, x: &str, shape: &[i64]) -> String {
-        let s = self.0.i64_const(shape);
-        self.0.node("Reshape", &[x, &s], "", vec![])
-    }
-
-    fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
-        self.0.node("Transpose", &[x], "", vec![("perm", Attr::Ints(perm.to_vec()))])
-    }
-
-    fn concat(&mut self, xs: &[String], axis: i64) -> String {
-        let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
-        self.0.node("Concat", &refs, "", vec![("axis", Attr::Int(axis))])
-    }
-
-    fn cast_f32(&mut self, x: &str) -> String {
-        self.0.node("Cast", &[x], "", vec![("to", Attr::Int(DataType::Float as i64))])
-    }
-
-    fn sum_axis(&mut self, x: &str, axis: i64) -> String {
-        let axes = self.0.i64_const(&[axis]);
-        self.0.node("ReduceSum", &[x, &axes], "", vec![("keepdims", Attr::Int(0))])
-    }
-
-    /// `Σ term·w` over the rows with `w > 0`: rows of weight 0 contribute exactly nothing, whatever their term
-    /// holds (padding rows, ignored anchors).
-    fn weighted_sum(&mut self, term: &str, w: &str) -> String {
-        let zero = self.scalar(0.0);
-        let keep = self.op("Greater", &[w, &zero]);
-        let prod = self.op("Mul", &[term, w]);
-        let kept = self.op("Where", &[&keep, &prod, &zero]);
-        self.0.node("ReduceSum", &[&kept], "", vec![("keepdims", Attr::Int(0))])
-    }
-
-    /// `max(Σ w, 1)`: the number of counted rows, 1 when there are none (the term is then 0, not NaN).
-    fn count(&mut self, w: &str) -> String {
-        let s = self.0.node("ReduceSum", &[w], "", vec![("keepdims", Attr::Int(0))]);
-        let one = self.scalar(1.0);
-        self.op("Max", &[&s, &one])
-    }
-
-    /// Stable BCE with logits, element-wise: `relu(x) − x·z + log(1 + exp(−|x|))` (no Softplus: ORT has no
-    /// gradient for it).
-    fn bce_with_logits(&mut self, x: &str, z: &str) -> String {
-        let relu = self.op("Relu", &[x]);
-        let xz = self.op("Mul", &[x, z]);
-        let abs = self.op("Abs", &[x]);
-        let neg = self.op("Neg", &[&abs]);
-        let exp = self.op("Exp", &[&neg]);
-        let one = self.scalar(1.0);
-        let sum = self.op("Add", &[&exp, &one]);
-        let log = self.op("Log", &[&sum]);
-        let a = self.op("Sub", &[&relu, &xz]);
-        self.op("Add", &[&a, &log])
-    }
-
-    /// Smooth-L1 element-wise: with n = |d| and m = min(n, β), `0.5·m²/β + (n − m)`, which is torch's
-    /// `0.5·n²/β` below β and `n − 0.5·β` above, written with Clip so no comparison sits on a parameter's path.
-    fn smooth_l1(&mut self, diff: &str, beta: f32) -> String {
-        let n = self.op("Abs", &[diff]);
-        let lo = self.scalar(0.0);
-        let hi = self.scalar(beta);
-        let m = self.op("Clip", &[&n, &lo, &hi]);
-        let m2 = self.op("Mul", &[&m, &m]);
-        let k = self.scalar(0.5 / beta);
-        let quad = self.op("Mul", &[&m2, &k]);
-        let lin = self.op("Sub", &[&n, &m]);
-        self.op("Add", &[&quad, &lin])
-    }
-
-    /// Per-row cross-entropy of logits `[R, C]` against class indices `[R]`.
-    fn cross_entropy(&mut self, logits: &str, labels: &str) -> String {
-        self.0.node("SoftmaxCrossEntropyLoss", &[logits, labels], "", vec![("reduction", Attr::Str("none"))])
-    }
-
-    /// `x[r, label[r], :]` of `x [R, K, D]` as `[R, 1, D]` (GatherElements, which has a gradient).
-    fn select_class(&mut self, x: &str, labels: &str, rows: usize, d: usize) -> String {
-        let l = self.reshape(labels, &[rows as i64, 1, 1]);
-        let shape = self.0.i64_const(&[rows as i64, 1, d as i64]);
-        let index = self.op("Expand", &[&l, &shape]);
-        self.0.node("GatherElements", &[x, &index], "", vec![("axis", Attr::Int(1))])
-    }
-
-    /// RoIAlign as Gather + weighted sum (docs/engine-facts.md): `pooled[r, c, bin] = Σ_t w[r, bin, t] · table[idx[r, bin,
-    /// t], c]`, returned as `[rows, C, side, side]`.
-    fn pool(&mut self, table: &str, idx: &str, w: &str, rows: usize, c: usize, side: usize) -> V {
-        let bins = (side * side) as i64;
-        let (r, taps) = (rows as i64, TAPS as i64);
-        // GatherND, not Gather: ORT 1.19's CPU GatherGrad takes one global mutex per element (two thirds of a Mask
-        // R-CNN step at 128², measured); GatherNDGrad is a plain accumulation loop.
-        let idx = self.reshape(idx, &[r, bins, taps, 1]);
-        let gathered = self.0.node("GatherND", &[table, &idx], "", vec![]); // [R, bins, T, C]
-        let w = self.reshape(w, &[r, bins, 1, taps]);
-        let pooled = self.op("MatMul", &[&w, &gathered]); // [R, bins, 1, C]
-        let pooled = self.reshape(&pooled, &[r, bins, c as i64]);
-        let pooled = self.transpose(&pooled, &[0, 2, 1]);
-        V { name: self.reshape(&pooled, &[r, c as i64, side as i64, side as i64]), shape: [rows, c, side, side] }
-    }
 }

@@ -232,7 +232,7 @@ impl Run {
                 (session, Task::Classify { data })
             }
             TrainData::Detect(dataset) => {
-                let train = TrainOptions { trainable_layers: config.trainable_layers };
+                let train = TrainOptions { trainable_layers: config.trainable_layers, ..Default::default() };
                 let session = TrainSession::new(&state, &config.shape, &train, &options)?;
                 let rpn_model = work.join("rpn_forward.onnx");
                 let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
