@@ -149,8 +149,8 @@ pub(crate) fn terms(
 fn channel_norm(g: &mut Ops, x: &str, shape: [usize; 4]) -> String {
     let [bs, _, h, w] = shape;
     let n = (bs * h * w) as f32;
-    let axes = g.0.i64_const(&[0, 2, 3]);
-    let mean = g.0.node("ReduceMean", &[x, &axes], "", vec![("keepdims", Attr::Int(1))]);
+    // ReduceMean takes its axes as an attribute until opset 18 (ReduceSum as an input from 13).
+    let mean = g.0.node("ReduceMean", &[x], "", vec![("axes", Attr::Ints(vec![0, 2, 3])), ("keepdims", Attr::Int(1))]);
     let d = g.op("Sub", &[x, &mean]);
     let d2 = g.op("Mul", &[&d, &d]);
     let axes = g.0.i64_const(&[0, 2, 3]);
@@ -166,8 +166,7 @@ fn channel_norm(g: &mut Ops, x: &str, shape: [usize; 4]) -> String {
 /// `mean_c x²` as `[B, 1, h, w]`.
 fn attention(g: &mut Ops, x: &str) -> String {
     let x2 = g.op("Mul", &[x, x]);
-    let axes = g.0.i64_const(&[1]);
-    g.0.node("ReduceMean", &[&x2, &axes], "", vec![("keepdims", Attr::Int(1))])
+    g.0.node("ReduceMean", &[&x2], "", vec![("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))])
 }
 
 /// One level's PKD distance (attention maps where the widths differ).

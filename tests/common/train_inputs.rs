@@ -114,3 +114,34 @@ pub fn inputs(specs: &[TensorSpec], feature_hw: &[Hw], fx: &Fixture) -> Vec<(Str
     }
     feed
 }
+
+/// ONNX Runtime training (1.19.2, the venv tools/setup.sh makes) on the graph: artifacts, one forward and
+/// backward; writes each trainable parameter's gradient as `grad.NAME.bin` (f32) into `dir`.
+pub const ORT_TRAINING_STEP: &str = r#"
+import json, os, sys, types, importlib.util
+import numpy as np
+# onnxruntime.training's __init__ imports torch; api and artifacts do not need it (as tools/train_worker.py).
+spec = importlib.util.find_spec("onnxruntime")
+pkg = types.ModuleType("onnxruntime.training")
+pkg.__path__ = [os.path.join(os.path.dirname(spec.origin), "training")]
+sys.modules["onnxruntime.training"] = pkg
+import onnx
+from onnxruntime.training import api, artifacts
+
+d = sys.argv[1]
+meta = json.load(open(os.path.join(d, "meta.json")))
+art = os.path.join(d, "artifacts")
+os.makedirs(art)
+artifacts.generate_artifacts(onnx.load(os.path.join(d, "core.onnx")), requires_grad=meta["trainable"],
+                             frozen_params=meta["frozen"], loss=None, optimizer=artifacts.OptimType.AdamW,
+                             artifact_directory=art)
+state = api.CheckpointState.load_checkpoint(os.path.join(art, "checkpoint"))
+module = api.Module(os.path.join(art, "training_model.onnx"), state, os.path.join(art, "eval_model.onnx"), device="cpu")
+dtypes = {"f32": np.float32, "i64": np.int64}
+feed = {i["name"]: np.fromfile(os.path.join(d, i["name"] + ".bin"), dtype=dtypes[i["elem"]]).reshape(i["shape"])
+        for i in meta["inputs"]}
+module.train()
+module(*[feed[n] for n in module.input_names()])
+for n in meta["trainable"]:
+    np.ascontiguousarray(state.parameters[n].grad, dtype=np.float32).tofile(os.path.join(d, "grad." + n + ".bin"))
+"#;
