@@ -537,7 +537,8 @@ class Worker:
         return {"path": path}, []
 
     def forward(self, h, tensors):
-        """An inference graph on the current parameters: the RPN forward a training step needs for its proposals.
+        """An inference graph on the current parameters: the RPN forward a training step needs for its proposals, or a
+        teacher's forward (its parameters are its own constants).
 
         Graph inputs named like checkpoint parameters are fed from the state (so the graph always sees the
         weights as they are now); the frame carries the others. One InferenceSession per model file is kept.
@@ -547,13 +548,16 @@ class Worker:
         key = (os.path.abspath(path), os.path.getmtime(path))
         sess = s.forward_sessions.get(key)
         if sess is None:
+            # One session per file (the RPN forward and a teacher's alternate every step); a rewritten file
+            # replaces its old session.
+            s.forward_sessions = {k: v for k, v in s.forward_sessions.items() if k[0] != key[0]}
             options = session_options(self.ort, s.threads)
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if s.device == "cuda" else ["CPUExecutionProvider"]
             try:
                 sess = self.ort.InferenceSession(path, options, providers=providers)
             except Exception as e:
                 raise input_error(f"{path}: cannot open as an inference model ({one_line(e)})")
-            s.forward_sessions = {key: sess}
+            s.forward_sessions[key] = sess
         params = s.state.parameters
         feeds = {}
         for i in sess.get_inputs():

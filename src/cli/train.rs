@@ -3,14 +3,16 @@
 use super::print_report;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::graph::distill::Term;
 use crate::model::ModelState;
+use crate::train::config::DistillSettings;
 use crate::train::run::TrainReport;
 use crate::train::{Run, RunConfig, Start, TrainSettings};
 use std::path::{Path, PathBuf};
 
 /// The training options `ticket train` and `ticket imp` share: data, schedule, optimizer, shapes, engine.
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc", "classify"])))]
+#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc", "classify", "unlabeled"])))]
 pub struct TrainArgs {
     /// COCO annotation json (required unless resuming).
     #[arg(long)]
@@ -25,6 +27,27 @@ pub struct TrainArgs {
     /// torchvision ResNet classifier with cross-entropy (canvas: the first image's side unless --canvas).
     #[arg(long)]
     pub classify: Option<PathBuf>,
+    /// A folder of images without annotations: the --teacher's detections scoring at least --pseudo-score are the
+    /// labels, and the student also learns from the teacher's signals (--distill; default all three terms).
+    #[arg(long)]
+    pub unlabeled: Option<PathBuf>,
+    /// Distil from the --teacher (`ticket imp`: level 0's trained model unless --teacher is given): comma-separated
+    /// terms of features (FPN imitation, PKD), logits (class KL at --temperature, box deltas, mask logits),
+    /// objectness (the RPN's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_term)]
+    pub distill: Vec<Term>,
+    /// The dense model to distil from (ONNX, the same detector kind, classes and anchors; widths may differ).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Weight of every distillation term in the loss.
+    #[arg(long, default_value_t = DistillSettings::default().weight)]
+    pub distill_weight: f32,
+    /// Temperature of the logits term's softmax.
+    #[arg(long, default_value_t = DistillSettings::default().temperature)]
+    pub temperature: f32,
+    /// With --unlabeled: the teacher's detections scoring at least this are the pseudo ground truth.
+    #[arg(long, default_value_t = DistillSettings::default().pseudo_score)]
+    pub pseudo_score: f64,
     /// Training steps (default 1000; on resume: the new total).
     #[arg(long)]
     pub steps: Option<u64>,
@@ -105,8 +128,11 @@ pub struct Args {
 impl TrainArgs {
     /// The data the options name (a new run needs one of --coco, --voc or --classify).
     pub fn data(&self) -> Result<DataSpec> {
+        if let Some(dir) = &self.unlabeled {
+            return Ok(DataSpec::Unlabeled { dir: dir.clone() });
+        }
         DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
-            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR or --classify DIR".into()))
+            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR, --classify DIR or --unlabeled DIR".into()))
     }
 
     /// The flags as the library's training settings.
@@ -128,6 +154,13 @@ impl TrainArgs {
             seed: self.seed,
             device: self.device.clone(),
             save_every: self.save_every,
+            distill: DistillSettings {
+                terms: self.distill.clone(),
+                weight: self.distill_weight,
+                temperature: self.temperature,
+                teacher: self.teacher.clone(),
+                pseudo_score: self.pseudo_score,
+            },
             ..TrainSettings::default()
         }
     }
@@ -141,9 +174,17 @@ impl TrainArgs {
 pub fn run(a: Args, json: bool) -> Result<()> {
     let (dir, start) = match (&a.resume, &a.out) {
         (Some(d), _) => {
-            if a.train.coco.is_some() || a.train.voc.is_some() || a.train.classify.is_some() || a.masks.is_some() {
+            let t = &a.train;
+            if t.coco.is_some()
+                || t.voc.is_some()
+                || t.classify.is_some()
+                || t.unlabeled.is_some()
+                || a.masks.is_some()
+                || t.teacher.is_some()
+            {
                 return Err(Error::Input(
-                    "--resume takes its data and masks from RUN_DIR/run.json; drop --coco/--voc/--classify/--masks".into(),
+                    "--resume takes its data, masks and teacher from RUN_DIR/run.json; drop --coco/--voc/--classify/--unlabeled/--masks/--teacher"
+                        .into(),
                 ));
             }
             (d.clone(), Start::Resume { steps: a.train.steps })
@@ -161,6 +202,10 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     view(None);
     print_report(json, &report, |r| render_report(&a.model, r));
     Ok(())
+}
+
+fn parse_term(s: &str) -> std::result::Result<Term, String> {
+    s.parse()
 }
 
 fn render_report(model: &Path, r: &TrainReport) -> String {

@@ -21,6 +21,11 @@ pub enum DataSpec {
     Classify {
         dir: PathBuf,
     },
+    /// A folder of images without annotations: a detector trains on its teacher's confident detections
+    /// (`train::pseudo`).
+    Unlabeled {
+        dir: PathBuf,
+    },
 }
 
 impl DataSpec {
@@ -30,6 +35,7 @@ impl DataSpec {
             DataSpec::Coco { annotations, images } => Dataset::from_coco(annotations, images),
             DataSpec::Voc { dir, images } => Dataset::from_voc(dir, images.as_deref()),
             DataSpec::Classify { dir } => Err(Error::input(dir, "is a classification set; a detector trains on COCO or VOC data")),
+            DataSpec::Unlabeled { dir } => Err(Error::input(dir, "holds images without annotations: they are labelled by a teacher first")),
         }
     }
 }
@@ -65,6 +71,7 @@ impl DataSpec {
             DataSpec::Coco { annotations, images } => DataSpec::Coco { annotations: absolute(annotations), images: absolute(images) },
             DataSpec::Voc { dir, images } => DataSpec::Voc { dir: absolute(dir), images: images.as_deref().map(absolute) },
             DataSpec::Classify { dir } => DataSpec::Classify { dir: absolute(dir) },
+            DataSpec::Unlabeled { dir } => DataSpec::Unlabeled { dir: absolute(dir) },
         }
     }
 
@@ -73,7 +80,7 @@ impl DataSpec {
         match self {
             DataSpec::Coco { annotations, images } => check_file(annotations).and_then(|_| check_folder(images)),
             DataSpec::Voc { dir, images } => check_folder(dir).and_then(|_| images.as_deref().map_or(Ok(()), check_folder)),
-            DataSpec::Classify { dir } => check_folder(dir),
+            DataSpec::Classify { dir } | DataSpec::Unlabeled { dir } => check_folder(dir),
         }
     }
 

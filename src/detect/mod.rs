@@ -16,6 +16,7 @@ pub mod order;
 pub mod paste;
 pub mod pipeline;
 pub mod postprocess;
+pub mod pseudo_gt;
 pub mod report;
 pub mod results;
 pub mod roi_align;

@@ -4,6 +4,7 @@ use crate::data::{ClassifyDataset, DataSpec};
 use crate::detect::pipeline::DetectParams;
 use crate::error::{Error, Result};
 use crate::fsio::fingerprint;
+use crate::graph::distill::Term;
 use crate::graph::train_core::TrainShape;
 use crate::model::ModelState;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,89 @@ pub struct RunConfig {
     pub seed: u64,
     pub save_every: u64,
     pub device: String,
+    /// Distillation from a teacher (absent in runs without one, and in run.json files older than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
+}
+
+/// A run's teacher and what it distils (`graph::distill`); with `unlabeled` data the teacher's detections are
+/// also the ground truth (`train::pseudo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DistillConfig {
+    pub teacher: PathBuf,
+    /// FNV-1a 64 of the teacher file: a resume checks it.
+    pub teacher_fingerprint: String,
+    pub terms: Vec<Term>,
+    pub weight: f32,
+    pub temperature: f32,
+    /// Teacher detections scoring at least this are the pseudo ground truth of unlabeled images.
+    pub pseudo_score: f64,
+}
+
+/// Distillation settings as a user gives them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistillSettings {
+    /// The terms; none: no distillation (with `unlabeled` data: all three).
+    pub terms: Vec<Term>,
+    pub weight: f32,
+    pub temperature: f32,
+    /// The dense model to learn from (`imp`: level 0's trained model unless given).
+    pub teacher: Option<PathBuf>,
+    pub pseudo_score: f64,
+}
+
+impl Default for DistillSettings {
+    fn default() -> Self {
+        DistillSettings { terms: Vec::new(), weight: 1.0, temperature: 2.0, teacher: None, pseudo_score: 0.5 }
+    }
+}
+
+impl DistillSettings {
+    /// The run's distillation: None without a teacher; terms, teacher and data checked against each other.
+    pub fn config(&self, data: &DataSpec) -> Result<Option<DistillConfig>> {
+        let unlabeled = matches!(data, DataSpec::Unlabeled { .. });
+        let Some(teacher) = &self.teacher else {
+            if unlabeled {
+                return Err(Error::setting("teacher", "training on `unlabeled` images needs a `teacher`: its detections are the labels"));
+            }
+            if !self.terms.is_empty() {
+                return Err(Error::setting("distill", "`distill` needs a `teacher` (the dense model to learn from)"));
+            }
+            return Ok(None);
+        };
+        if self.terms.is_empty() && !unlabeled {
+            return Err(Error::setting("teacher", "a `teacher` is used through `distill` terms (or `unlabeled` images): give `distill`"));
+        }
+        crate::data::spec::check_file(teacher)?;
+        let terms = if self.terms.is_empty() { vec![Term::Features, Term::Logits, Term::Objectness] } else { self.terms.clone() };
+        Ok(Some(DistillConfig {
+            teacher: crate::fsio::absolute(teacher),
+            teacher_fingerprint: fingerprint(teacher)?,
+            terms,
+            weight: self.weight,
+            temperature: self.temperature,
+            pseudo_score: self.pseudo_score,
+        }))
+    }
+}
+
+impl DistillConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |setting, m: String| Err(Error::setting(setting, m));
+        if !(self.weight.is_finite() && self.weight >= 0.0) {
+            return bad("distill_weight", format!("`distill_weight` must be a number ≥ 0, got {}", self.weight));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad("temperature", format!("`temperature` must be a positive number, got {}", self.temperature));
+        }
+        if !(self.pseudo_score > 0.0 && self.pseudo_score < 1.0) {
+            return bad("pseudo_score", format!("`pseudo_score` must lie in (0, 1), got {}", self.pseudo_score));
+        }
+        if self.terms.is_empty() {
+            return bad("distill", "`distill` names no term".into());
+        }
+        Ok(())
+    }
 }
 
 /// The settings of a training run a user chooses; [`RunConfig::new`] resolves them against a model and its data
@@ -74,6 +158,7 @@ pub struct TrainSettings {
     pub device: String,
     /// Checkpoint every this many steps (and at the last).
     pub save_every: u64,
+    pub distill: DistillSettings,
 }
 
 impl Default for TrainSettings {
@@ -96,6 +181,7 @@ impl Default for TrainSettings {
             seed: 0,
             device: "cpu".into(),
             save_every: 100,
+            distill: DistillSettings::default(),
         }
     }
 }
@@ -120,6 +206,7 @@ impl RunConfig {
             }
         };
         let head = s.rois.div_ceil(4);
+        let distill = s.distill.config(&data)?;
         Ok(RunConfig {
             model: crate::fsio::absolute(model),
             model_fingerprint: fingerprint(model)?,
@@ -149,6 +236,7 @@ impl RunConfig {
             seed: s.seed,
             save_every: s.save_every,
             device: s.device.clone(),
+            distill,
         })
     }
 
@@ -228,6 +316,9 @@ impl RunConfig {
         }
         self.optimizer()?;
         self.device()?;
+        if let Some(d) = &self.distill {
+            d.validate()?;
+        }
         Ok(())
     }
 }

@@ -21,7 +21,14 @@ pub struct StepRecord {
     /// Seconds spent loading images and building targets, in the RPN forward, and in the training step.
     pub data_s: f64,
     pub rpn_s: f64,
+    /// Seconds in the teacher's forward; only in distilling runs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub teacher_s: f64,
     pub step_s: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The lines of a log to keep when resuming at `step`: complete records of steps 1..=step, in order. A line

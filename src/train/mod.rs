@@ -10,10 +10,12 @@ pub mod folder;
 pub mod log;
 pub mod order;
 pub mod protocol;
+pub mod pseudo;
 pub mod run;
 pub mod session;
 pub mod step_inputs;
 pub mod targets;
+pub mod teacher;
 pub mod worker;
 
 pub use config::{RunConfig, TrainSettings};

@@ -15,16 +15,18 @@
 //! - `work/`: the training core, ORT's artifacts and the RPN forward graph (regenerated on resume);
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
 use super::checkpoints::{self, resume_point, ResumePoint, CHECKPOINTS};
-use super::config::{check_batch_fits, RunConfig};
+use super::config::{check_batch_fits, DistillConfig, RunConfig};
 use super::folder::{self, refuse_existing_run, Created, MAX_SMALL_FILE};
 use super::log::{open_log, StepRecord};
 use super::order::{BatchItem, Batches};
 use super::session::{Losses, SessionOptions, TrainSession};
 use super::step_inputs::{StepBuilder, StepStats};
+use super::teacher::{check_teacher, Teacher};
 use super::Tensor;
 use crate::data::{check_classes, check_classify_classes, Canvas, CanvasSample, ClassifyDataset, DataSpec, Dataset};
 use crate::error::{Context, Error, Result, WriteContext};
 use crate::fsio::{write_atomic, DirLock};
+use crate::graph::distill::Distill;
 use crate::graph::train_core::TrainOptions;
 use crate::model::{Masks, ModelState};
 use serde::Serialize;
@@ -89,8 +91,25 @@ impl TrainData {
 /// the size of the larger variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Task {
-    Detect { dataset: Dataset, canvas: Canvas, builder: StepBuilder, rpn_model: PathBuf, flip_map: Vec<usize> },
+    Detect { dataset: Dataset, canvas: Canvas, builder: StepBuilder, rpn_model: PathBuf, flip_map: Vec<usize>, teacher: Option<Teacher> },
     Classify { data: ClassifyDataset },
+}
+
+/// A distilling run's teacher (checked against the student) and, for unlabeled images, the pseudo ground truth
+/// made from it that the run folder does not hold yet.
+struct Taught {
+    teacher: Option<ModelState>,
+    pseudo: Option<Vec<u8>>,
+}
+
+/// The run's teacher, checked: unchanged since the run started (a resume), and able to teach the student.
+fn open_teacher(dir: &Path, d: &DistillConfig, student: &ModelState, fresh: bool) -> Result<ModelState> {
+    if !fresh {
+        folder::check_model(dir, &d.teacher, &d.teacher, &d.teacher_fingerprint)?;
+    }
+    let teacher = ModelState::import(&d.teacher)?;
+    check_teacher(&teacher, student)?;
+    Ok(teacher)
 }
 
 /// What a run reports when it has trained to its last step (`ticket train --json`).
@@ -170,7 +189,18 @@ impl Run {
         if let Some(m) = &config.masks {
             state.apply_masks(Masks::load(m)?, m)?;
         }
-        let data = TrainData::load(&state, &config.data)?;
+        let teacher = match &config.distill {
+            Some(d) => Some(open_teacher(dir, d, &state, fresh)?),
+            None => None,
+        };
+        let (data, pseudo) = match (&config.data, &teacher, &config.distill) {
+            (DataSpec::Unlabeled { dir: images }, Some(t), Some(d)) => {
+                let (dataset, bytes) = super::pseudo::labelled(dir, images, t, d.pseudo_score, fresh)?;
+                check_classes(&state, &dataset)?;
+                (TrainData::Detect(dataset), bytes)
+            }
+            _ => (TrainData::load(&state, &config.data)?, None),
+        };
         data.verify()?;
         let batches = Batches::new(data.len(), config.shape.batch, config.seed, config.flip)?;
         data.check_batch(config.shape.batch)?;
@@ -184,7 +214,8 @@ impl Run {
         // checkpoints. What was read is checked again under the lock, in case another process wrote meanwhile.
         // (Refused here, another process holds the folder: what is in it is that process's.)
         let lock = DirLock::acquire(dir)?;
-        let opened = Self::start(dir, fresh, config, saved, state, data, batches, python, threads, lock);
+        let teacher = Taught { teacher, pseudo };
+        let opened = Self::start(dir, fresh, config, saved, state, data, teacher, batches, python, threads, lock);
         if opened.is_err() {
             created.undo(fresh);
         }
@@ -201,6 +232,7 @@ impl Run {
         saved: Option<ResumePoint>,
         state: ModelState,
         data: TrainData,
+        taught: Taught,
         batches: Batches,
         python: &Path,
         threads: usize,
@@ -232,15 +264,31 @@ impl Run {
                 (session, Task::Classify { data })
             }
             TrainData::Detect(dataset) => {
-                let train = TrainOptions { trainable_layers: config.trainable_layers, ..Default::default() };
+                if let Some(bytes) = &taught.pseudo {
+                    write_atomic(&dir.join(super::pseudo::PSEUDO_GT), bytes)?;
+                }
+                let distill = match (&taught.teacher, &config.distill) {
+                    (Some(t), Some(d)) => Some(Distill {
+                        terms: d.terms.clone(),
+                        weight: d.weight,
+                        temperature: d.temperature,
+                        teacher_channels: t.arch.fpn_channels.unwrap_or(0),
+                    }),
+                    _ => None,
+                };
+                let train = TrainOptions { trainable_layers: config.trainable_layers, distill: distill.clone() };
                 let session = TrainSession::new(&state, &config.shape, &train, &options)?;
+                let teacher = match (&taught.teacher, distill) {
+                    (Some(t), Some(d)) => Some(Teacher::prepare(t, &config.shape, d, &work)?),
+                    _ => None,
+                };
                 let rpn_model = work.join("rpn_forward.onnx");
                 let rpn = crate::graph::proposals::rpn_forward(&state, config.shape.batch, config.shape.height, config.shape.width)?;
                 write_atomic(&rpn_model, &prost::Message::encode_to_vec(&rpn))?;
                 let builder = StepBuilder::new(&state.arch, &config.shape, &session.feature_hw, config.seed)?;
                 let flip_map = dataset.flip_map();
                 let canvas = Canvas { min_size: config.min_size, max_size: config.max_size, hw: (config.shape.height, config.shape.width) };
-                (session, Task::Detect { dataset, canvas, builder, rpn_model, flip_map })
+                (session, Task::Detect { dataset, canvas, builder, rpn_model, flip_map, teacher })
             }
         };
         if let Some(saved) = &saved {
@@ -278,7 +326,7 @@ impl Run {
         let items = self.items(step);
         let t0 = Instant::now();
         match &mut self.task {
-            Task::Detect { dataset, canvas, builder, rpn_model, flip_map } => {
+            Task::Detect { dataset, canvas, builder, rpn_model, flip_map, teacher } => {
                 let batch = items
                     .iter()
                     .map(|it| {
@@ -291,8 +339,14 @@ impl Run {
                 let t1 = Instant::now();
                 let rpn = self.session.worker().forward(rpn_model, &[("images", &images)])?;
                 let t2 = Instant::now();
-                let (inputs, stats) = builder.inputs(step, &batch, images, &rpn)?;
-                Ok((inputs, stats, (t1 - t0).as_secs_f64() + t2.elapsed().as_secs_f64(), (t2 - t1).as_secs_f64()))
+                let (mut inputs, mut stats) = builder.inputs(step, &batch, images, &rpn)?;
+                let t3 = Instant::now();
+                if let Some(teacher) = teacher {
+                    let signals = teacher.signals(self.session.worker(), &inputs)?;
+                    inputs.extend(signals);
+                    stats.teacher_s = t3.elapsed().as_secs_f64();
+                }
+                Ok((inputs, stats, (t1 - t0).as_secs_f64() + (t3 - t2).as_secs_f64(), (t2 - t1).as_secs_f64()))
             }
             Task::Classify { data } => {
                 let side = self.config.shape.height;
@@ -335,6 +389,7 @@ impl Run {
             positive_rois: stats.positive_rois,
             data_s,
             rpn_s,
+            teacher_s: stats.teacher_s,
             step_s: (t4 - t3).as_secs_f64(),
         };
         let line = serde_json::to_string(&record).expect("serialises");

@@ -44,6 +44,8 @@ pub struct StepBuilder {
 pub struct StepStats {
     pub proposals: usize,
     pub positive_rois: usize,
+    /// Seconds in the teacher's forward (a distilling run).
+    pub teacher_s: f64,
 }
 
 /// The per-image pieces before they are stacked.

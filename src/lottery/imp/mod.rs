@@ -180,6 +180,9 @@ fn check_val(val: &DataSpec, state: &ModelState) -> Result<()> {
         return Err(Error::setting_at(state.path(), setting, format!("is a {}: score it on {on}", state.arch.kind.label())));
     }
     match val {
+        DataSpec::Unlabeled { dir } => {
+            return Err(Error::input(dir, "a validation set needs annotations (images alone are training data: `unlabeled`)"));
+        }
         DataSpec::Classify { dir } => {
             let data = ClassifyDataset::load(dir)?;
             crate::data::check_classify_classes(state, &data)?;

@@ -23,6 +23,7 @@ pub(super) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMa
     let params = DetectParams::from_model(&state);
     match &config.val {
         DataSpec::Classify { .. } => unreachable!("scored above"),
+        DataSpec::Unlabeled { .. } => unreachable!("refused by check_val"),
         DataSpec::Coco { annotations, images } => {
             let gt = CocoGt::load(annotations)?;
             let types = iou_types_of(&state);

@@ -1,0 +1,182 @@
+//! `ticket train` distilling from a teacher, end to end: the real binary and ORT training worker on the synthetic
+//! set with the narrow Mask R-CNN fixture (tools/export_models.py --synth 4). A pruned ticket trains from a folder
+//! of images without annotations (pseudo labels from the teacher, plus the distillation terms) and its masked
+//! weights stay exactly zero; a channel ticket distils from its wider dense teacher; bad input is refused in one
+//! line, exit 2, with nothing created.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+const MODEL: &str = "train/maskrcnn_r18_fpn_synth.onnx";
+
+/// A synthetic set of `n` images; returns (annotations.json, a folder holding only its images).
+fn data(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let out = ticket(&[&"data", &"synth", &"--out", &dir, &"--images", &n.to_string(), &"--seed", &"3"]);
+    assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));
+    let images = dir.join("unlabeled");
+    std::fs::create_dir_all(&images).unwrap();
+    for e in std::fs::read_dir(dir.join("images")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, images.join(p.file_name().unwrap())).unwrap();
+    }
+    (dir.join("annotations.json"), images)
+}
+
+/// The lines of `log.jsonl`.
+fn log(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn short(args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = args.to_vec();
+    all.extend_from_slice(&[&"--warmup", &"2", &"--lr", &"0.01", &"--batch", &"2", &"--threads", &"1"]);
+    ticket_json(&all)
+}
+
+#[test]
+fn a_ticket_trains_from_unlabeled_images_and_its_masked_weights_stay_zero() {
+    let t = tempdir();
+    let (_, images) = data(&t.path().join("data"), 4);
+    let model = fixture(MODEL);
+    let (pruned, masks) = (t.path().join("pruned.onnx"), t.path().join("masks.safetensors"));
+    ticket_json(&[&"prune", &model, &"--sparsity", &"0.8", &"-o", &pruned, &"--masks-out", &masks]);
+    let run = t.path().join("run");
+    // The fixture's random-init teacher scores low: a low threshold still gives it boxes to teach.
+    let report = short(&[
+        &"train",
+        &pruned,
+        &"--unlabeled",
+        &images,
+        &"--teacher",
+        &model,
+        &"--pseudo-score",
+        &"0.06",
+        &"--masks",
+        &masks,
+        &"--steps",
+        &"10",
+        &"-o",
+        &run,
+    ]);
+    assert_eq!(report["steps"], 10, "{report}");
+
+    let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("pseudo_gt.json")).unwrap()).unwrap();
+    let anns = gt["annotations"].as_array().unwrap();
+    assert!(!anns.is_empty() && anns.iter().all(|a| a["segmentation"].is_object()), "pseudo labels with masks: {}", anns.len());
+    assert_eq!(gt["images"].as_array().unwrap().len(), 4);
+    let lines = log(&run);
+    assert_eq!(lines.len(), 10);
+    for l in &lines {
+        for term in ["loss_distill_features", "loss_distill_logits", "loss_distill_box", "loss_distill_mask", "loss_distill_objectness"] {
+            let v = l[term].as_f64().unwrap_or_else(|| panic!("{term} missing from {l}"));
+            assert!(v.is_finite() && v >= 0.0, "{term} = {v}");
+        }
+        assert!(l["teacher_s"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    let run_json: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["data"]["Unlabeled"]["dir"].as_str().map(PathBuf::from), Some(std::path::absolute(&images).unwrap()));
+    assert_eq!(run_json["distill"]["terms"], serde_json::json!(["features", "logits", "objectness"]));
+
+    let before = ticket::onnx::OnnxModel::load(&pruned).unwrap();
+    let after = ticket::onnx::OnnxModel::load(&run.join("model.onnx")).unwrap();
+    let (mut zero, mut moved) = (0usize, 0usize);
+    for (name, (_, keep)) in read_safetensors(&masks) {
+        let get = |m: &ticket::onnx::OnnxModel| {
+            let t = m.graph().initializer.iter().find(|t| t.name() == name).unwrap().clone();
+            m.f32_values(&t).unwrap()
+        };
+        let (b, a) = (get(&before), get(&after));
+        for ((k, x), y) in keep.iter().zip(&b).zip(&a) {
+            if *k == 0.0 {
+                assert!(*y == 0.0 && y.is_sign_positive(), "{name}: a masked weight is {y} after distillation");
+                zero += 1;
+            } else if x != y {
+                moved += 1;
+            }
+        }
+    }
+    assert!(zero > 0 && moved > 0, "masked {zero}, moved {moved}");
+
+    // A resume takes its labels and teacher from the folder, and refuses a teacher that changed.
+    let resumed = short(&[&"train", &pruned, &"--resume", &run, &"--steps", &"11"]);
+    assert_eq!(resumed["resumed_from"], 10, "{resumed}");
+    let run_file = run.join("run.json");
+    let edited = std::fs::read_to_string(&run_file).unwrap().replace(model.to_str().unwrap(), pruned.to_str().unwrap());
+    std::fs::write(&run_file, edited).unwrap();
+    let err = run_err(&[&"train", &pruned, &"--resume", &run, &"--steps", &"12"]);
+    assert!(err.contains("another model"), "{err}");
+}
+
+#[test]
+fn a_channel_ticket_distils_from_its_wider_teacher() {
+    let t = tempdir();
+    let (ann, _) = data(&t.path().join("data"), 2);
+    let model = fixture(MODEL);
+    let ticket_file = t.path().join("channel.onnx");
+    ticket_json(&[&"prune", &model, &"--structure", &"channel", &"--sparsity", &"0.5", &"--round-to", &"2", &"-o", &ticket_file]);
+    let (narrow, wide) = (ticket::model::ModelState::import(&ticket_file).unwrap(), ticket::model::ModelState::import(&model).unwrap());
+    assert!(narrow.arch.fpn_channels < wide.arch.fpn_channels, "the ticket's FPN is not narrower");
+    let run = t.path().join("run");
+    short(&[
+        &"train",
+        &ticket_file,
+        &"--coco",
+        &ann,
+        &"--teacher",
+        &model,
+        &"--distill",
+        &"features,logits",
+        &"--distill-weight",
+        &"2",
+        &"--steps",
+        &"3",
+        &"-o",
+        &run,
+    ]);
+    for l in log(&run) {
+        assert!(l["loss_distill_features"].as_f64().unwrap() > 0.0, "{l}");
+        assert!(l["loss_distill_logits"].as_f64().is_some() && l.get("loss_distill_objectness").is_none(), "{l}");
+        // The total holds torchvision's terms and the distillation's.
+        let sum: f64 = l.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("loss_")).map(|(_, v)| v.as_f64().unwrap()).sum();
+        assert!((l["loss"].as_f64().unwrap() - sum).abs() <= 1e-4 * sum.abs().max(1.0), "{l}");
+    }
+}
+
+#[test]
+fn bad_distillation_input_is_refused_and_creates_nothing() {
+    let t = tempdir();
+    let (ann, images) = data(&t.path().join("data"), 2);
+    let model = fixture(MODEL);
+    let run = t.path().join("run");
+    let train = |more: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"train", &model, &"--steps", &"2", &"-o", &run];
+        args.extend_from_slice(more);
+        let err = run_err(&args);
+        assert!(!run.exists(), "{err}: the run folder was created");
+        err
+    };
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = train(&[&"--unlabeled", &empty, &"--teacher", &model]);
+    assert!(err.contains(empty.to_str().unwrap()) && err.contains("no PNG or JPEG images"), "{err}");
+
+    let broken = t.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(std::fs::read_dir(&images).unwrap().next().unwrap().unwrap().path(), broken.join("a.png")).unwrap();
+    std::fs::write(broken.join("b.png"), b"not an image").unwrap();
+    let err = train(&[&"--unlabeled", &broken, &"--teacher", &model, &"--pseudo-score", &"0.06"]);
+    assert!(err.contains("b.png"), "{err}");
+
+    let err = train(&[&"--unlabeled", &images]);
+    assert!(err.contains("--teacher"), "{err}");
+    let err = train(&[&"--coco", &ann, &"--distill", &"logits"]);
+    assert!(err.contains("--teacher"), "{err}");
+
+    // A teacher of another kind and classes: refused, naming both.
+    let faster = fixture("fasterrcnn_r18_fpn_voc.onnx");
+    let err = train(&[&"--coco", &ann, &"--teacher", &faster, &"--distill", &"logits"]);
+    assert!(err.contains("fasterrcnn_r18_fpn_voc.onnx") && err.contains("maskrcnn_r18_fpn_synth.onnx"), "{err}");
+    assert!(err.contains("Faster R-CNN") && err.contains("Mask R-CNN"), "{err}");
+    let err = train(&[&"--coco", &ann, &"--teacher", &model, &"--distill", &"logits", &"--temperature", &"0"]);
+    assert!(err.contains("--temperature"), "{err}");
+}
