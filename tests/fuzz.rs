@@ -757,6 +757,7 @@ mod runs {
             seed: 1,
             save_every: 2,
             device: "cpu".into(),
+            distill: None,
         };
         ImpConfig {
             model: fixture("resnet18.onnx"),

@@ -53,6 +53,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         seed,
         save_every: 10,
         device: "cpu".into(),
+        distill: None,
     };
     ImpConfig {
         model: fixture("maskrcnn_r18_fpn.onnx"),
@@ -170,6 +171,7 @@ fn write_run(dir: &Path, config: &ImpConfig, skip_level: Option<usize>) {
                 positive_rois: 10,
                 data_s: 0.01,
                 rpn_s: 0.02,
+                teacher_s: 0.0,
                 step_s: 0.03,
             };
             log += &serde_json::to_string(&r).unwrap();
