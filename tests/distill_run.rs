@@ -180,3 +180,38 @@ fn bad_distillation_input_is_refused_and_creates_nothing() {
     let err = train(&[&"--coco", &ann, &"--teacher", &model, &"--distill", &"logits", &"--temperature", &"0"]);
     assert!(err.contains("--temperature"), "{err}");
 }
+
+/// `ticket imp` distils each pruned level from level 0's trained model; with `--unlabeled` images and the dense
+/// model as `--trained`, the levels learn from its pseudo labels and signals alone.
+#[test]
+fn imp_levels_distil_from_level_0_and_from_unlabeled_images() {
+    let t = tempdir();
+    let (ann, images) = data(&t.path().join("train"), 4);
+    let (val, _) = data(&t.path().join("val"), 2);
+    let model = fixture(MODEL);
+    let common: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"--val-coco", &val, &"--sparsity", &"0.8", &"--steps", &"3", &"--rois", &"32", &"--max-map-drop", &"1"];
+    let imp = |more: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"imp", &model];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(more);
+        short(&args)
+    };
+    let labelled = t.path().join("labelled");
+    imp(&[&"--coco", &ann, &"--distill", &"features,logits", &"-o", &labelled]);
+    let level0 = std::path::absolute(labelled.join("level_0/model.onnx")).unwrap();
+    let run_json =
+        |dir: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("level_1/run.json")).unwrap()).unwrap() };
+    assert_eq!(run_json(&labelled)["distill"]["teacher"].as_str().map(PathBuf::from), Some(level0.clone()));
+    assert!(log(&labelled.join("level_1")).iter().all(|l| l["loss_distill_features"].as_f64().unwrap() > 0.0));
+    assert!(log(&labelled.join("level_0")).iter().all(|l| l.get("loss_distill_features").is_none()), "level 0 is the teacher");
+
+    let unlabeled = t.path().join("unlabeled");
+    imp(&[&"--unlabeled", &images, &"--trained", &level0, &"--pseudo-score", &"0.06", &"-o", &unlabeled]);
+    assert!(unlabeled.join("level_1/pseudo_gt.json").is_file());
+    assert_eq!(run_json(&unlabeled)["distill"]["terms"], serde_json::json!(["features", "logits", "objectness"]));
+    assert!(log(&unlabeled.join("level_1")).iter().all(|l| l["loss_distill_objectness"].as_f64().is_some()));
+
+    let err = run_err(&[&"imp", &model, &"--unlabeled", &images, &"--val-coco", &val, &"--sparsity", &"0.8", &"-o", &t.path().join("x")]);
+    assert!(err.contains("--trained") && !t.path().join("x").exists(), "{err}");
+}

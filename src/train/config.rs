@@ -104,6 +104,65 @@ impl DistillSettings {
     }
 }
 
+/// An IMP run's distillation: the settings, with the teacher left open when it is level 0's trained model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelDistill {
+    /// A given teacher and its fingerprint; None: level 0's trained model.
+    pub teacher: Option<(PathBuf, String)>,
+    pub terms: Vec<Term>,
+    pub weight: f32,
+    pub temperature: f32,
+    pub pseudo_score: f64,
+}
+
+impl DistillSettings {
+    /// An IMP run's distillation (None: no terms and labelled data): the teacher is level 0's model unless given.
+    pub fn for_levels(&self, data: &DataSpec) -> Result<Option<LevelDistill>> {
+        let unlabeled = matches!(data, DataSpec::Unlabeled { .. });
+        if self.terms.is_empty() && !unlabeled {
+            if self.teacher.is_some() {
+                return Err(Error::setting(
+                    "teacher",
+                    "a `teacher` is used through `distill` terms (or `unlabeled` images): give `distill`",
+                ));
+            }
+            return Ok(None);
+        }
+        let teacher = match &self.teacher {
+            Some(t) => {
+                crate::data::spec::check_file(t)?;
+                Some((crate::fsio::absolute(t), fingerprint(t)?))
+            }
+            None => None,
+        };
+        let terms = if self.terms.is_empty() { vec![Term::Features, Term::Logits, Term::Objectness] } else { self.terms.clone() };
+        let d = LevelDistill { teacher, terms, weight: self.weight, temperature: self.temperature, pseudo_score: self.pseudo_score };
+        d.with_teacher(PathBuf::new(), String::new()).validate()?;
+        Ok(Some(d))
+    }
+}
+
+impl LevelDistill {
+    /// The level's distillation, taught by the given teacher or else by `level0` (its trained model).
+    pub fn for_level(&self, level0: &Path) -> Result<DistillConfig> {
+        Ok(match &self.teacher {
+            Some((t, f)) => self.with_teacher(t.clone(), f.clone()),
+            None => self.with_teacher(crate::fsio::absolute(level0), fingerprint(level0)?),
+        })
+    }
+
+    fn with_teacher(&self, teacher: PathBuf, teacher_fingerprint: String) -> DistillConfig {
+        DistillConfig {
+            teacher,
+            teacher_fingerprint,
+            terms: self.terms.clone(),
+            weight: self.weight,
+            temperature: self.temperature,
+            pseudo_score: self.pseudo_score,
+        }
+    }
+}
+
 impl DistillConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |setting, m: String| Err(Error::setting(setting, m));
@@ -191,6 +250,19 @@ impl RunConfig {
     /// what they leave open derived from the model (a detector's canvas and resize range) or the data (a
     /// classifier's side). Not yet validated ([`RunConfig::validate`]).
     pub fn new(model: &Path, state: &ModelState, data: DataSpec, masks: Option<PathBuf>, s: &TrainSettings) -> Result<RunConfig> {
+        let distill = s.distill.config(&data)?;
+        Ok(RunConfig { distill, ..Self::without_distill(model, state, data, masks, s)? })
+    }
+
+    /// [`RunConfig::new`] with the distillation settings left out: an IMP run's template, whose teacher (level
+    /// 0's trained model) exists only once level 0 is done.
+    pub fn without_distill(
+        model: &Path,
+        state: &ModelState,
+        data: DataSpec,
+        masks: Option<PathBuf>,
+        s: &TrainSettings,
+    ) -> Result<RunConfig> {
         let (canvas, min_size, max_size) = match &data {
             DataSpec::Classify { dir } => {
                 let side = match s.canvas {
@@ -206,7 +278,6 @@ impl RunConfig {
             }
         };
         let head = s.rois.div_ceil(4);
-        let distill = s.distill.config(&data)?;
         Ok(RunConfig {
             model: crate::fsio::absolute(model),
             model_fingerprint: fingerprint(model)?,
@@ -236,7 +307,7 @@ impl RunConfig {
             seed: s.seed,
             save_every: s.save_every,
             device: s.device.clone(),
-            distill,
+            distill: None,
         })
     }
 

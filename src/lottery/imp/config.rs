@@ -8,6 +8,7 @@ use crate::lottery::rewind::Rewind;
 use crate::model::ModelState;
 use crate::prune::channel::{ChannelParams, ChannelValid, Importance};
 use crate::prune::{PruneParams, PruneValid, Scope};
+use crate::train::config::LevelDistill;
 use crate::train::{folder, RunConfig, TrainSettings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,6 +52,9 @@ pub struct ImpConfig {
     pub importance: Importance,
     #[serde(default = "default_round_to")]
     pub round_to: usize,
+    /// The pruned levels learn from a dense teacher (`train::config::LevelDistill`); absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<LevelDistill>,
 }
 
 /// The most levels a run holds: 100 rounds of IMP at 5% each reach 99.4% sparsity; more is a typo (and each
@@ -145,7 +149,8 @@ impl ImpConfig {
             (None, Some(_)) => 0.0,
             _ => return Err(Error::setting("sparsity", "give `sparsity` S (or `masks_from` FILE for level 1's mask)")),
         };
-        let train = RunConfig::new(model, &state, data.absolute(), None, &s.train)?;
+        let distill = s.train.distill.for_levels(&data)?;
+        let train = RunConfig::without_distill(model, &state, data.absolute(), None, &s.train)?;
         let dense_steps = s.dense_steps.unwrap_or(train.steps);
         if s.eb_every == Some(0) {
             return Err(Error::setting(
@@ -175,6 +180,7 @@ impl ImpConfig {
             structure: s.structure,
             importance: s.importance,
             round_to: s.round_to,
+            distill,
         })
     }
 
@@ -239,6 +245,13 @@ impl ImpConfig {
         }
         if self.round_to == 0 || self.round_to > crate::prune::channel::MAX_ROUND_TO {
             return bad("round_to", format!("`round_to` {} is outside 1..={}", self.round_to, crate::prune::channel::MAX_ROUND_TO));
+        }
+        if matches!(self.train.data, DataSpec::Unlabeled { .. }) && self.trained.is_none() {
+            return bad(
+                "unlabeled",
+                "`unlabeled` images train the pruned levels from the dense model: give it as `trained` (level 0 is not trained without labels)"
+                    .into(),
+            );
         }
         self.train.validate()?;
         self.dense_config().validate()

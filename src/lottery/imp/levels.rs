@@ -75,6 +75,7 @@ pub(super) fn run_level(
             c.model = std::path::absolute(&start).unwrap_or(start.clone());
             c.model_fingerprint = fingerprint(&start)?;
             c.masks = Some(std::path::absolute(&masks_path).unwrap_or(masks_path.clone()));
+            c.distill = config.distill.as_ref().map(|d| d.for_level(&level::dir(dir, 0).join(level::MODEL))).transpose()?;
             train(&start, &ldir, c, r, env, on, config.threads, |_, _| Ok(false))?;
         }
     }

@@ -123,7 +123,16 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
                 s.apply_masks(Masks::load(m)?, m)?;
             }
             check_val(&config.val, &state)?;
-            TrainData::load(&state, &config.train.data)?.check_batch(config.train.shape.batch)?;
+            match &config.train.data {
+                DataSpec::Unlabeled { dir: images } => {
+                    let n = crate::detect::images::folder_images(images)?.len();
+                    crate::train::config::check_batch_fits(n, images, config.train.shape.batch)?;
+                }
+                data => TrainData::load(&state, data)?.check_batch(config.train.shape.batch)?,
+            }
+            if let Some((t, _)) = config.distill.as_ref().and_then(|d| d.teacher.as_ref()) {
+                crate::train::teacher::check_teacher(&ModelState::import(t)?, &state)?;
+            }
             crate::train::config::check_worker(&env.python, &config.train.device)?;
             std::fs::create_dir_all(dir).writing(dir)?;
             let lock = DirLock::acquire(dir)?;

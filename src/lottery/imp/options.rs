@@ -17,6 +17,7 @@ struct Named {
     images: Option<PathBuf>,
     voc: Option<PathBuf>,
     classify: Option<PathBuf>,
+    unlabeled: Option<PathBuf>,
     val_coco: Option<PathBuf>,
     val_images: Option<PathBuf>,
     val_voc: Option<PathBuf>,
@@ -56,8 +57,11 @@ impl Named {
                         "imp scores every level on a validation set: give `val_coco` VAL.json, `val_voc` DIR or `val_classify` DIR",
                     )
                 })?;
-        let data = DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
-            .ok_or_else(|| Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR or `classify` DIR"))?;
+        let data = match &self.unlabeled {
+            Some(dir) => DataSpec::Unlabeled { dir: dir.clone() },
+            None => DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
+                .ok_or_else(|| Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR, `classify` DIR or `unlabeled` DIR"))?,
+        };
         let config = ImpConfig::new(model, val, data, &self.settings)?;
         config.validate()?;
         // A missing dataset would fail every task; it is refused here, before the folder exists.
@@ -76,6 +80,12 @@ impl Named {
             "images" => self.images = path(),
             "voc" => self.voc = path(),
             "classify" => self.classify = path(),
+            "unlabeled" => self.unlabeled = path(),
+            "distill" => t.distill.terms = list(v)?,
+            "teacher" => t.distill.teacher = path(),
+            "distill-weight" => t.distill.weight = parse(v)?,
+            "temperature" => t.distill.temperature = parse(v)?,
+            "pseudo-score" => t.distill.pseudo_score = parse(v)?,
             "val-coco" => self.val_coco = path(),
             "val-images" => self.val_images = path(),
             "val-voc" => self.val_voc = path(),
