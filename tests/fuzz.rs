@@ -781,6 +781,7 @@ mod runs {
             structure: ticket::lottery::Structure::Weight,
             importance: Default::default(),
             round_to: 8,
+            distill: None,
         }
     }
 

@@ -77,6 +77,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         structure: Structure::Weight,
         importance: Default::default(),
         round_to: 8,
+        distill: None,
     }
 }
 
