@@ -105,6 +105,40 @@ fn bench_train_times_one_ort_step() {
     assert!(t.contains("one training step, 64² canvas, 8 RoIs") && t.contains("ONNX Runtime training:"), "{t}");
 }
 
+/// `--distill`: the teacher's forward and the distilling step, against the plain step of the same run.
+#[test]
+fn bench_train_distill_times_the_teacher_and_the_distilling_step() {
+    let model = fixture("maskrcnn_r18_fpn.onnx");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 14] = [
+        &"bench",
+        &"train",
+        &model,
+        &"--size",
+        &"64",
+        &"--rois",
+        &"8",
+        &"--head-rois",
+        &"4",
+        &"--repeat",
+        &"1",
+        &"--torch-python",
+        &"none",
+        &"--distill",
+    ];
+    let (_, r) = report(&args);
+    let d = &r["distill"];
+    let (teacher, step, over) = (d["teacher_ms"].as_f64().unwrap(), d["step_ms"].as_f64().unwrap(), d["over_plain"].as_f64().unwrap());
+    assert!(teacher > 0.0 && step > 0.0, "{d}");
+    let plain = r["ort_step_ms"].as_f64().unwrap();
+    assert!((over - (teacher + step) / plain).abs() < 1e-9 && over > 1.0, "{r}");
+    let t = text(&args);
+    assert!(t.contains("Distilling step:") && t.contains("the plain step"), "{t}");
+    let mut both = args.to_vec();
+    both.push(&"--profile");
+    let err = run_err(&both);
+    assert!(err.contains("--distill") && err.contains("--profile"), "{err}");
+}
+
 #[test]
 fn bench_train_profile_takes_the_ort_step_apart() {
     let model = fixture("maskrcnn_r18_fpn.onnx");

@@ -5,6 +5,7 @@ use super::{median, torch_baseline, Progress};
 use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
 use crate::error::{Error, Result, WriteContext};
+use crate::graph::distill::{teacher_graph, Distill, Term};
 use crate::graph::train_core::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
 use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
@@ -35,6 +36,21 @@ pub struct Settings {
     /// Also take the step apart: ORT's profiler on the training session, torch's profiler on the baseline (both
     /// then run with their profiler on).
     pub profile: bool,
+    /// Also time a distilling step (every term, the model as its own teacher) against the plain one.
+    pub distill: bool,
+}
+
+/// A distilling step against the plain one, measured in the same run on the same inputs.
+#[derive(Serialize)]
+pub struct DistillBench {
+    /// The teacher's forward on the step's batch and RoIs (the worker's ORT inference).
+    pub teacher_ms: f64,
+    /// The distilling core's training step (forward, backward, optimizer).
+    pub step_ms: f64,
+    /// (teacher + distilling step) / plain step, each a median.
+    pub over_plain: f64,
+    /// The teacher's share of the distilling step's whole time.
+    pub teacher_share: f64,
 }
 
 #[derive(Serialize)]
@@ -52,6 +68,8 @@ pub struct TrainBench {
     pub step_wall_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ort_profile: Option<OrtProfile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillBench>,
 }
 
 impl TrainBench {
@@ -106,7 +124,89 @@ fn inputs(state: &ModelState, graph: &TrainGraph, size: usize) -> Result<Vec<(St
     Ok(out)
 }
 
+/// Writes a training core into `dir/NAME.onnx`, generates its artifacts and opens them in the worker.
+fn open_core(worker: &mut Worker, graph: &TrainGraph, dir: &std::path::Path, name: &str) -> Result<()> {
+    let core = dir.join(format!("{name}.onnx"));
+    std::fs::write(&core, graph.model.encode_to_vec()).writing(&core)?;
+    let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();
+    let frozen: Vec<&str> = graph.frozen.iter().map(String::as_str).collect();
+    let artifacts = dir.join(format!("{name}_artifacts"));
+    worker.generate_artifacts(&core, &trainable, &frozen, Optimizer::Sgd, &artifacts)?;
+    worker.open(&artifacts, None)?;
+    Ok(())
+}
+
+/// `repeat` timed steps after one warm-up, each (teacher forward ms, training step ms). With a teacher graph, its
+/// forward runs first on the step's images and RoIAlign taps and its outputs join the step's inputs; the step is
+/// the training step, the optimizer step and the gradient reset.
+fn time_steps(
+    worker: &mut Worker,
+    feed: &[(String, Tensor)],
+    repeat: usize,
+    teacher: Option<&std::path::Path>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<(f64, f64)>> {
+    const TEACHER_INPUTS: [&str; 5] = ["images", "box_idx", "box_w", "mask_idx", "mask_w"];
+    let mut times = Vec::new();
+    for i in 0..=repeat {
+        let t0 = Instant::now();
+        let signals = match teacher {
+            Some(model) => {
+                let send: Vec<(&str, &Tensor)> =
+                    feed.iter().filter(|(n, _)| TEACHER_INPUTS.contains(&n.as_str())).map(|(n, t)| (n.as_str(), t)).collect();
+                worker.forward(model, &send)?
+            }
+            None => Vec::new(),
+        };
+        let t1 = Instant::now();
+        let refs: Vec<(&str, Tensor)> = feed.iter().chain(&signals).map(|(n, t)| (n.as_str(), t.clone())).collect();
+        worker.train_step(&refs)?;
+        worker.optimizer_step()?;
+        worker.lazy_reset_grad()?;
+        if i > 0 {
+            times.push(((t1 - t0).as_secs_f64() * 1e3, t1.elapsed().as_secs_f64() * 1e3));
+        }
+        progress(Progress::Step);
+    }
+    Ok(times)
+}
+
+/// The distilling step (every term; the model is its own teacher, which costs what a dense teacher of the same
+/// width does) against the plain steps `plain` (ms), on the same inputs.
+#[allow(clippy::too_many_arguments)]
+fn time_distilling(
+    worker: &mut Worker,
+    state: &ModelState,
+    shape: &TrainShape,
+    feed: &[(String, Tensor)],
+    plain: &[f64],
+    dir: &std::path::Path,
+    repeat: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DistillBench> {
+    let d = Distill {
+        terms: vec![Term::Features, Term::Logits, Term::Objectness],
+        weight: 1.0,
+        temperature: 2.0,
+        teacher_channels: state.arch.fpn_channels.unwrap_or(0),
+    };
+    let graph = training_graph(state, shape, &TrainOptions { distill: Some(d.clone()), ..TrainOptions::default() })?;
+    let teacher = dir.join("teacher.onnx");
+    std::fs::write(&teacher, teacher_graph(state, shape, &d)?.encode_to_vec()).writing(&teacher)?;
+    open_core(worker, &graph, dir, "distill")?;
+    progress(Progress::Step);
+    let times = time_steps(worker, feed, repeat, Some(&teacher), progress)?;
+    let teacher_ms = median(&times.iter().map(|t| t.0).collect::<Vec<_>>());
+    let step_ms = median(&times.iter().map(|t| t.1).collect::<Vec<_>>());
+    let whole = teacher_ms + step_ms;
+    Ok(DistillBench { teacher_ms, step_ms, over_plain: whole / median(plain), teacher_share: teacher_ms / whole })
+}
+
 pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench> {
+    if s.profile && s.distill {
+        // The profiler writes one file per session; two sessions' steps would be added up as one.
+        return Err(Error::setting("distill", "`distill` and `profile` measure different steps: give one of them"));
+    }
     let state = ModelState::import(&s.model)?;
     let shape = TrainShape {
         batch: 1,
@@ -118,31 +218,16 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
     };
     let graph = training_graph(&state, &shape, &TrainOptions::default())?;
     let dir = tempfile::tempdir().map_err(|e| Error::Runtime(format!("temporary folder: {e}")))?;
-    let core = dir.path().join("core.onnx");
-    std::fs::write(&core, graph.model.encode_to_vec()).writing(&core)?;
-    progress(Progress::Total(s.repeat as u64 + 2));
+    progress(Progress::Total(if s.distill { 2 * s.repeat as u64 + 3 } else { s.repeat as u64 + 2 }));
     let profile_prefix = dir.path().join("ort_");
     let options = WorkerOptions { profile: s.profile.then(|| profile_prefix.clone()), ..WorkerOptions::default() };
     let mut worker = Worker::start_with(&crate::runtime::env::train_python(s.train_python.as_deref())?, s.device, options)?;
-    let trainable: Vec<&str> = graph.trainable.iter().map(String::as_str).collect();
-    let frozen: Vec<&str> = graph.frozen.iter().map(String::as_str).collect();
-    let artifacts = dir.path().join("artifacts");
-    worker.generate_artifacts(&core, &trainable, &frozen, Optimizer::Sgd, &artifacts)?;
-    worker.open(&artifacts, None)?;
+    open_core(&mut worker, &graph, dir.path(), "plain")?;
     let feed = inputs(&state, &graph, s.size)?;
-    let feed_refs: Vec<(&str, Tensor)> = feed.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     progress(Progress::Step);
-    let mut times = Vec::new();
-    for i in 0..=s.repeat {
-        let t = Instant::now();
-        worker.train_step(&feed_refs)?;
-        worker.optimizer_step()?;
-        worker.lazy_reset_grad()?;
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        progress(Progress::Step);
-    }
+    let times: Vec<f64> = time_steps(&mut worker, &feed, s.repeat, None, progress)?.into_iter().map(|t| t.1).collect();
+    let distill =
+        if s.distill { Some(time_distilling(&mut worker, &state, &shape, &feed, &times, dir.path(), s.repeat, progress)?) } else { None };
     worker.shutdown()?;
     progress(Progress::Done);
     let ort_ms = median(&times);
@@ -173,6 +258,7 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
         ort_over_torch: None,
         step_wall_ms,
         ort_profile,
+        distill,
     };
     r.ort_over_torch = r.torch_ms().map(|t| ort_ms / t);
     Ok(r)

@@ -40,6 +40,10 @@ pub struct Args {
     /// from ONNX Runtime's profiler, beside torch's profiler on the baseline (both run with their profiler on).
     #[arg(long)]
     pub profile: bool,
+    /// Also time a distilling step (every `--distill` term, the model as its own teacher: the teacher's forward
+    /// on the batch and RoIs, then the step) against the plain step, in the same run.
+    #[arg(long)]
+    pub distill: bool,
 }
 
 impl Args {
@@ -55,6 +59,7 @@ impl Args {
             torch_python: self.torch_python,
             tools: self.tools,
             profile: self.profile,
+            distill: self.distill,
         }
     }
 }
@@ -77,6 +82,16 @@ fn render(r: &TrainBench, repeat: usize) -> String {
     );
     if let (Some(t), Some(x)) = (r.torch_ms(), r.ort_over_torch) {
         s += &format!("PyTorch eager:         {t:.0} ms → ORT / torch = {x:.2}\n");
+    }
+    if let Some(d) = &r.distill {
+        s += &format!(
+            "Distilling step:       {:.0} ms = teacher forward {:.0} ms ({:.0}%) + step {:.0} ms → {:.2}× the plain step\n",
+            d.teacher_ms + d.step_ms,
+            d.teacher_ms,
+            100.0 * d.teacher_share,
+            d.step_ms,
+            d.over_plain
+        );
     }
     if let Some(p) = &r.ort_profile {
         s += &render_profile(p, r.step_wall_ms.unwrap_or(0.0), r.torch.as_ref().map(|t| &t["profile"]));
