@@ -1,0 +1,78 @@
+"""Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,channel_distill,
+oneshot}), per IoU type, and the paired differences the distillation goals are stated in, with 95% t intervals:
+(a) channel ticket − dense, distilled and not; (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
+
+    python3 tools/distill_summary.py out/distill_synth/mask/w8
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+# Two-sided 95% t quantiles by degrees of freedom (n − 1).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def level_scores(run, level):
+    rows = json.loads((run / "summary.json").read_text())["levels"]
+    return {t: s["ap"] for t, s in rows[level]["scores"].items()}, rows[level]
+
+
+def eval_scores(path):
+    v = json.loads(path.read_text())
+    reports = v if isinstance(v, list) else v.get("reports", [v])
+    return {r["iou_type"]: r["summary"]["AP"] for r in reports}
+
+
+def interval(d):
+    m = statistics.mean(d)
+    if len(d) < 2:
+        return f"{m:+.3f} (n = 1)"
+    h = T95.get(len(d) - 1, 1.96) * statistics.stdev(d) / len(d) ** 0.5
+    return f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
+
+
+def main(root):
+    root = Path(root)
+    seeds = sorted(p for p in root.glob("seed_*") if (p / "labelled" / "summary.json").exists())
+    if not seeds:
+        sys.exit(f"{root}: no finished seed_*/labelled runs")
+    runs = {}
+    for s in seeds:
+        r = {"dense": level_scores(s / "labelled", 0)[0], "80% labelled fine-tune": level_scores(s / "labelled", 1)[0]}
+        for name, folder in [("80% from unlabeled images", "unlabeled"), ("channel ticket", "channel"),
+                             ("channel ticket, distilled", "channel_distill")]:
+            if (s / folder / "summary.json").exists():
+                r[name] = level_scores(s / folder, 1)[0]
+        if (s / "oneshot" / "eval.json").exists():
+            r["80% one-shot, no retraining"] = eval_scores(s / "oneshot" / "eval.json")
+        runs[s.name] = r
+    flops = [level_scores(s / "channel", 1)[1].get("flops_removed") for s in seeds if (s / "channel" / "summary.json").exists()]
+    print(f"{root}: {len(seeds)} seeds ({', '.join(runs)})")
+    if flops:
+        print(f"channel tickets remove {100 * statistics.mean(flops):.0f}% of the FLOPs")
+    types = list(runs[seeds[0].name]["dense"])
+    for t in types:
+        print(f"\n| {t} AP | mean ± std | n |\n|---|---|---|")
+        names = list(dict.fromkeys(n for r in runs.values() for n in r))
+        for n in names:
+            v = [r[n][t] for r in runs.values() if n in r and t in r[n]]
+            sd = f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""
+            print(f"| {n} | {statistics.mean(v):.3f}{sd} | {len(v)} |")
+        paired = lambda a, b: [r[a][t] - r[b][t] for r in runs.values() if a in r and b in r]  # noqa: E731
+        print(f"\n{t}, paired by seed, mean [95% CI]:")
+        for n in ["channel ticket, distilled", "channel ticket"]:
+            if paired(n, "dense"):
+                print(f"- (a) {n} − dense: {interval(paired(n, 'dense'))} (goal: within 1 AP point, > −0.010)")
+        if paired("channel ticket, distilled", "channel ticket"):
+            print(f"- (a) distilled − not distilled: {interval(paired('channel ticket, distilled', 'channel ticket'))}")
+        ratio = [r["80% from unlabeled images"][t] / r["80% labelled fine-tune"][t] for r in runs.values()
+                 if "80% from unlabeled images" in r and r["80% labelled fine-tune"][t] > 0]
+        if ratio:
+            print(f"- (b) unlabeled / labelled recovery: {interval(ratio)} (goal ≥ 0.90)")
+        if paired("80% one-shot, no retraining", "dense"):
+            print(f"- (c) one-shot floor − dense: {interval(paired('80% one-shot, no retraining', 'dense'))}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "out/distill_synth/mask/w8")

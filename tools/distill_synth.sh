@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Recovery by distillation on the synthetic set (docs/distill.md): for SEEDS replicates of a random-init ResNet-18-FPN
+# detector (base width WIDTH; tools/export_models.py --synth), trained densely for DENSE steps, then
+#   (a) a channel ticket (CHANNEL of the channels by global L1, rounded to 4: ≥ 70% of the FLOPs removed),
+#       fine-tuned STEPS steps from the trained weights with and without distillation from the dense model;
+#   (b) the 80% weight ticket fine-tuned STEPS steps with labels, and recovered from unlabeled images only
+#       (UNLABELED images of the same generator, other seed: pseudo labels + every distillation term);
+#   (c) the 80% one-shot ticket without any retraining (the floor).
+# Every run is an imp run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
+# mean ± std and the paired differences.
+#
+#   tools/distill_synth.sh mask        # Mask R-CNN (bbox and segm AP); `faster` for Faster R-CNN
+#
+# Knobs: OUT (out/distill_synth), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
+# experiment), WIDTH (8), DENSE (3000), STEPS (600), SEEDS ("1 2 3"), TRAIN (1000), VAL (100), UNLABELED (1000),
+# CHANNEL (0.55).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+kind=${1:-mask}
+case "$kind" in
+  faster) model=fasterrcnn_r18_fpn_synth ;;
+  mask) model=maskrcnn_r18_fpn_synth ;;
+  *) echo "usage: tools/distill_synth.sh faster|mask" >&2; exit 2 ;;
+esac
+out=${OUT:-out/distill_synth}
+width=${WIDTH:-8}
+dense=${DENSE:-3000}
+steps=${STEPS:-600}
+seeds=${SEEDS:-1 2 3}
+tools/setup.sh torch
+source tools/env.sh
+[ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
+ticket=${TICKET_BIN:-target/release/ticket}
+mkdir -p "$out"
+[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "${TRAIN:-1000}" --seed 1 > /dev/null
+[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "${VAL:-100}" --seed 2 > /dev/null
+# Unlabeled images: the generator's images under another seed, the annotations thrown away.
+if [ ! -d "$out/unlabeled/images" ]; then
+  $ticket data synth --out "$out/unlabeled_src" --images "${UNLABELED:-1000}" --seed 3 > /dev/null
+  mv "$out/unlabeled_src/images" "$out/unlabeled_images.tmp" && rm -rf "$out/unlabeled_src"
+  mkdir -p "$out/unlabeled" && mv "$out/unlabeled_images.tmp" "$out/unlabeled/images"
+fi
+# The schedule of tools/train_synth.sh scaled to N steps: warmup 1/15, decay ×0.1 at 2/3 and 13/15.
+sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+val=(--val-coco "$out/val/annotations.json" --max-map-drop 1)
+common=(--lr 0.01 --batch 2 --rois 64 --save-every 200 "${val[@]}")
+imp() {  # imp RUN_DIR ARGS…: a new run, or the resumed one
+  local dir=$1; shift
+  if [ -f "$dir/run.json" ]; then $ticket imp --resume "$dir"; else $ticket imp "$@" -o "$dir"; fi
+}
+for seed in $seeds; do
+  dir="$out/$kind/w$width/seed_$seed"
+  init="$out/models/w$width/seed_$seed/$model.onnx"
+  [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$width" --init-seed "$seed" > /dev/null
+  coco=(--coco "$out/train/annotations.json")
+  # Dense (level 0) and (b, labelled): the 80% magnitude ticket of the trained model, fine-tuned with labels.
+  imp "$dir/labelled" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --dense-steps "$dense" --seed "$seed" \
+    --sparsity 0.8 --rewind none
+  trained="$dir/labelled/level_0/model.onnx"
+  # (b, unlabeled): the same ticket recovered from unlabeled images: pseudo labels and every distillation term.
+  imp "$dir/unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") --seed "$seed" \
+    --sparsity 0.8 --rewind none --trained "$trained"
+  # (a): the channel ticket fine-tuned without and with distillation.
+  imp "$dir/channel" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel \
+    --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained"
+  imp "$dir/channel_distill" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel \
+    --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained" --distill features,logits,objectness
+  # (c): the one-shot 80% ticket as pruned, no retraining.
+  if [ ! -f "$dir/oneshot/eval.json" ]; then
+    mkdir -p "$dir/oneshot"
+    $ticket prune "$trained" --sparsity 0.8 -o "$dir/oneshot/model.onnx" --json > /dev/null
+    $ticket eval --model "$dir/oneshot/model.onnx" --coco "$out/val/annotations.json" --json > "$dir/oneshot/eval.json.tmp"
+    mv "$dir/oneshot/eval.json.tmp" "$dir/oneshot/eval.json"
+  fi
+done
+.venv/bin/python tools/distill_summary.py "$out/$kind/w$width"
