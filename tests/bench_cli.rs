@@ -105,26 +105,20 @@ fn bench_train_times_one_ort_step() {
     assert!(t.contains("one training step, 64² canvas, 8 RoIs") && t.contains("ONNX Runtime training:"), "{t}");
 }
 
+/// `bench train` on the narrow Mask R-CNN fixture at 64², 8 RoIs, no torch baseline, `repeat` steps, and `flag`.
+fn mask_bench_train(repeat: &str, flag: &str) -> Vec<std::ffi::OsString> {
+    let model = fixture("maskrcnn_r18_fpn.onnx");
+    let mut v: Vec<std::ffi::OsString> = ["bench", "train"].map(Into::into).to_vec();
+    v.push(model.into());
+    v.extend(["--size", "64", "--rois", "8", "--head-rois", "4", "--repeat", repeat, "--torch-python", "none", flag].map(Into::into));
+    v
+}
+
 /// `--distill`: the teacher's forward and the distilling step, against the plain step of the same run.
 #[test]
 fn bench_train_distill_times_the_teacher_and_the_distilling_step() {
-    let model = fixture("maskrcnn_r18_fpn.onnx");
-    let args: [&dyn AsRef<std::ffi::OsStr>; 14] = [
-        &"bench",
-        &"train",
-        &model,
-        &"--size",
-        &"64",
-        &"--rois",
-        &"8",
-        &"--head-rois",
-        &"4",
-        &"--repeat",
-        &"1",
-        &"--torch-python",
-        &"none",
-        &"--distill",
-    ];
+    let owned = mask_bench_train("1", "--distill");
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
     let (_, r) = report(&args);
     let d = &r["distill"];
     let (teacher, step, over) = (d["teacher_ms"].as_f64().unwrap(), d["step_ms"].as_f64().unwrap(), d["over_plain"].as_f64().unwrap());
@@ -141,23 +135,8 @@ fn bench_train_distill_times_the_teacher_and_the_distilling_step() {
 
 #[test]
 fn bench_train_profile_takes_the_ort_step_apart() {
-    let model = fixture("maskrcnn_r18_fpn.onnx");
-    let args: [&dyn AsRef<std::ffi::OsStr>; 14] = [
-        &"bench",
-        &"train",
-        &model,
-        &"--size",
-        &"64",
-        &"--rois",
-        &"8",
-        &"--head-rois",
-        &"4",
-        &"--repeat",
-        &"2",
-        &"--profile",
-        &"--torch-python",
-        &"none",
-    ];
+    let owned = mask_bench_train("2", "--profile");
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
     let (order, r) = report(&args);
     assert_eq!(order, ["model", "size", "rois", "ort_step_ms", "torch", "ort_over_torch", "step_wall_ms", "ort_profile"]);
     let p = &r["ort_profile"];

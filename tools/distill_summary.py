@@ -39,6 +39,7 @@ def main(root):
         sys.exit(f"{root}: no finished seed_*/labelled runs")
     runs = {}
     for s in seeds:
+        # Every imp run's level 0 is the dense model (`--trained`), scored on the same validation set.
         r = {"dense": level_scores(s / "labelled", 0)[0], "80% labelled fine-tune": level_scores(s / "labelled", 1)[0]}
         for name, folder in [("80% from unlabeled images", "unlabeled"), ("channel ticket", "channel"),
                              ("channel ticket, distilled", "channel_distill")]:

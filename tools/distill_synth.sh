@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Recovery by distillation on the synthetic set (docs/distill.md): for SEEDS replicates of a random-init ResNet-18-FPN
-# detector (base width WIDTH; tools/export_models.py --synth), trained densely for DENSE steps, then
+# detector (base width WIDTH; tools/export_models.py --synth), trained densely for DENSE steps (`ticket train`), then
 #   (a) a channel ticket (CHANNEL of the channels by global L1, rounded to 4: ≥ 70% of the FLOPs removed),
 #       fine-tuned STEPS steps from the trained weights with and without distillation from the dense model;
-#   (b) the 80% weight ticket fine-tuned STEPS steps with labels, and recovered from unlabeled images only
+#   (b) the 80% weight ticket (global, ≥ 5% kept per tensor: without the floor the RPN conv and fc6 collapse)
+#       fine-tuned STEPS steps with labels, and recovered from unlabeled images only
 #       (UNLABELED images of the same generator, other seed: pseudo labels + every distillation term);
 #   (c) the 80% one-shot ticket without any retraining (the floor).
-# Every run is an imp run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
+# Every run is a run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
 # mean ± std and the paired differences.
 #
 #   tools/distill_synth.sh mask        # Mask R-CNN (bbox and segm AP); `faster` for Faster R-CNN
@@ -41,26 +42,26 @@ if [ ! -d "$out/unlabeled/images" ]; then
   mv "$out/unlabeled_src/images" "$out/unlabeled_images.tmp" && rm -rf "$out/unlabeled_src"
   mkdir -p "$out/unlabeled" && mv "$out/unlabeled_images.tmp" "$out/unlabeled/images"
 fi
-# The schedule of tools/train_synth.sh scaled to N steps: warmup 1/15, decay ×0.1 at 2/3 and 13/15.
-sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+source tools/imp_lib.sh
 val=(--val-coco "$out/val/annotations.json" --max-map-drop 1)
 common=(--lr 0.01 --batch 2 --rois 64 --save-every 200 "${val[@]}")
-imp() {  # imp RUN_DIR ARGS…: a new run, or the resumed one
-  local dir=$1; shift
-  if [ -f "$dir/run.json" ]; then $ticket imp --resume "$dir"; else $ticket imp "$@" -o "$dir"; fi
-}
 for seed in $seeds; do
   dir="$out/$kind/w$width/seed_$seed"
   init="$out/models/w$width/seed_$seed/$model.onnx"
   [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$width" --init-seed "$seed" > /dev/null
   coco=(--coco "$out/train/annotations.json")
-  # Dense (level 0) and (b, labelled): the 80% magnitude ticket of the trained model, fine-tuned with labels.
-  imp "$dir/labelled" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --dense-steps "$dense" --seed "$seed" \
-    --sparsity 0.8 --rewind none
-  trained="$dir/labelled/level_0/model.onnx"
+  # Dense: DENSE steps from the random init; the teacher and the start of every ticket below.
+  trained="$dir/dense/model.onnx"
+  if [ ! -f "$trained" ]; then
+    if [ -f "$dir/dense/run.json" ]; then $ticket train "$init" --resume "$dir/dense" --threads 0
+    else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$dense") --seed "$seed" \
+           -o "$dir/dense"; fi
+  fi
+  # (b, labelled): the 80% magnitude ticket (global, ≥ 5% kept per tensor) fine-tuned with labels.
+  floor=(--sparsity 0.8 --min-layer-density 0.05 --rewind none --trained "$trained")
+  imp "$dir/labelled" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${floor[@]}"
   # (b, unlabeled): the same ticket recovered from unlabeled images: pseudo labels and every distillation term.
-  imp "$dir/unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") --seed "$seed" \
-    --sparsity 0.8 --rewind none --trained "$trained"
+  imp "$dir/unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") --seed "$seed" "${floor[@]}"
   # (a): the channel ticket fine-tuned without and with distillation.
   imp "$dir/channel" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel \
     --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained"
@@ -69,7 +70,7 @@ for seed in $seeds; do
   # (c): the one-shot 80% ticket as pruned, no retraining.
   if [ ! -f "$dir/oneshot/eval.json" ]; then
     mkdir -p "$dir/oneshot"
-    $ticket prune "$trained" --sparsity 0.8 -o "$dir/oneshot/model.onnx" --json > /dev/null
+    $ticket prune "$trained" --sparsity 0.8 --min-layer-density 0.05 -o "$dir/oneshot/model.onnx" --json > /dev/null
     $ticket eval --model "$dir/oneshot/model.onnx" --coco "$out/val/annotations.json" --json > "$dir/oneshot/eval.json.tmp"
     mv "$dir/oneshot/eval.json.tmp" "$dir/oneshot/eval.json"
   fi
