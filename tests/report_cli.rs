@@ -67,6 +67,8 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         modules: None,
         min_layer_density: None,
         rewind: Rewind::Init,
+        mask: Default::default(),
+        floor_on: None,
         dense_steps: 20,
         train,
         early_bird: vec![0.25, 0.5],
