@@ -263,6 +263,9 @@ fn report_renders_every_figure_and_the_metrics_numbers() {
     assert_eq!(groups[0]["runs"].as_array().unwrap().len(), 2);
     assert_eq!(groups[0]["label"], "scope=global");
     assert_eq!(groups[1]["label"], "scope=layer");
+    // The legends' names: the method in words.
+    assert_eq!(groups[0]["method"], format!("iterative ({ROUNDS} levels)"));
+    assert_eq!(groups[1]["method"], format!("iterative layer-wise ({ROUNDS} levels)"));
     assert_eq!(r["models"], 1);
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
