@@ -41,6 +41,17 @@ fn the_demo_finds_checks_and_validates_a_ticket() {
     let r2: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(r2["imp"]["levels"], r["imp"]["levels"]);
     assert_eq!(std::fs::read_to_string(out.join("run/level_1/log.jsonl")).unwrap(), log);
+
+    // The verdict names its dense reference (4 steps, against the ticket lineage's 8) and the ticket's margin.
+    let reference = &r["reference"];
+    assert_eq!((reference["dense_steps"].as_u64(), reference["lineage_steps"].as_u64()), (Some(4), Some(8)), "{reference}");
+    assert_eq!(reference["compute_matched"], false);
+    assert_eq!(reference["margin"], r["imp"]["delta"][1]);
+    let text = ticket(&args[..13]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("dense reference: level 0, 4 training steps (not compute-matched"), "{text}");
+    let bbox = reference["margin"]["bbox"].as_f64().unwrap();
+    assert!(text.contains(&format!("ticket level 1 against it: AP margin bbox {bbox:+.3}, segm")), "{text}");
 }
 
 /// The copyable example runs as written on a user's COCO files (a few steps, one level): it finds a ticket

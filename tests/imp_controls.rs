@@ -259,3 +259,85 @@ fn a_floor_on_one_tensor_changes_that_tensors_density_only() {
     // The total is the schedule's either way.
     assert_eq!(a.values().sum::<usize>(), b.values().sum::<usize>());
 }
+
+/// The gate: validation ground truth made of the initial model's own detections gives the dense level AP 1, and
+/// each pruned level (pruned further, barely trained) less. A level whose drop exceeds `--max-map-drop` is not
+/// chosen though it is sparser; with no level within the gate the run exits 1 and writes no ticket.
+#[test]
+fn the_gate_rejects_levels_outside_max_map_drop() {
+    let d = data();
+    let model = fixture(MODEL);
+    let dets = d.root.join("dets.json");
+    let images: Vec<PathBuf> = std::fs::read_dir(d.root.join("val/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut args = os(&[&"detect", &model, &"-o", &dets, &"--threads", &"1"]);
+    args.extend(images.iter().map(|p| p.as_os_str().to_owned()));
+    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    ticket_json(&refs);
+    let mut gt: serde_json::Value = serde_json::from_slice(&std::fs::read(&d.val).unwrap()).unwrap();
+    let found: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&dets).unwrap()).unwrap();
+    gt["annotations"] = found
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let b = &x["bbox"];
+            serde_json::json!({
+                "id": i + 1, "image_id": x["image_id"], "category_id": x["category_id"], "bbox": b,
+                "area": b[2].as_f64().unwrap() * b[3].as_f64().unwrap(), "iscrowd": 0, "segmentation": x["segmentation"],
+            })
+        })
+        .collect();
+    let pseudo = d.root.join("val/pseudo.json");
+    std::fs::write(&pseudo, serde_json::to_vec(&gt).unwrap()).unwrap();
+    // Pruning only (a step at a vanishing learning rate from the trained weights): 2% and then 4% of the weights.
+    let gated = |run: &Path, sparsity: &str, rounds: &str, drop: &str| {
+        os(&[
+            &"imp",
+            &model,
+            &"--coco",
+            &d.train,
+            &"--val-coco",
+            &pseudo,
+            &"--val-images",
+            &d.root.join("val/images"),
+            &"--trained",
+            &model,
+            &"--sparsity",
+            &sparsity,
+            &"--rounds",
+            &rounds,
+            &"--rewind",
+            &"none",
+            &"--steps",
+            &"1",
+            &"--warmup",
+            &"1",
+            &"--lr",
+            &"1e-9",
+            &"--rois",
+            &"32",
+            &"--threads",
+            &"1",
+            &"--max-map-drop",
+            &drop,
+            &"-o",
+            &run,
+        ])
+    };
+    let run = d.root.join("gate");
+    let s = run_ok(&gated(&run, "0.04", "2", "0.15"));
+    let worst = |l: usize| s["delta"][l].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert!(s["levels"][0]["scores"]["bbox"]["ap"].as_f64().unwrap() > 0.99, "dense scores its own detections: {}", s["levels"][0]);
+    assert!(worst(1) >= -0.15 && worst(2) < -0.15, "level 1 within the gate, level 2 outside: {} {}", worst(1), worst(2));
+    assert_eq!(s["ticket_level"], 1, "the sparser level outside the gate is not chosen");
+    assert!(std::fs::read(run.join("ticket.onnx")).unwrap() == std::fs::read(level(&run, 1).join("model.onnx")).unwrap());
+
+    // No level within: exit 1, the table says so, and no ticket is written.
+    let none = d.root.join("gate_none");
+    let args = gated(&none, "0.75", "1", "0.05");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no level is within 0.05 AP of dense: no ticket written"));
+    assert!(!none.join("ticket.onnx").exists() && !none.join("ticket.tkt").exists());
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(none.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["ticket_level"], serde_json::Value::Null);
+}

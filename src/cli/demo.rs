@@ -8,7 +8,7 @@
 use super::print_report;
 use crate::data::DataSpec;
 use crate::error::{Error, Result, WriteContext};
-use crate::lottery::demo::DemoReport;
+use crate::lottery::demo::{DemoReport, DenseReference};
 use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart};
 use std::path::PathBuf;
 
@@ -69,6 +69,9 @@ pub fn run(a: Args, json: bool) -> Result<()> {
 
 fn render(r: &DemoReport) -> String {
     let mut s = super::imp::render_summary(&r.imp);
+    if let Some(d) = &r.reference {
+        s += &render_reference(d, r.imp.max_map_drop);
+    }
     if let Some(v) = &r.validate {
         let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
         let drops: Vec<String> = v["map_drop"]
@@ -88,4 +91,23 @@ fn render(r: &DemoReport) -> String {
     }
     s += &format!("run folder: {} (resume or inspect it; summary.json has every number)\n", r.run_dir.display());
     s
+}
+
+/// The verdict's reference: the dense model's training against the ticket's lineage, and the ticket's margin.
+fn render_reference(d: &DenseReference, max_map_drop: f64) -> String {
+    let margins: Vec<String> = d.margin.iter().map(|(t, m)| format!("{t} {m:+.3}")).collect();
+    let matched = if d.compute_matched {
+        "trained at least as long as the ticket's lineage".to_string()
+    } else {
+        format!(
+            "not compute-matched: the ticket's lineage (dense training, then levels 1..={}) trained {} steps",
+            d.ticket_level, d.lineage_steps
+        )
+    };
+    format!(
+        "dense reference: level 0, {} training steps ({matched})\nticket level {} against it: AP margin {} (the gate: each at least -{max_map_drop})\n",
+        d.dense_steps,
+        d.ticket_level,
+        margins.join(", ")
+    )
 }

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::eval::gate::{DetectRun, GateSettings};
 use crate::model::{Masks, ModelState};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The narrow random-init Mask R-CNN R18-FPN of the training tests (tools/export_models.py --synth 4, 123 k
@@ -22,6 +23,37 @@ pub struct DemoReport {
     /// `ticket validate`'s report on the ticket against the dense model, as a JSON value (its keys in the order
     /// a JSON object holds them, as when the report was read back from `ticket validate --json`).
     pub validate: Option<serde_json::Value>,
+    /// What the ticket was judged against, and by how much it passed.
+    pub reference: Option<DenseReference>,
+}
+
+/// The dense model the demo's verdict compares with (level 0), how long it trained against the ticket's whole
+/// lineage (dense training, then every level up to the ticket's), and the ticket's margin against it.
+#[derive(Serialize)]
+pub struct DenseReference {
+    pub dense_steps: u64,
+    pub ticket_level: usize,
+    pub lineage_steps: u64,
+    /// The dense reference trained at least as long as the ticket's lineage.
+    pub compute_matched: bool,
+    /// The ticket's AP minus dense's per IoU type; the gate asks each to be at least −`max_map_drop`.
+    pub margin: BTreeMap<String, f64>,
+}
+
+impl DenseReference {
+    /// The reference of a run's chosen ticket; `None` when no level passed the gate.
+    pub fn of(imp: &ImpSummary) -> Option<DenseReference> {
+        let r = imp.ticket_level?;
+        let dense_steps = imp.levels[0].steps;
+        let lineage_steps = imp.levels[..=r].iter().map(|l| l.steps).sum();
+        Some(DenseReference {
+            dense_steps,
+            ticket_level: r,
+            lineage_steps,
+            compute_matched: dense_steps >= lineage_steps,
+            margin: imp.delta[r].clone(),
+        })
+    }
 }
 
 impl DemoReport {
@@ -57,7 +89,9 @@ fn synth(dir: &Path, images: usize, seed: u64) -> Result<PathBuf> {
 /// The report of a finished IMP run, with the exported ticket checked when there is one: in ONNX Runtime, its
 /// compact file, and the validate gate (sparsity at least the level's, the run's mAP drop) on `val`.
 pub fn check_ticket(run_dir: &Path, imp: ImpSummary, val: &Path) -> Result<DemoReport> {
-    let mut report = DemoReport { run_dir: run_dir.to_path_buf(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };
+    let reference = DenseReference::of(&imp);
+    let mut report =
+        DemoReport { run_dir: run_dir.to_path_buf(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None, reference };
     let Some(r) = report.imp.ticket_level else {
         return Ok(report);
     };
