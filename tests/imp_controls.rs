@@ -3,71 +3,40 @@
 //! mask on a fresh draw of the initialiser), `--mask random` (a random mask with the magnitude mask's per-tensor
 //! counts), the early-bird mask at step 0, and the floor on named tensors only; then the gate rejecting levels.
 mod common;
+use common::imp::*;
 use common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use ticket::model::{Masks, ModelState, Role};
 
-const MODEL: &str = "train/maskrcnn_r18_fpn_synth.onnx";
-
-struct Data {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    train: PathBuf,
-    val: PathBuf,
-}
-
-fn data() -> Data {
-    let dir = tempdir();
-    let root = dir.path().to_path_buf();
-    for (name, n, seed) in [("train", "4", "5"), ("val", "2", "6")] {
-        let out = ticket(&[&"data", &"synth", &"--out", &root.join(name), &"--images", &n, &"--seed", &seed]);
-        assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Data { train: root.join("train/annotations.json"), val: root.join("val/annotations.json"), root, _dir: dir }
-}
-
-fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    v.iter().map(|a| a.as_ref().to_owned()).collect()
-}
-
 /// A one-level run of `model` (its initial weights scored as the trained dense model: no dense training) with 2
 /// training steps, plus `extra`.
 fn quick(d: &Data, model: &Path, run: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    let mut v = os(&[
-        &"imp",
-        &model,
-        &"--coco",
-        &d.train,
-        &"--val-coco",
-        &d.val,
-        &"--trained",
-        &model,
-        &"--steps",
-        &"2",
-        &"--warmup",
-        &"1",
-        &"--rois",
-        &"32",
-        &"--threads",
-        &"1",
-        &"--max-map-drop",
-        &"1",
-        &"-o",
-        &run,
-    ]);
+    let mut v = os(&[&"imp", &model, &"--coco", &d.train, &"--val-coco", &d.val, &"--trained", &model, &"-o", &run]);
+    v.extend(words("--steps 2 --warmup 1 --rois 32 --threads 1 --max-map-drop 1"));
     v.extend(os(extra));
     v
 }
 
-fn run_ok(args: &[OsString]) -> serde_json::Value {
-    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
-    ticket_json(&refs)
+fn words(s: &str) -> impl Iterator<Item = OsString> + '_ {
+    s.split(' ').map(OsString::from)
 }
 
-fn level(run: &Path, l: usize) -> PathBuf {
-    run.join(format!("level_{l}"))
+/// The global magnitude mask at `sparsity` of `model`'s weights (what a one-shot level draws from them).
+fn magnitude_masks(model: &Path, sparsity: f64) -> Masks {
+    let mut state = ModelState::import(model).unwrap();
+    let params = ticket::prune::PruneParams {
+        sparsity,
+        scope: ticket::prune::Scope::Global,
+        modules: None,
+        rounds: 1,
+        round: 1,
+        include_bias: false,
+        min_layer_density: None,
+    };
+    ticket::prune::prune(&mut state, &params.check().unwrap()).unwrap();
+    state.masks
 }
 
 fn weights(path: &Path) -> BTreeMap<String, (Role, Vec<f32>)> {
@@ -142,18 +111,7 @@ fn random_mask_keeps_the_magnitude_masks_per_tensor_counts() {
     run_ok(&quick(&d, &model, &run, &[&"--sparsity", &"0.8", &"--mask", &"random"]));
     let random = Masks::load(&level(&run, 1).join("masks.safetensors")).unwrap();
     // The magnitude mask the level would have drawn: the trained dense model (here the initial one) pruned alike.
-    let mut state = ModelState::import(&model).unwrap();
-    let params = ticket::prune::PruneParams {
-        sparsity: 0.8,
-        scope: ticket::prune::Scope::Global,
-        modules: None,
-        rounds: 1,
-        round: 1,
-        include_bias: false,
-        min_layer_density: None,
-    };
-    ticket::prune::prune(&mut state, &params.check().unwrap()).unwrap();
-    let magnitude = &state.masks;
+    let magnitude = &magnitude_masks(&model, 0.8);
     assert_eq!(kept_per_tensor(&random), kept_per_tensor(magnitude), "per-tensor counts");
     let differ = random.map.iter().filter(|(n, m)| m.keep != magnitude.map[*n].keep && m.kept() > 0).count();
     assert!(differ > 10, "only {differ} tensors differ from the magnitude mask");
@@ -191,48 +149,16 @@ fn early_bird_at_step_zero_is_the_initial_weights_mask() {
     let d = data();
     let run = d.root.join("eb0");
     let model = fixture(MODEL);
-    let s = run_ok(&os(&[
-        &"imp",
-        &model,
-        &"--coco",
-        &d.train,
-        &"--val-coco",
-        &d.val,
-        &"--sparsity",
-        &"0.5",
-        &"--steps",
-        &"2",
-        &"--warmup",
-        &"1",
-        &"--rois",
-        &"32",
-        &"--threads",
-        &"1",
-        &"--early-bird",
-        &"0,1",
-        &"--max-map-drop",
-        &"1",
-        &"-o",
-        &run,
-    ]));
+    let mut args = os(&[&"imp", &model, &"--coco", &d.train, &"--val-coco", &d.val, &"-o", &run]);
+    args.extend(words("--sparsity 0.5 --steps 2 --warmup 1 --rois 32 --threads 1 --early-bird 0,1 --max-map-drop 1"));
+    let s = run_ok(&args);
     let masks = s["early_bird"]["masks"].as_array().unwrap();
     assert_eq!((masks[0]["fraction"].as_f64(), masks[0]["step"].as_u64()), (Some(0.0), Some(0)), "{masks:?}");
     assert_eq!(masks[1]["step"], 2);
     let iou = masks[0]["iou_with_final"].as_f64().unwrap();
     assert!(iou > 0.3 && iou <= 1.0, "{iou}");
     // It is the initial weights' mask: the prune of MODEL itself.
-    let mut state = ModelState::import(&model).unwrap();
-    let params = ticket::prune::PruneParams {
-        sparsity: 0.5,
-        scope: ticket::prune::Scope::Global,
-        modules: None,
-        rounds: 1,
-        round: 1,
-        include_bias: false,
-        min_layer_density: None,
-    };
-    ticket::prune::prune(&mut state, &params.check().unwrap()).unwrap();
-    assert!(Masks::load(&level(&run, 0).join("early_bird/eb-0.safetensors")).unwrap() == state.masks);
+    assert!(Masks::load(&level(&run, 0).join("early_bird/eb-0.safetensors")).unwrap() == magnitude_masks(&model, 0.5));
     let l0: serde_json::Value = serde_json::from_slice(&std::fs::read(level(&run, 0).join("metrics.json")).unwrap()).unwrap();
     assert_eq!(l0["early_bird"]["masks"][0]["step"], 0);
 }
@@ -290,38 +216,11 @@ fn the_gate_rejects_levels_outside_max_map_drop() {
     std::fs::write(&pseudo, serde_json::to_vec(&gt).unwrap()).unwrap();
     // Pruning only (a step at a vanishing learning rate from the trained weights): 2% and then 4% of the weights.
     let gated = |run: &Path, sparsity: &str, rounds: &str, drop: &str| {
-        os(&[
-            &"imp",
-            &model,
-            &"--coco",
-            &d.train,
-            &"--val-coco",
-            &pseudo,
-            &"--val-images",
-            &d.root.join("val/images"),
-            &"--trained",
-            &model,
-            &"--sparsity",
-            &sparsity,
-            &"--rounds",
-            &rounds,
-            &"--rewind",
-            &"none",
-            &"--steps",
-            &"1",
-            &"--warmup",
-            &"1",
-            &"--lr",
-            &"1e-9",
-            &"--rois",
-            &"32",
-            &"--threads",
-            &"1",
-            &"--max-map-drop",
-            &drop,
-            &"-o",
-            &run,
-        ])
+        let val_images = d.root.join("val/images");
+        let mut v = os(&[&"imp", &model, &"--coco", &d.train, &"--val-coco", &pseudo, &"--val-images", &val_images, &"--trained", &model]);
+        v.extend(os(&[&"--sparsity", &sparsity, &"--rounds", &rounds, &"--max-map-drop", &drop, &"-o", &run]));
+        v.extend(words("--rewind none --steps 1 --warmup 1 --lr 1e-9 --rois 32 --threads 1"));
+        v
     };
     let run = d.root.join("gate");
     let s = run_ok(&gated(&run, "0.04", "2", "0.15"));
