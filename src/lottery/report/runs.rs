@@ -365,6 +365,8 @@ pub fn method_name(c: &ImpConfig) -> String {
     let mut kind = match (c.structure, &c.masks_from, c.rounds, c.scope) {
         (Structure::Channel, ..) => "channel".to_string(),
         (_, Some(_), ..) => "given mask".into(),
+        // A floor is a variant of global ranking: "one-shot with floor".
+        (_, None, 1, Scope::Global) if c.min_layer_density.is_some() => "one-shot".into(),
         (_, None, 1, Scope::Global) => "one-shot global".into(),
         (_, None, 1, Scope::Layer) => "one-shot layer-wise".into(),
         (_, None, k, Scope::Global) => format!("iterative ({k} levels)"),
@@ -471,5 +473,27 @@ mod tests {
         for o in &out {
             assert!(!o.contains('='), "a settings string: {o}");
         }
+    }
+
+    #[test]
+    fn each_method_and_control_has_its_words() {
+        use crate::lottery::{ImpSettings, MaskSource, Rewind};
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/maskrcnn_r18_fpn_synth.onnx");
+        let data = crate::data::DataSpec::coco(Path::new("train.json"), None);
+        let name = |s: ImpSettings| {
+            let s = ImpSettings { sparsity: Some(0.8), ..s };
+            method_name(&ImpConfig::new(&model, data.clone(), data.clone(), &s).unwrap())
+        };
+        let d = ImpSettings::default;
+        assert_eq!(name(d()), "one-shot global");
+        assert_eq!(name(ImpSettings { min_layer_density: Some(0.05), ..d() }), "one-shot with floor");
+        let on = Some(vec!["rpn.head.conv".to_string()]);
+        assert_eq!(name(ImpSettings { min_layer_density: Some(0.05), floor_on: on, ..d() }), "one-shot with floor on rpn.head.conv");
+        assert_eq!(name(ImpSettings { rounds: 3, ..d() }), "iterative (3 levels)");
+        assert_eq!(name(ImpSettings { structure: crate::prune::Structure::Channel, ..d() }), "channel");
+        assert_eq!(name(ImpSettings { rewind: Rewind::None, ..d() }), "prune + fine-tune");
+        assert_eq!(name(ImpSettings { rewind: Rewind::Random, ..d() }), "random re-init");
+        assert_eq!(name(ImpSettings { mask: MaskSource::Random, ..d() }), "random mask");
+        assert_eq!(name(ImpSettings { rewind: Rewind::Step(5), ..d() }), "one-shot global, late reset to step 5");
     }
 }
