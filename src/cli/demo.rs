@@ -3,7 +3,9 @@
 //! R18-FPN of the training tests (tools/export_models.py --synth 4, 123 k parameters, 0.8 MB); the demo makes
 //! its synthetic training and validation sets, runs `ticket imp` (dense training, then levels of global
 //! magnitude pruning rewound to init and retrained) towards 80%, exports the sparsest level within the gate,
-//! checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table.
+//! trains a dense model as long as the ticket's lineage (the compute-matched reference), checks the export in
+//! ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table with the ticket's margin
+//! against level 0 and against the compute-matched model.
 //! Re-running resumes the same run folder.
 use super::print_report;
 use crate::data::DataSpec;
@@ -55,8 +57,10 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
     };
     let mut on = super::imp::progress(json);
-    let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
-    let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val)?;
+    let env = ImpEnv { python };
+    let imp = run_imp(&run_dir, start, &env, &mut on)?;
+    let matched = crate::lottery::demo::train_matched(&out, &run_dir, &imp, &env, &mut on)?;
+    let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val, matched)?;
     print_report(json, &report, render);
     if report.imp.ticket_level.is_none() {
         return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
@@ -104,10 +108,23 @@ fn render_reference(d: &DenseReference, max_map_drop: f64) -> String {
             d.ticket_level, d.lineage_steps
         )
     };
-    format!(
+    let mut s = format!(
         "dense reference: level 0, {} training steps ({matched})\nticket level {} against it: AP margin {} (the gate: each at least -{max_map_drop})\n",
         d.dense_steps,
         d.ticket_level,
         margins.join(", ")
-    )
+    );
+    if let Some(m) = &d.matched {
+        let list = |v: &std::collections::BTreeMap<String, f64>, sign: bool| -> Vec<String> {
+            v.iter().map(|(t, x)| if sign { format!("{t} {x:+.3}") } else { format!("{t} {x:.3}") }).collect()
+        };
+        s += &format!(
+            "compute-matched dense model: the initial weights trained {} steps, as long as the ticket's lineage (AP {})\nticket level {} against it: AP margin {}\n",
+            m.steps,
+            list(&m.ap, false).join(", "),
+            d.ticket_level,
+            list(&m.margin, true).join(", ")
+        );
+    }
+    s
 }

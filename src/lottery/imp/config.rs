@@ -317,12 +317,18 @@ impl ImpConfig {
 
     /// Level 0's training settings: `dense_steps`, with the decay points scaled from the levels' schedule.
     pub(super) fn dense_config(&self) -> RunConfig {
+        self.dense_config_for(self.dense_steps)
+    }
+
+    /// Dense training of `steps` steps, the decay points and warm-up scaled from the levels' schedule (level 0's,
+    /// or a longer, compute-matched dense model's).
+    pub fn dense_config_for(&self, steps: u64) -> RunConfig {
         let mut c = self.train.clone();
-        if c.steps != self.dense_steps {
-            let scale = self.dense_steps as f64 / c.steps as f64;
-            c.decay_at = c.decay_at.iter().map(|&d| ((d as f64 * scale).round() as u64).min(self.dense_steps.saturating_sub(1))).collect();
-            c.warmup = ((c.warmup as f64 * scale).round() as u64).min(self.dense_steps);
-            c.steps = self.dense_steps;
+        if c.steps != steps {
+            let scale = steps as f64 / c.steps as f64;
+            c.decay_at = c.decay_at.iter().map(|&d| ((d as f64 * scale).round() as u64).min(steps.saturating_sub(1))).collect();
+            c.warmup = ((c.warmup as f64 * scale).round() as u64).min(steps);
+            c.steps = steps;
         }
         c
     }

@@ -190,7 +190,7 @@ pub const RANDOM_INIT: &str = "random_init.onnx";
 /// marked in `ldir/early_stop.txt`, so a resumed run finishes at that step instead of training on; the step
 /// is returned.
 #[allow(clippy::too_many_arguments)]
-fn train(
+pub(in crate::lottery) fn train(
     model: &Path,
     ldir: &Path,
     config: RunConfig,

@@ -19,6 +19,7 @@ mod summary;
 pub use config::{read_config, save_config, ImpConfig, ImpSettings, Structure, MAX_EARLY_BIRD, MAX_ROUNDS};
 pub use levels::{CHANNELS, RANDOM_INIT, REWIND};
 pub use summary::{ImpSummary, SUMMARY};
+pub(in crate::lottery) use {levels::train, score::evaluate};
 
 use super::early_bird;
 use super::level::{self, LevelRow};
