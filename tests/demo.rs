@@ -1,6 +1,7 @@
 //! `ticket demo`, the main job, in miniature (a few steps, one level, a few images): it finds and gates a
-//! ticket, checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, and a second
-//! call resumes the finished run instead of training again.
+//! ticket, checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, judges it against
+//! dense models trained as long as level 0 and as long as its lineage, and a second call resumes the finished
+//! run instead of training again.
 mod common;
 use common::*;
 
@@ -41,6 +42,29 @@ fn the_demo_finds_checks_and_validates_a_ticket() {
     let r2: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(r2["imp"]["levels"], r["imp"]["levels"]);
     assert_eq!(std::fs::read_to_string(out.join("run/level_1/log.jsonl")).unwrap(), log);
+
+    // The verdict names its dense reference (4 steps, against the ticket lineage's 8) and the ticket's margin.
+    let reference = &r["reference"];
+    assert_eq!((reference["dense_steps"].as_u64(), reference["lineage_steps"].as_u64()), (Some(4), Some(8)), "{reference}");
+    assert_eq!(reference["compute_matched"], false);
+    assert_eq!(reference["margin"], r["imp"]["delta"][1]);
+    // ... and trains the compute-matched dense model (the lineage's 8 steps) once, beside the run.
+    let matched = &reference["matched"];
+    assert_eq!(matched["steps"], 8, "{reference}");
+    let steps = std::fs::read_to_string(out.join("dense_8/log.jsonl")).unwrap();
+    assert_eq!(steps.lines().count(), 8);
+    for t in ["bbox", "segm"] {
+        let (ticket, dense) = (r["imp"]["levels"][1]["scores"][t]["ap"].as_f64().unwrap(), matched["ap"][t].as_f64().unwrap());
+        assert!((matched["margin"][t].as_f64().unwrap() - (ticket - dense)).abs() < 1e-12, "{matched}");
+    }
+    assert_eq!(r2["reference"]["matched"], *matched, "the resumed demo reuses the compute-matched model");
+    assert_eq!(std::fs::read_to_string(out.join("dense_8/log.jsonl")).unwrap(), steps);
+    let text = ticket(&args[..13]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("dense reference: level 0, 4 training steps (not compute-matched"), "{text}");
+    let bbox = reference["margin"]["bbox"].as_f64().unwrap();
+    assert!(text.contains(&format!("ticket level 1 against it: AP margin bbox {bbox:+.3}, segm")), "{text}");
+    assert!(text.contains("compute-matched dense model: the initial weights trained 8 steps"), "{text}");
 }
 
 /// The copyable example runs as written on a user's COCO files (a few steps, one level): it finds a ticket

@@ -772,6 +772,8 @@ mod runs {
             modules: None,
             min_layer_density: None,
             rewind: Rewind::Init,
+            mask: Default::default(),
+            floor_on: None,
             dense_steps: 4,
             train,
             early_bird: vec![0.5],

@@ -5,36 +5,14 @@
 //! resumed, ends with the masks, models and scores of the uninterrupted run (one ORT thread). Then the
 //! variants (--trained, --rewind none, --masks-from, the early-bird stop rule) and bad input.
 mod common;
+use common::imp::*;
 use common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use ticket::model::{Masks, ModelState};
-
-const MODEL: &str = "train/maskrcnn_r18_fpn_synth.onnx";
-
-struct Data {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    train: PathBuf,
-    val: PathBuf,
-}
-
-fn data() -> Data {
-    let dir = tempdir();
-    let root = dir.path().to_path_buf();
-    for (name, n, seed) in [("train", "4", "5"), ("val", "2", "6")] {
-        let out = ticket(&[&"data", &"synth", &"--out", &root.join(name), &"--images", &n, &"--seed", &seed]);
-        assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Data { train: root.join("train/annotations.json"), val: root.join("val/annotations.json"), root, _dir: dir }
-}
-
-fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    v.iter().map(|a| a.as_ref().to_owned()).collect()
-}
 
 /// The miniature run's arguments: 2 levels to 80%, 12 steps each, rewinding to dense step 6.
 fn imp_args(d: &Data, run: &Path) -> Vec<OsString> {
@@ -68,15 +46,6 @@ fn imp_args(d: &Data, run: &Path) -> Vec<OsString> {
         &"-o",
         &run,
     ])
-}
-
-fn run_ok(args: &[OsString]) -> serde_json::Value {
-    let refs: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
-    ticket_json(&refs)
-}
-
-fn level(run: &Path, l: usize) -> PathBuf {
-    run.join(format!("level_{l}"))
 }
 
 fn row(run: &Path, l: usize) -> serde_json::Value {

@@ -68,6 +68,8 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         modules: None,
         min_layer_density: None,
         rewind: Rewind::Init,
+        mask: Default::default(),
+        floor_on: None,
         dense_steps: 20,
         train,
         early_bird: vec![0.25, 0.5],
@@ -264,6 +266,9 @@ fn report_renders_every_figure_and_the_metrics_numbers() {
     assert_eq!(groups[0]["runs"].as_array().unwrap().len(), 2);
     assert_eq!(groups[0]["label"], "scope=global");
     assert_eq!(groups[1]["label"], "scope=layer");
+    // The legends' names: the method in words.
+    assert_eq!(groups[0]["method"], format!("iterative ({ROUNDS} levels)"));
+    assert_eq!(groups[1]["method"], format!("iterative layer-wise ({ROUNDS} levels)"));
     assert_eq!(r["models"], 1);
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();

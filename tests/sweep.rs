@@ -159,7 +159,7 @@ fn study_expands_into_a_sweep_and_reports() {
         .collect()
     };
     // Every study's spec parses and checks (printed, not run).
-    for study in ["modules", "rounds", "scope", "rewind", "early-bird"] {
+    for study in ["modules", "rounds", "scope", "rewind", "early-bird", "controls", "floor"] {
         let mut args = vec![std::ffi::OsString::from("study")];
         args.extend(common_args(study));
         args.push("--print-spec".into());
@@ -167,6 +167,12 @@ fn study_expands_into_a_sweep_and_reports() {
         assert!(out.status.success(), "{study}: {}", String::from_utf8_lossy(&out.stderr));
         let spec = String::from_utf8_lossy(&out.stdout);
         assert!(spec.contains("[grid]") && spec.contains("seed = [1, 2, 3]"), "{study}: {spec}");
+        // The controls' and the floor ablation's variants are cells.
+        match study {
+            "controls" => assert!(spec.contains("rewind = \"random\"") && spec.contains("mask = \"random\""), "{spec}"),
+            "floor" => assert!(spec.contains("floor-on = [\"rpn.head.conv\"]") && spec.contains("floor-on = [\"box_head.fc6\"]"), "{spec}"),
+            _ => {}
+        }
     }
     // The modules study adds modules from the input upwards (Table 3), with the mask head last.
     let mut args = vec![std::ffi::OsString::from("study")];

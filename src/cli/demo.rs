@@ -3,12 +3,14 @@
 //! R18-FPN of the training tests (tools/export_models.py --synth 4, 123 k parameters, 0.8 MB); the demo makes
 //! its synthetic training and validation sets, runs `ticket imp` (dense training, then levels of global
 //! magnitude pruning rewound to init and retrained) towards 80%, exports the sparsest level within the gate,
-//! checks the export in ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table.
+//! trains a dense model as long as the ticket's lineage (the compute-matched reference), checks the export in
+//! ONNX Runtime and its compact file, runs `ticket validate` on it, and prints the table with the ticket's margin
+//! against level 0 and against the compute-matched model.
 //! Re-running resumes the same run folder.
 use super::print_report;
 use crate::data::DataSpec;
 use crate::error::{Error, Result, WriteContext};
-use crate::lottery::demo::DemoReport;
+use crate::lottery::demo::{DemoReport, DenseReference};
 use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpStart};
 use std::path::PathBuf;
 
@@ -55,8 +57,10 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
     };
     let mut on = super::imp::progress(json);
-    let imp = run_imp(&run_dir, start, &ImpEnv { python }, &mut on)?;
-    let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val)?;
+    let env = ImpEnv { python };
+    let imp = run_imp(&run_dir, start, &env, &mut on)?;
+    let matched = crate::lottery::demo::train_matched(&out, &run_dir, &imp, &env, &mut on)?;
+    let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val, matched)?;
     print_report(json, &report, render);
     if report.imp.ticket_level.is_none() {
         return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
@@ -69,6 +73,9 @@ pub fn run(a: Args, json: bool) -> Result<()> {
 
 fn render(r: &DemoReport) -> String {
     let mut s = super::imp::render_summary(&r.imp);
+    if let Some(d) = &r.reference {
+        s += &render_reference(d, r.imp.max_map_drop);
+    }
     if let Some(v) = &r.validate {
         let verdict = if v["passed"].as_bool().unwrap_or(false) { "passed" } else { "FAILED" };
         let drops: Vec<String> = v["map_drop"]
@@ -87,5 +94,37 @@ fn render(r: &DemoReport) -> String {
         s += &format!("compact file: {}\n", if c { "restores every weight exactly" } else { "DOES NOT restore the weights" });
     }
     s += &format!("run folder: {} (resume or inspect it; summary.json has every number)\n", r.run_dir.display());
+    s
+}
+
+/// The verdict's reference: the dense model's training against the ticket's lineage, and the ticket's margin.
+fn render_reference(d: &DenseReference, max_map_drop: f64) -> String {
+    let margins: Vec<String> = d.margin.iter().map(|(t, m)| format!("{t} {m:+.3}")).collect();
+    let matched = if d.compute_matched {
+        "trained at least as long as the ticket's lineage".to_string()
+    } else {
+        format!(
+            "not compute-matched: the ticket's lineage (dense training, then levels 1..={}) trained {} steps",
+            d.ticket_level, d.lineage_steps
+        )
+    };
+    let mut s = format!(
+        "dense reference: level 0, {} training steps ({matched})\nticket level {} against it: AP margin {} (the gate: each at least -{max_map_drop})\n",
+        d.dense_steps,
+        d.ticket_level,
+        margins.join(", ")
+    );
+    if let Some(m) = &d.matched {
+        let list = |v: &std::collections::BTreeMap<String, f64>, sign: bool| -> Vec<String> {
+            v.iter().map(|(t, x)| if sign { format!("{t} {x:+.3}") } else { format!("{t} {x:.3}") }).collect()
+        };
+        s += &format!(
+            "compute-matched dense model: the initial weights trained {} steps, as long as the ticket's lineage (AP {})\nticket level {} against it: AP margin {}\n",
+            m.steps,
+            list(&m.ap, false).join(", "),
+            d.ticket_level,
+            list(&m.margin, true).join(", ")
+        );
+    }
     s
 }

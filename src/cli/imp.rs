@@ -6,7 +6,7 @@ use super::{print_report, render_pct, render_table};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::lottery::sweep::{OptionInfo, OptionTable};
-use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpSettings, ImpStart, ImpSummary, Rewind};
+use crate::lottery::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpSettings, ImpStart, ImpSummary, MaskSource, Rewind};
 use crate::prune::Scope;
 use std::path::{Path, PathBuf};
 
@@ -48,18 +48,27 @@ pub struct Args {
     /// and the rewind point alike.
     #[command(flatten)]
     pub what: super::prune::StructureArgs,
-    /// Where survivors restart: init (the lottery ticket), a step of dense training (late resetting), or none
-    /// (keep the trained weights: prune + fine-tune).
+    /// Where survivors restart: init (the lottery ticket), a step of dense training (late resetting), none
+    /// (keep the trained weights: prune + fine-tune), or random (a fresh draw of the model's initialiser, each
+    /// tensor at its initial scale, seeded by --seed: the random re-initialisation control).
     #[arg(long, default_value = "init")]
     pub rewind: Rewind,
+    /// Where a level's mask comes from: magnitude (the ticket), or random (the random-mask control: as many
+    /// weights per tensor as the magnitude mask keeps, drawn at random with --seed; weight structure only).
+    #[arg(long, value_parser = super::choice::parse_choice::<MaskSource>(), default_value_t = ImpSettings::default().mask)]
+    pub mask: MaskSource,
+    /// Comma-separated tensors --min-layer-density floors, by whole parts of their names (rpn.head.conv,
+    /// box_head.fc6); the rest are ranked by plain global magnitude. Default: every selected tensor.
+    #[arg(long, value_delimiter = ',', requires = "min_layer_density")]
+    pub floor_on: Option<Vec<String>>,
     /// Dense training steps of level 0 (default: --steps).
     #[arg(long)]
     pub dense_steps: Option<u64>,
     /// The trained dense model: level 0 is scored, not trained (MODEL stays the initial weights).
     #[arg(long)]
     pub trained: Option<PathBuf>,
-    /// Fractions of dense training (comma separated) at which to save the mask level 1 would draw; level 0's
-    /// metrics record each one's IoU with the final mask.
+    /// Fractions of dense training (comma separated; 0 is the initial weights) at which to save the mask level 1
+    /// would draw; level 0's metrics record each one's IoU with the final mask.
     #[arg(long, value_delimiter = ',')]
     pub early_bird: Vec<f64>,
     /// End dense training when the early-bird rule fires (mask within Hamming 0.1 of the previous 4 checks).
@@ -105,6 +114,8 @@ impl Args {
             importance: self.what.importance,
             round_to: self.what.round_to,
             rewind: self.rewind,
+            mask: self.mask,
+            floor_on: self.floor_on.clone(),
             dense_steps: self.dense_steps,
             trained: self.trained.clone(),
             early_bird: self.early_bird.clone(),

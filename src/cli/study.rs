@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The study: modules, rounds, scope, rewind, early-bird, width or transfer.
+    /// The study: modules, rounds, scope, rewind, early-bird, controls, floor, width or transfer.
     pub name: String,
     /// The detector's initial weights (ONNX); the width study takes one per backbone width.
     pub models: Vec<PathBuf>,

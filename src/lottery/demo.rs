@@ -1,11 +1,13 @@
-//! `ticket demo`'s pieces: the embedded detector and the synthetic sets it trains and is scored on, and the
+//! `ticket demo`'s pieces: the embedded detector and the synthetic sets it trains and is scored on, the dense
+//! references its verdict names (level 0, and a dense model trained as long as the ticket's lineage), and the
 //! checks on the ticket it exports — ONNX Runtime against the dense graph with the ticket's masks, the compact
 //! file's round trip, and the validate gate on the held-out images.
-use super::{level, ImpSummary};
-use crate::error::Result;
+use super::{level, ImpEnv, ImpEvent, ImpSummary};
+use crate::error::{Result, WriteContext};
 use crate::eval::gate::{DetectRun, GateSettings};
 use crate::model::{Masks, ModelState};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The narrow random-init Mask R-CNN R18-FPN of the training tests (tools/export_models.py --synth 4, 123 k
@@ -22,6 +24,85 @@ pub struct DemoReport {
     /// `ticket validate`'s report on the ticket against the dense model, as a JSON value (its keys in the order
     /// a JSON object holds them, as when the report was read back from `ticket validate --json`).
     pub validate: Option<serde_json::Value>,
+    /// What the ticket was judged against, and by how much it passed.
+    pub reference: Option<DenseReference>,
+}
+
+/// The dense model the demo's verdict compares with (level 0), how long it trained against the ticket's whole
+/// lineage (dense training, then every level up to the ticket's), and the ticket's margin against it.
+#[derive(Serialize)]
+pub struct DenseReference {
+    pub dense_steps: u64,
+    pub ticket_level: usize,
+    pub lineage_steps: u64,
+    /// The dense reference trained at least as long as the ticket's lineage.
+    pub compute_matched: bool,
+    /// The ticket's AP minus dense's per IoU type; the gate asks each to be at least −`max_map_drop`.
+    pub margin: BTreeMap<String, f64>,
+    /// The initial weights trained as long as the ticket's lineage, and the ticket's margin against them.
+    pub matched: Option<MatchedDense>,
+}
+
+/// A dense model trained as long as the ticket's whole lineage: extra training delivered through the mask is no
+/// advantage against it.
+#[derive(Serialize)]
+pub struct MatchedDense {
+    pub steps: u64,
+    /// Its AP (AP50 for VOC) per IoU type, and the ticket's minus it.
+    pub ap: BTreeMap<String, f64>,
+    pub margin: BTreeMap<String, f64>,
+}
+
+/// Where the demo trains the compute-matched dense model of `steps` steps (beside the run; kept and resumed).
+pub fn matched_dir(out: &Path, steps: u64) -> PathBuf {
+    out.join(format!("dense_{steps}"))
+}
+
+/// Trains (or resumes, or reuses) the initial weights for the chosen ticket's lineage in [`matched_dir`], with
+/// level 0's schedule scaled to the longer run, and scores it as the levels are; `None` without a ticket or
+/// when level 0 already trained that long.
+pub fn train_matched(
+    out: &Path,
+    run_dir: &Path,
+    imp: &ImpSummary,
+    env: &ImpEnv,
+    on: &mut dyn FnMut(ImpEvent),
+) -> Result<Option<MatchedDense>> {
+    let Some(reference) = DenseReference::of(imp) else { return Ok(None) };
+    if reference.compute_matched {
+        return Ok(None);
+    }
+    let config = crate::lottery::imp::read_config(run_dir)?;
+    let steps = reference.lineage_steps;
+    let dir = matched_dir(out, steps);
+    if !dir.join(level::MODEL).exists() {
+        std::fs::create_dir_all(&dir).writing(&dir)?;
+        let run = config.dense_config_for(steps);
+        crate::lottery::imp::train(&config.model, &dir, run, 0, env, on, config.threads, |_, _| Ok(false))?;
+    }
+    on(ImpEvent::Phase { level: 0, what: "evaluating the compute-matched dense model" });
+    let (scores, _, _) = crate::lottery::imp::evaluate(&config, ModelState::import(&dir.join(level::MODEL))?)?;
+    let ap: BTreeMap<String, f64> = scores.iter().filter_map(|(t, s)| Some((t.clone(), s.primary()?))).collect();
+    let ticket = &imp.levels[reference.ticket_level];
+    let margin = ticket.scores.iter().filter_map(|(t, s)| Some((t.clone(), s.primary()? - ap.get(t)?))).collect();
+    Ok(Some(MatchedDense { steps, ap, margin }))
+}
+
+impl DenseReference {
+    /// The reference of a run's chosen ticket; `None` when no level passed the gate.
+    pub fn of(imp: &ImpSummary) -> Option<DenseReference> {
+        let r = imp.ticket_level?;
+        let dense_steps = imp.levels[0].steps;
+        let lineage_steps = imp.levels[..=r].iter().map(|l| l.steps).sum();
+        Some(DenseReference {
+            dense_steps,
+            ticket_level: r,
+            lineage_steps,
+            compute_matched: dense_steps >= lineage_steps,
+            margin: imp.delta[r].clone(),
+            matched: None,
+        })
+    }
 }
 
 impl DemoReport {
@@ -56,8 +137,10 @@ fn synth(dir: &Path, images: usize, seed: u64) -> Result<PathBuf> {
 
 /// The report of a finished IMP run, with the exported ticket checked when there is one: in ONNX Runtime, its
 /// compact file, and the validate gate (sparsity at least the level's, the run's mAP drop) on `val`.
-pub fn check_ticket(run_dir: &Path, imp: ImpSummary, val: &Path) -> Result<DemoReport> {
-    let mut report = DemoReport { run_dir: run_dir.to_path_buf(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None };
+pub fn check_ticket(run_dir: &Path, imp: ImpSummary, val: &Path, matched: Option<MatchedDense>) -> Result<DemoReport> {
+    let reference = DenseReference::of(&imp).map(|r| DenseReference { matched, ..r });
+    let mut report =
+        DemoReport { run_dir: run_dir.to_path_buf(), imp, ort_equal: None, compact_round_trip_exact: None, validate: None, reference };
     let Some(r) = report.imp.ticket_level else {
         return Ok(report);
     };

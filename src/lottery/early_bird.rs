@@ -25,9 +25,10 @@ pub fn draw(state: &ModelState, params: &PruneValid) -> Result<Masks> {
     Ok(s.masks)
 }
 
-/// The steps of dense training at which `fractions` of `steps` fall (at least step 1).
+/// The steps of dense training at which `fractions` of `steps` fall: step 0 (the initial weights) for 0, else at
+/// least step 1.
 pub fn points(fractions: &[f64], steps: u64) -> Vec<(f64, u64)> {
-    fractions.iter().map(|&f| (f, ((f * steps as f64).round() as u64).clamp(1, steps))).collect()
+    fractions.iter().map(|&f| (f, if f == 0.0 { 0 } else { ((f * steps as f64).round() as u64).clamp(1, steps) })).collect()
 }
 
 /// The file of the mask saved at `fraction`: named by the fraction's shortest exact spelling (`eb-0.5`,

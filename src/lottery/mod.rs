@@ -6,6 +6,7 @@ pub mod early_bird;
 pub mod imp;
 pub mod level;
 pub mod oneshot;
+pub mod random_mask;
 pub mod report;
 pub mod rewind;
 pub mod sweep;
@@ -13,4 +14,5 @@ pub mod transfer;
 
 pub use imp::{run_imp, ImpConfig, ImpEnv, ImpEvent, ImpSettings, ImpStart, ImpSummary, Structure};
 pub use level::LevelRow;
+pub use random_mask::MaskSource;
 pub use rewind::Rewind;

@@ -54,7 +54,7 @@ pub struct PruneParams {
 pub const NEAR_COLLAPSE: f64 = 0.99;
 
 #[derive(Clone, Debug)]
-pub struct PruneValid(PruneParams);
+pub struct PruneValid(PruneParams, Option<Vec<String>>);
 
 impl PruneParams {
     pub fn check(self) -> Result<PruneValid> {
@@ -83,13 +83,44 @@ impl PruneParams {
                 return Err(Error::setting("modules", "`modules` is empty"));
             }
         }
-        Ok(PruneValid(self))
+        Ok(PruneValid(self, None))
     }
 }
 
 impl PruneValid {
     pub fn params(&self) -> &PruneParams {
         &self.0
+    }
+
+    /// The floor (`min_layer_density`) kept in the named tensors only (the floor ablation): a name matches a
+    /// parameter that holds it as whole dot-separated parts (`box_head.fc6` matches
+    /// `roi_heads.box_head.fc6.weight`). Each name must match a selected tensor when pruning.
+    pub fn with_floor_on(mut self, names: Option<Vec<String>>) -> Result<PruneValid> {
+        if let Some(n) = &names {
+            if self.0.min_layer_density.is_none() {
+                return Err(Error::setting(
+                    "floor_on",
+                    "`floor_on` names the tensors `min_layer_density` keeps: give `min_layer_density` too",
+                ));
+            }
+            if n.is_empty() || n.iter().any(|x| x.trim().is_empty()) {
+                return Err(Error::setting("floor_on", "`floor_on` lists an empty name"));
+            }
+        }
+        self.1 = names;
+        Ok(self)
+    }
+
+    /// The floor of each selected tensor: `min_layer_density`, or 0 for a tensor `floor_on` leaves out.
+    fn floors(&self, state: &ModelState, selected: &[usize]) -> Result<Vec<f64>> {
+        let f = self.0.min_layer_density.unwrap_or(0.0);
+        let Some(names) = &self.1 else { return Ok(vec![f; selected.len()]) };
+        let tensors = &state.weights.tensors;
+        let hits = |n: &str, i: usize| format!(".{}.", tensors[i].name).contains(&format!(".{}.", n.trim()));
+        if let Some(n) = names.iter().find(|n| !selected.iter().any(|&i| hits(n, i))) {
+            return Err(Error::setting_at(state.path(), "floor_on", format!("`floor_on` '{n}' names no selected tensor")));
+        }
+        Ok(selected.iter().map(|&i| if names.iter().any(|n| hits(n, i)) { f } else { 0.0 }).collect())
     }
 
     /// IMP's schedule: after round r of k, (1-S)^(r/k) of the selected weights are kept, so each round keeps
@@ -141,9 +172,16 @@ pub(crate) fn check_modules(state: &ModelState, modules: &[String]) -> Result<Ve
         .collect()
 }
 
-/// Prunes `state` in place: new masks for the selected tensors, masked weights set to exactly zero.
-pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
-    let p = opts.params();
+impl PruneValid {
+    /// The settings fit `state`: its module groups, and each `floor_on` name a selected tensor (checked before
+    /// a run that prunes later writes anything).
+    pub fn check_on(&self, state: &ModelState) -> Result<()> {
+        self.floors(state, &selected(state, self.params())?).map(|_| ())
+    }
+}
+
+/// The indices of the tensors `p` ranks.
+fn selected(state: &ModelState, p: &PruneParams) -> Result<Vec<usize>> {
     let groups = p.modules.as_deref().map(|m| check_modules(state, m)).transpose()?;
     let selected: Vec<usize> = state
         .weights
@@ -160,6 +198,13 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
             "no prunable weights (no float initializer feeds a Conv, ConvTranspose, Gemm or MatMul) in the selected modules",
         ));
     }
+    Ok(selected)
+}
+
+/// Prunes `state` in place: new masks for the selected tensors, masked weights set to exactly zero.
+pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
+    let p = opts.params();
+    let selected = selected(state, p)?;
     let fraction = opts.kept_fraction();
     let tensors = &state.weights.tensors;
     let dense: Vec<std::borrow::Cow<[f32]>> = selected.iter().map(|&i| tensors[i].values.dense()).collect();
@@ -171,7 +216,9 @@ pub fn prune(state: &mut ModelState, opts: &PruneValid) -> Result<PruneReport> {
     let keep_of = |n: usize| ((n as f64) * fraction).round() as usize;
     let masks = match (p.scope, p.min_layer_density) {
         (Scope::Global, None) => select::keep_top_k(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum())),
-        (Scope::Global, Some(f)) => select::keep_top_k_with_floor(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum()), f),
+        (Scope::Global, Some(_)) => {
+            select::keep_top_k_with_floor(&inputs, keep_of(inputs.iter().map(|i| i.values.len()).sum()), &opts.floors(state, &selected)?)
+        }
         (Scope::Layer, _) => {
             inputs.iter().map(|inp| select::keep_top_k(std::slice::from_ref(inp), keep_of(inp.values.len())).remove(0)).collect()
         }

@@ -164,13 +164,14 @@ pub fn keep_top_k(inputs: &[Input], k: usize) -> Vec<Vec<u8>> {
     masks
 }
 
-/// Global top-k that first keeps, in every tensor, its largest `floor` fraction (rounded up, capped by what an
-/// earlier mask left), then fills the rest of `k` by global magnitude. The floor is taken out of `k`, so the
-/// total kept is still `k` unless the floors alone exceed it.
-pub fn keep_top_k_with_floor(inputs: &[Input], k: usize, floor: f64) -> Vec<Vec<u8>> {
+/// Global top-k that first keeps, in every tensor, its largest `floor` fraction (one per input, rounded up,
+/// capped by what an earlier mask left), then fills the rest of `k` by global magnitude. The floor is taken out
+/// of `k`, so the total kept is still `k` unless the floors alone exceed it.
+pub fn keep_top_k_with_floor(inputs: &[Input], k: usize, floor: &[f64]) -> Vec<Vec<u8>> {
     let floors: Vec<Vec<u8>> = inputs
         .iter()
-        .map(|inp| keep_top_k(std::slice::from_ref(inp), (inp.values.len() as f64 * floor).ceil() as usize).remove(0))
+        .zip(floor)
+        .map(|(inp, f)| keep_top_k(std::slice::from_ref(inp), (inp.values.len() as f64 * f).ceil() as usize).remove(0))
         .collect();
     let forced: usize = floors.iter().map(|m| m.iter().map(|&x| x as usize).sum::<usize>()).sum();
     // The floor's weights are taken out of the global ranking by marking them pruned there.
@@ -233,9 +234,11 @@ mod tests {
         let inputs = [Input { values: &small, prev: None }, Input { values: &large, prev: None }];
         let plain = keep_top_k(&inputs, 400);
         assert_eq!(plain[0].iter().filter(|&&x| x == 1).count(), 0);
-        let floored = keep_top_k_with_floor(&inputs, 400, 0.05);
+        let floored = keep_top_k_with_floor(&inputs, 400, &[0.05, 0.05]);
         let kept: Vec<usize> = floored.iter().map(|m| m.iter().filter(|&&x| x == 1).count()).collect();
         assert_eq!(kept, vec![50, 350]);
+        // A floor on the large tensor only leaves the small one cut, as plain global top-k does.
+        assert_eq!(keep_top_k_with_floor(&inputs, 400, &[0.0, 0.05]), plain);
         // The floor keeps the largest of the small tensor.
         let floor_only = keep_top_k(&inputs[..1], 50).remove(0);
         assert_eq!(floored[0], floor_only);

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: fixture paths, running the real `ticket` binary, the Python
 //! references from tools/ (run in the venv that tools/test.sh sets up).
 #![allow(dead_code)]
+pub mod imp;
 pub mod sweep;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

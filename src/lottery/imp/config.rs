@@ -4,6 +4,7 @@ use crate::data::spec::check_file;
 use crate::data::DataSpec;
 use crate::error::{Context, Error, Result};
 use crate::fsio::{absolute, fingerprint, write_atomic};
+use crate::lottery::random_mask::MaskSource;
 use crate::lottery::rewind::Rewind;
 use crate::model::ModelState;
 use crate::prune::channel::{ChannelParams, ChannelValid, Importance};
@@ -32,11 +33,18 @@ pub struct ImpConfig {
     pub modules: Option<Vec<String>>,
     pub min_layer_density: Option<f64>,
     pub rewind: Rewind,
+    // The lottery controls. Left out of run.json at their defaults, so runs made before them resume.
+    /// `magnitude` (the ticket) or `random` (the random-mask control: the magnitude mask's per-tensor counts).
+    #[serde(default, skip_serializing_if = "MaskSource::is_magnitude")]
+    pub mask: MaskSource,
+    /// The tensors `min_layer_density` floors (`None`: every selected tensor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_on: Option<Vec<String>>,
     /// Level 0's training steps; the levels' come from `train.steps`.
     pub dense_steps: u64,
     /// The training settings of every level (model, fingerprint and masks are set per level).
     pub train: RunConfig,
-    /// Fractions of dense training at which the level-1 mask is drawn and kept.
+    /// Fractions of dense training at which the level-1 mask is drawn and kept (0: the initial weights' mask).
     pub early_bird: Vec<f64>,
     /// Check the early-bird stop rule every this many dense steps (0: off).
     pub early_stop_every: u64,
@@ -85,6 +93,11 @@ pub struct ImpSettings {
     pub importance: Importance,
     pub round_to: usize,
     pub rewind: Rewind,
+    // The lottery controls.
+    /// Where a weight level's mask comes from: magnitude (the ticket) or random (same per-tensor counts).
+    pub mask: MaskSource,
+    /// The tensors `min_layer_density` floors, by name parts (`rpn.head.conv`); `None`: every selected tensor.
+    pub floor_on: Option<Vec<String>>,
     /// Level 0's training steps (`None`: the levels' steps).
     pub dense_steps: Option<u64>,
     /// A trained dense model standing in for level 0's training.
@@ -115,6 +128,8 @@ impl Default for ImpSettings {
             importance: Importance::L1,
             round_to: default_round_to(),
             rewind: Rewind::Init,
+            mask: MaskSource::Magnitude,
+            floor_on: None,
             dense_steps: None,
             trained: None,
             early_bird: Vec::new(),
@@ -171,6 +186,8 @@ impl ImpConfig {
             modules: s.modules.clone(),
             min_layer_density: s.min_layer_density,
             rewind: s.rewind,
+            mask: s.mask,
+            floor_on: s.floor_on.clone(),
             dense_steps,
             train,
             early_bird: s.early_bird.clone(),
@@ -212,6 +229,7 @@ impl ImpConfig {
                 return bad("rewind", format!("`rewind` {k} is outside the dense training's steps 1..={}", self.dense_steps));
             }
         }
+        self.check_controls()?;
         if self.structure == Structure::Channel {
             if self.masks_from.is_some() || self.min_layer_density.is_some() || !self.early_bird.is_empty() || self.early_stop_every > 0 {
                 return bad(
@@ -224,8 +242,8 @@ impl ImpConfig {
         if self.dense_steps == 0 {
             return bad("dense_steps", "`dense_steps` must be at least 1".into());
         }
-        if let Some(f) = self.early_bird.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
-            return bad("early_bird", format!("`early_bird` fraction {f} is outside (0, 1]"));
+        if let Some(f) = self.early_bird.iter().find(|f| !(**f >= 0.0 && **f <= 1.0)) {
+            return bad("early_bird", format!("`early_bird` fraction {f} is outside [0, 1]"));
         }
         if self.early_bird.len() > MAX_EARLY_BIRD {
             return bad(
@@ -257,6 +275,20 @@ impl ImpConfig {
         self.dense_config().validate()
     }
 
+    /// The random-mask control draws a weight mask: not a channel plan, and not over a given mask.
+    fn check_controls(&self) -> Result<()> {
+        if self.mask == MaskSource::Random && self.structure == Structure::Channel {
+            return Err(Error::setting(
+                "mask",
+                "`mask` random draws weight masks; `structure` channel removes whole channels: use it with `structure` weight",
+            ));
+        }
+        if self.mask == MaskSource::Random && self.masks_from.is_some() {
+            return Err(Error::setting("mask", "`mask` random draws level 1's mask; `masks_from` gives it: give one of them"));
+        }
+        Ok(())
+    }
+
     /// The files and folders the settings name exist and are of their kind: a sweep checks each task's before it
     /// creates anything, so a missing dataset is refused at once instead of failing every task.
     pub fn check_files(&self) -> Result<()> {
@@ -279,7 +311,8 @@ impl ImpConfig {
             include_bias: false,
             min_layer_density: self.min_layer_density,
         }
-        .check()
+        .check()?
+        .with_floor_on(self.floor_on.clone())
     }
 
     /// The channel prune of every level: the fraction of the current channels that leaves (1-S)^(r/K) after r.
@@ -297,12 +330,18 @@ impl ImpConfig {
 
     /// Level 0's training settings: `dense_steps`, with the decay points scaled from the levels' schedule.
     pub(super) fn dense_config(&self) -> RunConfig {
+        self.dense_config_for(self.dense_steps)
+    }
+
+    /// Dense training of `steps` steps, the decay points and warm-up scaled from the levels' schedule (level 0's,
+    /// or a longer, compute-matched dense model's).
+    pub fn dense_config_for(&self, steps: u64) -> RunConfig {
         let mut c = self.train.clone();
-        if c.steps != self.dense_steps {
-            let scale = self.dense_steps as f64 / c.steps as f64;
-            c.decay_at = c.decay_at.iter().map(|&d| ((d as f64 * scale).round() as u64).min(self.dense_steps.saturating_sub(1))).collect();
-            c.warmup = ((c.warmup as f64 * scale).round() as u64).min(self.dense_steps);
-            c.steps = self.dense_steps;
+        if c.steps != steps {
+            let scale = steps as f64 / c.steps as f64;
+            c.decay_at = c.decay_at.iter().map(|&d| ((d as f64 * scale).round() as u64).min(steps.saturating_sub(1))).collect();
+            c.warmup = ((c.warmup as f64 * scale).round() as u64).min(steps);
+            c.steps = steps;
         }
         c
     }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{fingerprint, write_atomic};
 use crate::lottery::early_bird::{self, EarlyBirdReport, StopRule};
 use crate::lottery::level::{self, LevelRow};
+use crate::lottery::random_mask::{random_masks, MaskSource};
 use crate::lottery::rewind::Rewind;
 use crate::model::{Mask, Masks, ModelState, Role};
 use crate::prune::channel::{self, SavedPlan};
@@ -64,7 +65,7 @@ pub(super) fn run_level(
             }
             let masks = Masks::load(&masks_path)?;
             if !start.exists() {
-                let mut s = ModelState::import(&rewind_point(dir, config, r))?;
+                let mut s = ModelState::import(&rewind_point(dir, config, r)?)?;
                 s.masks = Masks::default();
                 s.apply_masks(masks, &masks_path)?;
                 crate::export::write_onnx(&s, &start)?;
@@ -111,6 +112,14 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
         Rewind::Step(k) => Some(k),
         _ => None,
     };
+    // Step 0's mask is the initial weights': no training step passes it.
+    let at_init: Vec<f64> = points.iter().filter(|(f, s)| *s == 0 && !early_bird::mask_file(&l0, *f).exists()).map(|p| p.0).collect();
+    if !at_init.is_empty() {
+        let masks = early_bird::draw(&ModelState::import(&config.model)?, &level1)?;
+        for f in at_init {
+            save_early_bird(&masks, &early_bird::mask_file(&l0, f), 0)?;
+        }
+    }
     let mut stop = if config.early_stop_every > 0 { Some(StopRule::open(&l0, config.early_stop_every, saved_step(&l0))?) } else { None };
     let hook = |run: &mut Run, step: u64| -> Result<bool> {
         let wants_mask = points.iter().any(|(f, s)| *s == step && !early_bird::mask_file(&l0, *f).exists())
@@ -128,9 +137,7 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
         }
         let masks = early_bird::draw(&state, &level1)?;
         for (f, _) in points.iter().filter(|(_, s)| *s == step) {
-            let file = early_bird::mask_file(&l0, *f);
-            std::fs::create_dir_all(file.parent().expect("in a folder")).writing(&file)?;
-            masks.save(&file, &[("step", step.to_string())])?;
+            save_early_bird(&masks, &early_bird::mask_file(&l0, *f), step)?;
         }
         match stop.as_mut().filter(|s| step.is_multiple_of(s.every)) {
             Some(rule) => rule.observe(step, masks),
@@ -140,6 +147,12 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
     if let Some(step) = train(&config.model, &l0, dense, 0, env, on, config.threads, hook)? {
         on(ImpEvent::EarlyStop { step });
     }
+    Ok(())
+}
+
+fn save_early_bird(masks: &Masks, file: &Path, step: u64) -> Result<()> {
+    std::fs::create_dir_all(file.parent().expect("in a folder")).writing(file)?;
+    masks.save(file, &[("step", step.to_string())])?;
     Ok(())
 }
 
@@ -170,13 +183,15 @@ fn check_level_settings(ldir: &Path, want: &RunConfig) -> Result<()> {
 pub(super) const STOPPED: &str = "early_stop.txt";
 /// Level 0's weights at the late-rewinding step.
 pub const REWIND: &str = "rewind.onnx";
+/// The random re-initialisation (`rewind random`), drawn from the initial weights' scales with the run's seed.
+pub const RANDOM_INIT: &str = "random_init.onnx";
 
 /// Trains `model` in `ldir` (fresh or resumed) until its steps are done or `hook` (called after each step,
 /// and once at the resumed step) says stop; writes `ldir/model.onnx`. An early stop is checkpointed and then
 /// marked in `ldir/early_stop.txt`, so a resumed run finishes at that step instead of training on; the step
 /// is returned.
 #[allow(clippy::too_many_arguments)]
-fn train(
+pub(in crate::lottery) fn train(
     model: &Path,
     ldir: &Path,
     config: RunConfig,
@@ -245,7 +260,7 @@ fn channel_start(dir: &Path, config: &ImpConfig, r: usize) -> Result<()> {
     if !start.exists() {
         let base = match (config.rewind, r) {
             (Rewind::None, _) => level::dir(dir, r - 1).join(level::MODEL),
-            (_, 1) => rewind_point(dir, config, 1),
+            (_, 1) => rewind_point(dir, config, 1)?,
             _ => level::dir(dir, r - 1).join(level::START),
         };
         let narrow = channel::apply_plans(&ModelState::import(&base)?, &plans)?;
@@ -270,14 +285,27 @@ fn level_masks(dir: &Path, config: &ImpConfig, r: usize) -> Result<(Masks, Optio
         let m = prev.join(level::MASKS);
         state.apply_masks(Masks::load(&m)?, &m)?;
     }
+    let prev_masks = state.masks.clone();
     let report = crate::prune::prune(&mut state, &config.prune_params(r)?)?;
+    if config.mask == MaskSource::Random {
+        return Ok((random_masks(&state.masks, (r > 1).then_some(&prev_masks), config.train.seed, r), Some(report)));
+    }
     Ok((state.masks, Some(report)))
 }
 
-fn rewind_point(dir: &Path, config: &ImpConfig, r: usize) -> PathBuf {
-    match config.rewind {
+/// The weights level `r`'s survivors restart from; `random` draws them once into level 0's folder.
+fn rewind_point(dir: &Path, config: &ImpConfig, r: usize) -> Result<PathBuf> {
+    Ok(match config.rewind {
         Rewind::Init => config.model.clone(),
         Rewind::Step(_) => level::dir(dir, 0).join(REWIND),
         Rewind::None => level::dir(dir, r - 1).join(level::MODEL),
-    }
+        Rewind::Random => {
+            let path = level::dir(dir, 0).join(RANDOM_INIT);
+            if !path.exists() {
+                let drawn = crate::lottery::rewind::random_init(&ModelState::import(&config.model)?, config.train.seed);
+                crate::export::write_onnx(&drawn, &path)?;
+            }
+            path
+        }
+    })
 }

@@ -17,8 +17,9 @@ mod score;
 mod summary;
 
 pub use config::{read_config, save_config, ImpConfig, ImpSettings, Structure, MAX_EARLY_BIRD, MAX_ROUNDS};
-pub use levels::{CHANNELS, REWIND};
+pub use levels::{CHANNELS, RANDOM_INIT, REWIND};
 pub use summary::{ImpSummary, SUMMARY};
+pub(in crate::lottery) use {levels::train, score::evaluate};
 
 use super::early_bird;
 use super::level::{self, LevelRow};
@@ -113,6 +114,9 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
                     &config.model,
                     "is neither a torchvision detector (Faster/Mask/Keypoint R-CNN) nor a ResNet classifier; imp trains and scores those",
                 ));
+            }
+            if config.structure == Structure::Weight {
+                config.prune_params(1)?.check_on(&state)?;
             }
             if let Some(t) = &config.trained {
                 let trained = ModelState::import(t)?;

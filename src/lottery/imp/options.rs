@@ -118,6 +118,8 @@ impl Named {
             "importance" => s.importance = named(v)?,
             "round-to" => s.round_to = parse(v)?,
             "rewind" => s.rewind = parse(v)?,
+            "mask" => s.mask = parse(v)?,
+            "floor-on" => s.floor_on = Some(v.split(',').map(str::to_string).collect()),
             "dense-steps" => s.dense_steps = Some(parse(v)?),
             "trained" => s.trained = path(),
             "early-bird" => s.early_bird = list(v)?,

@@ -13,7 +13,7 @@ use crate::prune::channel;
 use std::collections::BTreeMap;
 
 /// Scores, full reports (as JSON) and median latency of a model on the validation set, one detection run.
-pub(super) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
+pub(in crate::lottery) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
     if let DataSpec::Classify { dir } = &config.val {
         let report =
             crate::eval::classify::top1(&state, &ClassifyDataset::load(dir)?, config.train.shape.height, &mut crate::progress::silent)?;

@@ -32,7 +32,7 @@ fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> 
     let series: Vec<Series> = groups
         .iter()
         .map(|g| Series {
-            label: format!("{} (n={})", g.label, g.runs.len()),
+            label: format!("{} (n={})", g.method, g.runs.len()),
             points: g.levels.iter().skip(1).filter_map(|l| pick(l).map(|s| (100.0 * l.network_sparsity.mean, s.mean, s.std))).collect(),
         })
         .filter(|s| !s.points.is_empty())
@@ -45,8 +45,8 @@ fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> 
     for g in groups {
         let Some(s) = pick(&g.levels[0]) else { continue };
         match bands.iter_mut().find(|(b, _)| b.mean.to_bits() == s.mean.to_bits() && b.std.to_bits() == s.std.to_bits()) {
-            Some((_, labels)) => labels.push(g.label.clone()),
-            None => bands.push((Band { label: String::new(), mean: s.mean, std: s.std }, vec![g.label.clone()])),
+            Some((_, labels)) => labels.push(g.method.clone()),
+            None => bands.push((Band { label: String::new(), mean: s.mean, std: s.std }, vec![g.method.clone()])),
         }
     }
     let shared = bands.len() == 1;
@@ -93,7 +93,7 @@ fn delta_bars(groups: &[GroupStats], t: &str, per_size: bool) -> Option<Figure> 
         .filter_map(|g| {
             let r = rows(g)?;
             Some((
-                format!("{} (level {})", g.label, g.shown),
+                format!("{} (level {})", g.method, g.shown),
                 categories.iter().map(|c| r.iter().find(|(k, _)| k == c).map(|(_, s)| s.mean)).collect(),
             ))
         })
@@ -132,10 +132,10 @@ fn layers(g: &GroupStats, i: usize) -> Option<Figure> {
         name: format!("layers_g{i}"),
         caption: format!(
             "Per-layer sparsity of the level-{} ticket of {} (first seed), tensor by tensor through the network, coloured by module group.",
-            g.shown, g.label
+            g.shown, g.method
         ),
         plot: Plot::Bar(BarPlot {
-            title: format!("Per-layer sparsity, level {} ({})", g.shown, g.label),
+            title: format!("Per-layer sparsity, level {} ({})", g.shown, g.method),
             y_label: "sparsity (%)".into(),
             categories: layers.iter().map(|l| l.name.clone()).collect(),
             series,
@@ -154,7 +154,7 @@ fn tide(g: &GroupStats, i: usize) -> Option<Figure> {
         name: format!("tide_g{i}"),
         caption: format!(
             "TIDE error breakdown ({t}, {}): AP50 each error type costs, dense vs the level-{} ticket (mean over seeds).",
-            g.label, g.shown
+            g.method, g.shown
         ),
         plot: Plot::Bar(BarPlot {
             title: format!("TIDE errors, dense vs ticket ({t})"),
@@ -188,7 +188,7 @@ fn loss_overview(groups: &[GroupStats]) -> Option<Figure> {
     let window = (dense.loss_dense.len() / 50).max(1);
     let mut series = vec![Series { label: format!("dense (n={})", dense.runs.len()), points: smoothed(&dense.loss_dense, window) }];
     series.extend(groups.iter().filter(|g| !g.loss_ticket.is_empty()).map(|g| Series {
-        label: format!("{} (level {}, n={})", g.label, g.shown, g.runs.len()),
+        label: format!("{} (level {}, n={})", g.method, g.shown, g.runs.len()),
         points: smoothed(&g.loss_ticket, window),
     }));
     if series.len() < 2 {
@@ -228,7 +228,7 @@ fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
         caption: format!(
             "Training loss, dense vs the level-{} ticket ({}): mean over the {} seed(s), running mean over {window} steps.",
             g.shown,
-            g.label,
+            g.method,
             g.runs.len()
         ),
         plot: Plot::Line(LinePlot {
@@ -249,7 +249,7 @@ fn early_bird(groups: &[GroupStats]) -> Option<Figure> {
         .iter()
         .filter(|g| !g.early_bird.is_empty())
         .map(|g| Series {
-            label: format!("{} (n={})", g.label, g.runs.len()),
+            label: format!("{} (n={})", g.method, g.runs.len()),
             points: g.early_bird.iter().map(|(f, s)| (100.0 * f, s.mean, s.std)).collect(),
         })
         .collect();

@@ -73,7 +73,9 @@ fn runs_section(out: &mut String, groups: &[GroupStats]) {
         .iter()
         .enumerate()
         .flat_map(|(i, g)| {
-            g.runs.iter().map(move |(dir, seed)| vec![format!("`{dir}`"), format!("{i}: {}", g.label), seed.to_string(), g.arch.clone()])
+            g.runs.iter().map(move |(dir, seed)| {
+                vec![format!("`{dir}`"), format!("{i}: {} ({})", g.method, g.label), seed.to_string(), g.arch.clone()]
+            })
         })
         .collect();
     *out += &table(&["Run".into(), "Group".into(), "Seed".into(), "Model fingerprint".into()], &rows);
@@ -83,7 +85,7 @@ fn levels_section(out: &mut String, groups: &[GroupStats]) {
     let types = iou_types(groups);
     *out += "## Levels\n\n";
     for (i, g) in groups.iter().enumerate() {
-        *out += &format!("### Group {i}: {}\n\n", g.label);
+        *out += &format!("### Group {i}: {} ({})\n\n", g.method, g.label);
         let flops = g.levels.iter().any(|l| l.flops_removed.is_some());
         let mut header: Vec<String> = vec!["Level".into(), "Network sparsity".into(), "Selected sparsity".into()];
         // Channel runs remove whole channels: what they save shows as FLOPs (a column only where present).

@@ -14,6 +14,8 @@ pub const REPORT_MD: &str = "report.md";
 #[derive(Clone, Debug, Serialize)]
 pub struct ReportGroup {
     pub label: String,
+    /// The method in words, as the figures' legends name the group.
+    pub method: String,
     pub arch: String,
     pub runs: Vec<PathBuf>,
     /// The level the per-layer, per-size, per-category, TIDE and loss figures show.
@@ -76,6 +78,7 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
             .zip(&stats)
             .map(|(g, s)| ReportGroup {
                 label: g.label.clone(),
+                method: g.method.clone(),
                 arch: g.arch.clone(),
                 runs: g.runs.iter().map(|r| r.dir.clone()).collect(),
                 shown_level: s.shown,

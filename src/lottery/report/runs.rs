@@ -212,6 +212,9 @@ pub struct Group {
     /// The settings that tell this group from the others (`scope=layer, rewind=none`), or the main ones when
     /// there is one group.
     pub label: String,
+    /// The method in words (`one-shot global`, `random re-init`), as the figures' legends name it; unique among
+    /// the groups ([`method_names`]).
+    pub method: String,
     /// The architecture's fingerprint ([`RunData::arch`]).
     pub arch: String,
     pub runs: Vec<RunData>,
@@ -292,6 +295,8 @@ const METHOD_KEYS: &[&str] = &[
     "importance",
     "round_to",
     "trained",
+    "mask",
+    "floor_on",
 ];
 
 /// Groups runs into replicates, in the order of their first run. The label names what differs between groups.
@@ -320,7 +325,7 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
     if !method.is_empty() && distinct(&method) {
         differing = method;
     }
-    keyed
+    let mut groups: Vec<Group> = keyed
         .into_iter()
         .map(|(key, runs)| {
             let shown: Vec<String> = if differing.is_empty() {
@@ -341,9 +346,90 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
                     .collect()
             };
             let arch = runs[0].arch.clone();
-            Group { label: shown.join(", "), arch, runs }
+            Group { label: shown.join(", "), method: String::new(), arch, runs }
         })
-        .collect()
+        .collect();
+    let keys: Vec<BTreeMap<String, String>> = groups.iter().map(|g| settings(&g.runs[0])).collect();
+    let names = method_names(groups.iter().map(|g| method_name(&g.runs[0].config)).collect(), &keys);
+    for (g, name) in groups.iter_mut().zip(names) {
+        g.method = name;
+    }
+    groups
+}
+
+/// A run's method in words: the kind of ticket (one-shot global or layer-wise, with a floor, iterative, channel,
+/// from a given mask), or the baseline or control it is (prune + fine-tune, random re-init, random mask).
+pub fn method_name(c: &ImpConfig) -> String {
+    use crate::lottery::{MaskSource, Rewind};
+    use crate::prune::{Scope, Structure};
+    let mut kind = match (c.structure, &c.masks_from, c.rounds, c.scope) {
+        (Structure::Channel, ..) => "channel".to_string(),
+        (_, Some(_), ..) => "given mask".into(),
+        // A floor is a variant of global ranking: "one-shot with floor".
+        (_, None, 1, Scope::Global) if c.min_layer_density.is_some() => "one-shot".into(),
+        (_, None, 1, Scope::Global) => "one-shot global".into(),
+        (_, None, 1, Scope::Layer) => "one-shot layer-wise".into(),
+        (_, None, k, Scope::Global) => format!("iterative ({k} levels)"),
+        (_, None, k, Scope::Layer) => format!("iterative layer-wise ({k} levels)"),
+    };
+    if c.min_layer_density.is_some() {
+        kind += " with floor";
+        if let Some(on) = &c.floor_on {
+            kind += &format!(" on {}", on.join(", "));
+        }
+    }
+    let mut controls: Vec<String> = Vec::new();
+    if c.mask == MaskSource::Random {
+        controls.push("random mask".into());
+    }
+    match c.rewind {
+        Rewind::Init => {}
+        Rewind::Step(k) => kind += &format!(", late reset to step {k}"),
+        Rewind::None => controls.push("prune + fine-tune".into()),
+        Rewind::Random => controls.push("random re-init".into()),
+    }
+    // A control names itself; the ticket it controls is told by a suffix where two would share the name.
+    if controls.is_empty() {
+        kind
+    } else {
+        controls.join(", ")
+    }
+}
+
+/// Each group's method name made unique: groups whose names collide get the settings that tell them apart
+/// (`one-shot global (sparsity 0.5)`), the method's own settings where those suffice.
+fn method_names(names: Vec<String>, keys: &[BTreeMap<String, String>]) -> Vec<String> {
+    let mut out = names.clone();
+    for (i, name) in names.iter().enumerate() {
+        let same: Vec<usize> = (0..names.len()).filter(|&j| names[j] == *name).collect();
+        if same.len() < 2 {
+            continue;
+        }
+        let all: std::collections::BTreeSet<&String> = same.iter().flat_map(|&j| keys[j].keys()).collect();
+        let differing: Vec<&String> = all.into_iter().filter(|k| same.iter().any(|&j| keys[j].get(*k) != keys[same[0]].get(*k))).collect();
+        let method: Vec<&String> = differing.iter().copied().filter(|k| METHOD_KEYS.contains(&k.as_str())).collect();
+        let tells = |ks: &[&String]| {
+            same.iter().map(|&j| ks.iter().map(|k| keys[j].get(*k)).collect::<Vec<_>>()).collect::<std::collections::BTreeSet<_>>().len()
+                == same.len()
+        };
+        let shown = if !method.is_empty() && tells(&method) { method } else { differing };
+        let suffix: Vec<String> = shown
+            .iter()
+            .filter(|k| !(k.as_str() == "arch" && shown.iter().any(|x| x.as_str() == "model_name")))
+            .map(|k| {
+                let v = keys[i].get(*k).map_or("-", |v| if v == "null" { "none" } else { v.trim_matches('"') });
+                format!("{} {v}", k.trim_start_matches("train.").replace('_', " "))
+            })
+            .collect();
+        out[i] = format!("{name} ({})", suffix.join(", "));
+    }
+    // Settings identical but for what a group key leaves out cannot happen; numbered all the same if it did.
+    for i in 0..out.len() {
+        if out[..i].contains(&out[i]) {
+            out[i] = format!("{} #{}", out[i], i);
+        }
+    }
+    out
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -355,4 +441,59 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let mean = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
     (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn methods_are_named_in_words_and_never_share_a_label() {
+        // The one-shot ticket and prune + fine-tune differ in rewind (and the fine-tuning's schedule): each names
+        // its method; two one-shot tickets at two sparsities get the sparsity that tells them apart.
+        let names = vec!["one-shot global".to_string(), "prune + fine-tune".into(), "one-shot global".into(), "random re-init".into()];
+        let k = [
+            keys(&[("sparsity", "0.8"), ("rewind", "\"init\""), ("train.steps", "100")]),
+            keys(&[("sparsity", "0.8"), ("rewind", "\"none\""), ("train.steps", "50")]),
+            keys(&[("sparsity", "0.5"), ("rewind", "\"init\""), ("train.steps", "100")]),
+            keys(&[("sparsity", "0.8"), ("rewind", "\"random\""), ("train.steps", "100")]),
+        ];
+        let out = method_names(names, &k);
+        assert_eq!(out, ["one-shot global (sparsity 0.8)", "prune + fine-tune", "one-shot global (sparsity 0.5)", "random re-init"]);
+        // Only a schedule key tells two apart: that one is named.
+        let out = method_names(
+            vec!["iterative (3 levels)".into(), "iterative (3 levels)".into()],
+            &[keys(&[("train.steps", "100"), ("modules", "null")]), keys(&[("train.steps", "200"), ("modules", "null")])],
+        );
+        assert_eq!(out, ["iterative (3 levels) (steps 100)", "iterative (3 levels) (steps 200)"]);
+        for o in &out {
+            assert!(!o.contains('='), "a settings string: {o}");
+        }
+    }
+
+    #[test]
+    fn each_method_and_control_has_its_words() {
+        use crate::lottery::{ImpSettings, MaskSource, Rewind};
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/maskrcnn_r18_fpn_synth.onnx");
+        let data = crate::data::DataSpec::coco(Path::new("train.json"), None);
+        let name = |s: ImpSettings| {
+            let s = ImpSettings { sparsity: Some(0.8), ..s };
+            method_name(&ImpConfig::new(&model, data.clone(), data.clone(), &s).unwrap())
+        };
+        let d = ImpSettings::default;
+        assert_eq!(name(d()), "one-shot global");
+        assert_eq!(name(ImpSettings { min_layer_density: Some(0.05), ..d() }), "one-shot with floor");
+        let on = Some(vec!["rpn.head.conv".to_string()]);
+        assert_eq!(name(ImpSettings { min_layer_density: Some(0.05), floor_on: on, ..d() }), "one-shot with floor on rpn.head.conv");
+        assert_eq!(name(ImpSettings { rounds: 3, ..d() }), "iterative (3 levels)");
+        assert_eq!(name(ImpSettings { structure: crate::prune::Structure::Channel, ..d() }), "channel");
+        assert_eq!(name(ImpSettings { rewind: Rewind::None, ..d() }), "prune + fine-tune");
+        assert_eq!(name(ImpSettings { rewind: Rewind::Random, ..d() }), "random re-init");
+        assert_eq!(name(ImpSettings { mask: MaskSource::Random, ..d() }), "random mask");
+        assert_eq!(name(ImpSettings { rewind: Rewind::Step(5), ..d() }), "one-shot global, late reset to step 5");
+    }
 }

@@ -48,6 +48,8 @@ pub struct LayerSparsity {
 #[derive(Clone, Debug)]
 pub struct GroupStats {
     pub label: String,
+    /// The method in words, unique among the groups: what the figures' legends say.
+    pub method: String,
     pub arch: String,
     pub runs: Vec<(String, u64)>,
     pub levels: Vec<LevelStat>,
@@ -187,6 +189,7 @@ pub fn group_stats(g: &Group) -> GroupStats {
     .collect();
     GroupStats {
         label: g.label.clone(),
+        method: g.method.clone(),
         arch: g.arch.clone(),
         runs: runs.iter().map(|r| (r.dir.display().to_string(), r.seed())).collect(),
         levels,

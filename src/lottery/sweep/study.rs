@@ -13,6 +13,8 @@ pub const STUDIES: &[(&str, &str)] = &[
     ("scope", "global against layer-wise pruning at 20-90% sparsity"),
     ("rewind", "late resetting at 0 (init), 1, 2, 5, 10, 25, 50% of dense training, and none (fine-tuning)"),
     ("early-bird", "masks drawn at 10-90% of dense training against the final mask (IoU), per seed"),
+    ("controls", "the ticket against its controls: random re-initialisation and a random mask with the same per-tensor densities"),
+    ("floor", "the floor ablation: plain global magnitude, the floor on every tensor, on rpn.head.conv only, on box_head.fc6 only"),
     ("width", "50/80/90% tickets of the same detector at several backbone widths (give one model per width)"),
     ("transfer", "tickets from a classifier pretrained here (transfer ticket, mask transfer) against direct pruning and late resetting"),
 ];
@@ -92,6 +94,18 @@ pub fn study_spec(name: &str, inp: &StudyInputs) -> Result<String> {
         }
         // Its fractions are fixed above: the seeds are its grid.
         "early-bird" => {}
+        // The variants set different options, so they are cells (each taken with every seed).
+        "controls" => s += CONTROLS,
+        "floor" => {
+            let f = FLOOR.min(1.0 - inp.sparsity);
+            s += "\n[[cells]]\nscope = \"global\"\n";
+            for on in [None, Some("rpn.head.conv"), Some("box_head.fc6")] {
+                writeln!(s, "\n[[cells]]\nmin-layer-density = {f}").unwrap();
+                if let Some(on) = on {
+                    writeln!(s, "floor-on = [{}]", toml_str(on)).unwrap();
+                }
+            }
+        }
         "width" => {
             if inp.models.len() < 2 {
                 return Err(Error::Input(
@@ -112,6 +126,11 @@ pub fn study_spec(name: &str, inp: &StudyInputs) -> Result<String> {
     }
     Ok(s)
 }
+
+/// The controls study's cells: the ticket (rewound to init), the random re-initialisation, the random mask.
+const CONTROLS: &str = "\n[[cells]]\nrewind = \"init\"\n\n[[cells]]\nrewind = \"random\"\n\n[[cells]]\nmask = \"random\"\n";
+/// The floor study's density floor (at most what the sparsity leaves).
+const FLOOR: f64 = 0.05;
 
 /// The paper's Table 3 adds modules from the input upwards: Base, Base+FPN, …, everything. Only groups the
 /// model has; the predictor goes with the box head (the paper's "Box+Cls head").
