@@ -160,7 +160,7 @@ fn render_flag(setting: &str) -> Option<String> {
     const SETTINGS: &str = "agreement_score batch canvas classifier classify coco cpus_per_task decay_at dense_steps densities \
          device early_bird early_stop_eb eb_every flip floor gamma gres head_rois images include_bias index \
          iou_type kernels lr masks masks_from max_map_drop max_parallel min_layer_density min_sparsity \
-         modules momentum nms_thresh optimizer partition repeat resume rewind rois round round_to rounds \
+         modules momentum nms_thresh norm_images optimizer partition repeat resume rewind rois round round_to rounds \
          rare_category rare_fraction save_every scales scope score_thresh seeds set size sparsity steps structure task time trainable_layers \
          trained val_classify val_coco val_voc voc weight_decay weight_sparsities";
     SETTINGS.split_whitespace().any(|s| s == setting).then(|| format!("--{}", setting.replace('_', "-")))
