@@ -9,10 +9,13 @@
 # to 80% in every arm so the arms compare at the same sparsity:
 #   direct         the detector with the pretrained backbone trained densely, its backbone pruned by magnitude,
 #                  rewound to the pretrained weights (init) and retrained — the paper's direct pruning
-#   late_reset     the same, rewound to 5% of dense training instead (late resetting, claim d)
+#   late_reset     the same, rewound to the end of the warm-up (steps/15, after 5% of dense training) instead
+#                  (late resetting, claim d): a rewind point inside the warm-up is barely trained
 #   transfer_ticket  the classifier's own 80% ticket (IMP on the classifier, fine-tuned) — weights and mask — as
 #                  the detector's backbone, the rest of the detector at its init, trained with the mask (§4.2)
 #   mask_transfer  the classifier ticket's mask on the pretrained dense weights (App. A)
+# Every detector's body gets FrozenBatchNorm statistics estimated on the classifier's crops (`ticket transfer
+# --norm-stats`): classifier training leaves the norms at their initial statistics.
 # Knobs: OUT (out/results), SEEDS, STEPS (600: detector steps of every arm, dense included), TICKET_BIN.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,7 +34,7 @@ source tools/imp_lib.sh
 # within the first 30 steps; the pretrained convolutions see FrozenBatchNorm statistics of their initialisation).
 det=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.003 --batch 2 --rois 64
      --save-every 200 --max-map-drop 0.01 $(sched "$steps"))
-late=$(( steps / 20 ))
+late=$(( steps / 15 > steps / 20 ? steps / 15 : steps / 20 ))  # sched's warm-up is steps/15
 for phase in main late; do
   for seed in $seeds; do
     d=$out/transfer/w8/seed_$seed
@@ -50,10 +53,10 @@ for phase in main late; do
     fi
     imp "$d/cls_ticket" "$cls" --trained "$d/cls_pretrain/model.onnx" --classify "$out/cls_train" --val-classify "$out/cls_val" \
       --sparsity 0.8 --rewind none --steps 300 --batch 32 --optimizer adamw --lr 0.001 --seed "$seed" --max-map-drop 0.01
-    [ -f "$d/det_pretrained.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_pretrained.onnx" > /dev/null
-    [ -f "$d/det_tt.onnx" ] || $ticket transfer "$d/cls_ticket/level_1/model.onnx" "$init" -o "$d/det_tt.onnx" \
+    [ -f "$d/det_pretrained.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_pretrained.onnx" --norm-stats "$out/cls_train" > /dev/null
+    [ -f "$d/det_tt.onnx" ] || $ticket transfer "$d/cls_ticket/level_1/model.onnx" "$init" -o "$d/det_tt.onnx" --norm-stats "$out/cls_train" \
       --masks "$d/cls_ticket/level_1/masks.safetensors" --masks-out "$d/det_tt.safetensors" > /dev/null
-    [ -f "$d/det_mt.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_mt.onnx" \
+    [ -f "$d/det_mt.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_mt.onnx" --norm-stats "$out/cls_train" \
       --masks "$d/cls_ticket/level_1/masks.safetensors" --masks-out "$d/det_mt.safetensors" > /dev/null
     imp "$d/direct" "$d/det_pretrained.onnx" "${det[@]}" --seed "$seed" --sparsity 0.8 --modules base --rewind init
     imp "$d/transfer_ticket" "$d/det_tt.onnx" "${det[@]}" --seed "$seed" --masks-from "$d/det_tt.safetensors" --rewind init \

@@ -3,8 +3,8 @@
 //! one line before a long run starts.
 use super::{print_report, progress_bar, render_table};
 use crate::data::classify::write_classify;
-use crate::data::synth::{write_synth, SynthOptions};
-use crate::error::Result;
+use crate::data::synth::{write_synth_mix, Rare, Scales, SceneMix, SynthOptions, SynthReport};
+use crate::error::{Error, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -30,13 +30,42 @@ pub struct SynthArgs {
     /// Same seed, same bytes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Image side in pixels (default 128; with --classify, the crop side, default 64).
-    #[arg(long)]
-    pub size: Option<usize>,
+    /// Image side in pixels (default 128; with --classify, the crop side, default 64), or a range LO..HI each
+    /// image draws its side from (e.g. 256..320).
+    #[arg(long, value_parser = parse_side)]
+    pub size: Option<(usize, Option<usize>)>,
+    /// How objects are sized.
+    #[arg(long, value_parser = super::choice::parse_choice::<Scales>(), default_value_t = Scales::Canvas, conflicts_with = "classify")]
+    pub scales: Scales,
+    /// Make one category rare: each object is of it with this probability (e.g. 0.05), the others share the
+    /// rest evenly. The annotation file's `info` names it.
+    #[arg(long, conflicts_with = "classify")]
+    pub rare_fraction: Option<f64>,
+    /// The rare category (with --rare-fraction).
+    #[arg(long, requires = "rare_fraction", default_value = "triangle")]
+    pub rare_category: String,
     /// Write a classification set (--images object crops of the synthetic scenes, the detection set's five
     /// categories) instead of a detection set.
     #[arg(long)]
     pub classify: bool,
+}
+
+impl SynthArgs {
+    /// The options and the scene mix the flags ask for.
+    fn settings(&self) -> Result<(SynthOptions, SceneMix)> {
+        let (size, size_max) = self.size.unwrap_or((128, None));
+        let rare = self.rare_fraction.map(|f| Rare::new(&self.rare_category, f)).transpose()?;
+        Ok((SynthOptions { images: self.images, seed: self.seed, size }, SceneMix { size_max, scales: self.scales, rare }))
+    }
+}
+
+/// `N` or `LO..HI` pixels.
+fn parse_side(s: &str) -> std::result::Result<(usize, Option<usize>), String> {
+    let num = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a side in pixels (N or LO..HI)"));
+    match s.split_once("..") {
+        Some((lo, hi)) => Ok((num(lo)?, Some(num(hi)?))),
+        None => Ok((num(s)?, None)),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -57,7 +86,11 @@ pub struct CheckArgs {
 pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
     match cmd {
         DataCommand::Synth(a) if a.classify => {
-            let size = a.size.unwrap_or(64);
+            let size = match a.size {
+                Some((_, Some(_))) => return Err(Error::setting("size", "`size` is one crop side with `classify`, not a range")),
+                Some((side, None)) => side,
+                None => 64,
+            };
             SynthOptions { images: a.images, seed: a.seed, size }.validate()?;
             let report = write_classify(&a.out, a.images, a.seed, size, &mut progress_bar(a.images as u64, "synth", json))?;
             print_report(json, &report, |r| {
@@ -76,22 +109,11 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
             Ok(())
         }
         DataCommand::Synth(a) => {
-            let opts = SynthOptions { images: a.images, seed: a.seed, size: a.size.unwrap_or(128) };
+            let (opts, mix) = a.settings()?;
             opts.validate()?;
-            let report = write_synth(&a.out, &opts, &mut progress_bar(a.images as u64, "synth", json))?;
-            print_report(json, &report, |r| {
-                let rows: Vec<Vec<String>> = r.per_category.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
-                format!(
-                    "wrote {} images ({}x{} px, seed {}) and {} objects to {}\n{}",
-                    r.images,
-                    r.size,
-                    r.size,
-                    r.seed,
-                    r.objects,
-                    r.annotations.display(),
-                    render_table(&["category", "objects"], &rows)
-                )
-            });
+            mix.validate(&opts)?;
+            let report = write_synth_mix(&a.out, &opts, &mix, &mut progress_bar(a.images as u64, "synth", json))?;
+            print_report(json, &report, render_synth);
             Ok(())
         }
         DataCommand::Check(a) => {
@@ -115,4 +137,29 @@ pub fn run(cmd: DataCommand, json: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The text report of a detection set: the default set's lines, then what a mix adds (objects per area range,
+/// the rare category).
+fn render_synth(r: &SynthReport) -> String {
+    let rows: Vec<Vec<String>> = r.per_category.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
+    let side = match r.size_max {
+        Some(max) => format!("{}..{max} px", r.size),
+        None => format!("{}x{} px", r.size, r.size),
+    };
+    let mut text = format!(
+        "wrote {} images ({side}, seed {}) and {} objects to {}\n{}",
+        r.images,
+        r.seed,
+        r.objects,
+        r.annotations.display(),
+        render_table(&["category", "objects"], &rows)
+    );
+    if let Some([small, medium, large]) = r.per_area {
+        text += &format!("COCO area ranges: {small} small (< 32² px), {medium} medium, {large} large (≥ 96² px)\n");
+    }
+    if let Some(rare) = &r.rare {
+        text += &format!("rare category: {} (drawn with probability {})\n", rare.category, rare.fraction);
+    }
+    text
 }

@@ -25,6 +25,10 @@ pub struct TransferArgs {
     /// transfer: the classifier's batch.
     #[arg(long, default_value_t = DEFAULT_CLS_BATCH)]
     pub cls_batch: usize,
+    /// transfer: give every detector's body FrozenBatchNorm statistics estimated on the --classify crops
+    /// (`ticket transfer --norm-stats`), instead of the classifier's initial ones.
+    #[arg(long)]
+    pub norm_stats: bool,
 }
 
 impl TransferArgs {
@@ -37,6 +41,7 @@ impl TransferArgs {
             cls_steps: self.cls_steps,
             cls_ticket_steps: self.cls_ticket_steps,
             cls_batch: self.cls_batch,
+            norm_stats: self.norm_stats,
         }
     }
 }

@@ -189,7 +189,7 @@ fn write_classify_files(out: &Path, images: usize, seed: u64, size: usize, on: &
     let mut per_category = vec![0usize; CATEGORIES.len()];
     let mut scene = 0u64;
     while entries.len() < images {
-        let (img, drawn) = render(seed, scene, SCENE_SIZE)?;
+        let (img, drawn) = render(seed, scene, SCENE_SIZE, &super::synth::SceneMix::default())?;
         scene += 1;
         for d in drawn.iter().take(images - entries.len()) {
             let crop = crop_square(&img, d.bbox, size);

@@ -87,3 +87,38 @@ pub fn inference_graph(state: &ModelState, batch: usize, side: usize) -> Result<
     b.output(&logits, "logits");
     Ok(b.finish())
 }
+
+/// The classifier's body with the input of every FrozenBatchNorm (the conv output it normalises) as an
+/// output, for estimating normalisation statistics on data: the graph (`images [B,3,S,S]` in) and the norms'
+/// modules (`bn1`, `layer1.0.bn1`, …) in forward order, output `i` being named `{norms[i]}.input`.
+pub fn norm_inputs_graph(state: &ModelState, batch: usize, side: usize) -> Result<(ModelProto, Vec<String>)> {
+    let mut model = inference_graph(state, batch, side)?;
+    let graph = model.graph.as_mut().expect("the builder makes a graph");
+    // frozen_bn emits `{module}/Mul` on `{module}.scale` for every norm, in the order the body runs them.
+    let probes: Vec<(String, String)> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type() == "Mul" && n.input.len() == 2)
+        .filter_map(|n| {
+            let module = n.name().strip_suffix("/Mul")?;
+            (n.input[1] == format!("{module}.scale")).then(|| (module.to_string(), n.input[0].clone()))
+        })
+        .collect();
+    if probes.is_empty() {
+        return Err(Error::input(state.path(), "has no FrozenBatchNorm in its body: there are no normalisation statistics to estimate"));
+    }
+    // Only the probes are outputs: the pooling and `fc` after the last norm are left for tract to drop.
+    graph.output.clear();
+    for (module, value) in &probes {
+        let name = format!("{module}.input");
+        graph.node.push(crate::onnx::proto::NodeProto {
+            op_type: Some("Identity".into()),
+            name: Some(name.clone()),
+            input: vec![value.clone()],
+            output: vec![name.clone()],
+            ..Default::default()
+        });
+        graph.output.push(crate::onnx::proto::ValueInfoProto { name: Some(name), ..Default::default() });
+    }
+    Ok((model, probes.into_iter().map(|(m, _)| m).collect()))
+}

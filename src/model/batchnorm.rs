@@ -7,9 +7,29 @@ use crate::error::{Error, Result};
 use crate::onnx::{for_each_node, OnnxModel};
 use std::collections::BTreeMap;
 
-/// `{module}.scale` / `{module}.shift` for every BatchNormalization node whose inputs carry torchvision names
-/// (`layer1.0.bn1.weight`, `.bias`, `.running_mean`, `.running_var`).
-pub fn frozen_bn_buffers(source: &OnnxModel) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+/// One BatchNormalization's parameters, as its node holds them.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub eps: f32,
+}
+
+impl BatchNorm {
+    /// FrozenBatchNorm's `(scale, shift)` of this norm with the statistics `mean` and `var` (its own running
+    /// statistics, or others estimated on data).
+    pub fn folded(&self, mean: &[f32], var: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = self.gamma.iter().zip(var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
+        let shift: Vec<f32> = self.beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        (scale, shift)
+    }
+}
+
+/// Every BatchNormalization node whose inputs carry torchvision names (`layer1.0.bn1.weight`, `.bias`,
+/// `.running_mean`, `.running_var`), by module (`layer1.0.bn1`).
+pub fn batchnorms(source: &OnnxModel) -> Result<BTreeMap<String, BatchNorm>> {
     let mut out = BTreeMap::new();
     let mut nodes = Vec::new();
     for_each_node(source.graph(), &mut |n| {
@@ -30,9 +50,18 @@ pub fn frozen_bn_buffers(source: &OnnxModel) -> Result<BTreeMap<String, (Vec<usi
         if [beta.len(), mean.len(), var.len()] != [c; 3] {
             return Err(Error::input(&source.path, format!("BatchNorm '{module}' has parameters of different lengths")));
         }
-        let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-        let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        out.insert(module.to_string(), BatchNorm { gamma, beta, mean, var, eps });
+    }
+    Ok(out)
+}
+
+/// `{module}.scale` / `{module}.shift` for every BatchNormalization node [`batchnorms`] finds.
+pub fn frozen_bn_buffers(source: &OnnxModel) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let mut out = BTreeMap::new();
+    for (module, bn) in batchnorms(source)? {
+        let (scale, shift) = bn.folded(&bn.mean, &bn.var);
         // [1, C, 1, 1], the shape a detector's folded FrozenBatchNorm constants have.
+        let c = scale.len();
         out.insert(format!("{module}.scale"), (vec![1, c, 1, 1], scale));
         out.insert(format!("{module}.shift"), (vec![1, c, 1, 1], shift));
     }

@@ -33,6 +33,9 @@ pub struct TransferInputs {
     pub cls_steps: u64,
     pub cls_ticket_steps: u64,
     pub cls_batch: usize,
+    /// Estimate the detectors' body norms on the classifier's training crops at transfer (see
+    /// `lottery::transfer`).
+    pub norm_stats: bool,
 }
 
 impl Default for TransferInputs {
@@ -44,6 +47,7 @@ impl Default for TransferInputs {
             cls_steps: DEFAULT_CLS_STEPS,
             cls_ticket_steps: DEFAULT_CLS_TICKET_STEPS,
             cls_batch: DEFAULT_CLS_BATCH,
+            norm_stats: false,
         }
     }
 }
@@ -175,7 +179,11 @@ impl Seed<'_> {
             }
             log_line(&self.log, &format!("# {what}"))?;
             let masks = masks_out.map(|_| cls_masks.as_path());
-            let r = crate::lottery::transfer::transfer_files(from, detector, masks, to, masks_out)?;
+            let norms = self.t.norm_stats.then(|| crate::lottery::transfer::NormSettings {
+                data: self.data.to_path_buf(),
+                images: crate::lottery::transfer::DEFAULT_NORM_IMAGES,
+            });
+            let r = crate::lottery::transfer::transfer_files(from, detector, masks, to, masks_out, norms.as_ref())?;
             log_line(&self.log, &serde_json::to_string(&r).expect("serialises"))?;
         }
         Ok(p)
@@ -201,8 +209,16 @@ fn prepare(t: &TransferInputs, detector: &Path, seeds: &[u64], threads: Option<&
     Ok(out)
 }
 
+/// The late-resetting step: 5% of dense training (the paper's), or the end of the learning-rate warm-up where
+/// that is later. A rewind point inside the warm-up holds weights the schedule has barely moved (at 600 steps
+/// with the default warm-up of 100, 5% is step 30), which is no late reset at all.
+pub fn late_reset_step(steps: u64, warmup: u64) -> u64 {
+    (steps * 5 / 100).max(warmup).max(1)
+}
+
 /// The study's spec: per seed, direct pruning of the backbone (rewound to the pretrained weights), late
-/// resetting (to 5% of dense training), the transfer ticket and the mask transfer.
+/// resetting (to 5% of dense training, or the end of the warm-up where that is later), the transfer ticket and
+/// the mask transfer.
 fn spec(prep: &[Prepared], fixed: &[(String, String)], steps: u64, sparsity: f64) -> String {
     let path = |p: &Path| toml_str(&p.to_string_lossy());
     let mut s = String::from("# ticket study transfer: tickets from a classifier pretrained here against direct pruning and late resetting\nname = \"transfer\"\n\n[fixed]\n");
@@ -213,7 +229,8 @@ fn spec(prep: &[Prepared], fixed: &[(String, String)], steps: u64, sparsity: f64
     if !fixed.iter().any(|(k, _)| k == "lr") {
         s += "# At 0.01 a detector on a body pretrained here diverges (docs/RESULTS.md, (d) and (f)).\nlr = 0.003\n";
     }
-    let late = (steps * 5 / 100).max(1);
+    let warmup = fixed.iter().find(|(k, _)| k == "warmup").and_then(|(_, v)| v.parse().ok());
+    let late = late_reset_step(steps, warmup.unwrap_or(crate::train::TrainSettings::default().warmup));
     for p in prep {
         for rewind in ["init".to_string(), late.to_string()] {
             write!(
@@ -246,4 +263,25 @@ pub fn transfer_study(t: &TransferInputs, inputs: &StudyInputs, dir: &Path, exe:
     let detector = std::path::absolute(detector).at(detector)?;
     let prep = prepare(t, &detector, &inputs.seeds, threads, dir, exe)?;
     Ok(spec(&prep, &inputs.fixed, inputs.steps, inputs.sparsity))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared() -> Vec<Prepared> {
+        let p = |s: &str| PathBuf::from(s);
+        vec![Prepared { seed: 1, pretrained: p("pre.onnx"), tt: (p("tt.onnx"), p("tt.st")), mt: (p("mt.onnx"), p("mt.st")) }]
+    }
+
+    /// The late reset lies at or after the end of the warm-up: the default one (100 steps), or the study's own.
+    #[test]
+    fn late_reset_lies_after_the_warmup() {
+        assert_eq!(late_reset_step(600, 100), 100);
+        assert_eq!(late_reset_step(600, 20), 30);
+        assert_eq!(late_reset_step(4000, 100), 200);
+        assert!(spec(&prepared(), &[], 600, 0.8).contains("rewind = \"100\""));
+        assert!(spec(&prepared(), &[("warmup".into(), "40".into())], 600, 0.8).contains("rewind = \"40\""));
+        assert!(spec(&prepared(), &[("warmup".into(), "10".into())], 600, 0.8).contains("rewind = \"30\""));
+    }
 }
