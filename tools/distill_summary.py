@@ -19,8 +19,9 @@ def level_scores(run, level):
 
 
 def eval_scores(path):
+    """`ticket eval --json` of a model with several IoU types: {iou_type: report}; with one: the report."""
     v = json.loads(path.read_text())
-    reports = v if isinstance(v, list) else v.get("reports", [v])
+    reports = [v] if "summary" in v else list(v.values())
     return {r["iou_type"]: r["summary"]["AP"] for r in reports}
 
 

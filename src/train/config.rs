@@ -71,7 +71,7 @@ pub struct DistillSettings {
 
 impl Default for DistillSettings {
     fn default() -> Self {
-        DistillSettings { terms: Vec::new(), weight: 1.0, temperature: 2.0, teacher: None, pseudo_score: 0.5 }
+        DistillSettings { terms: Vec::new(), weight: 1.0, temperature: 1.0, teacher: None, pseudo_score: 0.5 }
     }
 }
 
