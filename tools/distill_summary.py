@@ -46,6 +46,8 @@ def main(root):
                              ("channel ticket, distilled", "channel_distill")]:
             if (s / folder / "summary.json").exists():
                 r[name] = level_scores(s / folder, 1)[0]
+        if (s / "dense_half" / "eval.json").exists():
+            r["dense, half the steps"] = eval_scores(s / "dense_half" / "eval.json")
         if (s / "oneshot" / "eval.json").exists():
             r["80% one-shot, no retraining"] = eval_scores(s / "oneshot" / "eval.json")
         runs[s.name] = r
@@ -72,6 +74,8 @@ def main(root):
                  if "80% from unlabeled images" in r and r["80% labelled fine-tune"][t] > 0]
         if ratio:
             print(f"- (b) unlabeled / labelled recovery: {interval(ratio)} (goal ≥ 0.90)")
+        if paired("dense", "dense, half the steps"):
+            print(f"- dense − dense at half the steps: {interval(paired('dense', 'dense, half the steps'))} (converged: < 0.010)")
         if paired("80% one-shot, no retraining", "dense"):
             print(f"- (c) one-shot floor − dense: {interval(paired('80% one-shot, no retraining', 'dense'))}")
 

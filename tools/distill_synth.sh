@@ -7,7 +7,7 @@
 #       fine-tuned STEPS steps with labels, and recovered from unlabeled images only
 #       (UNLABELED images of the same generator, other seed: pseudo labels + every distillation term);
 #   (c) the 80% one-shot ticket without any retraining (the floor).
-# Every run is a run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
+# Dense is also trained at half its steps (the plateau check). Every run is a run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
 # mean ± std and the paired differences.
 #
 #   tools/distill_synth.sh mask        # Mask R-CNN (bbox and segm AP); `faster` for Faster R-CNN
@@ -56,6 +56,18 @@ for seed in $seeds; do
     if [ -f "$dir/dense/run.json" ]; then $ticket train "$init" --resume "$dir/dense" --threads 0
     else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$dense") --seed "$seed" \
            -o "$dir/dense"; fi
+  fi
+  # The plateau check: the same recipe at half the steps, scored on the validation set; dense has converged (for
+  # this recipe) when doubling its training gains less than a point.
+  half="$dir/dense_half/model.onnx"
+  if [ ! -f "$dir/dense_half/eval.json" ]; then
+    if [ ! -f "$half" ]; then
+      if [ -f "$dir/dense_half/run.json" ]; then $ticket train "$init" --resume "$dir/dense_half"
+      else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched $(( dense / 2 ))) \
+             --seed "$seed" -o "$dir/dense_half"; fi
+    fi
+    $ticket eval --model "$half" --coco "$out/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
+    mv "$dir/dense_half/eval.json.tmp" "$dir/dense_half/eval.json"
   fi
   # (b, labelled): the 80% magnitude ticket (global, ≥ 5% kept per tensor) fine-tuned with labels.
   floor=(--sparsity 0.8 --min-layer-density 0.05 --rewind none --trained "$trained")
