@@ -124,7 +124,8 @@ fn bench_train_distill_times_the_teacher_and_the_distilling_step() {
     let (teacher, step, over) = (d["teacher_ms"].as_f64().unwrap(), d["step_ms"].as_f64().unwrap(), d["over_plain"].as_f64().unwrap());
     assert!(teacher > 0.0 && step > 0.0, "{d}");
     let plain = r["ort_step_ms"].as_f64().unwrap();
-    assert!((over - (teacher + step) / plain).abs() < 1e-9 && over > 1.0, "{r}");
+    // Arithmetic only: on a model this small the timings are noise, and speed goals live in benchmarks.
+    assert!((over - (teacher + step) / plain).abs() < 1e-9, "{r}");
     let t = text(&args);
     assert!(t.contains("Distilling step:") && t.contains("the plain step"), "{t}");
     let mut both = args.to_vec();
