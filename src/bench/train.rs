@@ -2,14 +2,17 @@
 //! model (tools/bench_train_torch.py), same weights, canvas and RoI count, measured in the same run.
 use super::train_profile::{analyse_files, OrtProfile};
 use super::{median, torch_baseline, Progress};
+use crate::choice::Choice;
 use crate::data::SeededRng;
 use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
 use crate::error::{Error, Result, WriteContext};
-use crate::graph::distill::{teacher_graph, Distill, Term};
+use crate::graph::distill::{Distill, Term};
 use crate::graph::train_core::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
 use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
+use crate::train::config::DistillSettings;
 use crate::train::protocol::Tensor;
+use crate::train::teacher::Teacher;
 use crate::train::worker::{Device, Optimizer, Worker, WorkerOptions};
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
@@ -136,26 +139,21 @@ fn open_core(worker: &mut Worker, graph: &TrainGraph, dir: &std::path::Path, nam
     Ok(())
 }
 
-/// `repeat` timed steps after one warm-up, each (teacher forward ms, training step ms). With a teacher graph, its
-/// forward runs first on the step's images and RoIAlign taps and its outputs join the step's inputs; the step is
-/// the training step, the optimizer step and the gradient reset.
+/// `repeat` timed steps after one warm-up, each (teacher forward ms, training step ms). With a teacher, its forward
+/// runs first on the step's images and RoIAlign taps and its outputs join the step's inputs; the step is the training
+/// step, the optimizer step and the gradient reset.
 fn time_steps(
     worker: &mut Worker,
     feed: &[(String, Tensor)],
     repeat: usize,
-    teacher: Option<&std::path::Path>,
+    teacher: Option<&Teacher>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<(f64, f64)>> {
-    const TEACHER_INPUTS: [&str; 5] = ["images", "box_idx", "box_w", "mask_idx", "mask_w"];
     let mut times = Vec::new();
     for i in 0..=repeat {
         let t0 = Instant::now();
         let signals = match teacher {
-            Some(model) => {
-                let send: Vec<(&str, &Tensor)> =
-                    feed.iter().filter(|(n, _)| TEACHER_INPUTS.contains(&n.as_str())).map(|(n, t)| (n.as_str(), t)).collect();
-                worker.forward(model, &send)?
-            }
+            Some(t) => t.signals(worker, feed)?,
             None => Vec::new(),
         };
         let t1 = Instant::now();
@@ -171,8 +169,8 @@ fn time_steps(
     Ok(times)
 }
 
-/// The distilling step (every term; the model is its own teacher, which costs what a dense teacher of the same
-/// width does) against the plain steps `plain` (ms), on the same inputs.
+/// The distilling step (every term at the default weight and temperature; the model is its own teacher, which costs
+/// what a dense teacher of the same width does) against the plain steps `plain` (ms), on the same inputs.
 #[allow(clippy::too_many_arguments)]
 fn time_distilling(
     worker: &mut Worker,
@@ -184,15 +182,15 @@ fn time_distilling(
     repeat: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DistillBench> {
+    let defaults = DistillSettings::default();
     let d = Distill {
-        terms: vec![Term::Features, Term::Logits, Term::Objectness],
-        weight: 1.0,
-        temperature: 2.0,
+        terms: Term::all().to_vec(),
+        weight: defaults.weight,
+        temperature: defaults.temperature,
         teacher_channels: state.arch.fpn_channels.unwrap_or(0),
     };
     let graph = training_graph(state, shape, &TrainOptions { distill: Some(d.clone()), ..TrainOptions::default() })?;
-    let teacher = dir.join("teacher.onnx");
-    std::fs::write(&teacher, teacher_graph(state, shape, &d)?.encode_to_vec()).writing(&teacher)?;
+    let teacher = Teacher::prepare(state, shape, d, dir)?;
     open_core(worker, &graph, dir, "distill")?;
     progress(Progress::Step);
     let times = time_steps(worker, feed, repeat, Some(&teacher), progress)?;

@@ -1,5 +1,6 @@
 //! What defines a training run (`run.json`): the settings, the learning-rate schedule and their checks.
 use super::worker::{Device, Optimizer};
+use crate::choice::Choice;
 use crate::data::{ClassifyDataset, DataSpec};
 use crate::detect::pipeline::DetectParams;
 use crate::error::{Error, Result};
@@ -79,7 +80,7 @@ impl DistillSettings {
     /// The run's distillation: None without a teacher; terms, teacher and data checked against each other.
     pub fn config(&self, data: &DataSpec) -> Result<Option<DistillConfig>> {
         let unlabeled = matches!(data, DataSpec::Unlabeled { .. });
-        let Some(teacher) = &self.teacher else {
+        if self.teacher.is_none() {
             if unlabeled {
                 return Err(Error::setting("teacher", "training on `unlabeled` images needs a `teacher`: its detections are the labels"));
             }
@@ -87,20 +88,29 @@ impl DistillSettings {
                 return Err(Error::setting("distill", "`distill` needs a `teacher` (the dense model to learn from)"));
             }
             return Ok(None);
-        };
+        }
         if self.terms.is_empty() && !unlabeled {
             return Err(Error::setting("teacher", "a `teacher` is used through `distill` terms (or `unlabeled` images): give `distill`"));
         }
-        crate::data::spec::check_file(teacher)?;
-        let terms = if self.terms.is_empty() { vec![Term::Features, Term::Logits, Term::Objectness] } else { self.terms.clone() };
-        Ok(Some(DistillConfig {
-            teacher: crate::fsio::absolute(teacher),
-            teacher_fingerprint: fingerprint(teacher)?,
-            terms,
-            weight: self.weight,
-            temperature: self.temperature,
-            pseudo_score: self.pseudo_score,
-        }))
+        let (path, fingerprint) = self.given_teacher()?.expect("a teacher is given");
+        Ok(Some(self.levels(None).with_teacher(path, fingerprint)))
+    }
+
+    /// The given teacher, checked to be a file, as an absolute path and its fingerprint.
+    fn given_teacher(&self) -> Result<Option<(PathBuf, String)>> {
+        self.teacher
+            .as_deref()
+            .map(|t| {
+                crate::data::spec::check_file(t)?;
+                Ok((crate::fsio::absolute(t), fingerprint(t)?))
+            })
+            .transpose()
+    }
+
+    /// The settings with `teacher`; no terms named means every term (unlabeled images learn from all of them).
+    fn levels(&self, teacher: Option<(PathBuf, String)>) -> LevelDistill {
+        let terms = if self.terms.is_empty() { Term::all().to_vec() } else { self.terms.clone() };
+        LevelDistill { teacher, terms, weight: self.weight, temperature: self.temperature, pseudo_score: self.pseudo_score }
     }
 }
 
@@ -128,15 +138,7 @@ impl DistillSettings {
             }
             return Ok(None);
         }
-        let teacher = match &self.teacher {
-            Some(t) => {
-                crate::data::spec::check_file(t)?;
-                Some((crate::fsio::absolute(t), fingerprint(t)?))
-            }
-            None => None,
-        };
-        let terms = if self.terms.is_empty() { vec![Term::Features, Term::Logits, Term::Objectness] } else { self.terms.clone() };
-        let d = LevelDistill { teacher, terms, weight: self.weight, temperature: self.temperature, pseudo_score: self.pseudo_score };
+        let d = self.levels(self.given_teacher()?);
         d.with_teacher(PathBuf::new(), String::new()).validate()?;
         Ok(Some(d))
     }
