@@ -215,3 +215,61 @@ fn imp_levels_distil_from_level_0_and_from_unlabeled_images() {
     let err = run_err(&[&"imp", &model, &"--unlabeled", &images, &"--val-coco", &val, &"--sparsity", &"0.8", &"-o", &t.path().join("x")]);
     assert!(err.contains("--trained") && !t.path().join("x").exists(), "{err}");
 }
+
+/// Without any annotation: training from unlabeled images and validation by agreement with dense (`--val-images`
+/// alone). The reference is the dense model's confident detections, kept in the run folder; dense agrees with
+/// itself perfectly, and the pruned level is scored against the same reference.
+#[test]
+fn imp_runs_without_any_annotation() {
+    let t = tempdir();
+    let (ann, images) = data(&t.path().join("train"), 4);
+    let (_, val_images) = data(&t.path().join("val"), 2);
+    let model = fixture(MODEL);
+    let dense = t.path().join("dense");
+    short(&[&"train", &model, &"--coco", &ann, &"--steps", &"3", &"--rois", &"32", &"-o", &dense]);
+    let trained = dense.join("model.onnx");
+    let run = t.path().join("free");
+    let base: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"imp",
+        &model,
+        &"--unlabeled",
+        &images,
+        &"--trained",
+        &trained,
+        &"--pseudo-score",
+        &"0.06",
+        &"--sparsity",
+        &"0.8",
+        &"--steps",
+        &"3",
+        &"--rois",
+        &"32",
+        &"--max-map-drop",
+        &"1",
+    ];
+    let mut args = base.clone();
+    args.extend_from_slice(&[&"--val-images", &val_images, &"--agreement-score", &"0.06", &"-o", &run]);
+    let summary = short(&args);
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("val_reference.json")).unwrap()).unwrap();
+    assert!(!reference["annotations"].as_array().unwrap().is_empty());
+    assert_eq!(reference["images"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["agreement_with"].as_str().map(PathBuf::from), Some(std::path::absolute(run.join("val_reference.json")).unwrap()));
+    let levels = summary["levels"].as_array().unwrap();
+    for t in ["bbox", "segm"] {
+        let ap = |l: usize| levels[l]["scores"][t]["ap"].as_f64().unwrap();
+        assert!((ap(0) - 1.0).abs() < 1e-9, "dense agrees with itself: {t} {}", ap(0));
+        assert!((0.0..=1.0).contains(&ap(1)), "{t} {}", ap(1));
+    }
+
+    // An empty validation folder, or a reference with nothing in it, is refused in one line.
+    let (empty, x, y) = (t.path().join("empty"), t.path().join("x"), t.path().join("y"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = base.clone();
+    args.extend_from_slice(&[&"--val-images", &empty, &"-o", &x]);
+    let err = run_err(&args);
+    assert!(err.contains("no PNG or JPEG") && !x.exists(), "{err}");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = base.clone();
+    args.extend_from_slice(&[&"--val-images", &val_images, &"--agreement-score", &"1", &"-o", &y]);
+    let err = run_err(&args);
+    assert!(err.contains("--agreement-score") && !y.exists(), "{err}");
+}

@@ -779,6 +779,7 @@ mod runs {
             early_bird: vec![0.5],
             early_stop_every: 0,
             max_map_drop: 0.5,
+            agreement_score: None,
             threads: 1,
             structure: ticket::lottery::Structure::Weight,
             importance: Default::default(),
@@ -854,6 +855,7 @@ mod runs {
             ticket_level: Some(1),
             ticket: None,
             early_bird: None,
+            agreement_with: None,
         };
         std::fs::write(run.join("summary.json"), serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
 

@@ -75,6 +75,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         early_bird: vec![0.25, 0.5],
         early_stop_every: 0,
         max_map_drop: 0.5,
+        agreement_score: None,
         threads: 1,
         structure: Structure::Weight,
         importance: Default::default(),
@@ -191,6 +192,7 @@ fn write_run(dir: &Path, config: &ImpConfig, skip_level: Option<usize>) {
         ticket_level: Some(ROUNDS),
         ticket: None,
         early_bird: None,
+        agreement_with: None,
     };
     std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
 }

@@ -418,5 +418,5 @@ fn sweep_cells_are_checked_by_the_library_as_ticket_imp_builds_its_run() {
     assert!(check_settings(&map).unwrap_err().contains("--early-stop-eb"));
     map.remove("eb-every");
     map.insert("val-voc".into(), root.to_string_lossy().into_owned());
-    assert!(check_settings(&map).unwrap_err().contains("--val-coco VAL.json, --val-voc DIR or --val-classify DIR"));
+    assert!(check_settings(&map).unwrap_err().contains("--val-coco VAL.json, --val-voc DIR, --val-classify DIR or --val-images DIR alone"));
 }

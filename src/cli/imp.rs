@@ -20,9 +20,14 @@ pub struct Args {
     /// Validation ground truth (COCO json) every level is scored on, with tract.
     #[arg(long)]
     pub val_coco: Option<PathBuf>,
-    /// Image folder of --val-coco (default: `images` next to it).
+    /// Image folder of --val-coco (default: `images` next to it). Alone, a validation set without annotations:
+    /// every level is scored by its agreement with dense (the AP of its detections against the dense model's
+    /// scoring at least --agreement-score, kept in RUN_DIR/val_reference.json).
     #[arg(long)]
     pub val_images: Option<PathBuf>,
+    /// With --val-images alone: the dense model's detections scoring at least this are the reference.
+    #[arg(long, default_value_t = ImpSettings::default().agreement_score)]
+    pub agreement_score: f64,
     /// Validation set as a Pascal VOC folder (scored by VOC AP at IoU 0.5).
     #[arg(long)]
     pub val_voc: Option<PathBuf>,
@@ -94,10 +99,10 @@ pub struct Args {
 impl Args {
     /// The validation set the options name.
     pub fn val(&self) -> Result<DataSpec> {
-        DataSpec::given(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
+        DataSpec::validation(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
             .ok_or_else(|| {
                 Error::Input(
-                    "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR or --val-classify DIR".into(),
+                    "imp scores every level on a validation set: give --val-coco VAL.json, --val-voc DIR, --val-classify DIR or --val-images DIR alone (agreement with dense)".into(),
                 )
             })
     }
@@ -123,6 +128,7 @@ impl Args {
             eb_every: self.eb_every,
             masks_from: self.masks_from.clone(),
             max_map_drop: self.max_map_drop,
+            agreement_score: self.agreement_score,
             threads: self.train.threads,
             train: self.train.settings(),
         }
@@ -160,6 +166,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                 || a.val_coco.is_some()
                 || a.val_voc.is_some()
                 || a.val_classify.is_some()
+                || a.val_images.is_some()
                 || a.sparsity.is_some();
             if given {
                 return Err(Error::Input(
@@ -273,6 +280,9 @@ pub fn render_summary(s: &ImpSummary) -> String {
         .collect();
     let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
     let mut out = render_table(&header_refs, &rows);
+    if let Some(r) = &s.agreement_with {
+        out += &format!("scores are agreement with the dense model: AP against its confident detections ({})\n", r.display());
+    }
     for l in &s.levels {
         for name in &l.collapsed {
             out += &format!("warning: level {}: {name} is more than 99% pruned (the layer has all but collapsed)\n", l.level);

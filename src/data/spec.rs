@@ -57,6 +57,15 @@ impl DataSpec {
         }
     }
 
+    /// A validation set as [`DataSpec::given`] reads it, and without annotations, from `images` alone: a folder
+    /// scored by agreement with the dense model (its confident detections are the reference).
+    pub fn validation(coco: Option<&Path>, voc: Option<&Path>, classify: Option<&Path>, images: Option<&Path>) -> Option<DataSpec> {
+        match (coco, voc, classify, images) {
+            (None, None, None, Some(dir)) => Some(DataSpec::Unlabeled { dir: dir.to_path_buf() }),
+            _ => DataSpec::given(coco, voc, classify, images),
+        }
+    }
+
     /// A COCO set; its images default to the `images` folder next to the json.
     pub fn coco(annotations: &Path, images: Option<&Path>) -> DataSpec {
         DataSpec::Coco {

@@ -25,6 +25,12 @@ pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The images of a folder (as [`folder_images`]) with ids 1.. in file-name order: a folder without annotations
+/// as a COCO set's images.
+pub fn numbered_images(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    Ok(folder_images(dir)?.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect())
+}
+
 /// Runs the detector over `(image id, file)` pairs: COCO records with those ids and the latency of each image
 /// (decoding excluded). `each` sees every image with its detections (drawing them, for one).
 pub fn detect_images(

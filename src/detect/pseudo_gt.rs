@@ -1,8 +1,20 @@
 //! A model's confident detections as a COCO ground truth: what `validate` scores agreement against when there are
 //! no annotations, and what training from unlabeled images learns from (`train::pseudo`).
+use super::images::{detect_images, numbered_images};
+use super::pipeline::{DetectParams, Detector};
 use super::results::CocoResult;
 use crate::error::Result;
-use std::path::PathBuf;
+use crate::model::ModelState;
+use std::path::{Path, PathBuf};
+
+/// A model's detections on every image of a folder (ids 1.. in file-name order), with those ids: what its
+/// confident detections are drawn from when the folder has no annotations.
+pub fn folder_detections(model: &ModelState, dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<CocoResult>)> {
+    let ids = numbered_images(dir)?;
+    let mut det = Detector::new(model.clone(), DetectParams::from_model(model))?;
+    let (dets, _) = detect_images(&mut det, &ids, &mut crate::progress::silent, |_, _, _| Ok(()))?;
+    Ok((ids, dets))
+}
 
 /// The COCO ground truth of `images` whose annotations are the detections scoring at least `min_score`, with
 /// every geometry they have (boxes, and masks or keypoints where the model gives them). Its categories are every

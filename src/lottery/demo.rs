@@ -81,7 +81,7 @@ pub fn train_matched(
         crate::lottery::imp::train(&config.model, &dir, run, 0, env, on, config.threads, |_, _| Ok(false))?;
     }
     on(ImpEvent::Phase { level: 0, what: "evaluating the compute-matched dense model" });
-    let (scores, _, _) = crate::lottery::imp::evaluate(&config, ModelState::import(&dir.join(level::MODEL))?)?;
+    let (scores, _, _) = crate::lottery::imp::evaluate(&config, run_dir, ModelState::import(&dir.join(level::MODEL))?)?;
     let ap: BTreeMap<String, f64> = scores.iter().filter_map(|(t, s)| Some((t.clone(), s.primary()?))).collect();
     let ticket = &imp.levels[reference.ticket_level];
     let margin = ticket.scores.iter().filter_map(|(t, s)| Some((t.clone(), s.primary()? - ap.get(t)?))).collect();

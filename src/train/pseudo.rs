@@ -3,9 +3,7 @@
 //! `pseudo_gt.json`, so a resumed run trains on the labels it started with and a reader can see what it learnt
 //! from.
 use crate::data::Dataset;
-use crate::detect::images::{detect_images, folder_images};
-use crate::detect::pipeline::{DetectParams, Detector};
-use crate::detect::pseudo_gt::pseudo_gt_json;
+use crate::detect::pseudo_gt::{folder_detections, pseudo_gt_json};
 use crate::error::{Context, Error, Result};
 use crate::model::ModelState;
 use std::path::Path;
@@ -20,10 +18,7 @@ pub fn labelled(run_dir: &Path, images: &Path, teacher: &ModelState, min_score: 
     if !fresh && path.is_file() {
         return Ok((Dataset::from_coco(&path, images)?, None));
     }
-    let files = folder_images(images)?;
-    let ids: Vec<(u64, std::path::PathBuf)> = files.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect();
-    let mut det = Detector::new(teacher.clone(), DetectParams::from_model(teacher))?;
-    let (dets, _) = detect_images(&mut det, &ids, &mut crate::progress::silent, |_, _, _| Ok(()))?;
+    let (ids, dets) = folder_detections(teacher, images)?;
     let (gt, n) = pseudo_gt_json(&ids, &dets, min_score, teacher.arch.num_classes.unwrap_or(0))?;
     if n == 0 {
         return Err(Error::setting_at(

@@ -17,7 +17,7 @@ pub use latency::Latency;
 pub use report::{ModelRow, Scores, ValidateReport};
 pub use settings::{GateSettings, DEFAULT_AGREEMENT_SCORE};
 
-use crate::detect::images::folder_images;
+use crate::detect::images::numbered_images;
 use crate::detect::pipeline::{DetectParams, Detector};
 use crate::detect::results::CocoResult;
 use crate::error::{Error, Result};
@@ -121,7 +121,7 @@ fn reference(s: &GateSettings, dense: &ModelState) -> Result<(String, Option<Coc
         }
         None => {
             let dir = s.images.as_deref().ok_or_else(|| Error::setting("images", "without `coco`, give `images` DIR"))?;
-            let images = folder_images(dir)?.into_iter().enumerate().map(|(i, p)| (i as u64 + 1, p)).collect();
+            let images = numbered_images(dir)?;
             Ok(("agreement with the dense model".to_string(), None, images))
         }
     }

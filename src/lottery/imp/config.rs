@@ -50,6 +50,10 @@ pub struct ImpConfig {
     pub early_stop_every: u64,
     /// The gate for `ticket.onnx`: AP (each IoU type) at most this far below dense.
     pub max_map_drop: f64,
+    /// A validation folder without annotations: the dense model's detections scoring at least this are the
+    /// reference every level is scored against (its agreement with dense). Absent with a labelled set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_score: Option<f64>,
     /// ORT intra-op threads of every level (0: one per core; 1: bit-for-bit repeatable, resumes included).
     pub threads: usize,
     /// `weight`: magnitude masks (the seed's tickets); `channel`: channels physically removed (channel IMP).
@@ -110,6 +114,9 @@ pub struct ImpSettings {
     /// Level 1's mask from a file instead of pruning.
     pub masks_from: Option<PathBuf>,
     pub max_map_drop: f64,
+    /// With a validation folder without annotations: the dense model's detections scoring at least this are the
+    /// reference.
+    pub agreement_score: f64,
     /// ORT intra-op threads (0: one per core).
     pub threads: usize,
     /// The training settings of every level.
@@ -137,6 +144,7 @@ impl Default for ImpSettings {
             eb_every: None,
             masks_from: None,
             max_map_drop: 0.01,
+            agreement_score: crate::eval::gate::DEFAULT_AGREEMENT_SCORE,
             threads: 0,
             train: TrainSettings::default(),
         }
@@ -193,6 +201,7 @@ impl ImpConfig {
             early_bird: s.early_bird.clone(),
             early_stop_every: if s.early_stop_eb { s.eb_every.unwrap_or((dense_steps / 20).max(1)) } else { 0 },
             max_map_drop: s.max_map_drop,
+            agreement_score: matches!(val, DataSpec::Unlabeled { .. }).then_some(s.agreement_score),
             threads: s.threads,
             structure: s.structure,
             importance: s.importance,
@@ -260,6 +269,9 @@ impl ImpConfig {
         // run.json stores it: JSON has no infinity, and a run whose settings do not read back is lost.
         if !(self.max_map_drop.is_finite() && self.max_map_drop >= 0.0) {
             return bad("max_map_drop", format!("`max_map_drop` {} must be a finite number ≥ 0", self.max_map_drop));
+        }
+        if let Some(a) = self.agreement_score.filter(|a| !(*a >= 0.0 && *a <= 1.0)) {
+            return bad("agreement_score", format!("`agreement_score` {a} is outside [0, 1]"));
         }
         if self.round_to == 0 || self.round_to > crate::prune::channel::MAX_ROUND_TO {
             return bad("round_to", format!("`round_to` {} is outside 1..={}", self.round_to, crate::prune::channel::MAX_ROUND_TO));

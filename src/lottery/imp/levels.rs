@@ -83,7 +83,8 @@ pub(super) fn run_level(
     on(ImpEvent::Phase { level: r, what: "evaluating" });
     let state = ModelState::import(&model)?;
     let masks = Masks::load(&masks_path)?;
-    let (scores, reports, latency_ms) = evaluate(config, state.clone())?;
+    super::score::ensure_reference(dir, config)?;
+    let (scores, reports, latency_ms) = evaluate(config, dir, state.clone())?;
     on(ImpEvent::Phase { level: r, what: "exporting" });
     let compact = ldir.join(level::COMPACT);
     let compact_bytes =

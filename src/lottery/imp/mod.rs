@@ -127,6 +127,11 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
                 s.apply_masks(Masks::load(m)?, m)?;
             }
             check_val(&config.val, &state)?;
+            // With the trained dense model given, a validation folder's reference is made (and checked) now.
+            let reference = match (&config.trained, config.agreement_score) {
+                (Some(t), Some(_)) => Some(score::reference(&config, &ModelState::import(t)?)?),
+                _ => None,
+            };
             match &config.train.data {
                 DataSpec::Unlabeled { dir: images } => {
                     let n = crate::detect::images::folder_images(images)?.len();
@@ -142,6 +147,9 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
             let lock = DirLock::acquire(dir)?;
             folder::refuse_existing(dir, "an IMP run")?;
             save_config(dir, &config)?;
+            if let Some(bytes) = reference {
+                crate::fsio::write_atomic(&dir.join(score::VAL_REFERENCE), &bytes)?;
+            }
             (*config, lock)
         }
         ImpStart::Resume { model } => {
@@ -194,7 +202,11 @@ fn check_val(val: &DataSpec, state: &ModelState) -> Result<()> {
     }
     match val {
         DataSpec::Unlabeled { dir } => {
-            return Err(Error::input(dir, "a validation set needs annotations (images alone are training data: `unlabeled`)"));
+            if !state.arch.kind.is_detector() {
+                return Err(Error::setting_at(state.path(), "val_classify", "is a classifier: score it on `val_classify`"));
+            }
+            // Every image is read when the reference is made; here, that there are images at all.
+            crate::detect::images::folder_images(dir)?;
         }
         DataSpec::Classify { dir } => {
             let data = ClassifyDataset::load(dir)?;

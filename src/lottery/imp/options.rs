@@ -50,11 +50,11 @@ impl Named {
         }
         let model = self.model.as_deref().ok_or_else(|| Error::Input("no model: set `model` (the initial weights)".into()))?;
         let val =
-            DataSpec::given(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
+            DataSpec::validation(self.val_coco.as_deref(), self.val_voc.as_deref(), self.val_classify.as_deref(), self.val_images.as_deref())
                 .ok_or_else(|| {
                     Error::setting(
                         "val_coco",
-                        "imp scores every level on a validation set: give `val_coco` VAL.json, `val_voc` DIR or `val_classify` DIR",
+                        "imp scores every level on a validation set: give `val_coco` VAL.json, `val_voc` DIR, `val_classify` DIR or `val_images` DIR alone (agreement with dense)",
                     )
                 })?;
         let data = match &self.unlabeled {
@@ -90,6 +90,7 @@ impl Named {
             "val-images" => self.val_images = path(),
             "val-voc" => self.val_voc = path(),
             "val-classify" => self.val_classify = path(),
+            "agreement-score" => s.agreement_score = parse(v)?,
             // Where the training worker is: the machine's, not the run's.
             "train-python" => {}
             "steps" => t.steps = parse(v)?,

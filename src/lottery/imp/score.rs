@@ -4,16 +4,64 @@ use super::{ImpConfig, Structure};
 use crate::data::voc::VocDataset;
 use crate::data::{ClassifyDataset, DataSpec};
 use crate::detect::pipeline::DetectParams;
-use crate::error::Result;
+use crate::detect::pseudo_gt::{folder_detections, pseudo_gt_json};
+use crate::error::{Context, Error, Result};
 use crate::eval::model::{evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, EvalOptions, IouType};
+use crate::fsio::write_atomic;
 use crate::lottery::level::{LevelRow, Scores};
 use crate::model::{Mask, Masks, ModelState, Role};
 use crate::prune::channel;
 use std::collections::BTreeMap;
+use std::path::Path;
 
-/// Scores, full reports (as JSON) and median latency of a model on the validation set, one detection run.
-pub(in crate::lottery) fn evaluate(config: &ImpConfig, state: ModelState) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
+/// Where a run without validation annotations keeps its reference: the dense model's confident detections on
+/// the validation images, made once at level 0 (a resumed run scores every level against the same one).
+pub const VAL_REFERENCE: &str = "val_reference.json";
+
+/// Makes RUN_DIR/val_reference.json from level 0's model when the validation set has no annotations and the run
+/// has none yet.
+pub(super) fn ensure_reference(dir: &Path, config: &ImpConfig) -> Result<()> {
+    let path = dir.join(VAL_REFERENCE);
+    if path.is_file() {
+        return Ok(());
+    }
+    let dense = || ModelState::import(&crate::lottery::level::dir(dir, 0).join(crate::lottery::level::MODEL));
+    match config.agreement_score {
+        Some(_) => write_atomic(&path, &reference(config, &dense()?)?),
+        None => Ok(()),
+    }
+}
+
+/// The reference of a validation folder without annotations: `dense`'s detections on its images scoring at least
+/// `agreement_score`, as COCO ground truth (JSON bytes). Refused when there are none.
+pub(super) fn reference(config: &ImpConfig, dense: &ModelState) -> Result<Vec<u8>> {
+    let (DataSpec::Unlabeled { dir: images }, Some(min_score)) = (&config.val, config.agreement_score) else {
+        return Err(Error::Input("a reference is made for a validation folder without annotations only".into()));
+    };
+    let (ids, dets) = folder_detections(dense, images)?;
+    let (gt, n) = pseudo_gt_json(&ids, &dets, min_score, dense.arch.num_classes.unwrap_or(0))?;
+    if n == 0 {
+        return Err(Error::setting_at(
+            images,
+            "agreement_score",
+            format!(
+                "the dense model {} detects nothing scoring at least `agreement_score` {min_score} on these {} images: there is no reference to agree with (lower it, or give `val_coco`)",
+                dense.path().display(),
+                ids.len()
+            ),
+        ));
+    }
+    serde_json::to_vec(&gt).context(images, "cannot serialise the reference")
+}
+
+/// Scores, full reports (as JSON) and median latency of a model on the validation set of the run in `dir`, one
+/// detection run.
+pub(in crate::lottery) fn evaluate(
+    config: &ImpConfig,
+    dir: &Path,
+    state: ModelState,
+) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
     if let DataSpec::Classify { dir } = &config.val {
         let report =
             crate::eval::classify::top1(&state, &ClassifyDataset::load(dir)?, config.train.shape.height, &mut crate::progress::silent)?;
@@ -23,36 +71,8 @@ pub(in crate::lottery) fn evaluate(config: &ImpConfig, state: ModelState) -> Res
     let params = DetectParams::from_model(&state);
     match &config.val {
         DataSpec::Classify { .. } => unreachable!("scored above"),
-        DataSpec::Unlabeled { .. } => unreachable!("refused by check_val"),
-        DataSpec::Coco { annotations, images } => {
-            let gt = CocoGt::load(annotations)?;
-            let types = iou_types_of(&state);
-            let ev = evaluate_model(state, params, &gt, images, &types, &EvalOptions::default(), &mut crate::progress::silent)?;
-            let scores = types
-                .iter()
-                .zip(&ev.reports)
-                .map(|(t, r)| {
-                    let size = |name: &str| r.metric(name);
-                    let name = match t {
-                        IouType::Bbox => "bbox",
-                        IouType::Segm => "segm",
-                        IouType::Keypoints => "keypoints",
-                    };
-                    (
-                        name.to_string(),
-                        Scores {
-                            ap: size("AP"),
-                            ap50: size("AP50"),
-                            ap75: size("AP75"),
-                            ap_small: size("APs"),
-                            ap_medium: size("APm"),
-                            ap_large: size("APl"),
-                        },
-                    )
-                })
-                .collect();
-            Ok((scores, serde_json::to_value(&ev.reports).expect("serialises"), crate::eval::model::median(&ev.latency_ms)))
-        }
+        DataSpec::Unlabeled { dir: images } => coco_scores(state, params, &dir.join(VAL_REFERENCE), images),
+        DataSpec::Coco { annotations, images } => coco_scores(state, params, annotations, images),
         DataSpec::Voc { dir, images } => {
             let voc = VocDataset::load(dir)?;
             let images_dir = images.clone().unwrap_or_else(|| dir.join("JPEGImages"));
@@ -69,6 +89,42 @@ pub(in crate::lottery) fn evaluate(config: &ImpConfig, state: ModelState) -> Res
             ))
         }
     }
+}
+
+/// Scores on a COCO ground truth (annotations, or the run's reference) for every IoU type the model has.
+fn coco_scores(
+    state: ModelState,
+    params: DetectParams,
+    annotations: &Path,
+    images: &Path,
+) -> Result<(BTreeMap<String, Scores>, serde_json::Value, f64)> {
+    let gt = CocoGt::load(annotations)?;
+    let types = iou_types_of(&state);
+    let ev = evaluate_model(state, params, &gt, images, &types, &EvalOptions::default(), &mut crate::progress::silent)?;
+    let scores = types
+        .iter()
+        .zip(&ev.reports)
+        .map(|(t, r)| {
+            let size = |name: &str| r.metric(name);
+            let name = match t {
+                IouType::Bbox => "bbox",
+                IouType::Segm => "segm",
+                IouType::Keypoints => "keypoints",
+            };
+            (
+                name.to_string(),
+                Scores {
+                    ap: size("AP"),
+                    ap50: size("AP50"),
+                    ap75: size("AP75"),
+                    ap_small: size("APs"),
+                    ap_medium: size("APm"),
+                    ap_large: size("APl"),
+                },
+            )
+        })
+        .collect();
+    Ok((scores, serde_json::to_value(&ev.reports).expect("serialises"), crate::eval::model::median(&ev.latency_ms)))
 }
 
 #[allow(clippy::too_many_arguments)]

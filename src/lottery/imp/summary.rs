@@ -21,6 +21,10 @@ pub struct ImpSummary {
     pub ticket_level: Option<usize>,
     pub ticket: Option<PathBuf>,
     pub early_bird: Option<EarlyBirdReport>,
+    /// With a validation folder without annotations: the reference the scores are agreement with (the dense
+    /// model's detections scoring at least `agreement_score`, in RUN_DIR/val_reference.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_with: Option<PathBuf>,
 }
 
 pub const SUMMARY: &str = "summary.json";
@@ -72,8 +76,17 @@ pub(super) fn summarize(dir: &Path, config: &ImpConfig, levels: Vec<LevelRow>, e
             None
         }
     };
-    let summary =
-        ImpSummary { run_dir: dir.to_path_buf(), levels, delta, max_map_drop: config.max_map_drop, ticket_level, ticket, early_bird };
+    let agreement_with = config.agreement_score.map(|_| dir.join(super::score::VAL_REFERENCE));
+    let summary = ImpSummary {
+        run_dir: dir.to_path_buf(),
+        levels,
+        delta,
+        max_map_drop: config.max_map_drop,
+        ticket_level,
+        ticket,
+        early_bird,
+        agreement_with,
+    };
     write_atomic(&dir.join(SUMMARY), serde_json::to_string_pretty(&summary).expect("serialises").as_bytes())?;
     Ok(summary)
 }
