@@ -780,6 +780,7 @@ mod runs {
             early_stop_every: 0,
             max_map_drop: 0.5,
             agreement_score: None,
+            val_every: 0,
             threads: 1,
             structure: ticket::lottery::Structure::Weight,
             importance: Default::default(),

@@ -240,3 +240,42 @@ fn the_gate_rejects_levels_outside_max_map_drop() {
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(none.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["ticket_level"], serde_json::Value::Null);
 }
+
+/// `--val-every N`: every level, dense included, is scored on the validation set every N steps and at its end
+/// (level_L/val_curve.jsonl, the end equal to the level's row); a resumed level adds no second point for a step;
+/// `ticket report` draws the curves.
+#[test]
+fn val_every_records_validation_ap_over_training() {
+    let d = data();
+    let run = d.root.join("val_curve");
+    let model = fixture(MODEL);
+    let mut args = os(&[&"imp", &model, &"--coco", &d.train, &"--val-coco", &d.val, &"-o", &run]);
+    args.extend(words("--steps 4 --warmup 1 --rois 32 --threads 1 --max-map-drop 1 --sparsity 0.5 --val-every 2 --save-every 2"));
+    let s = run_ok(&args);
+    let curve = |l: usize| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(level(&run, l).join("val_curve.jsonl")).unwrap().lines().map(|x| serde_json::from_str(x).unwrap()).collect()
+    };
+    for l in 0..=1 {
+        let c = curve(l);
+        assert_eq!(c.iter().map(|p| p["step"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4], "level {l}");
+        for t in ["bbox", "segm"] {
+            let ap = c[0]["scores"][t]["ap"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&ap), "level {l} {t} {ap}");
+            assert_eq!(c[1]["scores"][t], s["levels"][l]["scores"][t], "level {l}: the curve ends at the level's scores");
+        }
+    }
+    // Level 1 again from its step-2 checkpoint, its curve's last point gone: the step-2 point is not repeated.
+    let l1 = level(&run, 1);
+    for f in ["metrics.json", "model.onnx", "checkpoints/step-000004.ckpt", "checkpoints/step-000004.ckpt.json"] {
+        let _ = std::fs::remove_file(l1.join(f));
+    }
+    let _ = std::fs::remove_file(l1.join("checkpoints/step-000004.ckpt.momentum.npz"));
+    let c = curve(1);
+    std::fs::write(l1.join("val_curve.jsonl"), format!("{}\n", c[0])).unwrap();
+    std::fs::write(l1.join("state.json"), r#"{"step":2,"checkpoint":"checkpoints/step-000002.ckpt"}"#).unwrap();
+    run_ok(&os(&[&"imp", &"--resume", &run]));
+    assert_eq!(curve(1).iter().map(|p| p["step"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4]);
+    let report = d.root.join("report");
+    run_ok(&os(&[&"report", &run, &"-o", &report]));
+    assert!(report.join("val_bbox.png").is_file() && report.join("val_segm.png").is_file());
+}

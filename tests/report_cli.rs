@@ -76,6 +76,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         early_stop_every: 0,
         max_map_drop: 0.5,
         agreement_score: None,
+        val_every: 0,
         threads: 1,
         structure: Structure::Weight,
         importance: Default::default(),

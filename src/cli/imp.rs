@@ -28,6 +28,10 @@ pub struct Args {
     /// With --val-images alone: the dense model's detections scoring at least this are the reference.
     #[arg(long, default_value_t = ImpSettings::default().agreement_score)]
     pub agreement_score: f64,
+    /// Score every level on the validation set every N training steps as well as at its end: validation AP over
+    /// steps in level_L/val_curve.jsonl (convergence and dense's plateau on held-out data; `ticket report` plots it).
+    #[arg(long, default_value_t = 0)]
+    pub val_every: u64,
     /// Validation set as a Pascal VOC folder (scored by VOC AP at IoU 0.5).
     #[arg(long)]
     pub val_voc: Option<PathBuf>,
@@ -129,6 +133,7 @@ impl Args {
             masks_from: self.masks_from.clone(),
             max_map_drop: self.max_map_drop,
             agreement_score: self.agreement_score,
+            val_every: self.val_every,
             threads: self.train.threads,
             train: self.train.settings(),
         }

@@ -54,6 +54,9 @@ pub struct ImpConfig {
     /// reference every level is scored against (its agreement with dense). Absent with a labelled set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement_score: Option<f64>,
+    /// Score every level on the validation set every this many training steps (`level_L/val_curve.jsonl`; 0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val_every: u64,
     /// ORT intra-op threads of every level (0: one per core; 1: bit-for-bit repeatable, resumes included).
     pub threads: usize,
     /// `weight`: magnitude masks (the seed's tickets); `channel`: channels physically removed (channel IMP).
@@ -74,6 +77,10 @@ pub struct ImpConfig {
 pub const MAX_ROUNDS: usize = 100;
 /// The most early-bird fractions of one run.
 pub const MAX_EARLY_BIRD: usize = 100;
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
 
 fn default_round_to() -> usize {
     8
@@ -117,6 +124,8 @@ pub struct ImpSettings {
     /// With a validation folder without annotations: the dense model's detections scoring at least this are the
     /// reference.
     pub agreement_score: f64,
+    /// Score each level on the validation set every this many steps while it trains (0: only when it is done).
+    pub val_every: u64,
     /// ORT intra-op threads (0: one per core).
     pub threads: usize,
     /// The training settings of every level.
@@ -145,6 +154,7 @@ impl Default for ImpSettings {
             masks_from: None,
             max_map_drop: 0.01,
             agreement_score: crate::eval::gate::DEFAULT_AGREEMENT_SCORE,
+            val_every: 0,
             threads: 0,
             train: TrainSettings::default(),
         }
@@ -202,6 +212,7 @@ impl ImpConfig {
             early_stop_every: if s.early_stop_eb { s.eb_every.unwrap_or((dense_steps / 20).max(1)) } else { 0 },
             max_map_drop: s.max_map_drop,
             agreement_score: matches!(val, DataSpec::Unlabeled { .. }).then_some(s.agreement_score),
+            val_every: s.val_every,
             threads: s.threads,
             structure: s.structure,
             importance: s.importance,

@@ -3,6 +3,7 @@
 //! export, each reused when a resumed run finds it.
 use super::config::{changed_settings, settings_record};
 use super::score::{evaluate, level_row};
+use super::val_curve;
 use super::{ImpConfig, ImpEnv, ImpEvent, Structure};
 use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{fingerprint, write_atomic};
@@ -77,7 +78,13 @@ pub(super) fn run_level(
             c.model_fingerprint = fingerprint(&start)?;
             c.masks = Some(std::path::absolute(&masks_path).unwrap_or(masks_path.clone()));
             c.distill = config.distill.as_ref().map(|d| d.for_level(&level::dir(dir, 0).join(level::MODEL))).transpose()?;
-            train(&start, &ldir, c, r, env, on, config.threads, |_, _| Ok(false))?;
+            let total = c.steps;
+            train(&start, &ldir, c, r, env, on, config.threads, |run, step| {
+                if val_curve::due(config, dir, step, total) {
+                    val_curve::score(config, dir, &ldir, step, run.current_state()?)?;
+                }
+                Ok(false)
+            })?;
         }
     }
     on(ImpEvent::Phase { level: r, what: "evaluating" });
@@ -85,6 +92,11 @@ pub(super) fn run_level(
     let masks = Masks::load(&masks_path)?;
     super::score::ensure_reference(dir, config)?;
     let (scores, reports, latency_ms) = evaluate(config, dir, state.clone())?;
+    // The curve ends at the level's own scores (a level that trained; level 0 given as `trained` has no curve).
+    if config.val_every > 0 && ldir.join("log.jsonl").exists() {
+        let step = level::train_time(&ldir).0;
+        val_curve::add(&ldir, val_curve::CurvePoint { step, scores: scores.clone() })?;
+    }
     on(ImpEvent::Phase { level: r, what: "exporting" });
     let compact = ldir.join(level::COMPACT);
     let compact_bytes =
@@ -122,7 +134,11 @@ pub(super) fn train_dense(dir: &Path, config: &ImpConfig, env: &ImpEnv, on: &mut
         }
     }
     let mut stop = if config.early_stop_every > 0 { Some(StopRule::open(&l0, config.early_stop_every, saved_step(&l0))?) } else { None };
+    let total = dense.steps;
     let hook = |run: &mut Run, step: u64| -> Result<bool> {
+        if val_curve::due(config, dir, step, total) {
+            val_curve::score(config, dir, &l0, step, run.current_state()?)?;
+        }
         let wants_mask = points.iter().any(|(f, s)| *s == step && !early_bird::mask_file(&l0, *f).exists())
             || stop.as_ref().is_some_and(|s| step.is_multiple_of(s.every));
         let wants_rewind = rewind_at == Some(step) && !l0.join(REWIND).exists();

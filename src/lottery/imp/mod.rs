@@ -15,6 +15,7 @@ mod levels;
 pub mod options;
 mod score;
 mod summary;
+pub mod val_curve;
 
 pub use config::{read_config, save_config, ImpConfig, ImpSettings, Structure, MAX_EARLY_BIRD, MAX_ROUNDS};
 pub use levels::{CHANNELS, RANDOM_INIT, REWIND};

@@ -91,6 +91,7 @@ impl Named {
             "val-voc" => self.val_voc = path(),
             "val-classify" => self.val_classify = path(),
             "agreement-score" => s.agreement_score = parse(v)?,
+            "val-every" => s.val_every = parse(v)?,
             // Where the training worker is: the machine's, not the run's.
             "train-python" => {}
             "steps" => t.steps = parse(v)?,

@@ -244,6 +244,37 @@ fn loss(g: &GroupStats, i: usize) -> Option<Figure> {
     })
 }
 
+/// Validation AP over training steps (`--val-every`): the dense model and every group's ticket, mean ± std over
+/// the seeds — convergence judged on held-out data, and dense's plateau visible where its curve flattens.
+fn val_overview(groups: &[GroupStats], t: &str) -> Option<Figure> {
+    let curve = |v: &[(u64, super::stats::Stat)]| v.iter().map(|(s, st)| (*s as f64, st.mean, st.std)).collect();
+    let dense = groups.iter().find(|g| g.val_dense.get(t).is_some_and(|v| !v.is_empty()));
+    let mut series: Vec<Series> =
+        dense.map(|g| Series { label: format!("dense (n={})", g.runs.len()), points: curve(&g.val_dense[t]) }).into_iter().collect();
+    series.extend(groups.iter().filter(|g| g.shown > 0).filter_map(|g| {
+        let v = g.val_ticket.get(t).filter(|v| !v.is_empty())?;
+        Some(Series { label: format!("{} (level {}, n={})", g.method, g.shown, g.runs.len()), points: curve(v) })
+    }));
+    if series.is_empty() {
+        return None;
+    }
+    let name = if t == "top1" { "top-1".to_string() } else { format!("{t} AP") };
+    Some(Figure {
+        name: format!("val_{t}"),
+        caption: format!("Validation {name} over training steps (ticket imp --val-every): mean ± std over the seeds."),
+        plot: Plot::Line(LinePlot {
+            title: format!("Validation {name} over training"),
+            x_label: "step".into(),
+            y_label: name,
+            series,
+            bands: vec![],
+            markers: true,
+            x_range: None,
+            y_range: None,
+        }),
+    })
+}
+
 fn early_bird(groups: &[GroupStats]) -> Option<Figure> {
     let series: Vec<Series> = groups
         .iter()
@@ -293,6 +324,11 @@ pub fn figures(groups: &[GroupStats]) -> Vec<Figure> {
         out.extend(loss(g, i));
     }
     out.extend(loss_overview(groups));
+    let val_types: std::collections::BTreeSet<&String> =
+        groups.iter().flat_map(|g| g.val_dense.keys().chain(g.val_ticket.keys())).collect();
+    for t in val_types {
+        out.extend(val_overview(groups, t));
+    }
     out.extend(early_bird(groups));
     out
 }

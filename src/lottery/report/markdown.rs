@@ -43,7 +43,7 @@ pub fn render(groups: &[GroupStats], figures: &[Figure]) -> String {
     deltas_section(&mut out, groups);
     figures_where(&mut out, figures, |n| n.starts_with("delta"));
     tide_section(&mut out, groups);
-    figures_where(&mut out, figures, |n| n.starts_with("tide") || n.starts_with("loss"));
+    figures_where(&mut out, figures, |n| n.starts_with("tide") || n.starts_with("loss") || n.starts_with("val_"));
     early_bird_section(&mut out, groups);
     figures_where(&mut out, figures, |n| n == "early_bird");
     out

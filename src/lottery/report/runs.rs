@@ -69,6 +69,8 @@ pub struct LevelData {
     pub early_bird: Option<EarlyBirdReport>,
     /// (step, loss) of the level's training, the last record of each step (a resumed run may repeat one).
     pub loss: Vec<(u64, f64)>,
+    /// Validation scores over the level's training steps (`ticket imp --val-every`); empty without.
+    pub val: Vec<crate::lottery::imp::val_curve::CurvePoint>,
 }
 
 impl LevelData {
@@ -152,7 +154,8 @@ fn read_run(dir: &Path) -> Result<RunData> {
             _ => Vec::new(),
         };
         let loss = read_loss(&ldir.join("log.jsonl"))?;
-        levels.push(LevelData { row: f.row, reports, prune: f.prune, early_bird: f.early_bird, loss });
+        let val = crate::lottery::imp::val_curve::read(&ldir)?;
+        levels.push(LevelData { row: f.row, reports, prune: f.prune, early_bird: f.early_bird, loss, val });
     }
     let summary = dir.join(crate::lottery::imp::SUMMARY);
     let ticket_level = if summary.is_file() {

@@ -67,6 +67,10 @@ pub struct GroupStats {
     /// Training loss per step of the first replicate: dense (level 0) and the shown level.
     pub loss_dense: Vec<(u64, f64)>,
     pub loss_ticket: Vec<(u64, f64)>,
+    /// IoU type → validation AP over training steps (mean ± std over the replicates, at the steps every one
+    /// scored): dense (level 0) and the shown level; empty without `--val-every`.
+    pub val_dense: BTreeMap<String, Vec<(u64, Stat)>>,
+    pub val_ticket: BTreeMap<String, Vec<(u64, Stat)>>,
     /// Early-bird masks: (fraction of dense training, IoU with the final mask).
     pub early_bird: Vec<(f64, Stat)>,
 }
@@ -138,6 +142,28 @@ fn deltas(
 
 /// A level's training loss averaged over the replicates, step by step (the steps every run logged; a run
 /// without a log — a `--trained` dense level — leaves no curve).
+/// IoU type → (step, the primary score's mean ± std) of `level`'s validation curves, at the steps every replicate
+/// scored.
+fn val_curves(runs: &[RunData], level: usize) -> BTreeMap<String, Vec<(u64, Stat)>> {
+    let mut by: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for r in runs {
+        for p in &r.levels[level].val {
+            for (t, sc) in &p.scores {
+                if let Some(v) = sc.primary() {
+                    by.entry(t.clone()).or_default().entry(p.step).or_default().push(v);
+                }
+            }
+        }
+    }
+    by.into_iter()
+        .map(|(t, steps)| {
+            let points = steps.into_iter().filter(|(_, v)| v.len() == runs.len()).filter_map(|(s, v)| Some((s, Stat::of(&v)?))).collect();
+            (t, points)
+        })
+        .filter(|(_, p): &(String, Vec<(u64, Stat)>)| !p.is_empty())
+        .collect()
+}
+
 fn mean_loss(runs: &[RunData], level: usize) -> Vec<(u64, f64)> {
     let curves: Vec<BTreeMap<u64, f64>> = runs.iter().map(|r| r.levels[level].loss.iter().copied().collect()).collect();
     let Some(first) = curves.first() else { return Vec::new() };
@@ -200,6 +226,8 @@ pub fn group_stats(g: &Group) -> GroupStats {
         layers,
         loss_dense: mean_loss(runs, 0),
         loss_ticket: mean_loss(runs, shown),
+        val_dense: val_curves(runs, 0),
+        val_ticket: val_curves(runs, shown),
         early_bird,
     }
 }
