@@ -3,11 +3,16 @@ oneshot}), per IoU type, and the paired differences the distillation goals are s
 (a) channel ticket − dense, distilled and not; (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
 
     python3 tools/distill_summary.py out/distill_synth/mask/w8
+    python3 tools/distill_summary.py docs/results/distill/runs.tar.gz   # the committed runs (tools/pack_runs.py)
 """
 import json
 import statistics
 import sys
+import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pack_runs  # noqa: E402
 
 # Two-sided 95% t quantiles by degrees of freedom (n − 1).
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -81,4 +86,9 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "out/distill_synth/mask/w8")
+    arg = sys.argv[1] if len(sys.argv) > 1 else "out/distill_synth/mask/w8"
+    if arg.endswith(".tar.gz"):
+        with tempfile.TemporaryDirectory() as tmp:
+            main(pack_runs.unpack(arg, tmp))
+    else:
+        main(arg)
