@@ -7,13 +7,14 @@ use crate::error::Result;
 use crate::model::ModelState;
 use std::path::{Path, PathBuf};
 
-/// A model's detections on every image of a folder (ids 1.. in file-name order), with those ids: what its
-/// confident detections are drawn from when the folder has no annotations.
-pub fn folder_detections(model: &ModelState, dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<CocoResult>)> {
+/// The pseudo ground truth of a folder without annotations: `model`'s detections scoring at least `min_score` on
+/// every image of it (ids 1.. in file-name order), with how many annotations and images it holds.
+pub fn folder_pseudo_gt(model: &ModelState, dir: &Path, min_score: f64) -> Result<(serde_json::Value, usize, usize)> {
     let ids = numbered_images(dir)?;
     let mut det = Detector::new(model.clone(), DetectParams::from_model(model))?;
     let (dets, _) = detect_images(&mut det, &ids, &mut crate::progress::silent, |_, _, _| Ok(()))?;
-    Ok((ids, dets))
+    let (gt, n) = pseudo_gt_json(&ids, &dets, min_score, model.arch.num_classes.unwrap_or(0))?;
+    Ok((gt, n, ids.len()))
 }
 
 /// The COCO ground truth of `images` whose annotations are the detections scoring at least `min_score`, with

@@ -3,7 +3,7 @@
 //! `pseudo_gt.json`, so a resumed run trains on the labels it started with and a reader can see what it learnt
 //! from.
 use crate::data::Dataset;
-use crate::detect::pseudo_gt::{folder_detections, pseudo_gt_json};
+use crate::detect::pseudo_gt::folder_pseudo_gt;
 use crate::error::{Context, Error, Result};
 use crate::model::ModelState;
 use std::path::Path;
@@ -18,8 +18,7 @@ pub fn labelled(run_dir: &Path, images: &Path, teacher: &ModelState, min_score: 
     if !fresh && path.is_file() {
         return Ok((Dataset::from_coco(&path, images)?, None));
     }
-    let (ids, dets) = folder_detections(teacher, images)?;
-    let (gt, n) = pseudo_gt_json(&ids, &dets, min_score, teacher.arch.num_classes.unwrap_or(0))?;
+    let (gt, n, images_n) = folder_pseudo_gt(teacher, images, min_score)?;
     if n == 0 {
         return Err(Error::setting_at(
             images,
@@ -27,7 +26,7 @@ pub fn labelled(run_dir: &Path, images: &Path, teacher: &ModelState, min_score: 
             format!(
                 "the teacher {} detects nothing scoring at least `pseudo_score` {min_score} on these {} images: there is nothing to learn from",
                 teacher.path().display(),
-                ids.len()
+                images_n
             ),
         ));
     }

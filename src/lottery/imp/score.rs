@@ -4,7 +4,7 @@ use super::{ImpConfig, Structure};
 use crate::data::voc::VocDataset;
 use crate::data::{ClassifyDataset, DataSpec};
 use crate::detect::pipeline::DetectParams;
-use crate::detect::pseudo_gt::{folder_detections, pseudo_gt_json};
+use crate::detect::pseudo_gt::folder_pseudo_gt;
 use crate::error::{Context, Error, Result};
 use crate::eval::model::{evaluate_model, iou_types_of};
 use crate::eval::{CocoGt, EvalOptions, IouType};
@@ -39,8 +39,7 @@ pub(super) fn reference(config: &ImpConfig, dense: &ModelState) -> Result<Vec<u8
     let (DataSpec::Unlabeled { dir: images }, Some(min_score)) = (&config.val, config.agreement_score) else {
         return Err(Error::Input("a reference is made for a validation folder without annotations only".into()));
     };
-    let (ids, dets) = folder_detections(dense, images)?;
-    let (gt, n) = pseudo_gt_json(&ids, &dets, min_score, dense.arch.num_classes.unwrap_or(0))?;
+    let (gt, n, images_n) = folder_pseudo_gt(dense, images, min_score)?;
     if n == 0 {
         return Err(Error::setting_at(
             images,
@@ -48,7 +47,7 @@ pub(super) fn reference(config: &ImpConfig, dense: &ModelState) -> Result<Vec<u8
             format!(
                 "the dense model {} detects nothing scoring at least `agreement_score` {min_score} on these {} images: there is no reference to agree with (lower it, or give `val_coco`)",
                 dense.path().display(),
-                ids.len()
+                images_n
             ),
         ));
     }
