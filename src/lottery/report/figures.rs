@@ -261,7 +261,7 @@ fn val_overview(groups: &[GroupStats], t: &str) -> Option<Figure> {
     let name = if t == "top1" { "top-1".to_string() } else { format!("{t} AP") };
     Some(Figure {
         name: format!("val_{t}"),
-        caption: format!("Validation {name} over training steps (ticket imp --val-every): mean ± std over the seeds."),
+        caption: format!("Validation {name} over training steps (`val_every`): mean ± std over the seeds."),
         plot: Plot::Line(LinePlot {
             title: format!("Validation {name} over training"),
             x_label: "step".into(),
