@@ -21,6 +21,18 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The records of a JSON-lines file (at most `max_bytes`), blank lines skipped; a line that is not a `what` is an
+/// error naming its number.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<T>> {
+    let bytes = read_limited(path, max_bytes)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::input(path, "not UTF-8 text"))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| serde_json::from_str(line).with_context(path, || format!("line {}: not {what}", i + 1)))
+        .collect()
+}
+
 /// [`read_limited`] as UTF-8 text.
 pub fn read_text_limited(path: &Path, max_bytes: u64) -> Result<String> {
     String::from_utf8(read_limited(path, max_bytes)?).context(path, "not UTF-8 text")

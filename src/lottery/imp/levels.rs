@@ -92,16 +92,15 @@ pub(super) fn run_level(
     let masks = Masks::load(&masks_path)?;
     super::score::ensure_reference(dir, config)?;
     let (scores, reports, latency_ms) = evaluate(config, dir, state.clone())?;
+    let (steps, train_s) = level::train_time(&ldir);
     // The curve ends at the level's own scores (a level that trained; level 0 given as `trained` has no curve).
-    if config.val_every > 0 && ldir.join("log.jsonl").exists() {
-        let step = level::train_time(&ldir).0;
-        val_curve::add(&ldir, val_curve::CurvePoint { step, scores: scores.clone() })?;
+    if config.val_every > 0 && steps > 0 {
+        val_curve::add(&ldir, val_curve::CurvePoint { step: steps, scores: scores.clone() })?;
     }
     on(ImpEvent::Phase { level: r, what: "exporting" });
     let compact = ldir.join(level::COMPACT);
     let compact_bytes =
         if r == 0 { None } else { Some(crate::export::compact::pack(&state.source, &Default::default(), &compact)?.compact_bytes) };
-    let (steps, train_s) = level::train_time(&ldir);
     let row = level_row(config, &state, &masks, r, scores, steps, train_s, latency_ms, compact_bytes)?;
     let metrics = serde_json::json!({
         "row": row,

@@ -119,18 +119,22 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
             if config.structure == Structure::Weight {
                 config.prune_params(1)?.check_on(&state)?;
             }
-            if let Some(t) = &config.trained {
-                let trained = ModelState::import(t)?;
-                same_parameters(&state, &trained, t)?;
-            }
+            let trained = match &config.trained {
+                Some(t) => {
+                    let trained = ModelState::import(t)?;
+                    same_parameters(&state, &trained, t)?;
+                    Some(trained)
+                }
+                None => None,
+            };
             if let Some(m) = &config.masks_from {
                 let mut s = state.clone();
                 s.apply_masks(Masks::load(m)?, m)?;
             }
             check_val(&config.val, &state)?;
             // With the trained dense model given, a validation folder's reference is made (and checked) now.
-            let reference = match (&config.trained, config.agreement_score) {
-                (Some(t), Some(_)) => Some(score::reference(&config, &ModelState::import(t)?)?),
+            let reference = match (&trained, config.agreement_score) {
+                (Some(t), Some(_)) => Some(score::reference(&config, t)?),
                 _ => None,
             };
             match &config.train.data {

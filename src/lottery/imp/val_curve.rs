@@ -5,7 +5,7 @@
 use super::score::evaluate;
 use super::ImpConfig;
 use crate::data::DataSpec;
-use crate::error::{Context, Error, Result};
+use crate::error::Result;
 use crate::fsio::write_atomic;
 use crate::lottery::level::Scores;
 use crate::model::ModelState;
@@ -31,13 +31,8 @@ pub fn read(ldir: &Path) -> Result<Vec<CurvePoint>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let bytes = crate::fsio::read_limited(&path, CURVE_MAX)?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::input(&path, "not UTF-8 text"))?;
-    let mut by_step = BTreeMap::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let p: CurvePoint = serde_json::from_str(line).with_context(&path, || format!("line {}: not a validation point", i + 1))?;
-        by_step.insert(p.step, p);
-    }
+    let points: Vec<CurvePoint> = crate::fsio::read_jsonl(&path, CURVE_MAX, "a validation point")?;
+    let by_step: BTreeMap<u64, CurvePoint> = points.into_iter().map(|p| (p.step, p)).collect();
     Ok(by_step.into_values().collect())
 }
 

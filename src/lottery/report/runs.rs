@@ -199,13 +199,9 @@ fn read_loss(path: &Path) -> Result<Vec<(u64, f64)>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let bytes = crate::fsio::read_limited(path, LOG_MAX)?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::input(path, "not UTF-8 text"))?;
-    let mut by_step = BTreeMap::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let r: StepRecord = serde_json::from_str(line).with_context(path, || format!("line {}: not a training step record", i + 1))?;
-        by_step.insert(r.step, r.loss as f64);
-    }
+    let records: Vec<StepRecord> = crate::fsio::read_jsonl(path, LOG_MAX, "a training step record")?;
+    // The last record of each step: a resumed run may repeat one.
+    let by_step: BTreeMap<u64, f64> = records.into_iter().map(|r| (r.step, r.loss as f64)).collect();
     Ok(by_step.into_iter().collect())
 }
 
