@@ -183,6 +183,53 @@ fn bad_distillation_input_is_refused_and_creates_nothing() {
 
 /// `ticket imp` distils each pruned level from level 0's trained model; with `--unlabeled` images and the dense
 /// model as `--trained`, the levels learn from its pseudo labels and signals alone.
+/// Keypoint R-CNN learns from unlabeled images too: the teacher's confident persons become pseudo ground truth
+/// with their 17 keypoints, and the student's keypoint loss trains on them beside the distillation terms.
+#[test]
+fn a_keypoint_rcnn_trains_from_the_keypoints_of_its_teachers_detections() {
+    let t = tempdir();
+    let (_, images) = data(&t.path().join("data"), 3);
+    let model = fixture("keypointrcnn_r50_fpn.onnx");
+    let run = t.path().join("run");
+    // The fixture's random-init teacher scores low: a low threshold still gives it persons to teach.
+    let report = short(&[
+        &"train",
+        &model,
+        &"--unlabeled",
+        &images,
+        &"--teacher",
+        &model,
+        &"--pseudo-score",
+        &"0.01",
+        &"--rois",
+        &"32",
+        &"--steps",
+        &"3",
+        &"-o",
+        &run,
+    ]);
+    assert_eq!(report["steps"], 3, "{report}");
+    let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("pseudo_gt.json")).unwrap()).unwrap();
+    let anns = gt["annotations"].as_array().unwrap();
+    assert!(!anns.is_empty(), "the teacher gave no person above the threshold");
+    for a in anns {
+        let k = a["keypoints"].as_array().unwrap_or_else(|| panic!("a pseudo person without keypoints: {a}"));
+        assert_eq!(k.len(), 17 * 3, "{a}");
+        assert!(k.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)), "{a}");
+        assert_eq!(a["num_keypoints"], 17, "{a}");
+    }
+    assert_eq!(gt["categories"][0]["keypoints"].as_array().map(Vec::len), Some(17), "{}", gt["categories"]);
+    let lines = log(&run);
+    for l in &lines {
+        for term in ["loss_keypoint", "loss_distill_features", "loss_distill_logits", "loss_distill_objectness"] {
+            let v = l[term].as_f64().unwrap_or_else(|| panic!("{term} missing from {l}"));
+            assert!(v.is_finite() && v >= 0.0, "{term} = {v}");
+        }
+    }
+    // The pseudo keypoints are targets: some step's sampled persons carry them into the keypoint loss.
+    assert!(lines.iter().any(|l| l["loss_keypoint"].as_f64().unwrap() > 0.0), "{lines:?}");
+}
+
 #[test]
 fn imp_levels_distil_from_level_0_and_from_unlabeled_images() {
     let t = tempdir();
