@@ -128,13 +128,14 @@ impl LinePlot {
             .x_label_area_size(45)
             .y_label_area_size(65)
             .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
-        chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .label_style((FAMILY, 14))
-            .axis_desc_style((FAMILY, 16))
-            .draw()?;
+        // Steps and counts read as whole numbers ("500", not plotters' "500.0"); fractions keep their decimals.
+        let whole = |x: &f64| format!("{x:.0}");
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(&self.x_label).y_desc(&self.y_label).label_style((FAMILY, 14)).axis_desc_style((FAMILY, 16));
+        if x_hi - x_lo >= 10.0 {
+            mesh.x_label_formatter(&whole);
+        }
+        mesh.draw()?;
         let n = self.series.len();
         for (i, b) in self.bands.iter().enumerate() {
             let c = colour(n + i);
