@@ -8,7 +8,6 @@ oneshot}), per IoU type, and the paired differences the distillation goals are s
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,11 +37,13 @@ def interval(d):
     return f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
 
 
-def main(root):
+def main(root, label=None):
+    """The tables of the runs under `root`, headed by `label` (the archive they came from) or the folder."""
     root = Path(root)
+    label = label or str(root)
     seeds = sorted(p for p in root.glob("seed_*") if (p / "labelled" / "summary.json").exists())
     if not seeds:
-        sys.exit(f"{root}: no finished seed_*/labelled runs")
+        sys.exit(f"{label}: no finished seed_*/labelled runs")
     runs = {}
     for s in seeds:
         # Every imp run's level 0 is the dense model (`--trained`), scored on the same validation set.
@@ -57,7 +58,7 @@ def main(root):
             r["80% one-shot, no retraining"] = eval_scores(s / "oneshot" / "eval.json")
         runs[s.name] = r
     flops = [level_scores(s / "channel", 1)[1].get("flops_removed") for s in seeds if (s / "channel" / "summary.json").exists()]
-    print(f"{root}: {len(seeds)} seeds ({', '.join(runs)})")
+    print(f"{label}: {len(seeds)} seeds ({', '.join(runs)})")
     if flops:
         print(f"channel tickets remove {100 * statistics.mean(flops):.0f}% of the FLOPs")
     types = list(runs[seeds[0].name]["dense"])
@@ -86,9 +87,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    arg = sys.argv[1] if len(sys.argv) > 1 else "out/distill_synth/mask/w8"
-    if arg.endswith(".tar.gz"):
-        with tempfile.TemporaryDirectory() as tmp:
-            main(pack_runs.unpack(arg, tmp))
-    else:
-        main(arg)
+    pack_runs.on_runs(sys.argv[1] if len(sys.argv) > 1 else "out/distill_synth/mask/w8", main)

@@ -6,6 +6,7 @@ validation references left out as derived) — no models, checkpoints or images 
 the committed archive and a changed archive is seen.
 
     python3 tools/pack_runs.py /work/study/distill/mask/w8 docs/results/distill/runs.tar.gz
+    python3 tools/pack_runs.py --no-logs RUNS OUT.tar.gz   # without the per-step training logs (when no table reads them)
     python3 tools/pack_runs.py --check docs/results/distill/runs.tar.gz      # the checksum still holds
     python3 tools/pack_runs.py --unpack docs/results/distill/runs.tar.gz DIR  # after checking it
 
@@ -16,6 +17,7 @@ import hashlib
 import io
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 KEEP = {"run.json", "summary.json", "metrics.json", "log.jsonl", "val_curve.jsonl", "eval.json"}
@@ -23,21 +25,21 @@ KEEP = {"run.json", "summary.json", "metrics.json", "log.jsonl", "val_curve.json
 MAX_FILE = 64 << 20
 
 
-def files(root):
+def files(root, keep=KEEP):
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.is_file() and not p.is_symlink() and p.name in KEEP and not any(part in ("checkpoints", "work") for part in rel.parts):
+        if p.is_file() and not p.is_symlink() and p.name in keep and not any(part in ("checkpoints", "work") for part in rel.parts):
             yield rel, p
 
 
-def pack(root, out):
+def pack(root, out, keep=KEEP):
     root, out = Path(root), Path(out)
     buf = io.BytesIO()
     # mtime 0 in the gzip header and in every member: the same runs give the same bytes.
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=9) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             n = 0
-            for rel, p in files(root):
+            for rel, p in files(root, keep):
                 data = p.read_bytes()
                 if len(data) > MAX_FILE:
                     sys.exit(f"{p}: {len(data)} bytes, more than a run's JSON")
@@ -75,6 +77,15 @@ def unpack(archive, dest):
     return dest
 
 
+def on_runs(arg, fn):
+    """fn(root, label) on a run folder, or on a checked archive unpacked into a temporary folder; the label is
+    what the user named, so a table computed from an archive says which (not the temporary folder)."""
+    if str(arg).endswith(".tar.gz"):
+        with tempfile.TemporaryDirectory() as tmp:
+            return fn(unpack(arg, tmp), str(arg))
+    return fn(Path(arg), str(arg))
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
     if len(a) == 2 and a[0] == "--check":
@@ -84,5 +95,7 @@ if __name__ == "__main__":
         unpack(a[1], a[2])
     elif len(a) == 2:
         pack(a[0], a[1])
+    elif len(a) == 3 and a[0] == "--no-logs":
+        pack(a[1], a[2], KEEP - {"log.jsonl"})
     else:
         sys.exit(__doc__)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Claim (a) against a dense model that more training does not beat, with the lottery controls beside the ticket:
+# a width-8 ResNet-18-FPN Faster R-CNN from random init on the 128-px synthetic set (1000 train / 100 val images),
+# per seed (initial weights and data order):
+#   ticket/        ticket imp: dense trained STEPS (validation AP every STEPS/8 steps), then the one-shot 80% ticket
+#                  (global magnitude with a 5% floor per tensor) rewound to init and trained STEPS
+#   dense_2x/      ticket train: dense trained 2×STEPS (the plateau check: doubling the steps; and the ticket
+#                  lineage's compute, dense + ticket), scored by ticket eval on the same images
+#   random_reinit/ the ticket's mask on a fresh random initialisation (--rewind random), trained STEPS
+#   random_mask/   a random mask with the ticket's per-tensor densities (--mask random), trained STEPS
+#   ticket_2x/     the paper's protocol at the longer length: the 80% ticket of dense_2x (its level 0, scored by
+#                  imp), rewound to init and trained 2×STEPS, as long as that dense model
+#   dense_4x/      for PLATEAU_SEEDS: dense trained 4×STEPS, the plateau check of dense_2x
+# Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
+# stopped, so the script is idempotent. Then the figures (ticket report, OUT/report/) and the tables
+# (tools/converged_summary.py, OUT/tables.md).
+#
+#   tools/converged_study.sh           # about 2 hours on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5")
+#
+# Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_BIN (a copy
+# of the binary, so a rebuild cannot change a running experiment).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out=$(realpath -m "${OUT:-out/converged}")
+seeds=${SEEDS:-1 2 3 4 5}
+plateau_seeds=${PLATEAU_SEEDS:-1 2}
+steps=${STEPS:-4000}
+jobs=${JOBS:-2}
+tools/setup.sh torch
+source tools/env.sh
+[ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
+ticket=$(realpath "${TICKET_BIN:-target/release/ticket}")
+source tools/imp_lib.sh
+mkdir -p "$out"
+[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1 > /dev/null
+[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 100 --seed 2 > /dev/null
+for seed in $seeds; do
+  init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
+  [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth 8 --init-seed "$seed" > /dev/null
+done
+common="--coco $out/train/annotations.json --lr 0.01 --batch 2 --rois 64 --save-every 500 --threads 1"
+imp_common="$common --val-coco $out/val/annotations.json --max-map-drop 0.01 --sparsity 0.8 --min-layer-density 0.05"
+
+# One job: KIND SEED. A control waits for its seed's dense model.
+job() {
+  local kind=$1 seed=$2 dir=$out/seed_$2
+  local init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/ticket/level_0/model.onnx
+  case $kind in
+    ticket) imp "$dir/ticket" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) ;;
+    dense_2x|dense_4x)
+      local n=${kind#dense_}; n=${n%x}
+      if [ ! -f "$dir/$kind/model.onnx" ]; then
+        if [ -f "$dir/$kind/run.json" ]; then $ticket train "$init" --resume "$dir/$kind" > /dev/null
+        else $ticket train "$init" $common $(sched $(( n * steps ))) --seed "$seed" -o "$dir/$kind" > /dev/null; fi
+      fi
+      [ -f "$dir/$kind/eval.json" ] || { $ticket eval --model "$dir/$kind/model.onnx" --coco "$out/val/annotations.json" \
+        --threads 1 --json > "$dir/$kind/eval.json.tmp" && mv "$dir/$kind/eval.json.tmp" "$dir/$kind/eval.json"; } ;;
+    ticket_2x)
+      until [ -f "$dir/dense_2x/eval.json" ]; do sleep 10; done
+      imp "$dir/ticket_2x" "$init" $imp_common $(sched $(( 2 * steps ))) --seed "$seed" --rewind init --val-every $(( steps / 4 )) \
+        --trained "$dir/dense_2x/model.onnx" ;;
+    random_reinit|random_mask)
+      until [ -f "$dense" ]; do sleep 10; done
+      local control="--rewind random"; [ "$kind" = random_mask ] && control="--rewind init --mask random"
+      imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" $control --trained "$dense" ;;
+  esac
+}
+export -f job imp sched
+export out steps ticket common imp_common
+# Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the 2× ticket:
+# a cut-short study keeps whole pairs.
+{ for s in $seeds; do echo "ticket $s"; done
+  for s in $seeds; do echo "dense_2x $s"; done
+  for s in $seeds; do echo "random_reinit $s"; echo "random_mask $s"; done
+  for s in $plateau_seeds; do echo "dense_4x $s"; done
+  for s in $seeds; do echo "ticket_2x $s"; done; } |
+  xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
+runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
+$ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) $(runs ticket_2x) -o "$out/report" > /dev/null
+.venv/bin/python tools/converged_summary.py "$out" | tee "$out/tables.md"

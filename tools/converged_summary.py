@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Claim (a) against a dense model that more training does not beat, with the lottery controls: the tables of
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,random_reinit,random_mask}), bbox AP on the
+held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
+
+    python3 tools/converged_summary.py out/converged
+    python3 tools/converged_summary.py docs/results/converged/runs.tar.gz   # the committed runs (tools/pack_runs.py)
+
+A verdict says "holds" only when the interval excludes the contrary, "fails" when it excludes the claim, and
+"inside the noise" otherwise. Python 3.11 standard library only.
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pack_runs  # noqa: E402
+from distill_summary import T95  # noqa: E402
+
+KEYS = [("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_small", "AP small"), ("ap_medium", "AP medium")]
+# One AP point: the paper's "matches", and the plateau rule (doubling the steps gains less than this).
+POINT = 0.01
+
+
+def level_row(run, level):
+    rows = json.loads((run / "summary.json").read_text())["levels"]
+    return next(r for r in rows if r["level"] == level)
+
+
+def imp_scores(run, level):
+    return level_row(run, level)["scores"]["bbox"]
+
+
+def eval_scores(path):
+    """`ticket eval --json`'s summary with the names summary.json uses."""
+    s = json.loads(path.read_text())["summary"]
+    names = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APs": "ap_small", "APm": "ap_medium", "APl": "ap_large"}
+    return {names.get(k, k): v for k, v in s.items()}
+
+
+def curve(run, level):
+    path = run / f"level_{level}" / "val_curve.jsonl"
+    if not path.exists():
+        return {}
+    points = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {p["step"]: p["scores"]["bbox"]["ap"] for p in points}
+
+
+def ci(d):
+    m = statistics.mean(d)
+    if len(d) < 2:
+        return m, None
+    return m, T95.get(len(d) - 1, 1.96) * statistics.stdev(d) / len(d) ** 0.5
+
+
+def verdict(d, above):
+    """The claim `difference > above`: holds when the interval lies above, fails when it lies below."""
+    m, h = ci(d)
+    if h is None:
+        return "one seed: no verdict"
+    return "holds" if m - h > above else "fails" if m + h < above else "inside the noise"
+
+
+def fmt_ci(d):
+    m, h = ci(d)
+    return f"{m:+.3f}" if h is None else f"{m:+.3f} ± {statistics.stdev(d):.3f} [{m - h:+.3f}, {m + h:+.3f}]"
+
+
+def load(root):
+    arms = {}  # arm -> {seed: scores}
+    curves = {}  # arm -> {seed: {step: ap}}
+    steps = {}
+    scored = {}  # seed -> dense_2x's AP as imp scored it − as ticket eval did
+    for s in sorted(root.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+        t = s / "ticket"
+        if not (t / "summary.json").exists():
+            continue
+        arms.setdefault("dense", {})[s.name] = imp_scores(t, 0)
+        arms.setdefault("ticket", {})[s.name] = imp_scores(t, 1)
+        curves.setdefault("dense", {})[s.name] = curve(t, 0)
+        curves.setdefault("ticket", {})[s.name] = curve(t, 1)
+        steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
+        for k in [2, 4]:
+            if (s / f"dense_{k}x" / "eval.json").exists():
+                arms.setdefault(f"dense_{k}x", {})[s.name] = eval_scores(s / f"dense_{k}x" / "eval.json")
+                steps[f"dense_{k}x"] = k * steps["dense"]
+        if (s / "ticket_2x" / "summary.json").exists():
+            arms.setdefault("ticket_2x", {})[s.name] = imp_scores(s / "ticket_2x", 1)
+            steps["ticket_2x"] = 2 * steps["dense"]
+            # Its level 0 is dense_2x scored by imp: the same number ticket eval gave, or the scoring differs.
+            scored[s.name] = imp_scores(s / "ticket_2x", 0)["ap"] - arms["dense_2x"][s.name]["ap"]
+        for arm in ["random_reinit", "random_mask"]:
+            if (s / arm / "summary.json").exists():
+                arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+                steps[arm] = steps["dense"]
+    return arms, curves, steps, scored
+
+
+NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
+         "dense_4x": "dense, four times the steps (the plateau check)",
+         "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
+         "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
+         "random_mask": "random mask (ticket's per-tensor densities)"}
+
+
+def main(root, label=None):
+    """The tables of the runs under `root`, headed by `label` (the archive they came from) or the folder."""
+    root = Path(root)
+    label = label or str(root)
+    arms, curves, steps, scored = load(root)
+    if not arms:
+        sys.exit(f"{label}: no finished seed_*/ticket runs")
+    seeds = list(arms["dense"])
+    print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images\n")
+    print("| model | training steps | " + " | ".join(k[1] for k in KEYS) + " | n |")
+    print("|---|---|" + "---|" * len(KEYS) + "---|")
+    for arm, per in arms.items():
+        cells = []
+        for key, _ in KEYS:
+            v = [sc[key] for sc in per.values() if isinstance(sc.get(key), (int, float)) and sc[key] >= 0]
+            cells.append("–" if not v else f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
+        print(f"| {NAMES[arm]} | {steps[arm]} | " + " | ".join(cells) + f" | {len(per)} |")
+
+    def diff(a, b):
+        return [arms[a][s]["ap"] - arms[b][s]["ap"] for s in seeds if s in arms.get(a, {}) and s in arms.get(b, {})]
+
+    print("\nPaired by seed: mean ± std [95% t interval] of the AP difference, and the verdict on the claim\n")
+    print("| difference | value | per seed | claim | verdict |\n|---|---|---|---|---|")
+    rows = [("dense_2x", "dense", f"plateau: doubling the steps gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_4x", "dense_2x", f"plateau: doubling again gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("ticket", "dense_2x", f"the ticket matches the compute-matched dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket", "dense_4x", f"the ticket matches the longest-trained dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_2x", "dense_2x", f"the 2× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_2x", "dense_4x", f"the 2× ticket matches the 4× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
+            ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0))]
+    for a, b, claim, judge in rows:
+        d = diff(a, b)
+        if d:
+            print(f"| {a} − {b} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
+
+    if scored:
+        worst = max(abs(v) for v in scored.values())
+        print(f"\ndense_2x scored by imp (the 2× ticket's level 0) against ticket eval: largest |difference| {worst:.2e} AP "
+              f"over {len(scored)} seeds")
+
+    # (h): validation AP over training, dense and ticket, mean over the seeds with the point.
+    pts = sorted({st for arm in curves.values() for c in arm.values() for st in c})
+    if pts:
+        print("\nValidation AP over training (mean over seeds; the last point is the end of training)\n")
+        print("| step | dense | ticket | ticket − dense [95% t interval] |\n|---|---|---|---|")
+        for st in pts:
+            d = [curves["dense"][s][st] for s in seeds if st in curves["dense"].get(s, {})]
+            t = [curves["ticket"][s][st] for s in seeds if st in curves["ticket"].get(s, {})]
+            p = [curves["ticket"][s][st] - curves["dense"][s][st] for s in seeds
+                 if st in curves["dense"].get(s, {}) and st in curves["ticket"].get(s, {})]
+            m, h = ci(p) if p else (None, None)
+            pd = "–" if m is None else f"{m:+.3f}" + ("" if h is None else f" [{m - h:+.3f}, {m + h:+.3f}]")
+            print(f"| {st} | {statistics.mean(d):.3f} | {statistics.mean(t):.3f} | {pd} |" if d and t else f"| {st} | – | – | – |")
+        # The first curve point at which each run reaches 90% of its own seed's final dense AP.
+        reach = {}
+        for arm in ["dense", "ticket"]:
+            reach[arm] = []
+            for s in seeds:
+                goal = 0.9 * arms["dense"][s]["ap"]
+                c = curves[arm].get(s, {})
+                hit = [st for st in sorted(c) if c[st] >= goal]
+                if hit:
+                    reach[arm].append(hit[0])
+        if reach["dense"] and reach["ticket"]:
+            print(f"\nFirst validated step at ≥ 90% of the seed's final dense AP: dense {statistics.mean(reach['dense']):.0f} "
+                  f"(per seed {reach['dense']}), ticket {statistics.mean(reach['ticket']):.0f} (per seed {reach['ticket']})")
+
+
+if __name__ == "__main__":
+    pack_runs.on_runs(sys.argv[1] if len(sys.argv) > 1 else "out/converged", main)
