@@ -13,23 +13,47 @@ fn results_tables_are_reproduced_bit_for_bit() {
     let out = Command::new(python()).current_dir(root).args(["tools/results.py", "tests/fixtures/results_runs"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let want = std::fs::read_to_string(root.join("tests/fixtures/results_runs.md")).unwrap();
     let got = String::from_utf8(out.stdout).unwrap();
-    if got != want {
-        let line = got.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(got.lines().count().min(want.lines().count()));
-        panic!(
-            "results.py's output differs from tests/fixtures/results_runs.md from line {}:\n got: {:?}\nwant: {:?}",
-            line + 1,
-            got.lines().nth(line),
-            want.lines().nth(line)
-        );
-    }
+    assert_same_text(&got, &root.join("tests/fixtures/results_runs.md"));
     // Every section computed something (none failed), and the unfinished runs are named, not counted.
     assert!(!got.contains("failed:"), "{got}");
     for section in ["## (a)", "## (b)", "## (c)", "## (e)", "## (g)", "## (h)", "## TIDE", "## (d)", "## App. B"] {
         assert!(got.contains(section), "{section}");
     }
     assert!(stderr.contains("seed_1/channel: unfinished"), "{stderr}");
+}
+
+/// The result tables committed beside their raw runs (docs/results/…/tables.md) are what the summary scripts
+/// compute from the committed archives today: a table cannot drift from the runs it cites, and an archive whose
+/// checksum no longer holds is refused.
+#[test]
+fn committed_run_archives_reproduce_their_tables() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (script, dir) in
+        [("tools/distill_summary.py", "docs/results/distill/dense3000"), ("tools/converged_summary.py", "docs/results/converged")]
+    {
+        let archive = format!("{dir}/runs.tar.gz");
+        let out = Command::new(python()).current_dir(root).args([script, &archive]).output().unwrap();
+        assert!(out.status.success(), "{script} {archive}: {}", String::from_utf8_lossy(&out.stderr));
+        let got = String::from_utf8(out.stdout).unwrap();
+        assert!(got.starts_with(&format!("{archive}: ")), "{got}");
+        assert_same_text(&got, &root.join(dir).join("tables.md"));
+    }
+}
+
+/// `got` is the file's text, or the first line that differs is shown.
+fn assert_same_text(got: &str, want: &Path) {
+    let text = std::fs::read_to_string(want).unwrap();
+    if got != text {
+        let line = got.lines().zip(text.lines()).position(|(a, b)| a != b).unwrap_or(got.lines().count().min(text.lines().count()));
+        panic!(
+            "the output differs from {} from line {}:\n got: {:?}\nwant: {:?}",
+            want.display(),
+            line + 1,
+            got.lines().nth(line),
+            text.lines().nth(line)
+        );
+    }
 }
 
 /// tools/pack_runs.py: a run set packed twice is the same bytes (the archive a results table cites does not
