@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Claim (a) against a dense model that more training does not beat, with the lottery controls beside the ticket:
+# Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls beside the ticket:
 # a width-8 ResNet-18-FPN Faster R-CNN from random init on the 128-px synthetic set (1000 train / 100 val images),
 # per seed (initial weights and data order):
 #   ticket/        ticket imp: dense trained STEPS (validation AP every STEPS/8 steps), then the one-shot 80% ticket

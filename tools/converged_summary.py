@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Claim (a) against a dense model that more training does not beat, with the lottery controls: the tables of
+"""Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
 tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,random_reinit,random_mask}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
 
