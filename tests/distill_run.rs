@@ -181,8 +181,6 @@ fn bad_distillation_input_is_refused_and_creates_nothing() {
     assert!(err.contains("--temperature"), "{err}");
 }
 
-/// `ticket imp` distils each pruned level from level 0's trained model; with `--unlabeled` images and the dense
-/// model as `--trained`, the levels learn from its pseudo labels and signals alone.
 /// Keypoint R-CNN learns from unlabeled images too: the teacher's confident persons become pseudo ground truth
 /// with their 17 keypoints, and the student's keypoint loss trains on them beside the distillation terms.
 #[test]
@@ -230,6 +228,8 @@ fn a_keypoint_rcnn_trains_from_the_keypoints_of_its_teachers_detections() {
     assert!(lines.iter().any(|l| l["loss_keypoint"].as_f64().unwrap() > 0.0), "{lines:?}");
 }
 
+/// `ticket imp` distils each pruned level from level 0's trained model; with `--unlabeled` images and the dense
+/// model as `--trained`, the levels learn from its pseudo labels and signals alone.
 #[test]
 fn imp_levels_distil_from_level_0_and_from_unlabeled_images() {
     let t = tempdir();

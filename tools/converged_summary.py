@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,random_reinit,random_mask}), bbox AP on the
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,random_reinit,random_mask,ticket_2x}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
 
     python3 tools/converged_summary.py out/converged
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from distill_summary import T95  # noqa: E402
+from distill_summary import ci  # noqa: E402
 
 KEYS = [("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_small", "AP small"), ("ap_medium", "AP medium")]
 # One AP point: the paper's "matches", and the plateau rule (doubling the steps gains less than this).
@@ -45,13 +45,6 @@ def curve(run, level):
         return {}
     points = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
     return {p["step"]: p["scores"]["bbox"]["ap"] for p in points}
-
-
-def ci(d):
-    m = statistics.mean(d)
-    if len(d) < 2:
-        return m, None
-    return m, T95.get(len(d) - 1, 1.96) * statistics.stdev(d) / len(d) ** 0.5
 
 
 def verdict(d, above):

@@ -29,12 +29,17 @@ def eval_scores(path):
     return {r["iou_type"]: r["summary"]["AP"] for r in reports}
 
 
-def interval(d):
+def ci(d):
+    """(mean, half-width of the two-sided 95% t interval); the half-width is None for one value."""
     m = statistics.mean(d)
     if len(d) < 2:
-        return f"{m:+.3f} (n = 1)"
-    h = T95.get(len(d) - 1, 1.96) * statistics.stdev(d) / len(d) ** 0.5
-    return f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
+        return m, None
+    return m, T95.get(len(d) - 1, 1.96) * statistics.stdev(d) / len(d) ** 0.5
+
+
+def interval(d):
+    m, h = ci(d)
+    return f"{m:+.3f} (n = 1)" if h is None else f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
 
 
 def main(root, label=None):
