@@ -11,6 +11,11 @@
 #   ticket_2x/     with TICKET_2X=1: the paper's protocol at the longer length: the 80% ticket of dense_2x (its
 #                  level 0, scored by imp), rewound to init and trained 2×STEPS, as long as that dense model
 #   dense_4x/      for PLATEAU_SEEDS: dense trained 4×STEPS, the plateau check of dense_2x
+#   ticket_4x/     with TICKET_4X=1, for PLATEAU_SEEDS: the 80% ticket of dense_4x, trained 4×STEPS
+#   dense_8x/      for DENSE_8X_SEEDS (none by default): dense trained 8×STEPS, the plateau check of dense_4x
+#   global_90/, layer_80/, layer_90/
+#                  with CLAIM_C=1, claim (c): the seed's dense model pruned one-shot to 90% globally (5% floor), or
+#                  every tensor to 80 or 90% (layer-wise), rewound to init and trained STEPS like the ticket
 # Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
 # stopped, so the script is idempotent. Then the figures (ticket report, OUT/report/) and the tables
 # (tools/converged_summary.py, OUT/tables.md).
@@ -18,7 +23,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
+# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -40,7 +45,8 @@ for seed in $seeds; do
   [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth 8 --init-seed "$seed" > /dev/null
 done
 common="--coco $out/train/annotations.json --lr 0.01 --batch 2 --rois 64 --save-every 500 --threads 1"
-imp_common="$common --val-coco $out/val/annotations.json --max-map-drop 0.01 --sparsity 0.8 --min-layer-density 0.05"
+gate="$common --val-coco $out/val/annotations.json --max-map-drop 0.01"
+imp_common="$gate --sparsity 0.8 --min-layer-density 0.05"
 
 # One job: KIND SEED. A control waits for its seed's dense model.
 job() {
@@ -48,7 +54,7 @@ job() {
   local init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/ticket/level_0/model.onnx
   case $kind in
     ticket) imp "$dir/ticket" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) ;;
-    dense_2x|dense_4x)
+    dense_2x|dense_4x|dense_8x)
       local n=${kind#dense_}; n=${n%x}
       if [ ! -f "$dir/$kind/model.onnx" ]; then
         if [ -f "$dir/$kind/run.json" ]; then $ticket train "$init" --resume "$dir/$kind" > /dev/null
@@ -56,27 +62,37 @@ job() {
       fi
       [ -f "$dir/$kind/eval.json" ] || { $ticket eval --model "$dir/$kind/model.onnx" --coco "$out/val/annotations.json" \
         --threads 1 --json > "$dir/$kind/eval.json.tmp" && mv "$dir/$kind/eval.json.tmp" "$dir/$kind/eval.json"; } ;;
-    ticket_2x)
-      until [ -f "$dir/dense_2x/eval.json" ]; do sleep 10; done
-      imp "$dir/ticket_2x" "$init" $imp_common $(sched $(( 2 * steps ))) --seed "$seed" --rewind init --val-every $(( steps / 4 )) \
-        --trained "$dir/dense_2x/model.onnx" ;;
+    ticket_2x|ticket_4x)
+      local n=${kind#ticket_}; n=${n%x}
+      until [ -f "$dir/dense_${n}x/eval.json" ]; do sleep 10; done
+      imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" --rewind init \
+        --val-every $(( n * steps / 8 )) --trained "$dir/dense_${n}x/model.onnx" ;;
     random_reinit|random_mask)
       until [ -f "$dense" ]; do sleep 10; done
       local control="--rewind random"; [ "$kind" = random_mask ] && control="--rewind init --mask random"
       imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" $control --trained "$dense" ;;
+    layer_80|global_90|layer_90)
+      until [ -f "$dense" ]; do sleep 10; done
+      local flags="--sparsity 0.${kind#*_} --scope layer"
+      [ "$kind" = global_90 ] && flags="--sparsity 0.9 --min-layer-density 0.05"
+      imp "$dir/$kind" "$init" $gate $flags $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) \
+        --trained "$dense" ;;
   esac
 }
 export -f job imp sched
-export out steps ticket common imp_common
-# Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the 2× ticket:
-# a cut-short study keeps whole pairs.
+export out steps ticket common gate imp_common
+# Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
+# tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.
 { for s in $seeds; do echo "ticket $s"; done
   for s in $seeds; do echo "dense_2x $s"; done
   for s in $seeds; do echo "random_reinit $s"; echo "random_mask $s"; done
   for s in $plateau_seeds; do echo "dense_4x $s"; done
-  if [ "${TICKET_2X:-0}" = 1 ]; then for s in $seeds; do echo "ticket_2x $s"; done; fi; } |
+  if [ "${TICKET_2X:-0}" = 1 ]; then for s in $seeds; do echo "ticket_2x $s"; done; fi
+  if [ "${TICKET_4X:-0}" = 1 ]; then for s in $plateau_seeds; do echo "ticket_4x $s"; done; fi
+  if [ "${CLAIM_C:-0}" = 1 ]; then for a in global_90 layer_80 layer_90; do for s in $seeds; do echo "$a $s"; done; done; fi
+  for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
-$ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) $(runs ticket_2x) -o "$out/report" > /dev/null
+$ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) $(runs ticket_2x) $(runs ticket_4x) -o "$out/report" > /dev/null
 python3 tools/pack_runs.py --no-logs "$out" "$out/runs.tar.gz"
 .venv/bin/python tools/converged_summary.py "$out" | tee "$out/tables.md"

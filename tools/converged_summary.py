@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,random_reinit,random_mask,ticket_2x}), bbox AP on the
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,random_reinit,random_mask,ticket_2x,ticket_4x,
+layer_80,global_90,layer_90}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
 
     python3 tools/converged_summary.py out/converged
@@ -64,7 +65,7 @@ def load(root):
     arms = {}  # arm -> {seed: scores}
     curves = {}  # arm -> {seed: {step: ap}}
     steps = {}
-    scored = {}  # seed -> dense_2x's AP as imp scored it − as ticket eval did
+    scored = {}  # dense_kx -> {seed: its AP as imp scored it (the kx ticket's level 0) − as ticket eval did}
     for s in sorted(root.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
         t = s / "ticket"
         if not (t / "summary.json").exists():
@@ -74,16 +75,20 @@ def load(root):
         curves.setdefault("dense", {})[s.name] = curve(t, 0)
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
-        for k in [2, 4]:
+        for k in [2, 4, 8]:
             if (s / f"dense_{k}x" / "eval.json").exists():
                 arms.setdefault(f"dense_{k}x", {})[s.name] = eval_scores(s / f"dense_{k}x" / "eval.json")
                 steps[f"dense_{k}x"] = k * steps["dense"]
-        if (s / "ticket_2x" / "summary.json").exists():
-            arms.setdefault("ticket_2x", {})[s.name] = imp_scores(s / "ticket_2x", 1)
-            steps["ticket_2x"] = 2 * steps["dense"]
-            # Its level 0 is dense_2x scored by imp: the same number ticket eval gave, or the scoring differs.
-            scored[s.name] = imp_scores(s / "ticket_2x", 0)["ap"] - arms["dense_2x"][s.name]["ap"]
-        for arm in ["random_reinit", "random_mask"]:
+        for k in [2, 4]:
+            arm = f"ticket_{k}x"
+            if (s / arm / "summary.json").exists() and (s / f"dense_{k}x" / "eval.json").exists():
+                arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+                steps[arm] = k * steps["dense"]
+                # Its level 0 is dense_kx scored by imp: the same number ticket eval gave, or the scoring differs.
+                scored.setdefault(f"dense_{k}x", {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[f"dense_{k}x"][s.name]["ap"]
+        # The lottery controls, and claim (c): global against layer-wise magnitude pruning at 80 and 90%, all from
+        # the seed's dense model, rewound to init and trained as long as it.
+        for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"]:
             if (s / arm / "summary.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 steps[arm] = steps["dense"]
@@ -92,7 +97,11 @@ def load(root):
 
 NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
          "dense_4x": "dense, four times the steps (the plateau check)",
+         "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
+         "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
+         "layer_80": "80% layer-wise (every tensor to 20%)", "global_90": "90% one-shot global, 5% floor",
+         "layer_90": "90% layer-wise (every tensor to 10%)",
          "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
          "random_mask": "random mask (ticket's per-tensor densities)"}
 
@@ -122,22 +131,30 @@ def main(root, label=None):
     print("| difference | value | per seed | claim | verdict |\n|---|---|---|---|---|")
     rows = [("dense_2x", "dense", f"plateau: doubling the steps gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_4x", "dense_2x", f"plateau: doubling again gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_8x", "dense_4x", f"plateau: doubling a third time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("ticket", "dense_2x", f"the ticket matches the compute-matched dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense_4x", f"the ticket matches the longest-trained dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_2x", "dense_2x", f"the 2× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_2x", "dense_4x", f"the 2× ticket matches the 4× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_4x", "dense_4x", f"the 4× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_4x", "dense_8x", f"the 4× ticket matches the 8× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
-            ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0))]
+            ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
+            ("ticket", "layer_80", "(c) at 80%, global beats layer-wise (> 0)", lambda d: verdict(d, 0.0)),
+            ("global_90", "layer_90", "(c) at 90%, global beats layer-wise (> 0)", lambda d: verdict(d, 0.0)),
+            ("global_90", "dense", f"the 90% global ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("layer_80", "dense", f"the 80% layer-wise ticket matches dense at equal steps (> −{POINT})",
+             lambda d: verdict(d, -POINT))]
     for a, b, claim, judge in rows:
         d = diff(a, b)
         if d:
             print(f"| {a} − {b} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
 
-    if scored:
-        worst = max(abs(v) for v in scored.values())
-        print(f"\ndense_2x scored by imp (the 2× ticket's level 0) against ticket eval: largest |difference| {worst:.2e} AP "
-              f"over {len(scored)} seeds")
+    for dense, per in scored.items():
+        worst = max(abs(v) for v in per.values())
+        print(f"\n{dense} scored by imp (the longer ticket's level 0) against ticket eval: largest |difference| {worst:.2e} AP "
+              f"over {len(per)} seeds")
 
     # (h): validation AP over training, dense and ticket, mean over the seeds with the point.
     pts = sorted({st for arm in curves.values() for c in arm.values() for st in c})
