@@ -1075,7 +1075,7 @@ mod runs {
             let _ = folder::state(&sweep, t);
         }
         let o = ticket::lottery::sweep::slurm::SlurmOptions { partition: Some("p".into()), ..Default::default() };
-        let script = ticket::lottery::sweep::slurm::script(&sweep, &plan, &[0], Path::new("/bin/ticket"), &o);
+        let script = ticket::lottery::sweep::slurm::script(&sweep, &plan, &[0], Path::new("/bin/ticket"), &o, None);
         if script.lines().count() != 7 {
             return (Outcome::Fail(format!("the sbatch script has other lines than its own: {script:?}")), input);
         }

@@ -99,21 +99,26 @@ fn slurm_job_array_equals_local_run_and_resumes_a_cancelled_task() {
 
     let sweep = root.join("slurm");
     let dry = cluster.ticket_json(&[&"sweep", &spec, &"-o", &sweep, &"--slurm", &"--max-parallel", &"2", &"--dry-run"]);
+    // Two arrays: the tasks that train level 0 (sparsity 0.5 of each seed), then, after them, the 80% tasks
+    // that start from those dense models.
     let script = dry["script"].as_str().unwrap();
-    assert!(script.contains("#SBATCH --array=0-3%2") && script.contains("sweep --task"), "{script}");
+    assert!(script.contains("#SBATCH --array=0,2%2") && script.contains("sweep --task"), "{script}");
+    assert!(script.contains("#SBATCH --array=1,3%2") && script.contains("#SBATCH --dependency=afterany:"), "{script}");
     assert!(!sweep.exists(), "--dry-run wrote {}", sweep.display());
 
     let sub = cluster.ticket_json(&[&"sweep", &spec, &"-o", &sweep, &"--slurm"]);
-    let job = sub["submitted"][0]["job_id"].as_str().unwrap().to_string();
-    assert_eq!(sub["submitted"][0]["indices"], serde_json::json!([0, 1, 2, 3]));
+    assert_eq!(sub["submitted"][0]["indices"], serde_json::json!([0, 2]));
+    assert_eq!(sub["submitted"][1]["indices"], serde_json::json!([1, 3]));
+    let job_of = |i: usize| sub["submitted"][usize::from(i % 2 == 1)]["job_id"].as_str().unwrap().to_string();
 
-    // Cancel the first task seen training (a checkpoint written, the run not finished).
+    // Cancel the first task seen training level 1 (a checkpoint written, the run not finished; its level 0 done,
+    // so the tasks sharing it find it whichever way the cancelled one ends).
     let tasks = task_dirs(&sweep);
     let t0 = Instant::now();
     let victim = loop {
         let s = states(&cluster.ticket_json(&[&"sweep", &"--status", &sweep]));
         let found = (0..4).find(|&i| {
-            s[i] == "running" && tasks[i].join("run/level_0/state.json").exists() && !tasks[i].join("run/level_1/metrics.json").exists()
+            s[i] == "running" && tasks[i].join("run/level_1/state.json").exists() && !tasks[i].join("run/level_1/metrics.json").exists()
         });
         if let Some(i) = found {
             break i;
@@ -121,6 +126,7 @@ fn slurm_job_array_equals_local_run_and_resumes_a_cancelled_task() {
         assert!(t0.elapsed() < Duration::from_secs(300), "no task was seen training: {s:?}");
         std::thread::sleep(Duration::from_millis(100));
     };
+    let job = job_of(victim);
     let cancel = cluster.command("scancel").arg(format!("{job}_{victim}")).status().unwrap();
     assert!(cancel.success(), "scancel {job}_{victim}");
     let after = wait_idle(&cluster, &sweep);

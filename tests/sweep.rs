@@ -6,6 +6,7 @@ mod common;
 use common::sweep::*;
 use common::*;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,22 @@ fn local_sweep_runs_resumes_retries_and_reports() {
         let task: serde_json::Value = serde_json::from_slice(&std::fs::read(t.join("task.json")).unwrap()).unwrap();
         assert_eq!(task["settings"]["steps"], "6");
         assert!(t.join("run/summary.json").is_file() && t.join("done.json").is_file());
+    }
+
+    // Cells that differ only in how they prune share their seed's dense model: the 80% task of each seed starts
+    // from the 50% task's level 0 (`--trained`) instead of training its own, and scores it the same.
+    let json = |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    for (leader, follower) in [(0, 1), (2, 3)] {
+        let (lt, ft) = (&tasks[leader], &tasks[follower]);
+        let log = std::fs::read_to_string(ft.join("log.txt")).unwrap();
+        assert!(log.contains(&format!("(level 0 from task {leader})")), "task {follower} trained its own level 0: {log}");
+        assert!(!std::fs::read_to_string(lt.join("log.txt")).unwrap().contains("level 0 from"), "task {leader} is a leader");
+        let trained = lt.join("run/level_0/model.onnx");
+        assert_eq!(json(ft.join("run/run.json"))["trained"], trained.to_string_lossy().as_ref());
+        let (ls, fs) = (json(lt.join("run/summary.json")), json(ft.join("run/summary.json")));
+        assert_eq!(fs["levels"][0]["scores"], ls["levels"][0]["scores"], "the shared dense model scores differently");
+        assert_eq!((ls["levels"][0]["steps"].as_u64(), fs["levels"][0]["steps"].as_u64()), (Some(6), Some(0)));
+        assert_ne!(fs["levels"][1]["selected_sparsity"], ls["levels"][1]["selected_sparsity"]);
     }
 
     // A rerun of the same spec finds everything finished and runs nothing.

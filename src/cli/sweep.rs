@@ -121,7 +121,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         }
         let indices: Vec<usize> =
             (0..plan.tasks.len()).filter(|&i| !matches!(folder::state(&dir, &plan.tasks[i]), TaskState::Done { .. })).collect();
-        let script = (a.slurm && !indices.is_empty()).then(|| slurm::script(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
+        let script = (a.slurm && !indices.is_empty()).then(|| slurm::preview(&dir, &plan, &indices, &exe, &a.slurm_opts.options()));
         let r = SweepReport::new(&dir, &plan, Vec::new(), script);
         print_report(json, &r, render_report);
         return Ok(());
@@ -131,7 +131,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let queue = slurm::queue_states(&dir);
     let todo: Vec<usize> = local::todo(&dir, &plan, retry)?.into_iter().filter(|i| !queue.contains_key(i)).collect();
     if a.slurm {
-        let submitted = if todo.is_empty() { Vec::new() } else { vec![slurm::submit(&dir, &plan, &todo, &exe, &a.slurm_opts.options())?] };
+        let submitted = slurm::submit_all(&dir, &plan, &todo, &exe, &a.slurm_opts.options())?;
         if !json {
             for j in &submitted {
                 eprintln!("submitted job array {} ({} task(s): {})", j.job_id, j.indices.len(), slurm::array_ranges(&j.indices));

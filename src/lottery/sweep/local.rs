@@ -26,8 +26,25 @@ pub fn todo(sweep_dir: &Path, plan: &Plan, retry_failed: bool) -> Result<Vec<usi
     Ok(out)
 }
 
-/// Runs `indices` with `parallel` workers; `on_done(index, state)` is called as each finishes.
+/// Runs `indices` with `parallel` workers; `on_done(index, state)` is called as each finishes. Tasks that train
+/// their own level 0 go first, the ones that can reuse a leader's ([`super::share::phases`]) after them.
 pub fn run_local(
+    sweep_dir: &Path,
+    plan: &Plan,
+    indices: &[usize],
+    parallel: usize,
+    exe: &Path,
+    on_done: &(dyn Fn(usize, &TaskState) + Sync),
+) -> Result<Vec<(usize, TaskState)>> {
+    let (first, then) = super::share::phases(plan, indices);
+    let mut out = run_batch(sweep_dir, plan, &first, parallel, exe, on_done)?;
+    out.extend(run_batch(sweep_dir, plan, &then, parallel, exe, on_done)?);
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
+/// `indices` with `parallel` workers, each taking the next task when it is free.
+fn run_batch(
     sweep_dir: &Path,
     plan: &Plan,
     indices: &[usize],
@@ -53,9 +70,7 @@ pub fn run_local(
         }
     });
     let mut out = Vec::new();
-    let mut results = results.into_inner().expect("workers joined");
-    results.sort_by_key(|(i, _)| *i);
-    for (i, r) in results {
+    for (i, r) in results.into_inner().expect("workers joined") {
         out.push((i, r?));
     }
     Ok(out)

@@ -3,6 +3,7 @@
 //! so a sweep started on one resumes on the other and `ticket report SWEEP_DIR` reads it whichever ran it.
 pub mod folder;
 pub mod local;
+pub mod share;
 pub mod slurm;
 pub mod spec;
 pub mod status;

@@ -74,8 +74,9 @@ pub fn job_name(plan: &Plan) -> String {
     format!("ticket-{}", plan.name)
 }
 
-/// The sbatch script for `indices` of the plan. Paths are absolute: the job may start in another folder.
-pub fn script(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &SlurmOptions) -> String {
+/// The sbatch script for `indices` of the plan, started once job `after` has ended (however it ended: a task
+/// whose leader failed trains its own level 0). Paths are absolute: the job may start in another folder.
+pub fn script(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &SlurmOptions, after: Option<&str>) -> String {
     let logs = slurm_dir(sweep_dir);
     let mut s = String::from("#!/bin/bash\n");
     s += &format!("#SBATCH --job-name={}\n", job_name(plan));
@@ -93,6 +94,9 @@ pub fn script(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &
     }
     if let Some(c) = o.cpus_per_task {
         s += &format!("#SBATCH --cpus-per-task={c}\n");
+    }
+    if let Some(job) = after {
+        s += &format!("#SBATCH --dependency=afterany:{job}\n");
     }
     s += "# One task of the sweep per array index; it skips finished work and resumes killed work.\n";
     s += &format!("exec {} sweep --task {}\n", quote(&exe.to_string_lossy()), quote(&sweep_dir.to_string_lossy()));
@@ -115,13 +119,39 @@ pub fn require(tool: &str) -> Result<PathBuf> {
     })
 }
 
+/// Submits `todo` as at most two arrays ([`super::share::phases`]): the tasks that train level 0, then, once
+/// that array has ended, the tasks that reuse its dense models.
+pub fn submit_all(sweep_dir: &Path, plan: &Plan, todo: &[usize], exe: &Path, o: &SlurmOptions) -> Result<Vec<Job>> {
+    let (first, then) = super::share::phases(plan, todo);
+    let mut jobs = Vec::new();
+    if !first.is_empty() {
+        jobs.push(submit(sweep_dir, plan, &first, exe, o, None)?);
+    }
+    if !then.is_empty() {
+        let after = jobs.first().map(|j| j.job_id.clone());
+        jobs.push(submit(sweep_dir, plan, &then, exe, o, after.as_deref())?);
+    }
+    Ok(jobs)
+}
+
+/// What [`submit_all`] would submit: the scripts, the second naming the first's job id as FIRST_JOB_ID.
+pub fn preview(sweep_dir: &Path, plan: &Plan, todo: &[usize], exe: &Path, o: &SlurmOptions) -> String {
+    let (first, then) = super::share::phases(plan, todo);
+    let mut out = script(sweep_dir, plan, &first, exe, o, None);
+    if !then.is_empty() {
+        out += "\n# Then, reusing their dense models, once that array has ended:\n";
+        out += &script(sweep_dir, plan, &then, exe, o, Some("FIRST_JOB_ID"));
+    }
+    out
+}
+
 /// Writes the script and submits it; returns the job id. Nothing is recorded unless sbatch accepted it.
-pub fn submit(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &SlurmOptions) -> Result<Job> {
+pub fn submit(sweep_dir: &Path, plan: &Plan, indices: &[usize], exe: &Path, o: &SlurmOptions, after: Option<&str>) -> Result<Job> {
     let sbatch = require("sbatch")?;
     let dir = slurm_dir(sweep_dir);
     std::fs::create_dir_all(&dir).writing(&dir)?;
     let path = dir.join(SCRIPT);
-    crate::fsio::write_atomic(&path, script(sweep_dir, plan, indices, exe, o).as_bytes())?;
+    crate::fsio::write_atomic(&path, script(sweep_dir, plan, indices, exe, o, after).as_bytes())?;
     let out =
         Command::new(&sbatch).arg("--parsable").arg(&path).output().map_err(|e| Error::Runtime(format!("{}: {e}", sbatch.display())))?;
     if !out.status.success() {

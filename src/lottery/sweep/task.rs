@@ -2,6 +2,7 @@
 //! Kubernetes Indexed Job). A finished task is skipped, a killed one resumes (`ticket imp --resume`), a failed
 //! one is left for `--retry-failed`.
 use super::folder::{self, Finished, Running, TaskState};
+use super::share;
 use super::spec::{Plan, TaskDef};
 use crate::error::{Context, Error, Result, WriteContext};
 use crate::fsio::DirLock;
@@ -52,8 +53,10 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     folder::write_json(&dir.join(folder::RUNNING), &Running { host: folder::hostname(), pid: std::process::id() })?;
     let log_path = dir.join(folder::LOG);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).writing(&log_path)?;
-    let (mut cmd, resumed) = command(sweep_dir, t, exe, threads);
-    writeln!(&log, "# {} on {}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd)).writing(&log_path)?;
+    let (mut cmd, resumed, leader) = command(sweep_dir, plan, t, exe, threads);
+    let shared = leader.map(|l| format!(" (level 0 from task {l})")).unwrap_or_default();
+    writeln!(&log, "# {} on {}{shared}: {}", if resumed { "resume" } else { "start" }, folder::hostname(), shown(&cmd))
+        .writing(&log_path)?;
     let started = Instant::now();
     let status = cmd
         .stdin(Stdio::null())
@@ -80,22 +83,32 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
 }
 
 /// `ticket imp ARGS -o RUN` for a new task, `ticket imp --resume RUN` for a started one (its run.json keeps the
-/// settings, the thread count included); true when it resumes.
-fn command(sweep_dir: &Path, t: &TaskDef, exe: &Path, threads: Option<usize>) -> (Command, bool) {
+/// settings, the thread count and a shared level 0 included); true when it resumes. A new task whose group's
+/// leader has finished level 0 starts from that dense model ([`share`]): the leader's index comes third.
+fn command(sweep_dir: &Path, plan: &Plan, t: &TaskDef, exe: &Path, threads: Option<usize>) -> (Command, bool, Option<usize>) {
     let run = folder::run_dir(sweep_dir, t);
     let mut cmd = Command::new(exe);
     cmd.arg(super::spec::COMMAND);
     let resumed = run.join("run.json").exists();
+    let mut leader = None;
     if resumed {
         cmd.arg("--resume").arg(&run);
     } else {
-        cmd.args(&t.argv);
+        match share::shared_level_0(sweep_dir, plan, t) {
+            Some((l, trained)) => {
+                leader = Some(l);
+                cmd.args(share::follower_argv(&t.argv, &trained));
+            }
+            None => {
+                cmd.args(&t.argv);
+            }
+        }
         if let (Some(n), false) = (threads, t.sets_threads()) {
             cmd.arg("--threads").arg(n.to_string());
         }
         cmd.arg("-o").arg(&run);
     }
-    (cmd, resumed)
+    (cmd, resumed, leader)
 }
 
 fn shown(cmd: &Command) -> String {
