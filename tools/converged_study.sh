@@ -17,7 +17,8 @@
 #                  with CLAIM_C=1, claim (c): the seed's dense model pruned one-shot to 90% globally (5% floor), or
 #                  every tensor to 80 or 90% (layer-wise), rewound to init and trained STEPS like the ticket
 # Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
-# stopped, so the script is idempotent. Then the figures (ticket report, OUT/report/) and the tables
+# stopped, so the script is idempotent. Then the figures (ticket report: OUT/report/ the ticket and its controls,
+# OUT/report_c/ claim (c)) and the tables
 # (tools/converged_summary.py, OUT/tables.md).
 #
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
@@ -93,6 +94,9 @@ export out steps ticket common gate imp_common
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
-$ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) $(runs ticket_2x) $(runs ticket_4x) -o "$out/report" > /dev/null
+$ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null
+if [ -n "$(runs layer_80)" ]; then
+  $ticket report $(runs ticket) $(runs global_90) $(runs layer_80) $(runs layer_90) -o "$out/report_c" > /dev/null
+fi
 python3 tools/pack_runs.py --no-logs "$out" "$out/runs.tar.gz"
 .venv/bin/python tools/converged_summary.py "$out" | tee "$out/tables.md"

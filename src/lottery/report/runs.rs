@@ -87,6 +87,10 @@ pub struct RunData {
     /// The architecture's fingerprint (parameter names and shapes of the initial model): runs of one
     /// architecture initialised with different seeds are replicates; runs of different architectures are not.
     pub arch: String,
+    /// The initial model's file name, as the first run read with the same model bytes named it: variants of one
+    /// architecture (a pretrained backbone, a transferred ticket) are told apart by name, while a copy of the
+    /// same initial weights under another name is the same model.
+    pub model_name: String,
     pub levels: Vec<LevelData>,
     /// The level `ticket imp` chose (summary.json), if the run wrote its summary and one level met the gate.
     pub ticket_level: Option<usize>,
@@ -164,18 +168,26 @@ fn read_run(dir: &Path) -> Result<RunData> {
     } else {
         None
     };
-    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch: String::new() })
+    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch: String::new(), model_name: String::new() })
 }
 
 /// Reads run folders and fingerprints their architectures, each initial model once (replicates and methods share
 /// model files, and importing one is the costly part of reading a run).
 pub fn read_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
     let mut runs = dirs.iter().map(|d| read_run(d)).collect::<Result<Vec<_>>>()?;
-    let mut known: BTreeMap<String, String> = BTreeMap::new();
-    for r in &mut runs {
-        r.arch = known.entry(r.config.model_fingerprint.clone()).or_insert_with(|| arch_fingerprint(&r.config)).clone();
-    }
+    identify_models(&mut runs);
     Ok(runs)
+}
+
+/// Sets each run's architecture and model name ([`RunData::arch`], [`RunData::model_name`]).
+fn identify_models(runs: &mut [RunData]) {
+    let mut known: BTreeMap<String, String> = BTreeMap::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for r in runs.iter_mut() {
+        r.arch = known.entry(r.config.model_fingerprint.clone()).or_insert_with(|| arch_fingerprint(&r.config)).clone();
+        let name = || r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        r.model_name = names.entry(r.config.model_fingerprint.clone()).or_insert_with(name).clone();
+    }
 }
 
 /// FNV-1a of the initial model's parameter names and shapes; the file's own fingerprint when it cannot be
@@ -250,10 +262,9 @@ fn settings(run: &RunData) -> BTreeMap<String, String> {
     if let serde_json::Value::Object(m) = &mut v {
         m.insert("rewind".into(), serde_json::Value::String(c.rewind.as_arg()));
         m.insert("arch".into(), serde_json::Value::String(run.arch.clone()));
-        // The initial model's file name: variants of one architecture (a pretrained backbone, a transferred
-        // ticket) are told apart by it, while replicates keep one name in per-seed folders.
-        let name = c.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        m.insert("model_name".into(), serde_json::Value::String(name));
+        // The initial model's name ([`RunData::model_name`]): variants of one architecture are told apart by
+        // it, while replicates keep one name in per-seed folders.
+        m.insert("model_name".into(), serde_json::Value::String(run.model_name.clone()));
         // A given mask is a method (a transferred or early-bird ticket); its path differs between replicates.
         if c.masks_from.is_some() {
             m.insert("masks_from".into(), serde_json::Value::String("given".into()));
@@ -472,6 +483,30 @@ mod tests {
         for o in &out {
             assert!(!o.contains('='), "a settings string: {o}");
         }
+    }
+
+    #[test]
+    fn a_copy_of_the_initial_model_under_another_name_is_the_same_model() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/maskrcnn_r18_fpn_synth.onnx");
+        let dir = std::env::temp_dir().join(format!("ticket-model-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("init.onnx");
+        std::fs::copy(&fixture, &copy).unwrap();
+        let data = crate::data::DataSpec::coco(Path::new("train.json"), None);
+        let s = crate::lottery::ImpSettings { sparsity: Some(0.8), ..Default::default() };
+        let run = |m: &Path| RunData {
+            dir: dir.clone(),
+            config: ImpConfig::new(m, data.clone(), data.clone(), &s).unwrap(),
+            arch: String::new(),
+            model_name: String::new(),
+            levels: Vec::new(),
+            ticket_level: None,
+        };
+        let mut runs = vec![run(&fixture), run(&copy)];
+        identify_models(&mut runs);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!([runs[0].model_name.as_str(), runs[1].model_name.as_str()], ["maskrcnn_r18_fpn_synth.onnx"; 2]);
+        assert_eq!(group_runs(runs).len(), 1, "one model under two names made two methods");
     }
 
     #[test]
