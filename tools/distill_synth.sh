@@ -14,7 +14,8 @@
 #
 # Knobs: OUT (out/distill_synth), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 # experiment), WIDTH (8), DENSE (3000), STEPS (600), SEEDS ("1 2 3"), TRAIN (1000), VAL (100), UNLABELED (1000),
-# CHANNEL (0.55).
+# CHANNEL (0.55), DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
+# DENSE_FROM/seed_N/DENSE_ARM, default dense_4x, are the teachers; no dense training here; `faster` only).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -34,8 +35,13 @@ source tools/env.sh
 [ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
 ticket=${TICKET_BIN:-target/release/ticket}
 mkdir -p "$out"
-[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "${TRAIN:-1000}" --seed 1 > /dev/null
-[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "${VAL:-100}" --seed 2 > /dev/null
+data=$out
+if [ -n "${DENSE_FROM:-}" ]; then
+  [ "$kind" = faster ] || { echo "DENSE_FROM holds Faster R-CNN dense models: run tools/distill_synth.sh faster" >&2; exit 2; }
+  data=$(realpath "$DENSE_FROM")
+fi
+[ -f "$data/train/annotations.json" ] || $ticket data synth --out "$data/train" --images "${TRAIN:-1000}" --seed 1 > /dev/null
+[ -f "$data/val/annotations.json" ] || $ticket data synth --out "$data/val" --images "${VAL:-100}" --seed 2 > /dev/null
 # Unlabeled images: the generator's images under another seed, the annotations thrown away.
 if [ ! -d "$out/unlabeled/images" ]; then
   $ticket data synth --out "$out/unlabeled_src" --images "${UNLABELED:-1000}" --seed 3 > /dev/null
@@ -43,16 +49,18 @@ if [ ! -d "$out/unlabeled/images" ]; then
   mkdir -p "$out/unlabeled" && mv "$out/unlabeled_images.tmp" "$out/unlabeled/images"
 fi
 source tools/imp_lib.sh
-val=(--val-coco "$out/val/annotations.json" --max-map-drop 1)
+val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)
 common=(--lr 0.01 --batch 2 --rois 64 --save-every 200 "${val[@]}")
 for seed in $seeds; do
   dir="$out/$kind/w$width/seed_$seed"
-  init="$out/models/w$width/seed_$seed/$model.onnx"
+  init="$data/models/w$width/seed_$seed/$model.onnx"
   [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$width" --init-seed "$seed" > /dev/null
-  coco=(--coco "$out/train/annotations.json")
-  # Dense: DENSE steps from the random init; the teacher and the start of every ticket below.
+  coco=(--coco "$data/train/annotations.json")
+  # Dense: DENSE steps from the random init (or DENSE_FROM's); the teacher and the start of every ticket below.
   trained="$dir/dense/model.onnx"
+  [ -z "${DENSE_FROM:-}" ] || trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}/model.onnx"
   if [ ! -f "$trained" ]; then
+    [ -z "${DENSE_FROM:-}" ] || { echo "$trained: no such dense model (run tools/converged_study.sh first)" >&2; exit 2; }
     if [ -f "$dir/dense/run.json" ]; then $ticket train "$init" --resume "$dir/dense" --threads 0
     else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$dense") --seed "$seed" \
            -o "$dir/dense"; fi
@@ -60,13 +68,13 @@ for seed in $seeds; do
   # The plateau check: the same recipe at half the steps, scored on the validation set; dense has converged (for
   # this recipe) when doubling its training gains less than a point.
   half="$dir/dense_half/model.onnx"
-  if [ ! -f "$dir/dense_half/eval.json" ]; then
+  if [ -z "${DENSE_FROM:-}" ] && [ ! -f "$dir/dense_half/eval.json" ]; then
     if [ ! -f "$half" ]; then
       if [ -f "$dir/dense_half/run.json" ]; then $ticket train "$init" --resume "$dir/dense_half"
       else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched $(( dense / 2 ))) \
              --seed "$seed" -o "$dir/dense_half"; fi
     fi
-    $ticket eval --model "$half" --coco "$out/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
+    $ticket eval --model "$half" --coco "$data/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
     mv "$dir/dense_half/eval.json.tmp" "$dir/dense_half/eval.json"
   fi
   # (b, labelled): the 80% magnitude ticket (global, ≥ 5% kept per tensor) fine-tuned with labels.
@@ -83,7 +91,7 @@ for seed in $seeds; do
   if [ ! -f "$dir/oneshot/eval.json" ]; then
     mkdir -p "$dir/oneshot"
     $ticket prune "$trained" --sparsity 0.8 --min-layer-density 0.05 -o "$dir/oneshot/model.onnx" --json > /dev/null
-    $ticket eval --model "$dir/oneshot/model.onnx" --coco "$out/val/annotations.json" --json > "$dir/oneshot/eval.json.tmp"
+    $ticket eval --model "$dir/oneshot/model.onnx" --coco "$data/val/annotations.json" --json > "$dir/oneshot/eval.json.tmp"
     mv "$dir/oneshot/eval.json.tmp" "$dir/oneshot/eval.json"
   fi
 done
