@@ -36,42 +36,30 @@ pub fn run_local(
     exe: &Path,
     on_done: &(dyn Fn(usize, &TaskState) + Sync),
 ) -> Result<Vec<(usize, TaskState)>> {
+    // One batch: each worker takes the next task when it is free.
+    let batch = |indices: &[usize]| -> Result<Vec<(usize, TaskState)>> {
+        let parallel = parallel.clamp(1, indices.len().max(1));
+        let threads = crate::runtime::threads::per_worker(parallel);
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(usize, Result<TaskState>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..parallel {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&index) = indices.get(i) else { break };
+                    let r = run_task(sweep_dir, plan, index, exe, Some(threads));
+                    if let Ok(state) = &r {
+                        on_done(index, state);
+                    }
+                    results.lock().expect("no worker panics holding it").push((index, r));
+                });
+            }
+        });
+        results.into_inner().expect("workers joined").into_iter().map(|(i, r)| r.map(|s| (i, s))).collect()
+    };
     let (first, then) = super::share::phases(plan, indices);
-    let mut out = run_batch(sweep_dir, plan, &first, parallel, exe, on_done)?;
-    out.extend(run_batch(sweep_dir, plan, &then, parallel, exe, on_done)?);
+    let mut out = batch(&first)?;
+    out.extend(batch(&then)?);
     out.sort_by_key(|(i, _)| *i);
-    Ok(out)
-}
-
-/// `indices` with `parallel` workers, each taking the next task when it is free.
-fn run_batch(
-    sweep_dir: &Path,
-    plan: &Plan,
-    indices: &[usize],
-    parallel: usize,
-    exe: &Path,
-    on_done: &(dyn Fn(usize, &TaskState) + Sync),
-) -> Result<Vec<(usize, TaskState)>> {
-    let parallel = parallel.clamp(1, indices.len().max(1));
-    let threads = crate::runtime::threads::per_worker(parallel);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<TaskState>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..parallel {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&index) = indices.get(i) else { break };
-                let r = run_task(sweep_dir, plan, index, exe, Some(threads));
-                if let Ok(state) = &r {
-                    on_done(index, state);
-                }
-                results.lock().expect("no worker panics holding it").push((index, r));
-            });
-        }
-    });
-    let mut out = Vec::new();
-    for (i, r) in results.into_inner().expect("workers joined") {
-        out.push((i, r?));
-    }
     Ok(out)
 }
