@@ -29,6 +29,9 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     // --dry-run: the plan, nothing written.
     let dry = sweep_json(&[&"sweep", &spec, &"-o", &out, &"--dry-run"]);
     assert_eq!(states(&dry), vec!["pending"; 4]);
+    // The plan says which tasks train a dense model and which start from another's.
+    let from: Vec<&serde_json::Value> = dry["tasks"].as_array().unwrap().iter().map(|t| &t["level_0_from"]).collect();
+    assert_eq!(from, [&serde_json::Value::Null, &serde_json::json!(0), &serde_json::Value::Null, &serde_json::json!(2)]);
     assert!(!out.exists(), "--dry-run wrote {}", out.display());
 
     let r = sweep_json(&[&"sweep", &spec, &"-o", &out, &"--local", &"2"]);

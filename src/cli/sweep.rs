@@ -176,10 +176,16 @@ fn print_sweep(json: bool, r: SweepReport) -> Result<()> {
 }
 
 fn render_report(r: &SweepReport) -> String {
-    let rows: Vec<Vec<String>> =
-        r.tasks.iter().map(|t| vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), cell_label(&t.cell)]).collect();
+    let rows: Vec<Vec<String>> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            let dense = t.level_0_from.map_or_else(|| "trains".to_string(), |l| format!("task {l}'s"));
+            vec![t.index.to_string(), t.hash.clone(), t.state.name().to_string(), dense, cell_label(&t.cell)]
+        })
+        .collect();
     let mut out = format!("sweep {} in {}\n", r.name, r.sweep_dir.display());
-    out += &render_table(&["Task", "Folder", "State", "Settings"], &rows);
+    out += &render_table(&["Task", "Folder", "State", "Dense model", "Settings"], &rows);
     for t in &r.tasks {
         if let TaskState::Failed { exit_code, tail } = &t.state {
             out += &format!("task {} failed (exit {exit_code}); its log ends:\n", t.index);

@@ -12,6 +12,9 @@ pub struct TaskRow {
     pub index: usize,
     pub hash: String,
     pub cell: BTreeMap<String, String>,
+    /// The task whose dense model (level 0) this one starts from ([`super::share`]); absent: it trains its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level_0_from: Option<usize>,
     #[serde(flatten)]
     pub state: TaskState,
 }
@@ -33,6 +36,7 @@ impl SweepReport {
     /// The state of every task of `plan` in `dir`, refined by the Slurm queue.
     pub fn new(dir: &Path, plan: &Plan, submitted: Vec<slurm::Job>, script: Option<String>) -> SweepReport {
         let queue = slurm::queue_states(dir);
+        let leaders = super::share::leaders(plan);
         let tasks = plan
             .tasks
             .iter()
@@ -40,6 +44,7 @@ impl SweepReport {
                 index: t.index,
                 hash: t.hash.clone(),
                 cell: t.cell.clone(),
+                level_0_from: leaders[t.index],
                 state: slurm::refine(folder::state(dir, t), queue.get(&t.index)),
             })
             .collect();
