@@ -235,7 +235,7 @@ fn the_gate_rejects_levels_outside_max_map_drop() {
     let args = gated(&none, "0.75", "1", "0.05");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket")).args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no level is within 0.05 AP of dense: no ticket written"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no level is within 0.05 AP (5 points) of dense: no ticket written"));
     assert!(!none.join("ticket.onnx").exists() && !none.join("ticket.tkt").exists());
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(none.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["ticket_level"], serde_json::Value::Null);

@@ -63,7 +63,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let report = crate::lottery::demo::check_ticket(&run_dir, imp, &val, matched)?;
     print_report(json, &report, render);
     if report.imp.ticket_level.is_none() {
-        return Err(Error::Reported(format!("no level is within {} AP of dense", report.imp.max_map_drop)));
+        return Err(Error::Reported(format!("no level is within {} of dense", super::imp::render_drop(report.imp.max_map_drop))));
     }
     if report.check_failed() {
         return Err(Error::Reported("a check on the exported ticket failed (see above)".into()));

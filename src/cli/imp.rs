@@ -192,8 +192,8 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     print_report(json, &summary, render_summary);
     if summary.ticket_level.is_none() {
         return Err(Error::Reported(format!(
-            "no level is within {} AP of dense (see {})",
-            summary.max_map_drop,
+            "no level is within {} of dense (see {})",
+            render_drop(summary.max_map_drop),
             dir.join("summary.json").display()
         )));
     }
@@ -239,6 +239,12 @@ fn render_score_name(t: &str) -> String {
 
 fn render_num(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+/// The gate in AP and in points: "1 AP" read as one point when the gate was the whole scale.
+pub(crate) fn render_drop(d: f64) -> String {
+    let points = (d * 10_000.0).round() / 100.0; // 0.07 × 100 is 7.000000000000001 in f64
+    format!("{d} AP ({points} point{})", if points == 1.0 { "" } else { "s" })
 }
 
 pub fn render_summary(s: &ImpSummary) -> String {
@@ -308,12 +314,12 @@ pub fn render_summary(s: &ImpSummary) -> String {
     }
     out += &match (&s.ticket_level, &s.ticket) {
         (Some(r), Some(p)) => format!(
-            "ticket: level {r} ({} of the selected weights pruned) is within {} AP of dense → {}\n",
+            "ticket: level {r} ({} of the selected weights pruned) is within {} of dense → {}\n",
             render_pct(s.levels[*r].selected_sparsity),
-            s.max_map_drop,
+            render_drop(s.max_map_drop),
             p.display()
         ),
-        _ => format!("no level is within {} AP of dense: no ticket written\n", s.max_map_drop),
+        _ => format!("no level is within {} of dense: no ticket written\n", render_drop(s.max_map_drop)),
     };
     out
 }
