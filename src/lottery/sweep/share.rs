@@ -10,6 +10,7 @@
 //! run the leaders first so that this stays the exception.
 use super::folder;
 use super::spec::{Plan, TaskDef};
+use crate::lottery::Rewind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +46,8 @@ fn dense_key(t: &TaskDef) -> Option<BTreeMap<&str, &str>> {
     if OWN_LEVEL_0.iter().any(|k| t.settings.contains_key(*k)) {
         return None;
     }
-    if t.settings.get("rewind").is_some_and(|r| !matches!(r.as_str(), "init" | "none" | "random")) {
+    // A value that does not parse shares nothing either: its task fails on its own, not through a leader.
+    if t.settings.get("rewind").is_some_and(|r| !matches!(r.parse(), Ok(Rewind::Init | Rewind::None | Rewind::Random))) {
         return None;
     }
     Some(t.settings.iter().filter(|(k, _)| !AFTER_LEVEL_0.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect())
@@ -138,8 +140,9 @@ mod tests {
             task(3, &[("seed", "1")]),
             task(4, &[("seed", "1"), ("rewind", "none")]),
             task(5, &[("seed", "1"), ("masks-from", "/m.safetensors")]),
+            task(6, &[("seed", "1"), ("rewind", "late")]),
         ]);
-        assert_eq!(leaders(&p), vec![None, None, None, None, Some(3), None]);
+        assert_eq!(leaders(&p), vec![None, None, None, None, Some(3), None, None]);
     }
 
     #[test]
