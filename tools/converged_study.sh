@@ -13,6 +13,8 @@
 #   dense_4x/      for PLATEAU_SEEDS: dense trained 4×STEPS, the plateau check of dense_2x
 #   ticket_4x/     with TICKET_4X=1, for PLATEAU_SEEDS: the 80% ticket of dense_4x, trained 4×STEPS
 #   dense_8x/      for DENSE_8X_SEEDS (none by default): dense trained 8×STEPS, the plateau check of dense_4x
+#   iterative/     with ITERATIVE=1, claim (b): the seed's dense model pruned to 80% in 3 levels (41%, 66%, 80%; 5%
+#                  floor), each rewound to init and trained STEPS: a lineage of 4×STEPS, as long as dense_4x
 #   global_90/, layer_80/, layer_90/
 #                  with CLAIM_C=1, claim (c): the seed's dense model pruned one-shot to 90% globally (5% floor), or
 #                  every tensor to 80 or 90% (layer-wise), rewound to init and trained STEPS like the ticket
@@ -24,7 +26,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
+# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -72,6 +74,9 @@ job() {
       until [ -f "$dense" ]; do sleep 10; done
       local control="--rewind random"; [ "$kind" = random_mask ] && control="--rewind init --mask random"
       imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" $control --trained "$dense" ;;
+    iterative)
+      until [ -f "$dense" ]; do sleep 10; done
+      imp "$dir/iterative" "$init" $imp_common --rounds 3 $(sched "$steps") --seed "$seed" --rewind init --trained "$dense" ;;
     layer_80|global_90|layer_90)
       until [ -f "$dense" ]; do sleep 10; done
       local flags="--sparsity 0.${kind#*_} --scope layer"
@@ -91,6 +96,7 @@ export out steps ticket common gate imp_common
   if [ "${TICKET_2X:-0}" = 1 ]; then for s in $seeds; do echo "ticket_2x $s"; done; fi
   if [ "${TICKET_4X:-0}" = 1 ]; then for s in $plateau_seeds; do echo "ticket_4x $s"; done; fi
   if [ "${CLAIM_C:-0}" = 1 ]; then for a in global_90 layer_80 layer_90; do for s in $seeds; do echo "$a $s"; done; done; fi
+  if [ "${ITERATIVE:-0}" = 1 ]; then for s in $seeds; do echo "iterative $s"; done; fi
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }

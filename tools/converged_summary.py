@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
 tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,random_reinit,random_mask,ticket_2x,ticket_4x,
-layer_80,global_90,layer_90}), bbox AP on the
+layer_80,global_90,layer_90,iterative}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
 
     python3 tools/converged_summary.py out/converged
@@ -92,6 +92,11 @@ def load(root):
             if (s / arm / "summary.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 steps[arm] = steps["dense"]
+        # Claim (b): the iterative ticket's last level (3 levels of STEPS each after dense: dense_4x's compute).
+        if (s / "iterative" / "summary.json").exists():
+            last = json.loads((s / "iterative" / "summary.json").read_text())["levels"][-1]
+            arms.setdefault("iterative", {})[s.name] = last["scores"]["bbox"]
+            steps["iterative"] = f"{last['level']} × {steps['dense']}"
     return arms, curves, steps, scored
 
 
@@ -103,7 +108,8 @@ NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket linea
          "layer_80": "80% layer-wise (every tensor to 20%)", "global_90": "90% one-shot global, 5% floor",
          "layer_90": "90% layer-wise (every tensor to 10%)",
          "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
-         "random_mask": "random mask (ticket's per-tensor densities)"}
+         "random_mask": "random mask (ticket's per-tensor densities)",
+         "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)"}
 
 
 def main(root, label=None):
@@ -145,6 +151,11 @@ def main(root, label=None):
             ("global_90", "layer_90", "(c) at 90%, global beats layer-wise (> 0)", lambda d: verdict(d, 0.0)),
             ("global_90", "dense", f"the 90% global ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("layer_80", "dense", f"the 80% layer-wise ticket matches dense at equal steps (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("ticket", "iterative", f"(b) one-shot matches or beats iterative (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("iterative", "dense", f"the iterative ticket matches dense at equal steps per level (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("iterative", "dense_4x", f"the iterative ticket matches the compute-matched (4×) dense model (> −{POINT})",
              lambda d: verdict(d, -POINT))]
     for a, b, claim, judge in rows:
         d = diff(a, b)

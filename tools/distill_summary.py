@@ -1,5 +1,5 @@
-"""Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,channel_distill,
-oneshot}), per IoU type, and the paired differences the distillation goals are stated in, with 95% t intervals:
+"""Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,
+channel_distill[_TERMS],oneshot}), per IoU type, and the paired differences the distillation goals are stated in, with 95% t intervals:
 (a) channel ticket − dense, distilled and not; (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
 
     python3 tools/distill_summary.py out/distill_synth/mask/w8
@@ -42,19 +42,29 @@ def interval(d):
     return f"{m:+.3f} (n = 1)" if h is None else f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
 
 
+def distilled_name(folder):
+    """channel_distill_features_objectness → 'channel ticket, distilled (features, objectness)'."""
+    return f"channel ticket, distilled ({', '.join(folder.removeprefix('channel_distill_').split('_'))})"
+
+
 def main(root, label=None):
     """The tables of the runs under `root`, headed by `label` (the archive they came from) or the folder."""
     root = Path(root)
     label = label or str(root)
-    seeds = sorted(p for p in root.glob("seed_*") if (p / "labelled" / "summary.json").exists())
+    # A seed counts once its labelled recovery (parts b, c) or its plain channel ticket (part a alone) has finished.
+    first = lambda p: next((p / f for f in ["labelled", "channel"] if (p / f / "summary.json").exists()), None)  # noqa: E731
+    seeds = sorted(p for p in root.glob("seed_*") if first(p))
     if not seeds:
-        sys.exit(f"{label}: no finished seed_*/labelled runs")
+        sys.exit(f"{label}: no finished seed_*/labelled or seed_*/channel runs")
     runs = {}
     for s in seeds:
         # Every imp run's level 0 is the dense model (`--trained`), scored on the same validation set.
-        r = {"dense": level_scores(s / "labelled", 0)[0], "80% labelled fine-tune": level_scores(s / "labelled", 1)[0]}
-        for name, folder in [("80% from unlabeled images", "unlabeled"), ("channel ticket", "channel"),
-                             ("channel ticket, distilled", "channel_distill")]:
+        r = {"dense": level_scores(first(s), 0)[0]}
+        arms = [("80% labelled fine-tune", "labelled"), ("80% from unlabeled images", "unlabeled"),
+                ("channel ticket", "channel"), ("channel ticket, distilled", "channel_distill")]
+        # EXTRA_DISTILL arms: channel_distill_TERM_TERM… (the terms of `--distill`).
+        arms += [(distilled_name(f.name), f.name) for f in sorted(s.glob("channel_distill_*"))]
+        for name, folder in arms:
             if (s / folder / "summary.json").exists():
                 r[name] = level_scores(s / folder, 1)[0]
         if (s / "dense_half" / "eval.json").exists():
@@ -81,6 +91,9 @@ def main(root, label=None):
                 print(f"- (a) {n} − dense: {interval(paired(n, 'dense'))} (goal: within 1 AP point, > −0.010)")
         if paired("channel ticket, distilled", "channel ticket"):
             print(f"- (a) distilled − not distilled: {interval(paired('channel ticket, distilled', 'channel ticket'))}")
+        for n in [n for n in names if n.startswith("channel ticket, distilled (")]:
+            print(f"- (a) {n} − dense: {interval(paired(n, 'dense'))}")
+            print(f"- (a) {n} − not distilled: {interval(paired(n, 'channel ticket'))}")
         ratio = [r["80% from unlabeled images"][t] / r["80% labelled fine-tune"][t] for r in runs.values()
                  if "80% from unlabeled images" in r and r["80% labelled fine-tune"][t] > 0]
         if ratio:

@@ -14,7 +14,9 @@
 #
 # Knobs: OUT (out/distill_synth), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 # experiment), WIDTH (8), DENSE (3000), STEPS (600), SEEDS ("1 2 3"), TRAIN (1000), VAL (100), UNLABELED (1000),
-# CHANNEL (0.55), DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
+# CHANNEL (0.55), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
+# objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
+# the three to run), THREADS (ORT threads per run; default all cores), DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
 # DENSE_FROM/seed_N/DENSE_ARM, default dense_4x, are the teachers; no dense training here; `faster` only).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +32,7 @@ width=${WIDTH:-8}
 dense=${DENSE:-3000}
 steps=${STEPS:-600}
 seeds=${SEEDS:-1 2 3}
+parts=${PARTS:-a b c}
 tools/setup.sh torch
 source tools/env.sh
 [ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
@@ -50,7 +53,7 @@ if [ ! -d "$out/unlabeled/images" ]; then
 fi
 source tools/imp_lib.sh
 val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)
-common=(--lr 0.01 --batch 2 --rois 64 --save-every 200 "${val[@]}")
+common=(--lr 0.01 --batch 2 --rois 64 --save-every 200 "${val[@]}" ${THREADS:+--threads "$THREADS"})
 for seed in $seeds; do
   dir="$out/$kind/w$width/seed_$seed"
   init="$data/models/w$width/seed_$seed/$model.onnx"
@@ -77,18 +80,26 @@ for seed in $seeds; do
     $ticket eval --model "$half" --coco "$data/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
     mv "$dir/dense_half/eval.json.tmp" "$dir/dense_half/eval.json"
   fi
-  # (b, labelled): the 80% magnitude ticket (global, ≥ 5% kept per tensor) fine-tuned with labels.
-  floor=(--sparsity 0.8 --min-layer-density 0.05 --rewind none --trained "$trained")
-  imp "$dir/labelled" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${floor[@]}"
-  # (b, unlabeled): the same ticket recovered from unlabeled images: pseudo labels and every distillation term.
-  imp "$dir/unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") --seed "$seed" "${floor[@]}"
-  # (a): the channel ticket fine-tuned without and with distillation.
-  imp "$dir/channel" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel \
-    --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained"
-  imp "$dir/channel_distill" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel \
-    --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained" --distill features,logits,objectness
+  if [[ " $parts " == *" b "* ]]; then
+    # (b, labelled): the 80% magnitude ticket (global, ≥ 5% kept per tensor) fine-tuned with labels.
+    floor=(--sparsity 0.8 --min-layer-density 0.05 --rewind none --trained "$trained")
+    imp "$dir/labelled" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${floor[@]}"
+    # (b, unlabeled): the same ticket recovered from unlabeled images: pseudo labels and every distillation term.
+    imp "$dir/unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") --seed "$seed" \
+      "${floor[@]}"
+  fi
+  if [[ " $parts " == *" a "* ]]; then
+    # (a): the channel ticket fine-tuned without and with distillation (every term, then EXTRA_DISTILL's sets).
+    channel=(--structure channel --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained")
+    imp "$dir/channel" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}"
+    for terms in features,logits,objectness ${EXTRA_DISTILL:-}; do
+      arm=channel_distill; [ "$terms" = features,logits,objectness ] || arm=channel_distill_${terms//,/_}
+      imp "$dir/$arm" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}" \
+        --distill "$terms"
+    done
+  fi
   # (c): the one-shot 80% ticket as pruned, no retraining.
-  if [ ! -f "$dir/oneshot/eval.json" ]; then
+  if [[ " $parts " == *" c "* ]] && [ ! -f "$dir/oneshot/eval.json" ]; then
     mkdir -p "$dir/oneshot"
     $ticket prune "$trained" --sparsity 0.8 --min-layer-density 0.05 -o "$dir/oneshot/model.onnx" --json > /dev/null
     $ticket eval --model "$dir/oneshot/model.onnx" --coco "$data/val/annotations.json" --json > "$dir/oneshot/eval.json.tmp"
