@@ -20,7 +20,7 @@
 #                  every tensor to 80 or 90% (layer-wise), rewound to init and trained STEPS like the ticket
 # Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
 # stopped, so the script is idempotent. Then the figures (ticket report: OUT/report/ the ticket and its controls,
-# OUT/report_c/ claim (c)) and the tables
+# OUT/report_c/ claim (c), OUT/report_b/ claim (b)) and the tables
 # (tools/converged_summary.py, OUT/tables.md).
 #
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
@@ -103,6 +103,9 @@ runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null
 if [ -n "$(runs layer_80)" ]; then
   $ticket report $(runs ticket) $(runs global_90) $(runs layer_80) $(runs layer_90) -o "$out/report_c" > /dev/null
+fi
+if [ -n "$(runs iterative)" ]; then
+  $ticket report $(runs ticket) $(runs iterative) -o "$out/report_b" > /dev/null
 fi
 python3 tools/pack_runs.py --no-logs "$out" "$out/runs.tar.gz"
 .venv/bin/python tools/converged_summary.py "$out" | tee "$out/tables.md"

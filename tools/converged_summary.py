@@ -153,6 +153,8 @@ def main(root, label=None):
             ("layer_80", "dense", f"the 80% layer-wise ticket matches dense at equal steps (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("ticket", "iterative", f"(b) one-shot matches or beats iterative (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_2x", "iterative", f"(b) at equal lineage compute (4×), one-shot matches or beats iterative (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
             ("iterative", "dense", f"the iterative ticket matches dense at equal steps per level (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("iterative", "dense_4x", f"the iterative ticket matches the compute-matched (4×) dense model (> −{POINT})",
