@@ -32,6 +32,9 @@ fn committed_run_archives_reproduce_their_tables() {
     for (script, dir) in [
         ("tools/distill_summary.py", "docs/results/distill/dense3000"),
         ("tools/distill_summary.py", "docs/results/distill/faster16000"),
+        ("tools/distill_summary.py", "docs/results/distill/channel58"),
+        ("tools/distill_summary.py", "docs/results/distill/channel58_lr005"),
+        ("tools/distill_summary.py", "docs/results/distill/channel58_lr002"),
         ("tools/converged_summary.py", "docs/results/converged"),
     ] {
         let archive = format!("{dir}/runs.tar.gz");
