@@ -839,6 +839,11 @@ def session_options(ort, threads):
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if os.environ.get("TICKET_ORT_PARALLEL") == "1":
+        # An experiment's switch (docs/training.md): independent branches of the graph, such as the box and mask
+        # heads' RoIAlign gradients (single-threaded loops in ORT 1.19), run side by side.
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        options.inter_op_num_threads = 2
     return options
 
 
