@@ -39,7 +39,9 @@ pub struct TrainArgs {
     /// The dense model to distil from (ONNX, the same detector kind, classes and anchors; widths may differ).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
-    /// Weight of every distillation term in the loss.
+    /// Weight of every distillation term in the loss. Against an accurate teacher the logits and objectness terms
+    /// repeat the task losses, so at 1 they double the heads' step: halve --lr when distilling every term
+    /// (docs/distill.md).
     #[arg(long, default_value_t = DistillSettings::default().weight)]
     pub distill_weight: f32,
     /// Temperature of the logits term's softmax.
