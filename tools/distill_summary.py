@@ -1,6 +1,7 @@
 """Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,
-channel_distill[_TERMS],oneshot}), per IoU type, and the paired differences the distillation goals are stated in, with 95% t intervals:
-(a) channel ticket − dense, distilled and not; (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
+channel_distill[_TERMS],oneshot}), per IoU type, and the paired differences the distillation goals are stated in,
+with 95% t intervals: (a) channel ticket − dense, distilled and not; (b) unlabeled recovery / labelled recovery;
+(c) the one-shot floor.
 
     python3 tools/distill_summary.py out/distill_synth/mask/w8
     python3 tools/distill_summary.py docs/results/distill/runs.tar.gz   # the committed runs (tools/pack_runs.py)

@@ -16,7 +16,8 @@
 # experiment), WIDTH (8), DENSE (3000), STEPS (600), SEEDS ("1 2 3"), TRAIN (1000), VAL (100), UNLABELED (1000),
 # CHANNEL (0.55), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
-# the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores), DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
+# the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
+# DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
 # DENSE_FROM/seed_N/DENSE_ARM, default dense_4x, are the teachers; no dense training here; `faster` only).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
