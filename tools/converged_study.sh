@@ -18,6 +18,13 @@
 #   global_90/, layer_80/, layer_90/
 #                  with CLAIM_C=1, claim (c): the seed's dense model pruned one-shot to 90% globally (5% floor), or
 #                  every tensor to 80 or 90% (layer-wise), rewound to init and trained STEPS like the ticket
+#   early_bird/    with EARLY_BIRD=1, claim (e): the ticket's run again, saving the mask level 1 would draw at 0, 10,
+#                  …, 90% of dense training (--early-bird) and its IoU with the final mask; its dense model and ticket
+#                  are the ticket run's, bit for bit (one ORT thread), which the summary checks
+#   modules_base/, modules_fpn/, modules_rpn/
+#                  with MODULES=1, the paper's Table 3: the seed's dense model with 80% of the weights of the backbone
+#                  (base), then of base and FPN, then of base, FPN and RPN pruned (global, 5% floor), rewound to init
+#                  and trained STEPS; the ticket itself prunes every module (base, FPN, RPN, box head and predictor)
 # Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
 # stopped, so the script is idempotent. Then the figures (ticket report: OUT/report/ the ticket and its controls,
 # OUT/report_c/ claim (c), OUT/report_b/ claim (b)) and the tables
@@ -26,7 +33,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
+# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -77,6 +84,14 @@ job() {
     iterative)
       until [ -f "$dense" ]; do sleep 10; done
       imp "$dir/iterative" "$init" $imp_common --rounds 3 $(sched "$steps") --seed "$seed" --rewind init --trained "$dense" ;;
+    early_bird) imp "$dir/early_bird" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init \
+      --val-every $(( steps / 8 )) --early-bird 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9 ;;
+    modules_base|modules_fpn|modules_rpn)
+      until [ -f "$dense" ]; do sleep 10; done
+      local m=base
+      case $kind in modules_fpn) m=base,fpn ;; modules_rpn) m=base,fpn,rpn ;; esac
+      imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) \
+        --modules "$m" --trained "$dense" ;;
     layer_80|global_90|layer_90)
       until [ -f "$dense" ]; do sleep 10; done
       local flags="--sparsity 0.${kind#*_} --scope layer"
@@ -97,12 +112,20 @@ export out steps ticket common gate imp_common
   if [ "${TICKET_4X:-0}" = 1 ]; then for s in $plateau_seeds; do echo "ticket_4x $s"; done; fi
   if [ "${CLAIM_C:-0}" = 1 ]; then for a in global_90 layer_80 layer_90; do for s in $seeds; do echo "$a $s"; done; done; fi
   if [ "${ITERATIVE:-0}" = 1 ]; then for s in $seeds; do echo "iterative $s"; done; fi
+  if [ "${EARLY_BIRD:-0}" = 1 ]; then for s in $seeds; do echo "early_bird $s"; done; fi
+  if [ "${MODULES:-0}" = 1 ]; then for a in modules_base modules_fpn modules_rpn; do for s in $seeds; do echo "$a $s"; done; done; fi
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null
 if [ -n "$(runs layer_80)" ]; then
   $ticket report $(runs ticket) $(runs global_90) $(runs layer_80) $(runs layer_90) -o "$out/report_c" > /dev/null
+fi
+if [ -n "$(runs modules_base)" ]; then
+  $ticket report $(runs modules_base) $(runs modules_fpn) $(runs modules_rpn) $(runs ticket) -o "$out/report_modules" > /dev/null
+fi
+if [ -n "$(runs early_bird)" ]; then
+  $ticket report $(runs early_bird) -o "$out/report_e" > /dev/null
 fi
 if [ -n "$(runs iterative)" ]; then
   $ticket report $(runs ticket) $(runs iterative) -o "$out/report_b" > /dev/null

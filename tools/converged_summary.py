@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
 tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,random_reinit,random_mask,ticket_2x,ticket_4x,
-layer_80,global_90,layer_90,iterative}), bbox AP on the
-held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
+layer_80,global_90,layer_90,iterative,early_bird,modules_*}), bbox AP on the
+held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
+from the early_bird runs' masks.
 
     python3 tools/converged_summary.py out/converged
     python3 tools/converged_summary.py docs/results/converged/runs.tar.gz   # the committed runs (tools/pack_runs.py)
@@ -48,6 +49,10 @@ def curve(run, level):
     return {p["step"]: p["scores"]["bbox"]["ap"] for p in points}
 
 
+def mean_std(v):
+    return "–" if not v else f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
+
+
 def verdict(d, above):
     """The claim `difference > above`: holds when the interval lies above, fails when it lies below."""
     m, h = ci(d)
@@ -88,7 +93,7 @@ def load(root):
                 scored.setdefault(f"dense_{k}x", {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[f"dense_{k}x"][s.name]["ap"]
         # The lottery controls, and claim (c): global against layer-wise magnitude pruning at 80 and 90%, all from
         # the seed's dense model, rewound to init and trained as long as it.
-        for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"]:
+        for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"] + MODULES:
             if (s / arm / "summary.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 steps[arm] = steps["dense"]
@@ -100,6 +105,11 @@ def load(root):
     return arms, curves, steps, scored
 
 
+# The paper's Table 3: 80% of the weights of these modules pruned, cumulatively; the ticket prunes them all.
+MODULES = ["modules_base", "modules_fpn", "modules_rpn"]
+MODULE_SETS = {"modules_base": "base", "modules_fpn": "base, FPN", "modules_rpn": "base, FPN, RPN",
+               "ticket": "base, FPN, RPN, box head and predictor (the ticket)"}
+
 NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
          "dense_4x": "dense, four times the steps (the plateau check)",
          "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
@@ -109,7 +119,8 @@ NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket linea
          "layer_90": "90% layer-wise (every tensor to 10%)",
          "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
          "random_mask": "random mask (ticket's per-tensor densities)",
-         "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)"}
+         "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)",
+         **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES}}
 
 
 def main(root, label=None):
@@ -127,7 +138,7 @@ def main(root, label=None):
         cells = []
         for key, _ in KEYS:
             v = [sc[key] for sc in per.values() if isinstance(sc.get(key), (int, float)) and sc[key] >= 0]
-            cells.append("–" if not v else f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
+            cells.append(mean_std(v))
         print(f"| {NAMES[arm]} | {steps[arm]} | " + " | ".join(cells) + f" | {len(per)} |")
 
     def diff(a, b):
@@ -195,6 +206,60 @@ def main(root, label=None):
         if reach["dense"] and reach["ticket"]:
             print(f"\nFirst validated step at ≥ 90% of the seed's final dense AP: dense {statistics.mean(reach['dense']):.0f} "
                   f"(per seed {reach['dense']}), ticket {statistics.mean(reach['ticket']):.0f} (per seed {reach['ticket']})")
+    early_bird(root, seeds)
+    modules(root, seeds, arms)
+
+
+def modules(root, seeds, arms):
+    """The paper's Table 3: which modules can lose 80% of their weights, each set against dense at equal steps."""
+    have = [m for m in MODULES if m in arms]
+    if not have:
+        return
+    print("\nModules (Table 3): 80% of the named modules' weights pruned (global, 5% floor), rewound to init, trained as long "
+          "as dense; paired against dense\n")
+    print("| pruned modules | network sparsity | AP | AP − dense [95% t interval] | per seed | matches dense (> −0.01) |")
+    print("|---|---|---|---|---|---|")
+    for arm in have + ["ticket"]:
+        per = arms[arm]
+        sp = [level_row(root / name / arm, 1)["network_sparsity"] for name in per]
+        d = [per[name]["ap"] - arms["dense"][name]["ap"] for name in seeds if name in per]
+        ap = [sc["ap"] for sc in per.values()]
+        print(f"| {MODULE_SETS[arm]} | {statistics.mean(sp):.3f} | {mean_std(ap)} | "
+              f"{fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {verdict(d, -POINT)} |")
+
+
+def early_bird(root, seeds):
+    """Claim (e): each early_bird run's masks drawn during dense training against its final mask, and the check
+    that the run repeats the ticket run (same settings, one ORT thread) bit for bit."""
+    iou, ham, step, same, dense = {}, {}, {}, [], None
+    for name in seeds:
+        run, ticket = root / name / "early_bird", root / name / "ticket"
+        if not (run / "summary.json").exists():
+            continue
+        dense = json.loads((run / "run.json").read_text())["dense_steps"]
+        for m in json.loads((run / "summary.json").read_text())["early_bird"]["masks"]:
+            f = m["fraction"]
+            iou.setdefault(f, {})[name] = m["iou_with_final"]
+            ham.setdefault(f, {})[name] = m["hamming_to_final"]
+            step[f] = m["step"]
+        same += [abs(imp_scores(run, lv)["ap"] - imp_scores(ticket, lv)["ap"]) for lv in (0, 1)]
+    if not iou:
+        return
+    n = len(next(iter(iou.values())))
+    print(f"\n(e) Early-bird masks: the 80% mask (5% floor) drawn from the dense weights at each fraction of its "
+          f"{dense} training steps, against the one drawn at the end ({n} seeds)\n")
+    print("| fraction of dense training | step | IoU with the final mask [95% t interval] | Hamming to final | IoU per seed |")
+    print("|---|---|---|---|---|")
+    for f in sorted(iou):
+        v = list(iou[f].values())
+        m, h = ci(v)
+        cell = f"{m:.3f}" if h is None else f"{m:.3f} ± {statistics.stdev(v):.3f} [{m - h:.3f}, {m + h:.3f}]"
+        hm = statistics.mean(ham[f].values())
+        print(f"| {f:g} | {step[f]} | {cell} | {hm:.3f} | {', '.join(f'{x:.3f}' for x in v)} |")
+    for th in (0.9, 0.96):
+        hit = next((f for f in sorted(iou) if statistics.mean(iou[f].values()) >= th), None)
+        print(f"\nFirst fraction with mean IoU ≥ {th:g}: " + ("none" if hit is None else f"{hit:g}"))
+    print(f"\nearly_bird against the ticket run (levels 0 and 1): largest |difference| {max(same):.2e} AP over {n} seeds")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # docs/RESULTS.md, claims (d) and (f): a detector whose backbone is pretrained here — the width-8 ResNet-18
 # classifier of tools/export_models.py --synth, trained on 64-px crops of the synthetic scenes (the ImageNet
-# stage, scaled down) — and tickets moved from that classifier onto it, against direct pruning; 3 seeds.
+# stage, scaled down) — and tickets moved from that classifier onto it, against direct pruning; 5 seeds.
 #
 #   tools/transfer_synth.sh      # after tools/imp_synth.sh (it reuses its data and initial detectors); resumable
 #
@@ -14,15 +14,20 @@
 #   transfer_ticket  the classifier's own 80% ticket (IMP on the classifier, fine-tuned) — weights and mask — as
 #                  the detector's backbone, the rest of the detector at its init, trained with the mask (§4.2)
 #   mask_transfer  the classifier ticket's mask on the pretrained dense weights (App. A)
+#   random_init    the same detector from its random initialisation (no pretraining), trained and pruned as
+#                  direct is: does the pretrained body help the dense detector and its ticket at this length?
 # Every detector's body gets FrozenBatchNorm statistics estimated on the classifier's crops (`ticket transfer
 # --norm-stats`): classifier training leaves the norms at their initial statistics.
-# Knobs: OUT (out/results), SEEDS, STEPS (600: detector steps of every arm, dense included), TICKET_BIN.
+# Knobs: OUT (out/results), SEEDS ("1 2 3 4 5"), STEPS (2000: detector steps of every arm, dense included),
+# THREADS (ORT threads per run; 1 makes every run bit-for-bit repeatable and lets two scripts with different SEEDS
+# share 2 cores), TICKET_BIN.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=${OUT:-out/results}
-seeds=${SEEDS:-1 2 3}
-steps=${STEPS:-600}
+seeds=${SEEDS:-1 2 3 4 5}
+steps=${STEPS:-2000}
+threads=${THREADS:-}
 tools/setup.sh torch
 source tools/env.sh
 ticket=${TICKET_BIN:-target/release/ticket}
@@ -33,7 +38,7 @@ source tools/imp_lib.sh
 # lr 0.003 in every arm: at the random-init runs' 0.01 the detector on the pretrained body diverges (loss NaN
 # within the first 30 steps; the pretrained convolutions see FrozenBatchNorm statistics of their initialisation).
 det=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.003 --batch 2 --rois 64
-     --save-every 200 --max-map-drop 0.01 $(sched "$steps"))
+     --save-every 200 --max-map-drop 0.01 $(sched "$steps") ${threads:+--threads $threads})
 late=$(( steps / 15 > steps / 20 ? steps / 15 : steps / 20 ))  # sched's warm-up is steps/15
 for phase in main late; do
   for seed in $seeds; do
@@ -49,10 +54,11 @@ for phase in main late; do
     if [ ! -f "$d/cls_pretrain/model.onnx" ]; then
       if [ -f "$d/cls_pretrain/run.json" ]; then $ticket train "$cls" --resume "$d/cls_pretrain" > /dev/null
       else $ticket train "$cls" --classify "$out/cls_train" --steps 1500 --batch 32 --optimizer adamw --lr 0.001 --warmup 50 \
-             --seed "$seed" -o "$d/cls_pretrain" > /dev/null; fi
+             --seed "$seed" ${threads:+--threads $threads} -o "$d/cls_pretrain" > /dev/null; fi
     fi
     imp "$d/cls_ticket" "$cls" --trained "$d/cls_pretrain/model.onnx" --classify "$out/cls_train" --val-classify "$out/cls_val" \
-      --sparsity 0.8 --rewind none --steps 300 --batch 32 --optimizer adamw --lr 0.001 --seed "$seed" --max-map-drop 0.01
+      --sparsity 0.8 --rewind none --steps 300 --batch 32 --optimizer adamw --lr 0.001 --seed "$seed" --max-map-drop 0.01 \
+      ${threads:+--threads $threads}
     [ -f "$d/det_pretrained.onnx" ] || $ticket transfer "$d/cls_pretrain/model.onnx" "$init" -o "$d/det_pretrained.onnx" --norm-stats "$out/cls_train" > /dev/null
     [ -f "$d/det_tt.onnx" ] || $ticket transfer "$d/cls_ticket/level_1/model.onnx" "$init" -o "$d/det_tt.onnx" --norm-stats "$out/cls_train" \
       --masks "$d/cls_ticket/level_1/masks.safetensors" --masks-out "$d/det_tt.safetensors" > /dev/null
@@ -63,8 +69,9 @@ for phase in main late; do
       --trained "$d/direct/level_0/model.onnx"
     imp "$d/mask_transfer" "$d/det_mt.onnx" "${det[@]}" --seed "$seed" --masks-from "$d/det_mt.safetensors" --rewind init \
       --trained "$d/direct/level_0/model.onnx"
+    imp "$d/random_init" "$init" "${det[@]}" --seed "$seed" --sparsity 0.8 --modules base --rewind init
   done
 done
 runs() { for s in $seeds; do echo "$out/transfer/w8/seed_$s/$1"; done; }
-$ticket report $(runs direct) $(runs late_reset) $(runs transfer_ticket) $(runs mask_transfer) -o "$out/report/transfer" > /dev/null
+$ticket report $(runs direct) $(runs late_reset) $(runs transfer_ticket) $(runs mask_transfer) $(runs random_init) -o "$out/report/transfer" > /dev/null
 echo "report: $out/report/transfer/report.md"
