@@ -42,7 +42,8 @@ def load(root):
     tdir = root / "transfer" / "w8"
     rows, cls = {}, {}
     for s in sorted(tdir.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
-        for run, level, _ in ARMS:
+        # late_reset trains its own dense model (it rewinds to a step of that training): the direct run's, repeated.
+        for run, level, _ in ARMS + [("late_reset", 0, "")]:
             if (s / run / "summary.json").exists():
                 rows.setdefault((run, level), {})[s.name] = level_row(s / run, level)
         if (s / "cls_ticket" / "summary.json").exists():
@@ -90,6 +91,11 @@ def main(root, label=None):
         if d:
             print(f"| {NAMES[a]} − {NAMES[b]} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | "
                   f"{verdict(d, bound)} |")
+    late, direct = rows.get(("late_reset", 0), {}), rows.get(("direct", 0), {})
+    same = [abs(late[s]["scores"]["bbox"]["ap"] - direct[s]["scores"]["bbox"]["ap"]) for s in late if s in direct]
+    if same:
+        print(f"\nlate_reset's dense model (level 0) against direct's: largest |difference| {max(same):.2e} AP over "
+              f"{len(same)} seeds")
 
 
 if __name__ == "__main__":

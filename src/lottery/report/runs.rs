@@ -344,16 +344,7 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
                     .filter_map(|k| key.get(*k).map(|v| format!("{k}={}", v.trim_matches('"'))))
                     .collect()
             } else {
-                differing
-                    .iter()
-                    .map(|k| {
-                        format!(
-                            "{}={}",
-                            k.trim_start_matches("train."),
-                            key.get(k).map_or("-", |v| if v == "null" { "none" } else { v.trim_matches('"') })
-                        )
-                    })
-                    .collect()
+                differing.iter().map(|k| format!("{}={}", k.trim_start_matches("train."), shown_value(k, key.get(k)))).collect()
             };
             let arch = runs[0].arch.clone();
             Group { label: shown.join(", "), method: String::new(), arch, runs }
@@ -426,10 +417,7 @@ fn method_names(names: Vec<String>, keys: &[BTreeMap<String, String>]) -> Vec<St
         let suffix: Vec<String> = shown
             .iter()
             .filter(|k| !(k.as_str() == "arch" && shown.iter().any(|x| x.as_str() == "model_name")))
-            .map(|k| {
-                let v = keys[i].get(*k).map_or("-", |v| if v == "null" { "none" } else { v.trim_matches('"') });
-                format!("{} {v}", k.trim_start_matches("train.").replace('_', " "))
-            })
+            .map(|k| format!("{} {}", k.trim_start_matches("train.").replace('_', " "), shown_value(k, keys[i].get(*k))))
             .collect();
         out[i] = format!("{name} ({})", suffix.join(", "));
     }
@@ -440,6 +428,20 @@ fn method_names(names: Vec<String>, keys: &[BTreeMap<String, String>]) -> Vec<St
         }
     }
     out
+}
+
+/// A setting's value in a label: `base+fpn` for a list, `all` for modules left unset (every module is pruned),
+/// `none` for any other unset setting.
+fn shown_value(key: &str, v: Option<&String>) -> String {
+    match v.map(String::as_str) {
+        None => "-".into(),
+        Some("null") if key == "modules" => "all".into(),
+        Some("null") => "none".into(),
+        Some(v) => match serde_json::from_str::<Vec<String>>(v) {
+            Ok(list) => list.join("+"),
+            Err(_) => v.trim_matches('"').to_string(),
+        },
+    }
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -483,6 +485,16 @@ mod tests {
         for o in &out {
             assert!(!o.contains('='), "a settings string: {o}");
         }
+    }
+
+    #[test]
+    fn module_sets_are_labelled_by_their_modules() {
+        // The modules study: tickets that differ only in which modules are pruned; unset means every module.
+        let out = method_names(
+            vec!["one-shot with floor".into(), "one-shot with floor".into()],
+            &[keys(&[("modules", r#"["base","fpn"]"#)]), keys(&[("modules", "null")])],
+        );
+        assert_eq!(out, ["one-shot with floor (modules base+fpn)", "one-shot with floor (modules all)"]);
     }
 
     #[test]
