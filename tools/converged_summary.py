@@ -231,7 +231,7 @@ def modules(root, seeds, arms):
 def early_bird(root, seeds):
     """Claim (e): each early_bird run's masks drawn during dense training against its final mask, and the check
     that the run repeats the ticket run (same settings, one ORT thread) bit for bit."""
-    iou, ham, step, same, dense = {}, {}, {}, [], None
+    iou, ham, step, same, chance, dense = {}, {}, {}, [], [], None
     for name in seeds:
         run, ticket = root / name / "early_bird", root / name / "ticket"
         if not (run / "summary.json").exists():
@@ -243,6 +243,11 @@ def early_bird(root, seeds):
             ham.setdefault(f, {})[name] = m["hamming_to_final"]
             step[f] = m["step"]
         same += [abs(imp_scores(run, lv)["ap"] - imp_scores(ticket, lv)["ap"]) for lv in (0, 1)]
+        # For scale: the IoU a random mask with the final mask's per-tensor densities p has with it, in expectation
+        # (Σ p²n / Σ (2p − p²)n over the tensors of n weights).
+        tensors = json.loads((run / "level_1" / "metrics.json").read_text())["prune"]["tensors"]
+        dens = [(t["kept"] / t["numel"], t["numel"]) for t in tensors]
+        chance.append(sum(p * p * n for p, n in dens) / sum((2 * p - p * p) * n for p, n in dens))
     if not iou:
         return
     n = len(next(iter(iou.values())))
@@ -259,6 +264,8 @@ def early_bird(root, seeds):
     for th in (0.9, 0.96):
         hit = next((f for f in sorted(iou) if statistics.mean(iou[f].values()) >= th), None)
         print(f"\nFirst fraction with mean IoU ≥ {th:g}: " + ("none" if hit is None else f"{hit:g}"))
+    print(f"\nA random mask with the final mask's per-tensor densities: IoU {statistics.mean(chance):.3f} with it in "
+          f"expectation (mean over seeds)")
     print(f"\nearly_bird against the ticket run (levels 0 and 1): largest |difference| {max(same):.2e} AP over {n} seeds")
 
 

@@ -3,7 +3,10 @@
 # classifier of tools/export_models.py --synth, trained on 64-px crops of the synthetic scenes (the ImageNet
 # stage, scaled down) — and tickets moved from that classifier onto it, against direct pruning; 5 seeds.
 #
-#   tools/transfer_synth.sh      # after tools/imp_synth.sh (it reuses its data and initial detectors); resumable
+#   tools/transfer_synth.sh                       # after tools/imp_synth.sh (it reuses its data and initial detectors)
+#   DATA=out/converged OUT=out/pretrained tools/transfer_synth.sh
+#                                 # or after tools/converged_study.sh (docs/RESULTS.md's 5-seed runs): its data and detectors
+# Resumable: every run continues where it stopped.
 #
 # Per seed (the classifier's and the detector's random init both seeded), the backbone (`--modules base`) pruned
 # to 80% in every arm so the arms compare at the same sparsity:
@@ -18,32 +21,33 @@
 #                  direct is: does the pretrained body help the dense detector and its ticket at this length?
 # Every detector's body gets FrozenBatchNorm statistics estimated on the classifier's crops (`ticket transfer
 # --norm-stats`): classifier training leaves the norms at their initial statistics.
-# Knobs: OUT (out/results), SEEDS ("1 2 3 4 5"), STEPS (2000: detector steps of every arm, dense included),
+# Knobs: OUT (out/results), DATA (where train/, val/ and models/ are: OUT), SEEDS ("1 2 3 4 5"), STEPS (2000: detector steps of every arm, dense included),
 # THREADS (ORT threads per run; 1 makes every run bit-for-bit repeatable and lets two scripts with different SEEDS
 # share 2 cores), TICKET_BIN.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=${OUT:-out/results}
+data=${DATA:-$out}
 seeds=${SEEDS:-1 2 3 4 5}
 steps=${STEPS:-2000}
 threads=${THREADS:-}
 tools/setup.sh torch
 source tools/env.sh
 ticket=${TICKET_BIN:-target/release/ticket}
-[ -f "$out/train/annotations.json" ] || { echo "run tools/imp_synth.sh first (OUT=$out)" >&2; exit 2; }
+[ -f "$data/train/annotations.json" ] || { echo "run tools/imp_synth.sh or tools/converged_study.sh first (DATA=$data)" >&2; exit 2; }
 [ -f "$out/cls_train/labels.json" ] || $ticket data synth --classify --out "$out/cls_train" --images 2000 --seed 1 > /dev/null
 [ -f "$out/cls_val/labels.json" ] || $ticket data synth --classify --out "$out/cls_val" --images 500 --seed 2 > /dev/null
 source tools/imp_lib.sh
 # lr 0.003 in every arm: at the random-init runs' 0.01 the detector on the pretrained body diverges (loss NaN
 # within the first 30 steps; the pretrained convolutions see FrozenBatchNorm statistics of their initialisation).
-det=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.003 --batch 2 --rois 64
+det=(--coco "$data/train/annotations.json" --val-coco "$data/val/annotations.json" --lr 0.003 --batch 2 --rois 64
      --save-every 200 --max-map-drop 0.01 $(sched "$steps") ${threads:+--threads $threads})
 late=$(( steps / 15 > steps / 20 ? steps / 15 : steps / 20 ))  # sched's warm-up is steps/15
 for phase in main late; do
   for seed in $seeds; do
     d=$out/transfer/w8/seed_$seed
-    init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
+    init=$data/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
     if [ "$phase" = late ]; then
       imp "$d/late_reset" "$d/det_pretrained.onnx" "${det[@]}" --seed "$seed" --sparsity 0.8 --modules base --rewind "$late"
       continue
