@@ -36,6 +36,7 @@ fn committed_run_archives_reproduce_their_tables() {
         ("tools/distill_summary.py", "docs/results/distill/channel58_lr005"),
         ("tools/distill_summary.py", "docs/results/distill/channel58_lr002"),
         ("tools/converged_summary.py", "docs/results/converged"),
+        ("tools/pretrained_summary.py", "docs/results/pretrained"),
     ] {
         let archive = format!("{dir}/runs.tar.gz");
         let out = Command::new(python()).current_dir(root).args([script, &archive]).output().unwrap();

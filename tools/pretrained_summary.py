@@ -33,6 +33,7 @@ DIFFS = [(("direct", 0), ("random_init", 0), "the pretrained body helps the dens
          (("direct", 1), ("direct", 0), f"the direct ticket matches its dense model (> −{POINT})", -POINT),
          (("direct", 1), ("late_reset", 1), f"(d) rewinding to the pretrained weights matches late resetting (> −{POINT})",
           -POINT),
+         (("late_reset", 1), ("direct", 1), "late resetting improves on rewinding to the pretrained weights (> 0)", 0.0),
          (("direct", 1), ("transfer_ticket", 1), "(f) direct pruning beats the transfer ticket (> 0)", 0.0),
          (("direct", 1), ("mask_transfer", 1), "(f) direct pruning beats the mask transfer (> 0)", 0.0)]
 
