@@ -3,7 +3,7 @@
 (DIR/transfer/w8/seed_*/{cls_ticket,direct,late_reset,transfer_ticket,mask_transfer,random_init}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict.
 
-    python3 tools/pretrained_summary.py out/results
+    python3 tools/pretrained_summary.py out/pretrained                       # tools/transfer_synth.sh's OUT
     python3 tools/pretrained_summary.py docs/results/pretrained/runs.tar.gz   # the committed runs (tools/pack_runs.py)
 
 A verdict says "holds" only when the interval excludes the contrary, "fails" when it excludes the claim, and

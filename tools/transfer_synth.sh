@@ -39,8 +39,9 @@ ticket=${TICKET_BIN:-target/release/ticket}
 [ -f "$out/cls_train/labels.json" ] || $ticket data synth --classify --out "$out/cls_train" --images 2000 --seed 1 > /dev/null
 [ -f "$out/cls_val/labels.json" ] || $ticket data synth --classify --out "$out/cls_val" --images 500 --seed 2 > /dev/null
 source tools/imp_lib.sh
-# lr 0.003 in every arm: at the random-init runs' 0.01 the detector on the pretrained body diverges (loss NaN
-# within the first 30 steps; the pretrained convolutions see FrozenBatchNorm statistics of their initialisation).
+# lr 0.003 in every arm: at the random-init runs' 0.01 the detector on the pretrained body diverged (loss NaN
+# within the first 30 steps) while the body's norms kept their initial statistics, before --norm-stats; 0.01 has not
+# been retried since.
 det=(--coco "$data/train/annotations.json" --val-coco "$data/val/annotations.json" --lr 0.003 --batch 2 --rois 64
      --save-every 200 --max-map-drop 0.01 $(sched "$steps") ${threads:+--threads $threads})
 late=$(( steps / 15 > steps / 20 ? steps / 15 : steps / 20 ))  # sched's warm-up is steps/15
