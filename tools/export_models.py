@@ -231,12 +231,15 @@ def main():
                     help="only the Faster and Mask R-CNN R18-FPN starting points for the synthetic dataset "
                          "(5 classes + background, 128 px) and the matching ResNet-18 classifier (5 classes) "
                          "at ResNet base width WIDTH")
+    ap.add_argument("--synth-size", type=int, default=128, metavar="SIDE",
+                    help="the --synth detectors' input side (torchvision's min_size and max_size; default 128, the "
+                         "default synthetic set; 320 for `ticket data synth --size 256..320 --scales coco`)")
     ap.add_argument("--init-seed", type=int, default=0,
                     help="torch seed of the --synth models' random initialisation (replicates of an experiment)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.synth:
-        return export_synth(args.out, args.synth, args.init_seed)
+        return export_synth(args.out, args.synth, args.init_seed, args.synth_size)
     widths = FULL if args.full else NARROW
     size = 320 if args.full else 128
     cls_size = 224 if args.full else 64
@@ -299,14 +302,15 @@ def main():
                 json.dump(counts, f, indent=1)
 
 
-def export_synth(out, width, init_seed=0):
+def export_synth(out, width, init_seed=0, size=128):
     """Random-init R18-FPN detectors for `ticket data synth` (CATEGORIES in src/train/synth.rs): FPN 4·width,
-    box representation 16·width, mask head 4·width channels, min/max size 128."""
+    box representation 16·width, mask head 4·width channels, min/max size `size` (128: the default set; a larger
+    side keeps the small, medium and large objects of `--size 256..320 --scales coco` at their sizes)."""
     widths = {"resnet18": width, "fpn": 4 * width, "box_rep": 16 * width, "mask": 4 * width}
     for name, kind in (("fasterrcnn_r18_fpn_synth", "faster_rcnn"), ("maskrcnn_r18_fpn_synth", "mask_rcnn")):
         torch.manual_seed(init_seed)
-        model = make_detector(kind, "resnet18", 6, widths, 128).eval()
-        calib = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(1))
+        model = make_detector(kind, "resnet18", 6, widths, size).eval()
+        calib = torch.rand(3, size, size, generator=torch.Generator().manual_seed(1))
         make_trained_like(model, lambda: model([calib]))
         path = os.path.join(out, f"{name}.onnx")
         export(model, kind, path, calib)
