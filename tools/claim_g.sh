@@ -6,8 +6,8 @@
 # per seed (initial weights and data order):
 #   faster/w8/seed_S/ticket/   ticket imp: dense trained STEPS (validation AP every STEPS/8 steps), then the one-shot 80%
 #                              ticket (global magnitude, 5% floor per tensor) rewound to init and trained STEPS
-# Per-size and per-category AP of every level are in its metrics.json (hotcoco); `python3 tools/results.py OUT` tables
-# them in its section (g) ("one-shot ticket (ticket L1)" is this floored ticket here).
+# Per-size and per-category AP of every level are in its metrics.json (hotcoco); tools/claim_g_summary.py tables them
+# with paired 95% intervals and verdicts (small against medium and large objects, the rare category against the rest).
 #
 #   tools/claim_g.sh        # OUT (out/claim_g), SEEDS ("1 2 3 4 5"), STEPS (4000), JOBS (2), TRAIN (1000), VAL (200),
 #                           # TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment)
@@ -45,5 +45,4 @@ export -f job imp sched
 export out steps ticket
 for s in $seeds; do echo "$s"; done |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" > "$out/log_ticket_$0.txt" 2>&1 || echo "failed: seed $0 (see $out/log_ticket_$0.txt)"'
-python3 tools/results.py "$out" > "$out/tables.md"
-echo "tables: $out/tables.md"
+python3 tools/claim_g_summary.py "$out" | tee "$out/tables.md"

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Claim (g), small objects and rare categories suffer first: the tables of tools/claim_g.sh's runs
+(DIR/faster/w8/seed_*/ticket: level 0 dense, level 1 the 80% ticket), per object size and per category, with every
+paired difference's 95% t interval and verdict.
+
+    python3 tools/claim_g_summary.py out/claim_g
+    python3 tools/claim_g_summary.py docs/results/claim_g/runs.tar.gz   # the committed runs (tools/pack_runs.py)
+
+Relative ΔAP = (ticket AP − dense AP) / dense AP, per seed. "Small suffers first" holds when the relative ΔAP of small
+objects lies below that of medium and of large objects (the interval of the paired difference below 0); the rare
+category is the one with the fewest boxes in the validation set (the set's `--rare-fraction` category). Python 3.11
+standard library only.
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pack_runs  # noqa: E402
+from converged_summary import fmt_ci, mean_std, verdict  # noqa: E402
+
+SIZES = ["small", "medium", "large"]
+
+
+def report(run, level):
+    return json.loads((run / f"level_{level}" / "metrics.json").read_text())["reports"][0]
+
+
+def load(root):
+    """{seed: {level: (per-size AP, per-category (name, gt, AP))}} of the finished runs."""
+    out = {}
+    for s in sorted((root / "faster" / "w8").glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+        run = s / "ticket"
+        if not (run / "summary.json").exists():
+            continue
+        out[s.name] = {}
+        for lv in (0, 1):
+            r = report(run, lv)
+            size = {p["area"]: p["ap"] for p in r["per_size"]}
+            cats = {c["name"]: (c["gt"], c["ap"]) for c in r["per_category"]}
+            out[s.name][lv] = (size, cats)
+    return out
+
+
+def rel(t, d):
+    return (t - d) / d if d else None
+
+
+def main(root, label=None):
+    root = Path(root)
+    runs = load(root)
+    if not runs:
+        sys.exit(f"{label or root}: no finished faster/w8/seed_*/ticket runs")
+    seeds = list(runs)
+    print(f"{label or root}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images, dense (level 0) "
+          f"against the 80% ticket (level 1)\n")
+    print("| size | dense AP | ticket AP | ΔAP [95% t interval] | relative ΔAP [95% t interval] |\n|---|---|---|---|---|")
+    rels = {}
+    for a in SIZES:
+        d = [runs[s][0][0].get(a) for s in seeds]
+        t = [runs[s][1][0].get(a) for s in seeds]
+        ok = [(x, y) for x, y in zip(t, d) if x is not None and y is not None and x >= 0 and y > 0]
+        rels[a] = [rel(x, y) for x, y in ok]
+        if not ok:
+            print(f"| {a} | – | – | – | – |")
+            continue
+        print(f"| {a} | {mean_std([y for _, y in ok])} | {mean_std([x for x, _ in ok])} | "
+              f"{fmt_ci([x - y for x, y in ok])} | {fmt_ci(rels[a])} |")
+    rows = []
+    for other in ["medium", "large"]:
+        # Paired by seed: only when every seed has both sizes scored (a size without objects scores null).
+        if len(rels["small"]) == len(rels[other]) == len(seeds):
+            d = [x - y for x, y in zip(rels["small"], rels[other])]
+            rows.append(f"| small − {other} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | small objects lose "
+                        f"more than {other} ones (< 0) | {verdict([-x for x in d], 0.0)} |")
+    if rows:
+        print("\n| difference of relative ΔAP | value | per seed | claim | verdict |\n|---|---|---|---|---|")
+        print("\n".join(rows))
+
+    names = sorted({n for s in seeds for n in runs[s][0][1]})
+    gt = {n: statistics.mean(runs[s][0][1][n][0] for s in seeds if n in runs[s][0][1]) for n in names}
+    rare = min(names, key=lambda n: gt[n])
+    print("\n| category | boxes (val) | dense AP | ΔAP [95% t interval] | relative ΔAP [95% t interval] |\n|---|---|---|---|---|")
+    crel = {}
+    for n in sorted(names, key=lambda n: gt[n]):
+        pairs = [(runs[s][1][1][n][1], runs[s][0][1][n][1]) for s in seeds if n in runs[s][0][1] and n in runs[s][1][1]]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None and x >= 0 and y > 0]
+        crel[n] = [rel(x, y) for x, y in pairs]
+        if pairs:
+            print(f"| {n}{' (rare)' if n == rare else ''} | {gt[n]:.0f} | {mean_std([y for _, y in pairs])} | "
+                  f"{fmt_ci([x - y for x, y in pairs])} | {fmt_ci(crel[n])} |")
+    others = [n for n in names if n != rare]
+    if len(crel[rare]) == len(seeds) and all(len(crel[n]) == len(seeds) for n in others):
+        d = [crel[rare][i] - statistics.mean(crel[n][i] for n in others) for i in range(len(seeds))]
+        print(f"\nRare ({rare}) − the other categories' mean, relative ΔAP: {fmt_ci(d)} (per seed "
+              f"{', '.join(f'{x:+.3f}' for x in d)}); the rare category loses more (< 0): {verdict([-x for x in d], 0.0)}")
+
+
+if __name__ == "__main__":
+    pack_runs.on_runs(sys.argv[1] if len(sys.argv) > 1 else "out/claim_g", main)
