@@ -19,11 +19,8 @@ out=$(realpath -m "${OUT:-out/claim_g}")
 seeds=${SEEDS:-1 2 3 4 5}
 steps=${STEPS:-4000}
 jobs=${JOBS:-2}
-tools/setup.sh torch
-source tools/env.sh
-[ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
-ticket=$(realpath "${TICKET_BIN:-target/release/ticket}")
 source tools/imp_lib.sh
+study_env
 mkdir -p "$out"
 set_flags="--size 256..320 --scales coco --rare-fraction 0.05"
 # The validation set is larger than the 128-px study's (200 images): the rare category needs boxes to be scored on.

@@ -42,11 +42,8 @@ seeds=${SEEDS:-1 2 3 4 5}
 plateau_seeds=${PLATEAU_SEEDS:-1 2}
 steps=${STEPS:-4000}
 jobs=${JOBS:-2}
-tools/setup.sh torch
-source tools/env.sh
-[ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
-ticket=$(realpath "${TICKET_BIN:-target/release/ticket}")
 source tools/imp_lib.sh
+study_env
 mkdir -p "$out"
 [ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1 > /dev/null
 [ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 100 --seed 2 > /dev/null
