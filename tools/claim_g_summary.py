@@ -43,6 +43,11 @@ def load(root):
     return out
 
 
+def scored(pairs):
+    """The (ticket, dense) AP pairs both scored, with dense above 0 (a relative change needs it)."""
+    return [(x, y) for x, y in pairs if x is not None and y is not None and x >= 0 and y > 0]
+
+
 def rel(t, d):
     return (t - d) / d if d else None
 
@@ -60,7 +65,7 @@ def main(root, label=None):
     for a in SIZES:
         d = [runs[s][0][0].get(a) for s in seeds]
         t = [runs[s][1][0].get(a) for s in seeds]
-        ok = [(x, y) for x, y in zip(t, d) if x is not None and y is not None and x >= 0 and y > 0]
+        ok = scored(zip(t, d))
         rels[a] = [rel(x, y) for x, y in ok]
         if not ok:
             print(f"| {a} | – | – | – | – |")
@@ -84,8 +89,8 @@ def main(root, label=None):
     print("\n| category | boxes (val) | dense AP | ΔAP [95% t interval] | relative ΔAP [95% t interval] |\n|---|---|---|---|---|")
     crel = {}
     for n in sorted(names, key=lambda n: gt[n]):
-        pairs = [(runs[s][1][1][n][1], runs[s][0][1][n][1]) for s in seeds if n in runs[s][0][1] and n in runs[s][1][1]]
-        pairs = [(x, y) for x, y in pairs if x is not None and y is not None and x >= 0 and y > 0]
+        pairs = scored((runs[s][1][1][n][1], runs[s][0][1][n][1]) for s in seeds
+                       if n in runs[s][0][1] and n in runs[s][1][1])
         crel[n] = [rel(x, y) for x, y in pairs]
         if pairs:
             print(f"| {n}{' (rare)' if n == rare else ''} | {gt[n]:.0f} | {mean_std([y for _, y in pairs])} | "

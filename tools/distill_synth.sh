@@ -34,10 +34,8 @@ dense=${DENSE:-3000}
 steps=${STEPS:-600}
 seeds=${SEEDS:-1 2 3}
 parts=${PARTS:-a b c}
-tools/setup.sh torch
-source tools/env.sh
-[ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
-ticket=${TICKET_BIN:-target/release/ticket}
+source tools/imp_lib.sh
+study_env
 mkdir -p "$out"
 data=$out
 if [ -n "${DENSE_FROM:-}" ]; then
@@ -52,7 +50,6 @@ if [ ! -d "$out/unlabeled/images" ]; then
   mv "$out/unlabeled_src/images" "$out/unlabeled_images.tmp" && rm -rf "$out/unlabeled_src"
   mkdir -p "$out/unlabeled" && mv "$out/unlabeled_images.tmp" "$out/unlabeled/images"
 fi
-source tools/imp_lib.sh
 val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)
 common=(--lr "${LR:-0.01}" --batch 2 --rois 64 --save-every 200 "${val[@]}" ${THREADS:+--threads "$THREADS"})
 for seed in $seeds; do
