@@ -53,6 +53,11 @@ def mean_std(v):
     return "–" if not v else f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
 
 
+def cell(vals):
+    """Mean ± std of the numbers present (a missing AP is −1 or null in the run files)."""
+    return mean_std([x for x in vals if isinstance(x, (int, float)) and x >= 0])
+
+
 def verdict(d, above):
     """The claim `difference > above`: holds when the interval lies above, fails when it lies below."""
     m, h = ci(d)
@@ -137,8 +142,7 @@ def main(root, label=None):
     for arm, per in arms.items():
         cells = []
         for key, _ in KEYS:
-            v = [sc[key] for sc in per.values() if isinstance(sc.get(key), (int, float)) and sc[key] >= 0]
-            cells.append(mean_std(v))
+            cells.append(cell([sc.get(key) for sc in per.values()]))
         print(f"| {NAMES[arm]} | {steps[arm]} | " + " | ".join(cells) + f" | {len(per)} |")
 
     def diff(a, b):

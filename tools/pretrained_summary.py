@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from converged_summary import KEYS, POINT, fmt_ci, level_row, mean_std, verdict  # noqa: E402
+from converged_summary import KEYS, POINT, cell, fmt_ci, level_row, verdict  # noqa: E402
 
 # (run, level, what it is)
 ARMS = [("random_init", 0, "dense from random init (no pretraining)"),
@@ -51,11 +51,6 @@ def load(root):
             for lv in (0, 1):
                 cls.setdefault(lv, {})[s.name] = level_row(s / "cls_ticket", lv)
     return rows, cls
-
-
-def cell(vals):
-    """Mean ± std of the numbers present (a missing AP is −1 in summary.json)."""
-    return mean_std([x for x in vals if isinstance(x, (int, float)) and x >= 0])
 
 
 def main(root, label=None):
