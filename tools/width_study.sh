@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The width study (docs/RESULTS.md): does the sparsity a ticket tolerates grow with the detector's width? Per base width
+# W in WIDTHS and seed S (initial weights and data order), a ResNet-18-FPN Faster R-CNN of base width W
+# (`tools/export_models.py --synth W`: W/2W/4W/8W channels in the four stages, FPN 4W) from random init on the 128-px
+# synthetic set (1000 train / 100 val images, the converged study's):
+#   w{W}/seed_S/s80/   ticket imp: dense trained STEPS (validation AP every STEPS/8 steps), then the one-shot 80% ticket
+#                      (global magnitude, 5% floor per tensor) rewound to init and trained STEPS
+#   w{W}/seed_S/s50/, s90/
+#                      the same dense model (--trained) pruned one-shot to 50% and 90%, rewound, trained STEPS
+# tools/width_summary.py tables each ticket against its dense model at equal steps (paired 95% intervals, the paper's
+# one-point "matches") and the highest sparsity that still matches, per width.
+#
+#   tools/width_study.sh    # OUT (out/width), WIDTHS ("8 16 32"), SEEDS ("1 2 3 4 5"), STEPS (1200), JOBS (2),
+#                           # TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment)
+# Cost: a width-16 step costs about 3× a width-8 one and a width-32 step about 10×; four runs per width and seed.
+# Runs JOBS at a time, one ORT thread each (bit-for-bit repeatable); every run resumes where it stopped.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out=$(realpath -m "${OUT:-out/width}")
+widths=${WIDTHS:-8 16 32}
+seeds=${SEEDS:-1 2 3 4 5}
+steps=${STEPS:-1200}
+jobs=${JOBS:-2}
+source tools/imp_lib.sh
+study_env
+mkdir -p "$out"
+[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1 > /dev/null
+[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 100 --seed 2 > /dev/null
+for w in $widths; do
+  for seed in $seeds; do
+    init=$out/models/w$w/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
+    [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$w" \
+      --init-seed "$seed" > /dev/null
+  done
+done
+common="--coco $out/train/annotations.json --val-coco $out/val/annotations.json --lr 0.01 --batch 2 --rois 64
+  --save-every 500 --threads 1 --max-map-drop 0.01 --min-layer-density 0.05"
+# One job: SPARSITY WIDTH SEED. The 50% and 90% tickets wait for the 80% run's dense model.
+job() {
+  local p=$1 w=$2 seed=$3 dir=$out/w$2/seed_$3
+  local init=$out/models/w$w/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/s80/level_0/model.onnx
+  local trained=()
+  if [ "$p" != 80 ]; then
+    until [ -f "$dense" ]; do sleep 10; done
+    trained=(--trained "$dense")
+  fi
+  imp "$dir/s$p" "$init" $common --sparsity "0.$p" $(sched "$steps") --seed "$seed" --rewind init \
+    --val-every $(( steps / 8 )) "${trained[@]}"
+}
+export -f job imp sched
+export out steps ticket common
+# Every width's dense models and 80% tickets first, then the other sparsities (a waiting job holds a slot).
+{ for w in $widths; do for s in $seeds; do echo "80 $w $s"; done; done
+  for w in $widths; do for s in $seeds; do echo "50 $w $s"; echo "90 $w $s"; done; done; } |
+  xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" "$2" > "$out/log_w$1_s$0_$2.txt" 2>&1 ||
+    echo "failed: width $1, sparsity 0.$0, seed $2 (see $out/log_w$1_s$0_$2.txt)"'
+python3 tools/width_summary.py "$out" | tee "$out/tables.md"
