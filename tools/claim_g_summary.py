@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from converged_summary import fmt_ci, mean_std, verdict  # noqa: E402
+from converged_summary import fmt_ci, level_row, mean_std, verdict  # noqa: E402
 
 SIZES = ["small", "medium", "large"]
 
@@ -38,6 +38,7 @@ def load(root):
         for lv in (0, 1):
             r = report(run, lv)
             size = {p["area"]: p["ap"] for p in r["per_size"]}
+            size["all"] = r["summary"]["AP"]
             cats = {c["name"]: (c["gt"], c["ap"]) for c in r["per_category"]}
             out[s.name][lv] = (size, cats)
     return out
@@ -58,11 +59,12 @@ def main(root, label=None):
     if not runs:
         sys.exit(f"{label or root}: no finished faster/w8/seed_*/ticket runs")
     seeds = list(runs)
+    sparsity = statistics.mean(level_row(root / "faster" / "w8" / s / "ticket", 1)["network_sparsity"] for s in seeds)
     print(f"{label or root}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images, dense (level 0) "
-          f"against the 80% ticket (level 1)\n")
+          f"against the 80% ticket (level 1, network sparsity {sparsity:.3f})\n")
     print("| size | dense AP | ticket AP | ΔAP [95% t interval] | relative ΔAP [95% t interval] |\n|---|---|---|---|---|")
     rels = {}
-    for a in SIZES:
+    for a in ["all"] + SIZES:
         d = [runs[s][0][0].get(a) for s in seeds]
         t = [runs[s][1][0].get(a) for s in seeds]
         ok = scored(zip(t, d))
@@ -72,6 +74,9 @@ def main(root, label=None):
             continue
         print(f"| {a} | {mean_std([y for _, y in ok])} | {mean_std([x for x, _ in ok])} | "
               f"{fmt_ci([x - y for x, y in ok])} | {fmt_ci(rels[a])} |")
+    if len(rels["all"]) > 1:
+        d = [x - y for x, y in scored((runs[s][1][0]["all"], runs[s][0][0]["all"]) for s in seeds)]
+        print(f"\nThe ticket matches dense (ΔAP over all sizes > −0.01): {verdict(d, -0.01)}")
     rows = []
     for other in ["medium", "large"]:
         # Paired by seed: only when every seed has both sizes scored (a size without objects scores null).
