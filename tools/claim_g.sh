@@ -22,15 +22,9 @@ jobs=${JOBS:-2}
 source tools/imp_lib.sh
 study_env
 mkdir -p "$out"
-set_flags="--size 256..320 --scales coco --rare-fraction 0.05"
 # The validation set is larger than the 128-px study's (200 images): the rare category needs boxes to be scored on.
-[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "${TRAIN:-1000}" --seed 1 $set_flags > /dev/null
-[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "${VAL:-200}" --seed 2 $set_flags > /dev/null
-for seed in $seeds; do
-  init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
-  [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth 8 --synth-size 320 \
-    --init-seed "$seed" > /dev/null
-done
+synth_sets "$out" "${TRAIN:-1000}" "${VAL:-200}" --size 256..320 --scales coco --rare-fraction 0.05
+init_models "$out" 8 "$seeds" --synth-size 320
 job() {
   local seed=$1
   imp "$out/faster/w8/seed_$seed/ticket" "$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx" \

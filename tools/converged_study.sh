@@ -45,12 +45,8 @@ jobs=${JOBS:-2}
 source tools/imp_lib.sh
 study_env
 mkdir -p "$out"
-[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1 > /dev/null
-[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 100 --seed 2 > /dev/null
-for seed in $seeds; do
-  init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
-  [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth 8 --init-seed "$seed" > /dev/null
-done
+synth_sets "$out" 1000 100
+init_models "$out" 8 "$seeds"
 common="--coco $out/train/annotations.json --lr 0.01 --batch 2 --rois 64 --save-every 500 --threads 1"
 gate="$common --val-coco $out/val/annotations.json --max-map-drop 0.01"
 imp_common="$gate --sparsity 0.8 --min-layer-density 0.05"

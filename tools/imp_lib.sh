@@ -13,3 +13,16 @@ study_env() { # The experiment scripts' start: the Python environments, then the
   [ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
   ticket=$(realpath "${TICKET_BIN:-target/release/ticket}")
 }
+synth_sets() { # OUT TRAIN VAL [FLAGS…]: the study's training (seed 1) and held-out (seed 2) synthetic sets, once
+  local out=$1 train=$2 val=$3; shift 3
+  [ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "$train" --seed 1 "$@" > /dev/null
+  [ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "$val" --seed 2 "$@" > /dev/null
+}
+init_models() { # OUT WIDTH "SEEDS" [FLAGS…]: OUT/models/wWIDTH/seed_S/, the random-init detectors of tools/export_models.py, once
+  local out=$1 width=$2 seeds=$3 seed init; shift 3
+  for seed in $seeds; do
+    init=$out/models/w$width/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
+    [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$width" \
+      --init-seed "$seed" "$@" > /dev/null
+  done
+}

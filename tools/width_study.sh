@@ -25,15 +25,8 @@ jobs=${JOBS:-2}
 source tools/imp_lib.sh
 study_env
 mkdir -p "$out"
-[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1 > /dev/null
-[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 100 --seed 2 > /dev/null
-for w in $widths; do
-  for seed in $seeds; do
-    init=$out/models/w$w/seed_$seed/fasterrcnn_r18_fpn_synth.onnx
-    [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$w" \
-      --init-seed "$seed" > /dev/null
-  done
-done
+synth_sets "$out" 1000 100
+for w in $widths; do init_models "$out" "$w" "$seeds"; done
 common="--coco $out/train/annotations.json --val-coco $out/val/annotations.json --lr 0.01 --batch 2 --rois 64
   --save-every 500 --threads 1 --max-map-drop 0.01 --min-layer-density 0.05"
 # One job: SPARSITY WIDTH SEED. The 50% and 90% tickets wait for the 80% run's dense model.
