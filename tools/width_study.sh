@@ -14,7 +14,7 @@
 #                           # TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment)
 # `ticket study width` runs the same grid as a sweep (Slurm or --local), but each of its tasks trains its own dense
 # model: six trainings per width and seed against this script's four, which share one dense model (--trained).
-# Cost: a width-16 step costs about 3× a width-8 one and a width-32 step about 10×; four runs per width and seed.
+# Cost: a width-16 or width-32 step costs 3–10× a width-8 one; four runs per width and seed.
 # Runs JOBS at a time, one ORT thread each (bit-for-bit repeatable); every run resumes where it stopped.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
