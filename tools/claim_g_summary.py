@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from converged_summary import fmt_ci, level_row, mean_std, verdict  # noqa: E402
+from converged_summary import POINT, fmt_ci, level_row, mean_std, verdict  # noqa: E402
 
 SIZES = ["small", "medium", "large"]
 
@@ -76,7 +76,7 @@ def main(root, label=None):
               f"{fmt_ci([x - y for x, y in ok])} | {fmt_ci(rels[a])} |")
     if len(rels["all"]) > 1:
         d = [x - y for x, y in scored((runs[s][1][0]["all"], runs[s][0][0]["all"]) for s in seeds)]
-        print(f"\nThe ticket matches dense (ΔAP over all sizes > −0.01): {verdict(d, -0.01)}")
+        print(f"\nThe ticket matches dense (ΔAP over all sizes > −0.01): {verdict(d, -POINT)}")
     rows = []
     for other in ["medium", "large"]:
         # Paired by seed: only when every seed has both sizes scored (a size without objects scores null).
