@@ -27,15 +27,15 @@ def report(run, level):
     return json.loads((run / f"level_{level}" / "metrics.json").read_text())["reports"][0]
 
 
-def load(root):
-    """{seed: {level: (per-size AP, per-category (name, gt, AP))}} of the finished runs."""
+def load(root, arm="ticket"):
+    """{seed: {level: (per-size AP, per-category (name, gt, AP))}} of the finished runs of ARM: level 0 is the
+    seed's dense model (the ticket run's level 0, which the 90% arm starts from), level 1 ARM's ticket."""
     out = {}
     for s in sorted((root / "faster" / "w8").glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
-        run = s / "ticket"
-        if not (run / "summary.json").exists():
+        if not all((s / r / "summary.json").exists() for r in ("ticket", arm)):
             continue
         out[s.name] = {}
-        for lv in (0, 1):
+        for lv, run in ((0, s / "ticket"), (1, s / arm)):
             r = report(run, lv)
             size = {p["area"]: p["ap"] for p in r["per_size"]}
             size["all"] = r["summary"]["AP"]
@@ -58,10 +58,18 @@ def main(root, label=None):
     runs = load(root)
     if not runs:
         sys.exit(f"{label or root}: no finished faster/w8/seed_*/ticket runs")
+    tables(root, runs, "ticket", f"{label or root}: ", "the 80% ticket (level 1")
+    runs90 = load(root, "ticket_90")
+    if runs90:
+        print()
+        tables(root, runs90, "ticket_90", "90%: ", "the 90% ticket of the same dense model (ticket_90")
+
+
+def tables(root, runs, arm, lead, what):
     seeds = list(runs)
-    sparsity = statistics.mean(level_row(root / "faster" / "w8" / s / "ticket", 1)["network_sparsity"] for s in seeds)
-    print(f"{label or root}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images, dense (level 0) "
-          f"against the 80% ticket (level 1, network sparsity {sparsity:.3f})\n")
+    sparsity = statistics.mean(level_row(root / "faster" / "w8" / s / arm, 1)["network_sparsity"] for s in seeds)
+    print(f"{lead}{len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images, dense (level 0) "
+          f"against {what}, network sparsity {sparsity:.3f})\n")
     print("| size | dense AP | ticket AP | ΔAP [95% t interval] | relative ΔAP [95% t interval] |\n|---|---|---|---|---|")
     rels = {}
     for a in ["all"] + SIZES:
