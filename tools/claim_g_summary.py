@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from converged_summary import POINT, fmt_ci, level_row, mean_std, verdict  # noqa: E402
+from converged_summary import POINT, fmt_ci, level_row, mean_std, seed_dirs, verdict  # noqa: E402
 
 SIZES = ["small", "medium", "large"]
 
@@ -31,7 +31,7 @@ def load(root, arm="ticket"):
     """{seed: {level: (per-size AP, per-category (name, gt, AP))}} of the finished runs of ARM: level 0 is the
     seed's dense model (the ticket run's level 0, which the 90% arm starts from), level 1 ARM's ticket."""
     out = {}
-    for s in sorted((root / "faster" / "w8").glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+    for s in seed_dirs(root / "faster" / "w8"):
         if not all((s / r / "summary.json").exists() for r in ("ticket", arm)):
             continue
         out[s.name] = {}

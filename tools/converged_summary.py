@@ -49,6 +49,11 @@ def curve(run, level):
     return {p["step"]: p["scores"]["bbox"]["ap"] for p in points}
 
 
+def seed_dirs(parent):
+    """PARENT/seed_* in seed order (seed_10 after seed_9)."""
+    return sorted(parent.glob("seed_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
 def mean_std(v):
     return "–" if not v else f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
 
@@ -76,7 +81,7 @@ def load(root):
     curves = {}  # arm -> {seed: {step: ap}}
     steps = {}
     scored = {}  # dense_kx -> {seed: its AP as imp scored it (the kx ticket's level 0) − as ticket eval did}
-    for s in sorted(root.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+    for s in seed_dirs(root):
         t = s / "ticket"
         if not (t / "summary.json").exists():
             continue

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from converged_summary import KEYS, POINT, cell, fmt_ci, level_row, verdict  # noqa: E402
+from converged_summary import KEYS, POINT, cell, fmt_ci, level_row, seed_dirs, verdict  # noqa: E402
 
 # (run, level, what it is)
 ARMS = [("random_init", 0, "dense from random init (no pretraining)"),
@@ -42,7 +42,7 @@ def load(root):
     """{(run, level): {seed: level row}} and the classifier's rows, for the seeds whose runs finished."""
     tdir = root / "transfer" / "w8"
     rows, cls = {}, {}
-    for s in sorted(tdir.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+    for s in seed_dirs(tdir):
         # late_reset trains its own dense model (it rewinds to a step of that training): the direct run's, repeated.
         for run, level, _ in ARMS + [("late_reset", 0, "")]:
             if (s / run / "summary.json").exists():

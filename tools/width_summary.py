@@ -15,13 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from converged_summary import POINT, fmt_ci, imp_scores, level_row, mean_std, verdict  # noqa: E402
+from converged_summary import POINT, fmt_ci, imp_scores, level_row, mean_std, seed_dirs, verdict  # noqa: E402
 
 SPARSITIES = [50, 80, 90]
-
-
-def seed_key(p):
-    return int(p.name.split("_")[1])
 
 
 def load(root):
@@ -31,7 +27,7 @@ def load(root):
         if not wdir.name[1:].isdigit():
             continue
         per = {}
-        for s in sorted(wdir.glob("seed_*"), key=seed_key):
+        for s in seed_dirs(wdir):
             if not (s / "s80" / "summary.json").exists():
                 continue
             row = {"dense": imp_scores(s / "s80", 0)["ap"]}
