@@ -350,8 +350,27 @@ fn report_groups_runs_of_different_models_and_refuses_a_missing_level() {
     assert_eq!(groups.len(), 2);
     assert_ne!(groups[0]["arch"], groups[1]["arch"]);
     assert!(groups[1]["label"].as_str().unwrap().starts_with("arch=arch-"), "{r}");
+    // Legends name each architecture by its size, never by its fingerprint.
+    for (g, model) in groups.iter().zip(["maskrcnn_r18_fpn.onnx", "maskrcnn_r50_fpn.onnx"]) {
+        let params: usize =
+            ModelState::import(&fixture(model)).unwrap().weights.tensors.iter().map(|t| t.shape.iter().product::<usize>()).sum();
+        assert_eq!(g["params"], params as u64, "{model}");
+        let method = g["method"].as_str().unwrap();
+        let words = ticket::lottery::report::runs::arch_words(Some(params as u64), "");
+        assert!(words.starts_with(&params.to_string()) || words.starts_with(&format!("{:.2} M", params as f64 / 1e6)), "{words}");
+        assert!(method.contains(&words) && !method.contains("arch-"), "{method}");
+    }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("**These runs come from 2 different architectures**"), "{md}");
+    // Each ticket against its own dense model, one curve per architecture (the width study's figure).
+    let figures = figure_names(&r);
+    assert!(
+        figures.contains(&"ap_delta_by_model_bbox.png".to_string()) && figures.contains(&"ap_delta_by_model_segm.png".to_string()),
+        "{figures:?}"
+    );
+    check_figures(&out, &figures, &md);
+    let single = ticket_json(&[&"report", &a, &"-o", &dir.path().join("single")]);
+    assert!(!figure_names(&single).iter().any(|f| f.starts_with("ap_delta_by_model")), "one architecture has no by-model figure");
     let text = ticket(&[&"report", &a, &other, &"-o", &out]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("2 different models"));
 

@@ -76,6 +76,60 @@ fn sparsity_curve(groups: &[GroupStats], t: &str, ap50: bool) -> Option<Figure> 
     })
 }
 
+/// Runs of several architectures (a width study): each ticket's AP minus its own dense model's (paired by seed)
+/// against network sparsity, one series per architecture and method, the one-point "matches" margin as a band —
+/// where the sparsity a ticket tolerates grows with the model, the larger model's curve stays in the band longer.
+fn delta_by_model(groups: &[GroupStats], t: &str) -> Option<Figure> {
+    let archs: BTreeSet<&str> = groups.iter().map(|g| g.arch.as_str()).collect();
+    if archs.len() < 2 || t == "top1" {
+        return None;
+    }
+    // One series per (architecture, method kind): the runs of one sparsity each (s50, s80, s90) join one curve.
+    let mut keyed: Vec<((String, String), Vec<(f64, f64, f64)>)> = Vec::new();
+    for g in groups {
+        let kind = g.method_kind.clone();
+        let points = g.levels.iter().skip(1).filter_map(|l| {
+            let d = l.delta_ap.get(t)?;
+            Some((100.0 * l.network_sparsity.mean, d.mean, d.std))
+        });
+        let key = (g.arch_words.clone(), kind);
+        match keyed.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, p)) => p.extend(points),
+            None => keyed.push((key, points.collect())),
+        }
+    }
+    let kinds: BTreeSet<&String> = keyed.iter().map(|((_, k), _)| k).collect();
+    let one_kind = kinds.len() == 1;
+    let series: Vec<Series> = keyed
+        .iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|((arch, kind), points)| {
+            let mut points = points.clone();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series { label: if one_kind { arch.clone() } else { format!("{kind}, {arch}") }, points }
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    Some(Figure {
+        name: format!("ap_delta_by_model_{t}"),
+        caption: format!(
+            "AP ({t}) of each ticket minus its own dense model's, paired by seed (mean ± std), against network sparsity, one curve per architecture; the band is the one-point margin within which a ticket matches dense."
+        ),
+        plot: Plot::Line(LinePlot {
+            title: format!("AP ({t}) minus dense AP, by architecture"),
+            x_label: "network sparsity (%)".into(),
+            y_label: "AP − dense AP".into(),
+            series,
+            bands: vec![Band { label: "within 1 AP point of dense".into(), mean: -0.005, std: 0.005 }],
+            markers: true,
+            x_range: None,
+            y_range: None,
+        }),
+    })
+}
+
 fn delta_bars(groups: &[GroupStats], t: &str, per_size: bool) -> Option<Figure> {
     let rows = |g: &GroupStats| if per_size { g.size_delta.get(t).cloned() } else { g.category_delta.get(t).cloned() };
     let mut categories: Vec<String> = if per_size { SIZES.iter().map(|s| s.to_string()).collect() } else { Vec::new() };
@@ -311,6 +365,7 @@ pub fn figures(groups: &[GroupStats]) -> Vec<Figure> {
     for t in &types {
         out.extend(sparsity_curve(groups, t, false));
         out.extend(sparsity_curve(groups, t, true));
+        out.extend(delta_by_model(groups, t));
     }
     for (i, g) in groups.iter().enumerate() {
         out.extend(layers(g, i));

@@ -17,6 +17,8 @@ pub struct ReportGroup {
     /// The method in words, as the figures' legends name the group.
     pub method: String,
     pub arch: String,
+    /// The initial model's parameter count (null when its file cannot be read any more).
+    pub params: Option<u64>,
     pub runs: Vec<PathBuf>,
     /// The level the per-layer, per-size, per-category, TIDE and loss figures show.
     pub shown_level: usize,
@@ -80,6 +82,7 @@ pub fn write_imp_report(run_dirs: &[PathBuf], out: &Path) -> Result<ImpReport> {
                 label: g.label.clone(),
                 method: g.method.clone(),
                 arch: g.arch.clone(),
+                params: g.runs[0].params,
                 runs: g.runs.iter().map(|r| r.dir.clone()).collect(),
                 shown_level: s.shown,
             })

@@ -91,6 +91,8 @@ pub struct RunData {
     /// architecture (a pretrained backbone, a transferred ticket) are told apart by name, while a copy of the
     /// same initial weights under another name is the same model.
     pub model_name: String,
+    /// The initial model's parameter count (None when it cannot be read any more): an architecture in words.
+    pub params: Option<u64>,
     pub levels: Vec<LevelData>,
     /// The level `ticket imp` chose (summary.json), if the run wrote its summary and one level met the gate.
     pub ticket_level: Option<usize>,
@@ -168,7 +170,7 @@ fn read_run(dir: &Path) -> Result<RunData> {
     } else {
         None
     };
-    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch: String::new(), model_name: String::new() })
+    Ok(RunData { dir: dir.to_path_buf(), config, levels, ticket_level, arch: String::new(), model_name: String::new(), params: None })
 }
 
 /// Reads run folders and fingerprints their architectures, each initial model once (replicates and methods share
@@ -181,28 +183,39 @@ pub fn read_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
 
 /// Sets each run's architecture and model name ([`RunData::arch`], [`RunData::model_name`]).
 fn identify_models(runs: &mut [RunData]) {
-    let mut known: BTreeMap<String, String> = BTreeMap::new();
+    let mut known: BTreeMap<String, (String, Option<u64>)> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for r in runs.iter_mut() {
-        r.arch = known.entry(r.config.model_fingerprint.clone()).or_insert_with(|| arch_fingerprint(&r.config)).clone();
+        (r.arch, r.params) = known.entry(r.config.model_fingerprint.clone()).or_insert_with(|| arch_fingerprint(&r.config)).clone();
         let name = || r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         r.model_name = names.entry(r.config.model_fingerprint.clone()).or_insert_with(name).clone();
     }
 }
 
-/// FNV-1a of the initial model's parameter names and shapes; the file's own fingerprint when it cannot be
-/// read any more (moved since the run).
-fn arch_fingerprint(c: &ImpConfig) -> String {
+/// FNV-1a of the initial model's parameter names and shapes, and its parameter count; the file's own
+/// fingerprint and no count when it cannot be read any more (moved since the run).
+fn arch_fingerprint(c: &ImpConfig) -> (String, Option<u64>) {
     use crate::fsio::{fnv1a, FNV_OFFSET};
     match crate::model::ModelState::import(&c.model) {
         Ok(state) => {
             let mut h = FNV_OFFSET;
+            let mut params = 0u64;
             for t in &state.weights.tensors {
                 h = fnv1a(h, format!("{}:{:?};", t.name, t.shape).as_bytes());
+                params += t.shape.iter().product::<usize>() as u64;
             }
-            format!("arch-{h:016x}")
+            (format!("arch-{h:016x}"), Some(params))
         }
-        Err(_) => c.model_fingerprint.clone(),
+        Err(_) => (c.model_fingerprint.clone(), None),
+    }
+}
+
+/// An architecture in words, by its size: `0.52 M parameters` (what a legend can say of a fingerprint).
+pub fn arch_words(params: Option<u64>, arch: &str) -> String {
+    match params {
+        Some(p) if p >= 100_000 => format!("{:.2} M parameters", p as f64 / 1e6),
+        Some(p) => format!("{p} parameters"),
+        None => format!("model {arch}"),
     }
 }
 
@@ -350,7 +363,15 @@ pub fn group_runs(runs: Vec<RunData>) -> Vec<Group> {
             Group { label: shown.join(", "), method: String::new(), arch, runs }
         })
         .collect();
-    let keys: Vec<BTreeMap<String, String>> = groups.iter().map(|g| settings(&g.runs[0])).collect();
+    // A legend names an architecture by its size, not by its fingerprint.
+    let keys: Vec<BTreeMap<String, String>> = groups
+        .iter()
+        .map(|g| {
+            let mut k = settings(&g.runs[0]);
+            k.insert("arch".into(), arch_words(g.runs[0].params, &g.arch));
+            k
+        })
+        .collect();
     let names = method_names(groups.iter().map(|g| method_name(&g.runs[0].config)).collect(), &keys);
     for (g, name) in groups.iter_mut().zip(names) {
         g.method = name;
@@ -416,8 +437,19 @@ fn method_names(names: Vec<String>, keys: &[BTreeMap<String, String>]) -> Vec<St
         let shown = if !method.is_empty() && tells(&method) { method } else { differing };
         let suffix: Vec<String> = shown
             .iter()
-            .filter(|k| !(k.as_str() == "arch" && shown.iter().any(|x| x.as_str() == "model_name")))
-            .map(|k| format!("{} {}", k.trim_start_matches("train.").replace('_', " "), shown_value(k, keys[i].get(*k))))
+            // Of an architecture and a model name, the one that tells the groups apart alone (the size first).
+            .filter(|k| {
+                let alone = |key: &str| shown.iter().any(|x| x.as_str() == key) && tells(&[&key.to_string()]);
+                match k.as_str() {
+                    "model_name" => !alone("arch"),
+                    "arch" => !(alone("model_name") && !alone("arch")),
+                    _ => true,
+                }
+            })
+            .map(|k| match k.as_str() {
+                "arch" => keys[i].get(*k).cloned().unwrap_or_default(),
+                _ => format!("{} {}", k.trim_start_matches("train.").replace('_', " "), shown_value(k, keys[i].get(*k))),
+            })
             .collect();
         out[i] = format!("{name} ({})", suffix.join(", "));
     }
@@ -511,6 +543,7 @@ mod tests {
             config: ImpConfig::new(m, data.clone(), data.clone(), &s).unwrap(),
             arch: String::new(),
             model_name: String::new(),
+            params: None,
             levels: Vec::new(),
             ticket_level: None,
         };

@@ -50,7 +50,12 @@ pub struct GroupStats {
     pub label: String,
     /// The method in words, unique among the groups: what the figures' legends say.
     pub method: String,
+    /// The method before the settings that make its name unique ([`super::runs::method_name`]): groups of one
+    /// kind at different sparsities or on different architectures share it.
+    pub method_kind: String,
     pub arch: String,
+    /// The architecture in words ([`super::runs::arch_words`]): what a legend of several architectures says.
+    pub arch_words: String,
     pub runs: Vec<(String, u64)>,
     pub levels: Vec<LevelStat>,
     /// The level the per-layer, per-size, per-category, TIDE and loss figures show (the first replicate's
@@ -216,7 +221,9 @@ pub fn group_stats(g: &Group) -> GroupStats {
     GroupStats {
         label: g.label.clone(),
         method: g.method.clone(),
+        method_kind: super::runs::method_name(&first.config),
         arch: g.arch.clone(),
+        arch_words: super::runs::arch_words(first.params, &g.arch),
         runs: runs.iter().map(|r| (r.dir.display().to_string(), r.seed())).collect(),
         levels,
         shown,
