@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Claim (g), small objects and rare categories suffer first: the tables of tools/claim_g.sh's runs
 (DIR/faster/w8/seed_*/ticket: level 0 dense, level 1 the 80% ticket), per object size and per category, with every
-paired difference's 95% t interval and verdict.
+paired difference's 95% t interval and verdict; then the paper's App. C on the same runs: the AP50 each TIDE error
+type costs, dense against the ticket (on this set dense's AP50 is about 0.9, so the error types have room to show;
+on the 128-px set it is 1.000 and every type costs nothing).
 
     python3 tools/claim_g_summary.py out/claim_g
     python3 tools/claim_g_summary.py docs/results/claim_g/runs.tar.gz   # the committed runs (tools/pack_runs.py)
@@ -21,6 +23,8 @@ import pack_runs  # noqa: E402
 from converged_summary import POINT, fmt_ci, level_row, mean_std, seed_dirs, verdict  # noqa: E402
 
 SIZES = ["small", "medium", "large"]
+# TIDE's six error types in its order, then its false-positive and false-negative oracles (which overlap them).
+TIDE = ["Cls", "Loc", "Both", "Dupe", "Bkg", "Miss", "FP", "FN"]
 
 
 def report(run, level):
@@ -40,7 +44,7 @@ def load(root, arm="ticket"):
             size = {p["area"]: p["ap"] for p in r["per_size"]}
             size["all"] = r["summary"]["AP"]
             cats = {c["name"]: (c["gt"], c["ap"]) for c in r["per_category"]}
-            out[s.name][lv] = (size, cats)
+            out[s.name][lv] = (size, cats, r.get("tide") or {})
     return out
 
 
@@ -113,6 +117,24 @@ def tables(root, runs, arm, lead, what):
         d = [crel[rare][i] - statistics.mean(crel[n][i] for n in others) for i in range(len(seeds))]
         print(f"\nRare ({rare}) − the other categories' mean, relative ΔAP: {fmt_ci(d)} (per seed "
               f"{', '.join(f'{x:+.3f}' for x in d)}); the rare category loses more (< 0): {verdict([-x for x in d], 0.0)}")
+    tide(runs, seeds)
+
+
+def tide(runs, seeds):
+    """App. C: AP50 gained by fixing each error type (tidecv's ΔAP), dense and ticket, paired by seed."""
+    if not all(runs[s][lv][2].get("delta_ap") for s in seeds for lv in (0, 1)):
+        return
+    base = [[runs[s][lv][2]["ap_base"] for s in seeds] for lv in (0, 1)]
+    print(f"\nTIDE (App. C): AP50 each error type costs (fixing it would give back), at IoU 0.5; the AP50 TIDE starts "
+          f"from: dense {mean_std(base[0])}, ticket {mean_std(base[1])}\n")
+    print("| error type | dense | ticket | ticket − dense [95% t interval] | verdict (≠ 0) |\n|---|---|---|---|---|")
+    for e in TIDE:
+        d = [runs[s][0][2]["delta_ap"][e] for s in seeds]
+        t = [runs[s][1][2]["delta_ap"][e] for s in seeds]
+        diff = [x - y for x, y in zip(t, d)]
+        more, less = verdict(diff, 0.0), verdict([-x for x in diff], 0.0)
+        said = "costs more in the ticket" if more == "holds" else "costs less in the ticket" if less == "holds" else "inside the noise"
+        print(f"| {e} | {mean_std(d)} | {mean_std(t)} | {fmt_ci(diff)} | {said} |")
 
 
 if __name__ == "__main__":
