@@ -25,6 +25,10 @@
 #                  with MODULES=1, the paper's Table 3: the seed's dense model with 80% of the weights of the backbone
 #                  (base), then of base and FPN, then of base, FPN and RPN pruned (global, 5% floor), rewound to init
 #                  and trained STEPS; the ticket itself prunes every module (base, FPN, RPN, box head and predictor)
+#   mask_ticket/, task_transfer/
+#                  with TASK_TRANSFER=1, the paper's App. B: the Mask R-CNN of the same init seed (dense STEPS, then its
+#                  80% ticket, 5% floor), whose mask up to the box head moves onto the Faster R-CNN (ticket mask
+#                  transfer); the Faster R-CNN is trained STEPS from init under it, against its own ticket (direct)
 # Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
 # stopped, so the script is idempotent. Then the figures (ticket report: OUT/report/ the ticket and its controls,
 # OUT/report_c/ claim (c), OUT/report_b/ claim (b)) and the tables
@@ -33,7 +37,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
+# TICKET_4X (0), DENSE_8X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -85,6 +89,15 @@ job() {
       case $kind in modules_fpn) m=base,fpn ;; modules_rpn) m=base,fpn,rpn ;; esac
       imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) \
         --modules "$m" --trained "$dense" ;;
+    mask_ticket) imp "$dir/mask_ticket" "$out/models/w8/seed_$seed/maskrcnn_r18_fpn_synth.onnx" $imp_common $(sched "$steps") \
+      --seed "$seed" --rewind init ;;
+    task_transfer)
+      # The Mask R-CNN's mask is drawn (level_1/masks.safetensors) before its ticket trains; that is all this needs.
+      local from=$dir/mask_ticket/level_1/masks.safetensors moved=$dir/mask_ticket_on_faster.safetensors
+      until [ -f "$dense" ] && [ -f "$from" ]; do sleep 10; done
+      [ -f "$moved" ] || $ticket mask transfer "$from" --to "$init" -o "$moved" > /dev/null
+      imp "$dir/task_transfer" "$init" $gate $(sched "$steps") --seed "$seed" --masks-from "$moved" --rewind init \
+        --val-every $(( steps / 8 )) --trained "$dense" ;;
     layer_80|global_90|layer_90)
       until [ -f "$dense" ]; do sleep 10; done
       local flags="--sparsity 0.${kind#*_} --scope layer"
@@ -107,6 +120,7 @@ export out steps ticket common gate imp_common
   if [ "${ITERATIVE:-0}" = 1 ]; then for s in $seeds; do echo "iterative $s"; done; fi
   if [ "${EARLY_BIRD:-0}" = 1 ]; then for s in $seeds; do echo "early_bird $s"; done; fi
   if [ "${MODULES:-0}" = 1 ]; then for a in modules_base modules_fpn modules_rpn; do for s in $seeds; do echo "$a $s"; done; done; fi
+  if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
@@ -119,6 +133,9 @@ if [ -n "$(runs modules_base)" ]; then
 fi
 if [ -n "$(runs early_bird)" ]; then
   $ticket report $(runs early_bird) -o "$out/report_e" > /dev/null
+fi
+if [ -n "$(runs task_transfer)" ]; then
+  $ticket report $(runs ticket) $(runs task_transfer) -o "$out/report_tt" > /dev/null
 fi
 if [ -n "$(runs iterative)" ]; then
   $ticket report $(runs ticket) $(runs iterative) -o "$out/report_b" > /dev/null

@@ -103,7 +103,7 @@ def load(root):
                 scored.setdefault(f"dense_{k}x", {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[f"dense_{k}x"][s.name]["ap"]
         # The lottery controls, and claim (c): global against layer-wise magnitude pruning at 80 and 90%, all from
         # the seed's dense model, rewound to init and trained as long as it.
-        for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"] + MODULES:
+        for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"] + MODULES + ["task_transfer"]:
             if (s / arm / "summary.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 steps[arm] = steps["dense"]
@@ -130,6 +130,7 @@ NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket linea
          "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
          "random_mask": "random mask (ticket's per-tensor densities)",
          "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)",
+         "task_transfer": "App. B: the Mask R-CNN 80% ticket's mask up to the box head, rewound to init",
          **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES}}
 
 
@@ -178,6 +179,10 @@ def main(root, label=None):
             ("iterative", "dense", f"the iterative ticket matches dense at equal steps per level (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("iterative", "dense_4x", f"the iterative ticket matches the compute-matched (4×) dense model (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("task_transfer", "ticket", f"App. B: the task-transferred ticket matches the direct one (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("task_transfer", "dense", f"App. B: the task-transferred ticket matches dense at equal steps (> −{POINT})",
              lambda d: verdict(d, -POINT))]
     for a, b, claim, judge in rows:
         d = diff(a, b)
@@ -217,6 +222,29 @@ def main(root, label=None):
                   f"(per seed {reach['dense']}), ticket {statistics.mean(reach['ticket']):.0f} (per seed {reach['ticket']})")
     early_bird(root, seeds)
     modules(root, seeds, arms)
+    task_source(root, seeds)
+
+
+def task_source(root, seeds):
+    """App. B's source: each seed's Mask R-CNN, dense and its 80% ticket (bbox and segm AP), and how much of the
+    Faster R-CNN the moved mask prunes against its own ticket."""
+    have = [n for n in seeds if (root / n / "mask_ticket" / "summary.json").exists()]
+    if not have:
+        return
+    print(f"\nApp. B's source: the Mask R-CNN of the same init seed, dense and its 80% ticket ({len(have)} seeds)\n")
+    print("| | bbox AP | segm AP |\n|---|---|---|")
+    for lv, what in [(0, "Mask R-CNN dense"), (1, "Mask R-CNN 80% ticket")]:
+        rows = [level_row(root / n / "mask_ticket", lv)["scores"] for n in have]
+        print(f"| {what} | {cell([r['bbox']['ap'] for r in rows])} | {cell([r['segm']['ap'] for r in rows])} |")
+    d = [level_row(root / n / "mask_ticket", 1)["scores"]["segm"]["ap"] - level_row(root / n / "mask_ticket", 0)["scores"]["segm"]["ap"]
+         for n in have]
+    print(f"\nThe Mask R-CNN ticket − its dense model, segm AP: {fmt_ci(d)}")
+    moved = [n for n in have if (root / n / "task_transfer" / "summary.json").exists()]
+    if moved:
+        sp = [level_row(root / n / "task_transfer", 1)["network_sparsity"] for n in moved]
+        own = [level_row(root / n / "ticket", 1)["network_sparsity"] for n in moved]
+        print(f"Network sparsity of the Faster R-CNN under the moved mask {statistics.mean(sp):.3f}, under its own ticket's "
+              f"{statistics.mean(own):.3f}")
 
 
 def modules(root, seeds, arms):
