@@ -10,25 +10,44 @@
 # tools/width_summary.py tables each ticket against its dense model at equal steps (paired 95% intervals, the paper's
 # one-point "matches") and the highest sparsity that still matches, per width.
 #
-#   tools/width_study.sh    # OUT (out/width), WIDTHS ("8 16 32"), SEEDS ("1 2 3 4 5"), STEPS (1200), JOBS (2),
-#                           # TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment)
+#   tools/width_study.sh    # OUT (out/width), WIDTHS ("4 8 16"), SEEDS ("1 2 3 4 5"), STEPS (4000, the converged
+#                           # study's), JOBS (2), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
+#                           # experiment), FROM_CONVERGED (a tools/converged_study.sh output folder at the same STEPS:
+#                           # its seed_S/ticket and seed_S/global_90 runs are width 8's s80 and s90, copied, not rerun —
+#                           # the same data, initial models and settings, and one ORT thread makes them bit for bit
+#                           # what this script would train; the data sets are compared first)
 # `ticket study width` runs the same grid as a sweep (Slurm or --local), but each of its tasks trains its own dense
 # model: six trainings per width and seed against this script's four, which share one dense model (--trained).
-# Cost: a width-16 or width-32 step costs 3–10× a width-8 one; four runs per width and seed.
+# Cost on this 2-core machine, two runs side by side: a width-16 step costs about 2× a width-8 one, a width-32 step
+# 5× (about 4 hours for width 32's twenty runs of 4000 steps), a width-4 step about half.
 # Runs JOBS at a time, one ORT thread each (bit-for-bit repeatable); every run resumes where it stopped.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=$(realpath -m "${OUT:-out/width}")
-widths=${WIDTHS:-8 16 32}
+widths=${WIDTHS:-4 8 16}
 seeds=${SEEDS:-1 2 3 4 5}
-steps=${STEPS:-1200}
+steps=${STEPS:-4000}
 jobs=${JOBS:-2}
 source tools/imp_lib.sh
 study_env
 mkdir -p "$out"
 synth_sets "$out" 1000 100
 for w in $widths; do init_models "$out" "$w" "$seeds"; done
+if [ -n "${FROM_CONVERGED:-}" ] && [[ " $widths " == *" 8 "* ]]; then
+  from=$(realpath "$FROM_CONVERGED")
+  for f in train/annotations.json val/annotations.json; do
+    cmp -s "$from/$f" "$out/$f" || { echo "$from/$f differs from $out/$f: not the same data" >&2; exit 2; }
+  done
+  for s in $seeds; do
+    cmp -s "$from/models/w8/seed_$s/fasterrcnn_r18_fpn_synth.onnx" "$out/models/w8/seed_$s/fasterrcnn_r18_fpn_synth.onnx" ||
+      { echo "$from/models/w8/seed_$s: not the same initial model" >&2; exit 2; }
+    for pair in ticket:s80 global_90:s90; do
+      src=$from/seed_$s/${pair%%:*} dst=$out/w8/seed_$s/${pair#*:}
+      if [ -f "$src/summary.json" ] && [ ! -e "$dst" ]; then mkdir -p "$(dirname "$dst")" && cp -a "$src" "$dst.tmp" && mv "$dst.tmp" "$dst"; fi
+    done
+  done
+fi
 common="--coco $out/train/annotations.json --val-coco $out/val/annotations.json --lr 0.01 --batch 2 --rois 64
   --save-every 500 --threads 1 --max-map-drop 0.01 --min-layer-density 0.05"
 # One job: SPARSITY WIDTH SEED. The 50% and 90% tickets wait for the 80% run's dense model.
