@@ -85,28 +85,27 @@ fn delta_by_model(groups: &[GroupStats], t: &str) -> Option<Figure> {
         return None;
     }
     // One series per (architecture, method kind): the runs of one sparsity each (s50, s80, s90) join one curve.
-    let mut keyed: Vec<((String, String), Vec<(f64, f64, f64)>)> = Vec::new();
+    // Keyed by the fingerprint (two architectures of one size stay apart), smallest model first.
+    let mut keyed: Vec<((&str, &str), &GroupStats, Vec<(f64, f64, f64)>)> = Vec::new();
     for g in groups {
-        let kind = g.method_kind.clone();
         let points = g.levels.iter().skip(1).filter_map(|l| {
             let d = l.delta_ap.get(t)?;
             Some((100.0 * l.network_sparsity.mean, d.mean, d.std))
         });
-        let key = (g.arch_words.clone(), kind);
-        match keyed.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, p)) => p.extend(points),
-            None => keyed.push((key, points.collect())),
+        let key = (g.arch.as_str(), g.method_kind.as_str());
+        match keyed.iter_mut().find(|(k, ..)| *k == key) {
+            Some((_, _, p)) => p.extend(points),
+            None => keyed.push((key, g, points.collect())),
         }
     }
-    let kinds: BTreeSet<&String> = keyed.iter().map(|((_, k), _)| k).collect();
-    let one_kind = kinds.len() == 1;
+    keyed.sort_by_key(|(_, g, _)| g.params);
+    let one_kind = keyed.iter().map(|((_, kind), ..)| kind).collect::<BTreeSet<_>>().len() == 1;
     let series: Vec<Series> = keyed
-        .iter()
-        .filter(|(_, p)| !p.is_empty())
-        .map(|((arch, kind), points)| {
-            let mut points = points.clone();
+        .into_iter()
+        .filter(|(.., p)| !p.is_empty())
+        .map(|((_, kind), g, mut points)| {
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series { label: if one_kind { arch.clone() } else { format!("{kind}, {arch}") }, points }
+            Series { label: if one_kind { g.arch_words.clone() } else { format!("{kind}, {}", g.arch_words) }, points }
         })
         .collect();
     if series.is_empty() {

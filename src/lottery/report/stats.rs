@@ -56,6 +56,8 @@ pub struct GroupStats {
     pub arch: String,
     /// The architecture in words ([`super::runs::arch_words`]): what a legend of several architectures says.
     pub arch_words: String,
+    /// The initial model's parameter count ([`super::runs::RunData::params`]).
+    pub params: Option<u64>,
     pub runs: Vec<(String, u64)>,
     pub levels: Vec<LevelStat>,
     /// The level the per-layer, per-size, per-category, TIDE and loss figures show (the first replicate's
@@ -224,6 +226,7 @@ pub fn group_stats(g: &Group) -> GroupStats {
         method_kind: super::runs::method_name(&first.config),
         arch: g.arch.clone(),
         arch_words: super::runs::arch_words(first.params, &g.arch),
+        params: first.params,
         runs: runs.iter().map(|r| (r.dir.display().to_string(), r.seed())).collect(),
         levels,
         shown,
