@@ -38,6 +38,7 @@ fn committed_run_archives_reproduce_their_tables() {
         ("tools/converged_summary.py", "docs/results/converged"),
         ("tools/pretrained_summary.py", "docs/results/pretrained"),
         ("tools/claim_g_summary.py", "docs/results/claim_g"),
+        ("tools/width_summary.py", "docs/results/width"),
     ] {
         let archive = format!("{dir}/runs.tar.gz");
         let out = Command::new(python()).current_dir(root).args([script, &archive]).output().unwrap();
