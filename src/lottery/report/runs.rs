@@ -442,7 +442,7 @@ fn method_names(names: Vec<String>, keys: &[BTreeMap<String, String>]) -> Vec<St
                 let alone = |key: &str| shown.iter().any(|x| x.as_str() == key) && tells(&[&key.to_string()]);
                 match k.as_str() {
                     "model_name" => !alone("arch"),
-                    "arch" => !(alone("model_name") && !alone("arch")),
+                    "arch" => alone("arch") || !alone("model_name"),
                     _ => true,
                 }
             })
