@@ -44,7 +44,10 @@ if [ -n "${FROM_CONVERGED:-}" ] && [[ " $widths " == *" 8 "* ]]; then
       { echo "$from/models/w8/seed_$s: not the same initial model" >&2; exit 2; }
     for pair in ticket:s80 global_90:s90; do
       src=$from/seed_$s/${pair%%:*} dst=$out/w8/seed_$s/${pair#*:}
-      if [ -f "$src/summary.json" ] && [ ! -e "$dst" ]; then mkdir -p "$(dirname "$dst")" && cp -a "$src" "$dst.tmp" && mv "$dst.tmp" "$dst"; fi
+      [ -f "$src/summary.json" ] || continue
+      n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["dense_steps"])' "$src/run.json")
+      [ "$n" = "$steps" ] || { echo "$src trained $n steps, not STEPS=$steps" >&2; exit 2; }
+      if [ ! -e "$dst" ]; then mkdir -p "$(dirname "$dst")" && cp -a "$src" "$dst.tmp" && mv "$dst.tmp" "$dst"; fi
     done
   done
 fi
