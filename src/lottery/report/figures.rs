@@ -105,7 +105,8 @@ fn delta_by_model(groups: &[GroupStats], t: &str) -> Option<Figure> {
         .filter(|(.., p)| !p.is_empty())
         .map(|((_, kind), g, mut points)| {
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series { label: if one_kind { g.arch_words.clone() } else { format!("{kind}, {}", g.arch_words) }, points }
+            let arch = super::runs::arch_words(g.params, &g.arch);
+            Series { label: if one_kind { arch } else { format!("{kind}, {arch}") }, points }
         })
         .collect();
     if series.is_empty() {

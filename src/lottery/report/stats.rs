@@ -54,8 +54,6 @@ pub struct GroupStats {
     /// kind at different sparsities or on different architectures share it.
     pub method_kind: String,
     pub arch: String,
-    /// The architecture in words ([`super::runs::arch_words`]): what a legend of several architectures says.
-    pub arch_words: String,
     /// The initial model's parameter count ([`super::runs::RunData::params`]).
     pub params: Option<u64>,
     pub runs: Vec<(String, u64)>,
@@ -225,7 +223,6 @@ pub fn group_stats(g: &Group) -> GroupStats {
         method: g.method.clone(),
         method_kind: super::runs::method_name(&first.config),
         arch: g.arch.clone(),
-        arch_words: super::runs::arch_words(first.params, &g.arch),
         params: first.params,
         runs: runs.iter().map(|r| (r.dir.display().to_string(), r.seed())).collect(),
         levels,
