@@ -17,6 +17,7 @@
 # CHANNEL (0.55), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
 # the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
+# PLATEAU (1; 0 skips the half-length dense model of the plateau check),
 # DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
 # DENSE_FROM/seed_N/DENSE_ARM, default dense_4x, are the teachers; no dense training here; `faster` only).
 set -euo pipefail
@@ -62,18 +63,18 @@ for seed in $seeds; do
   [ -z "${DENSE_FROM:-}" ] || trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}/model.onnx"
   if [ ! -f "$trained" ]; then
     [ -z "${DENSE_FROM:-}" ] || { echo "$trained: no such dense model (run tools/converged_study.sh first)" >&2; exit 2; }
-    if [ -f "$dir/dense/run.json" ]; then $ticket train "$init" --resume "$dir/dense" --threads 0
+    if [ -f "$dir/dense/run.json" ]; then $ticket train "$init" --resume "$dir/dense" --threads "${THREADS:-0}"
     else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$dense") --seed "$seed" \
-           -o "$dir/dense"; fi
+           ${THREADS:+--threads "$THREADS"} -o "$dir/dense"; fi
   fi
   # The plateau check: the same recipe at half the steps, scored on the validation set; dense has converged (for
   # this recipe) when doubling its training gains less than a point.
   half="$dir/dense_half/model.onnx"
-  if [ -z "${DENSE_FROM:-}" ] && [ ! -f "$dir/dense_half/eval.json" ]; then
+  if [ -z "${DENSE_FROM:-}" ] && [ "${PLATEAU:-1}" = 1 ] && [ ! -f "$dir/dense_half/eval.json" ]; then
     if [ ! -f "$half" ]; then
-      if [ -f "$dir/dense_half/run.json" ]; then $ticket train "$init" --resume "$dir/dense_half"
+      if [ -f "$dir/dense_half/run.json" ]; then $ticket train "$init" --resume "$dir/dense_half" --threads "${THREADS:-0}"
       else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched $(( dense / 2 ))) \
-             --seed "$seed" -o "$dir/dense_half"; fi
+             --seed "$seed" ${THREADS:+--threads "$THREADS"} -o "$dir/dense_half"; fi
     fi
     $ticket eval --model "$half" --coco "$data/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
     mv "$dir/dense_half/eval.json.tmp" "$dir/dense_half/eval.json"
