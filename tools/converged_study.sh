@@ -64,7 +64,7 @@ job() {
     dense_2x|dense_4x|dense_8x)
       local n=${kind#dense_}; n=${n%x}
       if [ ! -f "$dir/$kind/model.onnx" ]; then
-        if [ -f "$dir/$kind/run.json" ]; then $ticket train "$init" --resume "$dir/$kind" > /dev/null
+        if [ -f "$dir/$kind/run.json" ]; then $ticket train "$init" --resume "$dir/$kind" --threads 1 > /dev/null
         else $ticket train "$init" $common $(sched $(( n * steps ))) --seed "$seed" -o "$dir/$kind" > /dev/null; fi
       fi
       [ -f "$dir/$kind/eval.json" ] || { $ticket eval --model "$dir/$kind/model.onnx" --coco "$out/val/annotations.json" \
