@@ -758,6 +758,7 @@ mod runs {
             save_every: 2,
             device: "cpu".into(),
             distill: None,
+            threads: None,
         };
         ImpConfig {
             model: fixture("resnet18.onnx"),

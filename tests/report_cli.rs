@@ -54,6 +54,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         save_every: 10,
         device: "cpu".into(),
         distill: None,
+        threads: None,
     };
     ImpConfig {
         model: fixture("maskrcnn_r18_fpn.onnx"),

@@ -146,7 +146,10 @@ fn a_killed_run_resumes_with_the_same_losses() {
     let at = saved["step"].as_u64().unwrap();
     assert!((3..9).contains(&at), "killed after the checkpoint of step {at}");
 
-    let report = ticket_json(&[&"train", &model, &"--resume", &killed, &"--steps", &"9", &"--threads", &"1"]);
+    // The resume names no --threads: the run's own (1, kept in run.json) is reused, or the losses would differ.
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(killed.join("run.json")).unwrap()).unwrap();
+    assert_eq!(config["threads"], 1);
+    let report = ticket_json(&[&"train", &model, &"--resume", &killed, &"--steps", &"9"]);
     assert_eq!(report["resumed_from"], at);
     let (a, b) = (losses(&whole), losses(&killed));
     assert_eq!(b.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>(), "the log has each step once after the resume");

@@ -63,10 +63,7 @@ job() {
     ticket) imp "$dir/ticket" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) ;;
     dense_2x|dense_4x|dense_8x)
       local n=${kind#dense_}; n=${n%x}
-      if [ ! -f "$dir/$kind/model.onnx" ]; then
-        if [ -f "$dir/$kind/run.json" ]; then $ticket train "$init" --resume "$dir/$kind" --threads 1 > /dev/null
-        else $ticket train "$init" $common $(sched $(( n * steps ))) --seed "$seed" -o "$dir/$kind" > /dev/null; fi
-      fi
+      train_run "$dir/$kind" "$init" $common $(sched $(( n * steps ))) --seed "$seed" > /dev/null
       [ -f "$dir/$kind/eval.json" ] || { $ticket eval --model "$dir/$kind/model.onnx" --coco "$out/val/annotations.json" \
         --threads 1 --json > "$dir/$kind/eval.json.tmp" && mv "$dir/$kind/eval.json.tmp" "$dir/$kind/eval.json"; } ;;
     ticket_2x|ticket_4x)

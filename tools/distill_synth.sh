@@ -63,19 +63,15 @@ for seed in $seeds; do
   [ -z "${DENSE_FROM:-}" ] || trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}/model.onnx"
   if [ ! -f "$trained" ]; then
     [ -z "${DENSE_FROM:-}" ] || { echo "$trained: no such dense model (run tools/converged_study.sh first)" >&2; exit 2; }
-    if [ -f "$dir/dense/run.json" ]; then $ticket train "$init" --resume "$dir/dense" --threads "${THREADS:-0}"
-    else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$dense") --seed "$seed" \
-           ${THREADS:+--threads "$THREADS"} -o "$dir/dense"; fi
+    train_run "$dir/dense" "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$dense") --seed "$seed" \
+      ${THREADS:+--threads "$THREADS"}
   fi
   # The plateau check: the same recipe at half the steps, scored on the validation set; dense has converged (for
   # this recipe) when doubling its training gains less than a point.
   half="$dir/dense_half/model.onnx"
   if [ -z "${DENSE_FROM:-}" ] && [ "${PLATEAU:-1}" = 1 ] && [ ! -f "$dir/dense_half/eval.json" ]; then
-    if [ ! -f "$half" ]; then
-      if [ -f "$dir/dense_half/run.json" ]; then $ticket train "$init" --resume "$dir/dense_half" --threads "${THREADS:-0}"
-      else $ticket train "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched $(( dense / 2 ))) \
-             --seed "$seed" ${THREADS:+--threads "$THREADS"} -o "$dir/dense_half"; fi
-    fi
+    train_run "$dir/dense_half" "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched $(( dense / 2 ))) \
+      --seed "$seed" ${THREADS:+--threads "$THREADS"}
     $ticket eval --model "$half" --coco "$data/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
     mv "$dir/dense_half/eval.json.tmp" "$dir/dense_half/eval.json"
   fi

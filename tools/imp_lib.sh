@@ -1,10 +1,16 @@
 # Shared by the experiment scripts (source it, then study_env or set $ticket): the schedule of tools/train_synth.sh scaled
-# to N steps, and an idempotent `ticket imp`.
+# to N steps, and an idempotent `ticket imp` and `ticket train`.
 sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
 imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
   local d=$1; shift
   if [ -f "$d/summary.json" ]; then return 0; fi
   if [ -f "$d/run.json" ]; then $ticket imp --resume "$d" || [ $? -eq 1 ]; else $ticket imp "$@" -o "$d" || [ $? -eq 1 ]; fi
+}
+train_run() { # RUN_DIR MODEL ARGS…: a new `ticket train` run, or the rest of an interrupted one (its run.json keeps
+  # the settings, threads included, so a resume is bit-for-bit with the uninterrupted run at --threads 1)
+  local d=$1 model=$2; shift 2
+  if [ -f "$d/model.onnx" ]; then return 0; fi
+  if [ -f "$d/run.json" ]; then $ticket train "$model" --resume "$d"; else $ticket train "$model" "$@" -o "$d"; fi
 }
 study_env() { # The experiment scripts' start: the Python environments, then the binary in $ticket: TICKET_BIN (a copy,
   # so that a rebuild cannot change a running experiment), else a release build of the checkout.

@@ -56,11 +56,8 @@ for phase in main late; do
     # The classifier: exported beside (not over) the detectors the other runs started from.
     cls=$out/models_cls/w8/seed_$seed/resnet18_synth.onnx
     [ -f "$cls" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$cls")" --synth 8 --init-seed "$seed" > /dev/null
-    if [ ! -f "$d/cls_pretrain/model.onnx" ]; then
-      if [ -f "$d/cls_pretrain/run.json" ]; then $ticket train "$cls" --resume "$d/cls_pretrain" ${threads:+--threads $threads} > /dev/null
-      else $ticket train "$cls" --classify "$out/cls_train" --steps 1500 --batch 32 --optimizer adamw --lr 0.001 --warmup 50 \
-             --seed "$seed" ${threads:+--threads $threads} -o "$d/cls_pretrain" > /dev/null; fi
-    fi
+    train_run "$d/cls_pretrain" "$cls" --classify "$out/cls_train" --steps 1500 --batch 32 --optimizer adamw --lr 0.001 \
+      --warmup 50 --seed "$seed" ${threads:+--threads $threads} > /dev/null
     imp "$d/cls_ticket" "$cls" --trained "$d/cls_pretrain/model.onnx" --classify "$out/cls_train" --val-classify "$out/cls_val" \
       --sparsity 0.8 --rewind none --steps 300 --batch 32 --optimizer adamw --lr 0.001 --seed "$seed" --max-map-drop 0.01 \
       ${threads:+--threads $threads}

@@ -134,7 +134,7 @@ impl Args {
             max_map_drop: self.max_map_drop,
             agreement_score: self.agreement_score,
             val_every: self.val_every,
-            threads: self.train.threads,
+            threads: self.train.threads.unwrap_or(0),
             train: self.train.settings(),
         }
     }

@@ -99,10 +99,11 @@ pub struct TrainArgs {
     /// Checkpoint every N steps (and at the last).
     #[arg(long, default_value_t = TrainSettings::default().save_every)]
     pub save_every: u64,
-    /// ONNX Runtime intra-op threads (0: one per core). 1 makes a run bit-for-bit repeatable: ORT's
+    /// ONNX Runtime intra-op threads (0, the default: one per core). 1 makes a run bit-for-bit repeatable: ORT's
     /// multi-threaded reductions differ in the last bit from run to run, and RoI sampling can amplify that.
-    #[arg(long, default_value_t = 0, value_parser = crate::runtime::threads::parse_threads)]
-    pub threads: usize,
+    /// Kept in run.json: a resume runs on the same number unless given another.
+    #[arg(long, value_parser = crate::runtime::threads::parse_threads)]
+    pub threads: Option<usize>,
     /// The training venv's python (default: $TICKET_TRAIN_PYTHON, else the one `ticket setup` made, else
     /// .venv-train/bin/python).
     #[arg(long)]

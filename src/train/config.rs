@@ -42,6 +42,11 @@ pub struct RunConfig {
     /// Distillation from a teacher (absent in runs without one, and in run.json files older than it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// ORT intra-op threads the run was started with (0: one per core), which a resume reuses unless told
+    /// otherwise: with 1 a run is bit-for-bit repeatable only if its resumes also run on 1. Absent in run.json
+    /// files older than it (a resume then takes the command's, else one per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// A run's teacher and what it distils (`graph::distill`); with `unlabeled` data the teacher's detections are
@@ -310,6 +315,7 @@ impl RunConfig {
             save_every: s.save_every,
             device: s.device.clone(),
             distill: None,
+            threads: None,
         })
     }
 

@@ -156,12 +156,14 @@ impl Run {
     /// Opens a run in `dir` from `model`. A fresh run refuses a folder that already holds one; a resumed run
     /// refuses a model whose fingerprint differs from the one it was started with. `threads` are ORT's intra-op
     /// threads (0: one per core); with 1, steps are bit-for-bit repeatable (ORT's parallel reductions are not).
-    pub fn open(model: &Path, dir: &Path, start: Start, python: &Path, threads: usize) -> Result<Run> {
+    /// A fresh run keeps them in run.json (none given: one per core) and a resume without `threads` reuses them.
+    pub fn open(model: &Path, dir: &Path, start: Start, python: &Path, threads: Option<usize>) -> Result<Run> {
         let fresh = matches!(start, Start::Fresh(_));
         let (config, saved) = match start {
-            Start::Fresh(config) => {
+            Start::Fresh(mut config) => {
                 refuse_existing_run(dir)?;
                 config.validate()?;
+                config.threads = Some(threads.unwrap_or(0));
                 (*config, None)
             }
             Start::Resume { steps } => {
@@ -215,6 +217,7 @@ impl Run {
         // (Refused here, another process holds the folder: what is in it is that process's.)
         let lock = DirLock::acquire(dir)?;
         let teacher = Taught { teacher, pseudo };
+        let threads = threads.or(config.threads).unwrap_or(0);
         let opened = Self::start(dir, fresh, config, saved, state, data, teacher, batches, python, threads, lock);
         if opened.is_err() {
             created.undo(fresh);

@@ -224,7 +224,7 @@ pub(in crate::lottery) fn train(
     } else {
         Start::Fresh(Box::new(config))
     };
-    let mut run = Run::open(model, ldir, start, &env.python, threads)?;
+    let mut run = Run::open(model, ldir, start, &env.python, Some(threads))?;
     let total = run.config.steps;
     on(ImpEvent::TrainStart { level, total, start: run.step, batch: run.config.shape.batch });
     // A snapshot due at the step the run resumed from was either written before the kill or is taken now
