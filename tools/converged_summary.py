@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,random_reinit,random_mask,ticket_2x,ticket_4x,
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,
 layer_80,global_90,layer_90,iterative,early_bird,modules_*}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
 from the early_bird runs' masks.
@@ -94,7 +94,7 @@ def load(root):
             if (s / f"dense_{k}x" / "eval.json").exists():
                 arms.setdefault(f"dense_{k}x", {})[s.name] = eval_scores(s / f"dense_{k}x" / "eval.json")
                 steps[f"dense_{k}x"] = k * steps["dense"]
-        for k in [2, 4]:
+        for k in [2, 4, 8]:
             arm = f"ticket_{k}x"
             if (s / arm / "summary.json").exists() and (s / f"dense_{k}x" / "eval.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
@@ -125,6 +125,7 @@ NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket linea
          "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
          "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
+         "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
          "layer_80": "80% layer-wise (every tensor to 20%)", "global_90": "90% one-shot global, 5% floor",
          "layer_90": "90% layer-wise (every tensor to 10%)",
          "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
@@ -165,6 +166,7 @@ def main(root, label=None):
             ("ticket_2x", "dense_4x", f"the 2× ticket matches the 4× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_4x", "dense_4x", f"the 4× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_4x", "dense_8x", f"the 4× ticket matches the 8× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_8x", "dense_8x", f"the 8× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
