@@ -14,6 +14,7 @@
 #   ticket_4x/     with TICKET_4X=1, for PLATEAU_SEEDS: the 80% ticket of dense_4x, trained 4×STEPS
 #   dense_8x/      for DENSE_8X_SEEDS (none by default): dense trained 8×STEPS, the plateau check of dense_4x
 #   ticket_8x/     with TICKET_8X=1, for DENSE_8X_SEEDS: the 80% ticket of dense_8x, trained 8×STEPS
+#   dense_16x/     for DENSE_16X_SEEDS (none by default): dense trained 16×STEPS, the plateau check of dense_8x
 #   iterative/     with ITERATIVE=1, claim (b): the seed's dense model pruned to 80% in 3 levels (41%, 66%, 80%; 5%
 #                  floor), each rewound to init and trained STEPS: a lineage of 4×STEPS, as long as dense_4x
 #   global_90/, layer_80/, layer_90/
@@ -38,7 +39,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
+# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), DENSE_16X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -62,7 +63,7 @@ job() {
   local init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/ticket/level_0/model.onnx
   case $kind in
     ticket) imp "$dir/ticket" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) ;;
-    dense_2x|dense_4x|dense_8x)
+    dense_2x|dense_4x|dense_8x|dense_16x)
       local n=${kind#dense_}; n=${n%x}
       train_run "$dir/$kind" "$init" $common $(sched $(( n * steps ))) --seed "$seed" > /dev/null
       [ -f "$dir/$kind/eval.json" ] || { $ticket eval --model "$dir/$kind/model.onnx" --coco "$out/val/annotations.json" \
@@ -120,7 +121,8 @@ export out steps ticket common gate imp_common
   if [ "${MODULES:-0}" = 1 ]; then for a in modules_base modules_fpn modules_rpn; do for s in $seeds; do echo "$a $s"; done; done; fi
   if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done
-  if [ "${TICKET_8X:-0}" = 1 ]; then for s in ${DENSE_8X_SEEDS:-}; do echo "ticket_8x $s"; done; fi; } |
+  if [ "${TICKET_8X:-0}" = 1 ]; then for s in ${DENSE_8X_SEEDS:-}; do echo "ticket_8x $s"; done; fi
+  for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null

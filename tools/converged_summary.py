@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Claim (a) against dense models trained 1×, 2× and 4× as long (the plateau check), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,
+"""Claim (a) against dense models trained 1× to 16× as long (the plateau checks), with the lottery controls: the tables of
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,
 layer_80,global_90,layer_90,iterative,early_bird,modules_*}), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
 from the early_bird runs' masks.
@@ -90,7 +90,7 @@ def load(root):
         curves.setdefault("dense", {})[s.name] = curve(t, 0)
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
-        for k in [2, 4, 8]:
+        for k in [2, 4, 8, 16]:
             if (s / f"dense_{k}x" / "eval.json").exists():
                 arms.setdefault(f"dense_{k}x", {})[s.name] = eval_scores(s / f"dense_{k}x" / "eval.json")
                 steps[f"dense_{k}x"] = k * steps["dense"]
@@ -123,6 +123,7 @@ MODULE_SETS = {"modules_base": "base", "modules_fpn": "base, FPN", "modules_rpn"
 NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
          "dense_4x": "dense, four times the steps (the plateau check)",
          "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
+         "dense_16x": "dense, sixteen times the steps (the plateau check of 8×)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
          "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
          "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
@@ -160,6 +161,7 @@ def main(root, label=None):
     rows = [("dense_2x", "dense", f"plateau: doubling the steps gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_4x", "dense_2x", f"plateau: doubling again gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x", f"plateau: doubling a third time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_16x", "dense_8x", f"plateau: doubling a fourth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("ticket", "dense_2x", f"the ticket matches the compute-matched dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense_4x", f"the ticket matches the longest-trained dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_2x", "dense_2x", f"the 2× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
@@ -167,6 +169,7 @@ def main(root, label=None):
             ("ticket_4x", "dense_4x", f"the 4× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_4x", "dense_8x", f"the 4× ticket matches the 8× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_8x", "dense_8x", f"the 8× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_4x", "dense_16x", f"the 4× ticket matches the 16× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
