@@ -313,3 +313,30 @@ fn faster_rcnn_trains_on_a_voc_folder() {
     assert_eq!(losses(&run).len(), 3);
     assert!(run.join("model.onnx").is_file());
 }
+
+/// A run whose loss turns non-finite stops with the step it reached, and so does its resume: the resumed run's
+/// message names the run's own step, not the count since the resume (lr 1000 diverges within a few steps).
+#[test]
+fn a_diverging_run_names_its_own_step_fresh_and_resumed() {
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 2, 5);
+    let model = fixture(MODEL);
+    let run = t.path().join("run");
+    let mut args = train_args(&model, &ann, &run, "20");
+    let lr = args.iter().position(|a| a == "--lr").unwrap() + 1;
+    args[lr] = "1000".into();
+    let args = with(args, &[&"--save-every", &"1", &"--threads", &"1"]);
+    let fresh = ticket(&refs(&args));
+    let msg = String::from_utf8_lossy(&fresh.stderr).into_owned();
+    assert_eq!(fresh.status.code(), Some(1), "{msg}");
+    let step: u64 = msg.split("training step ").nth(1).and_then(|r| r.split(':').next()).and_then(|n| n.parse().ok()).expect(&msg);
+    assert!(step >= 2 && msg.contains("non-finite"), "{msg}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    assert_eq!(saved["step"].as_u64(), Some(step - 1), "{msg}");
+
+    let resumed = ticket(&[&"train", &model, &"--resume", &run]);
+    let again = String::from_utf8_lossy(&resumed.stderr).into_owned();
+    assert_eq!(resumed.status.code(), Some(1), "{again}");
+    assert!(again.contains(&format!("training step {step}: the loss is")), "{again}");
+    assert!(again.contains(&format!("step-{:06}.ckpt", step - 1)), "{again}");
+}

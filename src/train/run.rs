@@ -380,7 +380,10 @@ impl Run {
         }
         let (names, tensors): (Vec<String>, Vec<Tensor>) = inputs.into_iter().unzip();
         let refs: Vec<(&str, Tensor)> = names.iter().map(String::as_str).zip(tensors).collect();
-        let losses: Losses = self.session.step(&refs)?;
+        let losses: Losses = self.session.step(&refs).map_err(|e| match e {
+            Error::Check(m) => Error::Check(format!("training step {step}: {m}")),
+            e => e,
+        })?;
         let t4 = Instant::now();
         self.step = step;
         let record = StepRecord {

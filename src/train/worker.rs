@@ -173,7 +173,6 @@ pub struct Worker {
     versions: Versions,
     /// Why the worker is gone, once it is: later calls fail with this instead of blocking.
     dead: Option<String>,
-    train_steps: u64,
     /// The checkpoint last saved or loaded: named when a step fails, because that file is what survives.
     last_checkpoint: Option<PathBuf>,
     _script_dir: Option<tempfile::TempDir>,
@@ -263,7 +262,6 @@ impl Worker {
             threads: options.threads,
             versions: Versions { protocol: 0, onnxruntime: String::new(), onnx: String::new(), python: String::new(), providers: vec![] },
             dead: None,
-            train_steps: 0,
             last_checkpoint: None,
             _script_dir: script_dir,
         };
@@ -383,16 +381,17 @@ impl Worker {
     /// One forward + backward pass; gradients accumulate until `lazy_reset_grad`. A non-finite loss is a
     /// Check error: the worker has already discarded those gradients, the parameters are unchanged.
     pub fn train_step(&mut self, inputs: &[(&str, Tensor)]) -> Result<StepOutput> {
-        self.train_steps += 1;
         let out = self.step("train_step", inputs)?;
         if !out.loss.is_finite() {
             let last = match &self.last_checkpoint {
                 Some(p) => format!("; the last checkpoint, {}, is intact", p.display()),
                 None => String::new(),
             };
+            // No step number here: this worker may be a resumed run's, whose count starts again at 1; the
+            // training loop names the run's own step.
             return Err(Error::Check(format!(
-                "training step {}: the loss is {} (non-finite); its gradients were discarded and the parameters are unchanged{last}",
-                self.train_steps, out.loss
+                "the loss is {} (non-finite); its gradients were discarded and the parameters are unchanged{last}",
+                out.loss
             )));
         }
         Ok(out)
