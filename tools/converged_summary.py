@@ -120,6 +120,9 @@ MODULES = ["modules_base", "modules_fpn", "modules_rpn"]
 MODULE_SETS = {"modules_base": "base", "modules_fpn": "base, FPN", "modules_rpn": "base, FPN, RPN",
                "ticket": "base, FPN, RPN, box head and predictor (the ticket)"}
 
+ORDER = ["dense", "ticket", "dense_2x", "dense_4x", "dense_8x", "dense_16x", "ticket_2x", "ticket_4x", "ticket_8x",
+         "random_reinit", "random_mask", "layer_80", "global_90", "layer_90", *MODULES, "iterative", "task_transfer"]
+
 NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
          "dense_4x": "dense, four times the steps (the plateau check)",
          "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
@@ -147,7 +150,9 @@ def main(root, label=None):
     print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images\n")
     print("| model | training steps | " + " | ".join(k[1] for k in KEYS) + " | n |")
     print("|---|---|" + "---|" * len(KEYS) + "---|")
-    for arm, per in arms.items():
+    # The table's order: the dense lengths together, then the tickets and controls (a seed missing an arm must not
+    # move its row).
+    for arm, per in sorted(arms.items(), key=lambda kv: ORDER.index(kv[0])):
         cells = []
         for key, _ in KEYS:
             cells.append(cell([sc.get(key) for sc in per.values()]))
