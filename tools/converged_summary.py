@@ -120,23 +120,23 @@ MODULES = ["modules_base", "modules_fpn", "modules_rpn"]
 MODULE_SETS = {"modules_base": "base", "modules_fpn": "base, FPN", "modules_rpn": "base, FPN, RPN",
                "ticket": "base, FPN, RPN, box head and predictor (the ticket)"}
 
-ORDER = ["dense", "ticket", "dense_2x", "dense_4x", "dense_8x", "dense_16x", "ticket_2x", "ticket_4x", "ticket_8x",
-         "random_reinit", "random_mask", "layer_80", "global_90", "layer_90", *MODULES, "iterative", "task_transfer"]
-
-NAMES = {"dense": "dense", "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
+# Every arm's row name, in the order of the table's rows: the dense lengths together, then the longer tickets, the
+# controls and the other pruning methods (a seed missing an arm must not move its row).
+NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)",
+         "dense_2x": "dense, twice the steps (the ticket lineage's compute)",
          "dense_4x": "dense, four times the steps (the plateau check)",
          "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
          "dense_16x": "dense, sixteen times the steps (the plateau check of 8×)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
          "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
          "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
+         "random_reinit": "random re-init (ticket's mask)", "random_mask": "random mask (ticket's per-tensor densities)",
          "layer_80": "80% layer-wise (every tensor to 20%)", "global_90": "90% one-shot global, 5% floor",
          "layer_90": "90% layer-wise (every tensor to 10%)",
-         "ticket": "80% ticket (one-shot global, 5% floor, rewound to init)", "random_reinit": "random re-init (ticket's mask)",
-         "random_mask": "random mask (ticket's per-tensor densities)",
+         **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES},
          "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)",
-         "task_transfer": "App. B: the Mask R-CNN 80% ticket's mask up to the box head, rewound to init",
-         **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES}}
+         "task_transfer": "App. B: the Mask R-CNN 80% ticket's mask up to the box head, rewound to init"}
+ROW_ORDER = list(NAMES)
 
 
 def main(root, label=None):
@@ -150,9 +150,7 @@ def main(root, label=None):
     print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images\n")
     print("| model | training steps | " + " | ".join(k[1] for k in KEYS) + " | n |")
     print("|---|---|" + "---|" * len(KEYS) + "---|")
-    # The table's order: the dense lengths together, then the tickets and controls (a seed missing an arm must not
-    # move its row).
-    for arm, per in sorted(arms.items(), key=lambda kv: ORDER.index(kv[0])):
+    for arm, per in sorted(arms.items(), key=lambda kv: ROW_ORDER.index(kv[0])):
         cells = []
         for key, _ in KEYS:
             cells.append(cell([sc.get(key) for sc in per.values()]))
