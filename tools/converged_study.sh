@@ -120,8 +120,8 @@ export out steps ticket common gate imp_common
   if [ "${EARLY_BIRD:-0}" = 1 ]; then for s in $seeds; do echo "early_bird $s"; done; fi
   if [ "${MODULES:-0}" = 1 ]; then for a in modules_base modules_fpn modules_rpn; do for s in $seeds; do echo "$a $s"; done; done; fi
   if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
-  for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; done
-  if [ "${TICKET_8X:-0}" = 1 ]; then for s in ${DENSE_8X_SEEDS:-}; do echo "ticket_8x $s"; done; fi
+  # Each 8× ticket right after its dense model: two slots then run one seed's ticket beside the next seed's dense.
+  for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; if [ "${TICKET_8X:-0}" = 1 ]; then echo "ticket_8x $s"; fi; done
   for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; done; } |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
