@@ -39,7 +39,9 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), DENSE_16X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running experiment).
+# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), DENSE_16X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
+# arms, for a study whose other runs are already packed), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
+# experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -105,6 +107,9 @@ job() {
         --trained "$dense" ;;
   esac
 }
+only_arms() { # the queue, less the arms ONLY leaves out
+  if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
+}
 export -f job imp sched train_run
 export out steps ticket common gate imp_common
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
@@ -122,7 +127,7 @@ export out steps ticket common gate imp_common
   if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
   # Each 8× ticket right after its dense model: two slots then run one seed's ticket beside the next seed's dense.
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; if [ "${TICKET_8X:-0}" = 1 ]; then echo "ticket_8x $s"; fi; done
-  for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; done; } |
+  for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; done; } | only_arms |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null

@@ -173,6 +173,7 @@ def main(root, label=None):
             ("ticket_4x", "dense_8x", f"the 4× ticket matches the 8× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_8x", "dense_8x", f"the 8× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_4x", "dense_16x", f"the 4× ticket matches the 16× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_8x", "dense_16x", f"the 8× ticket matches the 16× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
