@@ -738,6 +738,7 @@ mod runs {
             optimizer: "sgd".into(),
             momentum: 0.9,
             weight_decay: 1e-4,
+            clip_grad_norm: None,
             warmup: 1,
             warmup_factor: 1e-3,
             decay_at: vec![],

@@ -34,6 +34,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         optimizer: "sgd".into(),
         momentum: 0.9,
         weight_decay: 1e-4,
+        clip_grad_norm: None,
         warmup: 0,
         warmup_factor: 1e-3,
         decay_at: vec![],
@@ -179,6 +180,7 @@ fn write_run(dir: &Path, config: &ImpConfig, skip_level: Option<usize>) {
                 rpn_s: 0.02,
                 teacher_s: 0.0,
                 step_s: 0.03,
+                grad_norm: None,
             };
             log += &serde_json::to_string(&r).unwrap();
             log.push('\n');

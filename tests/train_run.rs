@@ -212,6 +212,10 @@ fn bad_input_fails_cleanly() {
     std::fs::write(broken.join("annotations.json"), serde_json::to_vec(&j).unwrap()).unwrap();
     fails(&train_args(&model, &broken.join("annotations.json"), &fresh, "3"), "annotations.json");
     assert!(!fresh.join("run.json").exists() && !fresh.join("checkpoints").exists(), "a failed start leaves no run behind");
+    // A clip that is not a positive number, or one AdamW cannot apply: refused before anything is written.
+    fails(&with(train_args(&model, &ann, &fresh, "3"), &[&"--clip-grad-norm", &"0"]), "--clip-grad-norm");
+    fails(&with(train_args(&model, &ann, &fresh, "3"), &[&"--clip-grad-norm", &"1", &"--optimizer", &"adamw"]), "sgd");
+    assert!(!fresh.join("run.json").exists(), "a refused clip leaves no run behind");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -339,4 +343,47 @@ fn a_diverging_run_names_its_own_step_fresh_and_resumed() {
     assert_eq!(resumed.status.code(), Some(1), "{again}");
     assert!(again.contains(&format!("training step {step}: the loss is")), "{again}");
     assert!(again.contains(&format!("step-{:06}.ckpt", step - 1)), "{again}");
+}
+
+#[test]
+fn clipping_scales_the_step_to_the_gradient_norm_asked_for() {
+    // One step from the same weights, batch and seed, without and with --clip-grad-norm: with weight decay off and
+    // no warmup, SGD's first step is w -= lr·g (unclipped) and w -= lr·g·c/‖g‖ (clipped), so the clipped update is the
+    // unclipped one scaled to norm lr·c, and the logged norm is the unclipped update's over lr.
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 2, 5);
+    let model = fixture(MODEL);
+    let (lr, clip) = (0.01, 1.0);
+    let step = |name: &str, more: &[&dyn AsRef<OsStr>]| {
+        let run = t.path().join(name);
+        let mut args = train_args(&model, &ann, &run, "1");
+        let warmup = args.iter().position(|a| a == "--warmup").unwrap() + 1;
+        args[warmup] = "0".into();
+        let args = with(with(args, &[&"--weight-decay", &"0", &"--threads", &"1"]), more);
+        ticket_json(&refs(&args));
+        run
+    };
+    let plain = step("plain", &[]);
+    let clipped = step("clipped", &[&"--clip-grad-norm", &clip.to_string()]);
+    let log = |run: &Path| -> serde_json::Value { serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().trim()).unwrap() };
+    assert!(log(&plain).get("grad_norm").is_none(), "a run that does not clip logs no norm");
+    let norm = log(&clipped)["grad_norm"].as_f64().expect("a clipping run logs the norm");
+    assert!(norm > 2.0 * clip, "the gradients ({norm}) must exceed the clip for the test to clip");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(clipped.join("run.json")).unwrap()).unwrap();
+    assert_eq!(config["clip_grad_norm"].as_f64(), Some(clip), "run.json keeps the clip");
+
+    let before = read_initializers(&model);
+    let delta = |run: &Path| -> Vec<f64> {
+        let after = read_initializers(&run.join("model.onnx"));
+        before.iter().flat_map(|(k, w)| w.iter().zip(&after[k]).map(|(a, b)| a - b)).collect()
+    };
+    let (a, b) = (delta(&plain), delta(&clipped));
+    let l2 = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let cos = a.iter().zip(&b).map(|(x, y)| x * y).sum::<f64>() / (l2(&a) * l2(&b));
+    assert!((l2(&a) / lr - norm).abs() < 1e-5 * norm, "logged norm {norm} vs the unclipped step's {}", l2(&a) / lr);
+    assert!((l2(&b) / lr - clip).abs() < 1e-5 * clip, "the clipped step's norm {} is not lr·{clip}", l2(&b) / lr);
+    assert!(cos > 0.999_999, "the clipped step points where the unclipped one does (cosine {cos})");
+    // A clip above the norm leaves the step as it was, bit for bit.
+    let loose = step("loose", &[&"--clip-grad-norm", &"1e9"]);
+    assert!(delta(&loose) == a, "a clip the gradients stay under changed the step");
 }

@@ -360,6 +360,10 @@ class Worker:
         weight_decay = arg(h, "weight_decay", float, 0.0)
         if not (0.0 <= momentum < 1.0 and 0.0 <= weight_decay < 1.0):
             raise input_error(f"momentum {momentum} and weight decay {weight_decay} must lie in [0, 1)")
+        clip = h.get("clip_grad_norm")
+        if clip is not None and (optimizer != "momentum" or not isinstance(clip, (int, float)) or not clip > 0
+                                 or not math.isfinite(clip)):
+            raise input_error(f"clip_grad_norm must be a positive number and needs the momentum optimizer, got {clip!r}")
         try:
             model = onnx.load(model_path)
         except Exception as e:
@@ -402,6 +406,7 @@ class Worker:
             "optimizer": optimizer,
             "momentum": momentum,
             "weight_decay": weight_decay,
+            "clip_grad_norm": clip,
             "params": [{"name": n, "shape": list(inits[n].dims), "requires_grad": n in requires_grad} for n in requires_grad + frozen],
             "inputs": [{"name": n, "dtype": t, "shape": s} for n, (t, s) in value_info_types(
                 [i for i in model.graph.input if i.name not in inits]).items()],
@@ -483,8 +488,11 @@ class Worker:
         if s.grads_poisoned:
             raise input_error("the last train_step had a non-finite loss and its gradients were discarded; "
                               "run a train_step with a finite loss before the next optimizer_step")
-        s.optimizer_or_fail().step()
-        return {"lr": s.optimizer.get_learning_rate()}, []
+        grad_norm = s.optimizer_or_fail().step()
+        result = {"lr": s.optimizer.get_learning_rate()}
+        if grad_norm is not None:
+            result["grad_norm"] = grad_norm
+        return result, []
 
     def lazy_reset_grad(self, h, tensors):
         self.session_or_fail().module.lazy_reset_grad()
@@ -629,7 +637,8 @@ class Session:
             raise runtime_error(f"cannot build the training session from {folder} with {checkpoint}: {one_line(e)}")
         self.optimizer = None
         if manifest.get("optimizer") == "momentum":
-            self.optimizer = MomentumSgd(worker.np, self.state, manifest.get("momentum", 0.9), manifest.get("weight_decay", 0.0))
+            self.optimizer = MomentumSgd(worker.np, self.state, manifest.get("momentum", 0.9), manifest.get("weight_decay", 0.0),
+                                         manifest.get("clip_grad_norm"))
             self.optimizer.load(checkpoint + MomentumSgd.SUFFIX)
             if lr is not None:
                 self.optimizer.set_learning_rate(lr)
@@ -775,13 +784,16 @@ class MomentumSgd:
     d = g + weight_decay·w; buf = momentum·buf + d (buf = d at the first step); w -= lr·buf. Masked weights
     have g = 0 (the graph uses W·M) and w = 0, so they stay exactly 0. The momentum buffers are the optimizer
     state: saved next to a checkpoint as `<checkpoint>.momentum.npz` (plain arrays, no pickle) when asked.
+    With `clip`, g is first scaled by min(1, clip / (‖g‖ + 1e-6)), ‖g‖ the L2 norm over every trainable
+    gradient (torch.nn.utils.clip_grad_norm_), and step() returns ‖g‖.
     """
 
     SUFFIX = ".momentum.npz"
 
-    def __init__(self, np, state, momentum, weight_decay):
+    def __init__(self, np, state, momentum, weight_decay, clip=None):
         self.np, self.state = np, state
         self.momentum, self.weight_decay, self.lr = float(momentum), float(weight_decay), 0.0
+        self.clip = None if clip is None else float(clip)
         self.buffers = {}
 
     def get_learning_rate(self):
@@ -793,12 +805,18 @@ class MomentumSgd:
     def step(self):
         np, params = self.np, self.state.parameters
         lr = np.float32(self.lr)
-        for name, p in params:
-            if not p.requires_grad:
-                continue
-            g = p.grad
-            if g is None:
-                continue
+        grads = [(name, p, p.grad) for name, p in params if p.requires_grad]
+        grads = [(name, p, g) for name, p, g in grads if g is not None]
+        norm = None
+        if self.clip is not None:
+            # Float64 sums: the norm of ~10⁷ float32 squares, exact enough that the scale is torch's to 1e-6.
+            norm = math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64))) for _, _, g in grads))
+            if not math.isfinite(norm):
+                raise runtime_error(f"the gradients' norm is {norm} with a finite loss; no parameter was changed")
+            scale = min(1.0, self.clip / (norm + 1e-6))
+            if scale < 1.0:
+                grads = [(name, p, g * np.float32(scale)) for name, p, g in grads]
+        for name, p, g in grads:
             w = p.data
             d = g + np.float32(self.weight_decay) * w if self.weight_decay else g
             buf = self.buffers.get(name)
@@ -809,6 +827,7 @@ class MomentumSgd:
                 buf += d
             self.buffers[name] = buf
             params[name] = (w - lr * buf).astype(np.float32, copy=False)
+        return norm
 
     def save(self, path, with_state):
         if not with_state:

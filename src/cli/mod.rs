@@ -157,7 +157,7 @@ pub fn render_error(e: &crate::Error) -> String {
 /// `--max-map-drop`), the same in every command. The list holds every setting the library's errors name
 /// (tests/setting_errors.rs checks it against src/); one left out would print as the library writes it.
 fn render_flag(setting: &str) -> Option<String> {
-    const SETTINGS: &str = "agreement_score batch canvas classifier classify coco cpus_per_task decay_at dense_steps densities \
+    const SETTINGS: &str = "agreement_score batch canvas classifier classify clip_grad_norm coco cpus_per_task decay_at dense_steps densities \
          device distill distill_weight early_bird early_stop_eb eb_every flip floor floor_on gamma gres head_rois images \
          include_bias index iou_type kernels lr mask masks masks_from max_map_drop max_parallel min_layer_density \
          min_sparsity modules momentum nms_thresh norm_images optimizer partition profile pseudo_score rare_category \

@@ -65,6 +65,11 @@ pub struct TrainArgs {
     /// Weight decay of SGD (ORT's AdamW, as its artifact generator makes it, has none).
     #[arg(long, default_value_t = TrainSettings::default().weight_decay)]
     pub weight_decay: f32,
+    /// With sgd: scale each step's gradients down to this global L2 norm when they exceed it (torch's
+    /// clip_grad_norm_), and log their norm (grad_norm in log.jsonl). A remedy for a loss that spikes and then
+    /// diverges; off by default, as in torchvision's recipe.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f32>,
     /// Linear warmup steps (from 0.001 · lr).
     #[arg(long, default_value_t = TrainSettings::default().warmup)]
     pub warmup: u64,
@@ -146,6 +151,7 @@ impl TrainArgs {
             optimizer: self.optimizer.clone(),
             momentum: self.momentum,
             weight_decay: self.weight_decay,
+            clip_grad_norm: self.clip_grad_norm,
             warmup: self.warmup,
             decay_at: self.decay_at.clone(),
             gamma: self.gamma,

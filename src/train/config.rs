@@ -25,6 +25,10 @@ pub struct RunConfig {
     pub optimizer: String,
     pub momentum: f32,
     pub weight_decay: f32,
+    /// SGD only: the gradients are scaled down so their global L2 norm is at most this (torch's
+    /// `clip_grad_norm_`). Absent: no clipping (and in run.json files older than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f32>,
     /// Linear warmup from `warmup_factor · lr` over this many steps (torchvision's reference recipe).
     pub warmup: u64,
     pub warmup_factor: f32,
@@ -200,6 +204,9 @@ pub struct TrainSettings {
     pub optimizer: String,
     pub momentum: f32,
     pub weight_decay: f32,
+    /// With `sgd`: the largest global L2 norm of the gradients a step applies (larger ones are scaled down to it);
+    /// a remedy for a run whose loss spikes and then diverges. None: no clipping (torchvision's recipe).
+    pub clip_grad_norm: Option<f32>,
     /// Linear warmup steps, from `warmup_factor · lr`.
     pub warmup: u64,
     pub warmup_factor: f32,
@@ -235,6 +242,7 @@ impl Default for TrainSettings {
             optimizer: "sgd".into(),
             momentum: 0.9,
             weight_decay: 1e-4,
+            clip_grad_norm: None,
             warmup: 100,
             warmup_factor: 1e-3,
             decay_at: Vec::new(),
@@ -295,6 +303,7 @@ impl RunConfig {
             optimizer: s.optimizer.clone(),
             momentum: s.momentum,
             weight_decay: s.weight_decay,
+            clip_grad_norm: s.clip_grad_norm,
             warmup: s.warmup,
             warmup_factor: s.warmup_factor,
             decay_at: s.decay_at.clone(),
@@ -333,7 +342,11 @@ impl RunConfig {
 
     pub fn optimizer(&self) -> Result<Optimizer> {
         match self.optimizer.as_str() {
-            "sgd" => Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay }),
+            "sgd" => Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay, clip_grad_norm: self.clip_grad_norm }),
+            "adamw" if self.clip_grad_norm.is_some() => Err(Error::setting(
+                "clip_grad_norm",
+                "`clip_grad_norm` needs the sgd optimizer: ORT's AdamW applies its update inside its own graph, out of reach",
+            )),
             "adamw" => Ok(Optimizer::AdamW),
             o => Err(Error::setting("optimizer", format!("`optimizer` must be sgd or adamw, got '{o}'"))),
         }
@@ -353,6 +366,9 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.weight_decay) {
             return bad("momentum", format!("`momentum` {} and `weight_decay` {} must lie in [0, 1)", self.momentum, self.weight_decay));
+        }
+        if let Some(c) = self.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return bad("clip_grad_norm", format!("`clip_grad_norm` must be a positive number, got {c}"));
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0 && self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
             return bad("gamma", format!("`gamma` {} and the warmup factor {} must lie in (0, 1]", self.gamma, self.warmup_factor));

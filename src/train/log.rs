@@ -25,6 +25,9 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub teacher_s: f64,
     pub step_s: f64,
+    /// The gradients' global L2 norm before clipping; only in runs that clip (`clip_grad_norm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f32>,
 }
 
 fn is_zero(v: &f64) -> bool {

@@ -37,12 +37,12 @@
 //! | cmd | arguments (header) | request tensors | result | reply tensors |
 //! |-----|--------------------|-----------------|--------|---------------|
 //! | `hello` | – | – | `protocol`, `onnxruntime`, `onnx`, `numpy`, `python`, `providers`, `cuda_libraries`, `pid` | – |
-//! | `generate_artifacts` | `model` (path), `requires_grad`, `frozen` (name lists), `optimizer` (`adamw`\|`sgd`), `out` (folder, created) | – | `files` {training_model, eval_model, optimizer_model, checkpoint, manifest}, `eval_batchnorm_fixed`, `outputs` | – |
+//! | `generate_artifacts` | `model` (path), `requires_grad`, `frozen` (name lists), `optimizer` (`adamw`\|`sgd`\|`momentum`), `momentum`, `weight_decay`, `clip_grad_norm` (`momentum` only, optional), `out` (folder, created) | – | `files` {training_model, eval_model, optimizer_model, checkpoint, manifest}, `eval_batchnorm_fixed`, `outputs` | – |
 //! | `open` | `artifacts` (folder), `checkpoint` (path, default `<artifacts>/checkpoint`), `device` (`cpu`\|`cuda`), `threads` (0 = ORT's default) | – | session description (below) | – |
 //! | `train_step` | – | every model input, by name | `loss` (null when non-finite), `finite`, `grads_discarded` | the model outputs, loss first |
 //! | `eval_step` | – | every model input | as `train_step` (eval model; no gradients) | the eval outputs |
 //! | `forward` | `model` (path) | the model's non-parameter inputs | `outputs` (names) | every output of `model`, run by an inference session with the checkpoint's current parameters fed to the inputs named like them |
-//! | `optimizer_step` | – | – | `lr` | – |
+//! | `optimizer_step` | – | – | `lr`; `grad_norm` (the gradients' L2 norm before clipping) when the optimizer clips | – |
 //! | `lazy_reset_grad` | – | – | – | – |
 //! | `set_lr` | `lr` | – | `lr` | – |
 //! | `get_params` | `names` (null = all) | – | – | the parameters |

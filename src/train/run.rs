@@ -397,6 +397,7 @@ impl Run {
             rpn_s,
             teacher_s: stats.teacher_s,
             step_s: (t4 - t3).as_secs_f64(),
+            grad_norm: losses.grad_norm,
         };
         let line = serde_json::to_string(&record).expect("serialises");
         writeln!(self.log, "{line}").and_then(|_| self.log.flush()).writing(self.dir.join("log.jsonl"))?;

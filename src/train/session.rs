@@ -63,6 +63,8 @@ impl SessionOptions {
 pub struct Losses {
     pub total: f32,
     pub terms: Vec<(String, f32)>,
+    /// The gradients' global L2 norm before clipping, in a training step whose optimizer clips.
+    pub grad_norm: Option<f32>,
 }
 
 impl Losses {
@@ -212,10 +214,10 @@ impl TrainSession {
     /// gradient reset. A non-finite loss is a Check error and changes no parameter.
     pub fn step(&mut self, inputs: &[(&str, Tensor)]) -> Result<Losses> {
         let out = self.worker.train_step(inputs)?;
-        self.worker.optimizer_step()?;
+        let grad_norm = self.worker.optimizer_step()?;
         self.worker.lazy_reset_grad()?;
         self.steps += 1;
-        self.losses(&out.outputs)
+        Ok(Losses { grad_norm, ..self.losses(&out.outputs)? })
     }
 
     /// The loss terms on `inputs` without training (the eval model: no gradients, parameters unchanged).
@@ -236,7 +238,7 @@ impl TrainSession {
             values.push((name.clone(), v));
         }
         let total = values.first().map(|(_, v)| *v).unwrap_or(f32::NAN);
-        Ok(Losses { total, terms: values.into_iter().skip(1).collect() })
+        Ok(Losses { total, terms: values.into_iter().skip(1).collect(), grad_norm: None })
     }
 
     /// The current parameters (weights as stored, masks as `<weight>.mask`), all or those named.

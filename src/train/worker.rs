@@ -53,7 +53,7 @@ impl std::str::FromStr for Device {
 pub enum Optimizer {
     AdamW,
     Sgd,
-    Momentum { momentum: f32, weight_decay: f32 },
+    Momentum { momentum: f32, weight_decay: f32, clip_grad_norm: Option<f32> },
 }
 
 impl Optimizer {
@@ -344,9 +344,12 @@ impl Worker {
             "optimizer": optimizer.as_str(), "out": path_str(out)?,
         }));
         let mut args = args;
-        if let Optimizer::Momentum { momentum, weight_decay } = optimizer {
+        if let Optimizer::Momentum { momentum, weight_decay, clip_grad_norm } = optimizer {
             args.insert("momentum".into(), json!(momentum));
             args.insert("weight_decay".into(), json!(weight_decay));
+            if let Some(c) = clip_grad_norm {
+                args.insert("clip_grad_norm".into(), json!(c));
+            }
         }
         let (result, _) = self.call("generate_artifacts", args, &[])?;
         let file = |k: &str| -> Result<PathBuf> {
@@ -426,8 +429,11 @@ impl Worker {
         Ok(outputs)
     }
 
-    pub fn optimizer_step(&mut self) -> Result<()> {
-        self.call("optimizer_step", Map::new(), &[]).map(drop)
+    /// Applies the gradients of the last train_step; returns their global L2 norm before clipping when the
+    /// optimizer clips (`Momentum` with `clip_grad_norm`).
+    pub fn optimizer_step(&mut self) -> Result<Option<f32>> {
+        let (result, _) = self.call("optimizer_step", Map::new(), &[])?;
+        Ok(result.get("grad_norm").and_then(Value::as_f64).map(|v| v as f32))
     }
 
     pub fn lazy_reset_grad(&mut self) -> Result<()> {

@@ -99,6 +99,7 @@ impl Named {
             "optimizer" => t.optimizer = v.to_string(),
             "momentum" => t.momentum = parse(v)?,
             "weight-decay" => t.weight_decay = parse(v)?,
+            "clip-grad-norm" => t.clip_grad_norm = Some(parse(v)?),
             "warmup" => t.warmup = parse(v)?,
             "decay-at" => t.decay_at = list(v)?,
             "gamma" => t.gamma = parse(v)?,
