@@ -739,6 +739,7 @@ mod runs {
             momentum: 0.9,
             weight_decay: 1e-4,
             clip_grad_norm: None,
+            clip_from_step: None,
             warmup: 1,
             warmup_factor: 1e-3,
             decay_at: vec![],

@@ -35,6 +35,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
         momentum: 0.9,
         weight_decay: 1e-4,
         clip_grad_norm: None,
+        clip_from_step: None,
         warmup: 0,
         warmup_factor: 1e-3,
         decay_at: vec![],

@@ -156,6 +156,9 @@ fn a_killed_run_resumes_with_the_same_losses() {
     for ((s, x), (_, y)) in a.iter().zip(&b) {
         assert_eq!(x, y, "step {s}: uninterrupted loss {x}, resumed {y}");
     }
+    // The resume's new total is the run's: run.json says 9, not the 400 it started with.
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(killed.join("run.json")).unwrap()).unwrap();
+    assert_eq!(config["steps"], 9, "{config}");
 }
 
 #[test]
@@ -386,4 +389,30 @@ fn clipping_scales_the_step_to_the_gradient_norm_asked_for() {
     // A clip above the norm leaves the step as it was, bit for bit.
     let loose = step("loose", &[&"--clip-grad-norm", &"1e9"]);
     assert!(delta(&loose) == a, "a clip the gradients stay under changed the step");
+}
+
+#[test]
+fn a_resume_can_start_clipping_and_run_json_says_from_where() {
+    // A run that diverged resumes from its last intact checkpoint with the gradients clipped (lowering the learning
+    // rate would mean starting over). run.json keeps the clip and the step it started from; the log has the norm
+    // from there on; a resume with the same clip changes nothing, a new one moves the step.
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 2, 5);
+    let model = fixture(MODEL);
+    let run = t.path().join("run");
+    ticket_json(&refs(&with(train_args(&model, &ann, &run, "2"), &[&"--save-every", &"1", &"--threads", &"1"])));
+    let resume = |steps: &str, clip: &str| {
+        ticket_json(&[&"train", &model, &"--resume", &run, &"--steps", &steps, &"--clip-grad-norm", &clip]);
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        (config["steps"].as_u64(), config["clip_grad_norm"].as_f64(), config["clip_from_step"].as_u64())
+    };
+    assert_eq!(resume("4", "1"), (Some(4), Some(1.0), Some(2)));
+    let norms: Vec<bool> = std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap().get("grad_norm").is_some())
+        .collect();
+    assert_eq!(norms, [false, false, true, true], "the norm is logged where the clip held");
+    assert_eq!(resume("5", "1"), (Some(5), Some(1.0), Some(2)), "the same clip again keeps its start");
+    assert_eq!(resume("6", "0.5"), (Some(6), Some(0.5), Some(5)), "a new clip holds from the resume");
 }

@@ -67,7 +67,8 @@ pub struct TrainArgs {
     pub weight_decay: f32,
     /// With sgd: scale each step's gradients down to this global L2 norm when they exceed it (torch's
     /// clip_grad_norm_), and log their norm (grad_norm in log.jsonl). A remedy for a loss that spikes and then
-    /// diverges; off by default, as in torchvision's recipe.
+    /// diverges; off by default, as in torchvision's recipe. With --resume: clip from the last checkpoint on (a
+    /// run that diverged continues from there; run.json notes the step).
     #[arg(long)]
     pub clip_grad_norm: Option<f32>,
     /// Linear warmup steps (from 0.001 · lr).
@@ -196,7 +197,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                         .into(),
                 ));
             }
-            (d.clone(), Start::Resume { steps: a.train.steps })
+            (d.clone(), Start::Resume { steps: a.train.steps, clip_grad_norm: a.train.clip_grad_norm })
         }
         (None, Some(o)) => {
             let state = ModelState::import(&a.model)?;

@@ -29,6 +29,10 @@ pub struct RunConfig {
     /// `clip_grad_norm_`). Absent: no clipping (and in run.json files older than it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_grad_norm: Option<f32>,
+    /// Set when a resume started (or changed) the clip: the step it resumed from, whose steps were trained
+    /// without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_from_step: Option<u64>,
     /// Linear warmup from `warmup_factor · lr` over this many steps (torchvision's reference recipe).
     pub warmup: u64,
     pub warmup_factor: f32,
@@ -304,6 +308,7 @@ impl RunConfig {
             momentum: s.momentum,
             weight_decay: s.weight_decay,
             clip_grad_norm: s.clip_grad_norm,
+            clip_from_step: None,
             warmup: s.warmup,
             warmup_factor: s.warmup_factor,
             decay_at: s.decay_at.clone(),

@@ -132,8 +132,10 @@ pub struct TrainReport {
 pub enum Start {
     /// A new run in an empty (or missing) folder.
     Fresh(Box<RunConfig>),
-    /// Continue the run in the folder; `steps`, when given, replaces the planned step count.
-    Resume { steps: Option<u64> },
+    /// Continue the run in the folder; `steps`, when given, replaces the planned step count, and
+    /// `clip_grad_norm` starts (or changes) gradient clipping from the resumed step on (a run that diverged
+    /// continues from its last intact checkpoint). Either is written to run.json once the run has opened.
+    Resume { steps: Option<u64>, clip_grad_norm: Option<f32> },
 }
 
 pub struct Run {
@@ -159,6 +161,7 @@ impl Run {
     /// A fresh run keeps them in run.json (none given: one per core) and a resume without `threads` reuses them.
     pub fn open(model: &Path, dir: &Path, start: Start, python: &Path, threads: Option<usize>) -> Result<Run> {
         let fresh = matches!(start, Start::Fresh(_));
+        let mut changed = false;
         let (config, saved) = match start {
             Start::Fresh(mut config) => {
                 refuse_existing_run(dir)?;
@@ -166,17 +169,24 @@ impl Run {
                 config.threads = Some(threads.unwrap_or(0));
                 (*config, None)
             }
-            Start::Resume { steps } => {
+            Start::Resume { steps, clip_grad_norm } => {
                 let path = dir.join(folder::RUN_JSON);
                 let bytes = folder::read_run_json(dir, MAX_SMALL_FILE)?;
                 let mut config: RunConfig = serde_json::from_slice(&bytes).context(&path, "not a run file")?;
                 folder::check_model(dir, model, &config.model, &config.model_fingerprint)?;
-                if let Some(s) = steps {
-                    config.steps = s;
-                }
-                config.validate()?;
                 let saved = resume_point(dir)?;
                 let at = saved.as_ref().map_or(0, |s| s.step);
+                if let Some(s) = steps.filter(|&s| s != config.steps) {
+                    config.steps = s;
+                    changed = true;
+                }
+                if let Some(c) = clip_grad_norm.filter(|&c| Some(c) != config.clip_grad_norm) {
+                    // The steps before `at` were trained without this clip: run.json says from where it holds.
+                    config.clip_grad_norm = Some(c);
+                    config.clip_from_step = (at > 0).then_some(at);
+                    changed = true;
+                }
+                config.validate()?;
                 if config.steps < at {
                     return Err(Error::setting_at(
                         dir,
@@ -219,10 +229,18 @@ impl Run {
         let teacher = Taught { teacher, pseudo };
         let threads = threads.or(config.threads).unwrap_or(0);
         let opened = Self::start(dir, fresh, config, saved, state, data, teacher, batches, python, threads, lock);
-        if opened.is_err() {
-            created.undo(fresh);
+        match opened {
+            Err(e) => {
+                created.undo(fresh);
+                Err(e)
+            }
+            // A resume's new settings replace run.json only once the run has opened: a refused resume leaves it.
+            Ok(run) if changed => {
+                write_atomic(&dir.join(folder::RUN_JSON), serde_json::to_string_pretty(&run.config).expect("serialises").as_bytes())?;
+                Ok(run)
+            }
+            Ok(run) => Ok(run),
         }
-        opened
     }
 
     /// The second half of [`Run::open`], once the folder exists and is locked: the worker, the session, the

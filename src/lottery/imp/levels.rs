@@ -220,7 +220,7 @@ pub(in crate::lottery) fn train(
     on(ImpEvent::Phase { level, what: "training" });
     let start = if ldir.join("run.json").exists() {
         check_level_settings(ldir, &config)?;
-        Start::Resume { steps: None }
+        Start::Resume { steps: None, clip_grad_norm: None }
     } else {
         Start::Fresh(Box::new(config))
     };
