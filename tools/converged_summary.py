@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1× to 16× as long (the plateau checks), with the lottery controls: the tables of
 tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,
-layer_80,global_90,layer_90,iterative,early_bird,modules_*}), bbox AP on the
+layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, and dense_16x_clip: a diverged
+dense_16x run resumed with its gradients clipped), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
 from the early_bird runs' masks.
 
@@ -90,10 +91,10 @@ def load(root):
         curves.setdefault("dense", {})[s.name] = curve(t, 0)
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
-        for k in [2, 4, 8, 16]:
-            if (s / f"dense_{k}x" / "eval.json").exists():
-                arms.setdefault(f"dense_{k}x", {})[s.name] = eval_scores(s / f"dense_{k}x" / "eval.json")
-                steps[f"dense_{k}x"] = k * steps["dense"]
+        for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip")]:
+            if (s / arm / "eval.json").exists():
+                arms.setdefault(arm, {})[s.name] = eval_scores(s / arm / "eval.json")
+                steps[arm] = k * steps["dense"]
         for k in [2, 4, 8]:
             arm = f"ticket_{k}x"
             if (s / arm / "summary.json").exists() and (s / f"dense_{k}x" / "eval.json").exists():
@@ -107,6 +108,11 @@ def load(root):
             if (s / arm / "summary.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 steps[arm] = steps["dense"]
+        # App. B's source: the Mask R-CNN of the same init seed, dense (level 0) and its 80% ticket (level 1), box AP.
+        if (s / "mask_ticket" / "summary.json").exists():
+            arms.setdefault("mask_dense", {})[s.name] = imp_scores(s / "mask_ticket", 0)
+            arms.setdefault("mask_ticket", {})[s.name] = imp_scores(s / "mask_ticket", 1)
+            steps["mask_dense"] = steps["mask_ticket"] = steps["dense"]
         # Claim (b): the iterative ticket's last level (3 levels of STEPS each after dense: dense_4x's compute).
         if (s / "iterative" / "summary.json").exists():
             last = json.loads((s / "iterative" / "summary.json").read_text())["levels"][-1]
@@ -127,6 +133,8 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "dense_4x": "dense, four times the steps (the plateau check)",
          "dense_8x": "dense, eight times the steps (the plateau check of 4×)",
          "dense_16x": "dense, sixteen times the steps (the plateau check of 8×)",
+         "dense_16x_clip": "dense, sixteen times the steps, resumed at step 37000 with the gradients clipped to norm 5 "
+                           "(the seed whose unclipped run diverged)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
          "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
          "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
@@ -135,6 +143,8 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "layer_90": "90% layer-wise (every tensor to 10%)",
          **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES},
          "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)",
+         "mask_dense": "App. B's source: the Mask R-CNN of the same init (box AP)",
+         "mask_ticket": "App. B's source: the Mask R-CNN's 80% ticket (5% floor, rewound to init; box AP)",
          "task_transfer": "App. B: the Mask R-CNN 80% ticket's mask up to the box head, rewound to init"}
 ROW_ORDER = list(NAMES)
 
@@ -188,6 +198,8 @@ def main(root, label=None):
             ("iterative", "dense", f"the iterative ticket matches dense at equal steps per level (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("iterative", "dense_4x", f"the iterative ticket matches the compute-matched (4×) dense model (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("mask_ticket", "mask_dense", f"App. B's source: the Mask R-CNN ticket matches its dense model (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("task_transfer", "ticket", f"App. B: the task-transferred ticket matches the direct one (> −{POINT})",
              lambda d: verdict(d, -POINT)),
