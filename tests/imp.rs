@@ -160,8 +160,21 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!level(&run_b, 2).join("metrics.json").exists(), "killed before level 2 finished");
-    let resumed = run_ok(&os(&[&"imp", &"--resume", &run_b]));
+    // Resumed with a gradient clip (one the gradients stay under, so the steps are unchanged): the level in
+    // progress clips from its checkpoint on, which its run.json records; the run's run.json keeps the clip.
+    let at = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(level(&run_b, 2).join("state.json")).unwrap()).unwrap()
+        ["step"]
+        .as_u64()
+        .unwrap();
+    let resumed = run_ok(&os(&[&"imp", &"--resume", &run_b, &"--clip-grad-norm", &"1e9"]));
     assert_eq!(resumed["ticket_level"], 2);
+    let json = |p: std::path::PathBuf| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap()).unwrap();
+    assert_eq!(json(run_b.join("run.json"))["train"]["clip_grad_norm"], 1e9);
+    let l2 = json(level(&run_b, 2).join("run.json"));
+    assert_eq!((l2["clip_grad_norm"].as_f64(), l2["clip_from_step"].as_u64()), (Some(1e9), Some(at)), "{l2}");
+    let norms = std::fs::read_to_string(level(&run_b, 2).join("log.jsonl")).unwrap();
+    let logged: Vec<bool> = norms.lines().map(|l| json_line(l).get("grad_norm").is_some()).collect();
+    assert!(logged.iter().enumerate().all(|(i, &g)| g == (i as u64 >= at)), "grad_norm from step {at} on: {logged:?}");
     for l in 0..=2 {
         // (Mask files are compared by content: safetensors writes its metadata map in hash order.)
         let masks = |r: &Path| Masks::load(&level(r, l).join("masks.safetensors")).unwrap();
@@ -399,4 +412,8 @@ fn run_config_resolves_canvas_and_heads_from_the_model() {
     let c = RunConfig::new(&model, &state, c.data.clone(), None, &TrainSettings { canvas: Some(96), ..settings }).unwrap();
     assert_eq!((c.shape.height, c.shape.width), (96, 96));
     assert!(c.max_size <= 96 && c.min_size <= 96);
+}
+
+fn json_line(l: &str) -> serde_json::Value {
+    serde_json::from_str(l).unwrap()
 }

@@ -49,7 +49,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
     let (model, train, val) = crate::lottery::demo::prepare(&out, a.train_images, a.val_images)?;
     let run_dir = out.join("run");
     let start = if run_dir.join("run.json").exists() {
-        ImpStart::Resume { model: None }
+        ImpStart::Resume { model: None, clip_grad_norm: None }
     } else {
         {
             let settings = crate::lottery::demo::imp_settings(a.sparsity, a.rounds, a.steps, a.max_map_drop);

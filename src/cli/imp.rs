@@ -178,7 +178,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
                     "--resume takes the data and settings from RUN_DIR/run.json; give only [MODEL] --resume RUN_DIR".into(),
                 ));
             }
-            (d.clone(), ImpStart::Resume { model: a.model.clone() })
+            (d.clone(), ImpStart::Resume { model: a.model.clone(), clip_grad_norm: a.train.clip_grad_norm })
         }
         (None, Some(o)) => {
             let model = a.model.as_ref().ok_or_else(|| Error::Input("give MODEL (the initial weights) for a new run".into()))?;

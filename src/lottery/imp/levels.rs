@@ -182,6 +182,9 @@ fn check_level_settings(ldir: &Path, want: &RunConfig) -> Result<()> {
         let mut r = settings_record(&serde_json::to_value(c).expect("serialises"));
         r.remove("model");
         r.remove("masks");
+        // A clip added by a resume holds from the level's checkpoint on, which its run.json records.
+        r.remove("clip_grad_norm");
+        r.remove("clip_from_step");
         r
     };
     let changed = changed_settings(&record(&have), &record(want));
@@ -220,7 +223,7 @@ pub(in crate::lottery) fn train(
     on(ImpEvent::Phase { level, what: "training" });
     let start = if ldir.join("run.json").exists() {
         check_level_settings(ldir, &config)?;
-        Start::Resume { steps: None, clip_grad_norm: None }
+        Start::Resume { steps: None, clip_grad_norm: config.clip_grad_norm }
     } else {
         Start::Fresh(Box::new(config))
     };

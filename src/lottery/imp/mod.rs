@@ -42,9 +42,12 @@ pub struct ImpEnv {
 
 pub enum ImpStart {
     Fresh(Box<ImpConfig>),
-    /// Continue the run; a model given here must be the one the run was started from.
+    /// Continue the run; a model given here must be the one the run was started from. `clip_grad_norm` clips the
+    /// gradients of every level trained from now on, a level in progress from its last checkpoint (a level that
+    /// diverged continues); run.json keeps it, and each level's run.json says from which step it held.
     Resume {
         model: Option<PathBuf>,
+        clip_grad_norm: Option<f32>,
     },
 }
 
@@ -157,8 +160,8 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
             }
             (*config, lock)
         }
-        ImpStart::Resume { model } => {
-            let config = read_config(dir)?;
+        ImpStart::Resume { model, clip_grad_norm } => {
+            let mut config = read_config(dir)?;
             let given = model.unwrap_or_else(|| config.model.clone());
             folder::check_model(dir, &given, &config.model, &config.model_fingerprint)?;
             if let (Some(t), Some(f)) = (&config.trained, &config.trained_fingerprint) {
@@ -167,7 +170,13 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
                 }
             }
             refuse_linked_levels(dir, config.rounds)?;
-            (config, DirLock::acquire(dir)?)
+            let lock = DirLock::acquire(dir)?;
+            if let Some(c) = clip_grad_norm.filter(|&c| Some(c) != config.train.clip_grad_norm) {
+                config.train.clip_grad_norm = Some(c);
+                config.validate()?;
+                save_config(dir, &config)?;
+            }
+            (config, lock)
         }
     };
     Ok(config)
