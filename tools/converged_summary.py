@@ -108,11 +108,6 @@ def load(root):
             if (s / arm / "summary.json").exists():
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 steps[arm] = steps["dense"]
-        # App. B's source: the Mask R-CNN of the same init seed, dense (level 0) and its 80% ticket (level 1), box AP.
-        if (s / "mask_ticket" / "summary.json").exists():
-            arms.setdefault("mask_dense", {})[s.name] = imp_scores(s / "mask_ticket", 0)
-            arms.setdefault("mask_ticket", {})[s.name] = imp_scores(s / "mask_ticket", 1)
-            steps["mask_dense"] = steps["mask_ticket"] = steps["dense"]
         # Claim (b): the iterative ticket's last level (3 levels of STEPS each after dense: dense_4x's compute).
         if (s / "iterative" / "summary.json").exists():
             last = json.loads((s / "iterative" / "summary.json").read_text())["levels"][-1]
@@ -143,8 +138,6 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "layer_90": "90% layer-wise (every tensor to 10%)",
          **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES},
          "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)",
-         "mask_dense": "App. B's source: the Mask R-CNN of the same init (box AP)",
-         "mask_ticket": "App. B's source: the Mask R-CNN's 80% ticket (5% floor, rewound to init; box AP)",
          "task_transfer": "App. B: the Mask R-CNN 80% ticket's mask up to the box head, rewound to init"}
 ROW_ORDER = list(NAMES)
 
@@ -198,8 +191,6 @@ def main(root, label=None):
             ("iterative", "dense", f"the iterative ticket matches dense at equal steps per level (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("iterative", "dense_4x", f"the iterative ticket matches the compute-matched (4×) dense model (> −{POINT})",
-             lambda d: verdict(d, -POINT)),
-            ("mask_ticket", "mask_dense", f"App. B's source: the Mask R-CNN ticket matches its dense model (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("task_transfer", "ticket", f"App. B: the task-transferred ticket matches the direct one (> −{POINT})",
              lambda d: verdict(d, -POINT)),
