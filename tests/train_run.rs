@@ -368,7 +368,8 @@ fn clipping_scales_the_step_to_the_gradient_norm_asked_for() {
     };
     let plain = step("plain", &[]);
     let clipped = step("clipped", &[&"--clip-grad-norm", &clip.to_string()]);
-    let log = |run: &Path| -> serde_json::Value { serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().trim()).unwrap() };
+    let log =
+        |run: &Path| -> serde_json::Value { serde_json::from_str(std::fs::read_to_string(run.join("log.jsonl")).unwrap().trim()).unwrap() };
     assert!(log(&plain).get("grad_norm").is_none(), "a run that does not clip logs no norm");
     let norm = log(&clipped)["grad_norm"].as_f64().expect("a clipping run logs the norm");
     assert!(norm > 2.0 * clip, "the gradients ({norm}) must exceed the clip for the test to clip");

@@ -347,7 +347,9 @@ impl RunConfig {
 
     pub fn optimizer(&self) -> Result<Optimizer> {
         match self.optimizer.as_str() {
-            "sgd" => Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay, clip_grad_norm: self.clip_grad_norm }),
+            "sgd" => {
+                Ok(Optimizer::Momentum { momentum: self.momentum, weight_decay: self.weight_decay, clip_grad_norm: self.clip_grad_norm })
+            }
             "adamw" if self.clip_grad_norm.is_some() => Err(Error::setting(
                 "clip_grad_norm",
                 "`clip_grad_norm` needs the sgd optimizer: ORT's AdamW applies its update inside its own graph, out of reach",
