@@ -805,12 +805,14 @@ class MomentumSgd:
     def step(self):
         np, params = self.np, self.state.parameters
         lr = np.float32(self.lr)
-        grads = [(name, p, p.grad) for name, p in params if p.requires_grad]
-        grads = [(name, p, g) for name, p, g in grads if g is not None]
+        # One gradient at a time, as ORT hands them out; clipping needs them all first, for their norm.
+        grads = ((name, p, g) for name, p in params if p.requires_grad for g in [p.grad] if g is not None)
         norm = None
         if self.clip is not None:
+            grads = list(grads)
             # Float64 sums: the norm of ~10⁷ float32 squares, exact enough that the scale is torch's to 1e-6.
-            norm = math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64))) for _, _, g in grads))
+            wide = (g.ravel().astype(np.float64) for _, _, g in grads)
+            norm = math.sqrt(sum(float(np.dot(v, v)) for v in wide))
             if not math.isfinite(norm):
                 raise runtime_error(f"the gradients' norm is {norm} with a finite loss; no parameter was changed")
             scale = min(1.0, self.clip / (norm + 1e-6))

@@ -228,27 +228,21 @@ impl Run {
         let lock = DirLock::acquire(dir)?;
         let teacher = Taught { teacher, pseudo };
         let threads = threads.or(config.threads).unwrap_or(0);
-        let opened = Self::start(dir, fresh, config, saved, state, data, teacher, batches, python, threads, lock);
-        match opened {
-            Err(e) => {
-                created.undo(fresh);
-                Err(e)
-            }
-            // A resume's new settings replace run.json only once the run has opened: a refused resume leaves it.
-            Ok(run) if changed => {
-                write_atomic(&dir.join(folder::RUN_JSON), serde_json::to_string_pretty(&run.config).expect("serialises").as_bytes())?;
-                Ok(run)
-            }
-            Ok(run) => Ok(run),
+        let write_config = fresh || changed;
+        let opened = Self::start(dir, fresh, write_config, config, saved, state, data, teacher, batches, python, threads, lock);
+        if opened.is_err() {
+            created.undo(fresh);
         }
+        opened
     }
 
     /// The second half of [`Run::open`], once the folder exists and is locked: the worker, the session, the
-    /// checkpoint loaded, `run.json` (fresh) and the log.
+    /// checkpoint loaded, `run.json` (fresh, or a resume with new settings) and the log.
     #[allow(clippy::too_many_arguments)]
     fn start(
         dir: &Path,
         fresh: bool,
+        write_config: bool,
         config: RunConfig,
         saved: Option<ResumePoint>,
         state: ModelState,
@@ -316,7 +310,9 @@ impl Run {
             session.load(&saved.checkpoint)?;
             session.set_lr(config.lr_at(step + 1))?;
         }
-        if fresh {
+        // A fresh run's settings, or a resume's new ones, are written once the session has opened and loaded its
+        // checkpoint: a refused resume leaves run.json as it was.
+        if write_config {
             write_atomic(&dir.join(folder::RUN_JSON), serde_json::to_string_pretty(&config).expect("serialises").as_bytes())?;
         }
         let log = open_log(dir, step)?;
