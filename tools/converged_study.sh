@@ -15,6 +15,10 @@
 #   dense_8x/      for DENSE_8X_SEEDS (none by default): dense trained 8×STEPS, the plateau check of dense_4x
 #   ticket_8x/     with TICKET_8X=1, for DENSE_8X_SEEDS: the 80% ticket of dense_8x, trained 8×STEPS
 #   dense_16x/     for DENSE_16X_SEEDS (none by default): dense trained 16×STEPS, the plateau check of dense_8x
+#   dense_Nx_clip/ with CLIP=C, a dense_Nx run stopped by a non-finite loss goes on here from its last checkpoint with
+#                  the gradients clipped to norm C (a recipe of its own from that step on; the summary keeps it apart)
+#   ticket_16x/    with TICKET_16X=1, for DENSE_16X_SEEDS: the 80% ticket of dense_16x (or of dense_16x_clip where
+#                  that one had to be clipped), trained 16×STEPS
 #   iterative/     with ITERATIVE=1, claim (b): the seed's dense model pruned to 80% in 3 levels (41%, 66%, 80%; 5%
 #                  floor), each rewound to init and trained STEPS: a lineage of 4×STEPS, as long as dense_4x
 #   global_90/, layer_80/, layer_90/
@@ -39,7 +43,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), DENSE_16X_SEEDS (""), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
+# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), DENSE_16X_SEEDS (""), TICKET_16X (0), CLIP (none), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
 # arms, for a study whose other runs are already packed), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 # experiment).
 set -euo pipefail
@@ -67,14 +71,24 @@ job() {
     ticket) imp "$dir/ticket" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) ;;
     dense_2x|dense_4x|dense_8x|dense_16x)
       local n=${kind#dense_}; n=${n%x}
-      train_run "$dir/$kind" "$init" $common $(sched $(( n * steps ))) --seed "$seed" > /dev/null
-      [ -f "$dir/$kind/eval.json" ] || { $ticket eval --model "$dir/$kind/model.onnx" --coco "$out/val/annotations.json" \
-        --threads 1 --json > "$dir/$kind/eval.json.tmp" && mv "$dir/$kind/eval.json.tmp" "$dir/$kind/eval.json"; } ;;
-    ticket_2x|ticket_4x|ticket_8x)
+      local run=$dir/$kind
+      train_run "$run" "$init" $common $(sched $(( n * steps ))) --seed "$seed" > /dev/null || {
+        # Stopped (a non-finite loss leaves the last checkpoint intact): with CLIP, go on from it in KIND_clip/.
+        [ -n "${CLIP:-}" ] && [ -d "$run/checkpoints" ] || return 1
+        run=$dir/${kind}_clip
+        [ -d "$run" ] || { rm -rf "$run.tmp"; cp -r "$dir/$kind" "$run.tmp" && mv "$run.tmp" "$run"; }
+        if grep -q '"clip_grad_norm"' "$run/run.json"; then train_run "$run" "$init" > /dev/null
+        else $ticket train "$init" --resume "$run" --clip-grad-norm "$CLIP" > /dev/null; fi
+      }
+      [ -f "$run/eval.json" ] || { $ticket eval --model "$run/model.onnx" --coco "$out/val/annotations.json" \
+        --threads 1 --json > "$run/eval.json.tmp" && mv "$run/eval.json.tmp" "$run/eval.json"; } ;;
+    ticket_2x|ticket_4x|ticket_8x|ticket_16x)
       local n=${kind#ticket_}; n=${n%x}
-      until [ -f "$dir/dense_${n}x/eval.json" ]; do sleep 10; done
+      local src=$dir/dense_${n}x
+      until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
+      [ -f "$src/eval.json" ] || src=${src}_clip
       imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" --rewind init \
-        --val-every $(( n * steps / 8 )) --trained "$dir/dense_${n}x/model.onnx" ;;
+        --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
     random_reinit|random_mask)
       until [ -f "$dense" ]; do sleep 10; done
       local control="--rewind random"; [ "$kind" = random_mask ] && control="--rewind init --mask random"
@@ -111,7 +125,7 @@ only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
 export -f job imp sched train_run
-export out steps ticket common gate imp_common
+export out steps ticket common gate imp_common CLIP
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.
 { for s in $seeds; do echo "ticket $s"; done
@@ -127,7 +141,8 @@ export out steps ticket common gate imp_common
   if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
   # Each 8× ticket right after its dense model: two slots then run one seed's ticket beside the next seed's dense.
   for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; if [ "${TICKET_8X:-0}" = 1 ]; then echo "ticket_8x $s"; fi; done
-  for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; done; } | only_arms |
+  for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; if [ "${TICKET_16X:-0}" = 1 ]; then echo "ticket_16x $s"; fi; done; } |
+  only_arms |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1× to 16× as long (the plateau checks), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
 layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, and dense_16x_clip: a diverged
 dense_16x run resumed with its gradients clipped), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
@@ -95,13 +95,16 @@ def load(root):
             if (s / arm / "eval.json").exists():
                 arms.setdefault(arm, {})[s.name] = eval_scores(s / arm / "eval.json")
                 steps[arm] = k * steps["dense"]
-        for k in [2, 4, 8]:
+        for k in [2, 4, 8, 16]:
             arm = f"ticket_{k}x"
-            if (s / arm / "summary.json").exists() and (s / f"dense_{k}x" / "eval.json").exists():
+            # Pruned from dense_kx, or from dense_kx_clip where that run diverged and went on clipped.
+            src = next((a for a in [f"dense_{k}x", f"dense_{k}x_clip"] if (s / a / "eval.json").exists()), None)
+            if (s / arm / "summary.json").exists() and src:
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+                arms.setdefault(f"{arm}_source", {})[s.name] = arms[src][s.name]
                 steps[arm] = k * steps["dense"]
-                # Its level 0 is dense_kx scored by imp: the same number ticket eval gave, or the scoring differs.
-                scored.setdefault(f"dense_{k}x", {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[f"dense_{k}x"][s.name]["ap"]
+                # Its level 0 is that dense model scored by imp: the number ticket eval gave, or the scoring differs.
+                scored.setdefault(src, {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[src][s.name]["ap"]
         # The lottery controls, and claim (c): global against layer-wise magnitude pruning at 80 and 90%, all from
         # the seed's dense model, rewound to init and trained as long as it.
         for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"] + MODULES + ["task_transfer"]:
@@ -133,6 +136,7 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
          "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
          "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
+         "ticket_16x": "80% ticket of the 16× dense model (the clipped one where that diverged), trained as long as it",
          "random_reinit": "random re-init (ticket's mask)", "random_mask": "random mask (ticket's per-tensor densities)",
          "layer_80": "80% layer-wise (every tensor to 20%)", "global_90": "90% one-shot global, 5% floor",
          "layer_90": "90% layer-wise (every tensor to 10%)",
@@ -153,7 +157,8 @@ def main(root, label=None):
     print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images\n")
     print("| model | training steps | " + " | ".join(k[1] for k in KEYS) + " | n |")
     print("|---|---|" + "---|" * len(KEYS) + "---|")
-    for arm, per in sorted(arms.items(), key=lambda kv: ROW_ORDER.index(kv[0])):
+    # A longer ticket's *_source arm repeats the rows of the dense models it is pruned from: paired, not printed.
+    for arm, per in sorted(((a, p) for a, p in arms.items() if a in NAMES), key=lambda kv: ROW_ORDER.index(kv[0])):
         cells = []
         for key, _ in KEYS:
             cells.append(cell([sc.get(key) for sc in per.values()]))
@@ -177,6 +182,10 @@ def main(root, label=None):
             ("ticket_8x", "dense_8x", f"the 8× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_4x", "dense_16x", f"the 4× ticket matches the 16× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_8x", "dense_16x", f"the 8× ticket matches the 16× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_16x", "ticket_16x_source", f"the 16× ticket matches the dense model it is pruned from (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("ticket_16x", "dense_16x", f"the 16× ticket matches the unclipped 16× dense model (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
