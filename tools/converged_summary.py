@@ -208,7 +208,9 @@ def main(root, label=None):
     for a, b, claim, judge in rows:
         d = diff(a, b)
         if d:
-            print(f"| {a} − {b} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
+            # A *_source arm is, per seed, the dense model that seed's ticket is pruned from.
+            b_name = "its dense model" if b.endswith("_source") else b
+            print(f"| {a} − {b_name} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
 
     for dense, per in scored.items():
         worst = max(abs(v) for v in per.values())
