@@ -91,7 +91,8 @@ def load(root):
         curves.setdefault("dense", {})[s.name] = curve(t, 0)
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
-        for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip")]:
+        for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip"),
+                       (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
             if (s / arm / "eval.json").exists():
                 arms.setdefault(arm, {})[s.name] = eval_scores(s / arm / "eval.json")
                 steps[arm] = k * steps["dense"]
@@ -133,6 +134,8 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "dense_16x": "dense, sixteen times the steps (the plateau check of 8×)",
          "dense_16x_clip": "dense, sixteen times the steps, resumed at step 37000 with the gradients clipped to norm 5 "
                            "(the seed whose unclipped run diverged)",
+         "dense_2x_rerun": "dense, twice the steps, trained again at one thread (the repeatability check)",
+         "dense_4x_rerun": "dense, four times the steps, trained again at one thread (the repeatability check)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
          "ticket_4x": "80% ticket of the 4× dense model, trained as long as it",
          "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
@@ -173,6 +176,10 @@ def main(root, label=None):
             ("dense_4x", "dense_2x", f"plateau: doubling again gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x", f"plateau: doubling a third time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_16x", "dense_8x", f"plateau: doubling a fourth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_4x_rerun", "dense_2x_rerun", f"plateau, on the runs trained again: doubling again gains < {POINT}",
+             lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_8x", "dense_4x_rerun", f"plateau, on the runs trained again: doubling a third time gains < {POINT}",
+             lambda d: verdict([-x for x in d], -POINT)),
             ("ticket", "dense_2x", f"the ticket matches the compute-matched dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense_4x", f"the ticket matches the longest-trained dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_2x", "dense_2x", f"the 2× ticket matches its dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
@@ -211,6 +218,15 @@ def main(root, label=None):
             # A *_source arm is, per seed, the dense model that seed's ticket is pruned from.
             b_name = "its dense model" if b.endswith("_source") else b
             print(f"| {a} − {b_name} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
+
+    # The runs trained again at one thread from the same initialisation and data order: the same AP, or not repeatable.
+    for arm in ["dense_2x", "dense_4x"]:
+        again = arms.get(f"{arm}_rerun", {})
+        if again:
+            same = [s for s in again if again[s]["ap"] == arms[arm][s]["ap"]]
+            moved = ", ".join(f"{s} {again[s]['ap'] - arms[arm][s]['ap']:+.4f}" for s in again if s not in same)
+            print(f"\n{arm} trained again at one thread: the same AP bit for bit in {len(same)} of {len(again)} seeds"
+                  + (f"; moved in {moved}" if moved else ""))
 
     for dense, per in scored.items():
         worst = max(abs(v) for v in per.values())
