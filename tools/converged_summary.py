@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1× to 16× as long (the plateau checks), with the lottery controls: the tables of
 tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
-layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, and dense_16x_clip: a diverged
-dense_16x run resumed with its gradients clipped), bbox AP on the
+layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, dense_16x_clip: a diverged
+dense_16x run resumed with its gradients clipped, and dense_2x_rerun/dense_4x_rerun: those runs trained again at one
+thread, the repeatability check), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
 from the early_bird runs' masks.
 
