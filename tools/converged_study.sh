@@ -77,8 +77,8 @@ job() {
         [ -n "${CLIP:-}" ] && [ -d "$run/checkpoints" ] || return 1
         run=$dir/${kind}_clip
         [ -d "$run" ] || { rm -rf "$run.tmp"; cp -r "$dir/$kind" "$run.tmp" && mv "$run.tmp" "$run"; }
-        if grep -q '"clip_grad_norm"' "$run/run.json"; then train_run "$run" "$init" > /dev/null
-        else $ticket train "$init" --resume "$run" --clip-grad-norm "$CLIP" > /dev/null; fi
+        # Resuming with the same clip again (after a kill) keeps the step it started from.
+        [ -f "$run/model.onnx" ] || $ticket train "$init" --resume "$run" --clip-grad-norm "$CLIP" > /dev/null || return 1
       }
       [ -f "$run/eval.json" ] || { $ticket eval --model "$run/model.onnx" --coco "$out/val/annotations.json" \
         --threads 1 --json > "$run/eval.json.tmp" && mv "$run/eval.json.tmp" "$run/eval.json"; } ;;
