@@ -19,6 +19,10 @@
 #                  the gradients clipped to norm C (a recipe of its own from that step on; the summary keeps it apart)
 #   ticket_16x/    with TICKET_16X=1, for DENSE_16X_SEEDS: the 80% ticket of dense_16x (or of dense_16x_clip where
 #                  that one had to be clipped), trained 16×STEPS
+#   random_reinit_8x/, random_mask_8x/ (and _16x/)
+#                  with CONTROLS_8X=1 (CONTROLS_16X=1), for DENSE_8X_SEEDS (DENSE_16X_SEEDS): the lottery controls of
+#                  ticket_8x (ticket_16x): its mask on a fresh random init, and a random mask with its per-tensor
+#                  densities, drawn from the same dense model and trained as long, with the same validation points
 #   iterative/     with ITERATIVE=1, claim (b): the seed's dense model pruned to 80% in 3 levels (41%, 66%, 80%; 5%
 #                  floor), each rewound to init and trained STEPS: a lineage of 4×STEPS, as long as dense_4x
 #   global_90/, layer_80/, layer_90/
@@ -43,7 +47,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), DENSE_16X_SEEDS (""), TICKET_16X (0), CLIP (none), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
+# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), CONTROLS_8X (0), DENSE_16X_SEEDS (""), TICKET_16X (0), CONTROLS_16X (0), CLIP (none), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
 # arms, for a study whose other runs are already packed), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 # experiment).
 set -euo pipefail
@@ -88,6 +92,14 @@ job() {
       until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
       [ -f "$src/eval.json" ] || src=${src}_clip
       imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" --rewind init \
+        --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
+    random_reinit_*x|random_mask_*x)
+      local n=${kind##*_}; n=${n%x}
+      local src=$dir/dense_${n}x
+      until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
+      [ -f "$src/eval.json" ] || src=${src}_clip
+      local control="--rewind random"; [ "${kind%_*}" = random_mask ] && control="--rewind init --mask random"
+      imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" $control \
         --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
     random_reinit|random_mask)
       until [ -f "$dense" ]; do sleep 10; done
@@ -140,8 +152,14 @@ export out steps ticket common gate imp_common CLIP
   if [ "${MODULES:-0}" = 1 ]; then for a in modules_base modules_fpn modules_rpn; do for s in $seeds; do echo "$a $s"; done; done; fi
   if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
   # Each 8× ticket right after its dense model: two slots then run one seed's ticket beside the next seed's dense.
-  for s in ${DENSE_8X_SEEDS:-}; do echo "dense_8x $s"; if [ "${TICKET_8X:-0}" = 1 ]; then echo "ticket_8x $s"; fi; done
-  for s in ${DENSE_16X_SEEDS:-}; do echo "dense_16x $s"; if [ "${TICKET_16X:-0}" = 1 ]; then echo "ticket_16x $s"; fi; done; } |
+  for n in 8 16; do
+    seeds_n=DENSE_${n}X_SEEDS ticket_n=TICKET_${n}X controls_n=CONTROLS_${n}X
+    for s in ${!seeds_n:-}; do
+      echo "dense_${n}x $s"
+      if [ "${!ticket_n:-0}" = 1 ]; then echo "ticket_${n}x $s"; fi
+      if [ "${!controls_n:-0}" = 1 ]; then echo "random_reinit_${n}x $s"; echo "random_mask_${n}x $s"; fi
+    done
+  done; } |
   only_arms |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
