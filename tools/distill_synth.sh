@@ -14,7 +14,8 @@
 #
 # Knobs: OUT (out/distill_synth), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 # experiment), WIDTH (8), DENSE (3000), STEPS (600), SEEDS ("1 2 3"), TRAIN (1000), VAL (100), UNLABELED (1000),
-# CHANNEL (0.55), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
+# CHANNEL (0.55), DISTILL (the `--distill` terms of channel_distill/, features,logits,objectness; another set names its
+# folder channel_distill_TERM_…/), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
 # the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
 # PLATEAU (1; 0 skips the half-length dense model of the plateau check),
@@ -84,10 +85,10 @@ for seed in $seeds; do
       "${floor[@]}"
   fi
   if [[ " $parts " == *" a "* ]]; then
-    # (a): the channel ticket fine-tuned without and with distillation (every term, then EXTRA_DISTILL's sets).
+    # (a): the channel ticket fine-tuned without and with distillation (DISTILL's terms, then EXTRA_DISTILL's sets).
     channel=(--structure channel --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained")
     imp "$dir/channel" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}"
-    for terms in features,logits,objectness ${EXTRA_DISTILL:-}; do
+    for terms in ${DISTILL:-features,logits,objectness} ${EXTRA_DISTILL:-}; do
       arm=channel_distill; [ "$terms" = features,logits,objectness ] || arm=channel_distill_${terms//,/_}
       imp "$dir/$arm" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}" \
         --distill "$terms"
