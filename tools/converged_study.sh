@@ -41,6 +41,7 @@
 #                  transfer); the Faster R-CNN is trained STEPS from init under it, against its own ticket (direct)
 # Runs JOBS at a time (one ORT thread each, so every run is bit-for-bit repeatable); every run resumes where it
 # stopped, so the script is idempotent. Then the figures (ticket report: OUT/report/ the ticket and its controls,
+# OUT/report_8x/ (report_16x/) the 8× (16×) ticket and its controls,
 # OUT/report_c/ claim (c), OUT/report_b/ claim (b)) and the tables
 # (tools/converged_summary.py, OUT/tables.md).
 #
@@ -164,6 +165,11 @@ export out steps ticket common gate imp_common CLIP
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null
+for n in 8 16; do
+  if [ -n "$(runs random_reinit_${n}x)" ]; then
+    $ticket report $(runs ticket_${n}x) $(runs random_reinit_${n}x) $(runs random_mask_${n}x) -o "$out/report_${n}x" > /dev/null
+  fi
+done
 if [ -n "$(runs layer_80)" ]; then
   $ticket report $(runs ticket) $(runs global_90) $(runs layer_80) $(runs layer_90) -o "$out/report_c" > /dev/null
 fi

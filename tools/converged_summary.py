@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Claim (a) against dense models trained 1× to 16× as long (the plateau checks), with the lottery controls: the tables of
 tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
+random_reinit_8x,random_mask_8x,random_reinit_16x,random_mask_16x,
 layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, dense_16x_clip: a diverged
 dense_16x run resumed with its gradients clipped, and dense_2x_rerun/dense_4x_rerun: those runs trained again at one
 thread, the repeatability check), bbox AP on the
@@ -107,6 +108,12 @@ def load(root):
                 steps[arm] = k * steps["dense"]
                 # Its level 0 is that dense model scored by imp: the number ticket eval gave, or the scoring differs.
                 scored.setdefault(src, {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[src][s.name]["ap"]
+        # The lottery controls of the longer tickets, drawn from the same dense model and trained as long.
+        for k in [8, 16]:
+            for arm in [f"random_reinit_{k}x", f"random_mask_{k}x"]:
+                if (s / arm / "summary.json").exists():
+                    arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+                    steps[arm] = k * steps["dense"]
         # The lottery controls, and claim (c): global against layer-wise magnitude pruning at 80 and 90%, all from
         # the seed's dense model, rewound to init and trained as long as it.
         for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"] + MODULES + ["task_transfer"]:
@@ -142,6 +149,10 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "ticket_8x": "80% ticket of the 8× dense model, trained as long as it",
          "ticket_16x": "80% ticket of the 16× dense model (the clipped one where that diverged), trained as long as it",
          "random_reinit": "random re-init (ticket's mask)", "random_mask": "random mask (ticket's per-tensor densities)",
+         "random_reinit_8x": "random re-init (the 8× ticket's mask)",
+         "random_mask_8x": "random mask (the 8× ticket's per-tensor densities)",
+         "random_reinit_16x": "random re-init (the 16× ticket's mask)",
+         "random_mask_16x": "random mask (the 16× ticket's per-tensor densities)",
          "layer_80": "80% layer-wise (every tensor to 20%)", "global_90": "90% one-shot global, 5% floor",
          "layer_90": "90% layer-wise (every tensor to 10%)",
          **{m: f"80% of {MODULE_SETS[m]} pruned" for m in MODULES},
@@ -197,6 +208,12 @@ def main(root, label=None):
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
+            ("ticket_8x", "random_reinit_8x", "the 8× ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
+            ("ticket_8x", "random_mask_8x", "the 8× ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
+            ("random_reinit_8x", "dense_8x", f"random re-init at 8× matches dense_8x (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("random_mask_8x", "dense_8x", f"the random mask at 8× matches dense_8x (> −{POINT})", lambda d: verdict(d, -POINT)),
+            ("ticket_16x", "random_reinit_16x", "the 16× ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
+            ("ticket_16x", "random_mask_16x", "the 16× ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "layer_80", "(c) at 80%, global beats layer-wise (> 0)", lambda d: verdict(d, 0.0)),
             ("global_90", "layer_90", "(c) at 90%, global beats layer-wise (> 0)", lambda d: verdict(d, 0.0)),
             ("global_90", "dense", f"the 90% global ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
