@@ -13,7 +13,8 @@ fn main() {
         let code = e.exit_code();
         let msg = ticket::cli::render_error(&e);
         if json && !matches!(e, ticket::Error::Reported(_)) {
-            println!("{}", serde_json::json!({ "error": msg, "exit_code": code }));
+            // The line on stderr below carries the error; a stdout that cannot take the JSON adds nothing to it.
+            let _ = ticket::cli::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": code })));
         }
         eprintln!("error: {msg}");
         std::process::exit(code);
@@ -50,7 +51,7 @@ fn usage_error(e: clap::Error) -> ! {
     }
     msg += " (see --help)";
     if std::env::args().any(|a| a == "--json") {
-        println!("{}", serde_json::json!({ "error": msg, "exit_code": 2 }));
+        let _ = ticket::cli::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": 2 })));
     }
     eprintln!("error: {msg}");
     std::process::exit(2);

@@ -109,3 +109,56 @@ fn a_missing_output_folder_stays_bad_input() {
     let err = common::run_err(&[&"prune", &fixture("resnet18.onnx"), &"--sparsity", &"0.5", &"-o", &out]);
     assert!(err.contains("no/such/folder"), "{err}");
 }
+
+/// `ticket ARGS` with its stdout on `out`, its stderr captured: (exit code, stderr).
+fn ticket_with_stdout(out: impl Into<std::process::Stdio>, args: &[&dyn AsRef<std::ffi::OsStr>]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
+    for a in args {
+        cmd.arg(a.as_ref());
+    }
+    let out = cmd.stdout(out).stderr(std::process::Stdio::piped()).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A pipe whose reader is already gone, as after `ticket … | head -1`: every write to it fails with a broken pipe.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[test]
+fn a_report_into_a_closed_pipe_is_dropped_and_the_exit_code_stands() {
+    for json in [true, false] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"inspect", &"--layers"];
+        let model = fixture("resnet18.onnx");
+        args.push(&model);
+        if json {
+            args.push(&"--json");
+        }
+        let (code, err) = ticket_with_stdout(closed_pipe(), &args);
+        assert_eq!(code, Some(0), "json {json}: {err}");
+        assert!(err.is_empty(), "json {json}: nothing on stderr expected: {err}");
+    }
+    // An error keeps its code and its line on stderr when stdout (the JSON error report) is gone.
+    let t = tempfile::tempdir().unwrap();
+    let missing = t.path().join("missing.onnx");
+    let (code, err) = ticket_with_stdout(closed_pipe(), &[&"inspect", &missing, &"--json"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("missing.onnx"), "{err}");
+    // So does a usage error.
+    let (code, err) = ticket_with_stdout(closed_pipe(), &[&"inspect", &"--no-such-flag", &"--json"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_report_into_a_full_stdout_exits_3() {
+    // `> report.json` on a full disk: a cut report must not pass for a whole one.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let (code, err) = ticket_with_stdout(full, &[&"inspect", &fixture("resnet18.onnx"), &"--json"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("stdout") && err.contains(FULL), "{err}");
+}

@@ -169,11 +169,29 @@ fn render_flag(setting: &str) -> Option<String> {
 
 /// Prints a report: JSON when asked, else the text the command renders.
 pub(crate) fn print_report<T: Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report).expect("reports serialise"));
-    } else {
-        print!("{}", text(report));
+    let out = if json { serde_json::to_string_pretty(report).expect("reports serialise") + "\n" } else { text(report) };
+    print_output(&out);
+}
+
+/// Writes a command's output. A reader that has gone (`ticket … --json | head -1` closes the pipe) is no failure
+/// of the command: the rest is dropped and the command's own exit code stands. Any other failure (a full disk
+/// behind `> report.json`) would leave a cut report that reads as a whole one: one line, exit 3.
+pub(crate) fn print_output(text: &str) {
+    match write_stdout(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the output to stdout: {e}");
+            std::process::exit(3);
+        }
+        _ => {}
     }
+}
+
+/// Writes `text` to stdout and flushes it, returning the error `print!` would panic on.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 pub(crate) fn render_pct(x: f64) -> String {

@@ -67,7 +67,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         parse_spec(&spec, &a.name, &std::env::current_dir().unwrap_or_default(), &opts, crate::lottery::sweep::spec::DEFAULT_MAX_TASKS)
             .map_err(|m| Error::Input(format!("study {}: {m}", a.name)))?;
     if a.print_spec {
-        print!("{spec}");
+        super::print_output(&spec);
         return Ok(());
     }
     let dir =
