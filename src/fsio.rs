@@ -1,7 +1,8 @@
 //! File helpers shared by every command: bounded reads of regular files only (a FIFO or /dev/zero as input must
 //! fail, not hang or fill memory), paths taken from files confined to their folder, atomic writes (a failed run
 //! never leaves a partial output), the checks that keep an output from overwriting an input, and the folder
-//! lock that keeps two processes out of one run folder.
+//! lock that keeps two processes out of one run folder; and writing to the standard streams without `print!`'s
+//! panic when they have gone.
 use crate::error::{Context, Error, Result, WriteContext};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -259,4 +260,18 @@ fn named_in(e: Error, tmp: &Path, out: &Path) -> Error {
         },
         other => other,
     }
+}
+
+/// Writes `text` to stdout and flushes it, returning the error `print!` would panic on (a closed pipe, a full
+/// disk behind `> report.json`).
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// `eprintln!` that cannot panic: a stderr that has gone (`ticket … 2>&1 | tee log` after tee is killed, a full
+/// disk behind `2> log`) loses the line, not the run, and not the command's exit code.
+pub fn stderr_line(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -14,9 +14,9 @@ fn main() {
         let msg = ticket::cli::render_error(&e);
         if json && !matches!(e, ticket::Error::Reported(_)) {
             // The line on stderr below carries the error; a stdout that cannot take the JSON adds nothing to it.
-            let _ = ticket::cli::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": code })));
+            let _ = ticket::fsio::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": code })));
         }
-        eprintln!("error: {msg}");
+        ticket::fsio::stderr_line(format_args!("error: {msg}"));
         std::process::exit(code);
     }
 }
@@ -51,8 +51,8 @@ fn usage_error(e: clap::Error) -> ! {
     }
     msg += " (see --help)";
     if std::env::args().any(|a| a == "--json") {
-        let _ = ticket::cli::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": 2 })));
+        let _ = ticket::fsio::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": 2 })));
     }
-    eprintln!("error: {msg}");
+    ticket::fsio::stderr_line(format_args!("error: {msg}"));
     std::process::exit(2);
 }

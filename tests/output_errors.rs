@@ -162,3 +162,16 @@ fn a_report_into_a_full_stdout_exits_3() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.starts_with("error: ") && err.contains("stdout") && err.contains(FULL), "{err}");
 }
+
+#[test]
+fn an_error_keeps_its_exit_code_when_stderr_is_gone() {
+    // Its one line is lost with the stderr that cannot take it; the exit code still says what happened.
+    let t = tempfile::tempdir().unwrap();
+    let missing = t.path().join("missing.onnx");
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    for (what, stderr) in [("closed pipe", std::process::Stdio::from(closed_pipe())), ("full", full().into())] {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_ticket")).args(["inspect".as_ref(), missing.as_os_str()]).stderr(stderr).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "stderr {what}");
+    }
+}

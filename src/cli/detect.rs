@@ -86,7 +86,7 @@ pub fn run_detector(det: &mut Detector, images: &[(u64, PathBuf)], json: bool, d
         None => Ok(()),
     });
     for note in det.notes.drain(..) {
-        eprintln!("note: {note}");
+        crate::fsio::stderr_line(format_args!("note: {note}"));
     }
     out
 }

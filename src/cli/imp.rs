@@ -207,7 +207,7 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
     move |e: ImpEvent| match e {
         ImpEvent::Phase { level, what } => {
             if !json {
-                eprintln!("level {level}: {what}");
+                crate::fsio::stderr_line(format_args!("level {level}: {what}"));
             }
         }
         ImpEvent::TrainStart { level, total, start, batch } => view = progress_steps(&format!("level {level}"), total, start, batch, json),
@@ -217,12 +217,19 @@ pub(crate) fn progress(json: bool) -> impl FnMut(ImpEvent) {
         ImpEvent::TrainEnd { .. } => {
             view(None);
         }
-        ImpEvent::EarlyStop { step } => eprintln!("early-bird: the mask stopped moving; dense training ends at step {step}"),
+        ImpEvent::EarlyStop { step } => {
+            crate::fsio::stderr_line(format_args!("early-bird: the mask stopped moving; dense training ends at step {step}"))
+        }
         ImpEvent::Level(row) => {
             if !json {
                 let s: Vec<String> =
                     row.scores.iter().map(|(k, s)| format!("{} {}", render_score_name(k), render_num(s.primary()))).collect();
-                eprintln!("level {} done: sparsity {} ({})", row.level, render_pct(row.selected_sparsity), s.join(", "));
+                crate::fsio::stderr_line(format_args!(
+                    "level {} done: sparsity {} ({})",
+                    row.level,
+                    render_pct(row.selected_sparsity),
+                    s.join(", ")
+                ));
             }
         }
     }

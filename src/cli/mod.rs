@@ -177,21 +177,13 @@ pub(crate) fn print_report<T: Serialize>(json: bool, report: &T, text: impl FnOn
 /// of the command: the rest is dropped and the command's own exit code stands. Any other failure (a full disk
 /// behind `> report.json`) would leave a cut report that reads as a whole one: one line, exit 3.
 pub(crate) fn print_output(text: &str) {
-    match write_stdout(text) {
+    match crate::fsio::write_stdout(text) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            eprintln!("error: cannot write the output to stdout: {e}");
+            crate::fsio::stderr_line(format_args!("error: cannot write the output to stdout: {e}"));
             std::process::exit(3);
         }
         _ => {}
     }
-}
-
-/// Writes `text` to stdout and flushes it, returning the error `print!` would panic on.
-pub fn write_stdout(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
 }
 
 pub(crate) fn render_pct(x: f64) -> String {

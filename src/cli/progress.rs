@@ -65,7 +65,7 @@ fn show_step(bar: &indicatif::ProgressBar, r: &StepRecord, total: u64, every: u6
     let terms = if terms.is_empty() { String::new() } else { format!(" ({})", terms.join(" ")) };
     let msg = format!("loss {:.3}{terms} lr {:.2e} {:.1} img/s", r.loss, r.lr, batch as f64 / secs.max(1e-9));
     if every > 0 && (r.step.is_multiple_of(every) || r.step == total) {
-        eprintln!("{label} step {}/{}: {msg}", r.step, total);
+        crate::fsio::stderr_line(format_args!("{label} step {}/{}: {msg}", r.step, total));
     }
     bar.set_message(msg);
     bar.set_position(r.step);

@@ -31,7 +31,7 @@ pub fn run_setup(a: SetupArgs, json: bool) -> Result<()> {
     let opts = SetupOptions { data_dir: data_dir.clone(), torch: a.torch, base_python: a.python };
     let mut on = |p: Progress| {
         if !json {
-            eprintln!("setup {:>10}: {}", p.piece, p.message);
+            crate::fsio::stderr_line(format_args!("setup {:>10}: {}", p.piece, p.message));
         }
     };
     let made = lib::setup(&opts, &mut on)?;

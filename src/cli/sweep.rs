@@ -83,7 +83,7 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let index = task::resolve_index(a.index)?;
         let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok());
         let state = task::run_task(dir, &plan, index, &exe, threads)?;
-        eprintln!("task {index}: {}", state.name());
+        crate::fsio::stderr_line(format_args!("task {index}: {}", state.name()));
         return match state {
             TaskState::Failed { exit_code, .. } => Err(Error::Check(format!(
                 "task {index} failed (exit {exit_code}); see {}",
@@ -134,7 +134,12 @@ pub fn run(a: Args, json: bool) -> Result<()> {
         let submitted = slurm::submit_all(&dir, &plan, &todo, &exe, &a.slurm_opts.options())?;
         if !json {
             for j in &submitted {
-                eprintln!("submitted job array {} ({} task(s): {})", j.job_id, j.indices.len(), slurm::array_ranges(&j.indices));
+                crate::fsio::stderr_line(format_args!(
+                    "submitted job array {} ({} task(s): {})",
+                    j.job_id,
+                    j.indices.len(),
+                    slurm::array_ranges(&j.indices)
+                ));
             }
         }
         print_report(json, &SweepReport::new(&dir, &plan, submitted, None), render_report);
@@ -151,7 +156,7 @@ pub(crate) fn run_here(dir: &Path, plan: &Plan, todo: &[usize], parallel: usize,
     let on_done = |i: usize, s: &TaskState| {
         bar.inc(1);
         if !json {
-            bar.suspend(|| eprintln!("{what} {i} ({}): {}", plan.tasks[i].label(), s.name()));
+            bar.suspend(|| crate::fsio::stderr_line(format_args!("{what} {i} ({}): {}", plan.tasks[i].label(), s.name())));
         }
     };
     local::run_local(dir, plan, todo, parallel, exe, &on_done)?;

@@ -261,7 +261,11 @@ impl Run {
         }
         if let Some(saved) = &saved {
             for d in &saved.damaged {
-                eprintln!("warning: {} does not match its description; kept as .broken, resuming from step {}", d.display(), saved.step);
+                crate::fsio::stderr_line(format_args!(
+                    "warning: {} does not match its description; kept as .broken, resuming from step {}",
+                    d.display(),
+                    saved.step
+                ));
                 checkpoints::set_aside(d)?;
             }
         }
