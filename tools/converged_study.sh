@@ -68,6 +68,14 @@ common="--coco $out/train/annotations.json --lr 0.01 --batch 2 --rois 64 --save-
 gate="$common --val-coco $out/val/annotations.json --max-map-drop 0.01"
 imp_common="$gate --sparsity 0.8 --min-layer-density 0.05"
 
+# The rewind and mask of an arm: the lottery controls' (random re-init, random mask), else the ticket's.
+rewind_flags() {
+  case $1 in
+    random_reinit*) echo "--rewind random" ;;
+    random_mask*) echo "--rewind init --mask random" ;;
+    *) echo "--rewind init" ;;
+  esac
+}
 # One job: KIND SEED. A control waits for its seed's dense model.
 job() {
   local kind=$1 seed=$2 dir=$out/seed_$2
@@ -87,25 +95,18 @@ job() {
       }
       [ -f "$run/eval.json" ] || { $ticket eval --model "$run/model.onnx" --coco "$out/val/annotations.json" \
         --threads 1 --json > "$run/eval.json.tmp" && mv "$run/eval.json.tmp" "$run/eval.json"; } ;;
-    ticket_2x|ticket_4x|ticket_8x|ticket_16x)
-      local n=${kind#ticket_}; n=${n%x}
-      local src=$dir/dense_${n}x
-      until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
-      [ -f "$src/eval.json" ] || src=${src}_clip
-      imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" --rewind init \
-        --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
-    random_reinit_*x|random_mask_*x)
+    ticket_2x|ticket_4x|ticket_8x|ticket_16x|random_reinit_*x|random_mask_*x)
+      # The longer ticket and its controls: drawn from dense_Nx (dense_Nx_clip where that one had to be clipped)
+      # and trained as long as it.
       local n=${kind##*_}; n=${n%x}
       local src=$dir/dense_${n}x
       until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
       [ -f "$src/eval.json" ] || src=${src}_clip
-      local control="--rewind random"; [ "${kind%_*}" = random_mask ] && control="--rewind init --mask random"
-      imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" $control \
+      imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" $(rewind_flags "$kind") \
         --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
     random_reinit|random_mask)
       until [ -f "$dense" ]; do sleep 10; done
-      local control="--rewind random"; [ "$kind" = random_mask ] && control="--rewind init --mask random"
-      imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" $control --trained "$dense" ;;
+      imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" $(rewind_flags "$kind") --trained "$dense" ;;
     iterative)
       until [ -f "$dense" ]; do sleep 10; done
       imp "$dir/iterative" "$init" $imp_common --rounds 3 $(sched "$steps") --seed "$seed" --rewind init --trained "$dense" ;;
@@ -137,7 +138,7 @@ job() {
 only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
-export -f job imp sched train_run
+export -f job imp sched train_run rewind_flags
 export out steps ticket common gate imp_common CLIP
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.
