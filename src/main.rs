@@ -12,13 +12,19 @@ fn main() {
     if let Err(e) = ticket::cli::run(cli) {
         let code = e.exit_code();
         let msg = ticket::cli::render_error(&e);
-        if json && !matches!(e, ticket::Error::Reported(_)) {
-            // The line on stderr below carries the error; a stdout that cannot take the JSON adds nothing to it.
-            let _ = ticket::fsio::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": code })));
-        }
-        ticket::fsio::stderr_line(format_args!("error: {msg}"));
-        std::process::exit(code);
+        // A Reported error's report, saying so, is on stdout already.
+        fail(&msg, code, json && !matches!(e, ticket::Error::Reported(_)));
     }
+}
+
+/// Ends the command with an error: the JSON report on stdout when asked, one line on stderr, the exit code.
+fn fail(msg: &str, code: i32, json: bool) -> ! {
+    if json {
+        // The line on stderr carries the error; a stdout that cannot take the JSON adds nothing to it.
+        let _ = ticket::fsio::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": code })));
+    }
+    ticket::fsio::stderr_line(format_args!("error: {msg}"));
+    std::process::exit(code);
 }
 
 /// Help and version go out as clap writes them. A usage error is bad input like any other: one line (clap's
@@ -50,9 +56,5 @@ fn usage_error(e: clap::Error) -> ! {
         msg += item;
     }
     msg += " (see --help)";
-    if std::env::args().any(|a| a == "--json") {
-        let _ = ticket::fsio::write_stdout(&format!("{}\n", serde_json::json!({ "error": msg, "exit_code": 2 })));
-    }
-    ticket::fsio::stderr_line(format_args!("error: {msg}"));
-    std::process::exit(2);
+    fail(&msg, 2, std::env::args().any(|a| a == "--json"));
 }
