@@ -1,12 +1,13 @@
 """Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,
-channel_distill[_TERMS],oneshot}), per IoU type, and the paired differences the distillation goals are stated in,
-with 95% t intervals: (a) channel ticket − dense, distilled and not; (b) unlabeled recovery / labelled recovery;
-(c) the one-shot floor.
+channel_distill[_TERMS],channel[_distill[_TERMS]]_lN,channel_unlabeled,oneshot}), per IoU type, and the paired
+differences the distillation goals are stated in, with 95% t intervals: (a) channel ticket − dense, distilled and not
+(with every label, with N labels, with none); (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
 
     python3 tools/distill_summary.py out/distill_synth/mask/w8
     python3 tools/distill_summary.py docs/results/distill/runs.tar.gz   # the committed runs (tools/pack_runs.py)
 """
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -43,17 +44,29 @@ def interval(d):
     return f"{m:+.3f} (n = 1)" if h is None else f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
 
 
-def distilled_name(folder):
-    """channel_distill_features_objectness → 'channel ticket, distilled (features, objectness)'."""
-    return f"channel ticket, distilled ({', '.join(folder.removeprefix('channel_distill_').split('_'))})"
+def arm_name(folder):
+    """A channel arm's row: channel_distill_features_objectness → 'channel ticket, distilled (features, objectness)',
+    channel_distill_l100 → 'channel ticket, 100 labels, distilled'."""
+    stem, labels = re.fullmatch(r"(channel(?:_distill.*?)?)(?:_l(\d+))?", folder).groups()
+    name = "channel ticket" + (f", {labels} labels" if labels else "")
+    if stem == "channel_distill":
+        return name + ", distilled"
+    if stem.startswith("channel_distill_"):
+        return name + f", distilled ({', '.join(stem.removeprefix('channel_distill_').split('_'))})"
+    return name
 
 
 def main(root, label=None):
     """The tables of the runs under `root`, headed by `label` (the archive they came from) or the folder."""
     root = Path(root)
     label = label or str(root)
-    # A seed counts once its labelled recovery (parts b, c) or its plain channel ticket (part a alone) has finished.
-    first = lambda p: next((p / f for f in ["labelled", "channel"] if (p / f / "summary.json").exists()), None)  # noqa: E731
+    # A seed counts once its labelled recovery (parts b, c), its plain channel ticket (part a alone, with every label
+    # or N) or its label-free channel ticket (part u) has finished.
+    def first(p):
+        done = [p / f for f in ["labelled", "channel"] if (p / f / "summary.json").exists()]
+        done += sorted(f.parent for f in p.glob("channel_*/summary.json"))
+        return next(iter(done), None)
+
     seeds = sorted(p for p in root.glob("seed_*") if first(p))
     if not seeds:
         sys.exit(f"{label}: no finished seed_*/labelled or seed_*/channel runs")
@@ -63,8 +76,11 @@ def main(root, label=None):
         r = {"dense": level_scores(first(s), 0)[0]}
         arms = [("80% labelled fine-tune", "labelled"), ("80% from unlabeled images", "unlabeled"),
                 ("channel ticket", "channel"), ("channel ticket, distilled", "channel_distill")]
-        # EXTRA_DISTILL arms: channel_distill_TERM_TERM… (the terms of `--distill`).
-        arms += [(distilled_name(f.name), f.name) for f in sorted(s.glob("channel_distill_*"))]
+        # EXTRA_DISTILL arms (channel_distill_TERM_TERM…, the terms of `--distill`), then the LABELS=N ones.
+        arms += [(arm_name(f.name), f.name) for f in sorted(s.glob("channel_distill_*")) if not re.search(r"_l\d+$", f.name)]
+        arms += [(arm_name(f.name), f.name) for f in sorted(s.glob("channel*_l*"), key=lambda f: (len(f.name), f.name))
+                 if re.search(r"_l\d+$", f.name)]
+        arms += [("channel ticket, unlabeled images only", "channel_unlabeled")]
         for name, folder in arms:
             if (s / folder / "summary.json").exists():
                 r[name] = level_scores(s / folder, 1)[0]
@@ -95,6 +111,18 @@ def main(root, label=None):
         for n in [n for n in names if n.startswith("channel ticket, distilled (")]:
             print(f"- (a) {n} − dense: {interval(paired(n, 'dense'))}")
             print(f"- (a) {n} − not distilled: {interval(paired(n, 'channel ticket'))}")
+        # Scarce labels: each N-label arm against dense and against its plain N-label recovery; no labels at all.
+        for n in [n for n in names if re.match(r"channel ticket, \d+ labels", n)]:
+            plain = ", ".join(n.split(", ")[:2])
+            print(f"- {n} − dense: {interval(paired(n, 'dense'))}")
+            if n != plain and paired(n, plain):
+                print(f"- {n} − not distilled: {interval(paired(n, plain))}")
+            if n == plain and paired(n, "channel ticket"):
+                print(f"- {n} − every label: {interval(paired(n, 'channel ticket'))}")
+        for n in ["channel ticket, unlabeled images only"]:
+            for ref in ["dense", "channel ticket"] + [m for m in names if re.fullmatch(r"channel ticket, \d+ labels", m)]:
+                if paired(n, ref):
+                    print(f"- {n} − {ref}: {interval(paired(n, ref))}")
         ratio = [r["80% from unlabeled images"][t] / r["80% labelled fine-tune"][t] for r in runs.values()
                  if "80% from unlabeled images" in r and r["80% labelled fine-tune"][t] > 0]
         if ratio:

@@ -6,7 +6,10 @@
 #   (b) the 80% weight ticket (global, ≥ 5% kept per tensor: without the floor the RPN conv and fc6 collapse)
 #       fine-tuned STEPS steps with labels, and recovered from unlabeled images only
 #       (UNLABELED images of the same generator, other seed: pseudo labels + every distillation term);
-#   (c) the 80% one-shot ticket without any retraining (the floor).
+#   (c) the 80% one-shot ticket without any retraining (the floor);
+#   (u) the channel ticket of (a) recovered from the unlabeled images only (pseudo labels + every distillation term).
+# With LABELS=N, (a)'s recoveries see the labels of the first N training images only (the synthetic set draws image i
+# from (seed, i), so they are the same images) and their folders end in _lN: the scarce-label test of distillation.
 # Dense is also trained at half its steps (the plateau check). Every run is a run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
 # mean ± std and the paired differences.
 #
@@ -18,7 +21,7 @@
 # folder channel_distill_TERM_…/), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
 # the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
-# PLATEAU (1; 0 skips the half-length dense model of the plateau check),
+# PLATEAU (1; 0 skips the half-length dense model of the plateau check), LABELS (see above; unset: every label),
 # DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
 # DENSE_FROM/seed_N/DENSE_ARM, default dense_4x, are the teachers; no dense training here; `faster` only).
 set -euo pipefail
@@ -52,6 +55,12 @@ if [ ! -d "$out/unlabeled/images" ]; then
   mv "$out/unlabeled_src/images" "$out/unlabeled_images.tmp" && rm -rf "$out/unlabeled_src"
   mkdir -p "$out/unlabeled" && mv "$out/unlabeled_images.tmp" "$out/unlabeled/images"
 fi
+# LABELS=N: the labelled subset (the first N training images) and the suffix of (a)'s folders.
+labelled=(--coco "$data/train/annotations.json") sfx=
+if [ -n "${LABELS:-}" ]; then
+  [ -f "$data/train_l$LABELS/annotations.json" ] || $ticket data synth --out "$data/train_l$LABELS" --images "$LABELS" --seed 1 > /dev/null
+  labelled=(--coco "$data/train_l$LABELS/annotations.json") sfx=_l$LABELS
+fi
 val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)
 common=(--lr "${LR:-0.01}" --batch 2 --rois 64 --save-every 200 "${val[@]}" ${THREADS:+--threads "$THREADS"})
 for seed in $seeds; do
@@ -84,15 +93,20 @@ for seed in $seeds; do
     imp "$dir/unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") --seed "$seed" \
       "${floor[@]}"
   fi
+  channel=(--structure channel --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained")
   if [[ " $parts " == *" a "* ]]; then
     # (a): the channel ticket fine-tuned without and with distillation (DISTILL's terms, then EXTRA_DISTILL's sets).
-    channel=(--structure channel --sparsity "${CHANNEL:-0.55}" --round-to 4 --rewind none --trained "$trained")
-    imp "$dir/channel" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}"
+    imp "$dir/channel$sfx" "$init" "${labelled[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}"
     for terms in ${DISTILL:-features,logits,objectness} ${EXTRA_DISTILL:-}; do
       arm=channel_distill; [ "$terms" = features,logits,objectness ] || arm=channel_distill_${terms//,/_}
-      imp "$dir/$arm" "$init" "${coco[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}" \
+      imp "$dir/$arm$sfx" "$init" "${labelled[@]}" "${common[@]}" $(sched "$steps") --seed "$seed" "${channel[@]}" \
         --distill "$terms"
     done
+  fi
+  if [[ " $parts " == *" u "* ]]; then
+    # (u): the same channel ticket recovered without a label: the teacher's detections and signals alone.
+    imp "$dir/channel_unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") \
+      --seed "$seed" "${channel[@]}"
   fi
   # (c): the one-shot 80% ticket as pruned, no retraining.
   if [[ " $parts " == *" c "* ]] && [ ! -f "$dir/oneshot/eval.json" ]; then
