@@ -58,7 +58,9 @@ fi
 # LABELS=N: the labelled subset (the first N training images) and the suffix of (a)'s folders.
 labelled=(--coco "$data/train/annotations.json") sfx=
 if [ -n "${LABELS:-}" ]; then
-  [ -f "$data/train_l$LABELS/annotations.json" ] || $ticket data synth --out "$data/train_l$LABELS" --images "$LABELS" --seed 1 > /dev/null
+  # (Lanes side by side may race to write it: `data synth` refuses a folder another lane has just filled, and that is fine.)
+  [ -f "$data/train_l$LABELS/annotations.json" ] || $ticket data synth --out "$data/train_l$LABELS" --images "$LABELS" --seed 1 \
+    > /dev/null || [ -f "$data/train_l$LABELS/annotations.json" ]
   labelled=(--coco "$data/train_l$LABELS/annotations.json") sfx=_l$LABELS
 fi
 val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)
