@@ -1,7 +1,8 @@
 """Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,
-channel_distill[_TERMS],channel[_distill[_TERMS]]_lN,channel_unlabeled,oneshot}), per IoU type, and the paired
-differences the distillation goals are stated in, with 95% t intervals: (a) channel ticket − dense, distilled and not
-(with every label, with N labels, with none); (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
+channel_distill[_TERMS],channel[_distill[_TERMS]]_lN,channel_unlabeled,oneshot,dense_half,dense_lineage}), per IoU type,
+and the paired differences the distillation goals are stated in, with 95% t intervals: (a) channel ticket − dense,
+distilled and not (with every label, with N labels, with none; against the compute-matched dense model too);
+(b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
 
     python3 tools/distill_summary.py out/distill_synth/mask/w8
     python3 tools/distill_summary.py docs/results/distill/runs.tar.gz   # the committed runs (tools/pack_runs.py)
@@ -15,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
 
+LINEAGE = "dense, as long as the ticket's lineage"
 # Two-sided 95% t quantiles by degrees of freedom (n − 1).
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -84,8 +86,9 @@ def main(root, label=None):
         for name, folder in arms:
             if (s / folder / "summary.json").exists():
                 r[name] = level_scores(s / folder, 1)[0]
-        if (s / "dense_half" / "eval.json").exists():
-            r["dense, half the steps"] = eval_scores(s / "dense_half" / "eval.json")
+        for name, folder in [("dense, half the steps", "dense_half"), (LINEAGE, "dense_lineage")]:
+            if (s / folder / "eval.json").exists():
+                r[name] = eval_scores(s / folder / "eval.json")
         if (s / "oneshot" / "eval.json").exists():
             r["80% one-shot, no retraining"] = eval_scores(s / "oneshot" / "eval.json")
         runs[s.name] = r
@@ -127,6 +130,13 @@ def main(root, label=None):
                  if "80% from unlabeled images" in r and r["80% labelled fine-tune"][t] > 0]
         if ratio:
             print(f"- (b) unlabeled / labelled recovery: {interval(ratio)} (goal ≥ 0.90)")
+        # The compute-matched reference (LINEAGE=1): every recovered channel ticket against it, and what doubling
+        # dense's training gained (a plateau check too).
+        for n in [n for n in names if n.startswith("channel ticket")]:
+            if paired(n, LINEAGE):
+                print(f"- {n} − {LINEAGE}: {interval(paired(n, LINEAGE))}")
+        if paired(LINEAGE, "dense"):
+            print(f"- {LINEAGE} − dense: {interval(paired(LINEAGE, 'dense'))} (converged: < 0.010)")
         if paired("dense", "dense, half the steps"):
             print(f"- dense − dense at half the steps: {interval(paired('dense', 'dense, half the steps'))} (converged: < 0.010)")
         if paired("80% one-shot, no retraining", "dense"):

@@ -21,7 +21,9 @@
 # folder channel_distill_TERM_…/), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
 # the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
-# PLATEAU (1; 0 skips the half-length dense model of the plateau check), LABELS (see above; unset: every label),
+# PLATEAU (1; 0 skips the half-length dense model of the plateau check), LINEAGE (0; 1 also trains dense as long as a
+# recovered ticket's lineage, DENSE + STEPS steps, in dense_lineage/: the compute-matched reference), LABELS (see
+# above; unset: every label),
 # DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
 # DENSE_FROM/seed_N/DENSE_ARM, default dense_4x, are the teachers; no dense training here; `faster` only).
 set -euo pipefail
@@ -65,6 +67,14 @@ if [ -n "${LABELS:-}" ]; then
 fi
 val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)
 common=(--lr "${LR:-0.01}" --batch 2 --rois 64 --save-every 200 "${val[@]}" ${THREADS:+--threads "$THREADS"})
+scored_dense() { # RUN_DIR STEPS: dense trained STEPS steps with the teacher's recipe and seed, scored on the validation set
+  local d=$1
+  [ ! -f "$d/eval.json" ] || return 0
+  train_run "$d" "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$2") --seed "$seed" \
+    ${THREADS:+--threads "$THREADS"}
+  $ticket eval --model "$d/model.onnx" --coco "$data/val/annotations.json" --json > "$d/eval.json.tmp"
+  mv "$d/eval.json.tmp" "$d/eval.json"
+}
 for seed in $seeds; do
   dir="$out/$kind/w$width/seed_$seed"
   init="$data/models/w$width/seed_$seed/$model.onnx"
@@ -80,13 +90,9 @@ for seed in $seeds; do
   fi
   # The plateau check: the same recipe at half the steps, scored on the validation set; dense has converged (for
   # this recipe) when doubling its training gains less than a point.
-  half="$dir/dense_half/model.onnx"
-  if [ -z "${DENSE_FROM:-}" ] && [ "${PLATEAU:-1}" = 1 ] && [ ! -f "$dir/dense_half/eval.json" ]; then
-    train_run "$dir/dense_half" "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched $(( dense / 2 ))) \
-      --seed "$seed" ${THREADS:+--threads "$THREADS"}
-    $ticket eval --model "$half" --coco "$data/val/annotations.json" --json > "$dir/dense_half/eval.json.tmp"
-    mv "$dir/dense_half/eval.json.tmp" "$dir/dense_half/eval.json"
-  fi
+  [ -n "${DENSE_FROM:-}" ] || [ "${PLATEAU:-1}" != 1 ] || scored_dense "$dir/dense_half" $(( dense / 2 ))
+  # The compute-matched reference: dense trained as long as a recovered ticket's whole lineage (DENSE + STEPS).
+  [ -n "${DENSE_FROM:-}" ] || [ "${LINEAGE:-0}" != 1 ] || scored_dense "$dir/dense_lineage" $(( dense + steps ))
   if [[ " $parts " == *" b "* ]]; then
     # (b, labelled): the 80% magnitude ticket (global, ≥ 5% kept per tensor) fine-tuned with labels.
     floor=(--sparsity 0.8 --min-layer-density 0.05 --rewind none --trained "$trained")
