@@ -80,8 +80,10 @@ def main(root, label=None):
                 ("channel ticket", "channel"), ("channel ticket, distilled", "channel_distill")]
         # EXTRA_DISTILL arms (channel_distill_TERM_TERM…, the terms of `--distill`), then the LABELS=N ones.
         arms += [(arm_name(f.name), f.name) for f in sorted(s.glob("channel_distill_*")) if not re.search(r"_l\d+$", f.name)]
-        arms += [(arm_name(f.name), f.name) for f in sorted(s.glob("channel*_l*"), key=lambda f: (len(f.name), f.name))
-                 if re.search(r"_l\d+$", f.name)]
+        # Most labels first; at each count the plain recovery, then the distilled ones.
+        scarce = [f.name for f in s.glob("channel*_l*") if re.search(r"_l\d+$", f.name)]
+        scarce.sort(key=lambda f: (-int(f.rsplit("_l", 1)[1]), len(f), f))
+        arms += [(arm_name(f), f) for f in scarce]
         arms += [("channel ticket, unlabeled images only", "channel_unlabeled")]
         for name, folder in arms:
             if (s / folder / "summary.json").exists():
