@@ -20,7 +20,7 @@
 # CHANNEL (0.55), DISTILL (the `--distill` terms of channel_distill/, features,logits,objectness; another set names its
 # folder channel_distill_TERM_…/), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
-# the three to run), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
+# the parts to run; u only when named), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
 # PLATEAU (1; 0 skips the half-length dense model of the plateau check), LINEAGE (0; 1 also trains dense as long as a
 # recovered ticket's lineage, DENSE + STEPS steps, in dense_lineage/: the compute-matched reference), LABELS (see
 # above; unset: every label),
