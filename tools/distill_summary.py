@@ -124,10 +124,10 @@ def main(root, label=None):
                 print(f"- {n} − not distilled: {interval(paired(n, plain))}")
             if n == plain and paired(n, "channel ticket"):
                 print(f"- {n} − every label: {interval(paired(n, 'channel ticket'))}")
-        for n in ["channel ticket, unlabeled images only"]:
-            for ref in ["dense", "channel ticket"] + [m for m in names if re.fullmatch(r"channel ticket, \d+ labels", m)]:
-                if paired(n, ref):
-                    print(f"- {n} − {ref}: {interval(paired(n, ref))}")
+        free = "channel ticket, unlabeled images only"
+        for ref in ["dense", "channel ticket"] + [m for m in names if re.fullmatch(r"channel ticket, \d+ labels", m)]:
+            if paired(free, ref):
+                print(f"- {free} − {ref}: {interval(paired(free, ref))}")
         ratio = [r["80% from unlabeled images"][t] / r["80% labelled fine-tune"][t] for r in runs.values()
                  if "80% from unlabeled images" in r and r["80% labelled fine-tune"][t] > 0]
         if ratio:

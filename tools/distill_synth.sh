@@ -49,8 +49,7 @@ if [ -n "${DENSE_FROM:-}" ]; then
   [ "$kind" = faster ] || { echo "DENSE_FROM holds Faster R-CNN dense models: run tools/distill_synth.sh faster" >&2; exit 2; }
   data=$(realpath "$DENSE_FROM")
 fi
-[ -f "$data/train/annotations.json" ] || $ticket data synth --out "$data/train" --images "${TRAIN:-1000}" --seed 1 > /dev/null
-[ -f "$data/val/annotations.json" ] || $ticket data synth --out "$data/val" --images "${VAL:-100}" --seed 2 > /dev/null
+synth_sets "$data" "${TRAIN:-1000}" "${VAL:-100}"
 # Unlabeled images: the generator's images under another seed, the annotations thrown away.
 if [ ! -d "$out/unlabeled/images" ]; then
   $ticket data synth --out "$out/unlabeled_src" --images "${UNLABELED:-1000}" --seed 3 > /dev/null
@@ -60,9 +59,7 @@ fi
 # LABELS=N: the labelled subset (the first N training images) and the suffix of (a)'s folders.
 labelled=(--coco "$data/train/annotations.json") sfx=
 if [ -n "${LABELS:-}" ]; then
-  # (Lanes side by side may race to write it: `data synth` refuses a folder another lane has just filled, and that is fine.)
-  [ -f "$data/train_l$LABELS/annotations.json" ] || $ticket data synth --out "$data/train_l$LABELS" --images "$LABELS" --seed 1 \
-    > /dev/null || [ -f "$data/train_l$LABELS/annotations.json" ]
+  synth_once "$data/train_l$LABELS" "$LABELS" 1
   labelled=(--coco "$data/train_l$LABELS/annotations.json") sfx=_l$LABELS
 fi
 val=(--val-coco "$data/val/annotations.json" --max-map-drop 1)

@@ -19,10 +19,17 @@ study_env() { # The experiment scripts' start: the Python environments, then the
   [ -n "${TICKET_BIN:-}" ] || cargo build --release --quiet
   ticket=$(realpath "${TICKET_BIN:-target/release/ticket}")
 }
+synth_once() { # DIR IMAGES SEED [FLAGS…]: a synthetic detection set in DIR, unless it is there. Lanes started side
+  # by side may race to write it: `data synth` refuses the folder another lane has just filled, and that set is the
+  # same one (deterministic per seed), so only a failure that leaves no set stops the script.
+  local dir=$1 images=$2 seed=$3; shift 3
+  [ -f "$dir/annotations.json" ] || $ticket data synth --out "$dir" --images "$images" --seed "$seed" "$@" > /dev/null \
+    || [ -f "$dir/annotations.json" ]
+}
 synth_sets() { # OUT TRAIN VAL [FLAGS…]: the study's training (seed 1) and held-out (seed 2) synthetic sets, once
   local out=$1 train=$2 val=$3; shift 3
-  [ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "$train" --seed 1 "$@" > /dev/null
-  [ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "$val" --seed 2 "$@" > /dev/null
+  synth_once "$out/train" "$train" 1 "$@"
+  synth_once "$out/val" "$val" 2 "$@"
 }
 init_models() { # OUT WIDTH "SEEDS" [FLAGS…]: OUT/models/wWIDTH/seed_S/, the random-init detectors of tools/export_models.py, once
   local out=$1 width=$2 seeds=$3 seed init; shift 3
