@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Claim (a) against dense models trained 1× to 16× as long (the plateau checks), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
+"""Claim (a) against dense models trained 1× to 32× as long (the plateau checks), with the lottery controls: the tables of
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,dense_32x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
 random_reinit_8x,random_mask_8x,random_reinit_16x,random_mask_16x,
-layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, dense_16x_clip: a diverged
-dense_16x run resumed with its gradients clipped, and dense_2x_rerun/dense_4x_rerun: those runs trained again at one
+layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, dense_16x_clip (dense_32x_clip): a diverged
+dense_16x (dense_32x) run resumed with its gradients clipped, and dense_2x_rerun/dense_4x_rerun: those runs trained again at one
 thread, the repeatability check), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
 from the early_bird runs' masks.
@@ -94,7 +94,7 @@ def load(root):
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
         for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip"),
-                       (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
+                       (32, "dense_32x"), (32, "dense_32x_clip"), (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
             if (s / arm / "eval.json").exists():
                 arms.setdefault(arm, {})[s.name] = eval_scores(s / arm / "eval.json")
                 steps[arm] = k * steps["dense"]
@@ -142,6 +142,9 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "dense_16x": "dense, sixteen times the steps (the plateau check of 8×)",
          "dense_16x_clip": "dense, sixteen times the steps, resumed at step 37000 with the gradients clipped to norm 5 "
                            "(the seed whose unclipped run diverged)",
+         "dense_32x": "dense, thirty-two times the steps (the plateau check of 16×)",
+         "dense_32x_clip": "dense, thirty-two times the steps, resumed from its last checkpoint with the gradients clipped "
+                           "to norm 5 (a seed whose unclipped run diverged)",
          "dense_2x_rerun": "dense, twice the steps, trained again at one thread (the repeatability check)",
          "dense_4x_rerun": "dense, four times the steps, trained again at one thread (the repeatability check)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
@@ -188,6 +191,7 @@ def main(root, label=None):
             ("dense_4x", "dense_2x", f"plateau: doubling again gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x", f"plateau: doubling a third time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_16x", "dense_8x", f"plateau: doubling a fourth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_32x", "dense_16x", f"plateau: doubling a fifth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_4x_rerun", "dense_2x_rerun", f"plateau, on the runs trained again: doubling again gains < {POINT}",
              lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x_rerun", f"plateau, on the runs trained again: doubling a third time gains < {POINT}",
@@ -205,6 +209,7 @@ def main(root, label=None):
              lambda d: verdict(d, -POINT)),
             ("ticket_16x", "dense_16x", f"the 16× ticket matches the unclipped 16× dense model (> −{POINT})",
              lambda d: verdict(d, -POINT)),
+            ("ticket_16x", "dense_32x", f"the 16× ticket matches the 32× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
             ("ticket", "random_mask", "the ticket beats the random mask (> 0)", lambda d: verdict(d, 0.0)),
