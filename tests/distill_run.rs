@@ -1,8 +1,8 @@
 //! `ticket train` distilling from a teacher, end to end: the real binary and ORT training worker on the synthetic
 //! set with the narrow Mask R-CNN fixture (tools/export_models.py --synth 4). A pruned ticket trains from a folder
 //! of images without annotations (pseudo labels from the teacher, plus the distillation terms) and its masked
-//! weights stay exactly zero; a channel ticket distils from its wider dense teacher; bad input is refused in one
-//! line, exit 2, with nothing created.
+//! weights stay exactly zero; a few labelled images train beside a folder of unlabeled ones; a channel ticket
+//! distils from its wider dense teacher; bad input is refused in one line, exit 2, with nothing created.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -179,6 +179,69 @@ fn bad_distillation_input_is_refused_and_creates_nothing() {
     assert!(err.contains("Faster R-CNN") && err.contains("Mask R-CNN"), "{err}");
     let err = train(&[&"--coco", &ann, &"--teacher", &model, &"--distill", &"logits", &"--temperature", &"0"]);
     assert!(err.contains("--temperature"), "{err}");
+}
+
+/// A few labels beside many images (`--coco` with `--unlabeled`): the labelled images train on their annotations,
+/// the folder's others on the teacher's, and an image in both trains once, on its own labels.
+#[test]
+fn labelled_and_unlabeled_images_train_together() {
+    let t = tempdir();
+    let (ann, labelled_images) = data(&t.path().join("data"), 2);
+    let (_, more) = data(&t.path().join("more"), 3);
+    // The folder holds the 2 labelled images (the json's file names) and 3 more.
+    let folder = t.path().join("folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (from, prefix) in [(&labelled_images, ""), (&more, "u_")] {
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, folder.join(format!("{prefix}{}", p.file_name().unwrap().to_string_lossy()))).unwrap();
+        }
+    }
+    let model = fixture(MODEL);
+    let run = t.path().join("run");
+    let mixed: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"--coco", &ann, &"--images", &folder, &"--unlabeled", &folder, &"--teacher", &model, &"--pseudo-score", &"0.06"];
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"train", &model, &"--steps", &"4", &"-o", &run];
+    args.extend_from_slice(&mixed);
+    let report = short(&args);
+    assert_eq!((report["train_images"].as_u64(), report["pseudo_labelled"].as_u64()), (Some(5), Some(3)), "{report}");
+    let run_json: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let data = &run_json["data"]["Unlabeled"];
+    assert_eq!(data["labelled"]["Coco"]["annotations"].as_str().map(PathBuf::from), Some(std::path::absolute(&ann).unwrap()), "{data}");
+    assert_eq!(run_json["distill"]["terms"], serde_json::json!(["features", "logits", "objectness"]));
+    assert!(log(&run).iter().all(|l| l["loss_distill_features"].as_f64().is_some_and(|v| v > 0.0)));
+    // The teacher labels the whole folder (pseudo_gt.json is what it said); the two labelled images train on theirs.
+    let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("pseudo_gt.json")).unwrap()).unwrap();
+    assert_eq!(gt["images"].as_array().unwrap().len(), 5);
+    // A resume reads both sets from run.json.
+    let resumed = short(&[&"train", &model, &"--resume", &run, &"--steps", &"5"]);
+    assert_eq!((resumed["resumed_from"].as_u64(), resumed["train_images"].as_u64()), (Some(4), Some(5)), "{resumed}");
+    // `ticket imp` trains its pruned level on both, from the dense model given as `--trained`.
+    let imp = t.path().join("imp");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"imp", &model, &"--trained", &model, &"--val-coco", &ann, &"--sparsity", &"0.5"];
+    args.extend_from_slice(&[&"--steps", &"2", &"--rois", &"32", &"--max-map-drop", &"1", &"-o", &imp]);
+    args.extend_from_slice(&mixed);
+    short(&args);
+    let level: serde_json::Value = serde_json::from_slice(&std::fs::read(imp.join("level_1/run.json")).unwrap()).unwrap();
+    assert!(level["data"]["Unlabeled"]["labelled"]["Coco"].is_object(), "{}", level["data"]);
+    assert_eq!(log(&imp.join("level_1")).len(), 2);
+
+    // A labelled set whose classes are not the model's is refused before the teacher labels anything, naming it.
+    let mut bad: serde_json::Value = serde_json::from_slice(&std::fs::read(&ann).unwrap()).unwrap();
+    let kept: Vec<_> = bad["categories"].as_array().unwrap().iter().skip(1).cloned().collect();
+    let first = bad["categories"][0]["id"].clone();
+    bad["categories"] = kept.into();
+    let anns: Vec<_> = bad["annotations"].as_array().unwrap().iter().filter(|a| a["category_id"] != first).cloned().collect();
+    bad["annotations"] = anns.into();
+    let bad_ann = t.path().join("bad.json");
+    std::fs::write(&bad_ann, serde_json::to_vec(&bad).unwrap()).unwrap();
+    let x = t.path().join("x");
+    let err =
+        run_err(&[&"train", &model, &"--coco", &bad_ann, &"--images", &folder, &"--unlabeled", &folder, &"--teacher", &model, &"-o", &x]);
+    assert!(err.contains("bad.json") && err.contains("categories") && !x.exists(), "{err}");
+    // Unlabeled images train beside detection labels, not beside a classification set.
+    let err = run_err(&[&"train", &model, &"--classify", &folder, &"--unlabeled", &folder, &"--teacher", &model, &"-o", &x]);
+    assert!(err.contains("--classify") && err.contains("--unlabeled") && !x.exists(), "{err}");
 }
 
 /// Keypoint R-CNN learns from unlabeled images too: the teacher's confident persons become pseudo ground truth

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The training options `ticket train` and `ticket imp` share: data, schedule, optimizer, shapes, engine.
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc", "classify", "unlabeled"])))]
+#[command(group(clap::ArgGroup::new("truth").args(["coco", "voc", "classify"])))]
 pub struct TrainArgs {
     /// COCO annotation json (required unless resuming).
     #[arg(long)]
@@ -28,8 +28,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub classify: Option<PathBuf>,
     /// A folder of images without annotations: the --teacher's detections scoring at least --pseudo-score are the
-    /// labels, and the student also learns from the teacher's signals (--distill; default all three terms).
-    #[arg(long)]
+    /// labels, and the student also learns from the teacher's signals (--distill; default all three terms). With
+    /// --coco or --voc, those images train beside these with their own labels (an image in both trains once, on
+    /// its labels).
+    #[arg(long, conflicts_with = "classify")]
     pub unlabeled: Option<PathBuf>,
     /// Distil from the --teacher (`ticket imp`: level 0's trained model unless --teacher is given): comma-separated
     /// terms of features (FPN imitation, PKD), logits (class KL at --temperature, box deltas, mask logits),
@@ -137,11 +139,14 @@ pub struct Args {
 impl TrainArgs {
     /// The data the options name (a new run needs one of --coco, --voc or --classify).
     pub fn data(&self) -> Result<DataSpec> {
-        if let Some(dir) = &self.unlabeled {
-            return Ok(DataSpec::Unlabeled { dir: dir.clone() });
-        }
-        DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
-            .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR, --classify DIR or --unlabeled DIR".into()))
+        DataSpec::training(
+            self.coco.as_deref(),
+            self.voc.as_deref(),
+            self.classify.as_deref(),
+            self.images.as_deref(),
+            self.unlabeled.as_deref(),
+        )?
+        .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR, --classify DIR or --unlabeled DIR".into()))
     }
 
     /// The flags as the library's training settings.
@@ -224,5 +229,9 @@ fn render_report(model: &Path, r: &TrainReport) -> String {
         s += &format!("steps {}..{}: loss {:.4} → {:.4}\n", f.step, l.step, f.loss, l.loss);
     }
     s += &format!("{:.1} s, {:.2} images/s; log in {}\n", r.wall_s, r.images_per_s, r.run_dir.join("log.jsonl").display());
+    if r.pseudo_labelled > 0 {
+        let own = r.train_images - r.pseudo_labelled;
+        s += &format!("{} training images: {own} with their own labels, {} with the teacher's\n", r.train_images, r.pseudo_labelled);
+    }
     s
 }

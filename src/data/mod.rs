@@ -5,6 +5,7 @@ pub mod check;
 pub mod classes;
 pub mod classify;
 pub mod dataset;
+pub mod joined;
 pub mod keypoints;
 pub mod rng;
 pub mod spec;

@@ -22,9 +22,12 @@ pub enum DataSpec {
         dir: PathBuf,
     },
     /// A folder of images without annotations: a detector trains on its teacher's confident detections
-    /// (`train::pseudo`).
+    /// (`train::pseudo`), beside the images of `labelled` (COCO or VOC) with their own annotations when given.
     Unlabeled {
         dir: PathBuf,
+        /// Absent in run.json files older than it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labelled: Option<Box<DataSpec>>,
     },
 }
 
@@ -35,8 +38,23 @@ impl DataSpec {
             DataSpec::Coco { annotations, images } => Dataset::from_coco(annotations, images),
             DataSpec::Voc { dir, images } => Dataset::from_voc(dir, images.as_deref()),
             DataSpec::Classify { dir } => Err(Error::input(dir, "is a classification set; a detector trains on COCO or VOC data")),
-            DataSpec::Unlabeled { dir } => Err(Error::input(dir, "holds images without annotations: they are labelled by a teacher first")),
+            DataSpec::Unlabeled { dir, .. } => {
+                Err(Error::input(dir, "holds images without annotations: they are labelled by a teacher first"))
+            }
         }
+    }
+
+    /// Images without annotations in `dir`, with a labelled set (`--coco` or `--voc`) beside them when given; a
+    /// classification set or a second folder of unlabeled images is refused.
+    pub fn unlabeled(dir: &Path, labelled: Option<DataSpec>) -> Result<DataSpec> {
+        if let Some(DataSpec::Classify { dir: d } | DataSpec::Unlabeled { dir: d, .. }) = &labelled {
+            return Err(Error::setting_at(
+                d,
+                "unlabeled",
+                "is not a detection set: unlabeled images train beside a COCO json or a VOC folder only",
+            ));
+        }
+        Ok(DataSpec::Unlabeled { dir: dir.to_path_buf(), labelled: labelled.map(Box::new) })
     }
 }
 
@@ -57,11 +75,31 @@ impl DataSpec {
         }
     }
 
+    /// A run's training data as the options name it: [`DataSpec::given`]'s set, or with `unlabeled` that folder's
+    /// images beside it ([`DataSpec::unlabeled`]); `None` when no set is named.
+    pub fn training(
+        coco: Option<&Path>,
+        voc: Option<&Path>,
+        classify: Option<&Path>,
+        images: Option<&Path>,
+        unlabeled: Option<&Path>,
+    ) -> Result<Option<DataSpec>> {
+        let named = [coco, voc, classify].iter().filter(|p| p.is_some()).count();
+        if named > 1 {
+            return Err(Error::setting("coco", "name one training set: `coco` GT.json, `voc` DIR or `classify` DIR"));
+        }
+        let labelled = DataSpec::given(coco, voc, classify, images);
+        match unlabeled {
+            Some(dir) => DataSpec::unlabeled(dir, labelled).map(Some),
+            None => Ok(labelled),
+        }
+    }
+
     /// A validation set as [`DataSpec::given`] reads it, and without annotations, from `images` alone: a folder
     /// scored by agreement with the dense model (its confident detections are the reference).
     pub fn validation(coco: Option<&Path>, voc: Option<&Path>, classify: Option<&Path>, images: Option<&Path>) -> Option<DataSpec> {
         match (coco, voc, classify, images) {
-            (None, None, None, Some(dir)) => Some(DataSpec::Unlabeled { dir: dir.to_path_buf() }),
+            (None, None, None, Some(dir)) => Some(DataSpec::Unlabeled { dir: dir.to_path_buf(), labelled: None }),
             _ => DataSpec::given(coco, voc, classify, images),
         }
     }
@@ -80,7 +118,9 @@ impl DataSpec {
             DataSpec::Coco { annotations, images } => DataSpec::Coco { annotations: absolute(annotations), images: absolute(images) },
             DataSpec::Voc { dir, images } => DataSpec::Voc { dir: absolute(dir), images: images.as_deref().map(absolute) },
             DataSpec::Classify { dir } => DataSpec::Classify { dir: absolute(dir) },
-            DataSpec::Unlabeled { dir } => DataSpec::Unlabeled { dir: absolute(dir) },
+            DataSpec::Unlabeled { dir, labelled } => {
+                DataSpec::Unlabeled { dir: absolute(dir), labelled: labelled.as_ref().map(|l| Box::new(l.absolute())) }
+            }
         }
     }
 
@@ -89,7 +129,10 @@ impl DataSpec {
         match self {
             DataSpec::Coco { annotations, images } => check_file(annotations).and_then(|_| check_folder(images)),
             DataSpec::Voc { dir, images } => check_folder(dir).and_then(|_| images.as_deref().map_or(Ok(()), check_folder)),
-            DataSpec::Classify { dir } | DataSpec::Unlabeled { dir } => check_folder(dir),
+            DataSpec::Classify { dir } => check_folder(dir),
+            DataSpec::Unlabeled { dir, labelled } => {
+                check_folder(dir).and_then(|_| labelled.as_deref().map_or(Ok(()), DataSpec::check_files))
+            }
         }
     }
 

@@ -96,10 +96,11 @@ enum Task {
 }
 
 /// A distilling run's teacher (checked against the student) and, for unlabeled images, the pseudo ground truth
-/// made from it that the run folder does not hold yet.
+/// made from it that the run folder does not hold yet and how many of the training images learn from it.
 struct Taught {
     teacher: Option<ModelState>,
     pseudo: Option<Vec<u8>>,
+    pseudo_images: usize,
 }
 
 /// The run's teacher, checked: unchanged since the run started (a resume), and able to teach the student.
@@ -126,6 +127,10 @@ pub struct TrainReport {
     pub last: Option<StepRecord>,
     pub wall_s: f64,
     pub images_per_s: f64,
+    /// The training set's images, and how many of them learn from the teacher's labels (`--unlabeled`) rather
+    /// than their own.
+    pub train_images: usize,
+    pub pseudo_labelled: usize,
 }
 
 /// How a run is opened.
@@ -150,6 +155,8 @@ pub struct Run {
     log: std::fs::File,
     /// The last step done (0 before the first).
     pub step: u64,
+    /// How many training images learn from the teacher's labels (the rest from their own).
+    pseudo_images: usize,
     /// Held for the run's lifetime (see the module comment).
     _lock: DirLock,
 }
@@ -205,13 +212,28 @@ impl Run {
             Some(d) => Some(open_teacher(dir, d, &state, fresh)?),
             None => None,
         };
-        let (data, pseudo) = match (&config.data, &teacher, &config.distill) {
-            (DataSpec::Unlabeled { dir: images }, Some(t), Some(d)) => {
-                let (dataset, bytes) = super::pseudo::labelled(dir, images, t, d.pseudo_score, fresh)?;
-                check_classes(&state, &dataset)?;
-                (TrainData::Detect(dataset), bytes)
+        let (data, pseudo, pseudo_images) = match (&config.data, &teacher, &config.distill) {
+            (DataSpec::Unlabeled { dir: images, labelled }, Some(t), Some(d)) => {
+                // The labelled set first: a bad one fails before the teacher labels every image.
+                let labelled = match labelled.as_deref() {
+                    Some(spec) => {
+                        let l = spec.load()?;
+                        check_classes(&state, &l)?;
+                        Some(l)
+                    }
+                    None => None,
+                };
+                let (pseudo, bytes) = super::pseudo::labelled(dir, images, t, d.pseudo_score, fresh)?;
+                check_classes(&state, &pseudo)?;
+                let own = labelled.as_ref().map_or(0, Dataset::len);
+                let dataset = match labelled {
+                    Some(l) => l.joined(pseudo)?,
+                    None => pseudo,
+                };
+                let pseudo_images = dataset.len() - own;
+                (TrainData::Detect(dataset), bytes, pseudo_images)
             }
-            _ => (TrainData::load(&state, &config.data)?, None),
+            _ => (TrainData::load(&state, &config.data)?, None, 0),
         };
         data.verify()?;
         let batches = Batches::new(data.len(), config.shape.batch, config.seed, config.flip)?;
@@ -226,7 +248,7 @@ impl Run {
         // checkpoints. What was read is checked again under the lock, in case another process wrote meanwhile.
         // (Refused here, another process holds the folder: what is in it is that process's.)
         let lock = DirLock::acquire(dir)?;
-        let teacher = Taught { teacher, pseudo };
+        let teacher = Taught { teacher, pseudo, pseudo_images };
         let threads = threads.or(config.threads).unwrap_or(0);
         let write_config = fresh || changed;
         let opened = Self::start(dir, fresh, write_config, config, saved, state, data, teacher, batches, python, threads, lock);
@@ -321,7 +343,8 @@ impl Run {
         }
         let log = open_log(dir, step)?;
         let epoch = (0, batches.epoch(0));
-        Ok(Run { config, dir: dir.to_path_buf(), state, task, batches, epoch, session, log, step, _lock: lock })
+        let pseudo_images = taught.pseudo_images;
+        Ok(Run { config, dir: dir.to_path_buf(), state, task, batches, epoch, session, log, step, pseudo_images, _lock: lock })
     }
 
     /// The items of step `step` (1-based): epochs of full batches in the seeded order.
@@ -457,9 +480,10 @@ impl Run {
         let wall_s = t0.elapsed().as_secs_f64();
         let images = (total - resumed_from) as f64 * self.config.shape.batch as f64;
         let run_dir = self.dir.clone();
+        let (train_images, pseudo_labelled) = (self.batches_len(), self.pseudo_images);
         let model = self.finish()?;
         let images_per_s = if wall_s > 0.0 { images / wall_s } else { 0.0 };
-        Ok(TrainReport { run_dir, model, steps: total, resumed_from, first, last, wall_s, images_per_s })
+        Ok(TrainReport { run_dir, model, steps: total, resumed_from, first, last, wall_s, images_per_s, train_images, pseudo_labelled })
     }
 
     /// Writes the trained model as RUN_DIR/model.onnx (the user's graph, trained initializers) and stops the

@@ -141,8 +141,12 @@ fn open(dir: &Path, start: ImpStart, env: &ImpEnv) -> Result<(ImpConfig, DirLock
                 _ => None,
             };
             match &config.train.data {
-                DataSpec::Unlabeled { dir: images } => {
-                    let n = crate::detect::images::folder_images(images)?.len();
+                DataSpec::Unlabeled { dir: images, labelled } => {
+                    // The teacher labels the folder when a level trains; a labelled set beside it is checked now.
+                    let mut n = crate::detect::images::folder_images(images)?.len();
+                    if let Some(l) = labelled {
+                        n += TrainData::load(&state, l)?.len();
+                    }
                     crate::train::config::check_batch_fits(n, images, config.train.shape.batch)?;
                 }
                 data => TrainData::load(&state, data)?.check_batch(config.train.shape.batch)?,
@@ -215,7 +219,7 @@ fn check_val(val: &DataSpec, state: &ModelState) -> Result<()> {
         return Err(Error::setting_at(state.path(), setting, format!("is a {}: score it on {on}", state.arch.kind.label())));
     }
     match val {
-        DataSpec::Unlabeled { dir } => {
+        DataSpec::Unlabeled { dir, .. } => {
             if !state.arch.kind.is_detector() {
                 return Err(Error::setting_at(state.path(), "val_classify", "is a classifier: score it on `val_classify`"));
             }

@@ -57,11 +57,14 @@ impl Named {
                         "imp scores every level on a validation set: give `val_coco` VAL.json, `val_voc` DIR, `val_classify` DIR or `val_images` DIR alone (agreement with dense)",
                     )
                 })?;
-        let data = match &self.unlabeled {
-            Some(dir) => DataSpec::Unlabeled { dir: dir.clone() },
-            None => DataSpec::given(self.coco.as_deref(), self.voc.as_deref(), self.classify.as_deref(), self.images.as_deref())
-                .ok_or_else(|| Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR, `classify` DIR or `unlabeled` DIR"))?,
-        };
+        let data = DataSpec::training(
+            self.coco.as_deref(),
+            self.voc.as_deref(),
+            self.classify.as_deref(),
+            self.images.as_deref(),
+            self.unlabeled.as_deref(),
+        )?
+        .ok_or_else(|| Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR, `classify` DIR or `unlabeled` DIR"))?;
         let config = ImpConfig::new(model, val, data, &self.settings)?;
         config.validate()?;
         // A missing dataset would fail every task; it is refused here, before the folder exists.

@@ -36,7 +36,7 @@ pub(super) fn ensure_reference(dir: &Path, config: &ImpConfig) -> Result<()> {
 /// The reference of a validation folder without annotations: `dense`'s detections on its images scoring at least
 /// `agreement_score`, as COCO ground truth (JSON bytes). Refused when there are none.
 pub(super) fn reference(config: &ImpConfig, dense: &ModelState) -> Result<Vec<u8>> {
-    let (DataSpec::Unlabeled { dir: images }, Some(min_score)) = (&config.val, config.agreement_score) else {
+    let (DataSpec::Unlabeled { dir: images, .. }, Some(min_score)) = (&config.val, config.agreement_score) else {
         return Err(Error::Input("a reference is made for a validation folder without annotations only".into()));
     };
     let (gt, n, images_n) = folder_pseudo_gt(dense, images, min_score)?;
@@ -70,7 +70,7 @@ pub(in crate::lottery) fn evaluate(
     let params = DetectParams::from_model(&state);
     match &config.val {
         DataSpec::Classify { .. } => unreachable!("scored above"),
-        DataSpec::Unlabeled { dir: images } => coco_scores(state, params, &dir.join(VAL_REFERENCE), images),
+        DataSpec::Unlabeled { dir: images, .. } => coco_scores(state, params, &dir.join(VAL_REFERENCE), images),
         DataSpec::Coco { annotations, images } => coco_scores(state, params, annotations, images),
         DataSpec::Voc { dir, images } => {
             let voc = VocDataset::load(dir)?;
