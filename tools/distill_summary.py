@@ -1,5 +1,5 @@
 """Mean ± std over the seeds of tools/distill_synth.sh's runs (DIR/seed_*/{labelled,unlabeled,channel,
-channel_distill[_TERMS],channel[_distill[_TERMS]]_lN,channel_unlabeled,oneshot,dense_half,dense_lineage}), per IoU type,
+channel_distill[_TERMS],channel[_distill[_TERMS]]_lN,channel_mixed_lN,channel_unlabeled,oneshot,dense_half,dense_lineage}), per IoU type,
 and the paired differences the distillation goals are stated in, with 95% t intervals: (a) channel ticket − dense,
 distilled and not (with every label, with N labels, with none; against the compute-matched dense model too);
 (b) unlabeled recovery / labelled recovery; (c) the one-shot floor.
@@ -48,14 +48,21 @@ def interval(d):
 
 def arm_name(folder):
     """A channel arm's row: channel_distill_features_objectness → 'channel ticket, distilled (features, objectness)',
-    channel_distill_l100 → 'channel ticket, 100 labels, distilled'."""
-    stem, labels = re.fullmatch(r"(channel(?:_distill.*?)?)(?:_l(\d+))?", folder).groups()
+    channel_distill_l100 → 'channel ticket, 100 labels, distilled', channel_mixed_l20 → 'channel ticket, 20 labels
+    + unlabeled images'."""
+    stem, labels = re.fullmatch(r"(channel(?:_distill.*?|_mixed)?)(?:_l(\d+))?", folder).groups()
     name = "channel ticket" + (f", {labels} labels" if labels else "")
+    if stem == "channel_mixed":
+        return name + MIXED
     if stem == "channel_distill":
         return name + ", distilled"
     if stem.startswith("channel_distill_"):
         return name + f", distilled ({', '.join(stem.removeprefix('channel_distill_').split('_'))})"
     return name
+
+
+# The suffix of a recovery from N labelled images beside the unlabeled ones (part m).
+MIXED = " + unlabeled images"
 
 
 def main(root, label=None):
@@ -80,9 +87,9 @@ def main(root, label=None):
                 ("channel ticket", "channel"), ("channel ticket, distilled", "channel_distill")]
         # EXTRA_DISTILL arms (channel_distill_TERM_TERM…, the terms of `--distill`), then the LABELS=N ones.
         arms += [(arm_name(f.name), f.name) for f in sorted(s.glob("channel_distill_*")) if not re.search(r"_l\d+$", f.name)]
-        # Most labels first; at each count the plain recovery, then the distilled ones.
+        # Most labels first; at each count the plain recovery, then the distilled ones, then with unlabeled images.
         scarce = [f.name for f in s.glob("channel*_l*") if re.search(r"_l\d+$", f.name)]
-        scarce.sort(key=lambda f: (-int(f.rsplit("_l", 1)[1]), len(f), f))
+        scarce.sort(key=lambda f: (-int(f.rsplit("_l", 1)[1]), "_mixed" in f, len(f), f))
         arms += [(arm_name(f), f) for f in scarce]
         arms += [("channel ticket, unlabeled images only", "channel_unlabeled")]
         for name, folder in arms:
@@ -117,7 +124,7 @@ def main(root, label=None):
             print(f"- (a) {n} − dense: {interval(paired(n, 'dense'))}")
             print(f"- (a) {n} − not distilled: {interval(paired(n, 'channel ticket'))}")
         # Scarce labels: each N-label arm against dense and against its plain N-label recovery; no labels at all.
-        for n in [n for n in names if re.match(r"channel ticket, \d+ labels", n)]:
+        for n in [n for n in names if re.match(r"channel ticket, \d+ labels", n) and not n.endswith(MIXED)]:
             plain = ", ".join(n.split(", ")[:2])
             print(f"- {n} − dense: {interval(paired(n, 'dense'))}")
             if n != plain and paired(n, plain):
@@ -125,6 +132,11 @@ def main(root, label=None):
             if n == plain and paired(n, "channel ticket"):
                 print(f"- {n} − every label: {interval(paired(n, 'channel ticket'))}")
         free = "channel ticket, unlabeled images only"
+        # N labels beside the unlabeled images: against dense, the N labels distilled alone, and no label at all.
+        for n in [n for n in names if n.endswith(MIXED)]:
+            for ref in ["dense", n.removesuffix(MIXED) + ", distilled", free]:
+                if paired(n, ref):
+                    print(f"- {n} − {ref}: {interval(paired(n, ref))}")
         for ref in ["dense", "channel ticket"] + [m for m in names if re.fullmatch(r"channel ticket, \d+ labels", m)]:
             if paired(free, ref):
                 print(f"- {free} − {ref}: {interval(paired(free, ref))}")

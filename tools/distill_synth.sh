@@ -7,7 +7,9 @@
 #       fine-tuned STEPS steps with labels, and recovered from unlabeled images only
 #       (UNLABELED images of the same generator, other seed: pseudo labels + every distillation term);
 #   (c) the 80% one-shot ticket without any retraining (the floor);
-#   (u) the channel ticket of (a) recovered from the unlabeled images only (pseudo labels + every distillation term).
+#   (u) the channel ticket of (a) recovered from the unlabeled images only (pseudo labels + every distillation term);
+#   (m) with LABELS=N, the channel ticket of (a) recovered from the N labelled images and the unlabeled ones together
+#       (--coco with --unlabeled: pseudo labels for the unlabeled, every distillation term), in channel_mixed_lN/.
 # With LABELS=N, (a)'s recoveries see the labels of the first N training images only (the synthetic set draws image i
 # from (seed, i), so they are the same images) and their folders end in _lN: the scarce-label test of distillation.
 # Dense is also trained at half its steps (the plateau check). Every run is a run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
@@ -20,7 +22,7 @@
 # CHANNEL (0.55), DISTILL (the `--distill` terms of channel_distill/, features,logits,objectness; another set names its
 # folder channel_distill_TERM_…/), EXTRA_DISTILL (more distilled channel tickets, a `--distill` value each: "features,objectness
 # objectness" adds channel_distill_features_objectness/ and channel_distill_objectness/), PARTS ("a b c": which of
-# the parts to run; u only when named), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
+# the parts to run; u and m only when named), LR (the recoveries' learning rate, 0.01), THREADS (ORT threads per run; default all cores),
 # PLATEAU (1; 0 skips the half-length dense model of the plateau check), LINEAGE (0; 1 also trains dense as long as a
 # recovered ticket's lineage, DENSE + STEPS steps, in dense_lineage/: the compute-matched reference), LABELS (see
 # above; unset: every label),
@@ -112,6 +114,12 @@ for seed in $seeds; do
     # (u): the same channel ticket recovered without a label: the teacher's detections and signals alone.
     imp "$dir/channel_unlabeled" "$init" --unlabeled "$out/unlabeled/images" "${common[@]}" $(sched "$steps") \
       --seed "$seed" "${channel[@]}"
+  fi
+  if [[ " $parts " == *" m "* ]]; then
+    [ -n "${LABELS:-}" ] || { echo "part m recovers from LABELS labelled images beside the unlabeled ones: set LABELS" >&2; exit 2; }
+    # (m): the same channel ticket recovered from the few labels and the unlabeled images together.
+    imp "$dir/channel_mixed$sfx" "$init" "${labelled[@]}" --unlabeled "$out/unlabeled/images" "${common[@]}" \
+      $(sched "$steps") --seed "$seed" "${channel[@]}"
   fi
   # (c): the one-shot 80% ticket as pruned, no retraining.
   if [[ " $parts " == *" c "* ]] && [ ! -f "$dir/oneshot/eval.json" ]; then
