@@ -25,38 +25,28 @@ out=${OUT:-out/imp_synth}
 width=${WIDTH:-8}
 steps=${STEPS:-1200}
 seeds=${SEEDS:-1 2 3}
-tools/setup.sh torch
-source tools/env.sh
-cargo build --release --quiet
-ticket=${TICKET_BIN:-target/release/ticket}
+source tools/imp_lib.sh
+study_env
 mkdir -p "$out"
-[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images "${TRAIN:-1000}" --seed 1 > /dev/null
-[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images "${VAL:-100}" --seed 2 > /dev/null
-# The schedule of tools/train_synth.sh scaled to STEPS: warmup 1/15, decay ×0.1 at 2/3 and 13/15.
-sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
+synth_sets "$out" "${TRAIN:-1000}" "${VAL:-100}"
 common=(--coco "$out/train/annotations.json" --val-coco "$out/val/annotations.json" --lr 0.01 --batch 2 --rois 64
         --save-every 200 --max-map-drop 0.01)
 for seed in $seeds; do
   dir="$out/$kind/w$width/seed_$seed"
   init="$out/models/w$width/seed_$seed/$model.onnx"
   [ -f "$init" ] || .venv-torch/bin/python tools/export_models.py --out "$(dirname "$init")" --synth "$width" --init-seed "$seed" > /dev/null
+  dense=(--trained "$dir/ticket/level_0/model.onnx")
   # The 80% one-shot ticket rewound to init (level 0 is the dense model).
-  if [ -f "$dir/ticket/run.json" ]; then $ticket imp --resume "$dir/ticket" || [ $? -eq 1 ]
-  else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rewind init -o "$dir/ticket" || [ $? -eq 1 ]; fi
+  imp "$dir/ticket" "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rewind init
   # Prune + fine-tune: the same dense model, pruned 80% and trained on a third as long without rewinding.
-  if [ -f "$dir/finetune/run.json" ]; then $ticket imp --resume "$dir/finetune" || [ $? -eq 1 ]
-  else $ticket imp "$init" "${common[@]}" $(sched $(( steps / 3 ))) --seed "$seed" --sparsity 0.8 --rewind none \
-         --trained "$dir/ticket/level_0/model.onnx" -o "$dir/finetune" || [ $? -eq 1 ]; fi
+  imp "$dir/finetune" "$init" "${common[@]}" $(sched $(( steps / 3 ))) --seed "$seed" --sparsity 0.8 --rewind none "${dense[@]}"
   # The iterative ticket: 41%, 66%, 80%, from the same dense model.
   if [ "${ITERATIVE:-0}" = 1 ]; then
-    if [ -f "$dir/iterative/run.json" ]; then $ticket imp --resume "$dir/iterative" || [ $? -eq 1 ]
-    else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rounds 3 --rewind init \
-           --trained "$dir/ticket/level_0/model.onnx" -o "$dir/iterative" || [ $? -eq 1 ]; fi
+    imp "$dir/iterative" "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --sparsity 0.8 --rounds 3 --rewind init "${dense[@]}"
   fi
   if [ "${CHANNEL:-0}" = 1 ]; then
-    if [ -f "$dir/channel/run.json" ]; then $ticket imp --resume "$dir/channel" || [ $? -eq 1 ]
-    else $ticket imp "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel --sparsity 0.55 --round-to 4 \
-           --rewind init --trained "$dir/ticket/level_0/model.onnx" -o "$dir/channel" || [ $? -eq 1 ]; fi
+    imp "$dir/channel" "$init" "${common[@]}" $(sched "$steps") --seed "$seed" --structure channel --sparsity 0.55 --round-to 4 \
+      --rewind init "${dense[@]}"
   fi
 done
 .venv/bin/python tools/imp_summary.py "$out/$kind/w$width"

@@ -8,7 +8,8 @@
 #
 # Needs torch only to export the starting point (tools/setup.sh torch makes .venv-torch). Writes under
 # out/train_synth/ (OUT overrides); an existing run folder is resumed, so an interrupted run continues.
-# STEPS (default 3000) shortens a run for a smoke test.
+# STEPS (default 3000) shortens a run for a smoke test; TICKET_BIN runs a copy of the binary (a rebuild cannot change a
+# running experiment).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,17 +20,15 @@ case "$kind" in
   *) echo "usage: tools/train_synth.sh faster|mask" >&2; exit 2 ;;
 esac
 out=${OUT:-out/train_synth}
-tools/setup.sh torch
-source tools/env.sh
-cargo build --release --quiet
-ticket=target/release/ticket
+source tools/imp_lib.sh
+study_env
 mkdir -p "$out"
 [ -f "$out/models/$model.onnx" ] || .venv-torch/bin/python tools/export_models.py --out "$out/models" --synth 16
-[ -f "$out/train/annotations.json" ] || $ticket data synth --out "$out/train" --images 1000 --seed 1
-[ -f "$out/val/annotations.json" ] || $ticket data synth --out "$out/val" --images 200 --seed 2
+synth_sets "$out" 1000 200
 run="$out/$kind"
 steps=${STEPS:-3000}
-args=(--steps "$steps" --warmup 200 --decay-at 2000,2600 --lr 0.01 --batch 2 --rois 64 --trainable-layers 5 --save-every 500)
+# The schedule scaled to STEPS (sched: warm-up 1/15, ×0.1 at 2/3 and 13/15; at 3000 steps 200, 2000 and 2600).
+args=($(sched "$steps") --lr 0.01 --batch 2 --rois 64 --trainable-layers 5 --save-every 500)
 start=$(date +%s)
 if [ -f "$run/run.json" ]; then
   $ticket train "$out/models/$model.onnx" --resume "$run" --steps "$steps"
