@@ -132,9 +132,9 @@ def main(root, label=None):
             if n == plain and paired(n, "channel ticket"):
                 print(f"- {n} − every label: {interval(paired(n, 'channel ticket'))}")
         free = "channel ticket, unlabeled images only"
-        # N labels beside the unlabeled images: against dense, the N labels distilled alone, and no label at all.
+        # N labels beside the unlabeled images: against dense, every label, the N labels distilled alone, and no label.
         for n in [n for n in names if n.endswith(MIXED)]:
-            for ref in ["dense", n.removesuffix(MIXED) + ", distilled", free]:
+            for ref in ["dense", "channel ticket", n.removesuffix(MIXED) + ", distilled", free]:
                 if paired(n, ref):
                     print(f"- {n} − {ref}: {interval(paired(n, ref))}")
         for ref in ["dense", "channel ticket"] + [m for m in names if re.fullmatch(r"channel ticket, \d+ labels", m)]:
