@@ -110,13 +110,18 @@ fn a_missing_output_folder_stays_bad_input() {
     assert!(err.contains("no/such/folder"), "{err}");
 }
 
-/// `ticket ARGS` with its stdout on `out`, its stderr captured: (exit code, stderr).
-fn ticket_with_stdout(out: impl Into<std::process::Stdio>, args: &[&dyn AsRef<std::ffi::OsStr>]) -> (Option<i32>, String) {
+/// `ticket ARGS` with its stdout and stderr where they are given.
+fn ticket_with(stdout: std::process::Stdio, stderr: std::process::Stdio, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
     for a in args {
         cmd.arg(a.as_ref());
     }
-    let out = cmd.stdout(out).stderr(std::process::Stdio::piped()).output().unwrap();
+    cmd.stdout(stdout).stderr(stderr).output().unwrap()
+}
+
+/// `ticket ARGS` with its stdout on `out`, its stderr captured: (exit code, stderr).
+fn ticket_with_stdout(out: impl Into<std::process::Stdio>, args: &[&dyn AsRef<std::ffi::OsStr>]) -> (Option<i32>, String) {
+    let out = ticket_with(out.into(), std::process::Stdio::piped(), args);
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -170,8 +175,7 @@ fn an_error_keeps_its_exit_code_when_stderr_is_gone() {
     let missing = t.path().join("missing.onnx");
     let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
     for (what, stderr) in [("closed pipe", std::process::Stdio::from(closed_pipe())), ("full", full().into())] {
-        let out =
-            Command::new(env!("CARGO_BIN_EXE_ticket")).args(["inspect".as_ref(), missing.as_os_str()]).stderr(stderr).output().unwrap();
+        let out = ticket_with(std::process::Stdio::piped(), stderr, &[&"inspect", &missing]);
         assert_eq!(out.status.code(), Some(2), "stderr {what}");
     }
 }
