@@ -38,6 +38,7 @@ fn committed_run_archives_reproduce_their_tables() {
         ("tools/distill_summary.py", "docs/results/distill/channel58_8k"),
         ("tools/distill_summary.py", "docs/results/distill/channel58_w16"),
         ("tools/distill_summary.py", "docs/results/distill/channel58_w16_16k"),
+        ("tools/distill_summary.py", "docs/results/distill/channel52_w16_16k"),
         ("tools/distill_summary.py", "docs/results/distill/channel58_w16_scarce"),
         ("tools/converged_summary.py", "docs/results/converged"),
         ("tools/pretrained_summary.py", "docs/results/pretrained"),
