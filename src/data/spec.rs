@@ -158,3 +158,26 @@ pub fn check_folder(p: &Path) -> Result<()> {
         Err(e) => Err(Error::io(p, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_data_joins_unlabeled_images_to_a_detection_set_only() {
+        let (coco, voc, dir) = (Path::new("gt.json"), Path::new("voc"), Path::new("images"));
+        let mixed = DataSpec::training(Some(coco), None, None, None, Some(dir)).unwrap().unwrap();
+        assert_eq!(mixed, DataSpec::Unlabeled { dir: dir.into(), labelled: Some(Box::new(DataSpec::coco(coco, None))) });
+        let alone = DataSpec::training(None, None, None, None, Some(dir)).unwrap().unwrap();
+        assert_eq!(alone, DataSpec::Unlabeled { dir: dir.into(), labelled: None });
+        assert_eq!(DataSpec::training(None, None, None, None, None).unwrap(), None);
+        // Two labelled sets, or a classification set beside unlabeled images, are refused, not one silently dropped.
+        let two = DataSpec::training(Some(coco), Some(voc), None, None, Some(dir)).unwrap_err().to_string();
+        assert!(two.contains("one training set"), "{two}");
+        let classify = DataSpec::training(None, None, Some(Path::new("cls")), None, Some(dir)).unwrap_err().to_string();
+        assert!(classify.contains("cls") && classify.contains("not a detection set"), "{classify}");
+        // A run.json written before `labelled` existed still reads.
+        let old: DataSpec = serde_json::from_str(r#"{"Unlabeled": {"dir": "images"}}"#).unwrap();
+        assert_eq!(old, alone);
+    }
+}
