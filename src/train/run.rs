@@ -49,11 +49,7 @@ impl TrainData {
                 check_classify_classes(state, &data)?;
                 TrainData::Classify(data)
             }
-            _ => {
-                let dataset = spec.load()?;
-                check_classes(state, &dataset)?;
-                TrainData::Detect(dataset)
-            }
+            _ => TrainData::Detect(detection_set(state, spec)?),
         })
     }
 
@@ -84,6 +80,13 @@ impl TrainData {
         };
         check_batch_fits(self.len(), source, batch)
     }
+}
+
+/// The detection set `spec` names, loaded and checked against the model's classes, masks and keypoints.
+fn detection_set(state: &ModelState, spec: &DataSpec) -> Result<Dataset> {
+    let dataset = spec.load()?;
+    check_classes(state, &dataset)?;
+    Ok(dataset)
 }
 
 /// What a run trains: a detector (images through the RPN forward, targets built in Rust, the detection
@@ -215,14 +218,7 @@ impl Run {
         let (data, pseudo, pseudo_images) = match (&config.data, &teacher, &config.distill) {
             (DataSpec::Unlabeled { dir: images, labelled }, Some(t), Some(d)) => {
                 // The labelled set first: a bad one fails before the teacher labels every image.
-                let labelled = match labelled.as_deref() {
-                    Some(spec) => {
-                        let l = spec.load()?;
-                        check_classes(&state, &l)?;
-                        Some(l)
-                    }
-                    None => None,
-                };
+                let labelled = labelled.as_deref().map(|spec| detection_set(&state, spec)).transpose()?;
                 let (pseudo, bytes) = super::pseudo::labelled(dir, images, t, d.pseudo_score, fresh)?;
                 check_classes(&state, &pseudo)?;
                 let own = labelled.as_ref().map_or(0, Dataset::len);
