@@ -137,7 +137,7 @@ pub struct Args {
 }
 
 impl TrainArgs {
-    /// The data the options name (a new run needs one of --coco, --voc or --classify).
+    /// The data the options name (a new run needs --coco, --voc, --classify or --unlabeled).
     pub fn data(&self) -> Result<DataSpec> {
         DataSpec::training(
             self.coco.as_deref(),
@@ -145,8 +145,7 @@ impl TrainArgs {
             self.classify.as_deref(),
             self.images.as_deref(),
             self.unlabeled.as_deref(),
-        )?
-        .ok_or_else(|| Error::Input("a new run needs --coco GT.json, --voc DIR, --classify DIR or --unlabeled DIR".into()))
+        )
     }
 
     /// The flags as the library's training settings.

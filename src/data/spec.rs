@@ -76,22 +76,23 @@ impl DataSpec {
     }
 
     /// A run's training data as the options name it: [`DataSpec::given`]'s set, or with `unlabeled` that folder's
-    /// images beside it ([`DataSpec::unlabeled`]); `None` when no set is named.
+    /// images beside it ([`DataSpec::unlabeled`]); refused when no set is named.
     pub fn training(
         coco: Option<&Path>,
         voc: Option<&Path>,
         classify: Option<&Path>,
         images: Option<&Path>,
         unlabeled: Option<&Path>,
-    ) -> Result<Option<DataSpec>> {
+    ) -> Result<DataSpec> {
         let named = [coco, voc, classify].iter().filter(|p| p.is_some()).count();
         if named > 1 {
             return Err(Error::setting("coco", "name one training set: `coco` GT.json, `voc` DIR or `classify` DIR"));
         }
         let labelled = DataSpec::given(coco, voc, classify, images);
-        match unlabeled {
-            Some(dir) => DataSpec::unlabeled(dir, labelled).map(Some),
-            None => Ok(labelled),
+        match (unlabeled, labelled) {
+            (Some(dir), labelled) => DataSpec::unlabeled(dir, labelled),
+            (None, Some(labelled)) => Ok(labelled),
+            (None, None) => Err(Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR, `classify` DIR or `unlabeled` DIR")),
         }
     }
 
@@ -166,11 +167,12 @@ mod tests {
     #[test]
     fn training_data_joins_unlabeled_images_to_a_detection_set_only() {
         let (coco, voc, dir) = (Path::new("gt.json"), Path::new("voc"), Path::new("images"));
-        let mixed = DataSpec::training(Some(coco), None, None, None, Some(dir)).unwrap().unwrap();
+        let mixed = DataSpec::training(Some(coco), None, None, None, Some(dir)).unwrap();
         assert_eq!(mixed, DataSpec::Unlabeled { dir: dir.into(), labelled: Some(Box::new(DataSpec::coco(coco, None))) });
-        let alone = DataSpec::training(None, None, None, None, Some(dir)).unwrap().unwrap();
+        let alone = DataSpec::training(None, None, None, None, Some(dir)).unwrap();
         assert_eq!(alone, DataSpec::Unlabeled { dir: dir.into(), labelled: None });
-        assert_eq!(DataSpec::training(None, None, None, None, None).unwrap(), None);
+        let none = DataSpec::training(None, None, None, None, None).unwrap_err().to_string();
+        assert!(none.contains("a new run needs"), "{none}");
         // Two labelled sets, or a classification set beside unlabeled images, are refused, not one silently dropped.
         let two = DataSpec::training(Some(coco), Some(voc), None, None, Some(dir)).unwrap_err().to_string();
         assert!(two.contains("one training set"), "{two}");

@@ -63,8 +63,7 @@ impl Named {
             self.classify.as_deref(),
             self.images.as_deref(),
             self.unlabeled.as_deref(),
-        )?
-        .ok_or_else(|| Error::setting("coco", "a new run needs `coco` GT.json, `voc` DIR, `classify` DIR or `unlabeled` DIR"))?;
+        )?;
         let config = ImpConfig::new(model, val, data, &self.settings)?;
         config.validate()?;
         // A missing dataset would fail every task; it is refused here, before the folder exists.
