@@ -14,6 +14,15 @@ pub const START: &str = "start.onnx";
 pub const MODEL: &str = "model.onnx";
 pub const COMPACT: &str = "ticket.tkt";
 pub const METRICS: &str = "metrics.json";
+/// Beside a channel level: the plan drawn on the previous level's trained model.
+pub const CHANNELS: &str = "channels.json";
+/// In level 0, set when early-bird's stop rule ended dense training: holds the step.
+pub const STOPPED: &str = "early_stop.txt";
+/// In level 0: its weights at the late-rewinding step.
+pub const REWIND: &str = "rewind.onnx";
+/// In level 0: the random re-initialisation (`rewind random`), drawn from the initial weights' scales with the
+/// run's seed.
+pub const RANDOM_INIT: &str = "random_init.onnx";
 
 pub fn dir(run: &Path, level: usize) -> PathBuf {
     run.join(format!("level_{level}"))

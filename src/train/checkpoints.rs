@@ -3,7 +3,7 @@
 //! naming the last complete one. A resume starts from the newest checkpoint whose files match their
 //! description, whatever `state.json` says; a damaged checkpoint newer than that is renamed `*.broken`, never
 //! deleted.
-use super::folder::MAX_SMALL_FILE;
+use super::folder::{CHECKPOINTS, MAX_SMALL_FILE};
 use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{fnv_file, write_atomic};
 use serde::{Deserialize, Serialize};
@@ -29,8 +29,6 @@ struct CheckpointFile {
     bytes: u64,
     fnv: String,
 }
-
-pub const CHECKPOINTS: &str = "checkpoints";
 
 /// The checkpoint file of `step` inside a run folder.
 pub(super) fn checkpoint_path(dir: &Path, step: u64) -> PathBuf {

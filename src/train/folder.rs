@@ -1,13 +1,15 @@
 //! A run folder (a training run's, an IMP run's): `run.json` written once and read back on resume, the model
 //! fingerprint a resume is checked against, the lock held by the process working in it, and what a fresh run
 //! created and takes back when it fails before `run.json` exists.
-use super::checkpoints::CHECKPOINTS;
 use crate::error::{Context, Error, Result};
 use crate::fsio::fingerprint;
 use std::path::{Path, PathBuf};
 
 /// The settings of the run, written when a fresh run has started and read back by every resume.
 pub const RUN_JSON: &str = "run.json";
+
+/// The checkpoints' folder inside a run folder.
+pub const CHECKPOINTS: &str = "checkpoints";
 
 /// run.json, state.json and a checkpoint's description are a few hundred bytes.
 pub const MAX_SMALL_FILE: u64 = 1 << 20;

@@ -14,9 +14,9 @@
 //! - `.lock`: held (flock) by the process training in the folder, so a second one is refused;
 //! - `work/`: the training core, ORT's artifacts and the RPN forward graph (regenerated on resume);
 //! - `model.onnx` at the end: the user's graph with the trained initializers, nothing else changed.
-use super::checkpoints::{self, resume_point, ResumePoint, CHECKPOINTS};
+use super::checkpoints::{self, resume_point, ResumePoint};
 use super::config::{check_batch_fits, DistillConfig, RunConfig};
-use super::folder::{self, refuse_existing_run, Created, MAX_SMALL_FILE};
+use super::folder::{self, refuse_existing_run, Created, CHECKPOINTS, MAX_SMALL_FILE};
 use super::log::{open_log, StepRecord};
 use super::order::{BatchItem, Batches};
 use super::session::{Losses, SessionOptions, TrainSession};

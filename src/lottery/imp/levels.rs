@@ -8,7 +8,7 @@ use super::{ImpConfig, ImpEnv, ImpEvent, Structure};
 use crate::error::{Error, Result, WriteContext};
 use crate::fsio::{fingerprint, write_atomic};
 use crate::lottery::early_bird::{self, EarlyBirdReport, StopRule};
-use crate::lottery::level::{self, LevelRow};
+use crate::lottery::level::{self, LevelRow, CHANNELS, RANDOM_INIT, REWIND, STOPPED};
 use crate::lottery::random_mask::{random_masks, MaskSource};
 use crate::lottery::rewind::Rewind;
 use crate::model::{Mask, Masks, ModelState, Role};
@@ -198,13 +198,6 @@ fn check_level_settings(ldir: &Path, want: &RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// Set when early-bird's stop rule ended dense training: holds the step.
-pub(super) const STOPPED: &str = "early_stop.txt";
-/// Level 0's weights at the late-rewinding step.
-pub const REWIND: &str = "rewind.onnx";
-/// The random re-initialisation (`rewind random`), drawn from the initial weights' scales with the run's seed.
-pub const RANDOM_INIT: &str = "random_init.onnx";
-
 /// Trains `model` in `ldir` (fresh or resumed) until its steps are done or `hook` (called after each step,
 /// and once at the resumed step) says stop; writes `ldir/model.onnx`. An early stop is checkpointed and then
 /// marked in `ldir/early_stop.txt`, so a resumed run finishes at that step instead of training on; the step
@@ -255,9 +248,6 @@ pub(in crate::lottery) fn train(
     run.finish()?;
     Ok(stopped)
 }
-
-/// Saved beside a channel level: the plan drawn on the previous level's trained model.
-pub const CHANNELS: &str = "channels.json";
 
 /// A channel level's plan (from the previous level's trained model), its start — the rewind point cut to the
 /// same channels: the initial weights cut by every plan so far (`init`), likewise the late-rewinding snapshot,

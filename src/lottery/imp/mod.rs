@@ -17,8 +17,8 @@ mod score;
 mod summary;
 pub mod val_curve;
 
+pub use crate::lottery::level::{CHANNELS, RANDOM_INIT, REWIND};
 pub use config::{read_config, save_config, ImpConfig, ImpSettings, Structure, MAX_EARLY_BIRD, MAX_ROUNDS};
-pub use levels::{CHANNELS, RANDOM_INIT, REWIND};
 pub use summary::{ImpSummary, SUMMARY};
 pub(in crate::lottery) use {levels::train, score::evaluate};
 

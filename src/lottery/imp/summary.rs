@@ -39,7 +39,7 @@ pub(super) fn early_bird_report(dir: &Path, config: &ImpConfig) -> Result<Option
     let last = early_bird::draw(&state, &config.prune_params(1)?)?;
     let points = early_bird::points(&config.early_bird, config.dense_steps);
     let masks = early_bird::compare(&l0, &points, &last)?;
-    let stopped_at = std::fs::read_to_string(l0.join(super::levels::STOPPED)).ok().and_then(|s| s.trim().parse().ok());
+    let stopped_at = std::fs::read_to_string(l0.join(level::STOPPED)).ok().and_then(|s| s.trim().parse().ok());
     let checks = if config.early_stop_every > 0 { StopRule::open(&l0, config.early_stop_every, u64::MAX)?.checks } else { Vec::new() };
     Ok(Some(EarlyBirdReport { masks, checks, stopped_at }))
 }
