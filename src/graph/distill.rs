@@ -25,7 +25,7 @@
 use super::builder::{Attr, GraphBuilder};
 use super::loss_ops::Ops;
 use super::net::{Constants, Net, Params, V};
-use super::train_core::{TrainShape, SMOOTH_L1_BETA, TAPS};
+use super::train_shape::{TrainShape, SMOOTH_L1_BETA, TAPS};
 use crate::choice::named_choices;
 use crate::error::{Error, Result};
 use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE};

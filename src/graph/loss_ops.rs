@@ -2,7 +2,7 @@
 //! ops ORT 1.19 can differentiate on CPU, written so that rows of weight 0 contribute exactly nothing.
 use super::builder::{Attr, GraphBuilder};
 use super::net::V;
-use super::train_core::TAPS;
+use super::train_shape::TAPS;
 use crate::onnx::proto::tensor_proto::DataType;
 
 /// Loss arithmetic on a builder.

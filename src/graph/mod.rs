@@ -8,3 +8,4 @@ pub mod net;
 pub mod proposals;
 pub mod stages;
 pub mod train_core;
+pub mod train_shape;
