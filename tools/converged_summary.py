@@ -98,6 +98,11 @@ def load(root):
             if (s / arm / "eval.json").exists():
                 arms.setdefault(arm, {})[s.name] = eval_scores(s / arm / "eval.json")
                 steps[arm] = k * steps["dense"]
+        # Every seed's 64000-step dense model: the unclipped run, else the one that went on clipped after diverging.
+        for arm in ["dense_16x", "dense_16x_clip"]:
+            if arm in arms and s.name in arms[arm]:
+                arms.setdefault("dense_16x_any", {})[s.name] = arms[arm][s.name]
+                break
         for k in [2, 4, 8, 16]:
             arm = f"ticket_{k}x"
             # Pruned from dense_kx, or from dense_kx_clip where that run diverged and went on clipped.
@@ -162,6 +167,8 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "iterative": "80% iterative ticket (41, 66, 80%; 5% floor; each level rewound to init)",
          "task_transfer": "App. B: the Mask R-CNN 80% ticket's mask up to the box head, rewound to init"}
 ROW_ORDER = list(NAMES)
+# Arms paired in the differences only, as a difference names them.
+LABELS = {"dense_16x_any": "dense_16x (clipped where it diverged)"}
 
 
 def main(root, label=None):
@@ -191,7 +198,11 @@ def main(root, label=None):
             ("dense_4x", "dense_2x", f"plateau: doubling again gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x", f"plateau: doubling a third time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_16x", "dense_8x", f"plateau: doubling a fourth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_16x_any", "dense_8x", f"plateau, every seed: doubling a fourth time gains < {POINT}",
+             lambda d: verdict([-x for x in d], -POINT)),
             ("dense_32x", "dense_16x", f"plateau: doubling a fifth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_32x", "dense_16x_any", f"plateau, every seed: doubling a fifth time gains < {POINT}",
+             lambda d: verdict([-x for x in d], -POINT)),
             ("dense_4x_rerun", "dense_2x_rerun", f"plateau, on the runs trained again: doubling again gains < {POINT}",
              lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x_rerun", f"plateau, on the runs trained again: doubling a third time gains < {POINT}",
@@ -239,8 +250,8 @@ def main(root, label=None):
         d = diff(a, b)
         if d:
             # A *_source arm is, per seed, the dense model that seed's ticket is pruned from.
-            b_name = "its dense model" if b.endswith("_source") else b
-            print(f"| {a} − {b_name} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
+            b_name = "its dense model" if b.endswith("_source") else LABELS.get(b, b)
+            print(f"| {LABELS.get(a, a)} − {b_name} | {fmt_ci(d)} | {', '.join(f'{x:+.3f}' for x in d)} | {claim} | {judge(d)} |")
 
     # The runs trained again at one thread from the same initialisation and data order: the same AP, or not repeatable.
     for arm in ["dense_2x", "dense_4x"]:
