@@ -96,7 +96,13 @@ def load(root):
         for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip"),
                        (32, "dense_32x"), (32, "dense_32x_clip"), (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
             if (s / arm / "eval.json").exists():
-                arms.setdefault(arm, {})[s.name] = eval_scores(s / arm / "eval.json")
+                scores = eval_scores(s / arm / "eval.json")
+                # A longer dense run scoring below the seed's 4000-step dense model has collapsed (a finite loss
+                # spike it never came back from, so no clipped run took over): a row of its own, out of the
+                # statistics of its length.
+                if scores["ap"] < arms["dense"][s.name]["ap"]:
+                    arm = f"{arm}_collapsed"
+                arms.setdefault(arm, {})[s.name] = scores
                 steps[arm] = k * steps["dense"]
         # Every seed's 64000-step dense model: the unclipped run, else the one that went on clipped after diverging.
         for arm in ["dense_16x", "dense_16x_clip"]:
@@ -150,6 +156,8 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
          "dense_32x": "dense, thirty-two times the steps (the plateau check of 16×)",
          "dense_32x_clip": "dense, thirty-two times the steps, resumed from its last checkpoint with the gradients clipped "
                            "to norm 5 (a seed whose unclipped run diverged)",
+         "dense_32x_collapsed": "dense, thirty-two times the steps, collapsed (a seed whose loss jumped and never came back "
+                                "down: it scores below its 4000-step dense model)",
          "dense_2x_rerun": "dense, twice the steps, trained again at one thread (the repeatability check)",
          "dense_4x_rerun": "dense, four times the steps, trained again at one thread (the repeatability check)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
