@@ -17,7 +17,9 @@
 #   dense_16x/     for DENSE_16X_SEEDS (none by default): dense trained 16×STEPS, the plateau check of dense_8x
 #   dense_32x/     for DENSE_32X_SEEDS (none by default): dense trained 32×STEPS, the plateau check of dense_16x
 #   dense_Nx_clip/ with CLIP=C, a dense_Nx run stopped by a non-finite loss goes on here from its last checkpoint with
-#                  the gradients clipped to norm C (a recipe of its own from that step on; the summary keeps it apart)
+#                  the gradients clipped to norm C (a recipe of its own from that step on; the summary keeps it apart),
+#                  and one that collapsed (a finite loss spike it never came back from: it scores below the seed's
+#                  STEPS-step dense model) is trained here again from init with the gradients clipped to norm C
 #   ticket_16x/    with TICKET_16X=1, for DENSE_16X_SEEDS: the 80% ticket of dense_16x (or of dense_16x_clip where
 #                  that one had to be clipped), trained 16×STEPS
 #   random_reinit_8x/, random_mask_8x/ (and _16x/)
@@ -77,6 +79,18 @@ rewind_flags() {
     *) echo "--rewind init" ;;
   esac
 }
+# A dense run's validation scores in RUN/eval.json, once.
+scored() {
+  [ -f "$1/eval.json" ] || { $ticket eval --model "$1/model.onnx" --coco "$out/val/annotations.json" --threads 1 --json \
+    > "$1/eval.json.tmp" && mv "$1/eval.json.tmp" "$1/eval.json"; }
+}
+# EVAL_JSON SUMMARY_JSON: the run's AP is below that of the imp run's level 0 (the seed's 4000-step dense model).
+collapsed() {
+  python3 -c 'import json, sys
+ap = json.load(open(sys.argv[1]))["summary"]["AP"]
+dense = json.load(open(sys.argv[2]))["levels"][0]["scores"]["bbox"]["ap"]
+sys.exit(0 if ap < dense else 1)' "$1" "$2"
+}
 # One job: KIND SEED. A control waits for its seed's dense model.
 job() {
   local kind=$1 seed=$2 dir=$out/seed_$2
@@ -94,15 +108,27 @@ job() {
         # Resuming with the same clip again (after a kill) keeps the step it started from.
         [ -f "$run/model.onnx" ] || $ticket train "$init" --resume "$run" --clip-grad-norm "$CLIP" > /dev/null || return 1
       }
-      [ -f "$run/eval.json" ] || { $ticket eval --model "$run/model.onnx" --coco "$out/val/annotations.json" \
-        --threads 1 --json > "$run/eval.json.tmp" && mv "$run/eval.json.tmp" "$run/eval.json"; } ;;
+      scored "$run"
+      # Collapsed: a finite loss spike it never came back from (nothing stopped it), so it scores below the seed's
+      # 4000-step dense model. With CLIP, the same recipe again from init with the gradients clipped, in KIND_clip/.
+      if [ -n "${CLIP:-}" ] && [ "$run" = "$dir/$kind" ] && collapsed "$run/eval.json" "$dir/ticket/summary.json"; then
+        run=$dir/${kind}_clip
+        train_run "$run" "$init" $common $(sched $(( n * steps ))) --seed "$seed" --clip-grad-norm "$CLIP" > /dev/null ||
+          return 1
+        scored "$run"
+      fi ;;
     ticket_2x|ticket_4x|ticket_8x|ticket_16x|random_reinit_*x|random_mask_*x)
       # The longer ticket and its controls: drawn from dense_Nx (dense_Nx_clip where that one had to be clipped)
       # and trained as long as it.
       local n=${kind##*_}; n=${n%x}
       local src=$dir/dense_${n}x
       until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
-      [ -f "$src/eval.json" ] || src=${src}_clip
+      # A collapsed dense run is trained again clipped (with CLIP): that one is the source.
+      if [ ! -f "${src}_clip/eval.json" ] && collapsed "$src/eval.json" "$dir/ticket/summary.json"; then
+        [ -n "${CLIP:-}" ] || { echo "$src collapsed: set CLIP to train it again with clipped gradients" >&2; return 1; }
+        until [ -f "${src}_clip/eval.json" ]; do sleep 10; done
+      fi
+      [ -f "${src}_clip/eval.json" ] && src=${src}_clip
       imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" $(rewind_flags "$kind") \
         --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
     random_reinit|random_mask)
@@ -139,7 +165,7 @@ job() {
 only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
-export -f job imp sched train_run rewind_flags
+export -f job imp sched train_run rewind_flags scored collapsed
 export out steps ticket common gate imp_common CLIP
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.
