@@ -27,7 +27,8 @@
 # recovered ticket's lineage, DENSE + STEPS steps, in dense_lineage/: the compute-matched reference), LABELS (see
 # above; unset: every label),
 # DENSE_FROM (a tools/converged_study.sh output folder: its initial models, data and dense models
-# DENSE_FROM/seed_N/DENSE_ARM, default dense_4x (DENSE_ARM_clip where that one diverged), are the teachers; no dense training here; `faster` only).
+# DENSE_FROM/seed_N/DENSE_ARM, default dense_4x (DENSE_ARM_clip where that one diverged or
+# collapsed), are the teachers; no dense training here; `faster` only).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -82,10 +83,13 @@ for seed in $seeds; do
   # Dense: DENSE steps from the random init (or DENSE_FROM's); the teacher and the start of every ticket below.
   trained="$dir/dense/model.onnx"
   if [ -n "${DENSE_FROM:-}" ]; then
-    # A dense run that diverged and went on with clipped gradients (converged_study.sh's CLIP) is in ARM_clip/.
-    trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}/model.onnx"
-    [ -f "$trained" ] || [ ! -f "$data/seed_$seed/${DENSE_ARM:-dense_4x}_clip/model.onnx" ] ||
-      trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}_clip/model.onnx"
+    # Where the dense run diverged or collapsed, the one trained with clipped gradients (converged_study.sh's CLIP,
+    # ARM_clip/) took over from it.
+    trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}_clip/model.onnx"
+    if [ ! -f "$trained" ]; then
+      [ ! -d "$(dirname "$trained")" ] || { echo "$(dirname "$trained"): still training (run tools/converged_study.sh)" >&2; exit 2; }
+      trained="$data/seed_$seed/${DENSE_ARM:-dense_4x}/model.onnx"
+    fi
   fi
   if [ ! -f "$trained" ]; then
     [ -z "${DENSE_FROM:-}" ] || { echo "$trained: no such dense model (run tools/converged_study.sh first)" >&2; exit 2; }
