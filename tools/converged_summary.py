@@ -112,8 +112,9 @@ def load(root):
                     break
         for k in [2, 4, 8, 16]:
             arm = f"ticket_{k}x"
-            # Pruned from dense_kx, or from dense_kx_clip where that run diverged and went on clipped.
-            src = next((a for a in [f"dense_{k}x", f"dense_{k}x_clip"] if (s / a / "eval.json").exists()), None)
+            # Pruned from dense_kx, or from dense_kx_clip where that run diverged or collapsed and a clipped one took
+            # over (as tools/converged_study.sh chooses).
+            src = next((a for a in [f"dense_{k}x_clip", f"dense_{k}x"] if (s / a / "eval.json").exists()), None)
             if (s / arm / "summary.json").exists() and src:
                 arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
                 arms.setdefault(f"{arm}_source", {})[s.name] = arms[src][s.name]
