@@ -80,10 +80,7 @@ rewind_flags() {
   esac
 }
 # A dense run's validation scores in RUN/eval.json, once.
-scored() {
-  [ -f "$1/eval.json" ] || { $ticket eval --model "$1/model.onnx" --coco "$out/val/annotations.json" --threads 1 --json \
-    > "$1/eval.json.tmp" && mv "$1/eval.json.tmp" "$1/eval.json"; }
-}
+scored() { eval_once "$1" "$out/val/annotations.json" --threads 1; }
 # EVAL_JSON SUMMARY_JSON: the run's AP is below that of the imp run's level 0 (the seed's 4000-step dense model).
 collapsed() {
   python3 -c 'import json, sys
@@ -165,7 +162,7 @@ job() {
 only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
-export -f job imp sched train_run rewind_flags scored collapsed
+export -f job imp sched train_run eval_once rewind_flags scored collapsed
 export out steps ticket common gate imp_common CLIP
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.

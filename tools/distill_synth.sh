@@ -72,8 +72,7 @@ scored_dense() { # RUN_DIR STEPS: dense trained STEPS steps with the teacher's r
   [ ! -f "$d/eval.json" ] || return 0
   train_run "$d" "$init" "${coco[@]}" --lr 0.01 --batch 2 --rois 64 --save-every 200 $(sched "$2") --seed "$seed" \
     ${THREADS:+--threads "$THREADS"}
-  $ticket eval --model "$d/model.onnx" --coco "$data/val/annotations.json" --json > "$d/eval.json.tmp"
-  mv "$d/eval.json.tmp" "$d/eval.json"
+  eval_once "$d" "$data/val/annotations.json"
 }
 for seed in $seeds; do
   dir="$out/$kind/w$width/seed_$seed"
@@ -134,8 +133,7 @@ for seed in $seeds; do
   if [[ " $parts " == *" c "* ]] && [ ! -f "$dir/oneshot/eval.json" ]; then
     mkdir -p "$dir/oneshot"
     $ticket prune "$trained" --sparsity 0.8 --min-layer-density 0.05 -o "$dir/oneshot/model.onnx" --json > /dev/null
-    $ticket eval --model "$dir/oneshot/model.onnx" --coco "$data/val/annotations.json" --json > "$dir/oneshot/eval.json.tmp"
-    mv "$dir/oneshot/eval.json.tmp" "$dir/oneshot/eval.json"
+    eval_once "$dir/oneshot" "$data/val/annotations.json"
   fi
 done
 .venv/bin/python tools/distill_summary.py "$out/$kind/w$width"

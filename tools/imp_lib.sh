@@ -1,5 +1,5 @@
 # Shared by the experiment scripts (source it, then study_env or set $ticket): the schedule of tools/train_synth.sh scaled
-# to N steps, and an idempotent `ticket imp` and `ticket train`.
+# to N steps, an idempotent `ticket imp` and `ticket train`, and a model's validation scores computed once.
 sched() { echo "--steps $1 --warmup $(( $1 / 15 )) --decay-at $(( $1 * 2 / 3 )),$(( $1 * 13 / 15 ))"; }
 imp() { # RUN_DIR ARGS…: a new run, or the rest of an interrupted one (exit 1 = no level within the gate: a result)
   local d=$1; shift
@@ -11,6 +11,12 @@ train_run() { # RUN_DIR MODEL ARGS…: a new `ticket train` run, or the rest of 
   local d=$1 model=$2; shift 2
   if [ -f "$d/model.onnx" ]; then return 0; fi
   if [ -f "$d/run.json" ]; then $ticket train "$model" --resume "$d"; else $ticket train "$model" "$@" -o "$d"; fi
+}
+eval_once() { # DIR VAL_GT [FLAGS…]: DIR/model.onnx scored on VAL_GT (`ticket eval --json`) into DIR/eval.json, unless
+  # it is there (written whole or not at all)
+  local d=$1 gt=$2; shift 2
+  [ ! -f "$d/eval.json" ] || return 0
+  $ticket eval --model "$d/model.onnx" --coco "$gt" --json "$@" > "$d/eval.json.tmp" && mv "$d/eval.json.tmp" "$d/eval.json"
 }
 study_env() { # The experiment scripts' start: the Python environments, then the binary in $ticket: TICKET_BIN (a copy,
   # so that a rebuild cannot change a running experiment), else a release build of the checkout.
