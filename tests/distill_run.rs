@@ -210,9 +210,10 @@ fn labelled_and_unlabeled_images_train_together() {
     assert_eq!(data["labelled"]["Coco"]["annotations"].as_str().map(PathBuf::from), Some(std::path::absolute(&ann).unwrap()), "{data}");
     assert_eq!(run_json["distill"]["terms"], serde_json::json!(["features", "logits", "objectness"]));
     assert!(log(&run).iter().all(|l| l["loss_distill_features"].as_f64().is_some_and(|v| v > 0.0)));
-    // The teacher labels the whole folder (pseudo_gt.json is what it said); the two labelled images train on theirs.
+    // The teacher labels only the folder's images without labels of their own (pseudo_gt.json is what it said).
     let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("pseudo_gt.json")).unwrap()).unwrap();
-    assert_eq!(gt["images"].as_array().unwrap().len(), 5);
+    let labelled_by_teacher: Vec<_> = gt["images"].as_array().unwrap().iter().map(|i| i["file_name"].as_str().unwrap()).collect();
+    assert!(labelled_by_teacher.len() == 3 && labelled_by_teacher.iter().all(|f| f.starts_with("u_")), "{labelled_by_teacher:?}");
     // A resume reads both sets from run.json.
     let resumed = short(&[&"train", &model, &"--resume", &run, &"--steps", &"5"]);
     assert_eq!((resumed["resumed_from"].as_u64(), resumed["train_images"].as_u64()), (Some(4), Some(5)), "{resumed}");
@@ -239,6 +240,22 @@ fn labelled_and_unlabeled_images_train_together() {
     let err =
         run_err(&[&"train", &model, &"--coco", &bad_ann, &"--images", &folder, &"--unlabeled", &folder, &"--teacher", &model, &"-o", &x]);
     assert!(err.contains("bad.json") && err.contains("categories") && !x.exists(), "{err}");
+    // A folder whose every image has labels leaves the teacher nothing to label: refused, naming both.
+    let err = run_err(&[
+        &"train",
+        &model,
+        &"--coco",
+        &ann,
+        &"--images",
+        &labelled_images,
+        &"--unlabeled",
+        &labelled_images,
+        &"--teacher",
+        &model,
+        &"-o",
+        &x,
+    ]);
+    assert!(err.contains("no image without labels") && err.contains(&*ann.to_string_lossy()) && !x.exists(), "{err}");
     // Unlabeled images train beside detection labels, not beside a classification set.
     let err = run_err(&[&"train", &model, &"--classify", &folder, &"--unlabeled", &folder, &"--teacher", &model, &"-o", &x]);
     assert!(err.contains("--classify") && err.contains("--unlabeled") && !x.exists(), "{err}");

@@ -30,7 +30,7 @@ pub struct TrainArgs {
     /// A folder of images without annotations: the --teacher's detections scoring at least --pseudo-score are the
     /// labels, and the student also learns from the teacher's signals (--distill; default all three terms). With
     /// --coco or --voc, those images train beside these with their own labels (an image in both trains once, on
-    /// its labels).
+    /// its labels, and the teacher does not label it).
     #[arg(long, conflicts_with = "classify")]
     pub unlabeled: Option<PathBuf>,
     /// Distil from the --teacher (`ticket imp`: level 0's trained model unless --teacher is given): comma-separated

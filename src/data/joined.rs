@@ -3,6 +3,7 @@
 use super::Dataset;
 use crate::error::{Error, Result};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 impl Dataset {
     /// `self`'s images with their own annotations, then `pseudo`'s that `self` does not hold (the same file: its
@@ -21,10 +22,8 @@ impl Dataset {
                 ),
             ));
         }
-        // Canonical paths, so `images/x.png` and `./images/../images/x.png` are one image.
-        let key = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let labelled: HashSet<_> = self.images.iter().map(|i| key(&i.path)).collect();
-        self.images.extend(pseudo.images.into_iter().filter(|i| !labelled.contains(&key(&i.path))));
+        let labelled = self.image_files();
+        self.images.extend(pseudo.images.into_iter().filter(|i| !labelled.contains(&image_file(&i.path))));
         self.has_masks &= pseudo.has_masks;
         if self.num_keypoints != pseudo.num_keypoints {
             self.num_keypoints = 0;
@@ -32,4 +31,14 @@ impl Dataset {
         }
         Ok(self)
     }
+
+    /// Its image files, as canonical paths (`image_file`).
+    pub fn image_files(&self) -> HashSet<PathBuf> {
+        self.images.iter().map(|i| image_file(&i.path)).collect()
+    }
+}
+
+/// An image file's canonical path, so `images/x.png` and `./images/../images/x.png` are one image.
+pub fn image_file(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }

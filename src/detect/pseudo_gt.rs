@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 /// The pseudo ground truth of a folder without annotations: `model`'s detections scoring at least `min_score` on
 /// every image of it (ids 1.. in file-name order), with how many annotations and images it holds.
 pub fn folder_pseudo_gt(model: &ModelState, dir: &Path, min_score: f64) -> Result<(serde_json::Value, usize, usize)> {
-    let ids = numbered_images(dir)?;
+    images_pseudo_gt(model, &numbered_images(dir)?, min_score)
+}
+
+/// The pseudo ground truth of `(image id, file)` pairs, as `folder_pseudo_gt` makes it of a whole folder.
+pub fn images_pseudo_gt(model: &ModelState, ids: &[(u64, PathBuf)], min_score: f64) -> Result<(serde_json::Value, usize, usize)> {
     let mut det = Detector::new(model.clone(), DetectParams::from_model(model))?;
-    let (dets, _) = detect_images(&mut det, &ids, &mut crate::progress::silent, |_, _, _| Ok(()))?;
-    let (gt, n) = pseudo_gt_json(&ids, &dets, min_score, model.arch.num_classes.unwrap_or(0))?;
+    let (dets, _) = detect_images(&mut det, ids, &mut crate::progress::silent, |_, _, _| Ok(()))?;
+    let (gt, n) = pseudo_gt_json(ids, &dets, min_score, model.arch.num_classes.unwrap_or(0))?;
     Ok((gt, n, ids.len()))
 }
 

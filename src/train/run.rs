@@ -219,7 +219,7 @@ impl Run {
             (DataSpec::Unlabeled { dir: images, labelled }, Some(t), Some(d)) => {
                 // The labelled set first: a bad one fails before the teacher labels every image.
                 let labelled = labelled.as_deref().map(|spec| detection_set(&state, spec)).transpose()?;
-                let (pseudo, bytes) = super::pseudo::labelled(dir, images, t, d.pseudo_score, fresh)?;
+                let (pseudo, bytes) = super::pseudo::labelled(dir, images, labelled.as_ref(), t, d.pseudo_score, fresh)?;
                 check_classes(&state, &pseudo)?;
                 let own = labelled.as_ref().map_or(0, Dataset::len);
                 let dataset = match labelled {
