@@ -46,7 +46,8 @@
 # stopped, so the script is idempotent. Then the figures (ticket report: OUT/report/ the ticket and its controls,
 # OUT/report_8x/ (report_16x/) the 8× (16×) ticket and its controls,
 # OUT/report_c/ claim (c), OUT/report_b/ claim (b)) and the tables
-# (tools/converged_summary.py, OUT/tables.md).
+# (tools/converged_summary.py, OUT/tables.md). tools/test_scores.sh then scores every finished model again on a
+# test set twenty times the validation set's size (converged_summary.py --test reads those scores).
 #
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
@@ -162,7 +163,7 @@ job() {
 only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
-export -f job imp sched train_run eval_once rewind_flags scored collapsed
+export -f job imp sched train_run eval_once score_once rewind_flags scored collapsed
 export out steps ticket common gate imp_common CLIP
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.

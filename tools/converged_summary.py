@@ -10,6 +10,11 @@ from the early_bird runs' masks.
 
     python3 tools/converged_summary.py out/converged
     python3 tools/converged_summary.py docs/results/converged/runs.tar.gz   # the committed runs (tools/pack_runs.py)
+    python3 tools/converged_summary.py --test docs/results/converged/runs.tar.gz
+
+With --test, the same tables from the scores on the larger held-out test set (tools/test_scores.sh: eval_test.json
+beside each model) in place of the validation scores; a run not scored there yet is left out, and the sections that
+only the validation set has (the curves over training, the early-bird masks, Table 3, App. B) are not printed.
 
 A verdict says "holds" only when the interval excludes the contrary, "fails" when it excludes the claim, and
 "inside the noise" otherwise. Python 3.11 standard library only.
@@ -28,6 +33,11 @@ KEYS = [("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_small", "AP small
 POINT = 0.01
 
 
+# Which scores the tables read: "val" (the study's validation set, in summary.json and eval.json) or "test" (the
+# larger held-out set of tools/test_scores.sh, in eval_test.json).
+SET = "val"
+
+
 def level_row(run, level):
     rows = json.loads((run / "summary.json").read_text())["levels"]
     return next(r for r in rows if r["level"] == level)
@@ -42,6 +52,15 @@ def eval_scores(path):
     s = json.loads(path.read_text())["summary"]
     names = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APs": "ap_small", "APm": "ap_medium", "APl": "ap_large"}
     return {names.get(k, k): v for k, v in s.items()}
+
+
+def run_scores(run, level=None):
+    """The scores of a finished run on the tables' set: a dense run's (level None) or an imp run's level; None where
+    the test set has not scored it yet."""
+    if SET == "val":
+        return eval_scores(run / "eval.json") if level is None else imp_scores(run, level)
+    path = run / "eval_test.json" if level is None else run / f"level_{level}" / "eval_test.json"
+    return eval_scores(path) if path.exists() else None
 
 
 def curve(run, level):
@@ -84,25 +103,28 @@ def load(root):
     curves = {}  # arm -> {seed: {step: ap}}
     steps = {}
     scored = {}  # dense_kx -> {seed: its AP as imp scored it (the kx ticket's level 0) − as ticket eval did}
+
+    def put(arm, seed, scores):
+        if scores is not None:
+            arms.setdefault(arm, {})[seed] = scores
     for s in seed_dirs(root):
         t = s / "ticket"
         if not (t / "summary.json").exists():
             continue
-        arms.setdefault("dense", {})[s.name] = imp_scores(t, 0)
-        arms.setdefault("ticket", {})[s.name] = imp_scores(t, 1)
+        put("dense", s.name, run_scores(t, 0))
+        put("ticket", s.name, run_scores(t, 1))
         curves.setdefault("dense", {})[s.name] = curve(t, 0)
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
         for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip"),
                        (32, "dense_32x"), (32, "dense_32x_clip"), (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
             if (s / arm / "eval.json").exists():
-                scores = eval_scores(s / arm / "eval.json")
-                # A longer dense run scoring below the seed's 4000-step dense model has collapsed (a finite loss
-                # spike it never came back from, so no clipped run took over): a row of its own, out of the
-                # statistics of its length.
-                if scores["ap"] < arms["dense"][s.name]["ap"]:
+                # A longer dense run scoring below the seed's 4000-step dense model on the validation set has
+                # collapsed (a finite loss spike it never came back from, so no clipped run took over): a row of its
+                # own, out of the statistics of its length, on either set.
+                if eval_scores(s / arm / "eval.json")["ap"] < imp_scores(t, 0)["ap"]:
                     arm = f"{arm}_collapsed"
-                arms.setdefault(arm, {})[s.name] = scores
+                put(arm, s.name, run_scores(s / arm.removesuffix("_collapsed")))
                 steps[arm] = k * steps["dense"]
         # Every seed's 16× (32×) dense model: the unclipped run, else the clipped one that took over from it.
         for k in [16, 32]:
@@ -115,26 +137,27 @@ def load(root):
             # Pruned from dense_kx, or from dense_kx_clip where that run diverged or collapsed and a clipped one took
             # over (as tools/converged_study.sh chooses).
             src = next((a for a in [f"dense_{k}x_clip", f"dense_{k}x"] if (s / a / "eval.json").exists()), None)
-            if (s / arm / "summary.json").exists() and src:
-                arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+            if (s / arm / "summary.json").exists() and src and s.name in arms.get(src, {}):
+                put(arm, s.name, run_scores(s / arm, 1))
                 arms.setdefault(f"{arm}_source", {})[s.name] = arms[src][s.name]
                 steps[arm] = k * steps["dense"]
                 # Its level 0 is that dense model scored by imp: the number ticket eval gave, or the scoring differs.
-                scored.setdefault(src, {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[src][s.name]["ap"]
+                if SET == "val":
+                    scored.setdefault(src, {})[s.name] = imp_scores(s / arm, 0)["ap"] - arms[src][s.name]["ap"]
         # The lottery controls of the longer tickets, drawn from the same dense model and trained as long.
         for k in [8, 16]:
             for arm in [f"random_reinit_{k}x", f"random_mask_{k}x"]:
                 if (s / arm / "summary.json").exists():
-                    arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+                    put(arm, s.name, run_scores(s / arm, 1))
                     steps[arm] = k * steps["dense"]
         # The lottery controls, and claim (c): global against layer-wise magnitude pruning at 80 and 90%, all from
         # the seed's dense model, rewound to init and trained as long as it.
         for arm in ["random_reinit", "random_mask", "layer_80", "global_90", "layer_90"] + MODULES + ["task_transfer"]:
             if (s / arm / "summary.json").exists():
-                arms.setdefault(arm, {})[s.name] = imp_scores(s / arm, 1)
+                put(arm, s.name, run_scores(s / arm, 1))
                 steps[arm] = steps["dense"]
         # Claim (b): the iterative ticket's last level (3 levels of STEPS each after dense: dense_4x's compute).
-        if (s / "iterative" / "summary.json").exists():
+        if SET == "val" and (s / "iterative" / "summary.json").exists():
             last = json.loads((s / "iterative" / "summary.json").read_text())["levels"][-1]
             arms.setdefault("iterative", {})[s.name] = last["scores"]["bbox"]
             steps["iterative"] = f"{last['level']} × {steps['dense']}"
@@ -189,8 +212,12 @@ def main(root, label=None):
     arms, curves, steps, scored = load(root)
     if not arms:
         sys.exit(f"{label}: no finished seed_*/ticket runs")
-    seeds = list(arms["dense"])
-    print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images\n")
+    seeds = [s.name for s in seed_dirs(root) if (s / "ticket" / "summary.json").exists()]
+    if SET == "val":
+        print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the held-out images\n")
+    else:
+        print(f"{label}: {len(seeds)} seeds ({', '.join(seeds)}); bbox AP on the test set ({test_size(root)}), the "
+              f"models scored there so far\n")
     print("| model | training steps | " + " | ".join(k[1] for k in KEYS) + " | n |")
     print("|---|---|" + "---|" * len(KEYS) + "---|")
     # A longer ticket's *_source arm repeats the rows of the dense models it is pruned from: paired, not printed.
@@ -280,6 +307,8 @@ def main(root, label=None):
         print(f"\n{dense} scored by imp (the longer ticket's level 0) against ticket eval: largest |difference| {worst:.2e} AP "
               f"over {len(per)} seeds")
 
+    if SET == "test":
+        return
     # (h): validation AP over training, dense and ticket, mean over the seeds with the point.
     pts = sorted({st for arm in curves.values() for c in arm.values() for st in c})
     if pts:
@@ -393,5 +422,16 @@ def early_bird(root, seeds):
     print(f"\nearly_bird against the ticket run (levels 0 and 1): largest |difference| {max(same):.2e} AP over {n} seeds")
 
 
+def test_size(root):
+    """The test set's size as the first test score found records it."""
+    path = next(root.glob("seed_*/*/eval_test.json"), None) or next(root.glob("seed_*/*/level_*/eval_test.json"))
+    e = json.loads(path.read_text())
+    return f"{e['images']} images, {e['gt_annotations']} boxes"
+
+
 if __name__ == "__main__":
-    pack_runs.on_runs(sys.argv[1] if len(sys.argv) > 1 else "out/converged", main)
+    args = sys.argv[1:]
+    if args[:1] == ["--test"]:
+        SET = "test"
+        args = args[1:]
+    pack_runs.on_runs(args[0] if args else "out/converged", main)

@@ -12,11 +12,15 @@ train_run() { # RUN_DIR MODEL ARGS…: a new `ticket train` run, or the rest of 
   if [ -f "$d/model.onnx" ]; then return 0; fi
   if [ -f "$d/run.json" ]; then $ticket train "$model" --resume "$d"; else $ticket train "$model" "$@" -o "$d"; fi
 }
-eval_once() { # DIR VAL_GT [FLAGS…]: DIR/model.onnx scored on VAL_GT (`ticket eval --json`) into DIR/eval.json, unless
-  # it is there (written whole or not at all)
+eval_once() { # DIR VAL_GT [FLAGS…]: DIR/model.onnx scored on VAL_GT into DIR/eval.json, once (score_once)
   local d=$1 gt=$2; shift 2
-  [ ! -f "$d/eval.json" ] || return 0
-  $ticket eval --model "$d/model.onnx" --coco "$gt" --json "$@" > "$d/eval.json.tmp" && mv "$d/eval.json.tmp" "$d/eval.json"
+  score_once "$d/model.onnx" "$gt" "$d/eval.json" "$@"
+}
+score_once() { # MODEL GT OUT [FLAGS…]: MODEL scored on GT (`ticket eval --json`) into OUT, unless it is there
+  # (written whole or not at all)
+  local model=$1 gt=$2 dest=$3; shift 3
+  [ ! -f "$dest" ] || return 0
+  $ticket eval --model "$model" --coco "$gt" --json "$@" > "$dest.tmp" && mv "$dest.tmp" "$dest"
 }
 study_env() { # The experiment scripts' start: the Python environments, then the binary in $ticket: TICKET_BIN (a copy,
   # so that a rebuild cannot change a running experiment), else a release build of the checkout.

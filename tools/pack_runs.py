@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The raw files a results table is computed from, packed for the repository: every run folder's JSON under DIR
-(run.json, summary.json, level_L/{run.json,metrics.json,log.jsonl,val_curve.jsonl}, eval.json, pseudo and
+(run.json, summary.json, level_L/{run.json,metrics.json,log.jsonl,val_curve.jsonl}, eval.json, eval_test.json, pseudo and
 validation references left out as derived) — no models, checkpoints or images — into one deterministic .tar.gz
 (sorted names, zero times and owners), with its SHA-256 in a .sha256 file beside it, so a table re-derives from
 the committed archive and a changed archive is seen.
@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-KEEP = {"run.json", "summary.json", "metrics.json", "log.jsonl", "val_curve.jsonl", "eval.json"}
+KEEP = {"run.json", "summary.json", "metrics.json", "log.jsonl", "val_curve.jsonl", "eval.json", "eval_test.json"}
 # A results archive holds text a reader can open; anything bigger than this is not a run's JSON.
 MAX_FILE = 64 << 20
 
