@@ -14,7 +14,7 @@ from the early_bird runs' masks.
 
 With --test, the same tables from the scores on the larger held-out test set (tools/test_scores.sh: eval_test.json
 beside each model) in place of the validation scores; a run not scored there yet is left out, and the sections that
-only the validation set has (the curves over training, the early-bird masks, Table 3, App. B) are not printed.
+only the validation set has (the curves over training, the early-bird masks, App. B's Mask R-CNN) are not printed.
 
 A verdict says "holds" only when the interval excludes the contrary, "fails" when it excludes the claim, and
 "inside the noise" otherwise. Python 3.11 standard library only.
@@ -157,9 +157,9 @@ def load(root):
                 put(arm, s.name, run_scores(s / arm, 1))
                 steps[arm] = steps["dense"]
         # Claim (b): the iterative ticket's last level (3 levels of STEPS each after dense: dense_4x's compute).
-        if SET == "val" and (s / "iterative" / "summary.json").exists():
+        if (s / "iterative" / "summary.json").exists():
             last = json.loads((s / "iterative" / "summary.json").read_text())["levels"][-1]
-            arms.setdefault("iterative", {})[s.name] = last["scores"]["bbox"]
+            put("iterative", s.name, run_scores(s / "iterative", last["level"]))
             steps["iterative"] = f"{last['level']} × {steps['dense']}"
     return arms, curves, steps, scored
 
@@ -307,7 +307,8 @@ def main(root, label=None):
         print(f"\n{dense} scored by imp (the longer ticket's level 0) against ticket eval: largest |difference| {worst:.2e} AP "
               f"over {len(per)} seeds")
 
-    if SET == "test":
+    if SET == "test":  # the curves over training, the early-bird masks and App. B's Mask R-CNN: validation only
+        modules(root, seeds, arms)
         return
     # (h): validation AP over training, dense and ticket, mean over the seeds with the point.
     pts = sorted({st for arm in curves.values() for c in arm.values() for st in c})

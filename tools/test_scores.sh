@@ -33,11 +33,20 @@ export -f score_once
   for run in "$out"/seed_*/ticket; do
     [ -f "$run/summary.json" ] && echo "$run/level_0/model.onnx $run/level_0/eval_test.json"
   done
+  # The pruned runs at their last level (the iterative ticket's third); the early_bird runs repeat the ticket run bit
+  # for bit, and App. B's Mask R-CNN is scored on boxes and masks by the validation set only.
   for arm in ticket_16x random_reinit_16x random_mask_16x ticket_8x random_reinit_8x random_mask_8x ticket_4x \
-    ticket_2x ticket random_reinit random_mask; do
+    ticket_2x ticket random_reinit random_mask layer_80 global_90 layer_90 modules_base modules_fpn modules_rpn \
+    task_transfer iterative; do
     for run in "$out"/seed_*/"$arm"; do
-      [ -f "$run/summary.json" ] && echo "$run/level_1/model.onnx $run/level_1/eval_test.json"
+      [ -f "$run/summary.json" ] || continue
+      last=$(ls -d "$run"/level_* | sort -V | tail -n 1)
+      echo "$last/model.onnx $last/eval_test.json"
     done
+  done
+  # The repeatability check: dense runs trained again at one thread.
+  for run in "$out"/seed_*/dense_2x_rerun "$out"/seed_*/dense_4x_rerun; do
+    [ -f "$run/eval.json" ] && echo "$run/model.onnx $run/eval_test.json"
   done
 } | xargs -r -n 2 -P "${JOBS:-1}" bash -c 'score_once "$0" "$out/test/annotations.json" "$1" --threads 1 > /dev/null
   echo "$1"'
