@@ -303,6 +303,26 @@ fn hung_worker_is_killed_after_its_deadline() {
     assert!(w.optimizer_step().unwrap_err().to_string().contains("no longer running"));
 }
 
+/// A worker stopped (SIGSTOP) for longer than its deadline is not taken for a hung one: the time it could not run
+/// does not count, and once continued it answers.
+#[test]
+fn stopped_worker_is_waited_for() {
+    let mut w = start();
+    w.set_timeout(Duration::from_secs(1));
+    let pid = w.pid().to_string();
+    let signal = move |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        signal("-CONT");
+    });
+    let started = Instant::now();
+    w.sleep_for_test(0.2).expect("a stopped worker answers once it runs again");
+    assert!(started.elapsed() >= Duration::from_secs(3), "it answered while stopped");
+    resume.join().unwrap();
+    w.sleep_for_test(0.01).expect("and goes on answering");
+}
+
 #[test]
 fn missing_or_wrong_python_says_how_to_set_up() {
     let err = Worker::start(Path::new("/nonexistent/.venv-train/bin/python"), Device::Cpu).err().expect("no such python");

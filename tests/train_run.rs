@@ -161,6 +161,55 @@ fn a_killed_run_resumes_with_the_same_losses() {
     assert_eq!(config["steps"], 9, "{config}");
 }
 
+/// A run whose whole job is suspended (Ctrl-Z: SIGSTOP to its process group, ticket and its training worker) for
+/// longer than the worker's deadline carries on once continued: the time no process could run is not taken for
+/// a hung worker.
+#[test]
+fn a_run_suspended_past_the_worker_deadline_carries_on() {
+    use std::os::unix::process::CommandExt;
+    let t = tempdir();
+    let ann = synth(&t.path().join("data"), 2, 5);
+    let model = fixture(MODEL);
+    let run = t.path().join("run");
+    let args = with(train_args(&model, &ann, &run, "12"), &[&"--threads", &"1", &"--json"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket"))
+        .args(&args)
+        .env("TICKET_WORKER_TIMEOUT", "15")
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Suspend it once it has trained three steps, at a moment the worker is computing (state R), so that ticket is
+    // waiting for its answer.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while std::fs::read_to_string(run.join("log.jsonl")).map_or(0, |l| l.lines().count()) < 3 || !worker_running(child.id()) {
+        assert!(Instant::now() < deadline, "no step within 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was suspended");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let group = format!("-{}", child.id());
+    let signal = |sig: &str| assert!(Command::new("kill").args([sig, "--", &group]).status().unwrap().success());
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(40));
+    signal("-CONT");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(losses(&run).len(), 12);
+}
+
+/// A child process of `parent` is running (state R in /proc/PID/stat).
+fn worker_running(parent: u32) -> bool {
+    let stats = std::fs::read_dir("/proc").unwrap().filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok());
+    stats
+        .filter_map(|stat| {
+            // "PID (COMMAND) STATE PPID …": the fields after the command's closing parenthesis.
+            let rest: Vec<String> = stat.rsplit_once(')')?.1.split_whitespace().take(2).map(String::from).collect();
+            (rest.get(1)?.parse::<u32>().ok()? == parent).then(|| rest[0].clone())
+        })
+        .any(|state| state == "R")
+}
+
 #[test]
 fn bad_input_fails_cleanly() {
     let t = tempdir();

@@ -81,12 +81,16 @@ pub struct WorkerOptions {
     pub profile: Option<PathBuf>,
 }
 
+/// Environment variable that sets the deadline of a worker command in seconds instead of 900.
+pub const TIMEOUT_VAR: &str = "TICKET_WORKER_TIMEOUT";
+
 impl Default for WorkerOptions {
     fn default() -> Self {
         // A detector training step is 4–8 s on 2 cores and artifact generation for R50 well under a minute;
-        // 15 minutes only catches a worker that is really stuck.
+        // 15 minutes only catches a worker that is really stuck (a slower machine can raise it).
+        let timeout = std::env::var(TIMEOUT_VAR).ok().and_then(|v| v.trim().parse::<f64>().ok()).filter(|&s| s > 0.0 && s.is_finite());
         WorkerOptions {
-            timeout: Duration::from_secs(900),
+            timeout: timeout.map_or(Duration::from_secs(900), Duration::from_secs_f64),
             start_timeout: Duration::from_secs(120),
             script: None,
             threads: 0,
@@ -521,7 +525,7 @@ impl Worker {
         let frame = protocol::encode_frame(args, tensors);
         // A send fails only when the writer thread ended (the pipe broke): the reader then reports the exit.
         let _ = self.to_worker.as_ref().expect("open while alive").send(frame);
-        match self.from_worker.recv_timeout(self.timeout) {
+        match wait_running(&self.from_worker, self.timeout, self.child.id()) {
             Ok(Ok(Some(frame))) => {
                 let result = protocol::reply_result(cmd, &frame)?;
                 Ok((result, frame.tensors))
@@ -598,6 +602,36 @@ fn write_loop(mut stdin: ChildStdin, frames: Receiver<Vec<u8>>) {
             break;
         }
     }
+}
+
+/// Waits for the worker's reply for at most `timeout` of the time it could have run. Neither a stretch in which the
+/// worker was stopped (SIGSTOP, a suspended job) nor a gap in which this process did not run (the whole job
+/// suspended with Ctrl-Z and resumed later, the machine asleep) counts: the deadline is there to catch a worker that
+/// is stuck, and a paused one answers once it runs again.
+fn wait_running<T>(replies: &Receiver<T>, timeout: Duration, pid: u32) -> std::result::Result<T, RecvTimeoutError> {
+    const TICK: Duration = Duration::from_millis(250);
+    let mut waited = Duration::ZERO;
+    loop {
+        let start = Instant::now();
+        match replies.recv_timeout(TICK.min(timeout.saturating_sub(waited))) {
+            Err(RecvTimeoutError::Timeout) => {}
+            done => return done,
+        }
+        // A tick much longer than asked for: this process was not running for most of it.
+        if !stopped(pid) {
+            waited += start.elapsed().min(2 * TICK);
+        }
+        if waited >= timeout {
+            return Err(RecvTimeoutError::Timeout);
+        }
+    }
+}
+
+/// The process is stopped (state T or t in /proc/PID/stat; false where that cannot be read).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // "PID (COMMAND) STATE …": the command may hold spaces and parentheses, the state follows the last ')'.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_some_and(|c| c == 'T' || c == 't')
 }
 
 #[cfg(unix)]
