@@ -217,6 +217,20 @@ fn labelled_and_unlabeled_images_train_together() {
     // A resume reads both sets from run.json.
     let resumed = short(&[&"train", &model, &"--resume", &run, &"--steps", &"5"]);
     assert_eq!((resumed["resumed_from"].as_u64(), resumed["train_images"].as_u64()), (Some(4), Some(5)), "{resumed}");
+    // An image the teacher labelled that changed size since is refused naming the teacher's labels, not the user's.
+    let kept = t.path().join("kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    for f in std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()) {
+        if f.file_name().unwrap().to_string_lossy().starts_with("u_") {
+            std::fs::copy(&f, kept.join(f.file_name().unwrap())).unwrap();
+            image::RgbImage::new(40, 30).save(&f).unwrap();
+        }
+    }
+    let err = run_err(&[&"train", &model, &"--resume", &run, &"--steps", &"8"]);
+    assert!(err.contains("40x30") && err.contains("pseudo_gt.json") && !err.contains("annotations.json"), "{err}");
+    for f in std::fs::read_dir(&kept).unwrap().map(|e| e.unwrap().path()) {
+        std::fs::copy(&f, folder.join(f.file_name().unwrap())).unwrap();
+    }
     // `ticket imp` trains its pruned level on both, from the dense model given as `--trained`.
     let imp = t.path().join("imp");
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"imp", &model, &"--trained", &model, &"--val-coco", &ann, &"--sparsity", &"0.5"];

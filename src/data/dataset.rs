@@ -70,6 +70,9 @@ pub struct Dataset {
     pub keypoint_names: Vec<String>,
     pub dropped_crowd: usize,
     pub dropped_degenerate: usize,
+    /// Where another annotation file's images begin (`joined`: a teacher's labels after the user's): the index of
+    /// the first and that file, named in errors about them instead of `source`.
+    pub joined_from: Option<(usize, PathBuf)>,
 }
 
 /// Refuses files larger than this before reading them (a COCO train2017 file is ~450 MB).
@@ -276,7 +279,16 @@ impl Dataset {
             keypoint_names,
             dropped_crowd,
             dropped_degenerate,
+            joined_from: None,
         })
+    }
+
+    /// The annotation file that describes image `i`.
+    pub fn source_of(&self, i: usize) -> &Path {
+        match &self.joined_from {
+            Some((first, other)) if i >= *first => other,
+            _ => &self.source,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -304,7 +316,7 @@ impl Dataset {
         if hw != entry.hw {
             return Err(Error::input(
                 &entry.path,
-                format!("image is {}x{} but {} says {}x{}", hw.1, hw.0, self.source.display(), entry.hw.1, entry.hw.0),
+                format!("image is {}x{} but {} says {}x{}", hw.1, hw.0, self.source_of(i).display(), entry.hw.1, entry.hw.0),
             ));
         }
         let masks = if self.has_masks {
@@ -313,7 +325,7 @@ impl Dataset {
                 let seg = o.segmentation.as_ref().expect("has_masks: every object has one");
                 let rle = seg
                     .to_rle(hw.0 as u32, hw.1 as u32)
-                    .with_context(&self.source, || format!("annotation {}: segmentation", o.annotation_id))?;
+                    .with_context(self.source_of(i), || format!("annotation {}: segmentation", o.annotation_id))?;
                 // hotcoco decodes column-major (pycocotools' Fortran order): pixel (x, y) at y + h * x.
                 let col = hotcoco::mask::decode(&rle);
                 for x in 0..hw.1 {

@@ -23,6 +23,7 @@ impl Dataset {
             ));
         }
         let labelled = self.image_files();
+        self.joined_from = Some((self.images.len(), pseudo.source.clone()));
         self.images.extend(pseudo.images.into_iter().filter(|i| !labelled.contains(&image_file(&i.path))));
         self.has_masks &= pseudo.has_masks;
         if self.num_keypoints != pseudo.num_keypoints {
