@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
-from distill_summary import ci  # noqa: E402
+from distill_summary import ci, test_size  # noqa: E402
 
 KEYS = [("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_small", "AP small"), ("ap_medium", "AP medium")]
 # One AP point: the paper's "matches", and the plateau rule (doubling the steps gains less than this).
@@ -421,13 +421,6 @@ def early_bird(root, seeds):
     print(f"\nA random mask with the final mask's per-tensor densities: IoU {statistics.mean(chance):.3f} with it in "
           f"expectation (mean over seeds)")
     print(f"\nearly_bird against the ticket run (levels 0 and 1): largest |difference| {max(same):.2e} AP over {n} seeds")
-
-
-def test_size(root):
-    """The test set's size as the first test score found records it."""
-    path = next(root.glob("seed_*/*/eval_test.json"), None) or next(root.glob("seed_*/*/level_*/eval_test.json"))
-    e = json.loads(path.read_text())
-    return f"{e['images']} images, {e['gt_annotations']} boxes"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ distilled and not (with every label, with N labels, with none; against the compu
 
     python3 tools/distill_summary.py out/distill_synth/mask/w8
     python3 tools/distill_summary.py docs/results/distill/runs.tar.gz   # the committed runs (tools/pack_runs.py)
+    python3 tools/distill_summary.py --test docs/results/distill/channel52_w16_16k/runs.tar.gz
+
+With --test, the same tables from the scores on the larger held-out test set (tools/test_scores.sh: eval_test.json
+beside each model; the teacher's in seed_*/dense/) in place of the validation scores; a model not scored there is
+left out.
 """
 import json
 import re
@@ -17,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pack_runs  # noqa: E402
 
 LINEAGE = "dense, as long as the ticket's lineage"
+# Which scores the tables read: "val" (summary.json and eval.json) or "test" (eval_test.json, tools/test_scores.sh).
+SET = "val"
 # Two-sided 95% t quantiles by degrees of freedom (n − 1).
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -24,6 +31,20 @@ T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8:
 def level_scores(run, level):
     rows = json.loads((run / "summary.json").read_text())["levels"]
     return {t: s["ap"] for t, s in rows[level]["scores"].items()}, rows[level]
+
+
+def recovered(run):
+    """A recovery's scores (its level 1) on the tables' set; None where the test set has not scored it."""
+    if SET == "val":
+        return level_scores(run, 1)[0]
+    path = run / "level_1" / "eval_test.json"
+    return eval_scores(path) if path.exists() else None
+
+
+def scored(folder):
+    """A dense run's or a model's `ticket eval` scores on the tables' set (eval.json or eval_test.json), or None."""
+    path = folder / ("eval.json" if SET == "val" else "eval_test.json")
+    return eval_scores(path) if path.exists() else None
 
 
 def eval_scores(path):
@@ -82,7 +103,8 @@ def main(root, label=None):
     runs = {}
     for s in seeds:
         # Every imp run's level 0 is the dense model (`--trained`), scored on the same validation set.
-        r = {"dense": level_scores(first(s), 0)[0]}
+        # On the test set the teacher is scored where it lies, seed_*/dense/.
+        r = {"dense": level_scores(first(s), 0)[0] if SET == "val" else scored(s / "dense")}
         arms = [("80% labelled fine-tune", "labelled"), ("80% from unlabeled images", "unlabeled"),
                 ("channel ticket", "channel"), ("channel ticket, distilled", "channel_distill")]
         # EXTRA_DISTILL arms (channel_distill_TERM_TERM…, the terms of `--distill`), then the LABELS=N ones.
@@ -94,15 +116,13 @@ def main(root, label=None):
         arms += [("channel ticket, unlabeled images only", "channel_unlabeled")]
         for name, folder in arms:
             if (s / folder / "summary.json").exists():
-                r[name] = level_scores(s / folder, 1)[0]
-        for name, folder in [("dense, half the steps", "dense_half"), (LINEAGE, "dense_lineage")]:
-            if (s / folder / "eval.json").exists():
-                r[name] = eval_scores(s / folder / "eval.json")
-        if (s / "oneshot" / "eval.json").exists():
-            r["80% one-shot, no retraining"] = eval_scores(s / "oneshot" / "eval.json")
-        runs[s.name] = r
+                r[name] = recovered(s / folder)
+        for name, folder in [("dense, half the steps", "dense_half"), (LINEAGE, "dense_lineage"),
+                             ("80% one-shot, no retraining", "oneshot")]:
+            r[name] = scored(s / folder)
+        runs[s.name] = {name: v for name, v in r.items() if v is not None}
     flops = [level_scores(s / "channel", 1)[1].get("flops_removed") for s in seeds if (s / "channel" / "summary.json").exists()]
-    print(f"{label}: {len(seeds)} seeds ({', '.join(runs)})")
+    print(f"{label}: {len(seeds)} seeds ({', '.join(runs)})" + ("" if SET == "val" else f"; on the test set ({test_size(root)})"))
     if flops:
         print(f"channel tickets remove {100 * statistics.mean(flops):.0f}% of the FLOPs")
     types = list(runs[seeds[0].name]["dense"])
@@ -157,5 +177,15 @@ def main(root, label=None):
             print(f"- (c) one-shot floor − dense: {interval(paired('80% one-shot, no retraining', 'dense'))}")
 
 
+def test_size(root):
+    """The test set's size as the first test score found records it."""
+    e = json.loads(next(root.glob("seed_*/**/eval_test.json")).read_text())
+    return f"{e['images']} images, {e['gt_annotations']} boxes"
+
+
 if __name__ == "__main__":
-    pack_runs.on_runs(sys.argv[1] if len(sys.argv) > 1 else "out/distill_synth/mask/w8", main)
+    args = sys.argv[1:]
+    if args[:1] == ["--test"]:
+        SET = "test"
+        args = args[1:]
+    pack_runs.on_runs(args[0] if args else "out/distill_synth/mask/w8", main)

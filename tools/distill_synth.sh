@@ -13,7 +13,8 @@
 # With LABELS=N, (a)'s recoveries see the labels of the first N training images only (the synthetic set draws image i
 # from (seed, i), so they are the same images) and their folders end in _lN: the scarce-label test of distillation.
 # Dense is also trained at half its steps (the plateau check). Every run is a run folder (an interrupted script resumes where it stopped); tools/distill_summary.py prints
-# mean ± std and the paired differences.
+# mean ± std and the paired differences. `OUT=… tools/test_scores.sh` then scores every finished model on a test set
+# twenty times the validation set's size, and `distill_summary.py --test` prints the same tables from those scores.
 #
 #   tools/distill_synth.sh mask        # Mask R-CNN (bbox and segm AP); `faster` for Faster R-CNN
 #

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every finished model of tools/converged_study.sh's runs scored again on a held-out test set twenty times the size of
-# the validation set the study selects and reports on: IMAGES synthetic images of seed 3 (2000 by default: about
+# Every finished model of tools/converged_study.sh's runs (or of another study below OUT, tools/distill_synth.sh's
+# say) scored again on a held-out test set twenty times the size of the validation set the study selects and
+# reports on: IMAGES synthetic images of seed 3 (2000 by default: about
 # 4700 boxes, against the validation set's 100 images and 236 boxes), so that a difference of a point between two
 # models is not lost in the scoring of a few hundred boxes. Nothing is trained; each score lands beside its model
 # (RUN/eval_test.json for a dense run, RUN/level_N/eval_test.json for an imp level), written once and whole, so the
@@ -48,5 +49,15 @@ export -f score_once
   for run in "$out"/seed_*/dense_2x_rerun "$out"/seed_*/dense_4x_rerun; do
     [ -f "$run/eval.json" ] && echo "$run/model.onnx $run/eval_test.json"
   done
-} | xargs -r -n 2 -P "${JOBS:-1}" bash -c 'score_once "$0" "$out/test/annotations.json" "$1" --threads 1 > /dev/null
+  # Another study below OUT (tools/distill_synth.sh's: OUT/faster/wW/seed_*/…): every finished imp run's last
+  # level, and every other model.onnx (a finished `ticket train` run, a linked teacher).
+  if [ ! -d "$out/seed_1/ticket" ]; then
+    find "$out" -name summary.json -not -path "*/level_*" | sort | while read -r summary; do
+      last=$(ls -d "$(dirname "$summary")"/level_* | sort -V | tail -n 1)
+      echo "$last/model.onnx $last/eval_test.json"
+    done
+    find "$out" -name model.onnx -not -path "*/level_*" -not -path "*/checkpoints/*" -not -path "*/work/*" | sort |
+      while read -r model; do echo "$model $(dirname "$model")/eval_test.json"; done
+  fi
+} | awk '!seen[$0]++' | xargs -r -n 2 -P "${JOBS:-1}" bash -c 'score_once "$0" "$out/test/annotations.json" "$1" --threads 1 > /dev/null
   echo "$1"'
