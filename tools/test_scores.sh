@@ -52,11 +52,12 @@ export -f score_once
   # Another study below OUT (tools/distill_synth.sh's: OUT/faster/wW/seed_*/…): every finished imp run's last
   # level, and every other model.onnx (a finished `ticket train` run, a linked teacher).
   if [ ! -d "$out/seed_1/ticket" ]; then
-    find "$out" -name summary.json -not -path "*/level_*" | sort | while read -r summary; do
+    find "$out" -name summary.json -not -path "$out/*/level_*" | sort | while read -r summary; do
       last=$(ls -d "$(dirname "$summary")"/level_* | sort -V | tail -n 1)
       echo "$last/model.onnx $last/eval_test.json"
     done
-    find "$out" -name model.onnx -not -path "*/level_*" -not -path "*/checkpoints/*" -not -path "*/work/*" | sort |
+    # (The patterns start at OUT: OUT's own path may hold any of these names.)
+    find "$out" -name model.onnx -not -path "$out/*/level_*" -not -path "$out/*/checkpoints/*" -not -path "$out/*/work/*" | sort |
       while read -r model; do echo "$model $(dirname "$model")/eval_test.json"; done
   fi
 } | awk '!seen[$0]++' | xargs -r -n 2 -P "${JOBS:-1}" bash -c 'score_once "$0" "$out/test/annotations.json" "$1" --threads 1 > /dev/null
