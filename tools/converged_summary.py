@@ -116,16 +116,17 @@ def load(root):
         curves.setdefault("dense", {})[s.name] = curve(t, 0)
         curves.setdefault("ticket", {})[s.name] = curve(t, 1)
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
+        dense_val = imp_scores(t, 0)["ap"]
         for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip"),
                        (32, "dense_32x"), (32, "dense_32x_clip"), (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
             if (s / arm / "eval.json").exists():
+                val = eval_scores(s / arm / "eval.json")
                 # A longer dense run scoring below the seed's 4000-step dense model on the validation set has
                 # collapsed (a finite loss spike it never came back from, so no clipped run took over): a row of its
                 # own, out of the statistics of its length, on either set.
-                if eval_scores(s / arm / "eval.json")["ap"] < imp_scores(t, 0)["ap"]:
-                    arm = f"{arm}_collapsed"
-                put(arm, s.name, run_scores(s / arm.removesuffix("_collapsed")))
-                steps[arm] = k * steps["dense"]
+                row = f"{arm}_collapsed" if val["ap"] < dense_val else arm
+                put(row, s.name, val if SET == "val" else run_scores(s / arm))
+                steps[row] = k * steps["dense"]
         # Every seed's 16× (32×) dense model: the unclipped run, else the clipped one that took over from it.
         for k in [16, 32]:
             for arm in [f"dense_{k}x", f"dense_{k}x_clip"]:
