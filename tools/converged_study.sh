@@ -16,6 +16,10 @@
 #   ticket_8x/     with TICKET_8X=1, for DENSE_8X_SEEDS: the 80% ticket of dense_8x, trained 8×STEPS
 #   dense_16x/     for DENSE_16X_SEEDS (none by default): dense trained 16×STEPS, the plateau check of dense_8x
 #   dense_32x/     for DENSE_32X_SEEDS (none by default): dense trained 32×STEPS, the plateau check of dense_16x
+#   dense_64x/     for DENSE_64X_SEEDS (none by default): dense trained 64×STEPS, the plateau check of dense_32x
+#   ticket_32x/, ticket_64x/
+#                  with TICKET_32X=1 (TICKET_64X=1), for DENSE_32X_SEEDS (DENSE_64X_SEEDS): the 80% ticket of that
+#                  dense model, trained as long
 #   dense_Nx_clip/ with CLIP=C, a dense_Nx run stopped by a non-finite loss goes on here from its last checkpoint with
 #                  the gradients clipped to norm C (a recipe of its own from that step on; the summary keeps it apart),
 #                  and one that collapsed (a finite loss spike it never came back from: it scores below the seed's
@@ -52,7 +56,7 @@
 #   tools/converged_study.sh           # about 95 minutes on 2 cores (STEPS=4000, SEEDS="1 2 3 4 5"); TICKET_2X=1 adds ~25
 #
 # Knobs: OUT (out/converged), SEEDS ("1 2 3 4 5"), PLATEAU_SEEDS ("1 2"), STEPS (4000), JOBS (2), TICKET_2X (0),
-# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), CONTROLS_8X (0), DENSE_16X_SEEDS (""), TICKET_16X (0), CONTROLS_16X (0), DENSE_32X_SEEDS (""), CLIP (none), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
+# TICKET_4X (0), DENSE_8X_SEEDS (""), TICKET_8X (0), CONTROLS_8X (0), DENSE_16X_SEEDS (""), TICKET_16X (0), CONTROLS_16X (0), DENSE_32X_SEEDS (""), TICKET_32X (0), DENSE_64X_SEEDS (""), TICKET_64X (0), CLIP (none), CLAIM_C (0), ITERATIVE (0), EARLY_BIRD (0), MODULES (0), TASK_TRANSFER (0), ONLY (every queued arm; a list such as "ticket mask_ticket task_transfer" runs just those
 # arms, for a study whose other runs are already packed), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 # experiment).
 set -euo pipefail
@@ -95,7 +99,7 @@ job() {
   local init=$out/models/w8/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/ticket/level_0/model.onnx
   case $kind in
     ticket) imp "$dir/ticket" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) ;;
-    dense_2x|dense_4x|dense_8x|dense_16x|dense_32x)
+    dense_2x|dense_4x|dense_8x|dense_16x|dense_32x|dense_64x)
       local n=${kind#dense_}; n=${n%x}
       local run=$dir/$kind
       train_run "$run" "$init" $common $(sched $(( n * steps ))) --seed "$seed" > /dev/null || {
@@ -115,7 +119,7 @@ job() {
           return 1
         scored "$run"
       fi ;;
-    ticket_2x|ticket_4x|ticket_8x|ticket_16x|random_reinit_*x|random_mask_*x)
+    ticket_2x|ticket_4x|ticket_8x|ticket_16x|ticket_32x|ticket_64x|random_reinit_*x|random_mask_*x)
       # The longer ticket and its controls: drawn from dense_Nx (dense_Nx_clip where that one had to be clipped)
       # and trained as long as it.
       local n=${kind##*_}; n=${n%x}
@@ -179,7 +183,7 @@ export out steps ticket common gate imp_common CLIP
   if [ "${MODULES:-0}" = 1 ]; then for a in modules_base modules_fpn modules_rpn; do for s in $seeds; do echo "$a $s"; done; done; fi
   if [ "${TASK_TRANSFER:-0}" = 1 ]; then for s in $seeds; do echo "mask_ticket $s"; done; for s in $seeds; do echo "task_transfer $s"; done; fi
   # Each 8× ticket right after its dense model: two slots then run one seed's ticket beside the next seed's dense.
-  for n in 8 16 32; do
+  for n in 8 16 32 64; do
     seeds_n=DENSE_${n}X_SEEDS ticket_n=TICKET_${n}X controls_n=CONTROLS_${n}X
     for s in ${!seeds_n:-}; do
       echo "dense_${n}x $s"

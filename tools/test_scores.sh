@@ -26,7 +26,7 @@ last_level() { ls -d "$1"/level_* | sort -V | tail -n 1; }
 # MODEL OUT pairs, each model once.
 {
   # The converged study's dense models, longest first, and each seed's 4000-step one (the ticket run's level 0).
-  for arm in dense_32x dense_32x_clip dense_16x dense_16x_clip dense_8x dense_4x dense_2x; do
+  for arm in dense_64x dense_64x_clip dense_32x dense_32x_clip dense_16x dense_16x_clip dense_8x dense_4x dense_2x; do
     for run in "$out"/seed_*/"$arm"; do
       [ -f "$run/model.onnx" ] && echo "$run/model.onnx $run/eval_test.json"
     done
