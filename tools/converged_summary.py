@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Claim (a) against dense models trained 1× to 32× as long (the plateau checks), with the lottery controls: the tables of
-tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,dense_32x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
+"""Claim (a) against dense models trained 1× to 64× as long (the plateau checks), with the lottery controls: the tables of
+tools/converged_study.sh's runs (DIR/seed_*/{ticket,dense_2x,dense_4x,dense_8x,dense_16x,dense_32x,dense_64x,random_reinit,random_mask,ticket_2x,ticket_4x,ticket_8x,ticket_16x,
 random_reinit_8x,random_mask_8x,random_reinit_16x,random_mask_16x,
-layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, dense_16x_clip (dense_32x_clip): a diverged
-dense_16x (dense_32x) run resumed with its gradients clipped, and dense_2x_rerun/dense_4x_rerun: those runs trained again at one
+layer_80,global_90,layer_90,iterative,early_bird,modules_*,mask_ticket,task_transfer}, dense_16x_clip (dense_32x_clip, dense_64x_clip): a diverged
+dense_16x (dense_32x, dense_64x) run resumed with its gradients clipped (or a collapsed one trained again clipped), and dense_2x_rerun/dense_4x_rerun: those runs trained again at one
 thread, the repeatability check), bbox AP on the
 held-out images, mean ± std over the seeds, and every paired difference with its 95% t interval and verdict; claim (e)
 from the early_bird runs' masks.
@@ -118,7 +118,8 @@ def load(root):
         steps["dense"] = steps["ticket"] = json.loads((t / "run.json").read_text())["dense_steps"]
         dense_val = imp_scores(t, 0)["ap"]
         for k, arm in [(2, "dense_2x"), (4, "dense_4x"), (8, "dense_8x"), (16, "dense_16x"), (16, "dense_16x_clip"),
-                       (32, "dense_32x"), (32, "dense_32x_clip"), (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
+                       (32, "dense_32x"), (32, "dense_32x_clip"), (64, "dense_64x"), (64, "dense_64x_clip"),
+                       (2, "dense_2x_rerun"), (4, "dense_4x_rerun")]:
             if (s / arm / "eval.json").exists():
                 val = eval_scores(s / arm / "eval.json")
                 # A longer dense run scoring below the seed's 4000-step dense model on the validation set has
@@ -127,8 +128,8 @@ def load(root):
                 row = f"{arm}_collapsed" if val["ap"] < dense_val else arm
                 put(row, s.name, val if SET == "val" else run_scores(s / arm))
                 steps[row] = k * steps["dense"]
-        # Every seed's 16× (32×) dense model: the unclipped run, else the clipped one that took over from it.
-        for k in [16, 32]:
+        # Every seed's 16× (32×, 64×) dense model: the unclipped run, else the clipped one that took over from it.
+        for k in [16, 32, 64]:
             for arm in [f"dense_{k}x", f"dense_{k}x_clip"]:
                 if arm in arms and s.name in arms[arm]:
                     arms.setdefault(f"dense_{k}x_any", {})[s.name] = arms[arm][s.name]
@@ -184,6 +185,11 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
                            "5 (a seed whose unclipped run collapsed)",
          "dense_32x_collapsed": "dense, thirty-two times the steps, collapsed (a seed whose loss jumped and never came back "
                                 "down: it scores below its 4000-step dense model)",
+         "dense_64x": "dense, sixty-four times the steps (the plateau check of 32×)",
+         "dense_64x_clip": "dense, sixty-four times the steps, with the gradients clipped to norm 5 (a seed whose unclipped "
+                           "run diverged or collapsed)",
+         "dense_64x_collapsed": "dense, sixty-four times the steps, collapsed (a seed whose loss jumped and never came back "
+                                "down: it scores below its 4000-step dense model)",
          "dense_2x_rerun": "dense, twice the steps, trained again at one thread (the repeatability check)",
          "dense_4x_rerun": "dense, four times the steps, trained again at one thread (the repeatability check)",
          "ticket_2x": "80% ticket of the 2× dense model, trained as long as it",
@@ -203,7 +209,8 @@ NAMES = {"dense": "dense", "ticket": "80% ticket (one-shot global, 5% floor, rew
 ROW_ORDER = list(NAMES)
 # Arms paired in the differences only, as a difference names them.
 LABELS = {"dense_16x_any": "dense_16x (clipped where it diverged)",
-          "dense_32x_any": "dense_32x (clipped where it collapsed)"}
+          "dense_32x_any": "dense_32x (clipped where it collapsed)",
+          "dense_64x_any": "dense_64x (clipped where it diverged or collapsed)"}
 
 
 def main(root, label=None):
@@ -242,6 +249,9 @@ def main(root, label=None):
             ("dense_32x", "dense_16x", f"plateau: doubling a fifth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
             ("dense_32x_any", "dense_16x_any", f"plateau, every seed: doubling a fifth time gains < {POINT}",
              lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_64x", "dense_32x", f"plateau: doubling a sixth time gains < {POINT}", lambda d: verdict([-x for x in d], -POINT)),
+            ("dense_64x_any", "dense_32x_any", f"plateau, every seed: doubling a sixth time gains < {POINT}",
+             lambda d: verdict([-x for x in d], -POINT)),
             ("dense_4x_rerun", "dense_2x_rerun", f"plateau, on the runs trained again: doubling again gains < {POINT}",
              lambda d: verdict([-x for x in d], -POINT)),
             ("dense_8x", "dense_4x_rerun", f"plateau, on the runs trained again: doubling a third time gains < {POINT}",
@@ -261,6 +271,8 @@ def main(root, label=None):
              lambda d: verdict(d, -POINT)),
             ("ticket_16x", "dense_32x", f"the 16× ticket matches the 32× dense model (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket_16x", "dense_32x_any", f"the 16× ticket matches the 32× dense model, every seed (> −{POINT})",
+             lambda d: verdict(d, -POINT)),
+            ("ticket_16x", "dense_64x_any", f"the 16× ticket matches the 64× dense model, every seed (> −{POINT})",
              lambda d: verdict(d, -POINT)),
             ("ticket", "dense", f"the ticket matches dense at equal steps (> −{POINT})", lambda d: verdict(d, -POINT)),
             ("ticket", "random_reinit", "the ticket beats random re-initialisation (> 0)", lambda d: verdict(d, 0.0)),
