@@ -103,8 +103,10 @@ job() {
       local n=${kind#dense_}; n=${n%x}
       local run=$dir/$kind
       train_run "$run" "$init" $common $(sched $(( n * steps ))) --seed "$seed" > /dev/null || {
-        # Stopped (a non-finite loss leaves the last checkpoint intact): with CLIP, go on from it in KIND_clip/.
-        [ -n "${CLIP:-}" ] && [ -d "$run/checkpoints" ] || return 1
+        # Stopped by a non-finite loss (exit 1; the last checkpoint is intact): with CLIP, go on from it in KIND_clip/.
+        # Any other end (killed, out of disk) is no divergence: the next start resumes the run as it was.
+        local rc=$?
+        [ "$rc" -eq 1 ] && [ -n "${CLIP:-}" ] && [ -d "$run/checkpoints" ] || return 1
         run=$dir/${kind}_clip
         [ -d "$run" ] || { rm -rf "$run.tmp"; cp -r "$dir/$kind" "$run.tmp" && mv "$run.tmp" "$run"; }
         # Resuming with the same clip again (after a kill) keeps the step it started from.
