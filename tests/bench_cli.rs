@@ -99,10 +99,16 @@ fn bench_train_times_one_ort_step() {
     let mut args = args.to_vec();
     args.push(&"none");
     let (order, r) = report(&args);
-    assert_eq!(order, ["model", "size", "rois", "ort_step_ms", "torch", "ort_over_torch"]);
+    assert_eq!(order, ["model", "size", "rois", "pooling", "ort_step_ms", "torch", "ort_over_torch"]);
     assert!(r["ort_step_ms"].as_f64().unwrap() > 0.0 && r["torch"].is_null());
+    // At 64² training pools with interpolation matrices; --pooling times the other form.
+    assert_eq!(r["pooling"], "planes");
     let t = text(&args);
-    assert!(t.contains("one training step, 64² canvas, 8 RoIs") && t.contains("ONNX Runtime training:"), "{t}");
+    assert!(t.contains("one training step, 64² canvas, 8 RoIs, RoIAlign as planes") && t.contains("ONNX Runtime training:"), "{t}");
+    args.extend([&"--pooling" as &dyn AsRef<std::ffi::OsStr>, &"taps", &"--threads", &"1"]);
+    let (_, r) = report(&args);
+    assert_eq!(r["pooling"], "taps");
+    assert!(r["ort_step_ms"].as_f64().unwrap() > 0.0);
 }
 
 /// `bench train` on the narrow Mask R-CNN fixture at 64², 8 RoIs, no torch baseline, `repeat` steps, and `flag`.
@@ -139,7 +145,7 @@ fn bench_train_profile_takes_the_ort_step_apart() {
     let owned = mask_bench_train("2", "--profile");
     let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
     let (order, r) = report(&args);
-    assert_eq!(order, ["model", "size", "rois", "ort_step_ms", "torch", "ort_over_torch", "step_wall_ms", "ort_profile"]);
+    assert_eq!(order, ["model", "size", "rois", "pooling", "ort_step_ms", "torch", "ort_over_torch", "step_wall_ms", "ort_profile"]);
     let p = &r["ort_profile"];
     assert_eq!(p["steps"], 2);
     let kernels = p["kernels_ms"].as_f64().unwrap();
@@ -158,7 +164,8 @@ fn bench_train_profile_takes_the_ort_step_apart() {
     let mask_head = &p["parts"][8];
     assert!(mask_head["forward_ms"].as_f64().unwrap() > 0.0 && mask_head["backward_ms"].as_f64().unwrap() > 0.0, "{p}");
     let ops: Vec<&str> = p["ops"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert!(ops.contains(&"ConvGrad") && ops.contains(&"GatherNDGrad"), "{ops:?}");
+    // Pooled with interpolation matrices at 64²: no Gather and so no GatherNDGrad left in the step.
+    assert!(ops.contains(&"ConvGrad") && !ops.contains(&"GatherNDGrad") && ops.contains(&"MatMul"), "{ops:?}");
     let t = text(&args);
     assert!(t.contains("Where the ORT step goes") && t.contains("ORT by operator type"), "{t}");
 }

@@ -751,6 +751,7 @@ mod runs {
                 rois_per_image: 32,
                 mask_rois_per_image: 8,
                 keypoint_rois_per_image: 8,
+                pooling: None,
             },
             min_size: 64,
             max_size: 64,

@@ -47,6 +47,7 @@ fn config(seed: u64, scope: Scope, fingerprint: &str) -> ImpConfig {
             rois_per_image: 64,
             mask_rois_per_image: 16,
             keypoint_rois_per_image: 16,
+            pooling: None,
         },
         min_size: 128,
         max_size: 128,

@@ -10,7 +10,9 @@ mod common;
 mod train_inputs;
 use common::*;
 use std::collections::BTreeMap;
+use ticket::detect::roi_align::MultiScaleRoIAlign;
 use ticket::graph::train_core::{training_graph, TrainGraph, TrainOptions, TrainShape};
+use ticket::graph::train_shape::Pooling;
 use ticket::model::{Mask, Masks, ModelState};
 use ticket::runtime::ort_check;
 use ticket::train::Tensor;
@@ -99,13 +101,18 @@ fn assert_losses(name: &str, which: &str, ours: &BTreeMap<String, f32>, fx: &Fix
     assert!(rel(ours["loss"], total) <= 1e-4, "{name} {which} loss: {} vs {total}", ours["loss"]);
 }
 
+/// In both RoIAlign forms the core can take (taps on large canvases, planes on small ones).
 fn losses_equal_torchvision(name: &str) {
     let fx = fixture_data(name);
-    for (which, fifty) in [("dense", false), ("masked", true)] {
-        let state = state_with_masks(name, fifty);
-        let graph = training_graph(&state, &shape_of(&fx), &TrainOptions::default()).unwrap();
-        let ours = run(&graph, inputs(&graph, &fx));
-        assert_losses(name, which, &ours, &fx);
+    for pooling in [Pooling::Taps, Pooling::Planes] {
+        let shape = TrainShape { pooling: Some(pooling), ..shape_of(&fx) };
+        for (which, fifty) in [("dense", false), ("masked", true)] {
+            let state = state_with_masks(name, fifty);
+            let graph = training_graph(&state, &shape, &TrainOptions::default()).unwrap();
+            assert_eq!(graph.input("box_idx").is_some(), pooling == Pooling::Taps);
+            let ours = run(&graph, inputs(&graph, &fx));
+            assert_losses(&format!("{name} ({pooling:?})"), which, &ours, &fx);
+        }
     }
 }
 
@@ -122,6 +129,38 @@ fn mask_rcnn_losses_equal_torchvision() {
 #[test]
 fn keypoint_rcnn_losses_equal_torchvision() {
     losses_equal_torchvision("keypointrcnn_r50_fpn");
+}
+
+/// Both RoIAlign forms give the same losses on RoIs spread over P2..P5 (at 128² the fixtures' recorded RoIs pool
+/// from P2 alone): the RoIs grown about their centres by 1, 2.5, 5 and 9 in turn, which puts some on every level
+/// and many across the canvas edges.
+#[test]
+fn pooling_forms_agree_on_every_level() {
+    for name in ["fasterrcnn_r18_fpn_voc", "maskrcnn_r18_fpn"] {
+        let mut fx = fixture_data(name);
+        for key in ["roi_boxes", "mask_boxes"] {
+            let Some((_, v)) = fx.get_mut(key) else { continue };
+            for (r, b) in v.chunks_mut(4).enumerate() {
+                let k = [1.0, 2.5, 5.0, 9.0][r % 4];
+                let (cx, cy, hw, hh) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, (b[2] - b[0]) / 2.0 * k, (b[3] - b[1]) / 2.0 * k);
+                b.copy_from_slice(&[cx - hw, cy - hh, cx + hw, cy + hh]);
+            }
+        }
+        let shape = shape_of(&fx);
+        let boxes: Vec<[f32; 4]> = fx["roi_boxes"].1.chunks(4).map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]).collect();
+        let pooler = MultiScaleRoIAlign::new(&[(32, 32), (16, 16), (8, 8), (4, 4)], (shape.height, shape.width), 7, 2).unwrap();
+        let levels = pooler.levels(&boxes);
+        assert!((0..4).all(|l| levels.contains(&Some(l))), "{name}: RoI levels {levels:?}");
+        let state = state_with_masks(name, true);
+        let losses = |pooling| {
+            let graph = training_graph(&state, &TrainShape { pooling: Some(pooling), ..shape.clone() }, &TrainOptions::default()).unwrap();
+            run(&graph, inputs(&graph, &fx))
+        };
+        let (taps, planes) = (losses(Pooling::Taps), losses(Pooling::Planes));
+        for (k, v) in &taps {
+            assert!(rel(planes[k], *v) <= 1e-5, "{name} {k}: taps {v}, planes {}", planes[k]);
+        }
+    }
 }
 
 /// Rows of weight 0 change no term, whatever their boxes, labels and targets hold (NaN targets included).
@@ -173,10 +212,10 @@ fn gradients_equal_torchvision() {
         .map(std::path::PathBuf::from)
         .filter(|p| p.exists())
         .expect("TICKET_TRAIN_PYTHON must point at the training venv's python: run the tests through tools/test.sh");
-    for name in MODELS {
+    for (name, pooling) in MODELS.iter().flat_map(|&n| [(n, Pooling::Taps), (n, Pooling::Planes)]) {
         let fx = fixture_data(name);
         let state = state_with_masks(name, true);
-        let graph = training_graph(&state, &shape_of(&fx), &TrainOptions::default()).unwrap();
+        let graph = training_graph(&state, &TrainShape { pooling: Some(pooling), ..shape_of(&fx) }, &TrainOptions::default()).unwrap();
         let dir = tempdir();
         use prost::Message;
         std::fs::write(dir.path().join("core.onnx"), graph.model.encode_to_vec()).unwrap();
@@ -234,7 +273,15 @@ fn alter_rows(fx: &mut Fixture, rows: &[usize], key: &str, f: &dyn Fn(usize, f64
 fn graph_is_trainable_by_ort_1_19() {
     for name in MODELS {
         let state = state_with_masks(name, true);
-        let shape = TrainShape { batch: 2, height: 128, width: 96, rois_per_image: 8, mask_rois_per_image: 4, keypoint_rois_per_image: 4 };
+        let shape = TrainShape {
+            batch: 2,
+            height: 128,
+            width: 96,
+            rois_per_image: 8,
+            mask_rois_per_image: 4,
+            keypoint_rois_per_image: 4,
+            pooling: Some(Pooling::Taps),
+        };
         let graph = training_graph(&state, &shape, &TrainOptions::default()).unwrap();
         let m = &graph.model;
         assert!(m.ir_version() <= 10, "{name}: IR {}", m.ir_version());
@@ -272,6 +319,13 @@ fn graph_is_trainable_by_ort_1_19() {
         assert!(all.frozen.iter().all(|f| f.ends_with(".mask")), "{name}: {:?}", all.frozen);
         // RoI inputs follow the shape: N = batch · rois_per_image, T = 16 taps.
         assert_eq!(graph.input("box_idx").unwrap().shape, vec![16, 49, 16]);
+        // On this small canvas training pools with planes: per level, two interpolation matrices and no Gather.
+        let planes = training_graph(&state, &TrainShape { pooling: None, ..shape.clone() }, &TrainOptions::default()).unwrap();
+        assert_eq!(planes.input("box_wy0").unwrap().shape, vec![2, 8 * 7, 32]);
+        assert_eq!(planes.input("box_wx3").unwrap().shape, vec![16, 1, 7, 3]);
+        assert!(planes.input("box_idx").is_none());
+        let ops: Vec<&str> = planes.model.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+        assert!(ops.iter().all(|op| !NO_CPU_GRADIENT.contains(op) && *op != "GatherND"), "{name}: {ops:?}");
         assert_eq!(graph.input("rpn_labels").unwrap().shape[0], 2);
     }
 }
@@ -279,7 +333,15 @@ fn graph_is_trainable_by_ort_1_19() {
 #[test]
 fn bad_shapes_and_models_are_refused() {
     let state = state_with_masks("fasterrcnn_r18_fpn_voc", false);
-    let ok = TrainShape { batch: 1, height: 128, width: 128, rois_per_image: 4, mask_rois_per_image: 0, keypoint_rois_per_image: 0 };
+    let ok = TrainShape {
+        batch: 1,
+        height: 128,
+        width: 128,
+        rois_per_image: 4,
+        mask_rois_per_image: 0,
+        keypoint_rois_per_image: 0,
+        pooling: None,
+    };
     assert!(training_graph(&state, &ok, &TrainOptions::default()).is_ok());
     for bad in
         [TrainShape { height: 100, ..ok.clone() }, TrainShape { batch: 0, ..ok.clone() }, TrainShape { rois_per_image: 0, ..ok.clone() }]

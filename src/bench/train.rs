@@ -4,14 +4,16 @@ use super::train_profile::{analyse_files, OrtProfile};
 use super::{median, torch_baseline, Progress};
 use crate::choice::Choice;
 use crate::data::SeededRng;
-use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
+use crate::detect::roi_align::MultiScaleRoIAlign;
 use crate::error::{Error, Result, WriteContext};
 use crate::graph::distill::{Distill, Term};
 use crate::graph::train_core::{training_graph, ElemType, TrainGraph, TrainOptions, TrainShape};
+use crate::graph::train_shape::Pooling;
 use crate::imaging::roi::SAMPLING_RATIO;
 use crate::model::ModelState;
 use crate::train::config::DistillSettings;
 use crate::train::protocol::Tensor;
+use crate::train::step_inputs::pool_rows;
 use crate::train::teacher::Teacher;
 use crate::train::worker::{Device, Optimizer, Worker, WorkerOptions};
 use ndarray::{ArrayD, IxDyn};
@@ -41,6 +43,10 @@ pub struct Settings {
     pub profile: bool,
     /// Also time a distilling step (every term, the model as its own teacher) against the plain one.
     pub distill: bool,
+    /// RoIAlign's form in the core (None: the one training uses at this canvas).
+    pub pooling: Option<Pooling>,
+    /// ORT intra-op threads (0: one per core).
+    pub threads: usize,
 }
 
 /// A distilling step against the plain one, measured in the same run on the same inputs.
@@ -61,6 +67,8 @@ pub struct TrainBench {
     pub model: PathBuf,
     pub size: usize,
     pub rois: usize,
+    /// RoIAlign's form in the core that was timed.
+    pub pooling: Pooling,
     pub ort_step_ms: f64,
     pub torch: Option<serde_json::Value>,
     /// ORT step time / torch eager step time.
@@ -87,31 +95,37 @@ fn unit(g: &mut SeededRng) -> f32 {
     g.unit() as f32
 }
 
-/// Valid inputs of the training core: random images and targets, RoIAlign taps of random boxes.
-fn inputs(state: &ModelState, graph: &TrainGraph, size: usize) -> Result<Vec<(String, Tensor)>> {
+/// Valid inputs of the training core: random images and targets, RoIAlign inputs of random boxes.
+fn inputs(state: &ModelState, graph: &TrainGraph, shape: &TrainShape) -> Result<Vec<(String, Tensor)>> {
+    let size = shape.height;
     let mut g = SeededRng::new(7);
     let classes = state.arch.num_classes.unwrap_or(2) as f32;
+    // Each pooling the core has, as the training loop feeds it (batch 1: image 0).
+    let mut pools: Vec<(String, Tensor)> = Vec::new();
+    for (prefix, rows, side) in
+        [("box", shape.rois_per_image, 7), ("mask", shape.mask_rois_per_image, 14), ("kp", shape.keypoint_rois_per_image, 14)]
+    {
+        let names = shape.pool_inputs(prefix, rows, side);
+        if !graph.inputs.iter().any(|spec| spec.name == names[0].0) {
+            continue;
+        }
+        let boxes: Vec<[f32; 4]> = (0..rows)
+            .map(|_| {
+                let (x, y) = (unit(&mut g) * size as f32 * 0.6, unit(&mut g) * size as f32 * 0.6);
+                [x, y, x + 8.0 + unit(&mut g) * size as f32 * 0.4, y + 8.0 + unit(&mut g) * size as f32 * 0.4]
+            })
+            .collect();
+        let pooler = MultiScaleRoIAlign::new(&graph.feature_hw[..4], (size, size), side, SAMPLING_RATIO)?;
+        pools.extend(pool_rows(&pooler, shape, prefix, &boxes, 0)?);
+    }
     let mut out = Vec::new();
     for spec in &graph.inputs {
         let n: usize = spec.shape.iter().product();
-        let taps = |rows: usize, out_size: usize, g: &mut SeededRng| -> Result<RoiTaps> {
-            let boxes: Vec<[f32; 4]> = (0..rows)
-                .map(|_| {
-                    let (x, y) = (unit(g) * size as f32 * 0.6, unit(g) * size as f32 * 0.6);
-                    [x, y, x + 8.0 + unit(g) * size as f32 * 0.4, y + 8.0 + unit(g) * size as f32 * 0.4]
-                })
-                .collect();
-            MultiScaleRoIAlign::new(&graph.feature_hw[..4], (size, size), out_size, SAMPLING_RATIO)?.taps(&boxes, 0, 1)
-        };
+        if let Some((_, t)) = pools.iter().find(|(name, _)| *name == spec.name) {
+            out.push((spec.name.clone(), t.clone()));
+            continue;
+        }
         let t = match (spec.name.as_str(), spec.elem) {
-            (name, ElemType::I64) if name.ends_with("_idx") => {
-                let side = if name == "box_idx" { 7 } else { 14 };
-                Tensor::I64(taps(spec.shape[0], side, &mut g)?.index.into_dyn())
-            }
-            (name, ElemType::F32) if name.ends_with("_w") && name != "rpn_bbox_w" => {
-                let side = if name == "box_w" { 7 } else { 14 };
-                Tensor::F32(taps(spec.shape[0], side, &mut g)?.weight.into_dyn())
-            }
             ("kp_targets", ElemType::I64) => Tensor::I64(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| (unit(&mut g) * 3135.0) as i64)),
             (_, ElemType::I64) => Tensor::I64(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| 1 + (unit(&mut g) * (classes - 1.0)) as i64)),
             ("rpn_labels", _) => Tensor::F32(ArrayD::from_shape_fn(IxDyn(&spec.shape), |_| match unit(&mut g) {
@@ -213,15 +227,16 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
         rois_per_image: s.rois,
         mask_rois_per_image: s.head_rois,
         keypoint_rois_per_image: s.head_rois,
+        pooling: s.pooling,
     };
     let graph = training_graph(&state, &shape, &TrainOptions::default())?;
     let dir = tempfile::tempdir().map_err(|e| Error::Runtime(format!("temporary folder: {e}")))?;
     progress(Progress::Total(if s.distill { 2 * s.repeat as u64 + 3 } else { s.repeat as u64 + 2 }));
     let profile_prefix = dir.path().join("ort_");
-    let options = WorkerOptions { profile: s.profile.then(|| profile_prefix.clone()), ..WorkerOptions::default() };
+    let options = WorkerOptions { profile: s.profile.then(|| profile_prefix.clone()), threads: s.threads, ..WorkerOptions::default() };
     let mut worker = Worker::start_with(&crate::runtime::env::train_python(s.train_python.as_deref())?, s.device, options)?;
     open_core(&mut worker, &graph, dir.path(), "plain")?;
-    let feed = inputs(&state, &graph, s.size)?;
+    let feed = inputs(&state, &graph, &shape)?;
     progress(Progress::Step);
     let times: Vec<f64> = time_steps(&mut worker, &feed, s.repeat, None, progress)?.into_iter().map(|t| t.1).collect();
     let distill =
@@ -251,6 +266,7 @@ pub fn run(s: Settings, progress: &mut dyn FnMut(Progress)) -> Result<TrainBench
         model: s.model,
         size: s.size,
         rois: s.rois,
+        pooling: shape.pooling(),
         ort_step_ms: ort_ms,
         torch,
         ort_over_torch: None,

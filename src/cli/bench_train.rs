@@ -4,6 +4,7 @@ use super::{print_report, render_pct, render_table};
 use crate::bench::train::{Settings, TrainBench};
 use crate::bench::train_profile::OrtProfile;
 use crate::error::Result;
+use crate::graph::train_shape::Pooling;
 use crate::train::worker::Device;
 use std::path::PathBuf;
 
@@ -44,6 +45,13 @@ pub struct Args {
     /// on the batch and RoIs, then the step) against the plain step, in the same run.
     #[arg(long)]
     pub distill: bool,
+    /// RoIAlign's form in the training core: taps (Gather from a feature table) or planes (two matrix products
+    /// per level); default: what training uses at this canvas (planes up to 192 px).
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+    /// ONNX Runtime intra-op threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl Args {
@@ -60,6 +68,8 @@ impl Args {
             tools: self.tools,
             profile: self.profile,
             distill: self.distill,
+            pooling: self.pooling,
+            threads: self.threads,
         }
     }
 }
@@ -73,10 +83,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
 
 fn render(r: &TrainBench, repeat: usize) -> String {
     let mut s = format!(
-        "{}: one training step, {}² canvas, {} RoIs\nONNX Runtime training: {:.0} ms (median of {})\n",
+        "{}: one training step, {}² canvas, {} RoIs, RoIAlign as {}\nONNX Runtime training: {:.0} ms (median of {})\n",
         r.model.display(),
         r.size,
         r.rois,
+        format!("{:?}", r.pooling).to_lowercase(),
         r.ort_step_ms,
         repeat
     );

@@ -20,4 +20,5 @@ pub mod pseudo_gt;
 pub mod report;
 pub mod results;
 pub mod roi_align;
+pub mod roi_planes;
 pub mod rpn;

@@ -62,7 +62,7 @@ fn f32_max(a: f32, b: f32) -> f32 {
 
 /// One coordinate of a bilinear sample on an axis of `size` cells, clamped as torchvision's CPU kernel does:
 /// (low cell, high cell, fraction towards high).
-fn axis(v: f32, size: i64) -> (i64, i64, f32) {
+pub(super) fn axis(v: f32, size: i64) -> (i64, i64, f32) {
     let v = if v <= 0.0 { 0.0 } else { v };
     let low = v as i64;
     if low >= size - 1 {

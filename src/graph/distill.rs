@@ -1,7 +1,7 @@
 //! Distillation from a dense teacher: the teacher's forward graph (its signals on a training batch) and the loss
 //! terms the training core adds when it distils.
 //!
-//! The teacher runs outside the core, on the same batch and the student's sampled RoIs (the same RoIAlign taps),
+//! The teacher runs outside the core, on the same batch and the student's sampled RoIs (the same RoIAlign inputs),
 //! and its outputs enter the core as inputs, so the core differentiates only the student:
 //! - `teacher_fpn_{l}` `[B, Ct, h, w]`: the FPN outputs P2..P6;
 //! - `teacher_objectness` `[B·A]`: RPN objectness logits in the core's anchor order;
@@ -25,12 +25,13 @@
 use super::builder::{Attr, GraphBuilder};
 use super::loss_ops::Ops;
 use super::net::{Constants, Net, Params, V};
-use super::train_shape::{TrainShape, SMOOTH_L1_BETA, TAPS};
+use super::roi_pool::RoiFeatures;
+use super::train_shape::{TrainShape, SMOOTH_L1_BETA};
 use crate::choice::named_choices;
 use crate::error::{Error, Result};
 use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE};
 use crate::model::{ModelKind, ModelState};
-use crate::onnx::proto::ModelProto;
+use crate::onnx::proto::{tensor_proto::DataType, ModelProto};
 use serde::{Deserialize, Serialize};
 
 /// The normalisation's ε (see the module comment).
@@ -246,7 +247,7 @@ fn mask_imitation(g: &mut Ops, s: &V, t: &str) -> String {
 }
 
 /// The teacher's forward on a training batch: inputs `images`, and where logits are distilled the student's
-/// RoIAlign taps (`box_idx`/`box_w`, and `mask_idx`/`mask_w` for a Mask R-CNN); outputs
+/// RoIAlign inputs (the `box` ones, and the `mask` ones for a Mask R-CNN: [`TrainShape::pool_inputs`]); outputs
 /// [`Distill::teacher_outputs`]. Parameters are the teacher's, as constants.
 pub fn teacher_graph(teacher: &ModelState, shape: &TrainShape, d: &Distill) -> Result<ModelProto> {
     let backbone = teacher
@@ -273,14 +274,13 @@ pub fn teacher_graph(teacher: &ModelState, shape: &TrainShape, d: &Distill) -> R
         b.output(&obj, "teacher_objectness");
     }
     if d.has(Term::Logits) {
-        let ct = feats[0].shape[1];
-        let table = Ops(&mut b).feature_table(&feats[..4]);
-        let pooled = taps_pool(&mut b, &table, "box", bs * shape.rois_per_image, ct, BOX_OUTPUT_SIZE);
+        let pool = RoiFeatures::new(&mut b, &feats, shape);
+        let pooled = pool_rois(&mut b, &pool, shape, "box", shape.rois_per_image, BOX_OUTPUT_SIZE);
         let (cls, deltas) = Net { b: &mut b, p: &mut p }.box_head(&pooled)?;
         b.output(&cls, "teacher_cls");
         b.output(&deltas, "teacher_deltas");
         if teacher.arch.kind == ModelKind::MaskRcnn {
-            let pooled = taps_pool(&mut b, &table, "mask", bs * shape.mask_rois_per_image, ct, MASK_OUTPUT_SIZE);
+            let pooled = pool_rois(&mut b, &pool, shape, "mask", shape.mask_rois_per_image, MASK_OUTPUT_SIZE);
             let logits = Net { b: &mut b, p: &mut p }.mask_head(&pooled)?;
             b.output(&logits.name, "teacher_mask");
         }
@@ -288,10 +288,15 @@ pub fn teacher_graph(teacher: &ModelState, shape: &TrainShape, d: &Distill) -> R
     Ok(b.finish())
 }
 
-/// RoIAlign as the core does it, from taps given as inputs `{prefix}_idx`/`{prefix}_w`.
-fn taps_pool(b: &mut GraphBuilder, table: &str, prefix: &str, rows: usize, c: usize, side: usize) -> V {
-    let dims = [rows as i64, (side * side) as i64, TAPS as i64];
-    let idx = b.typed_input(&format!("{prefix}_idx"), crate::onnx::proto::tensor_proto::DataType::Int64, &dims);
-    let w = b.input(&format!("{prefix}_w"), &dims);
-    Ops(b).pool(table, &idx, &w, rows, c, side)
+/// RoIAlign as the core does it, from the inputs [`TrainShape::pool_inputs`] names (the step's own).
+fn pool_rois(b: &mut GraphBuilder, pool: &RoiFeatures, shape: &TrainShape, prefix: &str, per_image: usize, side: usize) -> V {
+    let inputs: Vec<String> = shape
+        .pool_inputs(prefix, per_image, side)
+        .into_iter()
+        .map(|(name, int, dims)| {
+            let dt = if int { DataType::Int64 } else { DataType::Float };
+            b.typed_input(&name, dt, &dims.iter().map(|&d| d as i64).collect::<Vec<_>>())
+        })
+        .collect();
+    pool.pool(b, &inputs, shape.batch * per_image, side)
 }

@@ -6,6 +6,7 @@ pub mod distill;
 pub(crate) mod loss_ops;
 pub mod net;
 pub mod proposals;
+pub(crate) mod roi_pool;
 pub mod stages;
 pub mod train_core;
 pub mod train_shape;

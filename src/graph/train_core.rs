@@ -21,6 +21,7 @@ use super::builder::GraphBuilder;
 use super::distill::{self, Distill, Student};
 use super::loss_ops::Ops;
 use super::net::{Constants, Net, Params, V};
+use super::roi_pool::RoiFeatures;
 pub use super::train_shape::{TrainShape, SMOOTH_L1_BETA, TAPS};
 use crate::error::{Error, Result};
 use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE};
@@ -172,13 +173,16 @@ impl Params for Masked<'_> {
 /// - `images [B,3,H,W]` normalised, padded canvas;
 /// - `rpn_labels [B,A]` f32: 1 sampled positive, 0 sampled negative, −1 not sampled;
 ///   `rpn_bbox_targets [B,A,4]` (BoxCoder (1,1,1,1) codes; read only where the label is 1);
-/// - `box_idx [N,49,T]` i64, `box_w [N,49,T]`: RoIAlign taps into the feature table (rows of P2..P5,
-///   [`crate::detect::roi_align::feature_table`] order); `roi_labels [N]` i64 (a valid class also on padding
-///   rows), `roi_bbox_targets [N,4]` (BoxCoder (10,10,5,5)), `roi_weights [N]` (1 real, 0 padding);
-/// - with a mask head: `mask_idx [Pm,196,T]`, `mask_w`, `mask_labels [Pm]` i64, `mask_targets [Pm,28,28]`,
-///   `mask_weights [Pm]`;
-/// - with a keypoint head: `kp_idx [Pk,196,T]`, `kp_w`, `kp_targets [Pk,K]` i64 (flat index into the 56×56
-///   heatmap, any valid index where not visible), `kp_valid [Pk,K]` f32 (1 counts, 0 ignored/padding).
+/// - the box RoIAlign's inputs ([`TrainShape::pool_inputs`] for `box`, 7×7 bins): on a large canvas taps into
+///   the feature table, `box_idx [N,49,T]` i64 and `box_w [N,49,T]` (rows of P2..P5,
+///   [`crate::detect::roi_align::feature_table`] order); on a small one interpolation matrices per level l,
+///   `box_wy{l} [B,R·7,H_l]` and `box_wx{l} [N,1,7,W_l]` (`crate::detect::roi_planes`); then `roi_labels [N]`
+///   i64 (a valid class also on padding rows), `roi_bbox_targets [N,4]` (BoxCoder (10,10,5,5)), `roi_weights
+///   [N]` (1 real, 0 padding);
+/// - with a mask head: the `mask` RoIAlign's inputs (14×14 bins), `mask_labels [Pm]` i64, `mask_targets
+///   [Pm,28,28]`, `mask_weights [Pm]`;
+/// - with a keypoint head: the `kp` RoIAlign's inputs (14×14 bins), `kp_targets [Pk,K]` i64 (flat index into
+///   the 56×56 heatmap, any valid index where not visible), `kp_valid [Pk,K]` f32 (1 counts, 0 ignored/padding).
 ///
 /// Outputs: `loss`, `loss_objectness`, `loss_rpn_box_reg`, `loss_classifier`, `loss_box_reg`, then
 /// `loss_mask` and/or `loss_keypoint`; all f32 scalars.
@@ -204,13 +208,12 @@ pub fn training_graph(state: &ModelState, shape: &TrainShape, options: &TrainOpt
     core.mark("RPN losses");
     let objectness = core.rpn_losses(&heads)?;
     core.mark("box RoIAlign");
-    let table = core.ops().feature_table(&feats[..4]);
-    let fpn_c = feats[0].shape[1];
-    let boxes = core.box_losses(&table, bsz * shape.rois_per_image, fpn_c)?;
+    let pool = RoiFeatures::new(&mut core.b, &feats, shape);
+    let boxes = core.box_losses(&pool, shape)?;
     let mut mask = None;
     match state.arch.kind {
-        ModelKind::MaskRcnn => mask = Some(core.mask_loss(&table, bsz * shape.mask_rois_per_image, fpn_c)?),
-        ModelKind::KeypointRcnn => core.keypoint_loss(&table, bsz * shape.keypoint_rois_per_image, fpn_c)?,
+        ModelKind::MaskRcnn => mask = Some(core.mask_loss(&pool, shape)?),
+        ModelKind::KeypointRcnn => core.keypoint_loss(&pool, shape)?,
         _ => {}
     }
     if let Some(d) = &options.distill {
@@ -326,8 +329,9 @@ impl<'a> Core<'a> {
     }
 
     /// `loss_classifier` and `loss_box_reg` on `rows` RoIs; returns the class logits and the deltas.
-    fn box_losses(&mut self, table: &str, rows: usize, c: usize) -> Result<(String, String)> {
-        let pooled = self.pooled_rois("box", table, rows, c, BOX_OUTPUT_SIZE);
+    fn box_losses(&mut self, pool: &RoiFeatures, shape: &TrainShape) -> Result<(String, String)> {
+        let rows = shape.batch * shape.rois_per_image;
+        let pooled = self.pooled_rois("box", pool, shape, shape.rois_per_image, BOX_OUTPUT_SIZE);
         let labels = self.input("roi_labels", ElemType::I64, &[rows]);
         let targets = self.input("roi_bbox_targets", ElemType::F32, &[rows, 4]);
         let weights = self.input("roi_weights", ElemType::F32, &[rows]);
@@ -356,19 +360,22 @@ impl<'a> Core<'a> {
         Ok((cls, deltas))
     }
 
-    /// RoIAlign of `rows` RoIs as Gather taps into the feature table: inputs `{prefix}_idx` and `{prefix}_w`
-    /// ([rows, size², TAPS], computed in Rust), output [rows, C, size, size].
-    fn pooled_rois(&mut self, prefix: &str, table: &str, rows: usize, c: usize, size: usize) -> V {
-        let bins = size * size;
-        let idx = self.input(&format!("{prefix}_idx"), ElemType::I64, &[rows, bins, TAPS]);
-        let w = self.input(&format!("{prefix}_w"), ElemType::F32, &[rows, bins, TAPS]);
-        self.ops().pool(table, &idx, &w, rows, c, size)
+    /// RoIAlign of `per_image` RoIs per image from the inputs [`TrainShape::pool_inputs`] names for `prefix`
+    /// (computed in Rust), output [rows, C, size, size].
+    fn pooled_rois(&mut self, prefix: &str, pool: &RoiFeatures, shape: &TrainShape, per_image: usize, size: usize) -> V {
+        let inputs: Vec<String> = shape
+            .pool_inputs(prefix, per_image, size)
+            .into_iter()
+            .map(|(name, int, dims)| self.input(&name, if int { ElemType::I64 } else { ElemType::F32 }, &dims))
+            .collect();
+        pool.pool(&mut self.b, &inputs, shape.batch * per_image, size)
     }
 
     /// `loss_mask` on `rows` mask RoIs; returns the mask logits.
-    fn mask_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<V> {
+    fn mask_loss(&mut self, pool: &RoiFeatures, shape: &TrainShape) -> Result<V> {
         self.mark("mask RoIAlign");
-        let pooled = self.pooled_rois("mask", table, rows, c, MASK_OUTPUT_SIZE);
+        let rows = shape.batch * shape.mask_rois_per_image;
+        let pooled = self.pooled_rois("mask", pool, shape, shape.mask_rois_per_image, MASK_OUTPUT_SIZE);
         self.mark("mask head");
         let logits = self.net().mask_head(&pooled)?;
         self.mark("mask loss");
@@ -394,9 +401,10 @@ impl<'a> Core<'a> {
     }
 
     /// `loss_keypoint` on `rows` keypoint RoIs.
-    fn keypoint_loss(&mut self, table: &str, rows: usize, c: usize) -> Result<()> {
+    fn keypoint_loss(&mut self, pool: &RoiFeatures, shape: &TrainShape) -> Result<()> {
         self.mark("keypoint RoIAlign");
-        let pooled = self.pooled_rois("kp", table, rows, c, MASK_OUTPUT_SIZE);
+        let rows = shape.batch * shape.keypoint_rois_per_image;
+        let pooled = self.pooled_rois("kp", pool, shape, shape.keypoint_rois_per_image, MASK_OUTPUT_SIZE);
         self.mark("keypoint head");
         let heatmaps = self.net().keypoint_head(&pooled)?;
         self.mark("keypoint loss");

@@ -320,6 +320,7 @@ impl RunConfig {
                 rois_per_image: s.rois,
                 mask_rois_per_image: head,
                 keypoint_rois_per_image: head,
+                pooling: None,
             },
             min_size,
             max_size,

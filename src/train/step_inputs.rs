@@ -9,10 +9,11 @@ use super::targets::{
 };
 use crate::data::CanvasSample;
 use crate::detect::anchors::AnchorGenerator;
-use crate::detect::roi_align::{MultiScaleRoIAlign, RoiTaps};
+use crate::detect::roi_align::MultiScaleRoIAlign;
 use crate::detect::rpn::{filter_proposals, RpnLevel, RpnParams};
 use crate::error::{Error, Result};
 use crate::graph::train_core::TrainShape;
+use crate::graph::train_shape::Pooling;
 use crate::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
 use crate::imaging::{BoxXyxy, Hw};
 use crate::model::{ArchSpec, ModelKind};
@@ -52,11 +53,13 @@ pub struct StepStats {
 struct ImageRows {
     rpn_labels: Vec<f32>,
     rpn_targets: Vec<[f32; 4]>,
-    box_taps: RoiTaps,
+    /// The box RoIAlign's inputs, then the head's RoIAlign and targets: named, each with the leading axis the
+    /// batch stacks along.
+    box_pool: Vec<(String, Tensor)>,
     roi_labels: Vec<i64>,
     roi_targets: Vec<[f32; 4]>,
     roi_weights: Vec<f32>,
-    head: Vec<(&'static str, Tensor)>,
+    head: Vec<(String, Tensor)>,
     positives: usize,
 }
 
@@ -155,12 +158,12 @@ impl StepBuilder {
         let rpn = rpn_targets(&self.all_anchors, &s.boxes, perms)?;
         let rois = sample_rois_with(&self.roi_sampler, proposals, &s.boxes, &labels, perms)?;
         let padded = rois.padded(self.shape.rois_per_image)?;
-        let box_taps = self.box_pool.taps(&padded.boxes, b, self.shape.batch)?;
+        let box_pool = pool_rows(&self.box_pool, &self.shape, "box", &padded.boxes, b)?;
         let head = self.head_rows(b, s, &rois)?;
         Ok(ImageRows {
             rpn_labels: rpn.labels,
             rpn_targets: rpn.bbox_targets,
-            box_taps,
+            box_pool,
             roi_labels: padded.labels,
             roi_targets: padded.bbox_targets,
             roi_weights: padded.weights,
@@ -169,20 +172,19 @@ impl StepBuilder {
         })
     }
 
-    fn head_rows(&self, b: usize, s: &CanvasSample, rois: &RoiSample) -> Result<Vec<(&'static str, Tensor)>> {
+    fn head_rows(&self, b: usize, s: &CanvasSample, rois: &RoiSample) -> Result<Vec<(String, Tensor)>> {
         let missing = |what: &str| Error::Input(format!("image {}: a {:?} needs {what} in the annotations", s.image_id, self.kind));
         match self.kind {
             ModelKind::MaskRcnn => {
                 let masks = s.masks.as_ref().ok_or_else(|| missing("instance masks"))?;
                 let (boxes, labels, targets, weights) = mask_targets(rois, masks.view())?.padded(self.shape.mask_rois_per_image)?;
-                let taps = self.head_pool.taps(&boxes, b, self.shape.batch)?;
-                Ok(vec![
-                    ("mask_idx", Tensor::I64(taps.index.into_dyn())),
-                    ("mask_w", Tensor::F32(taps.weight.into_dyn())),
-                    ("mask_labels", Tensor::I64(ndarray::Array1::from(labels).into_dyn())),
-                    ("mask_targets", Tensor::F32(targets.into_dyn())),
-                    ("mask_weights", Tensor::F32(ndarray::Array1::from(weights).into_dyn())),
-                ])
+                let mut rows = pool_rows(&self.head_pool, &self.shape, "mask", &boxes, b)?;
+                rows.extend([
+                    ("mask_labels".into(), Tensor::I64(ndarray::Array1::from(labels).into_dyn())),
+                    ("mask_targets".into(), Tensor::F32(targets.into_dyn())),
+                    ("mask_weights".into(), Tensor::F32(ndarray::Array1::from(weights).into_dyn())),
+                ]);
+                Ok(rows)
             }
             ModelKind::KeypointRcnn => {
                 let kps = s.keypoints.as_ref().ok_or_else(|| missing("keypoints"))?;
@@ -191,13 +193,9 @@ impl StepBuilder {
                 let gt =
                     Array3::from_shape_vec((kps.len(), k, 3), flat).map_err(|_| missing("the same keypoint count for every object"))?;
                 let (boxes, targets, valid) = keypoint_targets(rois, gt.view())?.padded(self.shape.keypoint_rois_per_image)?;
-                let taps = self.head_pool.taps(&boxes, b, self.shape.batch)?;
-                Ok(vec![
-                    ("kp_idx", Tensor::I64(taps.index.into_dyn())),
-                    ("kp_w", Tensor::F32(taps.weight.into_dyn())),
-                    ("kp_targets", Tensor::I64(targets.into_dyn())),
-                    ("kp_valid", Tensor::F32(valid.into_dyn())),
-                ])
+                let mut rows = pool_rows(&self.head_pool, &self.shape, "kp", &boxes, b)?;
+                rows.extend([("kp_targets".into(), Tensor::I64(targets.into_dyn())), ("kp_valid".into(), Tensor::F32(valid.into_dyn()))]);
+                Ok(rows)
             }
             _ => Ok(vec![]),
         }
@@ -216,8 +214,9 @@ impl StepBuilder {
             ("images".to_string(), images),
             ("rpn_labels".into(), Tensor::F32(rpn_labels.into_dyn())),
             ("rpn_bbox_targets".into(), Tensor::F32(rpn_targets.into_dyn())),
-            ("box_idx".into(), Tensor::I64(cat_dyn(rows.iter().map(|r| r.box_taps.index.view().into_dyn()).collect())?)),
-            ("box_w".into(), Tensor::F32(cat_dyn(rows.iter().map(|r| r.box_taps.weight.view().into_dyn()).collect())?)),
+        ];
+        out.extend(stack_named(&rows, |r| &r.box_pool)?);
+        out.extend([
             (
                 "roi_labels".into(),
                 Tensor::I64(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_labels.iter().copied()).collect::<Vec<_>>()).into_dyn()),
@@ -227,17 +226,56 @@ impl StepBuilder {
                 "roi_weights".into(),
                 Tensor::F32(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_weights.iter().copied()).collect::<Vec<_>>()).into_dyn()),
             ),
-        ];
-        let head_names: Vec<&'static str> = rows.first().map(|r| r.head.iter().map(|(n, _)| *n).collect()).unwrap_or_default();
-        for (k, name) in head_names.into_iter().enumerate() {
-            let t = match &rows[0].head[k].1 {
-                Tensor::F32(_) => Tensor::F32(cat_dyn(rows.iter().map(|r| r.head[k].1.as_f32().expect("same type").view()).collect())?),
-                Tensor::I64(_) => Tensor::I64(cat_dyn(rows.iter().map(|r| r.head[k].1.as_i64().expect("same type").view()).collect())?),
-            };
-            out.push((name.to_string(), t));
-        }
+        ]);
+        out.extend(stack_named(&rows, |r| &r.head)?);
         Ok(out)
     }
+}
+
+/// The images' named tensors (the same names in the same order for every image) concatenated along axis 0.
+fn stack_named(rows: &[ImageRows], of: impl Fn(&ImageRows) -> &Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+    let Some(first) = rows.first() else { return Ok(vec![]) };
+    let mut out = Vec::new();
+    for (k, (name, t)) in of(first).iter().enumerate() {
+        let t = match t {
+            Tensor::F32(_) => Tensor::F32(cat_dyn(rows.iter().map(|r| of(r)[k].1.as_f32().expect("same type").view()).collect())?),
+            Tensor::I64(_) => Tensor::I64(cat_dyn(rows.iter().map(|r| of(r)[k].1.as_i64().expect("same type").view()).collect())?),
+        };
+        out.push((name.clone(), t));
+    }
+    Ok(out)
+}
+
+/// One image's RoIAlign inputs for `boxes` (image `image` of the batch), named as [`TrainShape::pool_inputs`]
+/// names them for `prefix`, each with the leading axis the batch stacks along.
+pub fn pool_rows(
+    pooler: &MultiScaleRoIAlign,
+    shape: &TrainShape,
+    prefix: &str,
+    boxes: &[BoxXyxy],
+    image: usize,
+) -> Result<Vec<(String, Tensor)>> {
+    Ok(match shape.pooling() {
+        Pooling::Taps => {
+            let taps = pooler.taps(boxes, image, shape.batch)?;
+            vec![
+                (format!("{prefix}_idx"), Tensor::I64(taps.index.into_dyn())),
+                (format!("{prefix}_w"), Tensor::F32(taps.weight.into_dyn())),
+            ]
+        }
+        Pooling::Planes => {
+            let planes = pooler.planes(boxes);
+            let per_level = planes.wy.into_iter().zip(planes.wx).enumerate();
+            per_level
+                .flat_map(|(l, (wy, wx))| {
+                    [
+                        (format!("{prefix}_wy{l}"), Tensor::F32(wy.insert_axis(Axis(0)).into_dyn())),
+                        (format!("{prefix}_wx{l}"), Tensor::F32(wx.insert_axis(Axis(1)).into_dyn())),
+                    ]
+                })
+                .collect()
+        }
+    })
 }
 
 fn cat_dyn<T: Clone>(parts: Vec<ndarray::ArrayViewD<T>>) -> Result<ArrayD<T>> {

@@ -1,6 +1,6 @@
 //! The training core's inputs from the committed torch reference batches (tests/fixtures/train/*.safetensors,
-//! written by tools/train_reference.py), shared by tests/train_graph.rs and tests/train_session.rs. RoIAlign
-//! taps are computed here from the recorded RoI boxes (`MultiScaleRoIAlign::taps`).
+//! written by tools/train_reference.py), shared by tests/train_graph.rs and tests/train_session.rs. The
+//! RoIAlign inputs are computed here from the recorded RoI boxes, as the training loop computes them.
 //!
 //! Include it with `mod common;` (for the fixture helpers) and `#[path = "common/train_inputs.rs"] mod train_inputs;`.
 #![allow(dead_code)]
@@ -9,8 +9,10 @@ use ndarray::{concatenate, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
 use ticket::detect::roi_align::MultiScaleRoIAlign;
 use ticket::graph::train_core::{ElemType, TensorSpec, TrainShape};
+use ticket::graph::train_shape::Pooling;
 use ticket::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
 use ticket::imaging::Hw;
+use ticket::train::step_inputs::pool_rows;
 use ticket::train::Tensor;
 
 pub type Fixture = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
@@ -36,30 +38,50 @@ pub fn scalar(fx: &Fixture, key: &str) -> f32 {
 /// [batch, height, width, box rows per image, mask/keypoint rows per image]
 pub fn shape_of(fx: &Fixture) -> TrainShape {
     let s: Vec<usize> = fx["shape"].1.iter().map(|&v| v as usize).collect();
-    TrainShape { batch: s[0], height: s[1], width: s[2], rois_per_image: s[3], mask_rois_per_image: s[4], keypoint_rois_per_image: s[4] }
+    TrainShape {
+        batch: s[0],
+        height: s[1],
+        width: s[2],
+        rois_per_image: s[3],
+        mask_rois_per_image: s[4],
+        keypoint_rois_per_image: s[4],
+        pooling: None,
+    }
 }
 
-/// RoIAlign taps of `boxes [rows·batch, 4]` (image-major, `per_image` rows each) into the feature table of
-/// levels `feature_hw` (P2..P5 first).
-pub fn taps(
+/// The RoIAlign inputs of `boxes [rows·batch, 4]` (image-major, `per_image` rows each) for `prefix`, in the form
+/// `shape` pools with, as the training loop makes them (`step_inputs::pool_rows`, stacked over the images).
+pub fn pool_inputs(
     feature_hw: &[Hw],
     shape: &TrainShape,
+    prefix: &str,
     boxes: &ArrayD<f32>,
     per_image: usize,
     output_size: usize,
-) -> (ArrayD<i64>, ArrayD<f32>) {
+) -> Vec<(String, Tensor)> {
     let pooler = MultiScaleRoIAlign::new(&feature_hw[..4], (shape.height, shape.width), output_size, SAMPLING_RATIO).unwrap();
     let boxes = boxes.view().into_dimensionality::<ndarray::Ix2>().unwrap();
-    let (mut idx, mut w) = (Vec::new(), Vec::new());
-    for b in 0..shape.batch {
-        let rows: Vec<[f32; 4]> = boxes.rows().into_iter().skip(b * per_image).take(per_image).map(|r| [r[0], r[1], r[2], r[3]]).collect();
-        let t = pooler.taps(&rows, b, shape.batch).unwrap();
-        idx.push(t.index);
-        w.push(t.weight);
-    }
-    let idx: Vec<_> = idx.iter().map(|a| a.view()).collect();
-    let w: Vec<_> = w.iter().map(|a| a.view()).collect();
-    (concatenate(Axis(0), &idx).unwrap().into_dyn(), concatenate(Axis(0), &w).unwrap().into_dyn())
+    let per: Vec<Vec<(String, Tensor)>> = (0..shape.batch)
+        .map(|b| {
+            let rows: Vec<[f32; 4]> =
+                boxes.rows().into_iter().skip(b * per_image).take(per_image).map(|r| [r[0], r[1], r[2], r[3]]).collect();
+            pool_rows(&pooler, shape, prefix, &rows, b).unwrap()
+        })
+        .collect();
+    (0..per[0].len())
+        .map(|k| {
+            let name = per[0][k].0.clone();
+            let t = match &per[0][k].1 {
+                Tensor::F32(_) => {
+                    Tensor::F32(concatenate(Axis(0), &per.iter().map(|p| p[k].1.as_f32().unwrap().view()).collect::<Vec<_>>()).unwrap())
+                }
+                Tensor::I64(_) => {
+                    Tensor::I64(concatenate(Axis(0), &per.iter().map(|p| p[k].1.as_i64().unwrap().view()).collect::<Vec<_>>()).unwrap())
+                }
+            };
+            (name, t)
+        })
+        .collect()
 }
 
 /// The images of the fixture as the graph takes them: normalised with torchvision's mean and std.
@@ -76,30 +98,26 @@ pub fn images(fx: &Fixture) -> ArrayD<f32> {
 /// The graph's inputs from the fixture, in the graph's input order (checked against `specs`: names, element
 /// types, shapes).
 pub fn inputs(specs: &[TensorSpec], feature_hw: &[Hw], fx: &Fixture) -> Vec<(String, Tensor)> {
-    let shape = shape_of(fx);
+    // The RoIAlign form the graph was emitted with (a test may have set it on the shape).
+    let taps = specs.iter().any(|s| s.name == "box_idx");
+    let shape = TrainShape { pooling: Some(if taps { Pooling::Taps } else { Pooling::Planes }), ..shape_of(fx) };
     let mut feed = vec![
         ("images".to_string(), Tensor::F32(images(fx))),
         ("rpn_labels".into(), Tensor::F32(f32s(fx, "rpn_labels"))),
         ("rpn_bbox_targets".into(), Tensor::F32(f32s(fx, "rpn_bbox_targets"))),
     ];
-    let (idx, w) = taps(feature_hw, &shape, &f32s(fx, "roi_boxes"), shape.rois_per_image, BOX_OUTPUT_SIZE);
-    feed.push(("box_idx".into(), Tensor::I64(idx)));
-    feed.push(("box_w".into(), Tensor::F32(w)));
+    feed.extend(pool_inputs(feature_hw, &shape, "box", &f32s(fx, "roi_boxes"), shape.rois_per_image, BOX_OUTPUT_SIZE));
     feed.push(("roi_labels".into(), Tensor::I64(i64s(fx, "roi_labels"))));
     feed.push(("roi_bbox_targets".into(), Tensor::F32(f32s(fx, "roi_bbox_targets"))));
     feed.push(("roi_weights".into(), Tensor::F32(f32s(fx, "roi_weights"))));
     if fx.contains_key("mask_boxes") {
-        let (idx, w) = taps(feature_hw, &shape, &f32s(fx, "mask_boxes"), shape.mask_rois_per_image, MASK_OUTPUT_SIZE);
-        feed.push(("mask_idx".into(), Tensor::I64(idx)));
-        feed.push(("mask_w".into(), Tensor::F32(w)));
+        feed.extend(pool_inputs(feature_hw, &shape, "mask", &f32s(fx, "mask_boxes"), shape.mask_rois_per_image, MASK_OUTPUT_SIZE));
         feed.push(("mask_labels".into(), Tensor::I64(i64s(fx, "mask_labels"))));
         feed.push(("mask_targets".into(), Tensor::F32(f32s(fx, "mask_targets"))));
         feed.push(("mask_weights".into(), Tensor::F32(f32s(fx, "mask_weights"))));
     }
     if fx.contains_key("kp_boxes") {
-        let (idx, w) = taps(feature_hw, &shape, &f32s(fx, "kp_boxes"), shape.keypoint_rois_per_image, MASK_OUTPUT_SIZE);
-        feed.push(("kp_idx".into(), Tensor::I64(idx)));
-        feed.push(("kp_w".into(), Tensor::F32(w)));
+        feed.extend(pool_inputs(feature_hw, &shape, "kp", &f32s(fx, "kp_boxes"), shape.keypoint_rois_per_image, MASK_OUTPUT_SIZE));
         feed.push(("kp_targets".into(), Tensor::I64(i64s(fx, "kp_targets"))));
         feed.push(("kp_valid".into(), Tensor::F32(f32s(fx, "kp_valid"))));
     }
