@@ -379,7 +379,7 @@ impl RoiTaps {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ramp(c: usize, h: usize, w: usize) -> Array3<f32> {
@@ -409,17 +409,16 @@ mod tests {
         assert_eq!(m.level([10.0, 0.0, 5.0, 5.0]), None);
     }
 
-    #[test]
-    fn threaded_channel_last_pooling_equals_plane_by_plane_bit_for_bit() {
-        // Three levels, odd channel count, boxes on every level, outside the map, inverted and degenerate.
-        let mut seed = 7u64;
+    /// Three levels of odd sizes and an odd channel count, random features, and 43 boxes: random ones, then boxes
+    /// outside the map, inverted (the fifth from last: no level), degenerate, outside in x only, and two large
+    /// enough for the coarser levels (levels come from absolute size: 224 px is level 4).
+    pub(crate) fn random_case(mut seed: u64) -> (Vec<Array3<f32>>, MultiScaleRoIAlign, Vec<BoxXyxy>) {
         let mut rnd = || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 40) as f32 / (1u64 << 24) as f32
         };
         let hw = [(24, 20), (12, 10), (6, 5)];
         let feats: Vec<Array3<f32>> = hw.iter().map(|&(h, w)| Array3::from_shape_fn((5, h, w), |_| rnd() * 2.0 - 1.0)).collect();
-        let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
         let pooler = MultiScaleRoIAlign::new(&hw, (96, 80), 7, 2).unwrap();
         let mut boxes: Vec<BoxXyxy> = (0..37)
             .map(|_| {
@@ -427,7 +426,16 @@ mod tests {
                 [x, y, x + rnd() * 70.0, y + rnd() * 70.0]
             })
             .collect();
-        boxes.extend([[200.0, 200.0, 260.0, 260.0], [9.0, 9.0, 3.0, 30.0], [4.0, 4.0, 4.0, 4.0]]);
+        boxes.extend([[200.0, 200.0, 260.0, 260.0], [9.0, 9.0, 3.0, 30.0], [4.0, 4.0, 4.0, 4.0], [-90.0, 2.0, -85.0, 9.0]]);
+        boxes.extend([[10.0, 5.0, 140.0, 130.0], [-20.0, -10.0, 250.0, 260.0]]);
+        (feats, pooler, boxes)
+    }
+
+    #[test]
+    fn threaded_channel_last_pooling_equals_plane_by_plane_bit_for_bit() {
+        let (feats, pooler, boxes) = random_case(7);
+        let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
+        assert!((0..3).all(|l| pooler.levels(&boxes).contains(&Some(l))));
         for threads in [1, 3, 64] {
             let pooled = pooler.pool_rows(&ChannelLast::new(&views).unwrap(), &boxes, 50, threads).unwrap();
             assert_eq!(pooled.dim(), (50, 5, 7, 7));

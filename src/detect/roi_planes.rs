@@ -82,28 +82,12 @@ impl RoiPlanes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::roi_align::tests::random_case;
 
     #[test]
     fn planes_reproduce_pooling() {
-        // Three levels of odd sizes, boxes inside, across the edges, tiny, inverted and far outside.
-        let hw = [(24, 20), (12, 10), (6, 5)];
-        let mut seed = 3u64;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 40) as f32 / (1u64 << 24) as f32
-        };
-        let feats: Vec<Array3<f32>> = hw.iter().map(|&(h, w)| Array3::from_shape_fn((5, h, w), |_| rnd() * 2.0 - 1.0)).collect();
+        let (feats, pooler, boxes) = random_case(3);
         let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
-        let pooler = MultiScaleRoIAlign::new(&hw, (96, 80), 7, 2).unwrap();
-        let mut boxes: Vec<BoxXyxy> = (0..37)
-            .map(|_| {
-                let (x, y) = (rnd() * 90.0 - 5.0, rnd() * 100.0 - 5.0);
-                [x, y, x + rnd() * 70.0, y + rnd() * 70.0]
-            })
-            .collect();
-        // Levels come from absolute size (224 px is level 4): the last two boxes pool from the coarser levels.
-        boxes.extend([[200.0, 200.0, 260.0, 260.0], [9.0, 9.0, 3.0, 30.0], [4.0, 4.0, 4.0, 4.0], [-90.0, 2.0, -85.0, 9.0]]);
-        boxes.extend([[10.0, 5.0, 140.0, 130.0], [-20.0, -10.0, 250.0, 260.0]]);
         let pooled = pooler.pool(&views, &boxes).unwrap();
         let planes = pooler.planes(&boxes);
         assert_eq!(planes.wy[1].dim(), (boxes.len() * 7, 12));
