@@ -108,6 +108,22 @@ fn packed_runs_are_deterministic_and_checked() {
     let mut got: Vec<String> = walk(&dest).into_iter().map(|p| p.strip_prefix(&dest).unwrap().display().to_string()).collect();
     got.sort();
     assert_eq!(got, ["seed_1/ticket/level_1/log.jsonl", "seed_1/ticket/level_1/metrics.json", "seed_1/ticket/run.json"]);
+    // --add: another seed's run joins the archive (its log left out), the archive's own files kept, the checksum renewed.
+    let more = t.path().join("more");
+    std::fs::create_dir_all(more.join("seed_2/ticket/level_1")).unwrap();
+    std::fs::write(more.join("seed_2/ticket/run.json"), "{}").unwrap();
+    std::fs::write(more.join("seed_2/ticket/level_1/log.jsonl"), "{}\n").unwrap();
+    std::fs::write(more.join("seed_2/ticket/level_1/model.onnx"), "weights").unwrap();
+    assert!(pack(&[Path::new("--add"), Path::new("--no-logs"), &a, &more]).status.success());
+    assert!(pack(&[Path::new("--check"), &a]).status.success());
+    let dest = t.path().join("added");
+    assert!(pack(&[Path::new("--unpack"), &a, &dest]).status.success());
+    let mut got: Vec<String> = walk(&dest).into_iter().map(|p| p.strip_prefix(&dest).unwrap().display().to_string()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["seed_1/ticket/level_1/log.jsonl", "seed_1/ticket/level_1/metrics.json", "seed_1/ticket/run.json", "seed_2/ticket/run.json"]
+    );
     let mut bytes = std::fs::read(&a).unwrap();
     let last = bytes.len() - 9;
     bytes[last] ^= 1;

@@ -9,6 +9,8 @@ the committed archive and a changed archive is seen.
     python3 tools/pack_runs.py --no-logs RUNS OUT.tar.gz   # without the per-step training logs (when no table reads them)
     python3 tools/pack_runs.py --check docs/results/distill/runs.tar.gz      # the checksum still holds
     python3 tools/pack_runs.py --unpack docs/results/distill/runs.tar.gz DIR  # after checking it
+    python3 tools/pack_runs.py --add [--no-logs] docs/results/width/runs.tar.gz DIR  # DIR's run files added to a checked
+        # archive (a file at a path the archive has replaces it), repacked with its checksum: a study finished in parts
 
 Python 3.11 standard library only.
 """
@@ -77,6 +79,18 @@ def unpack(archive, dest):
     return dest
 
 
+def add(archive, root, keep=KEEP):
+    """Packs the checked `archive`'s files and `root`'s run files together (`root`'s where both have a path) into
+    `archive`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = unpack(archive, tmp)
+        for rel, p in files(Path(root), keep):
+            (merged / rel).parent.mkdir(parents=True, exist_ok=True)
+            (merged / rel).write_bytes(p.read_bytes())
+        # The archive's own files stay whatever `keep` says: only what is added is filtered.
+        pack(merged, archive, KEEP)
+
+
 def on_runs(arg, fn):
     """fn(root, label) on a run folder, or on a checked archive unpacked into a temporary folder; the label is
     what the user named, so a table computed from an archive says which (not the temporary folder)."""
@@ -97,5 +111,9 @@ if __name__ == "__main__":
         pack(a[0], a[1])
     elif len(a) == 3 and a[0] == "--no-logs":
         pack(a[1], a[2], KEEP - {"log.jsonl"})
+    elif len(a) == 3 and a[0] == "--add":
+        add(a[1], a[2])
+    elif len(a) == 4 and a[:2] == ["--add", "--no-logs"]:
+        add(a[2], a[3], KEEP - {"log.jsonl"})
     else:
         sys.exit(__doc__)
