@@ -28,8 +28,9 @@ pub struct TrainShape {
     pub pooling: Option<Pooling>,
 }
 
-/// How the training core's RoIAlign reads the FPN levels P2..P5 (docs/training.md, "RoIAlign in the core").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+/// How the training core's RoIAlign reads the FPN levels P2..P5 (docs/training.md, "RoIAlign as interpolation
+/// matrices on small canvases").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// Bilinear taps gathered from a feature table (`{prefix}_idx`, `{prefix}_w`): work proportional to the RoIs'
@@ -38,6 +39,17 @@ pub enum Pooling {
     /// Two interpolation matrices per level (`{prefix}_wy{l}`, `{prefix}_wx{l}`) and two matrix products: work
     /// proportional to the maps' area, so the cheaper form on small canvases only.
     Planes,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s {
+            "taps" => Ok(Pooling::Taps),
+            "planes" => Ok(Pooling::Planes),
+            _ => Err(crate::error::Error::setting("pooling", format!("`pooling` must be taps or planes, got '{s}'"))),
+        }
+    }
 }
 
 /// The largest P2 map (cells) the core pools with [`Pooling::Planes`]: a 192-px canvas (48 × 48 cells). Measured
