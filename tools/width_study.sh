@@ -19,7 +19,9 @@
 # `ticket study width` runs the same grid as a sweep (Slurm or --local), but each of its tasks trains its own dense
 # model: six trainings per width and seed against this script's four, which share one dense model (--trained).
 # Cost on this 2-core machine, two runs side by side: a width-16 step costs about 2× a width-8 one, a width-32 step
-# 5× (about 4 hours for width 32's twenty runs of 4000 steps), a width-4 step about half.
+# 5× (about 4 hours for width 32's twenty runs of 4000 steps), a width-4 step about half — with RoIAlign as Gather
+# taps; since the training core pools 128-px canvases with interpolation matrices a width-32 run trains about 4 steps
+# a second (a dense model and its 80% ticket in about 35 minutes, two side by side).
 # Runs JOBS at a time, one ORT thread each (bit-for-bit repeatable); every run resumes where it stopped.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
