@@ -53,12 +53,12 @@ pub struct StepStats {
 struct ImageRows {
     rpn_labels: Vec<f32>,
     rpn_targets: Vec<[f32; 4]>,
-    /// The box RoIAlign's inputs, then the head's RoIAlign and targets: named, each with the leading axis the
-    /// batch stacks along.
+    /// The box RoIAlign's inputs ([`pool_rows`]), named, each with the leading axis the batch stacks along.
     box_pool: Vec<(String, Tensor)>,
     roi_labels: Vec<i64>,
     roi_targets: Vec<[f32; 4]>,
     roi_weights: Vec<f32>,
+    /// The mask or keypoint head's RoIAlign inputs and targets, named as `box_pool`.
     head: Vec<(String, Tensor)>,
     positives: usize,
 }
