@@ -81,7 +81,6 @@ impl RoiPlanes {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::detect::roi_align::tests::random_case;
 
     #[test]
