@@ -160,7 +160,7 @@ fn render_flag(setting: &str) -> Option<String> {
     const SETTINGS: &str = "agreement_score batch canvas classifier classify clip_grad_norm coco cpus_per_task decay_at dense_steps densities \
          device distill distill_weight early_bird early_stop_eb eb_every flip floor floor_on gamma gres head_rois images \
          include_bias index iou_type kernels lr mask masks masks_from max_map_drop max_parallel min_layer_density \
-         min_sparsity modules momentum nms_thresh norm_images optimizer partition profile pseudo_score rare_category \
+         min_sparsity modules momentum nms_thresh norm_images optimizer partition pooling profile pseudo_score rare_category \
          rare_fraction repeat resume rewind rois round round_to rounds save_every scales scope score_thresh seeds set size \
          sparsity steps structure task teacher temperature time trainable_layers trained unlabeled val_classify val_coco val_every val_images \
          val_voc voc weight_decay weight_sparsities";
