@@ -215,7 +215,7 @@ impl StepBuilder {
             ("rpn_labels".into(), Tensor::F32(rpn_labels.into_dyn())),
             ("rpn_bbox_targets".into(), Tensor::F32(rpn_targets.into_dyn())),
         ];
-        out.extend(stack_named(&rows, |r| &r.box_pool)?);
+        out.extend(stack_images(&rows.iter().map(|r| r.box_pool.as_slice()).collect::<Vec<_>>())?);
         out.extend([
             (
                 "roi_labels".into(),
@@ -227,19 +227,19 @@ impl StepBuilder {
                 Tensor::F32(ndarray::Array1::from(rows.iter().flat_map(|r| r.roi_weights.iter().copied()).collect::<Vec<_>>()).into_dyn()),
             ),
         ]);
-        out.extend(stack_named(&rows, |r| &r.head)?);
+        out.extend(stack_images(&rows.iter().map(|r| r.head.as_slice()).collect::<Vec<_>>())?);
         Ok(out)
     }
 }
 
 /// The images' named tensors (the same names in the same order for every image) concatenated along axis 0.
-fn stack_named(rows: &[ImageRows], of: impl Fn(&ImageRows) -> &Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
-    let Some(first) = rows.first() else { return Ok(vec![]) };
+pub fn stack_images(images: &[&[(String, Tensor)]]) -> Result<Vec<(String, Tensor)>> {
+    let Some(first) = images.first() else { return Ok(vec![]) };
     let mut out = Vec::new();
-    for (k, (name, t)) in of(first).iter().enumerate() {
+    for (k, (name, t)) in first.iter().enumerate() {
         let t = match t {
-            Tensor::F32(_) => Tensor::F32(cat_dyn(rows.iter().map(|r| of(r)[k].1.as_f32().expect("same type").view()).collect())?),
-            Tensor::I64(_) => Tensor::I64(cat_dyn(rows.iter().map(|r| of(r)[k].1.as_i64().expect("same type").view()).collect())?),
+            Tensor::F32(_) => Tensor::F32(cat_dyn(images.iter().map(|r| r[k].1.as_f32().expect("same type").view()).collect())?),
+            Tensor::I64(_) => Tensor::I64(cat_dyn(images.iter().map(|r| r[k].1.as_i64().expect("same type").view()).collect())?),
         };
         out.push((name.clone(), t));
     }

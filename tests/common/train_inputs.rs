@@ -5,14 +5,14 @@
 //! Include it with `mod common;` (for the fixture helpers) and `#[path = "common/train_inputs.rs"] mod train_inputs;`.
 #![allow(dead_code)]
 use crate::common::{fixture, read_safetensors};
-use ndarray::{concatenate, ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use std::collections::BTreeMap;
 use ticket::detect::roi_align::MultiScaleRoIAlign;
 use ticket::graph::train_core::{ElemType, TensorSpec, TrainShape};
 use ticket::graph::train_shape::Pooling;
 use ticket::imaging::roi::{BOX_OUTPUT_SIZE, MASK_OUTPUT_SIZE, SAMPLING_RATIO};
 use ticket::imaging::Hw;
-use ticket::train::step_inputs::pool_rows;
+use ticket::train::step_inputs::{pool_rows, stack_images};
 use ticket::train::Tensor;
 
 pub type Fixture = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
@@ -68,20 +68,7 @@ pub fn pool_inputs(
             pool_rows(&pooler, shape, prefix, &rows, b).unwrap()
         })
         .collect();
-    (0..per[0].len())
-        .map(|k| {
-            let name = per[0][k].0.clone();
-            let t = match &per[0][k].1 {
-                Tensor::F32(_) => {
-                    Tensor::F32(concatenate(Axis(0), &per.iter().map(|p| p[k].1.as_f32().unwrap().view()).collect::<Vec<_>>()).unwrap())
-                }
-                Tensor::I64(_) => {
-                    Tensor::I64(concatenate(Axis(0), &per.iter().map(|p| p[k].1.as_i64().unwrap().view()).collect::<Vec<_>>()).unwrap())
-                }
-            };
-            (name, t)
-        })
-        .collect()
+    stack_images(&per.iter().map(|p| p.as_slice()).collect::<Vec<_>>()).unwrap()
 }
 
 /// The images of the fixture as the graph takes them: normalised with torchvision's mean and std.
