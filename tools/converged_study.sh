@@ -86,12 +86,16 @@ rewind_flags() {
 }
 # A dense run's validation scores in RUN/eval.json, once.
 scored() { eval_once "$1" "$out/val/annotations.json" --threads 1; }
-# EVAL_JSON SUMMARY_JSON: the run's AP is below that of the imp run's level 0 (the seed's 4000-step dense model).
+# EVAL_JSON SEED_DIR: the run's AP is below that of the seed's 4000-step dense model (level 0 of its ticket run, scored
+# when that level ends; waited for like the controls wait for its model, so a long run finishing first cannot pass
+# for not collapsed).
 collapsed() {
+  local level0=$2/ticket/level_0/metrics.json
+  until [ -f "$level0" ]; do sleep 10; done
   python3 -c 'import json, sys
 ap = json.load(open(sys.argv[1]))["summary"]["AP"]
-dense = json.load(open(sys.argv[2]))["levels"][0]["scores"]["bbox"]["ap"]
-sys.exit(0 if ap < dense else 1)' "$1" "$2"
+dense = json.load(open(sys.argv[2]))["row"]["scores"]["bbox"]["ap"]
+sys.exit(0 if ap < dense else 1)' "$1" "$level0"
 }
 # One job: KIND SEED. A control waits for its seed's dense model.
 job() {
@@ -115,7 +119,7 @@ job() {
       scored "$run"
       # Collapsed: a finite loss spike it never came back from (nothing stopped it), so it scores below the seed's
       # 4000-step dense model. With CLIP, the same recipe again from init with the gradients clipped, in KIND_clip/.
-      if [ -n "${CLIP:-}" ] && [ "$run" = "$dir/$kind" ] && collapsed "$run/eval.json" "$dir/ticket/summary.json"; then
+      if [ -n "${CLIP:-}" ] && [ "$run" = "$dir/$kind" ] && collapsed "$run/eval.json" "$dir"; then
         run=$dir/${kind}_clip
         train_run "$run" "$init" $common $(sched $(( n * steps ))) --seed "$seed" --clip-grad-norm "$CLIP" > /dev/null ||
           return 1
@@ -128,7 +132,7 @@ job() {
       local src=$dir/dense_${n}x
       until [ -f "$src/eval.json" ] || [ -f "${src}_clip/eval.json" ]; do sleep 10; done
       # A collapsed dense run is trained again clipped (with CLIP): that one is the source.
-      if [ ! -f "${src}_clip/eval.json" ] && collapsed "$src/eval.json" "$dir/ticket/summary.json"; then
+      if [ ! -f "${src}_clip/eval.json" ] && collapsed "$src/eval.json" "$dir"; then
         [ -n "${CLIP:-}" ] || { echo "$src collapsed: set CLIP to train it again with clipped gradients" >&2; return 1; }
         until [ -f "${src}_clip/eval.json" ]; do sleep 10; done
       fi
