@@ -86,12 +86,20 @@ rewind_flags() {
 }
 # A dense run's validation scores in RUN/eval.json, once.
 scored() { eval_once "$1" "$out/val/annotations.json" --threads 1; }
+# FILE: wait for a file the seed's ticket run writes (its dense model, its level-0 scores); fail at once where ONLY
+# leaves that run out and the file is not there, rather than wait for a run that never comes.
+await_ticket() {
+  if [ ! -f "$1" ] && [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" ticket "* ]]; then
+    echo "$1 is missing and ONLY leaves out the ticket run that writes it" >&2
+    exit 1
+  fi
+  until [ -f "$1" ]; do sleep 10; done
+}
 # EVAL_JSON SEED_DIR: the run's AP is below that of the seed's 4000-step dense model (level 0 of its ticket run, scored
-# when that level ends; waited for like the controls wait for its model, so a long run finishing first cannot pass
-# for not collapsed).
+# when that level ends), so a long run finishing first cannot pass for not collapsed.
 collapsed() {
   local level0=$2/ticket/level_0/metrics.json
-  until [ -f "$level0" ]; do sleep 10; done
+  await_ticket "$level0"
   python3 -c 'import json, sys
 ap = json.load(open(sys.argv[1]))["summary"]["AP"]
 dense = json.load(open(sys.argv[2]))["row"]["scores"]["bbox"]["ap"]
@@ -140,15 +148,15 @@ job() {
       imp "$dir/$kind" "$init" $imp_common $(sched $(( n * steps ))) --seed "$seed" $(rewind_flags "$kind") \
         --val-every $(( n * steps / 8 )) --trained "$src/model.onnx" ;;
     random_reinit|random_mask)
-      until [ -f "$dense" ]; do sleep 10; done
+      await_ticket "$dense"
       imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" $(rewind_flags "$kind") --trained "$dense" ;;
     iterative)
-      until [ -f "$dense" ]; do sleep 10; done
+      await_ticket "$dense"
       imp "$dir/iterative" "$init" $imp_common --rounds 3 $(sched "$steps") --seed "$seed" --rewind init --trained "$dense" ;;
     early_bird) imp "$dir/early_bird" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init \
       --val-every $(( steps / 8 )) --early-bird 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9 ;;
     modules_base|modules_fpn|modules_rpn)
-      until [ -f "$dense" ]; do sleep 10; done
+      await_ticket "$dense"
       local m=base
       case $kind in modules_fpn) m=base,fpn ;; modules_rpn) m=base,fpn,rpn ;; esac
       imp "$dir/$kind" "$init" $imp_common $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) \
@@ -158,12 +166,13 @@ job() {
     task_transfer)
       # The Mask R-CNN's mask is drawn (level_1/masks.safetensors) before its ticket trains; that is all this needs.
       local from=$dir/mask_ticket/level_1/masks.safetensors moved=$dir/mask_ticket_on_faster.safetensors
-      until [ -f "$dense" ] && [ -f "$from" ]; do sleep 10; done
+      await_ticket "$dense"
+      until [ -f "$from" ]; do sleep 10; done
       [ -f "$moved" ] || $ticket mask transfer "$from" --to "$init" -o "$moved" > /dev/null
       imp "$dir/task_transfer" "$init" $gate $(sched "$steps") --seed "$seed" --masks-from "$moved" --rewind init \
         --val-every $(( steps / 8 )) --trained "$dense" ;;
     layer_80|global_90|layer_90)
-      until [ -f "$dense" ]; do sleep 10; done
+      await_ticket "$dense"
       local flags="--sparsity 0.${kind#*_} --scope layer"
       [ "$kind" = global_90 ] && flags="--sparsity 0.9 --min-layer-density 0.05"
       imp "$dir/$kind" "$init" $gate $flags $(sched "$steps") --seed "$seed" --rewind init --val-every $(( steps / 8 )) \
@@ -173,8 +182,8 @@ job() {
 only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
-export -f job imp sched train_run eval_once score_once rewind_flags scored collapsed
-export out steps ticket common gate imp_common CLIP
+export -f job imp sched train_run eval_once score_once rewind_flags scored collapsed await_ticket
+export out steps ticket common gate imp_common CLIP ONLY
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.
 { for s in $seeds; do echo "ticket $s"; done
