@@ -5,12 +5,13 @@
 # synthetic set (1000 train / 100 val images, the converged study's):
 #   w{W}/seed_S/s80/   ticket imp: dense trained STEPS (validation AP every STEPS/8 steps), then the one-shot 80% ticket
 #                      (global magnitude, 5% floor per tensor) rewound to init and trained STEPS
-#   w{W}/seed_S/s50/, s90/
+#   w{W}/seed_S/s50/, s90/ (and s95/ where SPARSITIES asks for it)
 #                      the same dense model (--trained) pruned one-shot to 50% and 90%, rewound, trained STEPS
 # tools/width_summary.py tables each ticket against its dense model at equal steps (paired 95% intervals, the paper's
 # one-point "matches") and the highest sparsity that still matches, per width.
 #
-#   tools/width_study.sh    # OUT (out/width), WIDTHS ("4 8 16"), SEEDS ("1 2 3 4 5"), STEPS (4000, the converged
+#   tools/width_study.sh    # OUT (out/width), WIDTHS ("4 8 16"), SEEDS ("1 2 3 4 5"), SPARSITIES ("80 90 50", in
+#                           # that order; any other waits for the s80 run's dense model), STEPS (4000, the converged
 #                           # study's), JOBS (2), TICKET_BIN (a copy of the binary, so a rebuild cannot change a running
 #                           # experiment), FROM_CONVERGED (a tools/converged_study.sh output folder at the same STEPS:
 #                           # its seed_S/ticket and seed_S/global_90 runs are width 8's s80 and s90, copied, not rerun —
@@ -29,8 +30,12 @@ cd "$root"
 out=$(realpath -m "${OUT:-out/width}")
 widths=${WIDTHS:-4 8 16}
 seeds=${SEEDS:-1 2 3 4 5}
+sparsities=${SPARSITIES:-80 90 50}
 steps=${STEPS:-4000}
 jobs=${JOBS:-2}
+for p in $sparsities; do
+  [[ $p =~ ^[1-9][0-9]$ ]] || { echo "SPARSITIES: $p is not a whole percentage from 10 to 99" >&2; exit 2; }
+done
 source tools/imp_lib.sh
 study_env
 mkdir -p "$out"
@@ -55,12 +60,17 @@ if [ -n "${FROM_CONVERGED:-}" ] && [[ " $widths " == *" 8 "* ]]; then
 fi
 common="--coco $out/train/annotations.json --val-coco $out/val/annotations.json --lr 0.01 --batch 2 --rois 64
   --save-every 500 --threads 1 --max-map-drop 0.01 --min-layer-density 0.05"
-# One job: SPARSITY WIDTH SEED. The 50% and 90% tickets wait for the 80% run's dense model.
+# One job: SPARSITY WIDTH SEED. The tickets at other sparsities wait for the 80% run's dense model (and fail at once
+# where it is missing and SPARSITIES does not train it).
 job() {
   local p=$1 w=$2 seed=$3 dir=$out/w$2/seed_$3
   local init=$out/models/w$w/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/s80/level_0/model.onnx
   local trained=()
   if [ "$p" != 80 ]; then
+    if [ ! -f "$dense" ] && [[ " $sparsities " != *" 80 "* ]]; then
+      echo "$dense is missing and SPARSITIES ($sparsities) does not train it" >&2
+      exit 1
+    fi
     until [ -f "$dense" ]; do sleep 10; done
     trained=(--trained "$dense")
   fi
@@ -68,12 +78,11 @@ job() {
     --val-every $(( steps / 8 )) "${trained[@]}"
 }
 export -f job imp sched
-export out steps ticket common
-# Every width's dense models and 80% tickets first, then the 90% tickets, then the 50% ones (a waiting job holds a
-# slot): a study cut short keeps what tells the most (how far beyond 80% a wider model goes).
-{ for w in $widths; do for s in $seeds; do echo "80 $w $s"; done; done
-  for w in $widths; do for s in $seeds; do echo "90 $w $s"; done; done
-  for w in $widths; do for s in $seeds; do echo "50 $w $s"; done; done; } |
+export out steps ticket common sparsities
+# In SPARSITIES' order, by default every width's dense models and 80% tickets first, then the 90% tickets, then the
+# 50% ones (a waiting job holds a slot): a study cut short keeps what tells the most (how far beyond 80% a wider model
+# goes).
+for p in $sparsities; do for w in $widths; do for s in $seeds; do echo "$p $w $s"; done; done; done |
   xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" "$2" > "$out/log_w$1_s$0_$2.txt" 2>&1 ||
     echo "failed: width $1, sparsity 0.$0, seed $2 (see $out/log_w$1_s$0_$2.txt)"'
 python3 tools/width_summary.py "$out" | tee "$out/tables.md"
