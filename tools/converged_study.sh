@@ -89,11 +89,9 @@ scored() { eval_once "$1" "$out/val/annotations.json" --threads 1; }
 # FILE: wait for a file the seed's ticket run writes (its dense model, its level-0 scores); fail at once where ONLY
 # leaves that run out and the file is not there, rather than wait for a run that never comes.
 await_ticket() {
-  if [ ! -f "$1" ] && [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" ticket "* ]]; then
-    echo "$1 is missing and ONLY leaves out the ticket run that writes it" >&2
-    exit 1
-  fi
-  until [ -f "$1" ]; do sleep 10; done
+  local queued=1
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" ticket "* ]]; then queued=0; fi
+  await_run_file "$1" "$queued" "ONLY leaves out the ticket run that writes it"
 }
 # EVAL_JSON SEED_DIR: the run's AP is below that of the seed's 4000-step dense model (level 0 of its ticket run, scored
 # when that level ends), so a long run finishing first cannot pass for not collapsed.
@@ -182,7 +180,7 @@ job() {
 only_arms() { # the queue, less the arms ONLY leaves out
   if [ -n "${ONLY:-}" ]; then grep -E "^($(echo $ONLY | tr ' ' '|')) " || true; else cat; fi
 }
-export -f job imp sched train_run eval_once score_once rewind_flags scored collapsed await_ticket
+export -f job imp sched train_run eval_once score_once rewind_flags scored collapsed await_ticket await_run_file
 export out steps ticket common gate imp_common CLIP ONLY
 # Dense and ticket first for every seed, the 2× dense next, then the controls, the plateau check and the longer
 # tickets, each after its dense model (a waiting job holds a slot): a cut-short study keeps whole pairs.
@@ -207,7 +205,8 @@ export out steps ticket common gate imp_common CLIP ONLY
     done
   done; } |
   only_arms |
-  xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
+  # Each job in a subshell, so one that exits (a wait that cannot be met) is reported as failed like one that returns 1.
+  xargs -P "$jobs" -L 1 bash -c '(job "$0" "$1") > "$out/log_$0_$1.txt" 2>&1 || echo "failed: $0 $1 (see $out/log_$0_$1.txt)"'
 runs() { for s in $seeds; do [ -f "$out/seed_$s/$1/summary.json" ] && echo "$out/seed_$s/$1"; done; }
 $ticket report $(runs ticket) $(runs random_reinit) $(runs random_mask) -o "$out/report" > /dev/null
 for n in 8 16; do

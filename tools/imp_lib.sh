@@ -12,6 +12,14 @@ train_run() { # RUN_DIR MODEL ARGS…: a new `ticket train` run, or the rest of 
   if [ -f "$d/model.onnx" ]; then return 0; fi
   if [ -f "$d/run.json" ]; then $ticket train "$model" --resume "$d"; else $ticket train "$model" "$@" -o "$d"; fi
 }
+await_run_file() { # FILE QUEUED WHY: wait for FILE, which another job of the study writes; where that job is not
+  # queued (QUEUED is not 1) and FILE is missing, fail at once ("FILE is missing and WHY") instead of waiting forever
+  if [ ! -f "$1" ] && [ "$2" != 1 ]; then
+    echo "$1 is missing and $3" >&2
+    exit 1
+  fi
+  until [ -f "$1" ]; do sleep 10; done
+}
 eval_once() { # DIR VAL_GT [FLAGS…]: DIR/model.onnx scored on VAL_GT into DIR/eval.json, once (score_once)
   local d=$1 gt=$2; shift 2
   score_once "$d/model.onnx" "$gt" "$d/eval.json" "$@"

@@ -67,22 +67,21 @@ job() {
   local init=$out/models/w$w/seed_$seed/fasterrcnn_r18_fpn_synth.onnx dense=$dir/s80/level_0/model.onnx
   local trained=()
   if [ "$p" != 80 ]; then
-    if [ ! -f "$dense" ] && [[ " $sparsities " != *" 80 "* ]]; then
-      echo "$dense is missing and SPARSITIES ($sparsities) does not train it" >&2
-      exit 1
-    fi
-    until [ -f "$dense" ]; do sleep 10; done
+    local queued=0
+    if [[ " $sparsities " == *" 80 "* ]]; then queued=1; fi
+    await_run_file "$dense" "$queued" "SPARSITIES ($sparsities) does not train it"
     trained=(--trained "$dense")
   fi
   imp "$dir/s$p" "$init" $common --sparsity "0.$p" $(sched "$steps") --seed "$seed" --rewind init \
     --val-every $(( steps / 8 )) "${trained[@]}"
 }
-export -f job imp sched
+export -f job imp sched await_run_file
 export out steps ticket common sparsities
 # In SPARSITIES' order, by default every width's dense models and 80% tickets first, then the 90% tickets, then the
 # 50% ones (a waiting job holds a slot): a study cut short keeps what tells the most (how far beyond 80% a wider model
 # goes).
 for p in $sparsities; do for w in $widths; do for s in $seeds; do echo "$p $w $s"; done; done; done |
-  xargs -P "$jobs" -L 1 bash -c 'job "$0" "$1" "$2" > "$out/log_w$1_s$0_$2.txt" 2>&1 ||
+  # Each job in a subshell, so one that exits (a wait that cannot be met) is reported as failed like one that returns 1.
+  xargs -P "$jobs" -L 1 bash -c '(job "$0" "$1" "$2") > "$out/log_w$1_s$0_$2.txt" 2>&1 ||
     echo "failed: width $1, sparsity 0.$0, seed $2 (see $out/log_w$1_s$0_$2.txt)"'
 python3 tools/width_summary.py "$out" | tee "$out/tables.md"

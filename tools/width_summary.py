@@ -71,5 +71,6 @@ def main(root, label=None):
         ran = ", ".join(f"{p}%" for p in SPARSITIES if any(p in r for r in per.values()))
         print(f"| {w} | {f'{tolerated[w]}%' if w in tolerated else 'none'} | {ran} |")
 
+
 if __name__ == "__main__":
     pack_runs.on_runs(sys.argv[1] if len(sys.argv) > 1 else "out/width", main)
