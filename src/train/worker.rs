@@ -216,13 +216,8 @@ impl Worker {
         if let Some(prefix) = &options.profile {
             command.env("TICKET_ORT_PROFILE", prefix);
         }
-        let mut child = command
-            .arg("-u")
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        command.arg("-u").arg(&script).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = super::tied::spawn(command)
             .map_err(|e| Error::Runtime(format!("cannot start the training worker with {}: {e}; {setup_hint}", python.display())))?;
 
         let stdin = child.stdin.take().expect("piped");

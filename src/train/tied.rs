@@ -1,0 +1,83 @@
+//! Starting the training worker so that it cannot outlive this process. A worker left behind when `ticket` is
+//! killed (kill -9, the OOM killer) finishes whatever it was doing, a checkpoint save included, in a run folder
+//! whose lock died with its parent: a resume started at once could read the folder while the orphan writes to
+//! it. Linux's parent-death signal kills the worker with its parent instead.
+//!
+//! That signal follows the *thread* that forked, not the process: a worker started from a thread that then
+//! ends (a library user's thread, a sweep's worker thread) would be killed with it. So every worker is forked
+//! by one thread that lives as long as the process.
+use std::io;
+use std::process::{Child, Command};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Mutex;
+
+type Request = (Command, Sender<io::Result<Child>>);
+
+/// The forking thread's queue, started on first use.
+static FORKER: Mutex<Option<Sender<Request>>> = Mutex::new(None);
+
+/// Spawns `command` as a child that is killed (SIGKILL) when this process dies.
+pub fn spawn(mut command: Command) -> io::Result<Child> {
+    let parent = std::process::id();
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs between fork and exec and calls only prctl and getppid, both
+        // async-signal-safe; it allocates nothing (the error is a raw OS error).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl; the child is then someone else's already.
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+    let (reply, answer) = mpsc::channel();
+    {
+        let mut forker = FORKER.lock().unwrap_or_else(|p| p.into_inner());
+        if forker.is_none() {
+            let (tx, rx) = mpsc::channel::<Request>();
+            std::thread::Builder::new().name("worker-forker".into()).spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })?;
+            *forker = Some(tx);
+        }
+        let sent = forker.as_ref().expect("set above").send((command, reply));
+        sent.map_err(|_| io::Error::other("the thread that starts workers has ended"))?;
+    }
+    answer.recv().map_err(|_| io::Error::other("the thread that starts workers has ended"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A child asked for from a thread that then ends keeps running (the parent-death signal would kill it with
+    // the thread that forked, were that the asking thread); it is not tied to this thread's life, only the
+    // process's.
+    #[test]
+    fn a_child_outlives_the_thread_that_started_it() {
+        let mut child = std::thread::spawn(|| {
+            let mut sleep = Command::new("sleep");
+            sleep.arg("30");
+            spawn(sleep)
+        })
+        .join()
+        .expect("joined")
+        .expect("spawned");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let running = child.try_wait().expect("status").is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(running, "the child died with the thread that asked for it");
+    }
+}
