@@ -154,7 +154,11 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
         assert!(t0.elapsed() < Duration::from_secs(300), "level 2 never checkpointed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // While it runs, a second process on the same folder is refused, naming the holder.
+    // Stopped (SIGSTOP) first, so that level 2 cannot finish while the second process below starts up; the
+    // stopped process still holds its lock. While it holds it, a second process on the folder is refused,
+    // naming the holder.
+    let stopped = Command::new("kill").args(["-STOP", &child.id().to_string()]).status().unwrap();
+    assert!(stopped.success(), "kill -STOP {}", child.id());
     let err = run_err(&[&"imp", &"--resume", &run_b]);
     assert!(err.contains(&format!("in use by process {}", child.id())), "{err}");
     child.kill().unwrap();
