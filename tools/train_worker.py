@@ -9,8 +9,9 @@ Rules this worker keeps:
 - Its stdout carries frames only. File descriptor 1 is moved to a private descriptor at start-up and fd 1 is
   pointed at stderr, so a stray print (Python or ORT's C++ logging) can never corrupt the stream.
 - Every failure of a command comes back as an error frame naming the command and the cause; the worker goes
-  on serving. It exits only on shutdown, on EOF of stdin (its parent is gone), or when the stream cannot be
-  resynchronised (an unreadable frame header), after sending an error frame.
+  on serving. It exits only on shutdown, on EOF of stdin (its parent closed it), or when the stream cannot be
+  resynchronised (an unreadable frame header), after sending an error frame. If its parent dies, the kernel
+  kills it at once (the parent starts it with the parent-death signal, src/train/tied.rs), mid-command or not.
 - No pickle: tensors travel as raw little-endian bytes after a JSON header.
 """
 import contextlib
