@@ -2,6 +2,7 @@
 //! fixtures built here: every bad input fails with exit 2 and one line naming the file and the problem, never a
 //! panic, a hang, a partial output or lost saved work.
 mod common;
+use common::procs::*;
 use common::*;
 use prost::Message;
 use serde_json::{json, Value};
@@ -584,31 +585,6 @@ fn resume_without_state_json_keeps_saved_checkpoints() {
     assert_eq!(files(&ck), before);
 }
 
-/// The pids whose parent is `pid` (from /proc/PID/stat: "PID (COMMAND) STATE PPID …", the command may hold
-/// spaces and parentheses).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            out.extend(e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()));
-        }
-    }
-    out
-}
-
-/// Running or stopped; a zombie (dead, not yet reaped by whoever inherited it) counts as gone.
-fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|state| state != "Z" && state != "X")
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
-    assert!(status.success(), "kill -{sig} {pid} failed");
-}
-
 fn run_ticket(args: &[&dyn AsRef<OsStr>]) -> (Option<i32>, String, String) {
     run(args, &[])
 }
@@ -634,20 +610,11 @@ fn a_second_process_on_a_training_run_is_refused() {
     assert!(child.try_wait().unwrap().is_none(), "the first run was disturbed: {err}");
     // Killed with its worker stopped (SIGSTOP): a worker that outlived its parent would stay, stopped, and could
     // go on writing checkpoints into the folder once continued. It must die with the parent.
-    let worker = children_of(child.id());
-    assert_eq!(worker.len(), 1, "one training worker expected under {}: {worker:?}", child.id());
-    let worker = worker[0];
+    let worker = only_child(child.id(), "training worker");
     signal(worker, "STOP");
     child.kill().unwrap();
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while alive(worker) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if alive(worker) {
-        signal(worker, "KILL");
-        panic!("the training worker {worker} outlived its killed parent");
-    }
+    require_gone(worker, "the training worker outlived its killed parent");
     // Its lock dies with it: the run resumes.
     let (code, _, err) = run(&[&"train", &model, &"--resume", &run_dir, &"--steps", &"1"], &[]);
     assert!(code == Some(0) || err.contains("below the step of its last checkpoint"), "exit {code:?}: {err}");

@@ -157,8 +157,7 @@ fn imp_levels_are_cumulative_rewound_and_resume_exactly() {
     // Stopped (SIGSTOP) first, so that level 2 cannot finish while the second process below starts up; the
     // stopped process still holds its lock. While it holds it, a second process on the folder is refused,
     // naming the holder.
-    let stopped = Command::new("kill").args(["-STOP", &child.id().to_string()]).status().unwrap();
-    assert!(stopped.success(), "kill -STOP {}", child.id());
+    common::procs::signal(child.id(), "STOP");
     let err = run_err(&[&"imp", &"--resume", &run_b]);
     assert!(err.contains(&format!("in use by process {}", child.id())), "{err}");
     child.kill().unwrap();

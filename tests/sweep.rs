@@ -3,9 +3,9 @@
 //! an uninterrupted run, a failed task is reported with its log and retried alone, `ticket report SWEEP_DIR`
 //! aggregates the replicates, a study expands into such a sweep; and bad specs are refused before anything runs.
 mod common;
+use common::procs::*;
 use common::sweep::*;
 use common::*;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,14 +78,13 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     let md = std::fs::read_to_string(root.join("report/report.md")).unwrap();
     assert!(md.contains("sparsity=0.5") && md.contains("sparsity=0.8"), "{md}");
 
-    // Killed mid-run (its runner and imp), the task resumes on the next run and ends where an uninterrupted
+    // Killed mid-run, the task resumes on the next run and ends where an uninterrupted
     // run of it ends (a second sweep of the same spec is the reference).
     let out_b = root.join("sweep_b");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ticket"))
         .args([std::ffi::OsStr::new("sweep"), spec.as_os_str(), "-o".as_ref(), out_b.as_os_str(), "--local".as_ref(), "1".as_ref()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .spawn()
         .unwrap();
     let first = || task_dirs(&out_b)[0].join("run/level_1/state.json");
@@ -95,18 +94,18 @@ fn local_sweep_runs_resumes_retries_and_reports() {
         assert!(t0.elapsed() < Duration::from_secs(300), "task 0 never reached level 1");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The whole process group: the sweep and the imp it runs, as a scheduler's kill does.
-    let killed = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status().unwrap();
-    assert!(killed.success(), "kill the sweep's process group");
+    // The sweep alone is killed (kill -9 of its pid, as the OOM killer does), its imp stopped first so that it
+    // can end only by dying with the sweep: an imp left running would keep its run locked, and the task's rerun
+    // would find the run in use and record the task as failed. (The sweep stays in the test's process group:
+    // in a group of its own, its death would orphan the group and the kernel would hang up the stopped imp.)
+    let imp = only_child(child.id(), "imp task");
+    let workers = children_of(imp);
+    signal(imp, "STOP");
+    child.kill().unwrap();
     child.wait().unwrap();
-    // SIGKILL is delivered asynchronously: on a loaded machine the imp may still be exiting (and hold its run
-    // folder's lock) after the sweep itself was reaped. Wait until no process of the group is left, as a
-    // scheduler does before it requeues a task.
-    let group_gone =
-        || !Command::new("kill").args(["-0", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status().unwrap().success();
-    let t1 = Instant::now();
-    while !group_gone() && t1.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(20));
+    require_gone(imp, "the sweep's imp task outlived the killed sweep");
+    for w in workers {
+        require_gone(w, "the imp's training worker outlived it");
     }
     let st = sweep_json(&[&"sweep", &"--status", &out_b]);
     assert_eq!(states(&st)[0], "interrupted", "{st}");

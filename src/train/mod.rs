@@ -3,8 +3,7 @@
 //! `worker` starts the process and exposes each command as a typed method with deadlines and clear failures;
 //! `session` trains one model at one fixed shape (artifacts, steps, masks, rewinds, trained weights back into
 //! the ModelState); `config` what defines a run and its schedule, `run` the loop in a run folder (`folder`,
-//! `checkpoints`, `log`), `order` the order a run visits its data in, `step_inputs` one step's graph inputs,
-//! `tied` how the worker is started so that it dies with this process.
+//! `checkpoints`, `log`), `order` the order a run visits its data in, `step_inputs` one step's graph inputs.
 pub mod checkpoints;
 pub mod config;
 pub mod folder;
@@ -17,7 +16,6 @@ pub mod session;
 pub mod step_inputs;
 pub mod targets;
 pub mod teacher;
-mod tied;
 pub mod worker;
 
 pub use config::{RunConfig, TrainSettings};

@@ -217,7 +217,7 @@ impl Worker {
             command.env("TICKET_ORT_PROFILE", prefix);
         }
         command.arg("-u").arg(&script).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = super::tied::spawn(command)
+        let mut child = crate::runtime::child::spawn_tied(command)
             .map_err(|e| Error::Runtime(format!("cannot start the training worker with {}: {e}; {setup_hint}", python.display())))?;
 
         let stdin = child.stdin.take().expect("piped");

@@ -2,6 +2,7 @@
 //! references from tools/ (run in the venv that tools/test.sh sets up).
 #![allow(dead_code)]
 pub mod imp;
+pub mod procs;
 pub mod sweep;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

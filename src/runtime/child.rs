@@ -1,11 +1,13 @@
-//! Starting the training worker so that it cannot outlive this process. A worker left behind when `ticket` is
-//! killed (kill -9, the OOM killer) finishes whatever it was doing, a checkpoint save included, in a run folder
-//! whose lock died with its parent: a resume started at once could read the folder while the orphan writes to
-//! it. Linux's parent-death signal kills the worker with its parent instead.
+//! Starting the processes that do a command's work for it (the training worker, a sweep's `ticket imp` tasks)
+//! so that they cannot outlive it. One left behind when `ticket` is killed (kill -9, the OOM killer) goes on in
+//! a folder whose owner is gone: an orphaned training worker finishes its checkpoint save in a run folder whose
+//! lock died with its parent, while a resume started at once reads it; an orphaned sweep task keeps its run
+//! locked, so the sweep's rerun finds the task "in use" and records it as failed. Linux's parent-death signal
+//! kills such a child with its parent instead.
 //!
-//! That signal follows the *thread* that forked, not the process: a worker started from a thread that then
-//! ends (a library user's thread, a sweep's worker thread) would be killed with it. So every worker is forked
-//! by one thread that lives as long as the process.
+//! That signal follows the *thread* that forked, not the process: a child started from a thread that then ends
+//! (a library user's thread, a local sweep's runner threads) would be killed with it. So every such child is
+//! forked by one thread that lives as long as the process.
 use std::io;
 use std::process::{Child, Command};
 use std::sync::mpsc::{self, Sender};
@@ -17,7 +19,7 @@ type Request = (Command, Sender<io::Result<Child>>);
 static FORKER: Mutex<Option<Sender<Request>>> = Mutex::new(None);
 
 /// Spawns `command` as a child that is killed (SIGKILL) when this process dies.
-pub fn spawn(mut command: Command) -> io::Result<Child> {
+pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
     let parent = std::process::id();
     #[cfg(target_os = "linux")]
     {
@@ -44,7 +46,7 @@ pub fn spawn(mut command: Command) -> io::Result<Child> {
         let mut forker = FORKER.lock().unwrap_or_else(|p| p.into_inner());
         if forker.is_none() {
             let (tx, rx) = mpsc::channel::<Request>();
-            std::thread::Builder::new().name("worker-forker".into()).spawn(move || {
+            std::thread::Builder::new().name("child-forker".into()).spawn(move || {
                 for (mut command, reply) in rx {
                     let _ = reply.send(command.spawn());
                 }
@@ -52,9 +54,9 @@ pub fn spawn(mut command: Command) -> io::Result<Child> {
             *forker = Some(tx);
         }
         let sent = forker.as_ref().expect("set above").send((command, reply));
-        sent.map_err(|_| io::Error::other("the thread that starts workers has ended"))?;
+        sent.map_err(|_| io::Error::other("the thread that starts child processes has ended"))?;
     }
-    answer.recv().map_err(|_| io::Error::other("the thread that starts workers has ended"))?
+    answer.recv().map_err(|_| io::Error::other("the thread that starts child processes has ended"))?
 }
 
 #[cfg(test)]
@@ -69,7 +71,7 @@ mod tests {
         let mut child = std::thread::spawn(|| {
             let mut sleep = Command::new("sleep");
             sleep.arg("30");
-            spawn(sleep)
+            spawn_tied(sleep)
         })
         .join()
         .expect("joined")
