@@ -7,7 +7,8 @@
 //!
 //! That signal follows the *thread* that forked, not the process: a child started from a thread that then ends
 //! (a library user's thread, a local sweep's runner threads) would be killed with it. So every such child is
-//! forked by one thread that lives as long as the process.
+//! forked by one thread that lives as long as the process. (A pre-exec hook makes std fork rather than
+//! posix_spawn: a copy of the page tables, once per worker or task, nothing next to a training run.)
 use std::io;
 use std::process::{Child, Command};
 use std::sync::mpsc::{self, Sender};
