@@ -1,7 +1,7 @@
 //! `ticket setup` and `ticket doctor`: where the binary finds its Python environments (variables, then the data
 //! folder, then the checkout's venvs), what it says when one is missing (exit 3, one line naming `ticket
 //! setup`), and setup's faults — a data folder it cannot write, a second setup while one runs, a pip that
-//! fails — each leaving nothing half-made. No test installs anything: the data folders here hold fake venvs
+//! fails, a setup killed mid-step — each leaving nothing half-made or running. No test installs anything: the data folders here hold fake venvs
 //! (a python that is a shell script, an empty libonnxruntime file), and pip is pointed at an index that
 //! does not answer.
 mod common;
@@ -246,4 +246,56 @@ fn a_failing_pip_leaves_nothing_half_made() {
     let left: Vec<String> =
         std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n != ".lock").collect();
     assert!(left.is_empty(), "setup left {left:?} behind");
+}
+
+/// Setup killed (kill -9) while a step runs: the step dies with it, as a pip mid-install would, instead of going
+/// on writing into the data folder, and the next setup removes the unfinished venv it left. The base Python
+/// here is a script that sleeps in place of `-m venv`.
+#[test]
+fn a_killed_setup_leaves_no_step_running() {
+    use common::procs::{only_child, require_gone};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let t = tempdir();
+    let data = t.path().join("data");
+    let python = t.path().join("slow-python");
+    std::fs::write(&python, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket"));
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    let mut setup = cmd
+        .env("TICKET_HOME", &data)
+        .current_dir(t.path())
+        .args(["setup".as_ref(), "--python".as_ref(), python.as_os_str()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while common::procs::children_of(setup.id()).is_empty() {
+        assert!(setup.try_wait().unwrap().is_none(), "setup ended before its first step");
+        assert!(t0.elapsed() < Duration::from_secs(120), "setup started no step in two minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let step = only_child(setup.id(), "setup step");
+    setup.kill().unwrap();
+    setup.wait().unwrap();
+    require_gone(step, "the setup step outlived the killed setup");
+    // The killed setup could not clean up: its venv's temporary folder is left. The next setup removes it (here
+    // one whose Python fails at once, so it stops at the same step, cleaning up after itself).
+    let partial = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".partial-"))
+            .collect()
+    };
+    assert_eq!(partial(&data).len(), 1, "{:?}", partial(&data));
+    std::fs::write(&python, "#!/bin/sh\nexit 1\n").unwrap();
+    let o = ticket_in(t.path(), &data, &[], &[&"setup", &"--python", &python]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("of a setup that was killed"), "{}", stderr(&o));
+    assert_eq!(partial(&data), Vec::<String>::new(), "the killed setup's folder is still there");
 }

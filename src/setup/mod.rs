@@ -13,7 +13,9 @@
 pub mod doctor;
 
 use crate::error::{one_line, Error, Result, WriteContext};
+use crate::runtime::child::spawn_tied;
 use crate::runtime::env::{self, Venv};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -88,6 +90,7 @@ pub fn setup(opts: &SetupOptions, on: &mut dyn FnMut(Progress)) -> Result<Vec<Ma
         Error::Input(m) => Error::Runtime(format!("another `ticket setup` is running: {m}")),
         other => other,
     })?;
+    remove_leftovers(data, on)?;
     let mut made = Vec::new();
     for venv in venvs(opts.torch) {
         made.push(make_venv(opts, venv, on)?);
@@ -95,6 +98,31 @@ pub fn setup(opts: &SetupOptions, on: &mut dyn FnMut(Progress)) -> Result<Vec<Ma
     made.push(write_tools(data, on)?);
     Ok(made)
 }
+
+/// Removes what a setup killed mid-step (kill -9: no clean-up ran) left in the data folder: a venv's temporary
+/// folder (hundreds of MB for the training venv) and the writability probe. Called under the data folder's
+/// lock, so no other setup is using them; only those names, only folders and files (not links), only here.
+fn remove_leftovers(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<()> {
+    let entries = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(venv) = Venv::ALL.into_iter().find(|v| name.starts_with(&format!(".{}.partial-", v.dir_name()))) else {
+            if name.starts_with(WRITE_PROBE) && e.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(e.path()).writing(e.path())?;
+            }
+            continue;
+        };
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(e.path()).writing(e.path())?;
+            let message = format!("removed {}, the unfinished {} of a setup that was killed", e.path().display(), venv.describe());
+            on(Progress { piece: venv.dir_name().to_string(), message });
+        }
+    }
+    Ok(())
+}
+
+/// The prefix of the file that proves the data folder writable.
+const WRITE_PROBE: &str = ".write-test-";
 
 /// Creates the data folder if needed and proves it writable, or says which folder is not (exit 3).
 pub fn prepare_data_dir(data: &Path) -> Result<()> {
@@ -105,7 +133,7 @@ pub fn prepare_data_dir(data: &Path) -> Result<()> {
         )))
     };
     std::fs::create_dir_all(data).map_err(fault)?;
-    tempfile::Builder::new().prefix(".write-test-").tempfile_in(data).map_err(fault)?;
+    tempfile::Builder::new().prefix(WRITE_PROBE).tempfile_in(data).map_err(fault)?;
     Ok(())
 }
 
@@ -131,14 +159,23 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
         .writing_context(&opts.data_dir, "cannot make a temporary folder")?;
     let work = tmp.path().join(&piece);
     say(format!("creating the {} with {}", venv.describe(), opts.base_python.display()));
-    run(Command::new(&opts.base_python).arg("-m").arg("venv").arg(&work), &format!("{} -m venv", opts.base_python.display()))?;
+    run(
+        python_cmd(&opts.base_python, [OsStr::new("-m"), "venv".as_ref(), work.as_ref()]),
+        &format!("{} -m venv", opts.base_python.display()),
+    )?;
     let req = tmp.path().join("requirements.txt");
     std::fs::write(&req, requirements(venv)).writing(&req)?;
     let packages = requirements(venv).lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).count();
     say(format!("installing {packages} packages (pip; this takes minutes the first time)"));
     let python = env::venv_python(&work);
     run(
-        Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"]).arg(&req),
+        python_cmd(
+            &python,
+            ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"]
+                .map(OsStr::new)
+                .into_iter()
+                .chain([req.as_os_str()]),
+        ),
         &format!("pip install for the {} (is a package index reachable?)", venv.describe()),
     )?;
     say("checking what was installed".into());
@@ -159,10 +196,10 @@ fn check_venv(venv: Venv, dir: &Path) -> Result<()> {
                 .ok_or_else(|| Error::Runtime(format!("{}: no libonnxruntime in the installed onnxruntime wheel", dir.display())))?;
         }
         Venv::Train => run(
-            Command::new(&python).args(["-c", "import onnxruntime, onnx; assert onnxruntime.__version__ == '1.19.2'"]),
+            python_cmd(&python, ["-c", "import onnxruntime, onnx; assert onnxruntime.__version__ == '1.19.2'"]),
             "the training environment's onnxruntime",
         )?,
-        Venv::Torch => run(Command::new(&python).args(["-c", "import torch, torchvision"]), "the torch environment's torch")?,
+        Venv::Torch => run(python_cmd(&python, ["-c", "import torch, torchvision"]), "the torch environment's torch")?,
     }
     Ok(())
 }
@@ -197,9 +234,18 @@ fn write_tools(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<Made> {
     Ok(Made { piece: "tools".into(), path: dir, built, seconds: started.elapsed().as_secs_f64() })
 }
 
-/// Runs a setup step; a failure is one line: what failed and the last line it printed.
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| Error::Runtime(format!("{what}: cannot start ({e})")))?;
+/// `python ARGS…`.
+fn python_cmd(python: &Path, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args(args);
+    cmd
+}
+
+/// Runs a setup step; a failure is one line: what failed and the last line it printed (pip's first ERROR line
+/// where there is one). The step dies with this process: a setup killed mid-install leaves no pip running.
+fn run(mut cmd: Command, what: &str) -> Result<()> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = spawn_tied(cmd).and_then(|c| c.wait_with_output()).map_err(|e| Error::Runtime(format!("{what}: cannot start ({e})")))?;
     if out.status.success() {
         return Ok(());
     }
