@@ -40,11 +40,10 @@ pub fn torch_baseline(
         None => crate::runtime::env::python(crate::runtime::env::Venv::Torch)?.display().to_string(),
     };
     let script = tools.map(Path::to_path_buf).unwrap_or_else(crate::runtime::env::tools_dir).join(script);
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .args(args)
-        .arg("--json")
-        .output()
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script).args(args).arg("--json");
+    // Tied: a bench killed mid-baseline does not leave torch timing on both cores.
+    let out = crate::runtime::child::output_tied(cmd)
         .map_err(|e| Error::Runtime(format!("{python}: cannot run the torch baseline ({e}); run `ticket setup --torch` (or `tools/setup.sh torch`) or pass --torch-python none")))?;
     if !out.status.success() {
         return Err(Error::Runtime(format!(

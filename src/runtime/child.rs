@@ -10,7 +10,7 @@
 //! forked by one thread that lives as long as the process. (A pre-exec hook makes std fork rather than
 //! posix_spawn: a copy of the page tables, once per worker or task, nothing next to a training run.)
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
 
@@ -58,6 +58,12 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
         sent.map_err(|_| io::Error::other("the thread that starts child processes has ended"))?;
     }
     answer.recv().map_err(|_| io::Error::other("the thread that starts child processes has ended"))?
+}
+
+/// [`Command::output`] for a tied child: run to its end, stdin empty, stdout and stderr captured.
+pub fn output_tied(mut command: Command) -> io::Result<Output> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    spawn_tied(command)?.wait_with_output()
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@
 pub mod doctor;
 
 use crate::error::{one_line, Error, Result, WriteContext};
-use crate::runtime::child::spawn_tied;
+use crate::runtime::child::output_tied;
 use crate::runtime::env::{self, Venv};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// Each venv's requirements, as tools/setup.sh installs them in a checkout.
@@ -243,9 +243,8 @@ fn python_cmd(python: &Path, args: impl IntoIterator<Item = impl AsRef<OsStr>>) 
 
 /// Runs a setup step; a failure is one line: what failed and the last line it printed (pip's first ERROR line
 /// where there is one). The step dies with this process: a setup killed mid-install leaves no pip running.
-fn run(mut cmd: Command, what: &str) -> Result<()> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let out = spawn_tied(cmd).and_then(|c| c.wait_with_output()).map_err(|e| Error::Runtime(format!("{what}: cannot start ({e})")))?;
+fn run(cmd: Command, what: &str) -> Result<()> {
+    let out = output_tied(cmd).map_err(|e| Error::Runtime(format!("{what}: cannot start ({e})")))?;
     if out.status.success() {
         return Ok(());
     }
