@@ -15,7 +15,6 @@ pub mod doctor;
 use crate::error::{one_line, Error, Result, WriteContext};
 use crate::runtime::child::output_tied;
 use crate::runtime::env::{self, Venv};
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -159,25 +158,17 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
         .writing_context(&opts.data_dir, "cannot make a temporary folder")?;
     let work = tmp.path().join(&piece);
     say(format!("creating the {} with {}", venv.describe(), opts.base_python.display()));
-    run(
-        python_cmd(&opts.base_python, [OsStr::new("-m"), "venv".as_ref(), work.as_ref()]),
-        &format!("{} -m venv", opts.base_python.display()),
-    )?;
+    let mut make = python_cmd(&opts.base_python, ["-m", "venv"]);
+    make.arg(&work);
+    run(make, &format!("{} -m venv", opts.base_python.display()))?;
     let req = tmp.path().join("requirements.txt");
     std::fs::write(&req, requirements(venv)).writing(&req)?;
     let packages = requirements(venv).lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).count();
     say(format!("installing {packages} packages (pip; this takes minutes the first time)"));
     let python = env::venv_python(&work);
-    run(
-        python_cmd(
-            &python,
-            ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"]
-                .map(OsStr::new)
-                .into_iter()
-                .chain([req.as_os_str()]),
-        ),
-        &format!("pip install for the {} (is a package index reachable?)", venv.describe()),
-    )?;
+    let mut pip = python_cmd(&python, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"]);
+    pip.arg(&req);
+    run(pip, &format!("pip install for the {} (is a package index reachable?)", venv.describe()))?;
     say("checking what was installed".into());
     check_venv(venv, &work)?;
     std::fs::write(work.join(RECORD), requirements(venv)).writing(work.join(RECORD))?;
@@ -235,7 +226,7 @@ fn write_tools(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<Made> {
 }
 
 /// `python ARGS…`.
-fn python_cmd(python: &Path, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
+fn python_cmd(python: &Path, args: impl IntoIterator<Item = &'static str>) -> Command {
     let mut cmd = Command::new(python);
     cmd.args(args);
     cmd
