@@ -203,14 +203,7 @@ fn a_run_suspended_past_the_worker_deadline_carries_on() {
 
 /// A child process of `parent` is running (state R in /proc/PID/stat).
 fn worker_running(parent: u32) -> bool {
-    let stats = std::fs::read_dir("/proc").unwrap().filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok());
-    stats
-        .filter_map(|stat| {
-            // "PID (COMMAND) STATE PPID …": the fields after the command's closing parenthesis.
-            let rest: Vec<String> = stat.rsplit_once(')')?.1.split_whitespace().take(2).map(String::from).collect();
-            (rest.get(1)?.parse::<u32>().ok()? == parent).then(|| rest[0].clone())
-        })
-        .any(|state| state == "R")
+    common::procs::children_of(parent).into_iter().any(|p| common::procs::state(p).as_deref() == Some("R"))
 }
 
 #[test]

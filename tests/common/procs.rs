@@ -24,10 +24,15 @@ pub fn only_child(pid: u32, what: &str) -> u32 {
     kids[0]
 }
 
+/// The process's state letter (R running, S sleeping, T stopped, Z zombie, …); None once it is gone.
+pub fn state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().next().map(String::from)
+}
+
 /// Running or stopped; a zombie (dead, not yet reaped by whoever inherited it) counts as gone.
 pub fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|state| state != "Z" && state != "X")
+    state(pid).is_some_and(|s| s != "Z" && s != "X")
 }
 
 /// `kill -SIG PID`.
