@@ -135,7 +135,10 @@ pub fn ensure_distinct(output: &Path, inputs: &[&Path]) -> Result<()> {
 /// An exclusive lock on a folder for a process's lifetime (a training run, an IMP experiment): a second process
 /// that wants the folder gets a one-line error naming the holder's pid instead of writing the same files. The
 /// lock is the OS's (flock through `File::try_lock`), so it is released when the holder exits or dies, and a
-/// stale lock file left by a killed process does not block anyone.
+/// stale lock file left by a killed process does not block anyone. A holder that is dying (killed, its main
+/// thread gone) keeps the lock until its last thread has closed its files, milliseconds or, on a loaded
+/// machine, longer: that one is waited for (up to [`DYING_HOLDER_WAIT`]) rather than refused, so a run resumed
+/// right after a kill (a sweep's rerun of its task) does not fail on the lock of the process it replaces.
 #[derive(Debug)]
 pub struct DirLock {
     _file: std::fs::File,
@@ -150,16 +153,24 @@ impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).writing(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let who = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
-                return Err(Error::input(dir, format!("is in use by {who} (lock {}); wait for it to finish or stop it", path.display())));
+        let deadline = std::time::Instant::now() + DYING_HOLDER_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = lock_holder(&mut file);
+                    if holder.is_some_and(dying) && std::time::Instant::now() < deadline {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    let who = holder.map_or("another process".to_string(), |pid| format!("process {pid}"));
+                    return Err(Error::input(
+                        dir,
+                        format!("is in use by {who} (lock {}); wait for it to finish or stop it", path.display()),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::write(&path, e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::write(&path, e)),
         }
         // The holder's pid, for the error above; written only once the lock is ours.
         let written = file.set_len(0).and_then(|_| {
@@ -175,6 +186,33 @@ impl DirLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// How long a lock held by a dying process is waited for before the folder is refused as in use.
+pub const DYING_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pid a lock file names (its holder's, written once the lock was taken).
+fn lock_holder(file: &mut std::fs::File) -> Option<u32> {
+    use std::io::Seek;
+    let mut text = String::new();
+    file.seek(std::io::SeekFrom::Start(0)).ok()?;
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The process is exiting: its main thread is a zombie (its other threads may still be closing its files).
+/// False for a live process and for one this machine cannot see (a holder on another node of a shared
+/// filesystem: refused at once).
+fn dying(pid: u32) -> bool {
+    process_state(pid).is_some_and(|c| c == 'Z' || c == 'X')
+}
+
+/// A process's state letter from /proc/PID/stat (R, S, T, Z, …; its main thread's), None where that cannot be
+/// read (no such process here, or not Linux).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMMAND) STATE …": the command may hold spaces and parentheses, the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Creates the folder `out` from what `fill` writes into a temporary folder beside it, moved into place once

@@ -502,7 +502,37 @@ fn run_folder_lock_names_the_holder() {
     assert!(e.contains(&format!("in use by process {}", std::process::id())), "{e}");
     assert_eq!(e.lines().count(), 1);
     drop(held);
-    ticket::fsio::DirLock::acquire(t.path()).unwrap();
+    // Released with its holder. (Retried for a while: a process forked meanwhile by a test running beside this
+    // one holds a copy of the lock's descriptor until it execs.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = ticket::fsio::DirLock::acquire(t.path()) {
+        assert!(Instant::now() < deadline, "still locked 10 s after its holder let go: {e}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A lock whose holder is dying (here a zombie's pid in the lock file while the lock is still held, released a
+/// moment later) is waited for instead of refused: a process killed with its folder locked keeps the lock until
+/// its last thread has exited, and a resume started right after must not fail on it.
+#[test]
+fn a_lock_held_by_a_dying_process_is_waited_for() {
+    let t = tempdir();
+    let held = ticket::fsio::DirLock::acquire(t.path()).unwrap();
+    let mut zombie = Command::new("true").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ticket::fsio::process_state(zombie.id()) != Some('Z') {
+        assert!(Instant::now() < deadline, "`true` did not exit within a minute");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(held.path(), zombie.id().to_string()).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let got = ticket::fsio::DirLock::acquire(t.path());
+    release.join().unwrap();
+    zombie.wait().unwrap();
+    assert!(got.is_ok(), "refused instead of waiting for a dying holder: {}", got.unwrap_err());
 }
 
 const TRAIN_MODEL: &str = "train/maskrcnn_r18_fpn_synth.onnx";

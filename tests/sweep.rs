@@ -116,7 +116,8 @@ fn local_sweep_runs_resumes_retries_and_reports() {
         .env("JOB_COMPLETION_INDEX", "0")
         .output()
         .unwrap();
-    assert!(k8s.status.success(), "{}", String::from_utf8_lossy(&k8s.stderr));
+    let task_log = || std::fs::read_to_string(task_dirs(&out_b)[0].join("log.txt")).unwrap_or_default();
+    assert!(k8s.status.success(), "{}; task 0's log:\n{}", String::from_utf8_lossy(&k8s.stderr), task_log());
     assert_eq!(states(&sweep_json(&[&"sweep", &"--status", &out_b]))[..2], ["done", "pending"]);
     let done = sweep_json(&[&"sweep", &spec, &"-o", &out_b, &"--local", &"2"]);
     assert_eq!(states(&done), vec!["done"; 4]);

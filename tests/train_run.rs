@@ -142,7 +142,7 @@ fn a_killed_run_resumes_with_the_same_losses() {
     child.wait().unwrap();
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(killed.join("state.json")).unwrap()).unwrap();
     let at = saved["step"].as_u64().unwrap();
-    assert!(at >= 3 && at % 3 == 0, "killed after the checkpoint of step {at}");
+    assert!(at >= 3 && at.is_multiple_of(3), "killed after the checkpoint of step {at}");
     // The reference: the same run uninterrupted, at least 9 steps and 3 past the checkpoint (on a loaded machine
     // the kill may land a few checkpoints late).
     let total = (at + 3).max(9);
@@ -203,7 +203,7 @@ fn a_run_suspended_past_the_worker_deadline_carries_on() {
 
 /// A child process of `parent` is running (state R in /proc/PID/stat).
 fn worker_running(parent: u32) -> bool {
-    common::procs::children_of(parent).into_iter().any(|p| common::procs::state(p).as_deref() == Some("R"))
+    common::procs::children_of(parent).into_iter().any(|p| ticket::fsio::process_state(p) == Some('R'))
 }
 
 #[test]

@@ -624,9 +624,7 @@ fn wait_running<T>(replies: &Receiver<T>, timeout: Duration, pid: u32) -> std::r
 
 /// The process is stopped (state T or t in /proc/PID/stat; false where that cannot be read).
 fn stopped(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // "PID (COMMAND) STATE …": the command may hold spaces and parentheses, the state follows the last ')'.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_some_and(|c| c == 'T' || c == 't')
+    crate::fsio::process_state(pid).is_some_and(|c| c == 'T' || c == 't')
 }
 
 #[cfg(unix)]

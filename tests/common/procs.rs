@@ -24,15 +24,14 @@ pub fn only_child(pid: u32, what: &str) -> u32 {
     kids[0]
 }
 
-/// The process's state letter (R running, S sleeping, T stopped, Z zombie, …); None once it is gone.
-pub fn state(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().next().map(String::from)
-}
-
-/// Running or stopped; a zombie (dead, not yet reaped by whoever inherited it) counts as gone.
+/// Any of its threads running or stopped. A zombie (dead, not yet reaped by whoever inherited it) counts as
+/// gone, but only once every thread is: a killed process's main thread shows Z while its other threads are still
+/// exiting, and until the last one has, the process still holds its files (and the locks on them).
 pub fn alive(pid: u32) -> bool {
-    state(pid).is_some_and(|s| s != "Z" && s != "X")
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    // A thread's id reads like a pid in /proc.
+    let tids = tasks.filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    tids.into_iter().any(|tid| ticket::fsio::process_state(tid).is_some_and(|s| s != 'Z' && s != 'X'))
 }
 
 /// `kill -SIG PID`.
