@@ -1,9 +1,9 @@
 //! `ticket setup` and `ticket doctor`: where the binary finds its Python environments (variables, then the data
 //! folder, then the checkout's venvs), what it says when one is missing (exit 3, one line naming `ticket
 //! setup`), and setup's faults — a data folder it cannot write, a second setup while one runs, a pip that
-//! fails, a setup killed mid-step — each leaving nothing half-made or running. No test installs anything: the data folders here hold fake venvs
-//! (a python that is a shell script, an empty libonnxruntime file), and pip is pointed at an index that
-//! does not answer.
+//! fails, a setup killed mid-step — each leaving nothing half-made or running. No test installs anything: the
+//! data folders here hold fake venvs (a python that is a shell script, an empty libonnxruntime file), and pip is
+//! pointed at an index that does not answer.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};

@@ -78,8 +78,8 @@ fn local_sweep_runs_resumes_retries_and_reports() {
     let md = std::fs::read_to_string(root.join("report/report.md")).unwrap();
     assert!(md.contains("sparsity=0.5") && md.contains("sparsity=0.8"), "{md}");
 
-    // Killed mid-run, the task resumes on the next run and ends where an uninterrupted
-    // run of it ends (a second sweep of the same spec is the reference).
+    // Killed mid-run, the task resumes on the next run and ends where an uninterrupted run of it ends (a second
+    // sweep of the same spec is the reference).
     let out_b = root.join("sweep_b");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ticket"))
         .args([std::ffi::OsStr::new("sweep"), spec.as_os_str(), "-o".as_ref(), out_b.as_os_str(), "--local".as_ref(), "1".as_ref()])

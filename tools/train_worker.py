@@ -11,7 +11,7 @@ Rules this worker keeps:
 - Every failure of a command comes back as an error frame naming the command and the cause; the worker goes
   on serving. It exits only on shutdown, on EOF of stdin (its parent closed it), or when the stream cannot be
   resynchronised (an unreadable frame header), after sending an error frame. If its parent dies, the kernel
-  kills it at once (the parent starts it with the parent-death signal, src/train/tied.rs), mid-command or not.
+  kills it at once (the parent starts it with the parent-death signal, src/runtime/child.rs), mid-command or not.
 - No pickle: tensors travel as raw little-endian bytes after a JSON header.
 """
 import contextlib
