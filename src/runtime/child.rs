@@ -10,7 +10,7 @@
 //! forked by one thread that lives as long as the process. (A pre-exec hook makes std fork rather than
 //! posix_spawn: a copy of the page tables, once per worker or task, nothing next to a training run.)
 use std::io;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
 
@@ -58,6 +58,11 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
         sent.map_err(|_| io::Error::other("the thread that starts child processes has ended"))?;
     }
     answer.recv().map_err(|_| io::Error::other("the thread that starts child processes has ended"))?
+}
+
+/// [`Command::status`] for a tied child: run to its end with the stdio `command` sets.
+pub fn status_tied(command: Command) -> io::Result<ExitStatus> {
+    spawn_tied(command)?.wait()
 }
 
 /// [`Command::output`] for a tied child: run to its end, stdin empty, stdout and stderr captured.

@@ -6,7 +6,7 @@ use super::share;
 use super::spec::{Plan, TaskDef};
 use crate::error::{Context, Error, Result, WriteContext};
 use crate::fsio::DirLock;
-use crate::runtime::child::spawn_tied;
+use crate::runtime::child::status_tied;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -62,8 +62,7 @@ pub fn run_task(sweep_dir: &Path, plan: &Plan, index: usize, exe: &Path, threads
     cmd.stdin(Stdio::null()).stdout(log.try_clone().at(&log_path)?).stderr(log);
     // Tied to this runner: killed with it, the task's imp does not go on holding its run's lock, which would
     // make the rerun of this task find the run in use and record it as failed.
-    let status =
-        spawn_tied(cmd).and_then(|mut child| child.wait()).map_err(|e| Error::Runtime(format!("{}: cannot start: {e}", exe.display())))?;
+    let status = status_tied(cmd).map_err(|e| Error::Runtime(format!("{}: cannot start: {e}", exe.display())))?;
     let seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(dir.join(folder::RUNNING));
     let summary = folder::run_dir(sweep_dir, t).join(crate::lottery::imp::SUMMARY);

@@ -8,7 +8,7 @@
 use super::study::{toml_str, StudyInputs};
 use super::task::tail;
 use crate::error::{Context, Error, Result, WriteContext};
-use crate::runtime::child::spawn_tied;
+use crate::runtime::child::status_tied;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -98,7 +98,7 @@ fn step(exe: &Path, args: &[OsString], log: &Path, what: &str, also_ok: Option<i
     let f = log_line(log, &format!("# {what}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).stdout(f.try_clone().at(log)?).stderr(f);
-    let status = spawn_tied(cmd).and_then(|mut child| child.wait()).map_err(|e| Error::Runtime(format!("{}: {e}", exe.display())))?;
+    let status = status_tied(cmd).map_err(|e| Error::Runtime(format!("{}: {e}", exe.display())))?;
     if status.success() || (also_ok.is_some() && status.code() == also_ok) {
         return Ok(());
     }
