@@ -105,7 +105,7 @@ fn remove_leftovers(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<()> {
     let entries = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
     for e in entries.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(venv) = Venv::ALL.into_iter().find(|v| name.starts_with(&format!(".{}.partial-", v.dir_name()))) else {
+        let Some(venv) = Venv::ALL.into_iter().find(|v| name.starts_with(&partial_prefix(*v))) else {
             if name.starts_with(WRITE_PROBE) && e.file_type().is_ok_and(|t| t.is_file()) {
                 std::fs::remove_file(e.path()).writing(e.path())?;
             }
@@ -118,6 +118,12 @@ fn remove_leftovers(data: &Path, on: &mut dyn FnMut(Progress)) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name prefix of a venv's temporary folder while it is built (make_venv) and of what a killed setup left
+/// (remove_leftovers): one definition, so the clean-up finds exactly what the build makes.
+fn partial_prefix(venv: Venv) -> String {
+    format!(".{}.partial-", venv.dir_name())
 }
 
 /// The prefix of the file that proves the data folder writable.
@@ -153,7 +159,7 @@ fn make_venv(opts: &SetupOptions, venv: Venv, on: &mut dyn FnMut(Progress)) -> R
     // A folder of our own next to the target (same filesystem, so the final rename is atomic); removed on
     // every way out but success.
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{piece}.partial-"))
+        .prefix(&partial_prefix(venv))
         .tempdir_in(&opts.data_dir)
         .writing_context(&opts.data_dir, "cannot make a temporary folder")?;
     let work = tmp.path().join(&piece);
